@@ -1,0 +1,12 @@
+//! `deprovision` Lambda: wires configuration, the DynamoDB store and the default
+//! provisioner into [`shared::clevercloud::routes::deprovision`].
+
+use lambda_http::{run, service_fn, Error};
+use shared::clevercloud::routes::{self, CleverCloudApi};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let api = CleverCloudApi::from_env().await?;
+    run(service_fn(|request| routes::deprovision(&api, request))).await
+}

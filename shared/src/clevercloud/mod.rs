@@ -1,0 +1,18 @@
+//! Clever Cloud's add-on provider API (the Heroku-style protocol): provision,
+//! plan change and deprovision over HTTP Basic auth.
+//!
+//! `protocol` holds the wire types exactly as the platform sends and expects
+//! them, `lifecycle` the rules (idempotency, versions, audit), and `routes`
+//! the HTTP handlers the Lambda functions run.
+
+mod lifecycle;
+mod protocol;
+pub mod routes;
+
+pub use lifecycle::{is_valid_resource_id, Lifecycle, LifecycleError};
+pub use protocol::{
+    DeprovisionResponse, PlanChangeRequest, PlanChangeResponse, ProvisionRequest, ProvisionResponse,
+};
+
+/// The audit `actor` for changes the platform asked for.
+pub const ACTOR: &str = "clevercloud";

@@ -1,0 +1,178 @@
+//! The platform's request and response bodies (see PROTOCOL-NOTES.md).
+
+use crate::model::ConfigMap;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Longest accepted marketplace id or other identifier.
+const MAX_ID_LEN: usize = 256;
+/// Longest accepted free-text field (owner name, URL).
+const MAX_TEXT_LEN: usize = 2048;
+
+/// `POST {base_url}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "RawProvisionRequest")]
+pub struct ProvisionRequest {
+    pub addon_id: String,
+    pub plan: String,
+    pub owner_id: Option<String>,
+    pub owner_name: Option<String>,
+    pub user_id: Option<String>,
+    pub region: Option<String>,
+    pub callback_url: Option<String>,
+    pub options: BTreeMap<String, String>,
+}
+
+/// The body as sent: older senders name the add-on id `heroku_id`, and
+/// fields this provider does not use (`logplex_token`, `uuid`, …) are ignored.
+#[derive(Deserialize)]
+struct RawProvisionRequest {
+    addon_id: Option<String>,
+    heroku_id: Option<String>,
+    plan: String,
+    owner_id: Option<String>,
+    owner_name: Option<String>,
+    user_id: Option<String>,
+    region: Option<String>,
+    callback_url: Option<String>,
+    options: Option<BTreeMap<String, String>>,
+}
+
+impl TryFrom<RawProvisionRequest> for ProvisionRequest {
+    type Error = String;
+
+    fn try_from(raw: RawProvisionRequest) -> Result<Self, String> {
+        let text = |field: &str, value: Option<String>| value.map(|v| bounded(field, v, MAX_TEXT_LEN)).transpose();
+        Ok(Self {
+            addon_id: addon_id(raw.addon_id, raw.heroku_id)?,
+            plan: bounded("plan", raw.plan, MAX_ID_LEN)?,
+            owner_id: text("owner_id", raw.owner_id)?,
+            owner_name: text("owner_name", raw.owner_name)?,
+            user_id: text("user_id", raw.user_id)?,
+            region: text("region", raw.region)?,
+            callback_url: text("callback_url", raw.callback_url)?,
+            options: raw.options.unwrap_or_default(),
+        })
+    }
+}
+
+/// `PUT {base_url}/{id}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "RawPlanChangeRequest")]
+pub struct PlanChangeRequest {
+    pub addon_id: String,
+    pub plan: String,
+}
+
+#[derive(Deserialize)]
+struct RawPlanChangeRequest {
+    addon_id: Option<String>,
+    heroku_id: Option<String>,
+    plan: String,
+}
+
+impl TryFrom<RawPlanChangeRequest> for PlanChangeRequest {
+    type Error = String;
+
+    fn try_from(raw: RawPlanChangeRequest) -> Result<Self, String> {
+        Ok(Self {
+            addon_id: addon_id(raw.addon_id, raw.heroku_id)?,
+            plan: bounded("plan", raw.plan, MAX_ID_LEN)?,
+        })
+    }
+}
+
+/// `addon_id`, or `heroku_id` from older senders; `addon_id` wins if both come.
+fn addon_id(addon_id: Option<String>, heroku_id: Option<String>) -> Result<String, String> {
+    let id = addon_id
+        .or(heroku_id)
+        .ok_or_else(|| "missing field `addon_id` (or `heroku_id`)".to_string())?;
+    bounded("addon_id", id, MAX_ID_LEN)
+}
+
+/// A non-empty string without control characters, at most `max` bytes.
+fn bounded(field: &str, value: String, max: usize) -> Result<String, String> {
+    if value.trim().is_empty() {
+        Err(format!("field `{field}` must not be empty"))
+    } else if value.len() > max {
+        Err(format!("field `{field}` is longer than {max} bytes"))
+    } else if value.chars().any(char::is_control) {
+        Err(format!("field `{field}` contains control characters"))
+    } else {
+        Ok(value)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProvisionResponse {
+    pub id: String,
+    pub config: ConfigMap,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanChangeResponse {
+    pub config: ConfigMap,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeprovisionResponse {
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provision(json: &str) -> Result<ProvisionRequest, String> {
+        serde_json::from_str(json).map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn parses_the_documented_provision_body() {
+        let request = provision(
+            r#"{"addon_id":"addon_xxx","owner_id":"orga_xxx","owner_name":"My Company",
+                "user_id":"user_yyy","plan":"basic","region":"EU",
+                "callback_url":"https://api.clever-cloud.com/v2/vendor/apps/addon_xxx",
+                "logplex_token":"logtoken_yyy","options":{"size":"s"},"uuid":"u-1"}"#,
+        )
+        .unwrap();
+        assert_eq!(request.addon_id, "addon_xxx");
+        assert_eq!(request.plan, "basic");
+        assert_eq!(request.owner_name.as_deref(), Some("My Company"));
+        assert_eq!(request.options["size"], "s");
+    }
+
+    #[test]
+    fn accepts_heroku_id_and_prefers_addon_id() {
+        assert_eq!(provision(r#"{"heroku_id":"h1","plan":"p"}"#).unwrap().addon_id, "h1");
+        assert_eq!(provision(r#"{"heroku_id":"h1","addon_id":"a1","plan":"p"}"#).unwrap().addon_id, "a1");
+        assert_eq!(provision(r#"{"addon_id":"a1","plan":"p","options":null}"#).unwrap().options.len(), 0);
+    }
+
+    #[test]
+    fn rejects_missing_empty_and_mistyped_fields_by_name() {
+        for (json, field) in [
+            (r#"{"plan":"p"}"#, "addon_id"),
+            (r#"{"addon_id":"a"}"#, "plan"),
+            (r#"{"addon_id":"","plan":"p"}"#, "addon_id"),
+            (r#"{"addon_id":5,"plan":"p"}"#, "string"),
+            (r#"{"addon_id":"a","plan":"p","options":{"k":1}}"#, "string"),
+            (r#"{"addon_id":"a","plan":"p","options":[]}"#, "map"),
+            (r#"{"addon_id":"a\u0000","plan":"p"}"#, "control"),
+        ] {
+            let err = provision(json).unwrap_err();
+            assert!(err.contains(field), "{json}: {err}");
+        }
+        let long = format!(r#"{{"addon_id":"{}","plan":"p"}}"#, "a".repeat(MAX_ID_LEN + 1));
+        assert!(provision(&long).unwrap_err().contains("longer"));
+    }
+
+    #[test]
+    fn plan_change_accepts_both_id_names() {
+        let request: PlanChangeRequest = serde_json::from_str(r#"{"heroku_id":"h","plan":"premium"}"#).unwrap();
+        assert_eq!((request.addon_id.as_str(), request.plan.as_str()), ("h", "premium"));
+        assert!(serde_json::from_str::<PlanChangeRequest>(r#"{"addon_id":"h"}"#).is_err());
+    }
+}

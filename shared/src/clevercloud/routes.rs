@@ -1,0 +1,118 @@
+//! The HTTP face of the lifecycle: one handler per route, each checking
+//! Basic auth before it looks at anything else.
+
+use super::lifecycle::{Lifecycle, LifecycleError};
+use super::protocol::{PlanChangeRequest, ProvisionRequest};
+use crate::config::{self, CleverCloudConfig, ConfigError};
+use crate::http::{json_response, read_json, respond, ApiError, BasicCredentials};
+use crate::provisioner::{DefaultProvisioner, Provisioner};
+use crate::store::{DynamoStore, ProvisionStore, ResourceWriter, StoreError};
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, RequestExt, Response};
+use std::convert::Infallible;
+
+/// Everything a lifecycle function needs, built once at cold start.
+pub struct CleverCloudApi<S, P> {
+    credentials: BasicCredentials,
+    lifecycle: Lifecycle<S, P>,
+}
+
+impl<S, P: Provisioner> CleverCloudApi<S, P> {
+    pub fn new(store: S, provisioner: P, config: CleverCloudConfig) -> Self {
+        Self {
+            credentials: BasicCredentials::new(config.addon_id.clone(), config.password.clone()),
+            lifecycle: Lifecycle::new(store, provisioner, config),
+        }
+    }
+}
+
+impl CleverCloudApi<DynamoStore, DefaultProvisioner> {
+    /// Reads `TABLE_NAME`, the `ADDON_*` variables and `RESOURCE_BASE_URL`,
+    /// and builds the DynamoDB client. A vendor with its own provisioner
+    /// calls [`CleverCloudApi::new`] with it instead.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let lookup = config::process_env;
+        let addon = CleverCloudConfig::from_lookup(&lookup)?;
+        let table = config::required(&lookup, "TABLE_NAME")?;
+        let base_url = config::base_url("RESOURCE_BASE_URL", config::required(&lookup, "RESOURCE_BASE_URL")?)?;
+        let provisioner = DefaultProvisioner::new(base_url, addon.config_vars.clone());
+        let store = DynamoStore::new(DynamoStore::client_from_env().await, table);
+        Ok(Self::new(store, provisioner, addon))
+    }
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(err: LifecycleError) -> Self {
+        let message = err.to_string();
+        match err {
+            LifecycleError::NotFound => ApiError::not_found(message),
+            LifecycleError::AddonIdMismatch => ApiError::bad_request("addon_id_mismatch", message),
+            LifecycleError::PlanNotAllowed(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plan_not_allowed", message)
+            }
+            LifecycleError::AlreadyDeprovisioned => ApiError::new(StatusCode::CONFLICT, "deprovisioned", message),
+            LifecycleError::Store(StoreError::Unavailable(detail)) => {
+                tracing::warn!(%detail, "storage unavailable");
+                ApiError::unavailable("storage_unavailable", "storage is unavailable; retry later")
+            }
+            LifecycleError::Provisioner(detail) => {
+                tracing::warn!(%detail, "provisioner failed");
+                ApiError::unavailable("provisioner_unavailable", "the service could not act on the resource; retry later")
+            }
+            LifecycleError::Contended => ApiError::unavailable("busy", message),
+            LifecycleError::Store(StoreError::Internal(_)) | LifecycleError::ConfigMismatch { .. } => {
+                tracing::error!(error = %message, "lifecycle request failed");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+fn path_id(request: &Request) -> String {
+    request
+        .path_parameters_ref()
+        .and_then(|params| params.first("id"))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `POST /clevercloud/resources`
+pub async fn provision<S: ProvisionStore, P: Provisioner>(
+    api: &CleverCloudApi<S, P>,
+    request: Request,
+) -> Result<Response<Body>, Infallible> {
+    Ok(respond(async {
+        api.credentials.verify(request.headers())?;
+        let body: ProvisionRequest = read_json(&request)?;
+        let answer = api.lifecycle.provision(body).await?;
+        Ok(json_response(StatusCode::OK, &answer))
+    }
+    .await))
+}
+
+/// `PUT /clevercloud/resources/{id}`
+pub async fn change_plan<S: ResourceWriter, P: Provisioner>(
+    api: &CleverCloudApi<S, P>,
+    request: Request,
+) -> Result<Response<Body>, Infallible> {
+    Ok(respond(async {
+        api.credentials.verify(request.headers())?;
+        let body: PlanChangeRequest = read_json(&request)?;
+        let answer = api.lifecycle.change_plan(&path_id(&request), body).await?;
+        Ok(json_response(StatusCode::OK, &answer))
+    }
+    .await))
+}
+
+/// `DELETE /clevercloud/resources/{id}` (no body; any sent is ignored)
+pub async fn deprovision<S: ResourceWriter, P: Provisioner>(
+    api: &CleverCloudApi<S, P>,
+    request: Request,
+) -> Result<Response<Body>, Infallible> {
+    Ok(respond(async {
+        api.credentials.verify(request.headers())?;
+        let answer = api.lifecycle.deprovision(&path_id(&request)).await?;
+        Ok(json_response(StatusCode::OK, &answer))
+    }
+    .await))
+}

@@ -1,0 +1,245 @@
+//! Configuration read from environment variables once, at cold start.
+//!
+//! Every reader takes a lookup function instead of touching the process
+//! environment, so tests can feed it a map; `from_env` constructors pass
+//! [`process_env`]. A missing or invalid variable is a [`ConfigError`] whose
+//! message names the variable, and the function refuses to start.
+
+use crate::secret::Secret;
+use std::fmt;
+
+/// Why start-up stopped: which variable, and what is wrong with it.
+#[derive(thiserror::Error)]
+#[error("configuration error: environment variable {var} {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+// `main` returns this error, and Rust prints a returned error with `Debug`;
+// make that the readable message rather than a struct dump.
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl ConfigError {
+    pub fn new(var: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            var,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Looks variables up in the process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// A variable that must be set to a non-blank value.
+pub fn required(lookup: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<String, ConfigError> {
+    optional(lookup, var).ok_or_else(|| ConfigError::new(var, "is missing or empty"))
+}
+
+/// A variable that may be absent; blank counts as absent.
+pub fn optional(lookup: &impl Fn(&str) -> Option<String>, var: &str) -> Option<String> {
+    lookup(var)
+        .map(|value| value.trim().to_string())
+        .filter(|value| !value.is_empty())
+}
+
+/// Splits a comma list, trimming blanks and dropping empty entries.
+pub fn comma_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// An absolute `http`/`https` URL, returned without a trailing slash.
+pub fn base_url(var: &'static str, value: String) -> Result<String, ConfigError> {
+    let lower = value.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .ok_or_else(|| ConfigError::new(var, "must be an absolute http:// or https:// URL"))?;
+    if rest.is_empty() || rest.starts_with('/') || value.chars().any(char::is_whitespace) {
+        return Err(ConfigError::new(var, "must be an absolute URL with a host"));
+    }
+    Ok(value.trim_end_matches('/').to_string())
+}
+
+/// The Clever Cloud add-on's identity and the lifecycle functions' settings.
+#[derive(Debug, Clone)]
+pub struct CleverCloudConfig {
+    /// The manifest `id`; also the Basic-auth user name.
+    pub addon_id: String,
+    /// The manifest `api.password`.
+    pub password: Secret,
+    /// The manifest `api.config_vars`, in order.
+    pub config_vars: Vec<String>,
+    /// Plan slugs the vendor accepts; `None` accepts any.
+    pub plans: Option<Vec<String>>,
+}
+
+impl CleverCloudConfig {
+    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let addon_id = required(lookup, "ADDON_ID")?;
+        if !addon_id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::new(
+                "ADDON_ID",
+                "must be lower case letters, digits, '-' or '_' (the manifest id)",
+            ));
+        }
+        let password = Secret::new(required(lookup, "ADDON_PASSWORD")?);
+        let config_vars = comma_list(&required(lookup, "ADDON_CONFIG_VARS")?);
+        let prefix = config_var_prefix(&addon_id);
+        for var in &config_vars {
+            let well_formed = var.len() > prefix.len()
+                && var.starts_with(&prefix)
+                && var
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if !well_formed {
+                return Err(ConfigError::new(
+                    "ADDON_CONFIG_VARS",
+                    format!("entry {var:?} must be upper case and start with {prefix:?}"),
+                ));
+            }
+        }
+        if config_vars.is_empty() {
+            return Err(ConfigError::new("ADDON_CONFIG_VARS", "lists no config var"));
+        }
+        let mut sorted = config_vars.clone();
+        sorted.sort();
+        sorted.dedup();
+        if sorted.len() != config_vars.len() {
+            return Err(ConfigError::new("ADDON_CONFIG_VARS", "lists a config var twice"));
+        }
+        let plans = optional(lookup, "ADDON_PLANS").map(|value| comma_list(&value));
+        if plans.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ConfigError::new("ADDON_PLANS", "lists no plan"));
+        }
+        Ok(Self {
+            addon_id,
+            password,
+            config_vars,
+            plans,
+        })
+    }
+
+    pub fn accepts_plan(&self, plan: &str) -> bool {
+        self.plans
+            .as_ref()
+            .is_none_or(|plans| plans.iter().any(|allowed| allowed == plan))
+    }
+}
+
+/// The prefix every config var must carry: the add-on id upper-cased, `-`
+/// turned into `_`, then `_` (`addon-name` → `ADDON_NAME_`).
+pub fn config_var_prefix(addon_id: &str) -> String {
+    format!("{}_", addon_id.to_ascii_uppercase().replace('-', "_"))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    pub fn lookup_from(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const VALID: &[(&str, &str)] = &[
+        ("ADDON_ID", "addon-name"),
+        ("ADDON_PASSWORD", "pw"),
+        ("ADDON_CONFIG_VARS", "ADDON_NAME_URL, ADDON_NAME_TOKEN"),
+    ];
+
+    fn with(overrides: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let mut pairs: Vec<(&str, &str)> = VALID
+            .iter()
+            .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
+            .copied()
+            .collect();
+        pairs.extend(overrides.iter().filter(|(_, v)| !v.is_empty()));
+        lookup_from(&pairs)
+    }
+
+    #[test]
+    fn reads_a_valid_configuration() {
+        let config = CleverCloudConfig::from_lookup(&with(&[("ADDON_PLANS", "basic, premium")])).unwrap();
+        assert_eq!(config.addon_id, "addon-name");
+        assert_eq!(config.config_vars, ["ADDON_NAME_URL", "ADDON_NAME_TOKEN"]);
+        assert!(config.accepts_plan("premium"));
+        assert!(!config.accepts_plan("gold"));
+    }
+
+    #[test]
+    fn without_plans_any_plan_is_accepted() {
+        let config = CleverCloudConfig::from_lookup(&with(&[])).unwrap();
+        assert!(config.accepts_plan("anything"));
+    }
+
+    #[test]
+    fn each_missing_variable_is_named() {
+        for var in ["ADDON_ID", "ADDON_PASSWORD", "ADDON_CONFIG_VARS"] {
+            let err = CleverCloudConfig::from_lookup(&with(&[(var, "")])).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(err.to_string().contains(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn config_vars_must_carry_the_addon_prefix_in_upper_case() {
+        for bad in ["OTHER_URL", "addon_name_url", "ADDON_NAME_", "ADDON-NAME_URL", "ADDON_NAME_URL,ADDON_NAME_URL"] {
+            let err = CleverCloudConfig::from_lookup(&with(&[("ADDON_CONFIG_VARS", bad)])).unwrap_err();
+            assert_eq!(err.var, "ADDON_CONFIG_VARS", "{bad}");
+        }
+    }
+
+    #[test]
+    fn addon_id_must_be_a_manifest_id() {
+        let err = CleverCloudConfig::from_lookup(&with(&[("ADDON_ID", "Addon Name")])).unwrap_err();
+        assert_eq!(err.var, "ADDON_ID");
+    }
+
+    #[test]
+    fn base_url_requires_scheme_and_host_and_drops_trailing_slash() {
+        assert_eq!(base_url("X", "https://a.example/r/".into()).unwrap(), "https://a.example/r");
+        assert!(base_url("X", "a.example".into()).is_err());
+        assert!(base_url("X", "https://".into()).is_err());
+        assert!(base_url("X", "ftp://a".into()).is_err());
+    }
+
+    #[test]
+    fn config_error_debug_is_the_readable_message() {
+        let err = ConfigError::new("TABLE_NAME", "is missing or empty");
+        assert_eq!(
+            format!("{err:?}"),
+            "configuration error: environment variable TABLE_NAME is missing or empty"
+        );
+    }
+
+    #[test]
+    fn config_debug_output_hides_the_password() {
+        let config = CleverCloudConfig::from_lookup(&lookup_from(&[
+            ("ADDON_ID", "a"),
+            ("ADDON_PASSWORD", "super-secret-password"),
+            ("ADDON_CONFIG_VARS", "A_URL"),
+        ]))
+        .unwrap();
+        assert!(!format!("{config:?}").contains("super-secret-password"));
+    }
+}

@@ -1,0 +1,304 @@
+//! HTTP helpers shared by the API functions: JSON error bodies, strict JSON
+//! request parsing, and HTTP Basic authentication.
+
+use crate::secret::Secret;
+use base64::Engine as _;
+use lambda_http::http::{header, HeaderMap, HeaderValue, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Largest request body any API function reads.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Seconds a client is asked to wait after a 503.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
+
+/// An error answer: a status, a stable machine-readable `error` code and a
+/// human `message`, rendered as `{"error": ..., "message": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    challenge: Option<&'static str>,
+    retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            challenge: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 401 with a `WWW-Authenticate: Basic` challenge.
+    pub fn unauthorized() -> Self {
+        Self {
+            challenge: Some("Basic realm=\"add-on provider\", charset=\"UTF-8\""),
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong HTTP Basic credentials",
+            )
+        }
+    }
+
+    /// 503 with `Retry-After`: a dependency is down or throttling; nothing was
+    /// changed, so the caller can safely send the same request again.
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            retry_after: Some(RETRY_AFTER_SECONDS),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
+    }
+
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the request could not be completed; it was logged",
+        )
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let mut response = json_response(
+            self.status,
+            &serde_json::json!({ "error": self.code, "message": self.message }),
+        );
+        let headers = response.headers_mut();
+        if let Some(challenge) = self.challenge {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// A JSON response. Serialising our own response types cannot fail; if it
+/// ever did, the client still gets a well-formed 500 rather than a panic.
+pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let (status, body) = match serde_json::to_string(value) {
+        Ok(body) => (status, body),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"error":"internal_error","message":"response could not be encoded"}"#.to_string(),
+        ),
+    };
+    let mut response = Response::new(Body::Text(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Turns a handler's result into the response sent.
+pub fn respond(result: Result<Response<Body>, ApiError>) -> Response<Body> {
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+/// Parses a JSON object body into `T`, refusing (with a 4xx that names the
+/// problem) a wrong content type, an empty or oversized body, malformed JSON,
+/// a non-object, and missing or mistyped fields. Unknown fields are allowed.
+pub fn read_json<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the body must be JSON sent with Content-Type: application/json",
+        ));
+    }
+    let bytes = request.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("empty_body", "the request body is empty"));
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|err| ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {err}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request("invalid_body", "the body must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|err| ApiError::bad_request("invalid_body", err.to_string()))
+}
+
+/// The expected HTTP Basic credentials of a caller (a marketplace).
+#[derive(Debug, Clone)]
+pub struct BasicCredentials {
+    user: String,
+    password: Secret,
+}
+
+impl BasicCredentials {
+    pub fn new(user: impl Into<String>, password: Secret) -> Self {
+        Self {
+            user: user.into(),
+            password,
+        }
+    }
+
+    /// Checks the `Authorization` header. Both the user and the password are
+    /// compared in constant time, and both always are, so the answer's timing
+    /// says nothing about which one was wrong.
+    pub fn verify(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_basic)
+            .ok_or_else(ApiError::unauthorized)?;
+        let user_ok = crate::secret::constant_time_eq(self.user.as_bytes(), presented.0.as_bytes());
+        let password_ok = self.password.matches(presented.1.as_bytes());
+        if user_ok & password_ok {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized())
+        }
+    }
+}
+
+/// `Basic base64(user:password)` → (user, password). The scheme name is
+/// case-insensitive (RFC 7617); the password may itself contain ':'.
+fn parse_basic(value: &str) -> Option<(String, String)> {
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use lambda_http::http::Method;
+
+    pub fn basic_header(user: &str, password: &str) -> String {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        format!("Basic {encoded}")
+    }
+
+    pub fn json_request(method: Method, uri: &str, body: &str) -> Request {
+        lambda_http::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::Text(body.to_string()))
+            .unwrap()
+    }
+
+    pub fn body_json(response: &Response<Body>) -> serde_json::Value {
+        serde_json::from_slice(response.body().as_ref()).unwrap()
+    }
+
+    fn headers_with(authorization: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(authorization).unwrap());
+        headers
+    }
+
+    #[test]
+    fn basic_auth_accepts_only_the_exact_credentials() {
+        let expected = BasicCredentials::new("addon-name", Secret::new("p:ss"));
+        assert!(expected.verify(&headers_with(&basic_header("addon-name", "p:ss"))).is_ok());
+        assert!(expected.verify(&headers_with(&basic_header("addon-name", "p:s"))).is_err());
+        assert!(expected.verify(&headers_with(&basic_header("other", "p:ss"))).is_err());
+        assert!(expected.verify(&headers_with("Bearer abc")).is_err());
+        assert!(expected.verify(&headers_with("Basic !!!not-base64")).is_err());
+        assert!(expected.verify(&HeaderMap::new()).is_err());
+        let lower_scheme = basic_header("addon-name", "p:ss").replace("Basic", "basic");
+        assert!(expected.verify(&headers_with(&lower_scheme)).is_ok());
+    }
+
+    #[test]
+    fn unauthorized_carries_a_basic_challenge() {
+        let response = ApiError::unauthorized().into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        let challenge = response.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+        assert!(challenge.starts_with("Basic "));
+        assert_eq!(body_json(&response)["error"], "unauthorized");
+    }
+
+    #[test]
+    fn unavailable_carries_retry_after() {
+        let response = ApiError::unavailable("storage_unavailable", "down").into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Sample {
+        #[allow(dead_code)]
+        name: String,
+    }
+
+    fn parse(content_type: Option<&str>, body: Body) -> Result<Sample, ApiError> {
+        let mut builder = lambda_http::http::Request::builder().method(Method::POST).uri("/");
+        if let Some(content_type) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, content_type);
+        }
+        read_json(&builder.body(body).unwrap())
+    }
+
+    #[test]
+    fn read_json_names_each_kind_of_bad_input() {
+        let json = Some("application/json");
+        let cases: Vec<(Option<&str>, Body, StatusCode, &str)> = vec![
+            (None, Body::Text(r#"{"name":"a"}"#.into()), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            (Some("text/plain"), Body::Text(r#"{"name":"a"}"#.into()), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            (json, Body::Empty, StatusCode::BAD_REQUEST, "empty_body"),
+            (json, Body::Text("  ".into()), StatusCode::BAD_REQUEST, "empty_body"),
+            (json, Body::Text("{".into()), StatusCode::BAD_REQUEST, "malformed_json"),
+            (json, Body::Binary(vec![0xff, 0xfe]), StatusCode::BAD_REQUEST, "malformed_json"),
+            (json, Body::Text("[1]".into()), StatusCode::BAD_REQUEST, "invalid_body"),
+            (json, Body::Text("{}".into()), StatusCode::BAD_REQUEST, "invalid_body"),
+            (json, Body::Text(r#"{"name":5}"#.into()), StatusCode::BAD_REQUEST, "invalid_body"),
+            (json, Body::Text(format!(r#"{{"name":"{}"}}"#, "a".repeat(MAX_BODY_BYTES))), StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+        ];
+        for (content_type, body, status, code) in cases {
+            let err = parse(content_type, body).unwrap_err();
+            assert_eq!((err.status, err.code), (status, code), "{}", err.message);
+        }
+        let missing = parse(json, Body::Text("{}".into())).unwrap_err();
+        assert!(missing.message.contains("name"), "{}", missing.message);
+    }
+
+    #[test]
+    fn read_json_accepts_charset_and_unknown_fields() {
+        let sample = parse(
+            Some("Application/JSON; charset=utf-8"),
+            Body::Text(r#"{"name":"a","extra":[1,2]}"#.into()),
+        );
+        assert!(sample.is_ok());
+    }
+}

@@ -1,0 +1,15 @@
+//! Everything the Lambda functions share: configuration, the data model, the
+//! DynamoDB store, the vendor's provisioning hook, HTTP helpers and one module
+//! per marketplace protocol.
+//!
+//! The function binaries under `functions/` only wire these pieces together, so
+//! every behaviour can be tested here without a Lambda runtime.
+
+pub mod clevercloud;
+pub mod config;
+pub mod http;
+pub mod model;
+pub mod provisioner;
+pub mod secret;
+pub mod store;
+pub mod telemetry;

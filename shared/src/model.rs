@@ -1,0 +1,144 @@
+//! The records this provider keeps: resources sold through a marketplace and
+//! the audit trail of every change made to them.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Config var name → value, as handed to the marketplace. The values are
+/// credentials, so `Debug` prints the names only.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConfigMap(pub BTreeMap<String, String>);
+
+impl fmt::Debug for ConfigMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl ConfigMap {
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceStatus {
+    Active,
+    Deprovisioned,
+}
+
+/// One provisioned add-on instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    /// This provider's opaque id, returned to the marketplace as `id`.
+    pub id: String,
+    /// The marketplace's id for the add-on (`addon_id` / `heroku_id`).
+    pub addon_id: String,
+    pub plan: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+    pub config: ConfigMap,
+    pub status: ResourceStatus,
+    /// Incremented by every change; writes are conditional on it, so two
+    /// concurrent changes can never both apply to the same version.
+    pub version: u64,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deprovisioned_at: Option<String>,
+}
+
+impl Resource {
+    pub fn is_active(&self) -> bool {
+        self.status == ResourceStatus::Active
+    }
+}
+
+/// What happened to a resource; written in the same transaction as the change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub resource_id: String,
+    pub action: AuditAction,
+    pub at: String,
+    /// Who asked for the change (`clevercloud`, …).
+    pub actor: String,
+    /// Non-secret facts about the change (e.g. `from_plan`, `to_plan`).
+    #[serde(default)]
+    pub details: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditAction {
+    Provisioned,
+    PlanChanged,
+    Deprovisioned,
+}
+
+impl AuditEvent {
+    pub fn new(resource_id: &str, action: AuditAction, actor: &str, at: &Timestamp) -> Self {
+        Self {
+            resource_id: resource_id.to_string(),
+            action,
+            at: at.to_string(),
+            actor: actor.to_string(),
+            details: BTreeMap::new(),
+        }
+    }
+
+    pub fn with_detail(mut self, key: &str, value: &str) -> Self {
+        self.details.insert(key.to_string(), value.to_string());
+        self
+    }
+}
+
+/// A UTC instant, written as RFC 3339 with milliseconds so stored values sort
+/// lexically in time order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(pub DateTime<Utc>);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        Self(Utc::now())
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.to_rfc3339_opts(SecondsFormat::Millis, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_map_debug_shows_names_not_values() {
+        let config = ConfigMap(BTreeMap::from([("A_TOKEN".to_string(), "s3cr3t".to_string())]));
+        let printed = format!("{config:?}");
+        assert!(printed.contains("A_TOKEN") && !printed.contains("s3cr3t"), "{printed}");
+    }
+
+    #[test]
+    fn timestamps_sort_as_text_in_time_order() {
+        let earlier = Timestamp(DateTime::from_timestamp(1_700_000_000, 5_000_000).unwrap());
+        let later = Timestamp(DateTime::from_timestamp(1_700_000_000, 50_000_000).unwrap());
+        assert_eq!(earlier.to_string(), "2023-11-14T22:13:20.005Z");
+        assert!(earlier.to_string() < later.to_string());
+    }
+}

@@ -1,0 +1,83 @@
+//! Secret values: redacted when printed, compared in constant time, and
+//! generated from the operating system's random source.
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use std::fmt;
+
+/// A configured secret (a password, a salt, a client secret). Its `Debug` and
+/// `Display` never show the value, so it cannot leak through a log line.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The raw value, for the few places that must use it (hashing, signing).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Compares `candidate` with this secret in constant time.
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        constant_time_eq(self.0.as_bytes(), candidate)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Compares two byte strings in time that depends on neither content nor
+/// length: both sides are hashed first, so a short guess and a long one cost
+/// the same and the comparison itself runs over equal-length digests.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let a = Sha256::digest(a);
+    let b = Sha256::digest(b);
+    a.ct_eq(&b).into()
+}
+
+/// `bytes` bytes from the operating system's CSPRNG, hex-encoded.
+///
+/// Panics only if the operating system has no random source, which on Lambda
+/// (and any Linux) cannot happen after boot; there is no useful fallback.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the operating system's random source is unavailable");
+    hex::encode(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_is_redacted_in_debug_output() {
+        let secret = Secret::new("hunter2-very-secret");
+        let printed = format!("{secret:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn constant_time_eq_distinguishes_values_and_lengths() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+        assert!(Secret::new("pw").matches(b"pw"));
+        assert!(!Secret::new("pw").matches(b"pw "));
+    }
+
+    #[test]
+    fn random_hex_has_requested_entropy_and_differs() {
+        let a = random_hex(16);
+        let b = random_hex(16);
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,70 @@
+//! Storage behind small traits, one per kind of access, so each function's
+//! code (and IAM policy) needs only what it uses. [`DynamoStore`] implements
+//! them all on one DynamoDB table.
+
+mod dynamo;
+
+pub use dynamo::{DynamoStore, TableKeys};
+
+use crate::model::{AuditEvent, Resource};
+use std::future::Future;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// DynamoDB could not be reached, timed out or throttled after the SDK's
+    /// own retries. Nothing was written; the caller may try again.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Any other failure (a bug or a corrupt item); not worth retrying.
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+/// The outcome of creating a resource that must be unique per marketplace id.
+#[derive(Debug)]
+pub enum CreateOutcome {
+    Created,
+    /// Another delivery of the same provision won; this is its resource.
+    Existing(Resource),
+}
+
+/// The outcome of a write conditional on the version read before it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    Updated,
+    /// Someone else changed the resource since it was read; read it again.
+    Stale,
+}
+
+pub trait ResourceReader: Send + Sync {
+    /// A consistent read of one resource by this provider's id.
+    fn get_resource(&self, id: &str) -> impl Future<Output = Result<Option<Resource>, StoreError>> + Send;
+}
+
+pub trait ProvisionStore: Send + Sync {
+    /// The resource provisioned for a marketplace's add-on id, if any.
+    fn find_by_addon_id(
+        &self,
+        addon_id: &str,
+    ) -> impl Future<Output = Result<Option<Resource>, StoreError>> + Send;
+
+    /// Records a new resource, its add-on id claim and its audit event in one
+    /// transaction. If the add-on id is already claimed nothing is written and
+    /// the existing resource is returned instead.
+    fn create_resource(
+        &self,
+        resource: &Resource,
+        event: &AuditEvent,
+    ) -> impl Future<Output = Result<CreateOutcome, StoreError>> + Send;
+}
+
+pub trait ResourceWriter: ResourceReader {
+    /// Replaces a resource and appends an audit event in one transaction, on
+    /// condition that the stored version is still `expected_version`.
+    fn update_resource(
+        &self,
+        resource: &Resource,
+        expected_version: u64,
+        event: &AuditEvent,
+    ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
+}
