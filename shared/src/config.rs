@@ -203,7 +203,13 @@ pub(crate) mod tests {
 
     #[test]
     fn config_vars_must_carry_the_addon_prefix_in_upper_case() {
-        for bad in ["OTHER_URL", "addon_name_url", "ADDON_NAME_", "ADDON-NAME_URL", "ADDON_NAME_URL,ADDON_NAME_URL"] {
+        for bad in [
+            "OTHER_URL",
+            "addon_name_url",
+            "ADDON_NAME_",
+            "ADDON-NAME_URL",
+            "ADDON_NAME_URL,ADDON_NAME_URL",
+        ] {
             let err = CleverCloudConfig::from_lookup(&with(&[("ADDON_CONFIG_VARS", bad)])).unwrap_err();
             assert_eq!(err.var, "ADDON_CONFIG_VARS", "{bad}");
         }
@@ -217,7 +223,10 @@ pub(crate) mod tests {
 
     #[test]
     fn base_url_requires_scheme_and_host_and_drops_trailing_slash() {
-        assert_eq!(base_url("X", "https://a.example/r/".into()).unwrap(), "https://a.example/r");
+        assert_eq!(
+            base_url("X", "https://a.example/r/".into()).unwrap(),
+            "https://a.example/r"
+        );
         assert!(base_url("X", "a.example".into()).is_err());
         assert!(base_url("X", "https://".into()).is_err());
         assert!(base_url("X", "ftp://a".into()).is_err());

@@ -101,10 +101,9 @@ pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<Bo
     };
     let mut response = Response::new(Body::Text(body));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
@@ -141,10 +140,14 @@ pub fn read_json<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> 
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("empty_body", "the request body is empty"));
     }
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|err| ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {err}")))?;
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|err| {
+        ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {err}"))
+    })?;
     if !value.is_object() {
-        return Err(ApiError::bad_request("invalid_body", "the body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the body must be a JSON object",
+        ));
     }
     serde_json::from_value(value).map_err(|err| ApiError::bad_request("invalid_body", err.to_string()))
 }
@@ -208,31 +211,31 @@ pub(crate) mod tests {
         format!("Basic {encoded}")
     }
 
-    pub fn json_request(method: Method, uri: &str, body: &str) -> Request {
-        lambda_http::http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::Text(body.to_string()))
-            .unwrap()
-    }
-
     pub fn body_json(response: &Response<Body>) -> serde_json::Value {
         serde_json::from_slice(response.body().as_ref()).unwrap()
     }
 
     fn headers_with(authorization: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(authorization).unwrap());
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(authorization).unwrap(),
+        );
         headers
     }
 
     #[test]
     fn basic_auth_accepts_only_the_exact_credentials() {
         let expected = BasicCredentials::new("addon-name", Secret::new("p:ss"));
-        assert!(expected.verify(&headers_with(&basic_header("addon-name", "p:ss"))).is_ok());
-        assert!(expected.verify(&headers_with(&basic_header("addon-name", "p:s"))).is_err());
-        assert!(expected.verify(&headers_with(&basic_header("other", "p:ss"))).is_err());
+        assert!(expected
+            .verify(&headers_with(&basic_header("addon-name", "p:ss")))
+            .is_ok());
+        assert!(expected
+            .verify(&headers_with(&basic_header("addon-name", "p:s")))
+            .is_err());
+        assert!(expected
+            .verify(&headers_with(&basic_header("other", "p:ss")))
+            .is_err());
         assert!(expected.verify(&headers_with("Bearer abc")).is_err());
         assert!(expected.verify(&headers_with("Basic !!!not-base64")).is_err());
         assert!(expected.verify(&HeaderMap::new()).is_err());
@@ -263,7 +266,9 @@ pub(crate) mod tests {
     }
 
     fn parse(content_type: Option<&str>, body: Body) -> Result<Sample, ApiError> {
-        let mut builder = lambda_http::http::Request::builder().method(Method::POST).uri("/");
+        let mut builder = lambda_http::http::Request::builder()
+            .method(Method::POST)
+            .uri("/");
         if let Some(content_type) = content_type {
             builder = builder.header(header::CONTENT_TYPE, content_type);
         }
@@ -274,16 +279,61 @@ pub(crate) mod tests {
     fn read_json_names_each_kind_of_bad_input() {
         let json = Some("application/json");
         let cases: Vec<(Option<&str>, Body, StatusCode, &str)> = vec![
-            (None, Body::Text(r#"{"name":"a"}"#.into()), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            (Some("text/plain"), Body::Text(r#"{"name":"a"}"#.into()), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            (
+                None,
+                Body::Text(r#"{"name":"a"}"#.into()),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
+            (
+                Some("text/plain"),
+                Body::Text(r#"{"name":"a"}"#.into()),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+            ),
             (json, Body::Empty, StatusCode::BAD_REQUEST, "empty_body"),
-            (json, Body::Text("  ".into()), StatusCode::BAD_REQUEST, "empty_body"),
-            (json, Body::Text("{".into()), StatusCode::BAD_REQUEST, "malformed_json"),
-            (json, Body::Binary(vec![0xff, 0xfe]), StatusCode::BAD_REQUEST, "malformed_json"),
-            (json, Body::Text("[1]".into()), StatusCode::BAD_REQUEST, "invalid_body"),
-            (json, Body::Text("{}".into()), StatusCode::BAD_REQUEST, "invalid_body"),
-            (json, Body::Text(r#"{"name":5}"#.into()), StatusCode::BAD_REQUEST, "invalid_body"),
-            (json, Body::Text(format!(r#"{{"name":"{}"}}"#, "a".repeat(MAX_BODY_BYTES))), StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            (
+                json,
+                Body::Text("  ".into()),
+                StatusCode::BAD_REQUEST,
+                "empty_body",
+            ),
+            (
+                json,
+                Body::Text("{".into()),
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+            ),
+            (
+                json,
+                Body::Binary(vec![0xff, 0xfe]),
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+            ),
+            (
+                json,
+                Body::Text("[1]".into()),
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+            ),
+            (
+                json,
+                Body::Text("{}".into()),
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+            ),
+            (
+                json,
+                Body::Text(r#"{"name":5}"#.into()),
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+            ),
+            (
+                json,
+                Body::Text(format!(r#"{{"name":"{}"}}"#, "a".repeat(MAX_BODY_BYTES))),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+            ),
         ];
         for (content_type, body, status, code) in cases {
             let err = parse(content_type, body).unwrap_err();

@@ -131,7 +131,10 @@ mod tests {
     fn config_map_debug_shows_names_not_values() {
         let config = ConfigMap(BTreeMap::from([("A_TOKEN".to_string(), "s3cr3t".to_string())]));
         let printed = format!("{config:?}");
-        assert!(printed.contains("A_TOKEN") && !printed.contains("s3cr3t"), "{printed}");
+        assert!(
+            printed.contains("A_TOKEN") && !printed.contains("s3cr3t"),
+            "{printed}"
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! generated from the operating system's random source.
 
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use std::fmt;
+use subtle::ConstantTimeEq;
 
 /// A configured secret (a password, a salt, a client secret). Its `Debug` and
 /// `Display` never show the value, so it cannot leak through a log line.

@@ -1,1 +1,177 @@
+//! Helpers for the tests that run against the local stack that
+//! `scripts/stack.sh test` starts (`make test`): DynamoDB Local and every
+//! function behind `cargo lambda watch`. The stack's addresses and the
+//! add-on's settings arrive in environment variables.
 
+use aws_sdk_dynamodb::types::AttributeValue;
+use shared::config::{self, CleverCloudConfig};
+use shared::store::DynamoStore;
+use std::collections::HashMap;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// A variable the stack script sets; its absence means the tests were not
+/// started through `make test`, which is a setup error worth failing on.
+pub fn stack_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run these tests through `make test` (scripts/stack.sh test), which starts DynamoDB Local and cargo lambda watch")
+    })
+}
+
+/// The add-on settings the functions under test were started with.
+pub fn addon_config() -> CleverCloudConfig {
+    CleverCloudConfig::from_lookup(&config::process_env).expect("the stack's ADDON_* variables")
+}
+
+pub fn base_url() -> String {
+    stack_var("E2E_BASE_URL")
+}
+
+pub fn table_name() -> String {
+    stack_var("TABLE_NAME")
+}
+
+/// A unique marketplace id, so tests never see each other's resources.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", shared::secret::random_hex(8))
+}
+
+pub async fn dynamo_client() -> aws_sdk_dynamodb::Client {
+    stack_var("AWS_ENDPOINT_URL_DYNAMODB");
+    DynamoStore::client_from_env().await
+}
+
+pub async fn store() -> DynamoStore {
+    DynamoStore::new(dynamo_client().await, table_name())
+}
+
+/// Every item in a partition, in sort-key order.
+pub async fn partition(client: &aws_sdk_dynamodb::Client, pk: &str) -> Vec<Item> {
+    client
+        .query()
+        .table_name(table_name())
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("query DynamoDB Local")
+        .items
+        .unwrap_or_default()
+}
+
+/// The resource item and its audit events, which share its partition.
+pub async fn resource_partition(
+    client: &aws_sdk_dynamodb::Client,
+    resource_id: &str,
+) -> (Option<Item>, Vec<Item>) {
+    let items = partition(client, &format!("RESOURCE#{resource_id}")).await;
+    let (resources, audits): (Vec<Item>, Vec<Item>) = items
+        .into_iter()
+        .partition(|item| string(item, "sk") == "RESOURCE");
+    (resources.into_iter().next(), audits)
+}
+
+/// How many resource items carry this marketplace add-on id.
+pub async fn resources_with_addon_id(client: &aws_sdk_dynamodb::Client, addon_id: &str) -> usize {
+    let mut count = 0;
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table_name())
+            .filter_expression("entity = :resource AND addon_id = :addon")
+            .expression_attribute_values(":resource", AttributeValue::S("resource".into()))
+            .expression_attribute_values(":addon", AttributeValue::S(addon_id.into()))
+            .set_exclusive_start_key(start)
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("scan DynamoDB Local");
+        count += page.items.unwrap_or_default().len();
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            return count;
+        }
+    }
+}
+
+pub fn string(item: &Item, attribute: &str) -> String {
+    match item.get(attribute) {
+        Some(AttributeValue::S(value)) => value.clone(),
+        Some(AttributeValue::N(value)) => value.clone(),
+        other => panic!("attribute {attribute} is {other:?}"),
+    }
+}
+
+/// An HTTP client for the local API, and the calls the platform makes.
+pub struct Marketplace {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub user: String,
+    pub password: String,
+}
+
+impl Marketplace {
+    pub fn from_env() -> Self {
+        let config = addon_config();
+        Self {
+            http: reqwest::Client::new(),
+            base: format!("{}/clevercloud/resources", base_url()),
+            user: config.addon_id,
+            password: stack_var("ADDON_PASSWORD"),
+        }
+    }
+
+    pub fn authed(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .basic_auth(&self.user, Some(&self.password))
+    }
+
+    pub async fn provision(&self, body: serde_json::Value) -> reqwest::Response {
+        self.authed(reqwest::Method::POST, "")
+            .json(&body)
+            .send()
+            .await
+            .expect("POST provision")
+    }
+
+    pub async fn change_plan(&self, id: &str, body: serde_json::Value) -> reqwest::Response {
+        self.authed(reqwest::Method::PUT, &format!("/{id}"))
+            .json(&body)
+            .send()
+            .await
+            .expect("PUT plan change")
+    }
+
+    pub async fn deprovision(&self, id: &str) -> reqwest::Response {
+        self.authed(reqwest::Method::DELETE, &format!("/{id}"))
+            .send()
+            .await
+            .expect("DELETE deprovision")
+    }
+}
+
+/// Status and JSON body of a response.
+pub async fn json(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("response body");
+    let body = serde_json::from_str(&text).unwrap_or_else(|err| panic!("body is not JSON ({err}): {text}"));
+    (status, body)
+}
+
+/// The documented provision body, for a given marketplace add-on id.
+pub fn provision_body(addon_id: &str, plan: &str) -> serde_json::Value {
+    serde_json::json!({
+        "addon_id": addon_id,
+        "owner_id": "orga_xxx",
+        "owner_name": "My Company",
+        "user_id": "user_yyy",
+        "plan": plan,
+        "region": "EU",
+        "callback_url": format!("https://api.clever-cloud.com/v2/vendor/apps/{addon_id}"),
+        "logplex_token": "logtoken_yyy",
+        "options": {}
+    })
+}

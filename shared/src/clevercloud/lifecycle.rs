@@ -42,7 +42,10 @@ pub enum LifecycleError {
 /// A resource id this provider could have issued; anything else cannot exist,
 /// and is answered 404 without a lookup (DynamoDB rejects oversized keys).
 pub fn is_valid_resource_id(id: &str) -> bool {
-    (1..=128).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    (1..=128).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 pub struct Lifecycle<S, P> {
@@ -135,7 +138,8 @@ impl<S: ProvisionStore, P: Provisioner> Lifecycle<S, P> {
             updated_at: now.to_string(),
             deprovisioned_at: None,
         };
-        let event = AuditEvent::new(&resource.id, AuditAction::Provisioned, ACTOR, &now).with_detail("plan", &resource.plan);
+        let event = AuditEvent::new(&resource.id, AuditAction::Provisioned, ACTOR, &now)
+            .with_detail("plan", &resource.plan);
         match self.store.create_resource(&resource, &event).await? {
             CreateOutcome::Created => {
                 tracing::info!(resource_id = %resource.id, plan = %resource.plan, "resource provisioned");
@@ -143,7 +147,7 @@ impl<S: ProvisionStore, P: Provisioner> Lifecycle<S, P> {
             }
             CreateOutcome::Existing(existing) => {
                 tracing::info!(resource_id = %existing.id, "concurrent provision lost the race; answering with the winner");
-                provision_response(existing)
+                provision_response(*existing)
             }
         }
     }
@@ -160,7 +164,11 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
         }
     }
 
-    pub async fn change_plan(&self, id: &str, request: PlanChangeRequest) -> Result<PlanChangeResponse, LifecycleError> {
+    pub async fn change_plan(
+        &self,
+        id: &str,
+        request: PlanChangeRequest,
+    ) -> Result<PlanChangeResponse, LifecycleError> {
         self.check_plan(&request.plan)?;
         for _ in 0..VERSION_ATTEMPTS {
             let current = self.active_resource(id).await?;
@@ -188,7 +196,12 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
                 updated_at: now.to_string(),
                 ..current.clone()
             };
-            if self.store.update_resource(&updated, current.version, &event).await? == UpdateOutcome::Updated {
+            if self
+                .store
+                .update_resource(&updated, current.version, &event)
+                .await?
+                == UpdateOutcome::Updated
+            {
                 tracing::info!(resource_id = %id, from = %current.plan, to = %updated.plan, "plan changed");
                 return Ok(PlanChangeResponse {
                     config: updated.config,
@@ -224,7 +237,12 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
                 updated_at: now.to_string(),
                 ..current.clone()
             };
-            if self.store.update_resource(&updated, current.version, &event).await? == UpdateOutcome::Updated {
+            if self
+                .store
+                .update_resource(&updated, current.version, &event)
+                .await?
+                == UpdateOutcome::Updated
+            {
                 tracing::info!(resource_id = %id, "resource deprovisioned");
                 return Ok(done());
             }

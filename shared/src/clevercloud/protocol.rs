@@ -42,7 +42,8 @@ impl TryFrom<RawProvisionRequest> for ProvisionRequest {
     type Error = String;
 
     fn try_from(raw: RawProvisionRequest) -> Result<Self, String> {
-        let text = |field: &str, value: Option<String>| value.map(|v| bounded(field, v, MAX_TEXT_LEN)).transpose();
+        let text =
+            |field: &str, value: Option<String>| value.map(|v| bounded(field, v, MAX_TEXT_LEN)).transpose();
         Ok(Self {
             addon_id: addon_id(raw.addon_id, raw.heroku_id)?,
             plan: bounded("plan", raw.plan, MAX_ID_LEN)?,
@@ -146,9 +147,23 @@ mod tests {
 
     #[test]
     fn accepts_heroku_id_and_prefers_addon_id() {
-        assert_eq!(provision(r#"{"heroku_id":"h1","plan":"p"}"#).unwrap().addon_id, "h1");
-        assert_eq!(provision(r#"{"heroku_id":"h1","addon_id":"a1","plan":"p"}"#).unwrap().addon_id, "a1");
-        assert_eq!(provision(r#"{"addon_id":"a1","plan":"p","options":null}"#).unwrap().options.len(), 0);
+        assert_eq!(
+            provision(r#"{"heroku_id":"h1","plan":"p"}"#).unwrap().addon_id,
+            "h1"
+        );
+        assert_eq!(
+            provision(r#"{"heroku_id":"h1","addon_id":"a1","plan":"p"}"#)
+                .unwrap()
+                .addon_id,
+            "a1"
+        );
+        assert_eq!(
+            provision(r#"{"addon_id":"a1","plan":"p","options":null}"#)
+                .unwrap()
+                .options
+                .len(),
+            0
+        );
     }
 
     #[test]
@@ -171,8 +186,12 @@ mod tests {
 
     #[test]
     fn plan_change_accepts_both_id_names() {
-        let request: PlanChangeRequest = serde_json::from_str(r#"{"heroku_id":"h","plan":"premium"}"#).unwrap();
-        assert_eq!((request.addon_id.as_str(), request.plan.as_str()), ("h", "premium"));
+        let request: PlanChangeRequest =
+            serde_json::from_str(r#"{"heroku_id":"h","plan":"premium"}"#).unwrap();
+        assert_eq!(
+            (request.addon_id.as_str(), request.plan.as_str()),
+            ("h", "premium")
+        );
         assert!(serde_json::from_str::<PlanChangeRequest>(r#"{"addon_id":"h"}"#).is_err());
     }
 }

@@ -34,7 +34,10 @@ impl CleverCloudApi<DynamoStore, DefaultProvisioner> {
         let lookup = config::process_env;
         let addon = CleverCloudConfig::from_lookup(&lookup)?;
         let table = config::required(&lookup, "TABLE_NAME")?;
-        let base_url = config::base_url("RESOURCE_BASE_URL", config::required(&lookup, "RESOURCE_BASE_URL")?)?;
+        let base_url = config::base_url(
+            "RESOURCE_BASE_URL",
+            config::required(&lookup, "RESOURCE_BASE_URL")?,
+        )?;
         let provisioner = DefaultProvisioner::new(base_url, addon.config_vars.clone());
         let store = DynamoStore::new(DynamoStore::client_from_env().await, table);
         Ok(Self::new(store, provisioner, addon))
@@ -50,14 +53,19 @@ impl From<LifecycleError> for ApiError {
             LifecycleError::PlanNotAllowed(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plan_not_allowed", message)
             }
-            LifecycleError::AlreadyDeprovisioned => ApiError::new(StatusCode::CONFLICT, "deprovisioned", message),
+            LifecycleError::AlreadyDeprovisioned => {
+                ApiError::new(StatusCode::CONFLICT, "deprovisioned", message)
+            }
             LifecycleError::Store(StoreError::Unavailable(detail)) => {
                 tracing::warn!(%detail, "storage unavailable");
                 ApiError::unavailable("storage_unavailable", "storage is unavailable; retry later")
             }
             LifecycleError::Provisioner(detail) => {
                 tracing::warn!(%detail, "provisioner failed");
-                ApiError::unavailable("provisioner_unavailable", "the service could not act on the resource; retry later")
+                ApiError::unavailable(
+                    "provisioner_unavailable",
+                    "the service could not act on the resource; retry later",
+                )
             }
             LifecycleError::Contended => ApiError::unavailable("busy", message),
             LifecycleError::Store(StoreError::Internal(_)) | LifecycleError::ConfigMismatch { .. } => {
@@ -81,13 +89,15 @@ pub async fn provision<S: ProvisionStore, P: Provisioner>(
     api: &CleverCloudApi<S, P>,
     request: Request,
 ) -> Result<Response<Body>, Infallible> {
-    Ok(respond(async {
-        api.credentials.verify(request.headers())?;
-        let body: ProvisionRequest = read_json(&request)?;
-        let answer = api.lifecycle.provision(body).await?;
-        Ok(json_response(StatusCode::OK, &answer))
-    }
-    .await))
+    Ok(respond(
+        async {
+            api.credentials.verify(request.headers())?;
+            let body: ProvisionRequest = read_json(&request)?;
+            let answer = api.lifecycle.provision(body).await?;
+            Ok(json_response(StatusCode::OK, &answer))
+        }
+        .await,
+    ))
 }
 
 /// `PUT /clevercloud/resources/{id}`
@@ -95,13 +105,15 @@ pub async fn change_plan<S: ResourceWriter, P: Provisioner>(
     api: &CleverCloudApi<S, P>,
     request: Request,
 ) -> Result<Response<Body>, Infallible> {
-    Ok(respond(async {
-        api.credentials.verify(request.headers())?;
-        let body: PlanChangeRequest = read_json(&request)?;
-        let answer = api.lifecycle.change_plan(&path_id(&request), body).await?;
-        Ok(json_response(StatusCode::OK, &answer))
-    }
-    .await))
+    Ok(respond(
+        async {
+            api.credentials.verify(request.headers())?;
+            let body: PlanChangeRequest = read_json(&request)?;
+            let answer = api.lifecycle.change_plan(&path_id(&request), body).await?;
+            Ok(json_response(StatusCode::OK, &answer))
+        }
+        .await,
+    ))
 }
 
 /// `DELETE /clevercloud/resources/{id}` (no body; any sent is ignored)
@@ -109,10 +121,12 @@ pub async fn deprovision<S: ResourceWriter, P: Provisioner>(
     api: &CleverCloudApi<S, P>,
     request: Request,
 ) -> Result<Response<Body>, Infallible> {
-    Ok(respond(async {
-        api.credentials.verify(request.headers())?;
-        let answer = api.lifecycle.deprovision(&path_id(&request)).await?;
-        Ok(json_response(StatusCode::OK, &answer))
-    }
-    .await))
+    Ok(respond(
+        async {
+            api.credentials.verify(request.headers())?;
+            let answer = api.lifecycle.deprovision(&path_id(&request)).await?;
+            Ok(json_response(StatusCode::OK, &answer))
+        }
+        .await,
+    ))
 }

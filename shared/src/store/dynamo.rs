@@ -79,8 +79,8 @@ impl DynamoStore {
     }
 
     fn entity_item<T: serde::Serialize>(value: &T, key: Item, entity: &str) -> Result<Item, StoreError> {
-        let mut item: Item =
-            serde_dynamo::to_item(value).map_err(|err| StoreError::Internal(format!("encoding {entity}: {err}")))?;
+        let mut item: Item = serde_dynamo::to_item(value)
+            .map_err(|err| StoreError::Internal(format!("encoding {entity}: {err}")))?;
         item.extend(key);
         item.insert("entity".to_string(), AttributeValue::S(entity.to_string()));
         Ok(item)
@@ -93,7 +93,11 @@ impl DynamoStore {
     fn audit_item(event: &AuditEvent) -> Result<Item, StoreError> {
         // The random suffix keeps two events of the same millisecond apart.
         let sort = format!("AUDIT#{}#{}", event.at, random_hex(4));
-        Self::entity_item(event, Self::key(format!("RESOURCE#{}", event.resource_id), &sort), "audit")
+        Self::entity_item(
+            event,
+            Self::key(format!("RESOURCE#{}", event.resource_id), &sort),
+            "audit",
+        )
     }
 
     /// A transaction action that creates `item` and fails if it exists.
@@ -207,7 +211,9 @@ impl ProvisionStore for DynamoStore {
             return Ok(None);
         };
         let Some(AttributeValue::S(resource_id)) = claim.get("resource_id") else {
-            return Err(StoreError::Internal(format!("add-on claim {addon_id} has no resource_id")));
+            return Err(StoreError::Internal(format!(
+                "add-on claim {addon_id} has no resource_id"
+            )));
         };
         match self.get_resource(resource_id).await? {
             Some(resource) => Ok(Some(resource)),
@@ -217,10 +223,17 @@ impl ProvisionStore for DynamoStore {
         }
     }
 
-    async fn create_resource(&self, resource: &Resource, event: &AuditEvent) -> Result<CreateOutcome, StoreError> {
+    async fn create_resource(
+        &self,
+        resource: &Resource,
+        event: &AuditEvent,
+    ) -> Result<CreateOutcome, StoreError> {
         let mut claim = Self::addon_claim_key(&resource.addon_id);
         claim.insert("resource_id".into(), AttributeValue::S(resource.id.clone()));
-        claim.insert("entity".into(), AttributeValue::S("clevercloud_addon_claim".into()));
+        claim.insert(
+            "entity".into(),
+            AttributeValue::S("clevercloud_addon_claim".into()),
+        );
         for attempt in 0..TRANSACTION_ATTEMPTS {
             let items = vec![
                 self.put_new(claim.clone())?,
@@ -230,9 +243,13 @@ impl ProvisionStore for DynamoStore {
             let Some(reasons) = self.transact(items).await? else {
                 return Ok(CreateOutcome::Created);
             };
-            let claim_taken = reasons.first().is_some_and(|code| code == "ConditionalCheckFailed");
+            let claim_taken = reasons
+                .first()
+                .is_some_and(|code| code == "ConditionalCheckFailed");
             if !claim_taken && !is_conflict(&reasons) {
-                return Err(StoreError::Internal(format!("provision transaction cancelled: {reasons:?}")));
+                return Err(StoreError::Internal(format!(
+                    "provision transaction cancelled: {reasons:?}"
+                )));
             }
             if !claim_taken {
                 backoff(attempt).await;
@@ -240,7 +257,7 @@ impl ProvisionStore for DynamoStore {
             // Either the claim is taken or a concurrent claim is in flight:
             // whoever won, their resource is the answer.
             if let Some(existing) = self.find_by_addon_id(&resource.addon_id).await? {
-                return Ok(CreateOutcome::Existing(existing));
+                return Ok(CreateOutcome::Existing(Box::new(existing)));
             }
         }
         Err(StoreError::Unavailable(
@@ -271,11 +288,16 @@ impl ResourceWriter for DynamoStore {
         match self.transact(items).await? {
             None => Ok(UpdateOutcome::Updated),
             Some(reasons)
-                if is_conflict(&reasons) || reasons.first().is_some_and(|code| code == "ConditionalCheckFailed") =>
+                if is_conflict(&reasons)
+                    || reasons
+                        .first()
+                        .is_some_and(|code| code == "ConditionalCheckFailed") =>
             {
                 Ok(UpdateOutcome::Stale)
             }
-            Some(reasons) => Err(StoreError::Internal(format!("update transaction cancelled: {reasons:?}"))),
+            Some(reasons) => Err(StoreError::Internal(format!(
+                "update transaction cancelled: {reasons:?}"
+            ))),
         }
     }
 }

@@ -25,7 +25,7 @@ pub enum StoreError {
 pub enum CreateOutcome {
     Created,
     /// Another delivery of the same provision won; this is its resource.
-    Existing(Resource),
+    Existing(Box<Resource>),
 }
 
 /// The outcome of a write conditional on the version read before it.

@@ -1,0 +1,47 @@
+# The two commands: `make run` serves everything locally, `make test` checks it.
+# Both install what they need into .tools/ (git-ignored) on first use.
+
+SHELL := /bin/bash
+TOOLS := .tools/venv/bin
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: run test tools lint-code lint-template unit e2e bench load sizes
+
+## Serve every function on 127.0.0.1:${PORT:-9000} with DynamoDB Local on ${DYNAMODB_PORT:-8000}.
+run:
+	bash scripts/stack.sh run
+
+## Formatting, clippy, unit tests, template lints, then storage and end-to-end
+## tests against a DynamoDB Local and cargo lambda watch started on free ports.
+test: lint-code unit lint-template e2e
+
+tools:
+	bash scripts/install-tools.sh
+
+lint-code:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+unit:
+	cargo test --workspace --exclude tests
+
+lint-template: tools
+	$(TOOLS)/cfn-lint infra/template.yaml
+	AWS_DEFAULT_REGION=us-east-1 $(TOOLS)/sam validate --lint --template-file infra/template.yaml
+	$(TOOLS)/python scripts/check_routes.py infra/template.yaml Cargo.toml
+
+e2e: tools
+	bash scripts/stack.sh test cargo test --package tests --no-fail-fast
+
+## Criterion benchmark of the provision path without storage.
+bench:
+	cargo bench --package shared
+
+## Load test: N provision → plan change → deprovision cycles at concurrency C.
+load: tools
+	cargo build --release --package tests --bin load
+	bash scripts/stack.sh test target/release/load --cycles $${N:-200} --concurrency $${C:-8}
+
+## Release build of every function for Lambda, and the size of each bootstrap.
+sizes: tools
+	bash scripts/sizes.sh

