@@ -40,7 +40,7 @@ bench:
 ## Load test: N provision → plan change → deprovision cycles at concurrency C.
 load: tools
 	cargo build --release --package tests --bin load
-	bash scripts/stack.sh test target/release/load --cycles $${N:-200} --concurrency $${C:-8}
+	WATCH_RELEASE=1 bash scripts/stack.sh test target/release/load --cycles $${N:-200} --concurrency $${C:-8}
 
 ## Release build of every function for Lambda, and the size of each bootstrap.
 sizes: tools

@@ -111,11 +111,15 @@ wait_until "DynamoDB Local" "$DYNAMODB_PID" 60 dynamodb_answers
 "$ROOT/.tools/venv/bin/python" scripts/create_table.py infra/template.yaml "$TABLE_NAME"
 
 # Build first, so watch's first invocation of each function is quick.
-cargo build --quiet --bins
+# WATCH_RELEASE=1 (make load) serves optimised builds, as Lambda would run.
+BUILD_ARGS=()
+[[ "${WATCH_RELEASE:-0}" == 1 ]] && BUILD_ARGS+=(--release)
+cargo build --quiet --bins "${BUILD_ARGS[@]}"
 
 # --disable-cors: API Gateway HTTP APIs add no CORS headers unless configured.
 WATCH_ARGS=(lambda watch --invoke-address 127.0.0.1 --invoke-port "$PORT" --concurrency "$WATCH_CONCURRENCY" --disable-cors)
 [[ "$MODE" == test ]] && WATCH_ARGS+=(--ignore-changes)
+WATCH_ARGS+=("${BUILD_ARGS[@]}")
 start "$RUN_DIR/watch.log" cargo "${WATCH_ARGS[@]}"
 WATCH_PID="${PIDS[-1]}"
 
