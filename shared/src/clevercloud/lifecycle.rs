@@ -10,6 +10,7 @@ use crate::model::{AuditAction, AuditEvent, ConfigMap, Resource, ResourceStatus,
 use crate::provisioner::{ProvisionContext, Provisioner, ProvisionerError};
 use crate::secret::random_hex;
 use crate::store::{CreateOutcome, ProvisionStore, ResourceWriter, StoreError, UpdateOutcome};
+use std::future::Future;
 
 /// How often a plan change or deprovision re-reads and retries after losing
 /// a race on the resource's version. Each lost round means another writer
@@ -153,15 +154,48 @@ impl<S: ProvisionStore, P: Provisioner> Lifecycle<S, P> {
     }
 }
 
+/// What a change decides after reading the current resource.
+// Built and consumed once per attempt, never stored: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Step<T> {
+    /// Nothing to write (a redelivery); answer at once.
+    Answer(T),
+    /// Write this resource and event, conditional on the version read, then answer.
+    Write(Resource, AuditEvent, T),
+}
+
 impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
-    async fn active_resource(&self, id: &str) -> Result<Resource, LifecycleError> {
+    /// Reads the resource, lets `decide` choose what to write, and writes it
+    /// on condition that nobody changed the resource in between. A writer that
+    /// loses re-reads and decides again, so concurrent changes apply one after
+    /// the other and none is lost.
+    async fn change<T, Decision>(
+        &self,
+        id: &str,
+        mut decide: impl FnMut(Option<Resource>) -> Decision,
+    ) -> Result<T, LifecycleError>
+    where
+        Decision: Future<Output = Result<Step<T>, LifecycleError>>,
+    {
         if !is_valid_resource_id(id) {
             return Err(LifecycleError::NotFound);
         }
-        match self.store.get_resource(id).await? {
-            Some(resource) if resource.is_active() => Ok(resource),
-            _ => Err(LifecycleError::NotFound),
+        for _ in 0..VERSION_ATTEMPTS {
+            let current = self.store.get_resource(id).await?;
+            let read_version = current.as_ref().map_or(0, |resource| resource.version);
+            match decide(current).await? {
+                Step::Answer(answer) => return Ok(answer),
+                Step::Write(updated, event, answer) => {
+                    if self.store.update_resource(&updated, read_version, &event).await?
+                        == UpdateOutcome::Updated
+                    {
+                        tracing::info!(resource_id = %id, action = ?event.action, details = ?event.details, "resource changed");
+                        return Ok(answer);
+                    }
+                }
+            }
         }
+        Err(LifecycleError::Contended)
     }
 
     pub async fn change_plan(
@@ -170,18 +204,22 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
         request: PlanChangeRequest,
     ) -> Result<PlanChangeResponse, LifecycleError> {
         self.check_plan(&request.plan)?;
-        for _ in 0..VERSION_ATTEMPTS {
-            let current = self.active_resource(id).await?;
+        let message = &format!("Your add-on is now on plan {}.", request.plan);
+        let request = &request;
+        self.change(id, |current| async move {
+            let current = current
+                .filter(Resource::is_active)
+                .ok_or(LifecycleError::NotFound)?;
             if current.addon_id != request.addon_id {
                 return Err(LifecycleError::AddonIdMismatch);
             }
-            let message = format!("Your add-on is now on plan {}.", request.plan);
             if current.plan == request.plan {
                 // A redelivery of a change already applied: nothing to write.
-                return Ok(PlanChangeResponse {
-                    config: current.config,
-                    message,
-                });
+                let config = current.config;
+                return Ok(Step::Answer(PlanChangeResponse {
+                    config,
+                    message: message.clone(),
+                }));
             }
             let config = self.provisioner.change_plan(&current, &request.plan).await?;
             self.check_config(&config)?;
@@ -189,27 +227,20 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
             let event = AuditEvent::new(id, AuditAction::PlanChanged, ACTOR, &now)
                 .with_detail("from_plan", &current.plan)
                 .with_detail("to_plan", &request.plan);
+            let answer = PlanChangeResponse {
+                config: config.clone(),
+                message: message.clone(),
+            };
             let updated = Resource {
                 plan: request.plan.clone(),
                 config,
                 version: current.version + 1,
                 updated_at: now.to_string(),
-                ..current.clone()
+                ..current
             };
-            if self
-                .store
-                .update_resource(&updated, current.version, &event)
-                .await?
-                == UpdateOutcome::Updated
-            {
-                tracing::info!(resource_id = %id, from = %current.plan, to = %updated.plan, "plan changed");
-                return Ok(PlanChangeResponse {
-                    config: updated.config,
-                    message,
-                });
-            }
-        }
-        Err(LifecycleError::Contended)
+            Ok(Step::Write(updated, event, answer))
+        })
+        .await
     }
 
     /// Marks the resource deprovisioned (the record stays, with the time).
@@ -218,15 +249,11 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
         let done = || DeprovisionResponse {
             message: "The add-on was deprovisioned.".to_string(),
         };
-        if !is_valid_resource_id(id) {
-            return Err(LifecycleError::NotFound);
-        }
-        for _ in 0..VERSION_ATTEMPTS {
-            let current = match self.store.get_resource(id).await? {
-                None => return Err(LifecycleError::NotFound),
-                Some(resource) if !resource.is_active() => return Ok(done()),
-                Some(resource) => resource,
-            };
+        self.change(id, |current| async move {
+            let current = current.ok_or(LifecycleError::NotFound)?;
+            if !current.is_active() {
+                return Ok(Step::Answer(done()));
+            }
             self.provisioner.deprovision(&current).await?;
             let now = Timestamp::now();
             let event = AuditEvent::new(id, AuditAction::Deprovisioned, ACTOR, &now);
@@ -235,18 +262,10 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
                 deprovisioned_at: Some(now.to_string()),
                 version: current.version + 1,
                 updated_at: now.to_string(),
-                ..current.clone()
+                ..current
             };
-            if self
-                .store
-                .update_resource(&updated, current.version, &event)
-                .await?
-                == UpdateOutcome::Updated
-            {
-                tracing::info!(resource_id = %id, "resource deprovisioned");
-                return Ok(done());
-            }
-        }
-        Err(LifecycleError::Contended)
+            Ok(Step::Write(updated, event, done()))
+        })
+        .await
     }
 }

@@ -194,4 +194,75 @@ mod tests {
         );
         assert!(serde_json::from_str::<PlanChangeRequest>(r#"{"addon_id":"h"}"#).is_err());
     }
+
+    mod hostile_input {
+        use super::super::*;
+        use crate::http::read_json;
+        use lambda_http::{Body, Request};
+        use proptest::prelude::*;
+
+        fn request(content_type: &str, body: Vec<u8>) -> Request {
+            lambda_http::http::Request::builder()
+                .method("POST")
+                .header("content-type", content_type)
+                .body(Body::Binary(body))
+                .unwrap()
+        }
+
+        fn json_value() -> impl Strategy<Value = serde_json::Value> {
+            let leaf = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                ".{0,12}".prop_map(serde_json::Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                    prop::collection::btree_map(
+                        prop_oneof![
+                            Just("addon_id".to_string()),
+                            Just("heroku_id".to_string()),
+                            Just("plan".to_string()),
+                            Just("options".to_string()),
+                            ".{0,8}"
+                        ],
+                        inner,
+                        0..5,
+                    )
+                    .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            /// Random bytes under any content type: parsed or refused with a
+            /// 4xx, never a panic and never a 5xx.
+            #[test]
+            fn random_bytes_are_refused_with_a_4xx(
+                content_type in prop_oneof![Just("application/json".to_string()), "[ -~]{0,30}"],
+                body in prop::collection::vec(any::<u8>(), 0..512),
+            ) {
+                if let Err(err) = read_json::<ProvisionRequest>(&request(&content_type, body)) {
+                    prop_assert!(err.status.is_client_error(), "{:?}", err);
+                }
+            }
+
+            /// Random JSON shaped like the real bodies: either a request that
+            /// satisfies every rule, or a 400 naming the problem.
+            #[test]
+            fn random_json_parses_to_a_valid_request_or_a_400(value in json_value()) {
+                let body = serde_json::to_vec(&value).unwrap();
+                match read_json::<ProvisionRequest>(&request("application/json", body.clone())) {
+                    Ok(parsed) => {
+                        prop_assert!(!parsed.addon_id.trim().is_empty() && !parsed.plan.trim().is_empty());
+                    }
+                    Err(err) => prop_assert_eq!(err.status.as_u16(), 400, "{:?}", err),
+                }
+                if let Err(err) = read_json::<PlanChangeRequest>(&request("application/json", body)) {
+                    prop_assert_eq!(err.status.as_u16(), 400);
+                }
+            }
+        }
+    }
 }

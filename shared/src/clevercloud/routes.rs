@@ -9,7 +9,9 @@ use crate::provisioner::{DefaultProvisioner, Provisioner};
 use crate::store::{DynamoStore, ProvisionStore, ResourceWriter, StoreError};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
 use std::convert::Infallible;
+use std::future::Future;
 
 /// Everything a lifecycle function needs, built once at cold start.
 pub struct CleverCloudApi<S, P> {
@@ -84,20 +86,34 @@ fn path_id(request: &Request) -> String {
         .to_string()
 }
 
+/// Authenticates, runs `action`, and renders its answer as 200 JSON or its
+/// error as the matching 4xx/5xx JSON error. Credentials come first, so an
+/// unauthenticated caller learns nothing about ids or bodies.
+async fn authenticated<T: Serialize>(
+    credentials: &BasicCredentials,
+    request: &Request,
+    // A future does nothing until awaited, so `action` runs only after the check.
+    action: impl Future<Output = Result<T, ApiError>>,
+) -> Result<Response<Body>, Infallible> {
+    Ok(respond(
+        async {
+            credentials.verify(request.headers())?;
+            Ok(json_response(StatusCode::OK, &action.await?))
+        }
+        .await,
+    ))
+}
+
 /// `POST /clevercloud/resources`
 pub async fn provision<S: ProvisionStore, P: Provisioner>(
     api: &CleverCloudApi<S, P>,
     request: Request,
 ) -> Result<Response<Body>, Infallible> {
-    Ok(respond(
-        async {
-            api.credentials.verify(request.headers())?;
-            let body: ProvisionRequest = read_json(&request)?;
-            let answer = api.lifecycle.provision(body).await?;
-            Ok(json_response(StatusCode::OK, &answer))
-        }
-        .await,
-    ))
+    authenticated(&api.credentials, &request, async {
+        let body: ProvisionRequest = read_json(&request)?;
+        Ok(api.lifecycle.provision(body).await?)
+    })
+    .await
 }
 
 /// `PUT /clevercloud/resources/{id}`
@@ -105,15 +121,11 @@ pub async fn change_plan<S: ResourceWriter, P: Provisioner>(
     api: &CleverCloudApi<S, P>,
     request: Request,
 ) -> Result<Response<Body>, Infallible> {
-    Ok(respond(
-        async {
-            api.credentials.verify(request.headers())?;
-            let body: PlanChangeRequest = read_json(&request)?;
-            let answer = api.lifecycle.change_plan(&path_id(&request), body).await?;
-            Ok(json_response(StatusCode::OK, &answer))
-        }
-        .await,
-    ))
+    authenticated(&api.credentials, &request, async {
+        let body: PlanChangeRequest = read_json(&request)?;
+        Ok(api.lifecycle.change_plan(&path_id(&request), body).await?)
+    })
+    .await
 }
 
 /// `DELETE /clevercloud/resources/{id}` (no body; any sent is ignored)
@@ -121,12 +133,8 @@ pub async fn deprovision<S: ResourceWriter, P: Provisioner>(
     api: &CleverCloudApi<S, P>,
     request: Request,
 ) -> Result<Response<Body>, Infallible> {
-    Ok(respond(
-        async {
-            api.credentials.verify(request.headers())?;
-            let answer = api.lifecycle.deprovision(&path_id(&request)).await?;
-            Ok(json_response(StatusCode::OK, &answer))
-        }
-        .await,
-    ))
+    authenticated(&api.credentials, &request, async {
+        Ok(api.lifecycle.deprovision(&path_id(&request)).await?)
+    })
+    .await
 }
