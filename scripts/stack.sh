@@ -51,6 +51,9 @@ export ADDON_PASSWORD="${ADDON_PASSWORD:-local-dev-password-44ca82ddf8d4e74d}"
 export ADDON_SSO_SALT="${ADDON_SSO_SALT:-local-dev-sso-salt-fcb5b3add85d65e1}"
 export ADDON_CONFIG_VARS="${ADDON_CONFIG_VARS:-ADDON_NAME_URL,ADDON_NAME_TOKEN}"
 export ADDON_PLANS="${ADDON_PLANS-basic,premium}"
+export CLOUD66_PROVIDER="${CLOUD66_PROVIDER-acme-local}"
+export CLOUD66_PROVIDER_UID="${CLOUD66_PROVIDER_UID-local-dev-cloud66-uid-0123456789abcdef}"
+export CLOUD66_MULTIPASS_KEY="${CLOUD66_MULTIPASS_KEY:-uid}"
 export RESOURCE_BASE_URL="${RESOURCE_BASE_URL:-http://localhost:$PORT/resources}"
 export TABLE_NAME="${TABLE_NAME:-addon-provider-local}"
 export AWS_REGION="${AWS_REGION:-us-east-1}"
@@ -124,12 +127,20 @@ start "$RUN_DIR/watch.log" cargo "${WATCH_ARGS[@]}"
 WATCH_PID="${PIDS[-1]}"
 
 # Watch exits 0 (or keeps running) even when its port is taken, so readiness is
-# an unauthenticated call to every route answering 401 from our own functions.
+# every function answering an empty request the way only our code answers it.
+READY_CHECKS=(
+  "POST /clevercloud/resources 401"
+  "PUT /clevercloud/resources/ready 401"
+  "DELETE /clevercloud/resources/ready 401"
+  "POST /clevercloud/sso/login 400"
+  "GET /dashboard 302"
+)
 routes_answer() {
-  local route status
-  for route in "POST /clevercloud/resources" "PUT /clevercloud/resources/ready" "DELETE /clevercloud/resources/ready"; do
-    status="$(curl -s -o /dev/null -w '%{http_code}' -X "${route%% *}" "http://127.0.0.1:$PORT${route#* }" || true)"
-    [[ "$status" == 401 ]] || return 1
+  local check method path expected status
+  for check in "${READY_CHECKS[@]}"; do
+    read -r method path expected <<<"$check"
+    status="$(curl -s -o /dev/null -w '%{http_code}' -X "$method" "http://127.0.0.1:$PORT$path" || true)"
+    [[ "$status" == "$expected" ]] || return 1
   done
 }
 wait_until "cargo lambda watch" "$WATCH_PID" 600 routes_answer
@@ -167,6 +178,8 @@ cat <<MSG
 
 Add-on provider is running.
   API:            $LOCAL_URL   (routes: POST /clevercloud/resources, PUT|DELETE /clevercloud/resources/{id})
+  SSO:            POST $LOCAL_URL/clevercloud/sso/login, GET $LOCAL_URL/cloud66/sso/start → Cloud 66 → $LOCAL_URL/cloud66/sso/callback
+  Panel:          $LOCAL_URL/dashboard
   DynamoDB Local: http://127.0.0.1:$DYNAMODB_PORT   table $TABLE_NAME
   Logs:           $RUN_DIR/
 

@@ -50,6 +50,22 @@ pub fn optional(lookup: &impl Fn(&str) -> Option<String>, var: &str) -> Option<S
         .filter(|value| !value.is_empty())
 }
 
+/// A positive number of seconds, or `default` when unset.
+pub fn seconds(
+    lookup: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: i64,
+) -> Result<i64, ConfigError> {
+    match optional(lookup, var) {
+        None => Ok(default),
+        Some(value) => value
+            .parse::<i64>()
+            .ok()
+            .filter(|seconds| *seconds > 0)
+            .ok_or_else(|| ConfigError::new(var, "must be a positive whole number of seconds")),
+    }
+}
+
 /// Splits a comma list, trimming blanks and dropping empty entries.
 pub fn comma_list(value: &str) -> Vec<String> {
     value

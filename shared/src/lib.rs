@@ -6,10 +6,14 @@
 //! every behaviour can be tested here without a Lambda runtime.
 
 pub mod clevercloud;
+pub mod cloud66;
 pub mod config;
+pub mod dashboard;
+pub mod html;
 pub mod http;
 pub mod model;
 pub mod provisioner;
 pub mod secret;
+pub mod signin;
 pub mod store;
 pub mod telemetry;

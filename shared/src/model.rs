@@ -68,10 +68,20 @@ impl Resource {
     }
 }
 
-/// What happened to a resource; written in the same transaction as the change.
+/// What an audit event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectKind {
+    Resource,
+    Account,
+}
+
+/// What happened to a resource or an account; written in the same
+/// transaction as the change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
-    pub resource_id: String,
+    pub subject_kind: SubjectKind,
+    pub subject_id: String,
     pub action: AuditAction,
     pub at: String,
     /// Who asked for the change (`clevercloud`, …).
@@ -87,12 +97,20 @@ pub enum AuditAction {
     Provisioned,
     PlanChanged,
     Deprovisioned,
+    AccountCreated,
 }
 
 impl AuditEvent {
-    pub fn new(resource_id: &str, action: AuditAction, actor: &str, at: &Timestamp) -> Self {
+    pub fn new(
+        subject_kind: SubjectKind,
+        subject_id: &str,
+        action: AuditAction,
+        actor: &str,
+        at: &Timestamp,
+    ) -> Self {
         Self {
-            resource_id: resource_id.to_string(),
+            subject_kind,
+            subject_id: subject_id.to_string(),
             action,
             at: at.to_string(),
             actor: actor.to_string(),
@@ -104,6 +122,46 @@ impl AuditEvent {
         self.details.insert(key.to_string(), value.to_string());
         self
     }
+}
+
+/// A customer known by email, shared by the Cloud 66 flows (SSO and link).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: String,
+    /// Normalised with [`normalize_email`]; unique across accounts.
+    pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub created_at: String,
+    pub version: u64,
+}
+
+/// The form in which emails are compared and stored: trimmed, lower case.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// Which platform signed a session in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    CleverCloud,
+    Cloud66,
+}
+
+/// A signed-in browser. Stored under a hash of its id, never the id itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub platform: Platform,
+    /// The resource (Clever Cloud) or account (Cloud 66) the session may see.
+    pub subject_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nav_data: Option<String>,
+    pub created_at: String,
+    /// Epoch seconds; DynamoDB's TTL attribute, and checked on every read.
+    pub expires_at: i64,
 }
 
 /// A UTC instant, written as RFC 3339 with milliseconds so stored values sort

@@ -5,7 +5,7 @@ use lambda_http::http::StatusCode;
 use shared::clevercloud::routes::{self, CleverCloudApi};
 use shared::clevercloud::{Lifecycle, PlanChangeRequest, ProvisionRequest};
 use shared::config::CleverCloudConfig;
-use shared::model::{AuditAction, AuditEvent, Timestamp};
+use shared::model::{AuditAction, AuditEvent, SubjectKind, Timestamp};
 use shared::provisioner::DefaultProvisioner;
 use shared::store::{
     CreateOutcome, DynamoStore, ProvisionStore, ResourceReader, ResourceWriter, UpdateOutcome,
@@ -111,8 +111,13 @@ async fn racing_creates_for_one_add_on_id_store_one_resource() {
             resource.id = format!("res_candidate_{n}_{}", shared::secret::random_hex(4));
             resource.addon_id = addon_id.clone();
             tokio::spawn(async move {
-                let event =
-                    AuditEvent::new(&resource.id, AuditAction::Provisioned, "test", &Timestamp::now());
+                let event = AuditEvent::new(
+                    SubjectKind::Resource,
+                    &resource.id,
+                    AuditAction::Provisioned,
+                    "test",
+                    &Timestamp::now(),
+                );
                 (
                     resource.id.clone(),
                     store.create_resource(&resource, &event).await.unwrap(),
@@ -154,7 +159,13 @@ async fn a_stale_update_writes_neither_the_resource_nor_its_audit_event() {
     let mut resource = store.get_resource(&id).await.unwrap().unwrap();
     resource.plan = "premium".into();
     resource.version = 7;
-    let event = AuditEvent::new(&id, AuditAction::PlanChanged, "test", &Timestamp::now());
+    let event = AuditEvent::new(
+        SubjectKind::Resource,
+        &id,
+        AuditAction::PlanChanged,
+        "test",
+        &Timestamp::now(),
+    );
     assert_eq!(
         store.update_resource(&resource, 6, &event).await.unwrap(),
         UpdateOutcome::Stale

@@ -6,7 +6,7 @@ use super::protocol::{
 };
 use super::ACTOR;
 use crate::config::CleverCloudConfig;
-use crate::model::{AuditAction, AuditEvent, ConfigMap, Resource, ResourceStatus, Timestamp};
+use crate::model::{AuditAction, AuditEvent, ConfigMap, Resource, ResourceStatus, SubjectKind, Timestamp};
 use crate::provisioner::{ProvisionContext, Provisioner, ProvisionerError};
 use crate::secret::random_hex;
 use crate::store::{CreateOutcome, ProvisionStore, ResourceWriter, StoreError, UpdateOutcome};
@@ -139,8 +139,14 @@ impl<S: ProvisionStore, P: Provisioner> Lifecycle<S, P> {
             updated_at: now.to_string(),
             deprovisioned_at: None,
         };
-        let event = AuditEvent::new(&resource.id, AuditAction::Provisioned, ACTOR, &now)
-            .with_detail("plan", &resource.plan);
+        let event = AuditEvent::new(
+            SubjectKind::Resource,
+            &resource.id,
+            AuditAction::Provisioned,
+            ACTOR,
+            &now,
+        )
+        .with_detail("plan", &resource.plan);
         match self.store.create_resource(&resource, &event).await? {
             CreateOutcome::Created => {
                 tracing::info!(resource_id = %resource.id, plan = %resource.plan, "resource provisioned");
@@ -224,7 +230,7 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
             let config = self.provisioner.change_plan(&current, &request.plan).await?;
             self.check_config(&config)?;
             let now = Timestamp::now();
-            let event = AuditEvent::new(id, AuditAction::PlanChanged, ACTOR, &now)
+            let event = AuditEvent::new(SubjectKind::Resource, id, AuditAction::PlanChanged, ACTOR, &now)
                 .with_detail("from_plan", &current.plan)
                 .with_detail("to_plan", &request.plan);
             let answer = PlanChangeResponse {
@@ -256,7 +262,7 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
             }
             self.provisioner.deprovision(&current).await?;
             let now = Timestamp::now();
-            let event = AuditEvent::new(id, AuditAction::Deprovisioned, ACTOR, &now);
+            let event = AuditEvent::new(SubjectKind::Resource, id, AuditAction::Deprovisioned, ACTOR, &now);
             let updated = Resource {
                 status: ResourceStatus::Deprovisioned,
                 deprovisioned_at: Some(now.to_string()),

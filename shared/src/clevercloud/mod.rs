@@ -1,5 +1,6 @@
 //! Clever Cloud's add-on provider API (the Heroku-style protocol): provision,
-//! plan change and deprovision over HTTP Basic auth.
+//! plan change and deprovision over HTTP Basic auth, and single sign-on
+//! into the vendor's panel (`sso`).
 //!
 //! `protocol` holds the wire types exactly as the platform sends and expects
 //! them, `lifecycle` the rules (idempotency, versions, audit), and `routes`
@@ -8,6 +9,7 @@
 mod lifecycle;
 mod protocol;
 pub mod routes;
+pub mod sso;
 
 pub use lifecycle::{is_valid_resource_id, Lifecycle, LifecycleError};
 pub use protocol::{

@@ -5,19 +5,30 @@
 //! | resource             | `RESOURCE#<id>`             | `RESOURCE`               |
 //! | audit event          | `RESOURCE#<id>`             | `AUDIT#<time>#<random>`  |
 //! | add-on id claim      | `CLEVERCLOUD_ADDON#<addon>` | `CLEVERCLOUD_ADDON`      |
+//! | account              | `ACCOUNT#<id>`              | `ACCOUNT`                |
+//! | account audit event  | `ACCOUNT#<id>`              | `AUDIT#<time>#<random>`  |
+//! | email claim          | `EMAIL#<normalised email>`  | `EMAIL`                  |
+//! | spent sign-in token  | `SSO_TOKEN#<sha256>`        | `SSO_TOKEN`              |
+//! | session              | `SESSION#<sha256 of id>`    | `SESSION`                |
 //!
-//! A resource and its history share a partition, so one query returns both.
-//! The claim item makes the marketplace id unique: it is created with
-//! `attribute_not_exists` in the same transaction as the resource.
+//! A subject and its history share a partition, so one query returns both.
+//! Claim items make marketplace ids and emails unique: each is created with
+//! `attribute_not_exists` in the same transaction as what it points to.
+//! Tokens and sessions are stored under hashes, so a reader of the table
+//! cannot replay or hijack them; both expire through the TTL attribute.
 
-use super::{CreateOutcome, ProvisionStore, ResourceReader, ResourceWriter, StoreError, UpdateOutcome};
-use crate::model::{AuditEvent, Resource};
+use super::{
+    AccountStore, CreateOutcome, OpenOutcome, ProvisionStore, ResourceReader, ResourceWriter, SessionStore,
+    StoreError, UpdateOutcome,
+};
+use crate::model::{Account, AuditAction, AuditEvent, Resource, Session, SubjectKind, Timestamp};
 use crate::secret::random_hex;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -91,13 +102,79 @@ impl DynamoStore {
     }
 
     fn audit_item(event: &AuditEvent) -> Result<Item, StoreError> {
+        let partition = match event.subject_kind {
+            SubjectKind::Resource => format!("RESOURCE#{}", event.subject_id),
+            SubjectKind::Account => format!("ACCOUNT#{}", event.subject_id),
+        };
         // The random suffix keeps two events of the same millisecond apart.
         let sort = format!("AUDIT#{}#{}", event.at, random_hex(4));
-        Self::entity_item(
-            event,
-            Self::key(format!("RESOURCE#{}", event.resource_id), &sort),
-            "audit",
+        Self::entity_item(event, Self::key(partition, &sort), "audit")
+    }
+
+    fn account_key(id: &str) -> Item {
+        Self::key(format!("ACCOUNT#{id}"), "ACCOUNT")
+    }
+
+    fn email_claim_key(email: &str) -> Item {
+        Self::key(format!("EMAIL#{email}"), "EMAIL")
+    }
+
+    fn session_key(session_id: &str) -> Item {
+        Self::key(
+            format!("SESSION#{}", hex::encode(Sha256::digest(session_id))),
+            "SESSION",
         )
+    }
+
+    /// Follows a claim item to the id it names, if the claim exists.
+    async fn claim_owner(&self, claim: Item) -> Result<Option<String>, StoreError> {
+        let Some(item) = self.get_item(claim).await? else {
+            return Ok(None);
+        };
+        match item.get("owner_id") {
+            Some(AttributeValue::S(owner)) => Ok(Some(owner.clone())),
+            _ => Err(StoreError::Internal("claim item without owner_id".into())),
+        }
+    }
+
+    /// Writes `items` together with a claim on `claim` naming `owner`, all or
+    /// nothing. If someone else holds the claim, writes nothing and returns
+    /// the owner their claim names: the loser of a race learns the winner.
+    async fn create_claimed(
+        &self,
+        claim: Item,
+        owner: &str,
+        items: Vec<Item>,
+    ) -> Result<Option<String>, StoreError> {
+        let mut claim_item = claim.clone();
+        claim_item.insert("owner_id".into(), AttributeValue::S(owner.to_string()));
+        claim_item.insert("entity".into(), AttributeValue::S("claim".into()));
+        for attempt in 0..TRANSACTION_ATTEMPTS {
+            let mut actions = vec![self.put_new(claim_item.clone())?];
+            for item in &items {
+                actions.push(self.put_new(item.clone())?);
+            }
+            let Some(reasons) = self.transact(actions).await? else {
+                return Ok(None);
+            };
+            let claim_taken = reasons
+                .first()
+                .is_some_and(|code| code == "ConditionalCheckFailed");
+            if !claim_taken && !is_conflict(&reasons) {
+                return Err(StoreError::Internal(format!(
+                    "claimed create cancelled: {reasons:?}"
+                )));
+            }
+            if !claim_taken {
+                backoff(attempt).await;
+            }
+            if let Some(winner) = self.claim_owner(claim.clone()).await? {
+                return Ok(Some(winner));
+            }
+        }
+        Err(StoreError::Unavailable(
+            "claimed create kept colliding with concurrent writes".into(),
+        ))
     }
 
     /// A transaction action that creates `item` and fails if it exists.
@@ -207,18 +284,13 @@ impl ResourceReader for DynamoStore {
 
 impl ProvisionStore for DynamoStore {
     async fn find_by_addon_id(&self, addon_id: &str) -> Result<Option<Resource>, StoreError> {
-        let Some(claim) = self.get_item(Self::addon_claim_key(addon_id)).await? else {
+        let Some(resource_id) = self.claim_owner(Self::addon_claim_key(addon_id)).await? else {
             return Ok(None);
         };
-        let Some(AttributeValue::S(resource_id)) = claim.get("resource_id") else {
-            return Err(StoreError::Internal(format!(
-                "add-on claim {addon_id} has no resource_id"
-            )));
-        };
-        match self.get_resource(resource_id).await? {
+        match self.get_resource(&resource_id).await? {
             Some(resource) => Ok(Some(resource)),
             None => Err(StoreError::Internal(format!(
-                "add-on claim {addon_id} points at missing resource {resource_id}"
+                "add-on claim points at missing resource {resource_id}"
             ))),
         }
     }
@@ -228,41 +300,19 @@ impl ProvisionStore for DynamoStore {
         resource: &Resource,
         event: &AuditEvent,
     ) -> Result<CreateOutcome, StoreError> {
-        let mut claim = Self::addon_claim_key(&resource.addon_id);
-        claim.insert("resource_id".into(), AttributeValue::S(resource.id.clone()));
-        claim.insert(
-            "entity".into(),
-            AttributeValue::S("clevercloud_addon_claim".into()),
-        );
-        for attempt in 0..TRANSACTION_ATTEMPTS {
-            let items = vec![
-                self.put_new(claim.clone())?,
-                self.put_new(Self::resource_item(resource)?)?,
-                self.put_new(Self::audit_item(event)?)?,
-            ];
-            let Some(reasons) = self.transact(items).await? else {
-                return Ok(CreateOutcome::Created);
-            };
-            let claim_taken = reasons
-                .first()
-                .is_some_and(|code| code == "ConditionalCheckFailed");
-            if !claim_taken && !is_conflict(&reasons) {
-                return Err(StoreError::Internal(format!(
-                    "provision transaction cancelled: {reasons:?}"
-                )));
-            }
-            if !claim_taken {
-                backoff(attempt).await;
-            }
-            // Either the claim is taken or a concurrent claim is in flight:
-            // whoever won, their resource is the answer.
-            if let Some(existing) = self.find_by_addon_id(&resource.addon_id).await? {
-                return Ok(CreateOutcome::Existing(Box::new(existing)));
-            }
+        let items = vec![Self::resource_item(resource)?, Self::audit_item(event)?];
+        match self
+            .create_claimed(Self::addon_claim_key(&resource.addon_id), &resource.id, items)
+            .await?
+        {
+            None => Ok(CreateOutcome::Created),
+            Some(winner) => match self.get_resource(&winner).await? {
+                Some(existing) => Ok(CreateOutcome::Existing(Box::new(existing))),
+                None => Err(StoreError::Internal(format!(
+                    "add-on claim points at missing resource {winner}"
+                ))),
+            },
         }
-        Err(StoreError::Unavailable(
-            "provision transaction kept colliding with concurrent writes".into(),
-        ))
     }
 }
 
@@ -299,5 +349,123 @@ impl ResourceWriter for DynamoStore {
                 "update transaction cancelled: {reasons:?}"
             ))),
         }
+    }
+}
+
+impl AccountStore for DynamoStore {
+    async fn find_or_create_account(
+        &self,
+        email: &str,
+        name: Option<&str>,
+        actor: &str,
+    ) -> Result<Account, StoreError> {
+        if let Some(id) = self.claim_owner(Self::email_claim_key(email)).await? {
+            return self.account_named_by_claim(&id).await;
+        }
+        let now = Timestamp::now();
+        let account = Account {
+            id: format!("acc_{}", random_hex(16)),
+            email: email.to_string(),
+            name: name.map(str::to_string),
+            created_at: now.to_string(),
+            version: 1,
+        };
+        let event = AuditEvent::new(
+            SubjectKind::Account,
+            &account.id,
+            AuditAction::AccountCreated,
+            actor,
+            &now,
+        );
+        let items = vec![
+            Self::entity_item(&account, Self::account_key(&account.id), "account")?,
+            Self::audit_item(&event)?,
+        ];
+        match self
+            .create_claimed(Self::email_claim_key(email), &account.id, items)
+            .await?
+        {
+            None => {
+                tracing::info!(account_id = %account.id, "account created");
+                Ok(account)
+            }
+            Some(winner) => self.account_named_by_claim(&winner).await,
+        }
+    }
+
+    async fn get_account(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        self.get_item(Self::account_key(id))
+            .await?
+            .map(|item| decode(item, "account"))
+            .transpose()
+    }
+}
+
+impl DynamoStore {
+    async fn account_named_by_claim(&self, id: &str) -> Result<Account, StoreError> {
+        self.get_account(id)
+            .await?
+            .ok_or_else(|| StoreError::Internal(format!("email claim points at missing account {id}")))
+    }
+}
+
+impl SessionStore for DynamoStore {
+    async fn open_session(
+        &self,
+        token_fingerprint: &str,
+        token_expires_at: i64,
+        session_id: &str,
+        session: &Session,
+    ) -> Result<OpenOutcome, StoreError> {
+        let mut token = Self::key(format!("SSO_TOKEN#{token_fingerprint}"), "SSO_TOKEN");
+        token.insert("entity".into(), AttributeValue::S("spent_sso_token".into()));
+        token.insert(
+            TableKeys::TTL.into(),
+            AttributeValue::N(token_expires_at.to_string()),
+        );
+        let actions = vec![
+            self.put_new(token)?,
+            self.put_new(Self::entity_item(
+                session,
+                Self::session_key(session_id),
+                "session",
+            )?)?,
+        ];
+        match self.transact(actions).await? {
+            None => Ok(OpenOutcome::Opened),
+            // Spent already, or being spent by a concurrent request right now:
+            // either way this presentation of the token is a replay.
+            Some(reasons)
+                if is_conflict(&reasons)
+                    || reasons
+                        .first()
+                        .is_some_and(|code| code == "ConditionalCheckFailed") =>
+            {
+                Ok(OpenOutcome::Replayed)
+            }
+            Some(reasons) => Err(StoreError::Internal(format!(
+                "session transaction cancelled: {reasons:?}"
+            ))),
+        }
+    }
+
+    async fn get_session(&self, session_id: &str) -> Result<Option<Session>, StoreError> {
+        let Some(item) = self.get_item(Self::session_key(session_id)).await? else {
+            return Ok(None);
+        };
+        let session: Session = decode(item, "session")?;
+        // DynamoDB deletes expired items lazily (within days): check here too.
+        Ok(Some(session).filter(|session| session.expires_at > chrono::Utc::now().timestamp()))
+    }
+
+    async fn end_session(&self, session_id: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::session_key(session_id)))
+            .send()
+            .await
+            .map_err(|err| classify("DeleteItem", err))?;
+        Ok(())
     }
 }

@@ -6,7 +6,7 @@ mod dynamo;
 
 pub use dynamo::{DynamoStore, TableKeys};
 
-use crate::model::{AuditEvent, Resource};
+use crate::model::{Account, AuditEvent, Resource, Session};
 use std::future::Future;
 
 #[derive(Debug, thiserror::Error)]
@@ -67,4 +67,47 @@ pub trait ResourceWriter: ResourceReader {
         expected_version: u64,
         event: &AuditEvent,
     ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
+}
+
+pub trait AccountStore: Send + Sync {
+    /// The account for a normalised email, created (with its audit event, in
+    /// one transaction) if there is none. Concurrent calls for one email
+    /// create one account.
+    fn find_or_create_account(
+        &self,
+        email: &str,
+        name: Option<&str>,
+        actor: &str,
+    ) -> impl Future<Output = Result<Account, StoreError>> + Send;
+
+    fn get_account(&self, id: &str) -> impl Future<Output = Result<Option<Account>, StoreError>> + Send;
+}
+
+/// The outcome of opening a session with a single-use sign-in token.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OpenOutcome {
+    Opened,
+    /// The token was used before; no session was created.
+    Replayed,
+}
+
+pub trait SessionStore: Send + Sync {
+    /// Spends a single-use sign-in token and creates the session it buys, in
+    /// one transaction: a replayed token opens nothing, and a failure leaves
+    /// the token unspent so the user can retry.
+    fn open_session(
+        &self,
+        token_fingerprint: &str,
+        token_expires_at: i64,
+        session_id: &str,
+        session: &Session,
+    ) -> impl Future<Output = Result<OpenOutcome, StoreError>> + Send;
+
+    /// The session, if it exists and has not expired.
+    fn get_session(
+        &self,
+        session_id: &str,
+    ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
+
+    fn end_session(&self, session_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

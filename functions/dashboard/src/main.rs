@@ -1,0 +1,12 @@
+//! `dashboard` Lambda: the signed-in panel, wired to
+//! [`shared::dashboard::route`].
+
+use lambda_http::{run, service_fn, Error};
+use shared::dashboard::{self, DashboardApi};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let api = DashboardApi::from_env().await?;
+    run(service_fn(|request| dashboard::route(&api, request))).await
+}

@@ -1,0 +1,336 @@
+//! Clever Cloud single sign-on: the console POSTs a form to the manifest's
+//! `sso_url`. Two schemes are in use (PROTOCOL-NOTES.md):
+//! - current: `signature` = hex SHA-512 of `id:user_id:email:nav-data:sso_salt:timestamp`;
+//! - legacy: `token` = hex SHA-1 of `id:sso_salt:timestamp`.
+//!
+//! The timestamp is hashed exactly as received; it may be seconds or
+//! milliseconds (above 10^12), even fractional seconds (the docs' sample).
+
+use crate::config::{self, ConfigError};
+use crate::model::{Platform, Session, Timestamp};
+use crate::secret::{constant_time_eq, Secret};
+use crate::signin::{Refusal, SignInApi, SignInError};
+use crate::store::{ResourceReader, SessionStore};
+use chrono::{DateTime, Utc};
+use lambda_http::http::header;
+use lambda_http::{Body, Request, Response};
+use sha1::Sha1;
+use sha2::{Digest, Sha512};
+use std::collections::HashMap;
+
+/// How far ahead of our clock a timestamp may be (clock skew).
+const FUTURE_TOLERANCE_SECONDS: i64 = 60;
+/// Largest SSO form read.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    Signature(String),
+    Token(String),
+}
+
+/// The SSO form's fields, URL-decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsoForm {
+    pub id: String,
+    pub timestamp: String,
+    pub nav_data: String,
+    pub email: String,
+    pub user_id: String,
+    pub proof: Proof,
+}
+
+impl SsoForm {
+    /// The proof as compared (lower-case hex): the single-use key.
+    fn proof_text(&self) -> String {
+        match &self.proof {
+            Proof::Signature(text) | Proof::Token(text) => text.trim().to_ascii_lowercase(),
+        }
+    }
+}
+
+/// Parses an `application/x-www-form-urlencoded` SSO body. Missing `id`,
+/// `timestamp`, or both `signature` and `token`, or a field given twice, is
+/// malformed.
+pub fn parse_form(body: &[u8]) -> Result<SsoForm, Refusal> {
+    if body.len() > MAX_FORM_BYTES {
+        return Err(Refusal::MalformedRequest);
+    }
+    let mut fields: HashMap<String, String> = HashMap::new();
+    for (name, value) in form_urlencoded::parse(body) {
+        if fields.insert(name.into_owned(), value.into_owned()).is_some() {
+            return Err(Refusal::MalformedRequest);
+        }
+    }
+    let mut take = |name: &str| fields.remove(name).unwrap_or_default();
+    let (id, timestamp) = (take("id"), take("timestamp"));
+    let (signature, token) = (take("signature"), take("token"));
+    let proof = match (signature.is_empty(), token.is_empty()) {
+        (false, _) => Proof::Signature(signature),
+        (true, false) => Proof::Token(token),
+        (true, true) => return Err(Refusal::MalformedRequest),
+    };
+    if id.is_empty() || timestamp.is_empty() {
+        return Err(Refusal::MalformedRequest);
+    }
+    Ok(SsoForm {
+        id,
+        timestamp,
+        nav_data: take("nav-data"),
+        email: take("email"),
+        user_id: take("user_id"),
+        proof,
+    })
+}
+
+/// Seconds since the epoch from a timestamp in seconds or milliseconds,
+/// possibly with a fractional part.
+fn parse_timestamp(text: &str) -> Option<i64> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |part: &str| part.chars().all(|c| c.is_ascii_digit());
+    if whole.is_empty() || whole.len() > 16 || !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    let value: i64 = whole.parse().ok()?;
+    Some(if value > 1_000_000_000_000 {
+        value / 1000
+    } else {
+        value
+    })
+}
+
+/// The add-on's SSO salt and freshness rule.
+#[derive(Debug, Clone)]
+pub struct CleverCloudSso {
+    salt: Secret,
+    max_age_seconds: i64,
+}
+
+impl CleverCloudSso {
+    pub fn new(salt: Secret, max_age_seconds: i64) -> Self {
+        Self {
+            salt,
+            max_age_seconds,
+        }
+    }
+
+    /// `ADDON_SSO_SALT` and `SSO_MAX_AGE_SECONDS` (default 300).
+    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let salt = Secret::new(config::required(lookup, "ADDON_SSO_SALT")?);
+        let max_age = config::seconds(lookup, "SSO_MAX_AGE_SECONDS", 300)?;
+        Ok(Self::new(salt, max_age))
+    }
+
+    /// The current scheme's `signature`.
+    pub fn signature(&self, id: &str, user_id: &str, email: &str, nav_data: &str, timestamp: &str) -> String {
+        let salt = self.salt.expose();
+        hex::encode(Sha512::digest(format!(
+            "{id}:{user_id}:{email}:{nav_data}:{salt}:{timestamp}"
+        )))
+    }
+
+    /// The legacy scheme's `token`.
+    pub fn token(&self, id: &str, timestamp: &str) -> String {
+        hex::encode(Sha1::digest(format!("{id}:{}:{timestamp}", self.salt.expose())))
+    }
+
+    /// Checks the proof (in constant time), then the timestamp's age.
+    pub fn verify(&self, form: &SsoForm, now: DateTime<Utc>) -> Result<(), Refusal> {
+        let expected = match form.proof {
+            Proof::Signature(_) => self.signature(
+                &form.id,
+                &form.user_id,
+                &form.email,
+                &form.nav_data,
+                &form.timestamp,
+            ),
+            Proof::Token(_) => self.token(&form.id, &form.timestamp),
+        };
+        if !constant_time_eq(expected.as_bytes(), form.proof_text().as_bytes()) {
+            return Err(Refusal::BadSignature);
+        }
+        let issued = parse_timestamp(&form.timestamp).ok_or(Refusal::MalformedRequest)?;
+        let now = now.timestamp();
+        if issued > now + FUTURE_TOLERANCE_SECONDS {
+            return Err(Refusal::FromTheFuture);
+        }
+        if now - issued > self.max_age_seconds {
+            return Err(Refusal::Expired);
+        }
+        Ok(())
+    }
+
+    /// Until when a token must stay spent: past that it is refused as expired.
+    fn token_lifetime_end(&self, form: &SsoForm) -> i64 {
+        parse_timestamp(&form.timestamp).unwrap_or_default() + self.max_age_seconds + FUTURE_TOLERANCE_SECONDS
+    }
+}
+
+/// `POST /clevercloud/sso/login`: verify, check the resource, open a session.
+pub async fn login<S: ResourceReader + SessionStore>(
+    api: &SignInApi<S>,
+    request: &Request,
+) -> Result<Response<Body>, SignInError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+    {
+        return Err(Refusal::MalformedRequest.into());
+    }
+    let form = parse_form(request.body().as_ref())?;
+    api.clevercloud.verify(&form, Utc::now())?;
+    let resource = if super::is_valid_resource_id(&form.id) {
+        api.store.get_resource(&form.id).await?
+    } else {
+        None
+    };
+    let resource = resource
+        .filter(|r| r.is_active())
+        .ok_or(Refusal::UnknownResource)?;
+    let session = Session {
+        platform: Platform::CleverCloud,
+        subject_id: resource.id,
+        email: Some(form.email.clone()).filter(|email| !email.is_empty()),
+        nav_data: Some(form.nav_data.clone()).filter(|nav| !nav.is_empty()),
+        created_at: Timestamp::now().to_string(),
+        expires_at: 0,
+    };
+    api.sessions
+        .open(
+            &form.proof_text(),
+            api.clevercloud.token_lifetime_end(&form),
+            session,
+        )
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sso() -> CleverCloudSso {
+        CleverCloudSso::new(Secret::new("2f97bfa52ca102f8874716e2eb1d3b4920ad0be4"), 300)
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn legacy_token_matches_herokus_published_answer() {
+        assert_eq!(
+            sso().token("123", "1267597772"),
+            "bb466eb1d6bc345d11072c3cd25c311f21be130d"
+        );
+    }
+
+    #[test]
+    fn current_signature_is_sha512_over_the_documented_fields() {
+        let expected = hex::encode(Sha512::digest(
+            "res_1:user_1:a@b.c:nav:2f97bfa52ca102f8874716e2eb1d3b4920ad0be4:1700000000",
+        ));
+        assert_eq!(
+            sso().signature("res_1", "user_1", "a@b.c", "nav", "1700000000"),
+            expected
+        );
+    }
+
+    fn form(body: &str) -> SsoForm {
+        parse_form(body.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn both_schemes_verify_with_seconds_or_milliseconds() {
+        let sso = sso();
+        let now = 1_700_000_100;
+        for timestamp in ["1700000000", "1700000000123", "1700000000.25"] {
+            let signature = sso.signature("res_1", "user_1", "a@b.c", "", timestamp);
+            let current = form(&format!(
+                "id=res_1&timestamp={timestamp}&nav-data=&email=a%40b.c&user_id=user_1&signature={signature}"
+            ));
+            assert_eq!(sso.verify(&current, at(now)), Ok(()), "{timestamp}");
+            let token = sso.token("res_1", timestamp).to_uppercase();
+            let legacy = form(&format!(
+                "id=res_1&token={token}&timestamp={timestamp}&nav-data=&email=a%40b.c"
+            ));
+            assert_eq!(sso.verify(&legacy, at(now)), Ok(()), "{timestamp}");
+        }
+    }
+
+    #[test]
+    fn wrong_stale_and_future_tokens_are_refused() {
+        let sso = sso();
+        let token = |ts: i64| sso.token("res_1", &ts.to_string());
+        let legacy = |ts: i64, token: &str| form(&format!("id=res_1&token={token}&timestamp={ts}"));
+        let now = 1_700_000_000;
+        assert_eq!(
+            sso.verify(&legacy(now, "00"), at(now)),
+            Err(Refusal::BadSignature)
+        );
+        assert_eq!(
+            sso.verify(&legacy(now - 1, &token(now)), at(now)),
+            Err(Refusal::BadSignature)
+        );
+        // The reference checker sends a token six minutes old.
+        assert_eq!(
+            sso.verify(&legacy(now - 360, &token(now - 360)), at(now)),
+            Err(Refusal::Expired)
+        );
+        assert_eq!(sso.verify(&legacy(now - 299, &token(now - 299)), at(now)), Ok(()));
+        assert_eq!(
+            sso.verify(&legacy(now + 61, &token(now + 61)), at(now)),
+            Err(Refusal::FromTheFuture)
+        );
+        assert_eq!(sso.verify(&legacy(now + 59, &token(now + 59)), at(now)), Ok(()));
+        let other_salt = CleverCloudSso::new(Secret::new("another salt"), 300);
+        assert_eq!(
+            other_salt.verify(&legacy(now, &token(now)), at(now)),
+            Err(Refusal::BadSignature)
+        );
+    }
+
+    #[test]
+    fn malformed_forms_are_refused() {
+        for body in [
+            "",
+            "id=1",
+            "id=1&timestamp=2",
+            "timestamp=2&token=ab",
+            "id=1&id=2&timestamp=2&token=ab",
+        ] {
+            assert_eq!(
+                parse_form(body.as_bytes()),
+                Err(Refusal::MalformedRequest),
+                "{body}"
+            );
+        }
+        let sso = sso();
+        let bad_time = form(&format!("id=1&timestamp=soon&token={}", sso.token("1", "soon")));
+        assert_eq!(sso.verify(&bad_time, at(0)), Err(Refusal::MalformedRequest));
+    }
+
+    proptest! {
+        #[test]
+        fn random_forms_never_panic_and_never_verify(body in prop::collection::vec(any::<u8>(), 0..400)) {
+            if let Ok(form) = parse_form(&body) {
+                prop_assert!(sso().verify(&form, at(1_700_000_000)).is_err());
+            }
+        }
+
+        #[test]
+        fn forged_fields_never_verify(id in "[a-z0-9_]{1,20}", token in "[0-9a-f]{40}", ts in 1_699_999_800i64..1_700_000_000) {
+            let form = form(&format!("id={id}&token={token}&timestamp={ts}"));
+            prop_assume!(token != sso().token(&id, &ts.to_string()));
+            prop_assert_eq!(sso().verify(&form, at(1_700_000_000)), Err(Refusal::BadSignature));
+        }
+    }
+}

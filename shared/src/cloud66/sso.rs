@@ -1,0 +1,377 @@
+//! Cloud 66 SSO: `/sso/signin/PROVIDER` on Cloud 66, then a callback carrying
+//! `multipass` and `signature`.
+
+use super::multipass::{self, MultipassKey};
+use crate::config::{self, ConfigError};
+use crate::model::{normalize_email, Platform, Session, Timestamp};
+use crate::secret::{constant_time_eq, Secret};
+use crate::signin::{Refusal, SignInApi, SignInError};
+use crate::store::{AccountStore, SessionStore};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, RequestExt, Response};
+use sha2::{Digest, Sha256};
+
+/// The audit `actor` for accounts created by a Cloud 66 flow.
+pub const ACTOR: &str = "cloud66";
+
+/// How the multipass key is derived from the provider UID (`CLOUD66_MULTIPASS_KEY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyDerivation {
+    /// `uid`: the first 16 characters of the UID, as bytes (Cloud 66's text).
+    Uid,
+    /// `gem`: SHA-1(api_key + site_key)[0..16] as the multipass gem does, with
+    /// api_key = the first 16 characters of the UID, site_key = the provider.
+    Gem,
+}
+
+/// Cloud 66 SSO settings and checks. This project reads Cloud 66's text as:
+/// `signature` = lowercase hex SHA-256 of UID characters 17–32 followed by
+/// the multipass exactly as received; the multipass is the gem's format under
+/// the key chosen by [`KeyDerivation`].
+#[derive(Debug, Clone)]
+pub struct Cloud66Sso {
+    base_url: String,
+    provider: String,
+    signing_key: Secret,
+    key: MultipassKey,
+}
+
+/// What a valid multipass says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cloud66Identity {
+    pub email: String,
+    pub name: Option<String>,
+    pub expires: DateTime<Utc>,
+}
+
+const MIN_UID_CHARS: usize = 32;
+
+impl Cloud66Sso {
+    /// `None` when Cloud 66 SSO is not configured (neither `CLOUD66_PROVIDER`
+    /// nor `CLOUD66_PROVIDER_UID` set); an error when it is half configured.
+    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<Self>, ConfigError> {
+        let provider = config::optional(lookup, "CLOUD66_PROVIDER");
+        let uid = config::optional(lookup, "CLOUD66_PROVIDER_UID");
+        let (provider, uid) = match (provider, uid) {
+            (None, None) => return Ok(None),
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "CLOUD66_PROVIDER_UID",
+                    "is missing but CLOUD66_PROVIDER is set",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "CLOUD66_PROVIDER",
+                    "is missing but CLOUD66_PROVIDER_UID is set",
+                ))
+            }
+            (Some(provider), Some(uid)) => (provider, uid),
+        };
+        if uid.chars().count() < MIN_UID_CHARS || !uid.is_ascii() {
+            return Err(ConfigError::new(
+                "CLOUD66_PROVIDER_UID",
+                format!("must be at least {MIN_UID_CHARS} ASCII characters"),
+            ));
+        }
+        if !provider
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::new(
+                "CLOUD66_PROVIDER",
+                "must be letters, digits, '-' or '_'",
+            ));
+        }
+        let derivation = match config::optional(lookup, "CLOUD66_MULTIPASS_KEY").as_deref() {
+            None | Some("uid") => KeyDerivation::Uid,
+            Some("gem") => KeyDerivation::Gem,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "CLOUD66_MULTIPASS_KEY",
+                    "must be `uid` or `gem`",
+                ))
+            }
+        };
+        let base_url = config::base_url(
+            "CLOUD66_BASE_URL",
+            config::optional(lookup, "CLOUD66_BASE_URL").unwrap_or_else(|| "https://app.cloud66.com".into()),
+        )?;
+        Ok(Some(Self::new(base_url, provider, &uid, derivation)))
+    }
+
+    pub fn new(base_url: String, provider: String, uid: &str, derivation: KeyDerivation) -> Self {
+        let api_key = &uid[..16];
+        let key = match derivation {
+            KeyDerivation::Uid => {
+                let mut bytes = [0u8; 16];
+                bytes.copy_from_slice(api_key.as_bytes());
+                MultipassKey::from_bytes(bytes)
+            }
+            KeyDerivation::Gem => MultipassKey::gem(api_key, &provider),
+        };
+        Self {
+            base_url,
+            signing_key: Secret::new(&uid[16..32]),
+            provider,
+            key,
+        }
+    }
+
+    /// Where `/cloud66/sso/start` sends the browser.
+    pub fn signin_url(&self) -> String {
+        format!("{}/sso/signin/{}", self.base_url, self.provider)
+    }
+
+    /// The signature Cloud 66 sends beside `multipass`.
+    pub fn signature(&self, multipass: &str) -> String {
+        let digest = Sha256::new()
+            .chain_update(self.signing_key.expose())
+            .chain_update(multipass)
+            .finalize();
+        hex::encode(digest)
+    }
+
+    /// Checks the signature (before any decryption), decrypts, and reads the
+    /// identity. Every failure is a [`Refusal`]; nothing here can panic.
+    pub fn verify(
+        &self,
+        multipass: &str,
+        signature: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Cloud66Identity, Refusal> {
+        let expected = self.signature(multipass);
+        if !constant_time_eq(
+            expected.as_bytes(),
+            signature.trim().to_ascii_lowercase().as_bytes(),
+        ) {
+            return Err(Refusal::BadSignature);
+        }
+        let plaintext = multipass::decode(&self.key, multipass).map_err(|_| Refusal::Malformed)?;
+        let claims: serde_json::Value = serde_json::from_slice(&plaintext).map_err(|_| Refusal::Malformed)?;
+        let email = claims
+            .get("email")
+            .and_then(|v| v.as_str())
+            .map(str::trim)
+            .filter(|email| email.contains('@') && email.len() <= 254)
+            .ok_or(Refusal::Malformed)?
+            .to_string();
+        let name = claims.get("name").and_then(|v| v.as_str()).map(str::to_string);
+        let expires = claims
+            .get("expires")
+            .and_then(parse_expires)
+            .ok_or(Refusal::Expired)?;
+        if expires <= now {
+            return Err(Refusal::Expired);
+        }
+        Ok(Cloud66Identity { email, name, expires })
+    }
+
+    /// A real callback's `(multipass, signature)`, as Cloud 66 would send it:
+    /// for tests and tooling.
+    pub fn sign_in_as(&self, email: &str, name: &str, expires: &str) -> (String, String) {
+        let plaintext = serde_json::json!({"email": email, "name": name, "expires": expires}).to_string();
+        let multipass = multipass::encode(&self.key, plaintext.as_bytes());
+        let signature = self.signature(&multipass);
+        (multipass, signature)
+    }
+}
+
+/// `GET /cloud66/sso/start`: off to Cloud 66 to sign in.
+pub fn start<S>(api: &SignInApi<S>) -> Result<Response<Body>, SignInError> {
+    let sso = api.cloud66.as_ref().ok_or(Refusal::NotConfigured)?;
+    Ok(crate::html::redirect(StatusCode::FOUND, &sso.signin_url()))
+}
+
+/// `GET /cloud66/sso/callback?multipass=…&signature=…`: verify, find or
+/// create the account by email, open a session.
+pub async fn callback<S: AccountStore + SessionStore>(
+    api: &SignInApi<S>,
+    request: &Request,
+) -> Result<Response<Body>, SignInError> {
+    let sso = api.cloud66.as_ref().ok_or(Refusal::NotConfigured)?;
+    let query = request.query_string_parameters_ref();
+    let param = |name: &str| query.and_then(|query| query.first(name)).map(str::to_string);
+    let (Some(multipass), Some(signature)) = (param("multipass"), param("signature")) else {
+        return Err(Refusal::Malformed.into());
+    };
+    let identity = sso.verify(&multipass, &signature, Utc::now())?;
+    let account = api
+        .store
+        .find_or_create_account(&normalize_email(&identity.email), identity.name.as_deref(), ACTOR)
+        .await?;
+    let session = Session {
+        platform: Platform::Cloud66,
+        subject_id: account.id,
+        email: Some(account.email),
+        nav_data: None,
+        created_at: Timestamp::now().to_string(),
+        expires_at: 0,
+    };
+    api.sessions
+        .open(&multipass, identity.expires.timestamp() + 60, session)
+        .await
+}
+
+/// `expires` as the gem writes it (`2030-01-01 00:00:00 UTC`,
+/// `2029-12-31 19:00:00 -0500`), as RFC 3339, or as Unix seconds.
+pub fn parse_expires(value: &serde_json::Value) -> Option<DateTime<Utc>> {
+    if let Some(seconds) = value.as_i64() {
+        return DateTime::from_timestamp(seconds, 0);
+    }
+    let text = value.as_str()?.trim();
+    if let Ok(seconds) = text.parse::<i64>() {
+        return DateTime::from_timestamp(seconds, 0);
+    }
+    if let Ok(time) = DateTime::parse_from_rfc3339(text) {
+        return Some(time.with_timezone(&Utc));
+    }
+    if let Ok(time) = DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S %z") {
+        return Some(time.with_timezone(&Utc));
+    }
+    let naive = text.strip_suffix(" UTC").or_else(|| text.strip_suffix(" GMT"))?;
+    NaiveDateTime::parse_from_str(naive, "%Y-%m-%d %H:%M:%S")
+        .ok()
+        .map(|time| time.and_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const UID: &str = "0123456789abcdefGHIJKLMNOPQRSTUV-rest-of-uid";
+
+    fn sso(derivation: KeyDerivation) -> Cloud66Sso {
+        Cloud66Sso::new("https://app.cloud66.com".into(), "acme".into(), UID, derivation)
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2029-06-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn signature_is_sha256_of_uid_characters_17_to_32_then_the_multipass() {
+        let expected = hex::encode(Sha256::digest(b"GHIJKLMNOPQRSTUVabc"));
+        assert_eq!(sso(KeyDerivation::Uid).signature("abc"), expected);
+    }
+
+    #[test]
+    fn a_signed_callback_verifies_under_both_key_derivations() {
+        for derivation in [KeyDerivation::Uid, KeyDerivation::Gem] {
+            let sso = sso(derivation);
+            let (multipass, signature) = sso.sign_in_as("Jon@Smith.com", "Jon", "2030-01-01 00:00:00 UTC");
+            let identity = sso.verify(&multipass, &signature, now()).unwrap();
+            assert_eq!(identity.email, "Jon@Smith.com");
+            assert_eq!(identity.name.as_deref(), Some("Jon"));
+        }
+    }
+
+    #[test]
+    fn the_key_derivations_differ() {
+        let (multipass, _) = sso(KeyDerivation::Gem).sign_in_as("a@b.c", "A", "2030-01-01 00:00:00 UTC");
+        let uid = sso(KeyDerivation::Uid);
+        let signature = uid.signature(&multipass);
+        assert_eq!(uid.verify(&multipass, &signature, now()), Err(Refusal::Malformed));
+    }
+
+    #[test]
+    fn refusals() {
+        let sso = sso(KeyDerivation::Uid);
+        let (multipass, signature) = sso.sign_in_as("a@b.c", "A", "2030-01-01 00:00:00 UTC");
+        assert_eq!(sso.verify(&multipass, "00", now()), Err(Refusal::BadSignature));
+        assert_eq!(
+            sso.verify(&format!("{multipass}A"), &signature, now()),
+            Err(Refusal::BadSignature)
+        );
+        let (expired, signature) = sso.sign_in_as("a@b.c", "A", "2029-05-31 23:59:59 UTC");
+        assert_eq!(sso.verify(&expired, &signature, now()), Err(Refusal::Expired));
+        let (garbage_time, signature) = sso.sign_in_as("a@b.c", "A", "next tuesday");
+        assert_eq!(
+            sso.verify(&garbage_time, &signature, now()),
+            Err(Refusal::Expired)
+        );
+        let not_json = multipass::encode(&sso.key, b"not json");
+        assert_eq!(
+            sso.verify(&not_json, &sso.signature(&not_json), now()),
+            Err(Refusal::Malformed)
+        );
+        let no_expiry = multipass::encode(&sso.key, br#"{"email":"a@b.c","name":"A"}"#);
+        assert_eq!(
+            sso.verify(&no_expiry, &sso.signature(&no_expiry), now()),
+            Err(Refusal::Expired)
+        );
+        let bad_base64 = "%%%";
+        assert_eq!(
+            sso.verify(bad_base64, &sso.signature(bad_base64), now()),
+            Err(Refusal::Malformed)
+        );
+    }
+
+    #[test]
+    fn expires_is_parsed_leniently() {
+        let expected = DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        for value in [
+            serde_json::json!("2030-01-01 00:00:00 UTC"),
+            serde_json::json!("2029-12-31 19:00:00 -0500"),
+            serde_json::json!("2030-01-01T00:00:00Z"),
+            serde_json::json!("2030-01-01T01:00:00+01:00"),
+            serde_json::json!(1893456000),
+            serde_json::json!("1893456000"),
+        ] {
+            assert_eq!(parse_expires(&value), Some(expected), "{value}");
+        }
+        assert_eq!(parse_expires(&serde_json::json!("soon")), None);
+        assert_eq!(parse_expires(&serde_json::json!(null)), None);
+    }
+
+    #[test]
+    fn configuration_is_checked_at_start_up() {
+        let lookup = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        assert!(Cloud66Sso::from_lookup(&lookup(&[])).unwrap().is_none());
+        let short = Cloud66Sso::from_lookup(&lookup(&[
+            ("CLOUD66_PROVIDER", "acme"),
+            ("CLOUD66_PROVIDER_UID", "short"),
+        ]));
+        assert_eq!(short.unwrap_err().var, "CLOUD66_PROVIDER_UID");
+        let half = Cloud66Sso::from_lookup(&lookup(&[("CLOUD66_PROVIDER", "acme")]));
+        assert_eq!(half.unwrap_err().var, "CLOUD66_PROVIDER_UID");
+        let bad_mode = Cloud66Sso::from_lookup(&lookup(&[
+            ("CLOUD66_PROVIDER", "acme"),
+            ("CLOUD66_PROVIDER_UID", UID),
+            ("CLOUD66_MULTIPASS_KEY", "sha1"),
+        ]));
+        assert_eq!(bad_mode.unwrap_err().var, "CLOUD66_MULTIPASS_KEY");
+        let ok = Cloud66Sso::from_lookup(&lookup(&[
+            ("CLOUD66_PROVIDER", "acme"),
+            ("CLOUD66_PROVIDER_UID", UID),
+        ]));
+        assert_eq!(
+            ok.unwrap().unwrap().signin_url(),
+            "https://app.cloud66.com/sso/signin/acme"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn random_callbacks_never_panic_and_never_verify(multipass in ".{0,120}", signature in "[0-9a-f]{0,64}") {
+            prop_assert!(sso(KeyDerivation::Uid).verify(&multipass, &signature, now()).is_err());
+        }
+
+        #[test]
+        fn correctly_signed_garbage_is_refused(bytes in prop::collection::vec(any::<u8>(), 0..96)) {
+            use base64::Engine as _;
+            let sso = sso(KeyDerivation::Uid);
+            let multipass = base64::engine::general_purpose::URL_SAFE.encode(bytes);
+            let signature = sso.signature(&multipass);
+            prop_assert!(sso.verify(&multipass, &signature, now()).is_err());
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! What both platforms' single sign-on share: the reasons a sign-in is
+//! refused (each a small page in plain words), and opening a session with a
+//! single-use token (a cookie the panel reads).
+
+use crate::clevercloud::sso::CleverCloudSso;
+use crate::cloud66::sso::Cloud66Sso;
+use crate::config::{self, ConfigError};
+use crate::html;
+use crate::model::Session;
+use crate::secret::random_hex;
+use crate::store::{AccountStore, DynamoStore, OpenOutcome, ResourceReader, SessionStore, StoreError};
+use lambda_http::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use maud::html;
+use sha2::{Digest, Sha256};
+use std::convert::Infallible;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "addon_session";
+/// Where a signed-in browser lands.
+pub const PANEL_PATH: &str = "/dashboard";
+/// Bytes of randomness in a session id (256 bits).
+const SESSION_ID_BYTES: usize = 32;
+
+/// Why a sign-in was refused. The messages are for the person in front of
+/// the browser: they say what happened and what to do, and reveal nothing
+/// about keys, salts or internals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("The sign-in request is incomplete or malformed.")]
+    MalformedRequest,
+    #[error("This sign-in link could not be read.")]
+    Malformed,
+    #[error("This sign-in link was not issued by the platform.")]
+    BadSignature,
+    #[error("This sign-in link has expired.")]
+    Expired,
+    #[error("This sign-in link is dated in the future.")]
+    FromTheFuture,
+    #[error("This sign-in link has already been used.")]
+    Replayed,
+    #[error("This add-on does not exist or has been deleted.")]
+    UnknownResource,
+    #[error("Sign-in from this platform is not set up for this service.")]
+    NotConfigured,
+}
+
+impl Refusal {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refusal::MalformedRequest => StatusCode::BAD_REQUEST,
+            Refusal::NotConfigured => StatusCode::NOT_FOUND,
+            _ => StatusCode::FORBIDDEN,
+        }
+    }
+
+    pub fn page(self) -> Response<Body> {
+        tracing::info!(reason = ?self, "sign-in refused");
+        html::page(
+            self.status(),
+            "Sign-in refused",
+            html! {
+                p { (self.to_string()) }
+                p { "Open the add-on again from your platform's console to sign in." }
+            },
+        )
+    }
+}
+
+/// A failed sign-in: refused, or storage was unavailable.
+#[derive(Debug)]
+pub enum SignInError {
+    Refused(Refusal),
+    Store(StoreError),
+}
+
+impl From<Refusal> for SignInError {
+    fn from(refusal: Refusal) -> Self {
+        Self::Refused(refusal)
+    }
+}
+
+impl From<StoreError> for SignInError {
+    fn from(err: StoreError) -> Self {
+        Self::Store(err)
+    }
+}
+
+impl SignInError {
+    pub fn into_response(self) -> Response<Body> {
+        match self {
+            SignInError::Refused(refusal) => refusal.page(),
+            SignInError::Store(err) => {
+                tracing::warn!(error = %err, "sign-in could not reach storage");
+                html::unavailable()
+            }
+        }
+    }
+}
+
+/// Everything the `sso-login` function needs, built once at cold start.
+pub struct SignInApi<S> {
+    pub store: S,
+    pub sessions: Sessions<S>,
+    pub clevercloud: CleverCloudSso,
+    /// `None` when Cloud 66 SSO is not configured.
+    pub cloud66: Option<Cloud66Sso>,
+}
+
+impl SignInApi<DynamoStore> {
+    /// Reads `TABLE_NAME`, `ADDON_SSO_SALT`, `SSO_MAX_AGE_SECONDS`,
+    /// `SESSION_TTL_SECONDS` and the `CLOUD66_*` variables.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let lookup = config::process_env;
+        let clevercloud = CleverCloudSso::from_lookup(&lookup)?;
+        let cloud66 = Cloud66Sso::from_lookup(&lookup)?;
+        let session_ttl = config::seconds(&lookup, "SESSION_TTL_SECONDS", 3600)?;
+        let table = config::required(&lookup, "TABLE_NAME")?;
+        let store = DynamoStore::new(DynamoStore::client_from_env().await, table);
+        Ok(Self {
+            sessions: Sessions::new(store.clone(), session_ttl),
+            store,
+            clevercloud,
+            cloud66,
+        })
+    }
+}
+
+/// The `sso-login` function's routes.
+pub async fn route<S: ResourceReader + AccountStore + SessionStore>(
+    api: &SignInApi<S>,
+    request: Request,
+) -> Result<Response<Body>, Infallible> {
+    let result = match (request.method(), request.uri().path()) {
+        (&Method::POST, "/clevercloud/sso/login") => crate::clevercloud::sso::login(api, &request).await,
+        (&Method::GET, "/cloud66/sso/start") => crate::cloud66::sso::start(api),
+        (&Method::GET, "/cloud66/sso/callback") => crate::cloud66::sso::callback(api, &request).await,
+        _ => Ok(html::not_found()),
+    };
+    Ok(result.unwrap_or_else(SignInError::into_response))
+}
+
+/// A stable, non-reversible name for a token, so the table holds no token.
+pub fn fingerprint(token: &str) -> String {
+    hex::encode(Sha256::digest(token))
+}
+
+/// Opens sessions for verified sign-ins.
+pub struct Sessions<S> {
+    store: S,
+    ttl_seconds: i64,
+}
+
+impl<S: SessionStore> Sessions<S> {
+    pub fn new(store: S, ttl_seconds: i64) -> Self {
+        Self { store, ttl_seconds }
+    }
+
+    /// Spends the sign-in token and opens `session` (its expiry set here);
+    /// answers 303 to the panel with the session cookie.
+    pub async fn open(
+        &self,
+        token: &str,
+        token_expires_at: i64,
+        mut session: Session,
+    ) -> Result<Response<Body>, SignInError> {
+        let session_id = random_hex(SESSION_ID_BYTES);
+        session.expires_at = chrono::Utc::now().timestamp() + self.ttl_seconds;
+        match self
+            .store
+            .open_session(&fingerprint(token), token_expires_at, &session_id, &session)
+            .await?
+        {
+            OpenOutcome::Replayed => Err(Refusal::Replayed.into()),
+            OpenOutcome::Opened => {
+                tracing::info!(platform = ?session.platform, subject_id = %session.subject_id, "session opened");
+                let mut response = html::redirect(StatusCode::SEE_OTHER, PANEL_PATH);
+                let cookie = format!(
+                    "{SESSION_COOKIE}={session_id}; Max-Age={}; Path=/; HttpOnly; Secure; SameSite=Lax",
+                    self.ttl_seconds
+                );
+                if let Ok(value) = HeaderValue::from_str(&cookie) {
+                    response.headers_mut().insert(header::SET_COOKIE, value);
+                }
+                Ok(response)
+            }
+        }
+    }
+}
+
+/// The session id from the request's cookies, if it carries one.
+pub fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim().to_string())
+        .filter(|value| value.len() == 2 * SESSION_ID_BYTES && value.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// A `Set-Cookie` value that removes the session cookie.
+pub fn clearing_cookie() -> HeaderValue {
+    HeaderValue::from_static("addon_session=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Lax")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_id_is_read_from_any_cookie_header_and_checked() {
+        let id = "ab".repeat(SESSION_ID_BYTES);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&format!("a=1; {SESSION_COOKIE}={id}; b=2")).unwrap(),
+        );
+        assert_eq!(session_id(&headers), Some(id));
+        let mut forged = HeaderMap::new();
+        forged.insert(header::COOKIE, HeaderValue::from_static("addon_session=<script>"));
+        assert_eq!(session_id(&forged), None);
+        assert_eq!(session_id(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn refusal_pages_say_why_with_the_right_status() {
+        let page = Refusal::Replayed.page();
+        assert_eq!(page.status(), StatusCode::FORBIDDEN);
+        let body = std::str::from_utf8(page.body().as_ref()).unwrap().to_string();
+        assert!(body.contains("already been used"), "{body}");
+        assert_eq!(Refusal::MalformedRequest.status(), StatusCode::BAD_REQUEST);
+    }
+}
