@@ -1,0 +1,408 @@
+//! Single sign-on end to end: Clever Cloud's form post and Cloud 66's
+//! callback through `cargo lambda watch`, sessions checked in DynamoDB Local,
+//! and the panel they open.
+
+use reqwest::{header, redirect::Policy, StatusCode};
+use sha2::{Digest, Sha256};
+use shared::clevercloud::sso::CleverCloudSso;
+use shared::cloud66::sso::Cloud66Sso;
+use shared::config;
+use shared::secret::Secret;
+use tests::*;
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn clevercloud_sso() -> CleverCloudSso {
+    CleverCloudSso::new(Secret::new(stack_var("ADDON_SSO_SALT")), 300)
+}
+
+fn cloud66_sso() -> Cloud66Sso {
+    Cloud66Sso::from_lookup(&config::process_env)
+        .expect("the stack's CLOUD66_* variables")
+        .expect("the test stack configures Cloud 66 SSO")
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// The form Clever Cloud's console posts for the current scheme.
+fn current_form(id: &str, timestamp: &str) -> Vec<(String, String)> {
+    let (user_id, email, nav_data) = ("user_yyy", "Jane@Example.com", "");
+    let signature = clevercloud_sso().signature(id, user_id, email, nav_data, timestamp);
+    [
+        ("id", id),
+        ("timestamp", timestamp),
+        ("nav-data", nav_data),
+        ("email", email),
+        ("user_id", user_id),
+        ("signature", &signature),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .to_vec()
+}
+
+async fn post_sso(form: &[(String, String)]) -> reqwest::Response {
+    browser()
+        .post(format!("{}/clevercloud/sso/login", base_url()))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn page_text(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let is_html = response.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html");
+    assert!(is_html, "browser flows answer HTML");
+    (status, response.text().await.unwrap())
+}
+
+/// The session cookie from a sign-in answer, after checking its attributes.
+fn session_cookie(response: &reqwest::Response) -> String {
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[header::LOCATION], "/dashboard");
+    let cookie = response.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    for attribute in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/", "Max-Age=3600"] {
+        assert!(cookie.contains(attribute), "cookie lacks {attribute}: {cookie}");
+    }
+    let pair = cookie.split(';').next().unwrap().to_string();
+    let value = pair.split_once('=').unwrap().1;
+    assert!(value.len() * 4 >= 128, "session id must carry at least 128 bits");
+    pair
+}
+
+async fn panel(cookie: Option<&str>) -> reqwest::Response {
+    let mut request = browser().get(format!("{}/dashboard", base_url()));
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    request.send().await.unwrap()
+}
+
+async fn provisioned_with_owner(owner_name: &str) -> String {
+    let market = Marketplace::from_env();
+    let mut body = provision_body(&unique("sso"), "basic");
+    body["owner_name"] = owner_name.into();
+    let (status, answer) = json(market.provision(body).await).await;
+    assert_eq!(status, 200);
+    answer["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn clevercloud_sso_opens_a_stored_session_on_the_resource_panel() {
+    let id = provisioned_with_owner("<script>alert('owner')</script>").await;
+    let response = post_sso(&current_form(&id, &now().to_string())).await;
+    let cookie = session_cookie(&response);
+
+    // The session is stored under a hash of its id, with a TTL an hour out.
+    let session_id = cookie.split_once('=').unwrap().1;
+    let pk = format!("SESSION#{}", hex_sha256(session_id));
+    let items = partition(&dynamo_client().await, &pk).await;
+    assert_eq!(items.len(), 1);
+    let expires: i64 = string(&items[0], "expires_at").parse().unwrap();
+    assert!((expires - now() - 3600).abs() < 30, "TTL {expires}");
+    assert_eq!(string(&items[0], "email"), "Jane@Example.com");
+
+    let (status, html) = page_text(panel(Some(&cookie)).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(&id) && html.contains(">basic<"), "{html}");
+    assert!(!html.contains("<script>alert"), "owner_name must render as text");
+    assert!(html.contains("&lt;script&gt;"));
+    assert!(html.contains("ADDON_NAME_TOKEN") && html.contains("••••••••"));
+}
+
+fn hex_sha256(text: &str) -> String {
+    Sha256::digest(text).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn clevercloud_legacy_token_and_millisecond_timestamps_sign_in() {
+    let id = provisioned_with_owner("Acme").await;
+    let timestamp = (chrono::Utc::now().timestamp_millis()).to_string();
+    let token = clevercloud_sso().token(&id, &timestamp);
+    let form: Vec<(String, String)> = [
+        ("id", id.as_str()),
+        ("token", &token),
+        ("timestamp", &timestamp),
+        ("nav-data", "x"),
+        ("email", "a@b.c"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .to_vec();
+    session_cookie(&post_sso(&form).await);
+}
+
+#[tokio::test]
+async fn a_replayed_sso_form_is_refused() {
+    let id = provisioned_with_owner("Acme").await;
+    let form = current_form(&id, &now().to_string());
+    session_cookie(&post_sso(&form).await);
+    let replay = post_sso(&form).await;
+    assert!(replay.headers().get(header::SET_COOKIE).is_none());
+    let (status, html) = page_text(replay).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(html.contains("already been used"), "{html}");
+}
+
+#[tokio::test]
+async fn forged_stale_future_and_unknown_sso_forms_are_refused() {
+    let market = Marketplace::from_env();
+    let id = provisioned_with_owner("Acme").await;
+    let mut forged = current_form(&id, &now().to_string());
+    forged[5].1 = "0".repeat(128);
+    let mut other_resource = current_form(&id, &now().to_string());
+    other_resource[0].1 = "res_neverexisted".into();
+    let gone = provisioned_with_owner("Gone").await;
+    assert_eq!(market.deprovision(&gone).await.status(), 200);
+    let cases = [
+        ("forged signature", forged, "not issued by the platform"),
+        (
+            "six minutes old",
+            current_form(&id, &(now() - 360).to_string()),
+            "expired",
+        ),
+        (
+            "two minutes ahead",
+            current_form(&id, &(now() + 120).to_string()),
+            "in the future",
+        ),
+        (
+            "signature for another id",
+            other_resource,
+            "not issued by the platform",
+        ),
+        (
+            "unknown resource",
+            current_form("res_neverexisted", &now().to_string()),
+            "does not exist",
+        ),
+        (
+            "deprovisioned resource",
+            current_form(&gone, &now().to_string()),
+            "does not exist",
+        ),
+    ];
+    for (case, form, reason) in cases {
+        let response = post_sso(&form).await;
+        assert!(response.headers().get(header::SET_COOKIE).is_none(), "{case}");
+        let (status, html) = page_text(response).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{case}");
+        assert!(html.contains(reason), "{case}: {html}");
+        assert!(!html.contains(&stack_var("ADDON_SSO_SALT")));
+    }
+}
+
+#[tokio::test]
+async fn malformed_sso_requests_get_400_pages() {
+    let url = format!("{}/clevercloud/sso/login", base_url());
+    let client = browser();
+    let requests = [
+        client.post(&url).form(&[("id", "res_1")]),
+        client.post(&url).form(&[
+            ("id", "res_1"),
+            ("id", "res_2"),
+            ("timestamp", "1"),
+            ("token", "ab"),
+        ]),
+        client
+            .post(&url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(r#"{"id":"res_1"}"#),
+        client
+            .post(&url)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(vec![0xff, 0x00, 0x25]),
+    ];
+    for request in requests {
+        let (status, html) = page_text(request.send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{html}");
+        assert!(html.contains("malformed"));
+    }
+}
+
+#[tokio::test]
+async fn cloud66_start_redirects_to_cloud66_signin() {
+    let response = browser()
+        .get(format!("{}/cloud66/sso/start", base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FOUND);
+    let expected = format!(
+        "https://app.cloud66.com/sso/signin/{}",
+        stack_var("CLOUD66_PROVIDER")
+    );
+    assert_eq!(response.headers()[header::LOCATION], expected.as_str());
+}
+
+fn callback_url(multipass: &str, signature: &str) -> String {
+    let query: String = form_encode(&[("multipass", multipass), ("signature", signature)]);
+    format!("{}/cloud66/sso/callback?{query}", base_url())
+}
+
+fn form_encode(pairs: &[(&str, &str)]) -> String {
+    reqwest::Url::parse_with_params("http://x/", pairs)
+        .unwrap()
+        .query()
+        .unwrap()
+        .to_string()
+}
+
+fn in_a_minute() -> String {
+    (chrono::Utc::now() + chrono::Duration::minutes(1))
+        .format("%Y-%m-%d %H:%M:%S UTC")
+        .to_string()
+}
+
+#[tokio::test]
+async fn cloud66_callback_signs_in_to_one_account_per_email_and_refuses_replays() {
+    let sso = cloud66_sso();
+    let email = format!("{}@Example.com", unique("Dev"));
+    let (multipass, signature) = sso.sign_in_as(&email, "Dev <b>One</b>", &in_a_minute());
+    let response = browser()
+        .get(callback_url(&multipass, &signature))
+        .send()
+        .await
+        .unwrap();
+    let cookie = session_cookie(&response);
+    let (status, html) = page_text(panel(Some(&cookie)).await).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains(&email.to_lowercase()), "{html}");
+    assert!(html.contains("Dev &lt;b&gt;One&lt;/b&gt;"));
+
+    let replay = browser()
+        .get(callback_url(&multipass, &signature))
+        .send()
+        .await
+        .unwrap();
+    let (status, html) = page_text(replay).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(html.contains("already been used"));
+
+    // The same person again, with the email in another case: the same account.
+    let (multipass, signature) = sso.sign_in_as(&email.to_uppercase(), "Dev", &in_a_minute());
+    session_cookie(
+        &browser()
+            .get(callback_url(&multipass, &signature))
+            .send()
+            .await
+            .unwrap(),
+    );
+    let client = dynamo_client().await;
+    let claim = partition(&client, &format!("EMAIL#{}", email.to_lowercase())).await;
+    assert_eq!(claim.len(), 1);
+    let account_id = string(&claim[0], "owner_id");
+    let account = partition(&client, &format!("ACCOUNT#{account_id}")).await;
+    let created: Vec<_> = account
+        .iter()
+        .filter(|item| item.contains_key("action"))
+        .collect();
+    assert_eq!(created.len(), 1, "one account, created once, audited once");
+    assert_eq!(string(created[0], "action"), "account_created");
+}
+
+#[tokio::test]
+async fn bad_cloud66_callbacks_are_refused_with_a_403_page() {
+    let sso = cloud66_sso();
+    let (multipass, signature) = sso.sign_in_as("a@example.com", "A", &in_a_minute());
+    let (expired, expired_signature) = sso.sign_in_as("a@example.com", "A", "2001-01-01 00:00:00 UTC");
+    let (no_expiry, no_expiry_signature) = sso.sign_in_as("a@example.com", "A", "whenever");
+    let garbage = "not-base64-%%%";
+    let cases = [
+        (
+            "wrong signature",
+            callback_url(&multipass, &"0".repeat(64)),
+            "not issued by the platform",
+        ),
+        (
+            "tampered multipass",
+            callback_url(&format!("A{multipass}"), &signature),
+            "not issued by the platform",
+        ),
+        ("expired", callback_url(&expired, &expired_signature), "expired"),
+        (
+            "unparseable expiry",
+            callback_url(&no_expiry, &no_expiry_signature),
+            "expired",
+        ),
+        (
+            "bad base64, signed",
+            callback_url(garbage, &sso.signature(garbage)),
+            "could not be read",
+        ),
+        (
+            "wrong length, signed",
+            callback_url("QUJD", &sso.signature("QUJD")),
+            "could not be read",
+        ),
+        (
+            "no parameters",
+            format!("{}/cloud66/sso/callback", base_url()),
+            "could not be read",
+        ),
+    ];
+    for (case, url, reason) in cases {
+        let response = browser().get(&url).send().await.unwrap();
+        assert!(response.headers().get(header::SET_COOKIE).is_none(), "{case}");
+        let (status, html) = page_text(response).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{case}: {html}");
+        assert!(html.contains(reason), "{case}: {html}");
+    }
+}
+
+#[tokio::test]
+async fn the_panel_needs_a_valid_session_and_logout_ends_it() {
+    for cookie in [
+        None,
+        Some("addon_session=forged"),
+        Some(&*format!("addon_session={}", "ab".repeat(32))),
+    ] {
+        let response = panel(cookie).await;
+        assert_eq!(response.status(), StatusCode::FOUND, "{cookie:?}");
+        assert_eq!(response.headers()[header::LOCATION], "/dashboard/signed-out");
+    }
+    let (status, html) = page_text(
+        browser()
+            .get(format!("{}/dashboard/signed-out", base_url()))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("console"));
+
+    let id = provisioned_with_owner("Acme").await;
+    let cookie = session_cookie(&post_sso(&current_form(&id, &now().to_string())).await);
+    assert_eq!(panel(Some(&cookie)).await.status(), StatusCode::OK);
+    let logout = browser()
+        .post(format!("{}/dashboard/logout", base_url()))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    let cleared = logout.headers()[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        cleared.starts_with("addon_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    let after = panel(Some(&cookie)).await;
+    assert_eq!(
+        after.status(),
+        StatusCode::FOUND,
+        "the session must be gone from the table"
+    );
+}
