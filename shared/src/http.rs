@@ -112,17 +112,21 @@ pub fn respond(result: Result<Response<Body>, ApiError>) -> Response<Body> {
     result.unwrap_or_else(ApiError::into_response)
 }
 
+/// Whether `Content-Type` names `media_type` (parameters such as `charset`
+/// are allowed; case does not matter).
+pub fn has_media_type(headers: &HeaderMap, media_type: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|value| value.trim().eq_ignore_ascii_case(media_type))
+}
+
 /// Parses a JSON object body into `T`, refusing (with a 4xx that names the
 /// problem) a wrong content type, an empty or oversized body, malformed JSON,
 /// a non-object, and missing or mistyped fields. Unknown fields are allowed.
 pub fn read_json<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
-    let media_type = content_type.split(';').next().unwrap_or("").trim();
-    if !media_type.eq_ignore_ascii_case("application/json") {
+    if !has_media_type(request.headers(), "application/json") {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",

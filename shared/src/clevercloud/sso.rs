@@ -7,12 +7,12 @@
 //! milliseconds (above 10^12), even fractional seconds (the docs' sample).
 
 use crate::config::{self, ConfigError};
+use crate::http::has_media_type;
 use crate::model::{Platform, Session, Timestamp};
 use crate::secret::{constant_time_eq, Secret};
 use crate::signin::{Refusal, SignInApi, SignInError};
 use crate::store::{ResourceReader, SessionStore};
 use chrono::{DateTime, Utc};
-use lambda_http::http::header;
 use lambda_http::{Body, Request, Response};
 use sha1::Sha1;
 use sha2::{Digest, Sha512};
@@ -171,18 +171,7 @@ pub async fn login<S: ResourceReader + SessionStore>(
     api: &SignInApi<S>,
     request: &Request,
 ) -> Result<Response<Body>, SignInError> {
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
-    if !content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-    {
+    if !has_media_type(request.headers(), "application/x-www-form-urlencoded") {
         return Err(Refusal::MalformedRequest.into());
     }
     let form = parse_form(request.body().as_ref())?;
