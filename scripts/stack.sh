@@ -28,9 +28,12 @@ case "$MODE" in
   run)
     PORT="${PORT:-9000}"
     DYNAMODB_PORT="${DYNAMODB_PORT:-8000}"
-    for port in "$PORT" "$DYNAMODB_PORT"; do
+    PARTNER_PORT="${PARTNER_PORT:-9001}"
+    ports=("$PORT" "$DYNAMODB_PORT")
+    [[ -z "${CLOUD66_PARTNER_ENDPOINT:-}" ]] && ports+=("$PARTNER_PORT")
+    for port in "${ports[@]}"; do
       if port_in_use "$port"; then
-        echo "stack: port $port is already in use; set PORT / DYNAMODB_PORT to free ones" >&2
+        echo "stack: port $port is already in use; set PORT / DYNAMODB_PORT / PARTNER_PORT to free ones" >&2
         exit 1
       fi
     done
@@ -39,6 +42,7 @@ case "$MODE" in
     # Never the ports of a `make run` that may be going on beside us.
     PORT="$(free_port)"
     DYNAMODB_PORT="$(free_port)"
+    PARTNER_PORT="$(free_port)"
     ;;
   *)
     echo "usage: stack.sh run | test CMD..." >&2
@@ -54,6 +58,14 @@ export ADDON_PLANS="${ADDON_PLANS-basic,premium}"
 export CLOUD66_PROVIDER="${CLOUD66_PROVIDER-acme-local}"
 export CLOUD66_PROVIDER_UID="${CLOUD66_PROVIDER_UID-local-dev-cloud66-uid-0123456789abcdef}"
 export CLOUD66_MULTIPASS_KEY="${CLOUD66_MULTIPASS_KEY:-uid}"
+# Without a real partner endpoint, a stand-in answers the link POST (tests/src/bin/fake_partner.rs).
+if [[ -z "${CLOUD66_PARTNER_ENDPOINT:-}" ]]; then
+  export CLOUD66_PARTNER_ENDPOINT="http://127.0.0.1:$PARTNER_PORT/partner"
+  START_FAKE_PARTNER=1
+fi
+export CLOUD66_CALLBACK_HOSTS="${CLOUD66_CALLBACK_HOSTS:-app.cloud66.com}"
+export CLOUD66_PARTNER_FORMAT="${CLOUD66_PARTNER_FORMAT:-json}"
+export CLOUD66_PARTNER_TIME_LIMIT_SECONDS="${CLOUD66_PARTNER_TIME_LIMIT_SECONDS:-3}"
 export RESOURCE_BASE_URL="${RESOURCE_BASE_URL:-http://localhost:$PORT/resources}"
 export TABLE_NAME="${TABLE_NAME:-addon-provider-local}"
 export AWS_REGION="${AWS_REGION:-us-east-1}"
@@ -119,6 +131,13 @@ BUILD_ARGS=()
 [[ "${WATCH_RELEASE:-0}" == 1 ]] && BUILD_ARGS+=(--release)
 cargo build --quiet --bins "${BUILD_ARGS[@]}"
 
+if [[ "${START_FAKE_PARTNER:-0}" == 1 ]]; then
+  start "$RUN_DIR/fake-partner.log" cargo run --quiet "${BUILD_ARGS[@]}" --package tests --bin fake_partner -- "$PARTNER_PORT"
+  partner_answers() { curl -sf -o /dev/null "http://127.0.0.1:$PARTNER_PORT/received/ready"; }
+  wait_until "the stand-in partner endpoint" "${PIDS[-1]}" 120 partner_answers
+  export E2E_PARTNER_URL="http://127.0.0.1:$PARTNER_PORT"
+fi
+
 # --disable-cors: API Gateway HTTP APIs add no CORS headers unless configured.
 WATCH_ARGS=(lambda watch --invoke-address 127.0.0.1 --invoke-port "$PORT" --concurrency "$WATCH_CONCURRENCY" --disable-cors)
 [[ "$MODE" == test ]] && WATCH_ARGS+=(--ignore-changes)
@@ -134,6 +153,7 @@ READY_CHECKS=(
   "DELETE /clevercloud/resources/ready 401"
   "POST /clevercloud/sso/login 400"
   "GET /dashboard 302"
+  "GET /cloud66/link 400"
 )
 routes_answer() {
   local check method path expected status
@@ -180,6 +200,8 @@ Add-on provider is running.
   API:            $LOCAL_URL   (routes: POST /clevercloud/resources, PUT|DELETE /clevercloud/resources/{id})
   SSO:            POST $LOCAL_URL/clevercloud/sso/login, GET $LOCAL_URL/cloud66/sso/start → Cloud 66 → $LOCAL_URL/cloud66/sso/callback
   Panel:          $LOCAL_URL/dashboard
+  Cloud 66 link:  $LOCAL_URL/cloud66/link?uid=abc123&email=jon@smith.com&callback=https://app.cloud66.com/url
+                  (link POSTs go to $CLOUD66_PARTNER_ENDPOINT)
   DynamoDB Local: http://127.0.0.1:$DYNAMODB_PORT   table $TABLE_NAME
   Logs:           $RUN_DIR/
 

@@ -115,30 +115,7 @@ impl CleverCloudConfig {
             ));
         }
         let password = Secret::new(required(lookup, "ADDON_PASSWORD")?);
-        let config_vars = comma_list(&required(lookup, "ADDON_CONFIG_VARS")?);
-        let prefix = config_var_prefix(&addon_id);
-        for var in &config_vars {
-            let well_formed = var.len() > prefix.len()
-                && var.starts_with(&prefix)
-                && var
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-            if !well_formed {
-                return Err(ConfigError::new(
-                    "ADDON_CONFIG_VARS",
-                    format!("entry {var:?} must be upper case and start with {prefix:?}"),
-                ));
-            }
-        }
-        if config_vars.is_empty() {
-            return Err(ConfigError::new("ADDON_CONFIG_VARS", "lists no config var"));
-        }
-        let mut sorted = config_vars.clone();
-        sorted.sort();
-        sorted.dedup();
-        if sorted.len() != config_vars.len() {
-            return Err(ConfigError::new("ADDON_CONFIG_VARS", "lists a config var twice"));
-        }
+        let config_vars = config_vars(lookup, &addon_id)?;
         let plans = optional(lookup, "ADDON_PLANS").map(|value| comma_list(&value));
         if plans.as_ref().is_some_and(Vec::is_empty) {
             return Err(ConfigError::new("ADDON_PLANS", "lists no plan"));
@@ -156,6 +133,39 @@ impl CleverCloudConfig {
             .as_ref()
             .is_none_or(|plans| plans.iter().any(|allowed| allowed == plan))
     }
+}
+
+/// `ADDON_CONFIG_VARS`: a non-empty comma list without repeats, each entry
+/// upper case and starting with the add-on id's prefix.
+pub fn config_vars(
+    lookup: &impl Fn(&str) -> Option<String>,
+    addon_id: &str,
+) -> Result<Vec<String>, ConfigError> {
+    let config_vars = comma_list(&required(lookup, "ADDON_CONFIG_VARS")?);
+    let prefix = config_var_prefix(addon_id);
+    for var in &config_vars {
+        let well_formed = var.len() > prefix.len()
+            && var.starts_with(&prefix)
+            && var
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if !well_formed {
+            return Err(ConfigError::new(
+                "ADDON_CONFIG_VARS",
+                format!("entry {var:?} must be upper case and start with {prefix:?}"),
+            ));
+        }
+    }
+    if config_vars.is_empty() {
+        return Err(ConfigError::new("ADDON_CONFIG_VARS", "lists no config var"));
+    }
+    let mut sorted = config_vars.clone();
+    sorted.sort();
+    sorted.dedup();
+    if sorted.len() != config_vars.len() {
+        return Err(ConfigError::new("ADDON_CONFIG_VARS", "lists a config var twice"));
+    }
+    Ok(config_vars)
 }
 
 /// The prefix every config var must carry: the add-on id upper-cased, `-`

@@ -164,6 +164,7 @@ mod tests {
     fn the_resource_panel_escapes_outside_text_and_masks_config_values() {
         let resource = Resource {
             id: "res_1".into(),
+            platform: Platform::CleverCloud,
             addon_id: "addon_1".into(),
             plan: "premium".into(),
             owner_id: None,

@@ -36,7 +36,11 @@ pub enum ResourceStatus {
 pub struct Resource {
     /// This provider's opaque id, returned to the marketplace as `id`.
     pub id: String,
-    /// The marketplace's id for the add-on (`addon_id` / `heroku_id`).
+    /// Which marketplace sold it.
+    #[serde(default = "Platform::clevercloud")]
+    pub platform: Platform,
+    /// The marketplace's id for it: Clever Cloud's `addon_id` / `heroku_id`,
+    /// or for Cloud 66 the account it was provisioned for.
     pub addon_id: String,
     pub plan: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,6 +102,12 @@ pub enum AuditAction {
     PlanChanged,
     Deprovisioned,
     AccountCreated,
+    /// Cloud 66 accepted the link (or said it already held).
+    Cloud66Linked,
+    /// Cloud 66 refused the link; `details.message` says why.
+    Cloud66LinkRefused,
+    /// Cloud 66 did not answer in time or failed; the link stays pending.
+    Cloud66LinkPending,
 }
 
 impl AuditEvent {
@@ -144,12 +154,49 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-/// Which platform signed a session in.
+/// A marketplace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Platform {
     CleverCloud,
     Cloud66,
+}
+
+impl Platform {
+    /// The default for records written before resources carried a platform.
+    fn clevercloud() -> Self {
+        Platform::CleverCloud
+    }
+}
+
+/// Where a Cloud 66 link stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkStatus {
+    /// Not yet confirmed by Cloud 66 (it failed or timed out); a reload retries.
+    Pending,
+    Linked,
+    /// Cloud 66 refused it; `message` says why. A reload tries again.
+    Refused,
+}
+
+/// A Cloud 66 user's link (`uid`) to an account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cloud66Link {
+    pub uid: String,
+    pub account_id: String,
+    pub email: String,
+    pub status: LinkStatus,
+    /// Cloud 66's last refusal or failure, as it worded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub attempts: u32,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked_at: Option<String>,
+    /// 0 before the first write; writes are conditional on it.
+    pub version: u64,
 }
 
 /// A signed-in browser. Stored under a hash of its id, never the id itself.

@@ -7,6 +7,7 @@
 //! marketplace id. Implementations must therefore be idempotent (or free of
 //! side effects, as the default is).
 
+use crate::config::{self, ConfigError};
 use crate::model::{ConfigMap, Resource};
 use crate::secret::random_hex;
 use std::collections::BTreeMap;
@@ -63,6 +64,19 @@ pub struct DefaultProvisioner {
 }
 
 impl DefaultProvisioner {
+    /// `ADDON_CONFIG_VARS` (checked against `addon_id`) and `RESOURCE_BASE_URL`.
+    pub fn from_lookup(
+        lookup: &impl Fn(&str) -> Option<String>,
+        addon_id: &str,
+    ) -> Result<Self, ConfigError> {
+        let config_vars = config::config_vars(lookup, addon_id)?;
+        let base_url = config::base_url(
+            "RESOURCE_BASE_URL",
+            config::required(lookup, "RESOURCE_BASE_URL")?,
+        )?;
+        Ok(Self::new(base_url, config_vars))
+    }
+
     pub fn new(resource_base_url: impl Into<String>, config_vars: Vec<String>) -> Self {
         Self {
             resource_base_url: resource_base_url.into(),

@@ -74,15 +74,27 @@ pub async fn resource_partition(
 
 /// How many resource items carry this marketplace add-on id.
 pub async fn resources_with_addon_id(client: &aws_sdk_dynamodb::Client, addon_id: &str) -> usize {
+    count_entities(client, "resource", "addon_id", addon_id).await
+}
+
+/// How many items of an entity kind have `attribute` = `value` (a full scan:
+/// fine for DynamoDB Local's small test tables).
+pub async fn count_entities(
+    client: &aws_sdk_dynamodb::Client,
+    entity: &str,
+    attribute: &str,
+    value: &str,
+) -> usize {
     let mut count = 0;
     let mut start = None;
     loop {
         let page = client
             .scan()
             .table_name(table_name())
-            .filter_expression("entity = :resource AND addon_id = :addon")
-            .expression_attribute_values(":resource", AttributeValue::S("resource".into()))
-            .expression_attribute_values(":addon", AttributeValue::S(addon_id.into()))
+            .filter_expression("entity = :entity AND #attribute = :value")
+            .expression_attribute_names("#attribute", attribute)
+            .expression_attribute_values(":entity", AttributeValue::S(entity.into()))
+            .expression_attribute_values(":value", AttributeValue::S(value.into()))
             .set_exclusive_start_key(start)
             .consistent_read(true)
             .send()

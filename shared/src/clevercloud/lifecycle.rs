@@ -6,7 +6,9 @@ use super::protocol::{
 };
 use super::ACTOR;
 use crate::config::CleverCloudConfig;
-use crate::model::{AuditAction, AuditEvent, ConfigMap, Resource, ResourceStatus, SubjectKind, Timestamp};
+use crate::model::{
+    AuditAction, AuditEvent, ConfigMap, Platform, Resource, ResourceStatus, SubjectKind, Timestamp,
+};
 use crate::provisioner::{ProvisionContext, Provisioner, ProvisionerError};
 use crate::secret::random_hex;
 use crate::store::{CreateOutcome, ProvisionStore, ResourceWriter, StoreError, UpdateOutcome};
@@ -124,6 +126,7 @@ impl<S: ProvisionStore, P: Provisioner> Lifecycle<S, P> {
         let now = Timestamp::now();
         let resource = Resource {
             id,
+            platform: Platform::CleverCloud,
             addon_id: request.addon_id,
             plan: request.plan,
             owner_id: request.owner_id,
@@ -187,7 +190,12 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
             return Err(LifecycleError::NotFound);
         }
         for _ in 0..VERSION_ATTEMPTS {
-            let current = self.store.get_resource(id).await?;
+            // Only resources Clever Cloud sold are Clever Cloud's to change.
+            let current = self
+                .store
+                .get_resource(id)
+                .await?
+                .filter(|r| r.platform == Platform::CleverCloud);
             let read_version = current.as_ref().map_or(0, |resource| resource.version);
             match decide(current).await? {
                 Step::Answer(answer) => return Ok(answer),

@@ -36,11 +36,7 @@ impl CleverCloudApi<DynamoStore, DefaultProvisioner> {
         let lookup = config::process_env;
         let addon = CleverCloudConfig::from_lookup(&lookup)?;
         let table = config::required(&lookup, "TABLE_NAME")?;
-        let base_url = config::base_url(
-            "RESOURCE_BASE_URL",
-            config::required(&lookup, "RESOURCE_BASE_URL")?,
-        )?;
-        let provisioner = DefaultProvisioner::new(base_url, addon.config_vars.clone());
+        let provisioner = DefaultProvisioner::from_lookup(&lookup, &addon.addon_id)?;
         let store = DynamoStore::new(DynamoStore::client_from_env().await, table);
         Ok(Self::new(store, provisioner, addon))
     }

@@ -8,6 +8,8 @@
 //! | account              | `ACCOUNT#<id>`              | `ACCOUNT`                |
 //! | account audit event  | `ACCOUNT#<id>`              | `AUDIT#<time>#<random>`  |
 //! | email claim          | `EMAIL#<normalised email>`  | `EMAIL`                  |
+//! | account's resource claim | `CLOUD66_ACCOUNT#<account>` | `CLOUD66_ACCOUNT`    |
+//! | Cloud 66 link        | `CLOUD66_LINK#<uid>`        | `CLOUD66_LINK`           |
 //! | spent sign-in token  | `SSO_TOKEN#<sha256>`        | `SSO_TOKEN`              |
 //! | session              | `SESSION#<sha256 of id>`    | `SESSION`                |
 //!
@@ -18,10 +20,12 @@
 //! cannot replay or hijack them; both expire through the TTL attribute.
 
 use super::{
-    AccountStore, CreateOutcome, OpenOutcome, ProvisionStore, ResourceReader, ResourceWriter, SessionStore,
-    StoreError, UpdateOutcome,
+    AccountStore, CreateOutcome, LinkStore, OpenOutcome, ProvisionStore, ResourceReader, ResourceWriter,
+    SessionStore, StoreError, UpdateOutcome,
 };
-use crate::model::{Account, AuditAction, AuditEvent, Resource, Session, SubjectKind, Timestamp};
+use crate::model::{
+    Account, AuditAction, AuditEvent, Cloud66Link, Resource, Session, SubjectKind, Timestamp,
+};
 use crate::secret::random_hex;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -137,24 +141,22 @@ impl DynamoStore {
         }
     }
 
-    /// Writes `items` together with a claim on `claim` naming `owner`, all or
+    /// Runs `actions` together with a claim on `claim` naming `owner`, all or
     /// nothing. If someone else holds the claim, writes nothing and returns
     /// the owner their claim names: the loser of a race learns the winner.
     async fn create_claimed(
         &self,
         claim: Item,
         owner: &str,
-        items: Vec<Item>,
+        actions: Vec<TransactWriteItem>,
     ) -> Result<Option<String>, StoreError> {
         let mut claim_item = claim.clone();
         claim_item.insert("owner_id".into(), AttributeValue::S(owner.to_string()));
         claim_item.insert("entity".into(), AttributeValue::S("claim".into()));
         for attempt in 0..TRANSACTION_ATTEMPTS {
-            let mut actions = vec![self.put_new(claim_item.clone())?];
-            for item in &items {
-                actions.push(self.put_new(item.clone())?);
-            }
-            let Some(reasons) = self.transact(actions).await? else {
+            let mut all = vec![self.put_new(claim_item.clone())?];
+            all.extend(actions.iter().cloned());
+            let Some(reasons) = self.transact(all).await? else {
                 return Ok(None);
             };
             let claim_taken = reasons
@@ -175,6 +177,21 @@ impl DynamoStore {
         Err(StoreError::Unavailable(
             "claimed create kept colliding with concurrent writes".into(),
         ))
+    }
+
+    /// A transaction action that replaces `item`, failing unless the stored
+    /// version is `expected_version` (0: unless there is no stored item).
+    fn put_versioned(&self, item: Item, expected_version: u64) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder().table_name(&self.table).set_item(Some(item));
+        let put = if expected_version == 0 {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("attribute_exists(pk) AND #version = :expected")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
+        };
+        let put = put.build().map_err(|err| StoreError::Internal(err.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 
     /// A transaction action that creates `item` and fails if it exists.
@@ -300,9 +317,12 @@ impl ProvisionStore for DynamoStore {
         resource: &Resource,
         event: &AuditEvent,
     ) -> Result<CreateOutcome, StoreError> {
-        let items = vec![Self::resource_item(resource)?, Self::audit_item(event)?];
+        let actions = vec![
+            self.put_new(Self::resource_item(resource)?)?,
+            self.put_new(Self::audit_item(event)?)?,
+        ];
         match self
-            .create_claimed(Self::addon_claim_key(&resource.addon_id), &resource.id, items)
+            .create_claimed(Self::addon_claim_key(&resource.addon_id), &resource.id, actions)
             .await?
         {
             None => Ok(CreateOutcome::Created),
@@ -323,18 +343,18 @@ impl ResourceWriter for DynamoStore {
         expected_version: u64,
         event: &AuditEvent,
     ) -> Result<UpdateOutcome, StoreError> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(Self::resource_item(resource)?))
-            .condition_expression("attribute_exists(pk) AND #version = :expected")
-            .expression_attribute_names("#version", "version")
-            .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()))
-            .build()
-            .map_err(|err| StoreError::Internal(err.to_string()))?;
         let items = vec![
-            TransactWriteItem::builder().put(put).build(),
+            self.put_versioned(Self::resource_item(resource)?, expected_version)?,
             self.put_new(Self::audit_item(event)?)?,
         ];
+        self.transact_versioned(items).await
+    }
+}
+
+impl DynamoStore {
+    /// Runs a transaction whose first action is version-conditional: a lost
+    /// race on that version is `Stale`, not an error.
+    async fn transact_versioned(&self, items: Vec<TransactWriteItem>) -> Result<UpdateOutcome, StoreError> {
         match self.transact(items).await? {
             None => Ok(UpdateOutcome::Updated),
             Some(reasons)
@@ -378,12 +398,16 @@ impl AccountStore for DynamoStore {
             actor,
             &now,
         );
-        let items = vec![
-            Self::entity_item(&account, Self::account_key(&account.id), "account")?,
-            Self::audit_item(&event)?,
+        let actions = vec![
+            self.put_new(Self::entity_item(
+                &account,
+                Self::account_key(&account.id),
+                "account",
+            )?)?,
+            self.put_new(Self::audit_item(&event)?)?,
         ];
         match self
-            .create_claimed(Self::email_claim_key(email), &account.id, items)
+            .create_claimed(Self::email_claim_key(email), &account.id, actions)
             .await?
         {
             None => {
@@ -468,5 +492,62 @@ impl SessionStore for DynamoStore {
             .await
             .map_err(|err| classify("DeleteItem", err))?;
         Ok(())
+    }
+}
+
+impl LinkStore for DynamoStore {
+    async fn get_link(&self, uid: &str) -> Result<Option<Cloud66Link>, StoreError> {
+        self.get_item(Self::link_key(uid))
+            .await?
+            .map(|item| decode(item, "cloud66 link"))
+            .transpose()
+    }
+
+    async fn save_link(&self, link: &Cloud66Link, event: &AuditEvent) -> Result<UpdateOutcome, StoreError> {
+        let item = Self::entity_item(link, Self::link_key(&link.uid), "cloud66_link")?;
+        let items = vec![
+            self.put_versioned(item, link.version.saturating_sub(1))?,
+            self.put_new(Self::audit_item(event)?)?,
+        ];
+        self.transact_versioned(items).await
+    }
+
+    async fn ensure_account_resource(
+        &self,
+        account: &Account,
+        resource: &Resource,
+        event: &AuditEvent,
+    ) -> Result<Resource, StoreError> {
+        let claim = Self::key(format!("CLOUD66_ACCOUNT#{}", account.id), "CLOUD66_ACCOUNT");
+        if let Some(existing) = self.claim_owner(claim.clone()).await? {
+            return self.resource_named_by_claim(&existing).await;
+        }
+        let mut updated = account.clone();
+        updated.resource_ids.push(resource.id.clone());
+        updated.version += 1;
+        let actions = vec![
+            self.put_new(Self::resource_item(resource)?)?,
+            self.put_new(Self::audit_item(event)?)?,
+            self.put_versioned(
+                Self::entity_item(&updated, Self::account_key(&account.id), "account")?,
+                account.version,
+            )?,
+        ];
+        match self.create_claimed(claim, &resource.id, actions).await? {
+            None => Ok(resource.clone()),
+            Some(winner) => self.resource_named_by_claim(&winner).await,
+        }
+    }
+}
+
+impl DynamoStore {
+    fn link_key(uid: &str) -> Item {
+        Self::key(format!("CLOUD66_LINK#{uid}"), "CLOUD66_LINK")
+    }
+
+    async fn resource_named_by_claim(&self, id: &str) -> Result<Resource, StoreError> {
+        self.get_resource(id)
+            .await?
+            .ok_or_else(|| StoreError::Internal(format!("claim points at missing resource {id}")))
     }
 }

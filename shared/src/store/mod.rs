@@ -6,7 +6,7 @@ mod dynamo;
 
 pub use dynamo::{DynamoStore, TableKeys};
 
-use crate::model::{Account, AuditEvent, Resource, Session};
+use crate::model::{Account, AuditEvent, Cloud66Link, Resource, Session};
 use std::future::Future;
 
 #[derive(Debug, thiserror::Error)]
@@ -110,4 +110,27 @@ pub trait SessionStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
 
     fn end_session(&self, session_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+pub trait LinkStore: AccountStore {
+    fn get_link(&self, uid: &str) -> impl Future<Output = Result<Option<Cloud66Link>, StoreError>> + Send;
+
+    /// Writes a link's new state and its audit event in one transaction, on
+    /// condition that the stored version is still `link.version - 1` (no
+    /// stored link for a first write, version 1).
+    fn save_link(
+        &self,
+        link: &Cloud66Link,
+        event: &AuditEvent,
+    ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
+
+    /// The account's partner-side resource: `resource` is created with its
+    /// audit event and added to the account's `resource_ids`, in one
+    /// transaction, unless the account already has one, which is returned.
+    fn ensure_account_resource(
+        &self,
+        account: &Account,
+        resource: &Resource,
+        event: &AuditEvent,
+    ) -> impl Future<Output = Result<Resource, StoreError>> + Send;
 }

@@ -1,0 +1,636 @@
+//! The Cloud 66 link flow (cloud66-partner-integration.md): Cloud 66 sends
+//! its user to `GET /cloud66/link?uid=…&email=…&callback=…`; we find or
+//! create the account by email, provision its partner-side resource once,
+//! POST `link_uid`, `user_email` and that resource's details to our partner
+//! endpoint, and send the user back to `callback`.
+//!
+//! The query comes from a browser and proves nothing: Cloud 66's answer to
+//! the POST decides whether the link holds, and the pages never show account
+//! data. `callback` must be an `https` URL on an allowed host, or nobody is
+//! redirected anywhere.
+
+use super::sso::ACTOR;
+use crate::config::{self, ConfigError};
+use crate::html::{self, page, redirect};
+use crate::model::{
+    normalize_email, Account, AuditAction, AuditEvent, Cloud66Link, LinkStatus, Platform, Resource,
+    ResourceStatus, SubjectKind, Timestamp,
+};
+use crate::provisioner::{DefaultProvisioner, ProvisionContext, Provisioner, ProvisionerError};
+use crate::secret::random_hex;
+use crate::store::{DynamoStore, LinkStore, ResourceReader, StoreError, UpdateOutcome};
+use lambda_http::http::{header, HeaderValue, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use maud::html;
+use reqwest::Url;
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+/// The plan recorded on resources provisioned through Cloud 66.
+const CLOUD66_PLAN: &str = "cloud66";
+/// How often saving a link's outcome is retried after a concurrent save.
+const SAVE_ATTEMPTS: u32 = 5;
+
+/// A validated link request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRequest {
+    pub uid: String,
+    /// Normalised.
+    pub email: String,
+    pub callback: Url,
+}
+
+/// Checks the three query parameters; every problem found is listed, in
+/// words a person can act on.
+pub fn parse_link_query(
+    uid: Option<&str>,
+    email: Option<&str>,
+    callback: Option<&str>,
+    allowed_hosts: &[String],
+) -> Result<LinkRequest, Vec<String>> {
+    let mut problems = Vec::new();
+    let uid = uid.map(str::trim).unwrap_or("");
+    if !(1..=128).contains(&uid.len())
+        || !uid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        problems.push("`uid` is missing or is not a Cloud 66 user id.".to_string());
+    }
+    let email = normalize_email(email.unwrap_or(""));
+    if !is_valid_email(&email) {
+        problems.push("`email` is missing or is not a valid email address.".to_string());
+    }
+    let callback = match callback.map(Url::parse) {
+        Some(Ok(url)) if is_allowed_callback(&url, allowed_hosts) => Some(url),
+        _ => {
+            problems.push("`callback` is missing or is not an https address on Cloud 66.".to_string());
+            None
+        }
+    };
+    match callback {
+        Some(callback) if problems.is_empty() => Ok(LinkRequest {
+            uid: uid.to_string(),
+            email,
+            callback,
+        }),
+        _ => Err(problems),
+    }
+}
+
+/// `https`, no user name or password (`https://app.cloud66.com@evil.example/`
+/// names the host `evil.example`), the default port, and a host that is one
+/// of `allowed_hosts` exactly (so `app.cloud66.com.evil.example` is not).
+fn is_allowed_callback(url: &Url, allowed_hosts: &[String]) -> bool {
+    url.scheme() == "https"
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.port().is_none()
+        && url.host_str().is_some_and(|host| {
+            allowed_hosts
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(host))
+        })
+}
+
+/// A plain, conservative check: one `@`, a sane local part, and a dotted
+/// domain of letters, digits and hyphens.
+pub fn is_valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    let local_ok = (1..=64).contains(&local.len())
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = email.len() <= 254
+        && labels.len() >= 2
+        && labels.iter().all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
+    local_ok && domain_ok
+}
+
+/// How the partner endpoint wants its POST body (`CLOUD66_PARTNER_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadFormat {
+    Json,
+    Form,
+}
+
+/// What Cloud 66 said to the link POST.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartnerAnswer {
+    Linked,
+    /// 403 "… is already linked to this account": the link holds.
+    AlreadyLinked(String),
+    /// Any other refusal, with Cloud 66's message.
+    Refused(String),
+    /// No usable answer within the time limit (network errors, 5xx, time-out).
+    NoAnswer(String),
+}
+
+/// The client of the vendor's Cloud 66 partner endpoint.
+#[derive(Debug, Clone)]
+pub struct PartnerClient {
+    http: reqwest::Client,
+    endpoint: String,
+    format: PayloadFormat,
+    time_limit: Duration,
+}
+
+/// First pause between retries; it doubles after each.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(200);
+
+impl PartnerClient {
+    pub fn new(endpoint: String, format: PayloadFormat, time_limit: Duration) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            endpoint,
+            format,
+            time_limit,
+        }
+    }
+
+    /// POSTs the link, retrying network errors and 5xx with backoff until
+    /// `time_limit` has passed in all.
+    pub async fn post_link(&self, fields: &[(String, String)]) -> PartnerAnswer {
+        let deadline = Instant::now() + self.time_limit;
+        let mut delay = FIRST_RETRY_DELAY;
+        let mut last_failure = "no attempt was made".to_string();
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return PartnerAnswer::NoAnswer(last_failure);
+            }
+            let request = match self.format {
+                PayloadFormat::Json => {
+                    let body: serde_json::Map<String, serde_json::Value> = fields
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone().into()))
+                        .collect();
+                    self.http.post(&self.endpoint).json(&body)
+                }
+                PayloadFormat::Form => self.http.post(&self.endpoint).form(fields),
+            };
+            let attempt = async {
+                let response = request.send().await?;
+                let status = response.status();
+                Ok::<_, reqwest::Error>((status, response.text().await?))
+            };
+            match tokio::time::timeout(remaining, attempt).await {
+                Err(_) => return PartnerAnswer::NoAnswer("Cloud 66 did not answer in time".into()),
+                Ok(Err(err)) => last_failure = format!("could not reach Cloud 66: {}", without_url(&err)),
+                Ok(Ok((status, _))) if status.is_success() => return PartnerAnswer::Linked,
+                Ok(Ok((status, body))) if status.is_server_error() => {
+                    last_failure = format!("Cloud 66 answered {status}: {}", partner_message(&body));
+                }
+                Ok(Ok((status, body))) => {
+                    let message = partner_message(&body);
+                    if status == reqwest::StatusCode::FORBIDDEN
+                        && message.to_lowercase().contains("already linked")
+                    {
+                        return PartnerAnswer::AlreadyLinked(message);
+                    }
+                    return PartnerAnswer::Refused(if status == reqwest::StatusCode::FORBIDDEN {
+                        message
+                    } else {
+                        format!("Cloud 66 answered {status}: {message}")
+                    });
+                }
+            }
+            tracing::info!(failure = %last_failure, "retrying the Cloud 66 link");
+            tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
+            delay *= 2;
+        }
+    }
+}
+
+/// A reqwest error's text without the URL (the endpoint is the vendor's own
+/// secret-ish address and adds nothing for the reader).
+fn without_url(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    if let Some(url) = err.url() {
+        text = text.replace(url.as_str(), "the partner endpoint");
+    }
+    text
+}
+
+/// Cloud 66's reason from a refusal body: a JSON `message`/`error`, or the
+/// text itself, kept short.
+fn partner_message(body: &str) -> String {
+    let from_json = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| {
+            ["message", "error", "errors", "description"]
+                .iter()
+                .find_map(|key| value.get(*key))
+                .map(|field| match field {
+                    serde_json::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                })
+        });
+    let message = from_json.unwrap_or_else(|| body.trim().to_string());
+    let message: String = message.chars().filter(|c| !c.is_control()).take(500).collect();
+    if message.is_empty() {
+        "no reason given".into()
+    } else {
+        message
+    }
+}
+
+/// Everything the `cloud66-link` function needs, built once at cold start.
+pub struct Cloud66LinkApi<S, P> {
+    store: S,
+    provisioner: P,
+    partner: PartnerClient,
+    callback_hosts: Vec<String>,
+}
+
+impl<S, P> Cloud66LinkApi<S, P> {
+    pub fn new(store: S, provisioner: P, partner: PartnerClient, callback_hosts: Vec<String>) -> Self {
+        Self {
+            store,
+            provisioner,
+            partner,
+            callback_hosts,
+        }
+    }
+}
+
+impl Cloud66LinkApi<DynamoStore, DefaultProvisioner> {
+    /// Reads `TABLE_NAME`, `CLOUD66_PARTNER_ENDPOINT`, `CLOUD66_CALLBACK_HOSTS`,
+    /// `CLOUD66_PARTNER_FORMAT`, `CLOUD66_PARTNER_TIME_LIMIT_SECONDS` and the
+    /// provisioner's variables (`ADDON_ID`, `ADDON_CONFIG_VARS`, `RESOURCE_BASE_URL`).
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let lookup = config::process_env;
+        let endpoint = config::base_url(
+            "CLOUD66_PARTNER_ENDPOINT",
+            config::required(&lookup, "CLOUD66_PARTNER_ENDPOINT")?,
+        )?;
+        let callback_hosts = config::comma_list(
+            &config::optional(&lookup, "CLOUD66_CALLBACK_HOSTS").unwrap_or_else(|| "app.cloud66.com".into()),
+        );
+        if callback_hosts.is_empty() {
+            return Err(ConfigError::new("CLOUD66_CALLBACK_HOSTS", "lists no host"));
+        }
+        let format = match config::optional(&lookup, "CLOUD66_PARTNER_FORMAT").as_deref() {
+            None | Some("json") => PayloadFormat::Json,
+            Some("form") => PayloadFormat::Form,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "CLOUD66_PARTNER_FORMAT",
+                    "must be `json` or `form`",
+                ))
+            }
+        };
+        let time_limit = config::seconds(&lookup, "CLOUD66_PARTNER_TIME_LIMIT_SECONDS", 6)?;
+        let addon_id = config::required(&lookup, "ADDON_ID")?;
+        let provisioner = DefaultProvisioner::from_lookup(&lookup, &addon_id)?;
+        let table = config::required(&lookup, "TABLE_NAME")?;
+        let store = DynamoStore::new(DynamoStore::client_from_env().await, table);
+        let partner = PartnerClient::new(endpoint, format, Duration::from_secs(time_limit.unsigned_abs()));
+        Ok(Self::new(store, provisioner, partner, callback_hosts))
+    }
+}
+
+/// What the browser is told.
+enum Outcome {
+    Linked,
+    Refused(String),
+    Pending,
+    OtherAccount,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Provisioner(#[from] ProvisionerError),
+}
+
+/// `GET /cloud66/link?uid=…&email=…&callback=…`
+pub async fn link<S: LinkStore + ResourceReader, P: Provisioner>(
+    api: &Cloud66LinkApi<S, P>,
+    request: Request,
+) -> Result<Response<Body>, Infallible> {
+    let query = request.query_string_parameters_ref();
+    let param = |name: &str| query.and_then(|query| query.first(name));
+    let parsed = parse_link_query(
+        param("uid"),
+        param("email"),
+        param("callback"),
+        &api.callback_hosts,
+    );
+    let request = match parsed {
+        Ok(request) => request,
+        Err(problems) => return Ok(invalid_request_page(&problems)),
+    };
+    Ok(match run(api, &request).await {
+        Ok(Outcome::Linked) => redirect(StatusCode::FOUND, request.callback.as_str()),
+        Ok(Outcome::Refused(message)) => refused_page(&message, &request.callback),
+        Ok(Outcome::Pending) => pending_page(),
+        Ok(Outcome::OtherAccount) => page(
+            StatusCode::CONFLICT,
+            "Already linked",
+            html! { p { "This Cloud 66 user is already linked to a different account." } },
+        ),
+        Err(err) => {
+            tracing::warn!(error = %err, uid = %request.uid, "Cloud 66 link could not complete");
+            html::unavailable()
+        }
+    })
+}
+
+async fn run<S: LinkStore + ResourceReader, P: Provisioner>(
+    api: &Cloud66LinkApi<S, P>,
+    request: &LinkRequest,
+) -> Result<Outcome, LinkError> {
+    let existing = api.store.get_link(&request.uid).await?;
+    match &existing {
+        Some(link) if link.email != request.email => return Ok(Outcome::OtherAccount),
+        // A reload of a link that holds: no second POST, nothing created.
+        Some(link) if link.status == LinkStatus::Linked => return Ok(Outcome::Linked),
+        _ => {}
+    }
+    let account = api
+        .store
+        .find_or_create_account(&request.email, None, ACTOR)
+        .await?;
+    let resource = account_resource(api, &account).await?;
+    let mut fields = vec![
+        ("link_uid".to_string(), request.uid.clone()),
+        ("user_email".to_string(), request.email.clone()),
+    ];
+    fields.extend(resource.config.0.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let answer = api.partner.post_link(&fields).await;
+    tracing::info!(uid = %request.uid, account_id = %account.id, answer = ?answer, "Cloud 66 answered the link");
+    record(api, request, &account, existing, answer).await
+}
+
+/// The account's partner-side resource, provisioned on first need.
+async fn account_resource<S: LinkStore + ResourceReader, P: Provisioner>(
+    api: &Cloud66LinkApi<S, P>,
+    account: &Account,
+) -> Result<Resource, LinkError> {
+    if let Some(id) = account.resource_ids.first() {
+        if let Some(resource) = api.store.get_resource(id).await? {
+            return Ok(resource);
+        }
+    }
+    let id = format!("res_{}", random_hex(16));
+    let options = BTreeMap::new();
+    let config = api
+        .provisioner
+        .provision(ProvisionContext {
+            resource_id: &id,
+            plan: CLOUD66_PLAN,
+            options: &options,
+        })
+        .await?;
+    let now = Timestamp::now();
+    let resource = Resource {
+        id,
+        platform: Platform::Cloud66,
+        addon_id: account.id.clone(),
+        plan: CLOUD66_PLAN.into(),
+        owner_id: Some(account.id.clone()),
+        owner_name: account.name.clone(),
+        user_id: None,
+        region: None,
+        callback_url: None,
+        options,
+        config,
+        status: ResourceStatus::Active,
+        version: 1,
+        created_at: now.to_string(),
+        updated_at: now.to_string(),
+        deprovisioned_at: None,
+    };
+    let event = AuditEvent::new(
+        SubjectKind::Resource,
+        &resource.id,
+        AuditAction::Provisioned,
+        ACTOR,
+        &now,
+    )
+    .with_detail("account_id", &account.id);
+    Ok(api
+        .store
+        .ensure_account_resource(account, &resource, &event)
+        .await?)
+}
+
+/// Saves Cloud 66's answer on the link, with its audit event on the account,
+/// never turning a link that holds back into one that does not.
+async fn record<S: LinkStore, P>(
+    api: &Cloud66LinkApi<S, P>,
+    request: &LinkRequest,
+    account: &Account,
+    mut stored: Option<Cloud66Link>,
+    answer: PartnerAnswer,
+) -> Result<Outcome, LinkError> {
+    let (status, message, action, outcome) = match answer {
+        PartnerAnswer::Linked => (
+            LinkStatus::Linked,
+            None,
+            AuditAction::Cloud66Linked,
+            Outcome::Linked,
+        ),
+        PartnerAnswer::AlreadyLinked(message) => (
+            LinkStatus::Linked,
+            Some(message),
+            AuditAction::Cloud66Linked,
+            Outcome::Linked,
+        ),
+        PartnerAnswer::Refused(message) => (
+            LinkStatus::Refused,
+            Some(message.clone()),
+            AuditAction::Cloud66LinkRefused,
+            Outcome::Refused(message),
+        ),
+        PartnerAnswer::NoAnswer(reason) => (
+            LinkStatus::Pending,
+            Some(reason),
+            AuditAction::Cloud66LinkPending,
+            Outcome::Pending,
+        ),
+    };
+    for _ in 0..SAVE_ATTEMPTS {
+        let now = Timestamp::now();
+        let previous = stored.clone().unwrap_or_else(|| Cloud66Link {
+            uid: request.uid.clone(),
+            account_id: account.id.clone(),
+            email: request.email.clone(),
+            status: LinkStatus::Pending,
+            message: None,
+            attempts: 0,
+            created_at: now.to_string(),
+            updated_at: now.to_string(),
+            linked_at: None,
+            version: 0,
+        });
+        if previous.status == LinkStatus::Linked {
+            return Ok(Outcome::Linked);
+        }
+        let link = Cloud66Link {
+            status,
+            message: message.clone(),
+            attempts: previous.attempts + 1,
+            updated_at: now.to_string(),
+            linked_at: (status == LinkStatus::Linked).then(|| now.to_string()),
+            version: previous.version + 1,
+            ..previous
+        };
+        let mut event = AuditEvent::new(SubjectKind::Account, &account.id, action, ACTOR, &now)
+            .with_detail("uid", &request.uid);
+        if let Some(message) = &message {
+            event = event.with_detail("message", message);
+        }
+        if api.store.save_link(&link, &event).await? == UpdateOutcome::Updated {
+            return Ok(outcome);
+        }
+        stored = api.store.get_link(&request.uid).await?;
+    }
+    Err(StoreError::Unavailable("the link kept changing under concurrent requests".into()).into())
+}
+
+fn invalid_request_page(problems: &[String]) -> Response<Body> {
+    page(
+        StatusCode::BAD_REQUEST,
+        "This link request is not valid",
+        html! {
+            ul { @for problem in problems { li { (problem) } } }
+            p { "Start the integration again from your Cloud 66 dashboard." }
+        },
+    )
+}
+
+fn refused_page(message: &str, callback: &Url) -> Response<Body> {
+    page(
+        StatusCode::FORBIDDEN,
+        "Cloud 66 did not accept the link",
+        html! {
+            p { "Cloud 66 said: " q #reason { (message) } }
+            p { a href=(callback.as_str()) { "Back to Cloud 66" } }
+        },
+    )
+}
+
+fn pending_page() -> Response<Body> {
+    let mut response = page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Cloud 66 did not answer",
+        html! { p { "Cloud 66 did not confirm the link in time. Reload this page to try again." } },
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(5));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn hosts() -> Vec<String> {
+        vec!["app.cloud66.com".into()]
+    }
+
+    fn parse(uid: &str, email: &str, callback: &str) -> Result<LinkRequest, Vec<String>> {
+        parse_link_query(Some(uid), Some(email), Some(callback), &hosts())
+    }
+
+    #[test]
+    fn accepts_the_documented_redirect() {
+        let request = parse("abc123", " Jon@Smith.com ", "https://app.cloud66.com/url").unwrap();
+        assert_eq!(request.email, "jon@smith.com");
+        assert_eq!(request.callback.as_str(), "https://app.cloud66.com/url");
+        assert!(parse("abc123", "jon@smith.com", "https://APP.cloud66.com/url?x=1#y").is_ok());
+    }
+
+    #[test]
+    fn refuses_callbacks_that_could_lead_elsewhere() {
+        for callback in [
+            "https://evil.example/url",
+            "http://app.cloud66.com/url",
+            "https://app.cloud66.com@evil.example/",
+            "https://user:pass@app.cloud66.com/",
+            "https://app.cloud66.com.evil.example/",
+            "https://app-cloud66.com/",
+            "https://evil.example\\@app.cloud66.com/",
+            "https://app.cloud66.com:8443/",
+            "//app.cloud66.com/url",
+            "javascript:alert(1)",
+            "/relative",
+            "",
+        ] {
+            let problems = parse("abc123", "jon@smith.com", callback).unwrap_err();
+            assert_eq!(problems.len(), 1, "{callback}");
+            assert!(problems[0].contains("callback"), "{callback}");
+        }
+    }
+
+    #[test]
+    fn names_every_problem() {
+        let problems = parse_link_query(None, Some("not-an-email"), None, &hosts()).unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(parse("a b", "jon@smith.com", "https://app.cloud66.com/").is_err());
+    }
+
+    #[test]
+    fn email_check() {
+        for good in ["jon@smith.com", "a.b+c@sub.example.co"] {
+            assert!(is_valid_email(good), "{good}");
+        }
+        for bad in [
+            "",
+            "jon",
+            "jon@",
+            "@smith.com",
+            "jon@smith",
+            "jon@@smith.com",
+            "jon smith@x.com",
+            "jon@-x.com",
+            "jon@x.c0m",
+        ] {
+            assert!(!is_valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn partner_messages_are_read_from_json_or_text() {
+        assert_eq!(
+            partner_message(r#"{"error":"invalid link_uid"}"#),
+            "invalid link_uid"
+        );
+        assert_eq!(
+            partner_message("jon@smith.com is already linked to this account"),
+            "jon@smith.com is already linked to this account"
+        );
+        assert_eq!(partner_message(""), "no reason given");
+        assert_eq!(partner_message(&"x".repeat(2000)).len(), 500);
+    }
+
+    proptest! {
+        #[test]
+        fn random_queries_never_panic_and_only_allowed_hosts_pass(
+            uid in ".{0,40}", email in ".{0,40}", callback in ".{0,80}",
+        ) {
+            if let Ok(request) = parse(&uid, &email, &callback) {
+                prop_assert_eq!(request.callback.host_str(), Some("app.cloud66.com"));
+                prop_assert_eq!(request.callback.scheme(), "https");
+            }
+        }
+    }
+}
