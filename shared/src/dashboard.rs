@@ -182,6 +182,7 @@ mod tests {
             created_at: "2026-01-01T00:00:00.000Z".into(),
             updated_at: "2026-01-01T00:00:00.000Z".into(),
             deprovisioned_at: None,
+            vendor: None,
         };
         let markup = resource_panel(&resource).into_string();
         assert!(

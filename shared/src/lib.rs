@@ -7,6 +7,7 @@
 
 pub mod clevercloud;
 pub mod cloud66;
+pub mod cloudmore;
 pub mod config;
 pub mod dashboard;
 pub mod html;
@@ -16,4 +17,5 @@ pub mod provisioner;
 pub mod secret;
 pub mod signin;
 pub mod store;
+pub mod sync;
 pub mod telemetry;

@@ -53,7 +53,9 @@ pub struct Resource {
     pub region: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callback_url: Option<String>,
-    #[serde(default)]
+    // Empty maps are left out: nothing is lost, and DynamoDB Local's stream
+    // renders an empty map as `{}` rather than `{"M": {}}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
     pub config: ConfigMap,
     pub status: ResourceStatus,
@@ -64,6 +66,22 @@ pub struct Resource {
     pub updated_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deprovisioned_at: Option<String>,
+    /// What the marketplace tells only after provisioning (Clever Cloud's
+    /// vendor API), fetched off the request path by the platform sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<VendorDetails>,
+}
+
+/// Clever Cloud's `GET /vendor/apps/{addonId}` details kept on a resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VendorDetails {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub owner_emails: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    pub fetched_at: String,
 }
 
 impl Resource {
@@ -91,7 +109,7 @@ pub struct AuditEvent {
     /// Who asked for the change (`clevercloud`, …).
     pub actor: String,
     /// Non-secret facts about the change (e.g. `from_plan`, `to_plan`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, String>,
 }
 
@@ -108,6 +126,12 @@ pub enum AuditAction {
     Cloud66LinkRefused,
     /// Cloud 66 did not answer in time or failed; the link stays pending.
     Cloud66LinkPending,
+    /// The marketplace's details were fetched and stored.
+    VendorDetailsFetched,
+    /// Secret config values were replaced.
+    CredentialsRotated,
+    /// The owner's Cloudmore organisation was found or created and recorded.
+    CloudmoreOrganizationRecorded,
 }
 
 impl AuditEvent {
@@ -145,6 +169,9 @@ pub struct Account {
     /// Resources provisioned for this account (by the Cloud 66 link flow).
     #[serde(default)]
     pub resource_ids: Vec<String>,
+    /// The account's organisation in the vendor's Cloudmore reseller account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudmore_organization_id: Option<String>,
     pub created_at: String,
     pub version: u64,
 }

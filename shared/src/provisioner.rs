@@ -45,6 +45,17 @@ pub trait Provisioner: Send + Sync {
         ready(Ok(resource.config.clone()))
     }
 
+    /// Fresh secret values for a resource's config (credential rotation).
+    /// By default rotation is not supported.
+    fn rotate(
+        &self,
+        _resource: &Resource,
+    ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send {
+        ready(Err(ProvisionerError(
+            "this provisioner cannot rotate credentials".into(),
+        )))
+    }
+
     /// Releases the vendor-side resource. Called before the record is marked
     /// deprovisioned, and again if the marketplace retries after a failure.
     fn deprovision(&self, _resource: &Resource) -> impl Future<Output = Result<(), ProvisionerError>> + Send {
@@ -85,24 +96,38 @@ impl DefaultProvisioner {
     }
 }
 
+impl DefaultProvisioner {
+    /// `*_URL` vars keep `RESOURCE_BASE_URL/<id>`; every other var gets a fresh secret.
+    fn config_for(&self, resource_id: &str) -> ConfigMap {
+        ConfigMap(
+            self.config_vars
+                .iter()
+                .map(|var| {
+                    let value = if var.ends_with("_URL") {
+                        format!("{}/{}", self.resource_base_url, resource_id)
+                    } else {
+                        random_hex(SECRET_BYTES)
+                    };
+                    (var.clone(), value)
+                })
+                .collect(),
+        )
+    }
+}
+
 impl Provisioner for DefaultProvisioner {
+    fn rotate(
+        &self,
+        resource: &Resource,
+    ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send {
+        ready(Ok(self.config_for(&resource.id)))
+    }
+
     fn provision(
         &self,
         context: ProvisionContext<'_>,
     ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send {
-        let config = self
-            .config_vars
-            .iter()
-            .map(|var| {
-                let value = if var.ends_with("_URL") {
-                    format!("{}/{}", self.resource_base_url, context.resource_id)
-                } else {
-                    random_hex(SECRET_BYTES)
-                };
-                (var.clone(), value)
-            })
-            .collect();
-        ready(Ok(ConfigMap(config)))
+        ready(Ok(self.config_for(context.resource_id)))
     }
 }
 

@@ -3,6 +3,9 @@
 //! function behind `cargo lambda watch`. The stack's addresses and the
 //! add-on's settings arrive in environment variables.
 
+pub mod fakes;
+pub mod stream;
+
 use aws_sdk_dynamodb::types::AttributeValue;
 use shared::config::{self, CleverCloudConfig};
 use shared::store::DynamoStore;
@@ -16,6 +19,20 @@ pub fn stack_var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: run these tests through `make test` (scripts/stack.sh test), which starts DynamoDB Local and cargo lambda watch")
     })
+}
+
+/// A binary of another workspace crate (a function, the CLI), as built by
+/// the stack script's `cargo build --bins`.
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/debug")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run through `make test`",
+        path.display()
+    );
+    path
 }
 
 /// The add-on settings the functions under test were started with.

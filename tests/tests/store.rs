@@ -222,8 +222,7 @@ fn basic(user: &str, password: &str) -> String {
 
 #[test]
 fn a_function_with_a_missing_variable_stops_at_start_up_naming_it() {
-    let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/provision");
-    assert!(binary.exists(), "build the functions first (make test does)");
+    let binary = workspace_binary("provision");
     let complete: BTreeMap<&str, &str> = BTreeMap::from([
         ("TABLE_NAME", "t"),
         ("ADDON_ID", "addon-name"),

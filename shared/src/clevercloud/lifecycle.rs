@@ -141,6 +141,7 @@ impl<S: ProvisionStore, P: Provisioner> Lifecycle<S, P> {
             created_at: now.to_string(),
             updated_at: now.to_string(),
             deprovisioned_at: None,
+            vendor: None,
         };
         let event = AuditEvent::new(
             SubjectKind::Resource,

@@ -10,6 +10,7 @@ mod lifecycle;
 mod protocol;
 pub mod routes;
 pub mod sso;
+pub mod vendor;
 
 pub use lifecycle::{is_valid_resource_id, Lifecycle, LifecycleError};
 pub use protocol::{

@@ -415,6 +415,7 @@ async fn account_resource<S: LinkStore + ResourceReader, P: Provisioner>(
         created_at: now.to_string(),
         updated_at: now.to_string(),
         deprovisioned_at: None,
+        vendor: None,
     };
     let event = AuditEvent::new(
         SubjectKind::Resource,

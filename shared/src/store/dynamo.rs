@@ -10,6 +10,7 @@
 //! | email claim          | `EMAIL#<normalised email>`  | `EMAIL`                  |
 //! | account's resource claim | `CLOUD66_ACCOUNT#<account>` | `CLOUD66_ACCOUNT`    |
 //! | Cloud 66 link        | `CLOUD66_LINK#<uid>`        | `CLOUD66_LINK`           |
+//! | Clever Cloud owner   | `CLEVERCLOUD_OWNER#<owner>` | `CLEVERCLOUD_OWNER`      |
 //! | spent sign-in token  | `SSO_TOKEN#<sha256>`        | `SSO_TOKEN`              |
 //! | session              | `SESSION#<sha256 of id>`    | `SESSION`                |
 //!
@@ -20,8 +21,8 @@
 //! cannot replay or hijack them; both expire through the TTL attribute.
 
 use super::{
-    AccountStore, CreateOutcome, LinkStore, OpenOutcome, ProvisionStore, ResourceReader, ResourceWriter,
-    SessionStore, StoreError, UpdateOutcome,
+    AccountStore, CreateOutcome, LinkStore, OpenOutcome, ProvisionStore, ResourceReader, ResourceScan,
+    ResourceWriter, SessionStore, StoreError, SyncStore, UpdateOutcome,
 };
 use crate::model::{
     Account, AuditAction, AuditEvent, Cloud66Link, Resource, Session, SubjectKind, Timestamp,
@@ -388,6 +389,7 @@ impl AccountStore for DynamoStore {
             email: email.to_string(),
             name: name.map(str::to_string),
             resource_ids: Vec::new(),
+            cloudmore_organization_id: None,
             created_at: now.to_string(),
             version: 1,
         };
@@ -549,5 +551,88 @@ impl DynamoStore {
         self.get_resource(id)
             .await?
             .ok_or_else(|| StoreError::Internal(format!("claim points at missing resource {id}")))
+    }
+}
+
+impl SyncStore for DynamoStore {
+    async fn update_account(
+        &self,
+        account: &Account,
+        event: &AuditEvent,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let item = Self::entity_item(account, Self::account_key(&account.id), "account")?;
+        let items = vec![
+            self.put_versioned(item, account.version.saturating_sub(1))?,
+            self.put_new(Self::audit_item(event)?)?,
+        ];
+        self.transact_versioned(items).await
+    }
+
+    async fn owner_organization(&self, owner_id: &str) -> Result<Option<String>, StoreError> {
+        let item = self.get_item(Self::owner_key(owner_id)).await?;
+        Ok(item.and_then(|item| match item.get("cloudmore_organization_id") {
+            Some(AttributeValue::S(id)) => Some(id.clone()),
+            _ => None,
+        }))
+    }
+
+    async fn record_owner_organization(
+        &self,
+        owner_id: &str,
+        organization_id: &str,
+        event: &AuditEvent,
+    ) -> Result<String, StoreError> {
+        let mut owner = Self::owner_key(owner_id);
+        owner.insert("entity".into(), AttributeValue::S("clevercloud_owner".into()));
+        owner.insert("owner_id".into(), AttributeValue::S(owner_id.into()));
+        owner.insert(
+            "cloudmore_organization_id".into(),
+            AttributeValue::S(organization_id.into()),
+        );
+        let actions = vec![self.put_new(owner)?, self.put_new(Self::audit_item(event)?)?];
+        match self.transact(actions).await? {
+            None => Ok(organization_id.to_string()),
+            Some(_) => self
+                .owner_organization(owner_id)
+                .await?
+                .ok_or_else(|| StoreError::Unavailable("owner record is being written concurrently".into())),
+        }
+    }
+
+    async fn all_resources(&self) -> Result<ResourceScan, StoreError> {
+        let mut scan = ResourceScan::default();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("entity = :resource")
+                .expression_attribute_values(":resource", AttributeValue::S("resource".into()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|err| classify("Scan", err))?;
+            for item in page.items.unwrap_or_default() {
+                let key = match item.get(TableKeys::PARTITION) {
+                    Some(AttributeValue::S(pk)) => pk.clone(),
+                    _ => String::new(),
+                };
+                match decode(item, "resource") {
+                    Ok(resource) => scan.resources.push(resource),
+                    Err(_) => scan.unreadable.push(key),
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(scan);
+            }
+        }
+    }
+}
+
+impl DynamoStore {
+    fn owner_key(owner_id: &str) -> Item {
+        Self::key(format!("CLEVERCLOUD_OWNER#{owner_id}"), "CLEVERCLOUD_OWNER")
     }
 }

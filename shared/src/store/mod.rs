@@ -134,3 +134,40 @@ pub trait LinkStore: AccountStore {
         event: &AuditEvent,
     ) -> impl Future<Output = Result<Resource, StoreError>> + Send;
 }
+
+/// A full scan of the resources: those that decode, and the keys of those
+/// that do not (reported, never silently skipped).
+#[derive(Debug, Default)]
+pub struct ResourceScan {
+    pub resources: Vec<Resource>,
+    pub unreadable: Vec<String>,
+}
+
+/// What the platform sync writes besides resources.
+pub trait SyncStore: ResourceWriter + AccountStore {
+    /// Replaces an account and appends an audit event in one transaction, on
+    /// condition that the stored version is still `account.version - 1`.
+    fn update_account(
+        &self,
+        account: &Account,
+        event: &AuditEvent,
+    ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
+
+    /// The Cloudmore organisation recorded for a Clever Cloud owner.
+    fn owner_organization(
+        &self,
+        owner_id: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Records a Clever Cloud owner's organisation (first write wins) with an
+    /// audit event; returns the organisation recorded.
+    fn record_owner_organization(
+        &self,
+        owner_id: &str,
+        organization_id: &str,
+        event: &AuditEvent,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
+    /// Every resource (a full scan, for reconciliation).
+    fn all_resources(&self) -> impl Future<Output = Result<ResourceScan, StoreError>> + Send;
+}

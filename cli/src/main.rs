@@ -1,0 +1,64 @@
+//! `provider`: the vendor's command line, with the same configuration as the
+//! functions (environment variables, AWS credentials from the usual chain).
+//!
+//! ```text
+//! provider rotate RESOURCE_ID   fresh secret config values; the stream pushes them to Clever Cloud
+//! provider reconcile            compare Clever Cloud's add-on list with the table (reports only)
+//! ```
+//!
+//! Output is JSON on stdout; config values are never printed.
+
+use shared::clevercloud::vendor::VendorClient;
+use shared::config::{self, CleverCloudConfig};
+use shared::provisioner::DefaultProvisioner;
+use shared::store::DynamoStore;
+use shared::sync;
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["rotate", resource_id] => rotate(resource_id).await,
+        ["reconcile"] => reconcile().await,
+        _ => {
+            eprintln!("usage: provider rotate RESOURCE_ID | provider reconcile");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("provider: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn store() -> Result<DynamoStore, String> {
+    let table = config::required(&config::process_env, "TABLE_NAME").map_err(|err| err.to_string())?;
+    Ok(DynamoStore::new(DynamoStore::client_from_env().await, table))
+}
+
+async fn rotate(resource_id: &str) -> Result<serde_json::Value, String> {
+    let lookup = config::process_env;
+    let addon_id = config::required(&lookup, "ADDON_ID").map_err(|err| err.to_string())?;
+    let provisioner = DefaultProvisioner::from_lookup(&lookup, &addon_id).map_err(|err| err.to_string())?;
+    let rotated = sync::rotate_credentials(&store().await?, &provisioner, resource_id)
+        .await
+        .map_err(|err| err.to_string())?;
+    Ok(serde_json::json!({ "resource_id": resource_id, "rotated": rotated }))
+}
+
+async fn reconcile() -> Result<serde_json::Value, String> {
+    let lookup = config::process_env;
+    let addon = CleverCloudConfig::from_lookup(&lookup).map_err(|err| err.to_string())?;
+    let vendor = VendorClient::from_lookup(&lookup, &addon).map_err(|err| err.to_string())?;
+    let report = sync::reconcile(&store().await?, &vendor)
+        .await
+        .map_err(|err| err.to_string())?;
+    serde_json::to_value(report).map_err(|err| err.to_string())
+}

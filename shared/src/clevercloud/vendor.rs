@@ -1,0 +1,161 @@
+//! Clever Cloud's vendor API (`CLEVERCLOUD_API_URL`, default
+//! `https://api.clever-cloud.com/v2`), with the add-on's own Basic
+//! credentials. Not usable during the provision call, so only the
+//! asynchronous sync calls it.
+
+use crate::config::{self, CleverCloudConfig, ConfigError};
+use crate::model::ConfigMap;
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// `GET /vendor/apps/{addonId}` (the fields this provider keeps).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VendorApp {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub owner_id: Option<String>,
+    #[serde(default)]
+    pub owner_email: Option<String>,
+    #[serde(default)]
+    pub owner_emails: Vec<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+/// One entry of `GET /vendor/apps`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VendorAppSummary {
+    pub addon_id: String,
+    #[serde(default)]
+    pub plan: Option<String>,
+    #[serde(default)]
+    pub owner_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VendorError {
+    /// Network trouble, time-outs, 5xx, 429: worth retrying later.
+    #[error("Clever Cloud's vendor API is unavailable: {0}")]
+    Unavailable(String),
+    #[error("Clever Cloud's vendor API answered {status}: {message}")]
+    Rejected { status: u16, message: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct VendorClient {
+    http: reqwest::Client,
+    base_url: String,
+    user: String,
+    password: Secret,
+}
+
+impl VendorClient {
+    pub fn new(base_url: String, user: String, password: Secret) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            base_url,
+            user,
+            password,
+        }
+    }
+
+    /// `CLEVERCLOUD_API_URL` with the add-on's id and password.
+    pub fn from_lookup(
+        lookup: &impl Fn(&str) -> Option<String>,
+        addon: &CleverCloudConfig,
+    ) -> Result<Self, ConfigError> {
+        let base_url = config::base_url(
+            "CLEVERCLOUD_API_URL",
+            config::optional(lookup, "CLEVERCLOUD_API_URL")
+                .unwrap_or_else(|| "https://api.clever-cloud.com/v2".into()),
+        )?;
+        Ok(Self::new(
+            base_url,
+            addon.addon_id.clone(),
+            addon.password.clone(),
+        ))
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Option<T>, VendorError> {
+        let response = request
+            .basic_auth(&self.user, Some(self.password.expose()))
+            .send()
+            .await
+            .map_err(|err| VendorError::Unavailable(err.without_url().to_string()))?;
+        let status = response.status();
+        let body = response
+            .text()
+            .await
+            .map_err(|err| VendorError::Unavailable(err.without_url().to_string()))?;
+        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(VendorError::Unavailable(format!("HTTP {status}")));
+        }
+        if !status.is_success() {
+            let message: String = body.chars().take(300).collect();
+            return Err(VendorError::Rejected {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        if body.trim().is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_str(&body)
+            .map(Some)
+            .map_err(|err| VendorError::Rejected {
+                status: status.as_u16(),
+                message: format!("unreadable body: {err}"),
+            })
+    }
+
+    /// `GET /vendor/apps/{addonId}`
+    pub async fn app(&self, addon_id: &str) -> Result<VendorApp, VendorError> {
+        let url = format!("{}/vendor/apps/{}", self.base_url, urlencode(addon_id));
+        self.call(self.http.get(url)).await?.ok_or(VendorError::Rejected {
+            status: 200,
+            message: "empty body".into(),
+        })
+    }
+
+    /// `PUT /vendor/apps/{addonId}` with `{"config": {...}}`.
+    pub async fn put_config(&self, addon_id: &str, config: &ConfigMap) -> Result<(), VendorError> {
+        let url = format!("{}/vendor/apps/{}", self.base_url, urlencode(addon_id));
+        let body = serde_json::json!({ "config": config });
+        self.call::<serde_json::Value>(self.http.put(url).json(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// Every add-on Clever Cloud knows for this provider, paging with `offset`
+    /// until a page comes back empty.
+    pub async fn all_apps(&self) -> Result<Vec<VendorAppSummary>, VendorError> {
+        const MAX_PAGES: usize = 10_000;
+        let mut apps = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let url = format!("{}/vendor/apps", self.base_url);
+            let page: Vec<VendorAppSummary> = self
+                .call(self.http.get(url).query(&[("offset", apps.len())]))
+                .await?
+                .unwrap_or_default();
+            if page.is_empty() {
+                return Ok(apps);
+            }
+            apps.extend(page);
+        }
+        Err(VendorError::Unavailable("more pages than expected".into()))
+    }
+}
+
+fn urlencode(segment: &str) -> String {
+    form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}

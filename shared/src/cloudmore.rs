@@ -1,0 +1,313 @@
+//! Cloudmore's Systems API (cloudmore-systems-api.txt): an OAuth 2.0 client
+//! using the password grant, with JWT bearer tokens cached until shortly
+//! before they expire, used to keep the vendor's customer organisations in
+//! its Cloudmore reseller account.
+//!
+//! Enabled only when `CLOUDMORE_CLIENT_SECRET`, `CLOUDMORE_USERNAME`,
+//! `CLOUDMORE_PASSWORD` and `CLOUDMORE_RESELLER_ID` are set. The secret and
+//! the password never appear in a log line or an error.
+
+use crate::config::{self, ConfigError};
+use crate::secret::Secret;
+use reqwest::{Method, StatusCode};
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// Cloudmore's public client id for the password grant.
+pub const CLIENT_ID: &str = "ro.customer.client";
+/// A token is replaced this long before Cloudmore says it expires.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+
+/// How the client credentials travel to the token endpoint
+/// (`CLOUDMORE_CLIENT_AUTH`): Cloudmore's sample code puts them in the form,
+/// its docs in HTTP Basic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    Form,
+    Basic,
+}
+
+#[derive(Debug, Clone)]
+pub struct CloudmoreConfig {
+    pub base_url: String,
+    pub client_secret: Secret,
+    pub username: String,
+    pub password: Secret,
+    pub reseller_id: String,
+    pub client_auth: ClientAuth,
+}
+
+impl CloudmoreConfig {
+    /// `None` when none of the Cloudmore variables is set; an error naming
+    /// the first missing one when only some are.
+    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<Self>, ConfigError> {
+        const REQUIRED: [&str; 4] = [
+            "CLOUDMORE_CLIENT_SECRET",
+            "CLOUDMORE_USERNAME",
+            "CLOUDMORE_PASSWORD",
+            "CLOUDMORE_RESELLER_ID",
+        ];
+        if REQUIRED.iter().all(|var| config::optional(lookup, var).is_none()) {
+            return Ok(None);
+        }
+        let client_auth = match config::optional(lookup, "CLOUDMORE_CLIENT_AUTH").as_deref() {
+            None | Some("form") => ClientAuth::Form,
+            Some("basic") => ClientAuth::Basic,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "CLOUDMORE_CLIENT_AUTH",
+                    "must be `form` or `basic`",
+                ))
+            }
+        };
+        let reseller_id = config::required(lookup, "CLOUDMORE_RESELLER_ID")?;
+        if !reseller_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(ConfigError::new(
+                "CLOUDMORE_RESELLER_ID",
+                "must be a Cloudmore id (letters, digits, '-')",
+            ));
+        }
+        Ok(Some(Self {
+            base_url: config::base_url(
+                "CLOUDMORE_API_URL",
+                config::optional(lookup, "CLOUDMORE_API_URL")
+                    .unwrap_or_else(|| "https://api.cloudmore.com".into()),
+            )?,
+            client_secret: Secret::new(config::required(lookup, "CLOUDMORE_CLIENT_SECRET")?),
+            username: config::required(lookup, "CLOUDMORE_USERNAME")?,
+            password: Secret::new(config::required(lookup, "CLOUDMORE_PASSWORD")?),
+            reseller_id,
+            client_auth,
+        }))
+    }
+}
+
+/// What can go wrong. The four documented token errors carry the document's
+/// advice.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CloudmoreError {
+    #[error(
+        "Cloudmore token request refused (invalid_grant): verify that the username and password are correct"
+    )]
+    InvalidGrant,
+    #[error("Cloudmore token request refused (invalid_scope): verify that the POST parameter \"scope\" has the correct value")]
+    InvalidScope,
+    #[error("Cloudmore token request refused (unsupported_grant_type): verify that the POST parameter \"grant_type\" has the correct value")]
+    UnsupportedGrantType,
+    #[error("Cloudmore token request refused (invalid_client): verify that the POST parameters \"client_secret\" and \"client_id\" have correct values")]
+    InvalidClient,
+    #[error("Cloudmore token request failed: {0}")]
+    Token(String),
+    /// Network trouble, time-outs, 5xx: worth retrying later.
+    #[error("Cloudmore is unavailable: {0}")]
+    Unavailable(String),
+    #[error("Cloudmore answered {status}: {message}")]
+    Api { status: u16, message: String },
+}
+
+struct CachedToken {
+    value: Secret,
+    replace_after: Instant,
+}
+
+/// The client; build it once (at cold start) so its token is reused across
+/// invocations of a warm function.
+pub struct CloudmoreClient {
+    http: reqwest::Client,
+    config: CloudmoreConfig,
+    token: Mutex<Option<CachedToken>>,
+}
+
+impl CloudmoreClient {
+    pub fn new(config: CloudmoreConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            config,
+            token: Mutex::new(None),
+        }
+    }
+
+    /// A valid bearer token, from the cache or freshly requested.
+    async fn token(&self) -> Result<Secret, CloudmoreError> {
+        let mut cached = self.token.lock().await;
+        if let Some(token) = cached.as_ref().filter(|t| Instant::now() < t.replace_after) {
+            return Ok(token.value.clone());
+        }
+        let fresh = self.request_token().await?;
+        let value = fresh.value.clone();
+        *cached = Some(fresh);
+        Ok(value)
+    }
+
+    async fn forget_token(&self) {
+        *self.token.lock().await = None;
+    }
+
+    /// `POST /connect/token` with the password grant, exactly as documented.
+    async fn request_token(&self) -> Result<CachedToken, CloudmoreError> {
+        let config = &self.config;
+        let mut form = vec![
+            ("grant_type", "password"),
+            ("scope", "api"),
+            ("username", config.username.as_str()),
+            ("password", config.password.expose()),
+        ];
+        let mut request = self.http.post(format!("{}/connect/token", config.base_url));
+        match config.client_auth {
+            ClientAuth::Form => {
+                form.push(("client_id", CLIENT_ID));
+                form.push(("client_secret", config.client_secret.expose()));
+            }
+            ClientAuth::Basic => request = request.basic_auth(CLIENT_ID, Some(config.client_secret.expose())),
+        }
+        let response = request
+            .form(&form)
+            .send()
+            .await
+            .map_err(|err| CloudmoreError::Unavailable(err.without_url().to_string()))?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if status == StatusCode::BAD_REQUEST {
+            return Err(match body["error"].as_str() {
+                Some("invalid_grant") => CloudmoreError::InvalidGrant,
+                Some("invalid_scope") => CloudmoreError::InvalidScope,
+                Some("unsupported_grant_type") => CloudmoreError::UnsupportedGrantType,
+                Some("invalid_client") => CloudmoreError::InvalidClient,
+                other => CloudmoreError::Token(format!("400 {}", other.unwrap_or("without an error code"))),
+            });
+        }
+        if status.is_server_error() {
+            return Err(CloudmoreError::Unavailable(format!(
+                "token endpoint answered {status}"
+            )));
+        }
+        let (Some(token), Some(expires_in)) = (body["access_token"].as_str(), body["expires_in"].as_u64())
+        else {
+            return Err(CloudmoreError::Token(format!(
+                "{status} without access_token and expires_in"
+            )));
+        };
+        let lifetime = Duration::from_secs(expires_in).saturating_sub(EXPIRY_MARGIN);
+        Ok(CachedToken {
+            value: Secret::new(token),
+            replace_after: Instant::now() + lifetime,
+        })
+    }
+
+    /// Calls the API with the bearer token; a 401 (token invalid or expired)
+    /// gets one fresh token and one retry.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<reqwest::Response, CloudmoreError> {
+        for attempt in 0..2 {
+            let token = self.token().await?;
+            let mut request = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.config.base_url))
+                .bearer_auth(token.expose());
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|err| CloudmoreError::Unavailable(err.without_url().to_string()))?;
+            match response.status() {
+                StatusCode::UNAUTHORIZED if attempt == 0 => self.forget_token().await,
+                status if status.is_server_error() => {
+                    return Err(CloudmoreError::Unavailable(format!(
+                        "{method} {path} answered {status}"
+                    )))
+                }
+                status if !status.is_success() => {
+                    let message: String = response
+                        .text()
+                        .await
+                        .unwrap_or_default()
+                        .chars()
+                        .take(300)
+                        .collect();
+                    return Err(CloudmoreError::Api {
+                        status: status.as_u16(),
+                        message,
+                    });
+                }
+                _ => return Ok(response),
+            }
+        }
+        Err(CloudmoreError::Api {
+            status: 401,
+            message: "a fresh token was refused too".into(),
+        })
+    }
+
+    fn organizations_path(&self) -> String {
+        format!("/api/resellers/{}/Organizations", self.config.reseller_id)
+    }
+
+    /// The id of the organisation named `name`, creating it if the reseller
+    /// has none: a retry after a lost reply finds the one created before.
+    pub async fn find_or_create_organization(
+        &self,
+        name: &str,
+        email: Option<&str>,
+    ) -> Result<String, CloudmoreError> {
+        let path = self.organizations_path();
+        let list: serde_json::Value =
+            self.call(Method::GET, &path, None)
+                .await?
+                .json()
+                .await
+                .map_err(|err| CloudmoreError::Api {
+                    status: 200,
+                    message: format!("unreadable organisation list: {err}"),
+                })?;
+        let existing = list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|org| field(org, "Name") == Some(name));
+        if let Some(id) = existing.and_then(|org| field(org, "Id")) {
+            return Ok(id.to_string());
+        }
+        let mut body = serde_json::json!({ "Name": name });
+        if let Some(email) = email {
+            body["Email"] = email.into();
+        }
+        let response = self.call(Method::POST, &path, Some(&body)).await?;
+        // A 201 names the new organisation in `Location`; fall back on the body's id.
+        let from_location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|location| location.trim_end_matches('/').rsplit('/').next())
+            .filter(|id| !id.is_empty())
+            .map(str::to_string);
+        if let Some(id) = from_location {
+            return Ok(id);
+        }
+        let created: serde_json::Value = response.json().await.unwrap_or_default();
+        field(&created, "Id")
+            .map(str::to_string)
+            .ok_or(CloudmoreError::Api {
+                status: 201,
+                message: "the new organisation's id is in neither Location nor the body".into(),
+            })
+    }
+}
+
+/// A string field, whatever the case of its name (`Id`, `id`).
+fn field<'a>(value: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    value
+        .as_object()?
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .and_then(|(_, value)| value.as_str())
+}

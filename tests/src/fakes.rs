@@ -1,0 +1,319 @@
+//! In-process stand-ins for the platforms' APIs the platform sync calls,
+//! each on its own port and thread, recording what they receive.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Form, Json, Router};
+use base64::Engine as _;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Serves `router` on a free loopback port from its own thread (so it
+/// outlives any one test's runtime); returns its base URL.
+pub fn serve(router: Router) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.set_nonblocking(true).expect("non-blocking listener");
+    let address = listener.local_addr().expect("local address");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+            axum::serve(listener, router).await.expect("serve");
+        });
+    });
+    format!("http://{address}")
+}
+
+fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
+    let decoded = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(value).ok()?).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// Clever Cloud's vendor API: `GET /vendor/apps` (pages of 2, `offset`),
+/// `GET /vendor/apps/{id}`, `PUT /vendor/apps/{id}`, Basic auth.
+#[derive(Default)]
+pub struct FakeVendor {
+    pub user: String,
+    pub password: String,
+    pub apps: Mutex<BTreeMap<String, serde_json::Value>>,
+    pub gets: Mutex<Vec<String>>,
+    pub puts: Mutex<Vec<(String, serde_json::Value)>>,
+}
+
+/// Add-ons per `GET /vendor/apps` page, small so paging is exercised.
+pub const VENDOR_PAGE_SIZE: usize = 2;
+
+impl FakeVendor {
+    pub fn spawn(user: &str, password: &str) -> (Arc<Self>, String) {
+        let state = Arc::new(Self {
+            user: user.into(),
+            password: password.into(),
+            ..Default::default()
+        });
+        let router = Router::new()
+            .route("/v2/vendor/apps", get(Self::list))
+            .route("/v2/vendor/apps/{id}", get(Self::app).put(Self::put))
+            .with_state(state.clone());
+        (state, format!("{}/v2", serve(router)))
+    }
+
+    pub fn add_app(&self, addon_id: &str, app: serde_json::Value) {
+        self.apps.lock().unwrap().insert(addon_id.into(), app);
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        basic(headers) == Some((self.user.clone(), self.password.clone()))
+    }
+
+    async fn list(
+        State(state): State<Arc<Self>>,
+        headers: HeaderMap,
+        Query(query): Query<HashMap<String, usize>>,
+    ) -> Response {
+        if !state.authorized(&headers) {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        let offset = query.get("offset").copied().unwrap_or(0);
+        let page: Vec<serde_json::Value> = state
+            .apps
+            .lock()
+            .unwrap()
+            .iter()
+            .skip(offset)
+            .take(VENDOR_PAGE_SIZE)
+            .map(|(id, app)| serde_json::json!({"addon_id": id, "provider_id": state.user, "plan": app["plan"], "owner_id": app["owner_id"]}))
+            .collect();
+        Json(page).into_response()
+    }
+
+    async fn app(State(state): State<Arc<Self>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+        if !state.authorized(&headers) {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        state.gets.lock().unwrap().push(id.clone());
+        match state.apps.lock().unwrap().get(&id) {
+            Some(app) => Json(app.clone()).into_response(),
+            None => StatusCode::NOT_FOUND.into_response(),
+        }
+    }
+
+    async fn put(
+        State(state): State<Arc<Self>>,
+        headers: HeaderMap,
+        Path(id): Path<String>,
+        Json(body): Json<serde_json::Value>,
+    ) -> Response {
+        if !state.authorized(&headers) {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        state.puts.lock().unwrap().push((id, body));
+        StatusCode::OK.into_response()
+    }
+}
+
+/// How a token request carried the client credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRequest {
+    pub client_auth: &'static str,
+    pub fields: BTreeMap<String, String>,
+}
+
+/// Cloudmore: `POST /connect/token` (password grant, JWTs that really stop
+/// working after `token_validity`, whatever `expires_in` says) and the
+/// reseller's Organizations.
+pub struct FakeCloudmore {
+    pub client_secret: String,
+    pub username: String,
+    pub password: String,
+    pub reseller_id: String,
+    /// What the token answer says in `expires_in`.
+    pub reported_expires_in: u64,
+    /// How long a token is accepted for.
+    pub token_validity: Duration,
+    /// Answer every token request with this documented 400 error.
+    pub forced_error: Option<&'static str>,
+    pub tokens: Mutex<HashMap<String, Instant>>,
+    pub token_requests: Mutex<Vec<TokenRequest>>,
+    pub organizations: Mutex<Vec<serde_json::Value>>,
+    pub organization_posts: Mutex<usize>,
+    pub unauthorized_answers: Mutex<usize>,
+}
+
+impl FakeCloudmore {
+    pub fn new(
+        reported_expires_in: u64,
+        token_validity: Duration,
+        forced_error: Option<&'static str>,
+    ) -> Self {
+        Self {
+            client_secret: "cloudmore-api-secret-xyz".into(),
+            username: "admin@vendor.example".into(),
+            password: "cloudmore-password-abc".into(),
+            reseller_id: "ca6430d3-7f6a-0049-8075-72921f062eb8".into(),
+            reported_expires_in,
+            token_validity,
+            forced_error,
+            tokens: Mutex::default(),
+            token_requests: Mutex::default(),
+            organizations: Mutex::default(),
+            organization_posts: Mutex::default(),
+            unauthorized_answers: Mutex::default(),
+        }
+    }
+
+    pub fn spawn(self) -> (Arc<Self>, String) {
+        let state = Arc::new(self);
+        let path = format!("/api/resellers/{}/Organizations", state.reseller_id);
+        let router = Router::new()
+            .route("/connect/token", axum::routing::post(Self::token))
+            .route(&path, get(Self::list).post(Self::create))
+            .with_state(state.clone());
+        (state, serve(router))
+    }
+
+    /// The lookup `CloudmoreConfig::from_lookup` reads, pointed at this fake.
+    pub fn lookup(&self, base_url: &str, client_auth: &str) -> impl Fn(&str) -> Option<String> {
+        let values: HashMap<&str, String> = HashMap::from([
+            ("CLOUDMORE_API_URL", base_url.to_string()),
+            ("CLOUDMORE_CLIENT_SECRET", self.client_secret.clone()),
+            ("CLOUDMORE_USERNAME", self.username.clone()),
+            ("CLOUDMORE_PASSWORD", self.password.clone()),
+            ("CLOUDMORE_RESELLER_ID", self.reseller_id.clone()),
+            ("CLOUDMORE_CLIENT_AUTH", client_auth.to_string()),
+        ]);
+        move |name| values.get(name).cloned()
+    }
+
+    fn error(code: &str) -> Response {
+        let mut body = serde_json::json!({ "error": code });
+        if code == "invalid_grant" {
+            body["error_description"] = "The user name or password is incorrect.".into();
+        }
+        (StatusCode::BAD_REQUEST, Json(body)).into_response()
+    }
+
+    async fn token(
+        State(state): State<Arc<Self>>,
+        headers: HeaderMap,
+        Form(fields): Form<BTreeMap<String, String>>,
+    ) -> Response {
+        let (client_auth, client) = match basic(&headers) {
+            Some(credentials) => ("basic", Some(credentials)),
+            None => (
+                "form",
+                fields
+                    .get("client_id")
+                    .cloned()
+                    .zip(fields.get("client_secret").cloned()),
+            ),
+        };
+        state.token_requests.lock().unwrap().push(TokenRequest {
+            client_auth,
+            fields: fields.clone(),
+        });
+        if let Some(code) = state.forced_error {
+            return Self::error(code);
+        }
+        let field = |name: &str| fields.get(name).map(String::as_str);
+        if client != Some(("ro.customer.client".into(), state.client_secret.clone())) {
+            return Self::error("invalid_client");
+        }
+        if field("grant_type") != Some("password") {
+            return Self::error("unsupported_grant_type");
+        }
+        if field("scope") != Some("api") {
+            return Self::error("invalid_scope");
+        }
+        if field("username") != Some(&state.username) || field("password") != Some(&state.password) {
+            return Self::error("invalid_grant");
+        }
+        let encode = |json: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json.to_string())
+        };
+        let now = chrono::Utc::now().timestamp();
+        let token = format!(
+            "{}.{}.{}",
+            encode(serde_json::json!({"alg": "RS256", "typ": "JWT"})),
+            encode(
+                serde_json::json!({"sub": state.username, "iat": now, "exp": now + state.reported_expires_in as i64, "jti": shared::secret::random_hex(8)})
+            ),
+            shared::secret::random_hex(16)
+        );
+        state
+            .tokens
+            .lock()
+            .unwrap()
+            .insert(token.clone(), Instant::now() + state.token_validity);
+        Json(serde_json::json!({"access_token": token, "expires_in": state.reported_expires_in, "token_type": "Bearer"}))
+            .into_response()
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        let valid = bearer.is_some_and(|token| {
+            self.tokens
+                .lock()
+                .unwrap()
+                .get(token)
+                .is_some_and(|until| Instant::now() < *until)
+        });
+        if !valid {
+            *self.unauthorized_answers.lock().unwrap() += 1;
+        }
+        valid
+    }
+
+    async fn list(State(state): State<Arc<Self>>, headers: HeaderMap) -> Response {
+        if !state.authorized(&headers) {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        Json(state.organizations.lock().unwrap().clone()).into_response()
+    }
+
+    async fn create(
+        State(state): State<Arc<Self>>,
+        headers: HeaderMap,
+        Json(body): Json<serde_json::Value>,
+    ) -> Response {
+        if !state.authorized(&headers) {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        *state.organization_posts.lock().unwrap() += 1;
+        let id = format!("org-{}", shared::secret::random_hex(8));
+        state.add_organization(&id, body["Name"].as_str().unwrap_or(""));
+        let location = format!("/api/resellers/{}/Organizations/{id}", state.reseller_id);
+        (StatusCode::CREATED, [(header::LOCATION, location)]).into_response()
+    }
+
+    pub fn add_organization(&self, id: &str, name: &str) {
+        self.organizations
+            .lock()
+            .unwrap()
+            .push(serde_json::json!({"Id": id, "Name": name}));
+    }
+
+    pub fn organizations_named(&self, name: &str) -> Vec<String> {
+        self.organizations
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|org| org["Name"] == name)
+            .map(|org| org["Id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+}
