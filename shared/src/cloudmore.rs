@@ -120,10 +120,7 @@ pub struct CloudmoreClient {
 
 impl CloudmoreClient {
     pub fn new(config: CloudmoreConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
+        let http = crate::http::outbound_client();
         Self {
             http,
             config,

@@ -85,6 +85,36 @@ pub struct VendorDetails {
 }
 
 impl Resource {
+    /// A new active resource at version 1; everything else is unknown yet.
+    pub fn new(
+        id: String,
+        platform: Platform,
+        addon_id: String,
+        plan: String,
+        config: ConfigMap,
+        now: &Timestamp,
+    ) -> Self {
+        Self {
+            id,
+            platform,
+            addon_id,
+            plan,
+            owner_id: None,
+            owner_name: None,
+            user_id: None,
+            region: None,
+            callback_url: None,
+            options: BTreeMap::new(),
+            config,
+            status: ResourceStatus::Active,
+            version: 1,
+            created_at: now.to_string(),
+            updated_at: now.to_string(),
+            deprovisioned_at: None,
+            vendor: None,
+        }
+    }
+
     pub fn is_active(&self) -> bool {
         self.status == ResourceStatus::Active
     }

@@ -24,7 +24,7 @@ use crate::model::{
     Account, AuditAction, AuditEvent, Platform, Resource, SubjectKind, Timestamp, VendorDetails,
 };
 use crate::provisioner::{Provisioner, ProvisionerError};
-use crate::store::{DynamoStore, StoreError, SyncStore, UpdateOutcome};
+use crate::store::{change_resource, Change, DynamoStore, StoreError, SyncStore, UpdateOutcome};
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde::Serialize;
@@ -88,7 +88,9 @@ impl<S: SyncStore> PlatformSync<S> {
     pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
         let mut failures = Vec::new();
         for record in &event.records {
-            if let Err(err) = self.apply(record).await {
+            // Boxed: the nested futures below are deep enough to exceed the
+            // compiler's layout depth when inlined into the runtime's future.
+            if let Err(err) = Box::pin(self.apply(record)).await {
                 tracing::warn!(event_id = %record.event_id, error = %err, "stream record failed");
                 let mut failure = DynamoDbBatchItemFailure::default();
                 failure.item_identifier = record.change.sequence_number.clone();
@@ -137,50 +139,44 @@ impl<S: SyncStore> PlatformSync<S> {
 
     /// Stores `GET /vendor/apps/{addonId}`'s details on the resource, once.
     async fn fetch_vendor_details(&self, resource_id: &str) -> Result<(), SyncError> {
-        for _ in 0..VERSION_ATTEMPTS {
-            let current = self
-                .store
-                .get_resource(resource_id)
-                .await?
-                .ok_or_else(|| SyncError::NotFound(resource_id.into()))?;
-            if current.vendor.is_some() {
-                return Ok(());
-            }
-            let app = self.vendor.app(&current.addon_id).await?;
-            let mut owner_emails = app.owner_emails.clone();
-            if owner_emails.is_empty() {
-                owner_emails.extend(app.owner_email.clone());
-            }
-            let now = Timestamp::now();
-            let updated = Resource {
-                vendor: Some(VendorDetails {
-                    name: app.name.clone(),
-                    owner_emails,
-                    region: app.region.clone(),
-                    fetched_at: now.to_string(),
-                }),
-                version: current.version + 1,
-                updated_at: now.to_string(),
-                ..current.clone()
-            };
-            let event = AuditEvent::new(
-                SubjectKind::Resource,
-                resource_id,
-                AuditAction::VendorDetailsFetched,
-                ACTOR,
-                &now,
-            );
-            if self
-                .store
-                .update_resource(&updated, current.version, &event)
-                .await?
-                == UpdateOutcome::Updated
-            {
-                tracing::info!(resource_id, "stored Clever Cloud's details");
-                return Ok(());
-            }
-        }
-        Err(SyncError::Contended(format!("resource {resource_id}")))
+        change_resource::<_, _, SyncError, _>(
+            &self.store,
+            resource_id,
+            VERSION_ATTEMPTS,
+            |current| async move {
+                let current = current.ok_or_else(|| SyncError::NotFound(resource_id.into()))?;
+                if current.vendor.is_some() {
+                    return Ok(Change::Done(()));
+                }
+                let app = self.vendor.app(&current.addon_id).await?;
+                let mut owner_emails = app.owner_emails;
+                if owner_emails.is_empty() {
+                    owner_emails.extend(app.owner_email);
+                }
+                let now = Timestamp::now();
+                let event = AuditEvent::new(
+                    SubjectKind::Resource,
+                    resource_id,
+                    AuditAction::VendorDetailsFetched,
+                    ACTOR,
+                    &now,
+                );
+                let updated = Resource {
+                    vendor: Some(VendorDetails {
+                        name: app.name,
+                        owner_emails,
+                        region: app.region,
+                        fetched_at: now.to_string(),
+                    }),
+                    version: current.version + 1,
+                    updated_at: now.to_string(),
+                    ..current
+                };
+                Ok(Change::Write(updated, event, ()))
+            },
+        )
+        .await?
+        .ok_or_else(|| SyncError::Contended(format!("resource {resource_id}")))
     }
 
     async fn record_owner_organization(&self, resource: &Resource) -> Result<(), SyncError> {
@@ -264,21 +260,13 @@ pub async fn rotate_credentials<S: SyncStore, P: Provisioner>(
     provisioner: &P,
     resource_id: &str,
 ) -> Result<Vec<String>, SyncError> {
-    for _ in 0..VERSION_ATTEMPTS {
-        let current = store
-            .get_resource(resource_id)
-            .await?
+    change_resource::<_, _, SyncError, _>(store, resource_id, VERSION_ATTEMPTS, |current| async move {
+        let current = current
             .filter(Resource::is_active)
             .ok_or_else(|| SyncError::NotFound(resource_id.into()))?;
         let config = provisioner.rotate(&current).await?;
         let names = config.names().map(str::to_string).collect();
         let now = Timestamp::now();
-        let updated = Resource {
-            config,
-            version: current.version + 1,
-            updated_at: now.to_string(),
-            ..current.clone()
-        };
         let event = AuditEvent::new(
             SubjectKind::Resource,
             resource_id,
@@ -286,11 +274,16 @@ pub async fn rotate_credentials<S: SyncStore, P: Provisioner>(
             ACTOR,
             &now,
         );
-        if store.update_resource(&updated, current.version, &event).await? == UpdateOutcome::Updated {
-            return Ok(names);
-        }
-    }
-    Err(SyncError::Contended(format!("resource {resource_id}")))
+        let updated = Resource {
+            config,
+            version: current.version + 1,
+            updated_at: now.to_string(),
+            ..current
+        };
+        Ok(Change::Write(updated, event, names))
+    })
+    .await?
+    .ok_or_else(|| SyncError::Contended(format!("resource {resource_id}")))
 }
 
 /// Drift between Clever Cloud's list of add-ons and the table. Reports only;

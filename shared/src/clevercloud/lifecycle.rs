@@ -11,7 +11,7 @@ use crate::model::{
 };
 use crate::provisioner::{ProvisionContext, Provisioner, ProvisionerError};
 use crate::secret::random_hex;
-use crate::store::{CreateOutcome, ProvisionStore, ResourceWriter, StoreError, UpdateOutcome};
+use crate::store::{change_resource, Change, CreateOutcome, ProvisionStore, ResourceWriter, StoreError};
 use std::future::Future;
 
 /// How often a plan change or deprovision re-reads and retries after losing
@@ -125,23 +125,20 @@ impl<S: ProvisionStore, P: Provisioner> Lifecycle<S, P> {
         self.check_config(&config)?;
         let now = Timestamp::now();
         let resource = Resource {
-            id,
-            platform: Platform::CleverCloud,
-            addon_id: request.addon_id,
-            plan: request.plan,
             owner_id: request.owner_id,
             owner_name: request.owner_name,
             user_id: request.user_id,
             region: request.region,
             callback_url: request.callback_url,
             options: request.options,
-            config,
-            status: ResourceStatus::Active,
-            version: 1,
-            created_at: now.to_string(),
-            updated_at: now.to_string(),
-            deprovisioned_at: None,
-            vendor: None,
+            ..Resource::new(
+                id,
+                Platform::CleverCloud,
+                request.addon_id,
+                request.plan,
+                config,
+                &now,
+            )
         };
         let event = AuditEvent::new(
             SubjectKind::Resource,
@@ -164,53 +161,25 @@ impl<S: ProvisionStore, P: Provisioner> Lifecycle<S, P> {
     }
 }
 
-/// What a change decides after reading the current resource.
-// Built and consumed once per attempt, never stored: boxing would only add an allocation.
-#[allow(clippy::large_enum_variant)]
-enum Step<T> {
-    /// Nothing to write (a redelivery); answer at once.
-    Answer(T),
-    /// Write this resource and event, conditional on the version read, then answer.
-    Write(Resource, AuditEvent, T),
-}
-
 impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
-    /// Reads the resource, lets `decide` choose what to write, and writes it
-    /// on condition that nobody changed the resource in between. A writer that
-    /// loses re-reads and decides again, so concurrent changes apply one after
-    /// the other and none is lost.
+    /// A version-conditional change of a Clever Cloud resource (see
+    /// [`change_resource`]); only resources Clever Cloud sold are its to change.
     async fn change<T, Decision>(
         &self,
         id: &str,
         mut decide: impl FnMut(Option<Resource>) -> Decision,
     ) -> Result<T, LifecycleError>
     where
-        Decision: Future<Output = Result<Step<T>, LifecycleError>>,
+        Decision: Future<Output = Result<Change<T>, LifecycleError>>,
     {
         if !is_valid_resource_id(id) {
             return Err(LifecycleError::NotFound);
         }
-        for _ in 0..VERSION_ATTEMPTS {
-            // Only resources Clever Cloud sold are Clever Cloud's to change.
-            let current = self
-                .store
-                .get_resource(id)
-                .await?
-                .filter(|r| r.platform == Platform::CleverCloud);
-            let read_version = current.as_ref().map_or(0, |resource| resource.version);
-            match decide(current).await? {
-                Step::Answer(answer) => return Ok(answer),
-                Step::Write(updated, event, answer) => {
-                    if self.store.update_resource(&updated, read_version, &event).await?
-                        == UpdateOutcome::Updated
-                    {
-                        tracing::info!(resource_id = %id, action = ?event.action, details = ?event.details, "resource changed");
-                        return Ok(answer);
-                    }
-                }
-            }
-        }
-        Err(LifecycleError::Contended)
+        change_resource(&self.store, id, VERSION_ATTEMPTS, |current: Option<Resource>| {
+            decide(current.filter(|r| r.platform == Platform::CleverCloud))
+        })
+        .await?
+        .ok_or(LifecycleError::Contended)
     }
 
     pub async fn change_plan(
@@ -231,7 +200,7 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
             if current.plan == request.plan {
                 // A redelivery of a change already applied: nothing to write.
                 let config = current.config;
-                return Ok(Step::Answer(PlanChangeResponse {
+                return Ok(Change::Done(PlanChangeResponse {
                     config,
                     message: message.clone(),
                 }));
@@ -253,7 +222,7 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
                 updated_at: now.to_string(),
                 ..current
             };
-            Ok(Step::Write(updated, event, answer))
+            Ok(Change::Write(updated, event, answer))
         })
         .await
     }
@@ -267,7 +236,7 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
         self.change(id, |current| async move {
             let current = current.ok_or(LifecycleError::NotFound)?;
             if !current.is_active() {
-                return Ok(Step::Answer(done()));
+                return Ok(Change::Done(done()));
             }
             self.provisioner.deprovision(&current).await?;
             let now = Timestamp::now();
@@ -279,7 +248,7 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
                 updated_at: now.to_string(),
                 ..current
             };
-            Ok(Step::Write(updated, event, done()))
+            Ok(Change::Write(updated, event, done()))
         })
         .await
     }

@@ -7,7 +7,6 @@ use crate::config::{self, CleverCloudConfig, ConfigError};
 use crate::model::ConfigMap;
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 
 /// `GET /vendor/apps/{addonId}` (the fields this provider keeps).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,10 +53,7 @@ pub struct VendorClient {
 
 impl VendorClient {
     pub fn new(base_url: String, user: String, password: Secret) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
+        let http = crate::http::outbound_client();
         Self {
             http,
             base_url,

@@ -14,7 +14,7 @@ use crate::config::{self, ConfigError};
 use crate::html::{self, page, redirect};
 use crate::model::{
     normalize_email, Account, AuditAction, AuditEvent, Cloud66Link, LinkStatus, Platform, Resource,
-    ResourceStatus, SubjectKind, Timestamp,
+    SubjectKind, Timestamp,
 };
 use crate::provisioner::{DefaultProvisioner, ProvisionContext, Provisioner, ProvisionerError};
 use crate::secret::random_hex;
@@ -388,34 +388,26 @@ async fn account_resource<S: LinkStore + ResourceReader, P: Provisioner>(
         }
     }
     let id = format!("res_{}", random_hex(16));
-    let options = BTreeMap::new();
     let config = api
         .provisioner
         .provision(ProvisionContext {
             resource_id: &id,
             plan: CLOUD66_PLAN,
-            options: &options,
+            options: &BTreeMap::new(),
         })
         .await?;
     let now = Timestamp::now();
     let resource = Resource {
-        id,
-        platform: Platform::Cloud66,
-        addon_id: account.id.clone(),
-        plan: CLOUD66_PLAN.into(),
         owner_id: Some(account.id.clone()),
         owner_name: account.name.clone(),
-        user_id: None,
-        region: None,
-        callback_url: None,
-        options,
-        config,
-        status: ResourceStatus::Active,
-        version: 1,
-        created_at: now.to_string(),
-        updated_at: now.to_string(),
-        deprovisioned_at: None,
-        vendor: None,
+        ..Resource::new(
+            id,
+            Platform::Cloud66,
+            account.id.clone(),
+            CLOUD66_PLAN.into(),
+            config,
+            &now,
+        )
     };
     let event = AuditEvent::new(
         SubjectKind::Resource,

@@ -58,6 +58,47 @@ pub trait ProvisionStore: Send + Sync {
     ) -> impl Future<Output = Result<CreateOutcome, StoreError>> + Send;
 }
 
+/// What a change decides after reading the current resource.
+// Built and consumed once per attempt, never stored: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Change<T> {
+    /// Nothing to write (a redelivery, say); the answer is ready.
+    Done(T),
+    /// Write this resource and event, conditional on the version read, then answer.
+    Write(Resource, AuditEvent, T),
+}
+
+/// Reads resource `id`, lets `decide` choose what to write, and writes it on
+/// condition that nobody changed the resource in between. A writer that
+/// loses re-reads and decides again, so concurrent changes apply one after
+/// the other and none is lost. `Ok(None)`: still losing after `attempts`.
+pub async fn change_resource<S, T, E, Decision>(
+    store: &S,
+    id: &str,
+    attempts: u32,
+    mut decide: impl FnMut(Option<Resource>) -> Decision,
+) -> Result<Option<T>, E>
+where
+    S: ResourceWriter,
+    E: From<StoreError>,
+    Decision: Future<Output = Result<Change<T>, E>>,
+{
+    for _ in 0..attempts {
+        let current = store.get_resource(id).await?;
+        let read_version = current.as_ref().map_or(0, |resource| resource.version);
+        match decide(current).await? {
+            Change::Done(answer) => return Ok(Some(answer)),
+            Change::Write(updated, event, answer) => {
+                if store.update_resource(&updated, read_version, &event).await? == UpdateOutcome::Updated {
+                    tracing::info!(resource_id = %id, action = ?event.action, "resource changed");
+                    return Ok(Some(answer));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
 pub trait ResourceWriter: ResourceReader {
     /// Replaces a resource and appends an audit event in one transaction, on
     /// condition that the stored version is still `expected_version`.
