@@ -67,6 +67,14 @@ async fn world() -> World {
     }
 }
 
+impl World {
+    /// Hands `records` to the sync as one batch; every record must succeed.
+    async fn deliver(&self, records: &[Value]) {
+        let response = self.sync.handle(event(records)).await;
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    }
+}
+
 /// Provisions through the real lifecycle; returns (addon_id, owner_id, resource id).
 async fn provisioned(world: &World) -> (String, String, String) {
     let addon_id = unique("sync");
@@ -105,8 +113,7 @@ async fn a_provisioned_resource_gets_clever_clouds_details_and_its_owner_one_org
     let inserts = item_records(&format!("RESOURCE#{id}"), "RESOURCE", "INSERT").await;
     assert_eq!(inserts.len(), 1, "one INSERT for the new resource");
 
-    let response = world.sync.handle(event(&inserts)).await;
-    assert!(response.batch_item_failures.is_empty());
+    world.deliver(&inserts).await;
     let details = resource(&world.store, &id).await.vendor.expect("details stored");
     assert_eq!(details.name.as_deref(), Some("My addon-name instance"));
     assert_eq!(details.owner_emails, ["user@example.com", "foobar@baz.com"]);
@@ -115,8 +122,7 @@ async fn a_provisioned_resource_gets_clever_clouds_details_and_its_owner_one_org
     assert_eq!(world.cloudmore.organizations_named(&organization_name).len(), 1);
 
     // At-least-once delivery: the same record again changes nothing.
-    let again = world.sync.handle(event(&inserts)).await;
-    assert!(again.batch_item_failures.is_empty());
+    world.deliver(&inserts).await;
     assert_eq!(
         world
             .vendor
@@ -134,12 +140,7 @@ async fn a_provisioned_resource_gets_clever_clouds_details_and_its_owner_one_org
     // Storing the details is itself a MODIFY; its config did not change, so no PUT.
     let modifies = item_records(&format!("RESOURCE#{id}"), "RESOURCE", "MODIFY").await;
     assert_eq!(modifies.len(), 1);
-    assert!(world
-        .sync
-        .handle(event(&modifies))
-        .await
-        .batch_item_failures
-        .is_empty());
+    world.deliver(&modifies).await;
     assert!(world.vendor.puts.lock().unwrap().is_empty());
 }
 
@@ -175,12 +176,7 @@ async fn rotated_credentials_reach_clever_cloud_through_the_stream() {
     let modifies = item_records(&format!("RESOURCE#{id}"), "RESOURCE", "MODIFY").await;
     assert_eq!(modifies.len(), 1);
     for _ in 0..2 {
-        assert!(world
-            .sync
-            .handle(event(&modifies))
-            .await
-            .batch_item_failures
-            .is_empty());
+        world.deliver(&modifies).await;
     }
     let puts = world.vendor.puts.lock().unwrap().clone();
     assert_eq!(puts.len(), 2, "each delivery pushes the config");
@@ -202,12 +198,7 @@ async fn a_new_cloud66_account_gets_one_cloudmore_organization_even_when_redeliv
     let inserts = item_records(&format!("ACCOUNT#{}", account.id), "ACCOUNT", "INSERT").await;
     assert_eq!(inserts.len(), 1);
     for _ in 0..2 {
-        assert!(world
-            .sync
-            .handle(event(&inserts))
-            .await
-            .batch_item_failures
-            .is_empty());
+        world.deliver(&inserts).await;
     }
     let organizations = world.cloudmore.organizations_named(&email);
     assert_eq!(organizations.len(), 1);
@@ -225,12 +216,7 @@ async fn a_new_cloud66_account_gets_one_cloudmore_organization_even_when_redeliv
         .unwrap();
     let inserts = item_records(&format!("ACCOUNT#{}", account.id), "ACCOUNT", "INSERT").await;
     let posts_before = *world.cloudmore.organization_posts.lock().unwrap();
-    assert!(world
-        .sync
-        .handle(event(&inserts))
-        .await
-        .batch_item_failures
-        .is_empty());
+    world.deliver(&inserts).await;
     assert_eq!(*world.cloudmore.organization_posts.lock().unwrap(), posts_before);
     let stored = world.store.get_account(&account.id).await.unwrap().unwrap();
     assert_eq!(

@@ -188,7 +188,7 @@ impl PartnerClient {
             };
             match tokio::time::timeout(remaining, attempt).await {
                 Err(_) => return PartnerAnswer::NoAnswer("Cloud 66 did not answer in time".into()),
-                Ok(Err(err)) => last_failure = format!("could not reach Cloud 66: {}", without_url(&err)),
+                Ok(Err(err)) => last_failure = format!("could not reach Cloud 66: {}", err.without_url()),
                 Ok(Ok((status, _))) if status.is_success() => return PartnerAnswer::Linked,
                 Ok(Ok((status, body))) if status.is_server_error() => {
                     last_failure = format!("Cloud 66 answered {status}: {}", partner_message(&body));
@@ -212,16 +212,6 @@ impl PartnerClient {
             delay *= 2;
         }
     }
-}
-
-/// A reqwest error's text without the URL (the endpoint is the vendor's own
-/// secret-ish address and adds nothing for the reader).
-fn without_url(err: &reqwest::Error) -> String {
-    let mut text = err.to_string();
-    if let Some(url) = err.url() {
-        text = text.replace(url.as_str(), "the partner endpoint");
-    }
-    text
 }
 
 /// Cloud 66's reason from a refusal body: a JSON `message`/`error`, or the
