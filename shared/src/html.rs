@@ -66,17 +66,22 @@ pub fn not_found() -> Response<Body> {
     )
 }
 
-/// A page saying a dependency is down; the browser may simply retry.
-pub fn unavailable() -> Response<Body> {
-    let mut response = page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Temporarily unavailable",
-        html! { p { "The service could not complete this request. Please try again in a moment." } },
-    );
+/// A 503 page with `Retry-After`: the same request may simply be sent again.
+pub fn retry_later(title: &str, message: &str, retry_after_seconds: u32) -> Response<Body> {
+    let mut response = page(StatusCode::SERVICE_UNAVAILABLE, title, html! { p { (message) } });
     response
         .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(1));
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
     response
+}
+
+/// A page saying a dependency is down; the browser may simply retry.
+pub fn unavailable() -> Response<Body> {
+    retry_later(
+        "Temporarily unavailable",
+        "The service could not complete this request. Please try again in a moment.",
+        1,
+    )
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}\

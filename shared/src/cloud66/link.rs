@@ -19,7 +19,7 @@ use crate::model::{
 use crate::provisioner::{DefaultProvisioner, ProvisionContext, Provisioner, ProvisionerError};
 use crate::secret::random_hex;
 use crate::store::{DynamoStore, LinkStore, ResourceReader, StoreError, UpdateOutcome};
-use lambda_http::http::{header, HeaderValue, StatusCode};
+use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use maud::html;
 use reqwest::Url;
@@ -510,15 +510,11 @@ fn refused_page(message: &str, callback: &Url) -> Response<Body> {
 }
 
 fn pending_page() -> Response<Body> {
-    let mut response = page(
-        StatusCode::SERVICE_UNAVAILABLE,
+    html::retry_later(
         "Cloud 66 did not answer",
-        html! { p { "Cloud 66 did not confirm the link in time. Reload this page to try again." } },
-    );
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(5));
-    response
+        "Cloud 66 did not confirm the link in time. Reload this page to try again.",
+        5,
+    )
 }
 
 #[cfg(test)]

@@ -69,12 +69,6 @@ impl Cloud66Sso {
             }
             (Some(provider), Some(uid)) => (provider, uid),
         };
-        if uid.chars().count() < MIN_UID_CHARS || !uid.is_ascii() {
-            return Err(ConfigError::new(
-                "CLOUD66_PROVIDER_UID",
-                format!("must be at least {MIN_UID_CHARS} ASCII characters"),
-            ));
-        }
         if !provider
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
@@ -98,10 +92,23 @@ impl Cloud66Sso {
             "CLOUD66_BASE_URL",
             config::optional(lookup, "CLOUD66_BASE_URL").unwrap_or_else(|| "https://app.cloud66.com".into()),
         )?;
-        Ok(Some(Self::new(base_url, provider, &uid, derivation)))
+        Self::new(base_url, provider, &uid, derivation).map(Some)
     }
 
-    pub fn new(base_url: String, provider: String, uid: &str, derivation: KeyDerivation) -> Self {
+    /// The UID must be at least 32 ASCII characters: its first 16 make the
+    /// key, the next 16 sign.
+    pub fn new(
+        base_url: String,
+        provider: String,
+        uid: &str,
+        derivation: KeyDerivation,
+    ) -> Result<Self, ConfigError> {
+        if uid.len() < MIN_UID_CHARS || !uid.is_ascii() {
+            return Err(ConfigError::new(
+                "CLOUD66_PROVIDER_UID",
+                format!("must be at least {MIN_UID_CHARS} ASCII characters"),
+            ));
+        }
         let api_key = &uid[..16];
         let key = match derivation {
             KeyDerivation::Uid => {
@@ -111,12 +118,12 @@ impl Cloud66Sso {
             }
             KeyDerivation::Gem => MultipassKey::gem(api_key, &provider),
         };
-        Self {
+        Ok(Self {
             base_url,
             signing_key: Secret::new(&uid[16..32]),
             provider,
             key,
-        }
+        })
     }
 
     /// Where `/cloud66/sso/start` sends the browser.
@@ -244,7 +251,7 @@ mod tests {
     const UID: &str = "0123456789abcdefGHIJKLMNOPQRSTUV-rest-of-uid";
 
     fn sso(derivation: KeyDerivation) -> Cloud66Sso {
-        Cloud66Sso::new("https://app.cloud66.com".into(), "acme".into(), UID, derivation)
+        Cloud66Sso::new("https://app.cloud66.com".into(), "acme".into(), UID, derivation).unwrap()
     }
 
     fn now() -> DateTime<Utc> {
