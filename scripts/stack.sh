@@ -168,16 +168,11 @@ wait_until "cargo lambda watch" "$WATCH_PID" 600 routes_answer
 export E2E_BASE_URL="http://127.0.0.1:$PORT"
 export E2E_FUNCTION_LOG="$RUN_DIR/watch.log"
 
-if [[ "$MODE" == test ]]; then
-  set +e
-  "$@"
-  status=$?
-  set -e
-  exit "$status"
-fi
-
+# The Clever Cloud test manifest for this stack: printed by `run`, and what
+# `provider check` reads in `test`.
+export MANIFEST="$RUN_DIR/manifest.json"
 LOCAL_URL="http://localhost:$PORT"
-python3 - "$LOCAL_URL" >"$RUN_DIR/manifest.json" <<'PY'
+python3 - "$LOCAL_URL" >"$MANIFEST" <<'PY'
 import json, os, sys
 url = sys.argv[1]
 local = {"base_url": f"{url}/clevercloud/resources", "sso_url": f"{url}/clevercloud/sso/login"}
@@ -194,6 +189,14 @@ print(json.dumps({
     },
 }, indent=2))
 PY
+if [[ "$MODE" == test ]]; then
+  set +e
+  "$@"
+  status=$?
+  set -e
+  exit "$status"
+fi
+
 cat <<MSG
 
 Add-on provider is running.
@@ -205,12 +208,15 @@ Add-on provider is running.
   DynamoDB Local: http://127.0.0.1:$DYNAMODB_PORT   table $TABLE_NAME
   Logs:           $RUN_DIR/
 
-Clever Cloud test manifest (also in $RUN_DIR/manifest.json):
-$(cat "$RUN_DIR/manifest.json")
+Clever Cloud test manifest (also in $MANIFEST):
+$(cat "$MANIFEST")
 
 Try it:
   curl -s -u "$ADDON_ID:\$ADDON_PASSWORD" -H 'Content-Type: application/json' \\
     -d '{"addon_id":"addon_xxx","plan":"basic","region":"EU"}' $LOCAL_URL/clevercloud/resources
+
+Check it as the marketplaces would (from another terminal, in this directory):
+  target/debug/provider check --manifest $MANIFEST
 
 Ctrl-C stops everything.
 MSG

@@ -2,12 +2,16 @@
 //! functions (environment variables, AWS credentials from the usual chain).
 //!
 //! ```text
-//! provider rotate RESOURCE_ID   fresh secret config values; the stream pushes them to Clever Cloud
-//! provider reconcile            compare Clever Cloud's add-on list with the table (reports only)
+//! provider check --manifest FILE  test a deployment against the marketplaces' contracts
+//! provider rotate RESOURCE_ID     fresh secret config values; the stream pushes them to Clever Cloud
+//! provider reconcile              compare Clever Cloud's add-on list with the table (reports only)
 //! ```
 //!
-//! Output is JSON on stdout; config values are never printed.
+//! Config values and secrets are never printed.
 
+mod check;
+
+use clap::{Parser, Subcommand};
 use shared::clevercloud::vendor::VendorClient;
 use shared::config::{self, CleverCloudConfig};
 use shared::provisioner::DefaultProvisioner;
@@ -15,16 +19,35 @@ use shared::store::DynamoStore;
 use shared::sync;
 use std::process::ExitCode;
 
+#[derive(Parser)]
+#[command(name = "provider", version, about = "The add-on provider's command line")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Test a deployment (local, staging, production) against the
+    /// marketplaces' contracts; exits non-zero when any check fails.
+    Check(check::CheckArgs),
+    /// Give a resource fresh secret config values (JSON on stdout: the names
+    /// of the vars rotated); the stream pushes them to Clever Cloud.
+    Rotate {
+        /// This provider's resource id (`res_…`).
+        resource_id: String,
+    },
+    /// Compare Clever Cloud's add-on list with the table and print the
+    /// differences as JSON; changes nothing.
+    Reconcile,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["rotate", resource_id] => rotate(resource_id).await,
-        ["reconcile"] => reconcile().await,
-        _ => {
-            eprintln!("usage: provider rotate RESOURCE_ID | provider reconcile");
-            return ExitCode::from(2);
-        }
+    let result = match Cli::parse().command {
+        Command::Check(args) => return check::main(args).await,
+        Command::Rotate { resource_id } => rotate(&resource_id).await,
+        Command::Reconcile => reconcile().await,
     };
     match result {
         Ok(output) => {

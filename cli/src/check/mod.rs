@@ -1,0 +1,131 @@
+//! `provider check`: a conformance suite a vendor runs against any deployment
+//! (the local stack, staging, production). It calls the deployment exactly as
+//! Clever Cloud and Cloud 66 do, judges each answer against the platforms'
+//! documents (PROTOCOL-NOTES.md), prints a line per check and a summary, and
+//! deprovisions everything it provisioned.
+
+mod lifecycle;
+mod probe;
+mod report;
+mod sso;
+mod target;
+
+use clap::{Args, ValueEnum};
+use lifecycle::Lifecycle;
+use probe::Probe;
+use report::Report;
+use sso::SsoChecks;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use target::Target;
+
+/// Secrets are read from the manifest file or the environment, never from
+/// flags: `ADDON_PASSWORD`, `ADDON_SSO_SALT`, and for Cloud 66
+/// `CLOUD66_PROVIDER`, `CLOUD66_PROVIDER_UID`, `CLOUD66_MULTIPASS_KEY`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The Clever Cloud manifest (JSON), e.g. the one `make run` prints.
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// Which of the manifest's endpoints to call.
+    #[arg(long, value_enum, default_value_t = Endpoints::Production)]
+    endpoints: Endpoints,
+    /// The add-on id (manifest `id`); overrides the manifest.
+    #[arg(long)]
+    addon_id: Option<String>,
+    /// The lifecycle endpoint (`base_url`); overrides the manifest.
+    #[arg(long, value_name = "URL")]
+    base_url: Option<String>,
+    /// The SSO endpoint (`sso_url`); overrides the manifest.
+    #[arg(long, value_name = "URL")]
+    sso_url: Option<String>,
+    /// The manifest's `config_vars`, comma-separated; overrides the manifest.
+    #[arg(long, value_delimiter = ',', value_name = "VARS")]
+    config_vars: Option<Vec<String>>,
+    /// The plan slug to provision with.
+    #[arg(long, default_value = "basic")]
+    plan: String,
+    /// The plan slug to change to.
+    #[arg(long, default_value = "premium")]
+    new_plan: String,
+    /// Where `/cloud66/sso/start` and `/cloud66/sso/callback` live (default:
+    /// the SSO URL less `/clevercloud/sso/login`).
+    #[arg(long, value_name = "URL")]
+    cloud66_url: Option<String>,
+    /// The Cloud 66 user the sign-in checks use (an account with this email
+    /// is created on the deployment if absent).
+    #[arg(long, default_value = "provider-check@example.com")]
+    cloud66_email: String,
+    /// How many identical provisions to send at once.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(2..=200))]
+    concurrency: u16,
+    /// Print one JSON document instead of lines.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Endpoints {
+    Production,
+    Test,
+}
+
+impl Endpoints {
+    fn manifest_key(self) -> &'static str {
+        match self {
+            Endpoints::Production => "production",
+            Endpoints::Test => "test",
+        }
+    }
+}
+
+/// Exit status: 0 when every check passed, 1 when any failed, 2 when the
+/// target could not be set up (nothing was sent).
+pub async fn main(args: CheckArgs) -> ExitCode {
+    let setup = Target::resolve(&args, &shared::config::process_env)
+        .and_then(|target| Probe::new().map(|probe| (target, probe)));
+    let (target, probe) = match setup {
+        Ok(setup) => setup,
+        Err(message) => {
+            eprintln!("provider check: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let report = run(&target, &probe, !args.json).await;
+    if args.json {
+        println!("{}", report.to_json(&target.base_url));
+    } else {
+        println!("{}", report.summary());
+    }
+    if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Every check, in the order a marketplace would meet them.
+async fn run(target: &Target, probe: &Probe, print_lines: bool) -> Report {
+    let mut report = Report::new(print_lines);
+    target::check_shape(target, &mut report);
+    let mut lifecycle = Lifecycle::new(probe, target);
+    let sso = SsoChecks::new(probe, target);
+    lifecycle.authentication(&mut report).await;
+    let resource = lifecycle.provision_new(&mut report).await;
+    match &resource {
+        Some(resource) => lifecycle.provision_repeat(resource, &mut report).await,
+        None => report.skip(
+            "provision.repeat",
+            "needs a provisioned resource (provision.new failed)",
+        ),
+    }
+    lifecycle.provision_concurrent(&mut report).await;
+    lifecycle.hostile_bodies(resource.as_ref(), &mut report).await;
+    sso.clevercloud(resource.as_ref(), &mut report).await;
+    sso.cloud66(&mut report).await;
+    lifecycle.plan_change(resource.as_ref(), &mut report).await;
+    lifecycle.deprovision(resource.as_ref(), &mut report).await;
+    sso.deprovisioned(resource.as_ref(), &mut report).await;
+    lifecycle.clean_up(&mut report).await;
+    report
+}

@@ -1,0 +1,327 @@
+//! The deployment under test: read from a Clever Cloud manifest and/or flags,
+//! secrets from the manifest file or the environment (never from argv, which
+//! other users of the machine can read), and the manifest-shape checks.
+
+use super::report::Report;
+use super::CheckArgs;
+use reqwest::Url;
+use shared::cloud66::sso::Cloud66Sso;
+use shared::config::{self, config_var_prefix};
+use shared::secret::Secret;
+use std::fmt;
+
+/// Where the lifecycle and SSO requests go, and with what.
+pub struct Target {
+    pub addon_id: String,
+    pub password: Secret,
+    pub sso_salt: Option<Secret>,
+    pub config_vars: Vec<String>,
+    pub base_url: String,
+    pub sso_url: String,
+    /// Where `/cloud66/sso/…` and `/dashboard` live.
+    pub root_url: Url,
+    pub cloud66: Option<Cloud66Sso>,
+    pub plan: String,
+    pub new_plan: String,
+    pub cloud66_email: String,
+    pub concurrency: usize,
+    /// The manifest as read, for the shape checks; `None` with flags only.
+    manifest: Option<serde_json::Value>,
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Target")
+            .field("addon_id", &self.addon_id)
+            .field("base_url", &self.base_url)
+            .field("sso_url", &self.sso_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A field of the manifest, as a string.
+fn field<'a>(manifest: &'a serde_json::Value, path: &[&str]) -> Option<&'a str> {
+    path.iter()
+        .try_fold(manifest, |value, key| value.get(key))
+        .and_then(serde_json::Value::as_str)
+}
+
+impl Target {
+    /// Flags win over the manifest; for the secrets, the environment
+    /// (`ADDON_PASSWORD`, `ADDON_SSO_SALT`) wins over the manifest file.
+    pub fn resolve(args: &CheckArgs, lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let manifest = match &args.manifest {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|err| format!("cannot read the manifest {}: {err}", path.display()))?;
+                let value: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|err| format!("the manifest {} is not JSON: {err}", path.display()))?;
+                Some(value)
+            }
+            None => None,
+        };
+        let from_manifest = |path: &[&str]| {
+            manifest
+                .as_ref()
+                .and_then(|manifest| field(manifest, path))
+                .map(str::to_string)
+        };
+        let endpoints = args.endpoints.manifest_key();
+        let required = |flag: Option<&String>, path: &[&str], what: &str| {
+            flag.cloned()
+                .or_else(|| from_manifest(path))
+                .ok_or_else(|| format!("no {what}: give --manifest or {}", flag_name(what)))
+        };
+        let addon_id = required(args.addon_id.as_ref(), &["id"], "add-on id")?;
+        let base_url = required(
+            args.base_url.as_ref(),
+            &["api", endpoints, "base_url"],
+            "base URL",
+        )?;
+        let sso_url = required(args.sso_url.as_ref(), &["api", endpoints, "sso_url"], "SSO URL")?;
+        let config_vars = match &args.config_vars {
+            Some(vars) => vars.clone(),
+            None => manifest
+                .as_ref()
+                .and_then(|manifest| manifest.pointer("/api/config_vars"))
+                .and_then(serde_json::Value::as_array)
+                .map(|vars| {
+                    vars.iter()
+                        .filter_map(serde_json::Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .ok_or("no config vars: give --manifest or --config-vars")?,
+        };
+        let secret = |var: &str, path: &[&str]| {
+            config::optional(lookup, var)
+                .or_else(|| from_manifest(path))
+                .map(Secret::new)
+        };
+        let password = secret("ADDON_PASSWORD", &["api", "password"])
+            .ok_or("no password: set ADDON_PASSWORD or give a --manifest with api.password")?;
+        let sso_salt = secret("ADDON_SSO_SALT", &["api", "sso_salt"]);
+        let sso =
+            Url::parse(&sso_url).map_err(|err| format!("the SSO URL {sso_url:?} is not a URL: {err}"))?;
+        let root_url = match &args.cloud66_url {
+            Some(url) => Url::parse(url).map_err(|err| format!("--cloud66-url {url:?}: {err}"))?,
+            None => root_of(&sso),
+        };
+        let cloud66 = Cloud66Sso::from_lookup(lookup).map_err(|err| err.to_string())?;
+        Ok(Self {
+            addon_id,
+            password,
+            sso_salt,
+            config_vars,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            sso_url,
+            root_url,
+            cloud66,
+            plan: args.plan.clone(),
+            new_plan: args.new_plan.clone(),
+            cloud66_email: args.cloud66_email.clone(),
+            concurrency: usize::from(args.concurrency),
+            manifest,
+        })
+    }
+
+    /// A path under the deployment's root (`/cloud66/sso/start`, `/dashboard`).
+    pub fn url(&self, path: &str) -> String {
+        let root = self.root_url.as_str().trim_end_matches('/');
+        format!("{root}{path}")
+    }
+}
+
+fn flag_name(what: &str) -> String {
+    format!("--{}", what.replace(' ', "-").to_ascii_lowercase())
+}
+
+/// The deployment's root: the SSO URL less this project's
+/// `/clevercloud/sso/login`, or its origin for another provider's layout.
+fn root_of(sso: &Url) -> Url {
+    let mut root = sso.clone();
+    root.set_query(None);
+    let path = sso.path().strip_suffix("/clevercloud/sso/login").unwrap_or("");
+    root.set_path(path);
+    root
+}
+
+/// Whether an endpoint may use plain `http`: only on this machine.
+fn is_loopback(url: &Url) -> bool {
+    match url.host_str() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
+}
+
+/// The manifest's shape, as Clever Cloud's documentation states it. With flags
+/// only, the same rules apply to what the flags give.
+pub fn check_shape(target: &Target, report: &mut Report) {
+    report.record("manifest.id", check_id(&target.addon_id));
+    report.record(
+        "manifest.config_vars",
+        check_config_vars(&target.addon_id, &target.config_vars),
+    );
+    match &target.manifest {
+        Some(manifest) => {
+            report.record("manifest.regions", check_regions(manifest));
+            report.record("manifest.secrets", check_secrets(manifest));
+        }
+        None => {
+            report.skip("manifest.regions", "no --manifest given");
+            report.skip("manifest.secrets", "no --manifest given");
+        }
+    }
+    let urls = [("base_url", &target.base_url), ("sso_url", &target.sso_url)];
+    report.record("manifest.urls", check_urls(&urls));
+}
+
+fn check_id(id: &str) -> Result<String, String> {
+    let well_formed = !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if well_formed {
+        Ok(format!("{id:?}"))
+    } else {
+        Err(format!("{id:?} must be lower case letters, digits, '-' or '_'"))
+    }
+}
+
+fn check_config_vars(addon_id: &str, vars: &[String]) -> Result<String, String> {
+    if vars.is_empty() {
+        return Err("config_vars is empty".into());
+    }
+    let prefix = config_var_prefix(addon_id);
+    let wrong: Vec<&String> = vars
+        .iter()
+        .filter(|var| {
+            var.len() <= prefix.len()
+                || !var.starts_with(&prefix)
+                || !var
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .collect();
+    if !wrong.is_empty() {
+        return Err(format!("{wrong:?} must be upper case and start with {prefix:?}"));
+    }
+    let mut unique = vars.to_vec();
+    unique.sort();
+    unique.dedup();
+    if unique.len() != vars.len() {
+        return Err("a config var is listed twice".into());
+    }
+    Ok(format!("{} vars, each starting with {prefix:?}", vars.len()))
+}
+
+fn check_regions(manifest: &serde_json::Value) -> Result<String, String> {
+    let regions = manifest
+        .pointer("/api/regions")
+        .and_then(serde_json::Value::as_array)
+        .ok_or("api.regions is missing")?;
+    if regions.iter().any(|region| region.as_str() == Some("eu")) {
+        Ok("contains \"eu\"".into())
+    } else {
+        Err("api.regions must contain \"eu\"".into())
+    }
+}
+
+/// The documentation asks for long random strings; 16 characters is the
+/// least this check calls long.
+const MIN_SECRET_CHARS: usize = 16;
+
+fn check_secrets(manifest: &serde_json::Value) -> Result<String, String> {
+    for name in ["password", "sso_salt"] {
+        let value = field(manifest, &["api", name]).unwrap_or_default();
+        if value.chars().count() < MIN_SECRET_CHARS {
+            return Err(format!(
+                "api.{name} must be a random string of at least {MIN_SECRET_CHARS} characters"
+            ));
+        }
+    }
+    Ok("password and sso_salt are long enough (values not shown)".into())
+}
+
+fn check_urls(urls: &[(&str, &String)]) -> Result<String, String> {
+    for (name, url) in urls {
+        let parsed = Url::parse(url).map_err(|err| format!("{name} {url:?} is not a URL: {err}"))?;
+        match parsed.scheme() {
+            "https" => {}
+            "http" if is_loopback(&parsed) => {}
+            _ => return Err(format!("{name} {url:?} must be https")),
+        }
+    }
+    Ok("https (plain http only on loopback)".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_vars_need_the_prefix_upper_case_and_no_repeat() {
+        let vars = |list: &[&str]| list.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        assert!(check_config_vars("addon-name", &vars(&["ADDON_NAME_URL"])).is_ok());
+        for bad in [
+            vec![],
+            vars(&["OTHER_URL"]),
+            vars(&["ADDON_NAME_"]),
+            vars(&["addon_name_url"]),
+            vars(&["ADDON_NAME_URL", "ADDON_NAME_URL"]),
+        ] {
+            assert!(check_config_vars("addon-name", &bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ids_are_lower_case_words() {
+        assert!(check_id("addon-name_2").is_ok());
+        for bad in ["", "Addon", "addon name", "addon.name"] {
+            assert!(check_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        let ok = |url: &str| check_urls(&[("base_url", &url.to_string())]).is_ok();
+        assert!(ok("https://provider.example/clevercloud/resources"));
+        assert!(ok("http://localhost:9000/clevercloud/resources"));
+        assert!(ok("http://127.0.0.1:9000/x"));
+        assert!(ok("http://[::1]:9000/x"));
+        assert!(!ok("http://provider.example/clevercloud/resources"));
+        assert!(!ok("http://localhost.evil.example/x"));
+        assert!(!ok("ftp://localhost/x"));
+        assert!(!ok("not a url"));
+    }
+
+    #[test]
+    fn regions_and_secrets_follow_the_documentation() {
+        let manifest = serde_json::json!({"api": {"regions": ["eu"], "password": "p".repeat(16), "sso_salt": "s".repeat(16)}});
+        assert!(check_regions(&manifest).is_ok());
+        assert!(check_secrets(&manifest).is_ok());
+        let short = serde_json::json!({"api": {"regions": ["us"], "password": "p".repeat(15), "sso_salt": "s".repeat(16)}});
+        assert!(check_regions(&short).is_err());
+        let why = check_secrets(&short).unwrap_err();
+        assert!(why.contains("api.password"), "{why}");
+    }
+
+    #[test]
+    fn the_root_is_the_sso_url_less_this_projects_route() {
+        let root = |sso: &str| root_of(&Url::parse(sso).unwrap()).to_string();
+        assert_eq!(
+            root("http://localhost:9000/clevercloud/sso/login"),
+            "http://localhost:9000/"
+        );
+        assert_eq!(
+            root("https://x.example/prod/clevercloud/sso/login"),
+            "https://x.example/prod"
+        );
+        assert_eq!(root("https://x.example/sso?a=1"), "https://x.example/");
+    }
+}

@@ -1,0 +1,142 @@
+//! `provider check` judged against a stand-in provider: it passes a correct
+//! one, and names the broken rule for each deliberate fault. (Against the
+//! real local stack it runs from scripts/e2e.sh.)
+
+use std::collections::HashMap;
+use std::process::{Command, Output};
+use tests::broken_provider::{self, Fault};
+use tests::workspace_binary;
+
+/// `provider check --json` against a stand-in with `fault`: its exit status
+/// and every check's outcome by name.
+fn check(fault: Option<Fault>) -> (Option<i32>, HashMap<String, String>, serde_json::Value) {
+    let base = broken_provider::spawn(fault);
+    let manifest =
+        std::env::temp_dir().join(format!("provider-check-{}.json", shared::secret::random_hex(6)));
+    std::fs::write(&manifest, broken_provider::manifest(&base).to_string()).expect("write the manifest");
+    let output = provider(&["check", "--json", "--manifest", manifest.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&manifest);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+        panic!(
+            "provider check printed no JSON ({err}); stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let outcomes = report["checks"]
+        .as_array()
+        .expect("a checks array")
+        .iter()
+        .map(|check| {
+            let field = |name: &str| check[name].as_str().expect("string fields").to_string();
+            (field("name"), field("outcome"))
+        })
+        .collect();
+    (output.status.code(), outcomes, report)
+}
+
+fn provider(args: &[&str]) -> Output {
+    Command::new(workspace_binary("provider"))
+        .args(args)
+        // The secrets come from the manifest; the stack's own must not leak in.
+        .env_remove("ADDON_PASSWORD")
+        .env_remove("ADDON_SSO_SALT")
+        .env_remove("CLOUD66_MULTIPASS_KEY")
+        .env_remove("CLOUD66_BASE_URL")
+        .env("CLOUD66_PROVIDER", broken_provider::CLOUD66_PROVIDER)
+        .env("CLOUD66_PROVIDER_UID", broken_provider::CLOUD66_UID)
+        .output()
+        .expect("run provider")
+}
+
+#[test]
+fn a_correct_provider_passes_every_check() {
+    let (status, outcomes, report) = check(None);
+    let not_passed: Vec<_> = outcomes
+        .iter()
+        .filter(|(_, outcome)| *outcome != "pass")
+        .collect();
+    assert!(not_passed.is_empty(), "{not_passed:?}\n{report:#}");
+    assert_eq!(status, Some(0));
+    // Every check named by a fault exists, so no fault test can pass vacuously.
+    for fault in Fault::ALL {
+        assert!(outcomes.contains_key(fault.expected_failure()), "{fault:?}");
+    }
+    assert_eq!(report["failed"], 0);
+    assert_eq!(report["passed"].as_u64(), Some(outcomes.len() as u64));
+}
+
+#[test]
+fn each_fault_fails_the_check_it_breaks() {
+    // Each fault has its own stand-in and its own run; they run side by side.
+    let runs: Vec<_> = Fault::ALL
+        .into_iter()
+        .map(|fault| (fault, std::thread::spawn(move || check(Some(fault)))))
+        .collect();
+    for (fault, run) in runs {
+        let (status, outcomes, report) = run.join().expect("check thread");
+        let expected = fault.expected_failure();
+        assert_eq!(
+            outcomes.get(expected).map(String::as_str),
+            Some("fail"),
+            "{fault:?} must fail {expected}:\n{report:#}"
+        );
+        assert_eq!(status, Some(1), "{fault:?}: exit status");
+        assert!(report["failed"].as_u64() >= Some(1));
+    }
+}
+
+#[test]
+fn text_output_ends_with_the_summary_line() {
+    let base = broken_provider::spawn(Some(Fault::SsoReplay));
+    let sso_url = format!("{base}/clevercloud/sso/login");
+    let resources = format!("{base}/clevercloud/resources");
+    let vars = broken_provider::CONFIG_VARS.join(",");
+    let output = Command::new(workspace_binary("provider"))
+        .args([
+            "check",
+            "--addon-id",
+            broken_provider::ADDON_ID,
+            "--base-url",
+            &resources,
+        ])
+        .args(["--sso-url", &sso_url, "--config-vars", &vars])
+        .env("ADDON_PASSWORD", broken_provider::PASSWORD)
+        .env("ADDON_SSO_SALT", broken_provider::SSO_SALT)
+        .env_remove("CLOUD66_PROVIDER")
+        .env_remove("CLOUD66_PROVIDER_UID")
+        .output()
+        .expect("run provider check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("FAIL  sso.clevercloud.replay")),
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.starts_with("skip  sso.cloud66.multipass")),
+        "Cloud 66 unconfigured is a skip: {stdout}"
+    );
+    let summary = lines.last().expect("a summary line");
+    assert!(
+        summary.contains(" passed, 1 failed, ") && summary.ends_with(" skipped"),
+        "{summary}"
+    );
+    // The secrets were given; none is printed.
+    assert!(!stdout.contains(broken_provider::PASSWORD));
+    assert!(!stdout.contains(broken_provider::SSO_SALT));
+}
+
+#[test]
+fn a_target_without_endpoints_is_a_usage_error_and_sends_nothing() {
+    let output = provider(&["check"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--manifest"), "{stderr}");
+    let output = provider(&["check", "--concurrency", "1", "--manifest", "x.json"]);
+    assert_eq!(output.status.code(), Some(2), "clap refuses a concurrency of 1");
+}
