@@ -29,11 +29,13 @@ case "$MODE" in
     PORT="${PORT:-9000}"
     DYNAMODB_PORT="${DYNAMODB_PORT:-8000}"
     PARTNER_PORT="${PARTNER_PORT:-9001}"
+    VENDOR_PORT="${VENDOR_PORT:-9002}"
     ports=("$PORT" "$DYNAMODB_PORT")
     [[ -z "${CLOUD66_PARTNER_ENDPOINT:-}" ]] && ports+=("$PARTNER_PORT")
+    [[ -z "${PROVISIONER_URL:-}" ]] && ports+=("$VENDOR_PORT")
     for port in "${ports[@]}"; do
       if port_in_use "$port"; then
-        echo "stack: port $port is already in use; set PORT / DYNAMODB_PORT / PARTNER_PORT to free ones" >&2
+        echo "stack: port $port is already in use; set PORT / DYNAMODB_PORT / PARTNER_PORT / VENDOR_PORT to free ones" >&2
         exit 1
       fi
     done
@@ -43,6 +45,7 @@ case "$MODE" in
     PORT="$(free_port)"
     DYNAMODB_PORT="$(free_port)"
     PARTNER_PORT="$(free_port)"
+    VENDOR_PORT="$(free_port)"
     ;;
   *)
     echo "usage: stack.sh run | test CMD..." >&2
@@ -63,6 +66,14 @@ if [[ -z "${CLOUD66_PARTNER_ENDPOINT:-}" ]]; then
   export CLOUD66_PARTNER_ENDPOINT="http://127.0.0.1:$PARTNER_PORT/partner"
   START_FAKE_PARTNER=1
 fi
+# Without a vendor endpoint of your own, a stand-in answers provisioning calls
+# (tests/src/bin/fake_vendor.rs), verifying their signatures.
+if [[ -z "${PROVISIONER_URL:-}" ]]; then
+  export PROVISIONER_URL="http://127.0.0.1:$VENDOR_PORT/provision"
+  START_FAKE_VENDOR=1
+fi
+export PROVISIONER_SIGNING_SECRET="${PROVISIONER_SIGNING_SECRET:-local-dev-provisioner-secret-5f0c9a7d2e31b864}"
+export PROVISIONER_TIMEOUT_MS="${PROVISIONER_TIMEOUT_MS:-2000}"
 export CLOUD66_CALLBACK_HOSTS="${CLOUD66_CALLBACK_HOSTS:-app.cloud66.com}"
 export CLOUD66_PARTNER_FORMAT="${CLOUD66_PARTNER_FORMAT:-json}"
 export CLOUD66_PARTNER_TIME_LIMIT_SECONDS="${CLOUD66_PARTNER_TIME_LIMIT_SECONDS:-3}"
@@ -138,6 +149,13 @@ if [[ "${START_FAKE_PARTNER:-0}" == 1 ]]; then
   export E2E_PARTNER_URL="http://127.0.0.1:$PARTNER_PORT"
 fi
 
+if [[ "${START_FAKE_VENDOR:-0}" == 1 ]]; then
+  start "$RUN_DIR/fake-vendor.log" "target/$([[ "${WATCH_RELEASE:-0}" == 1 ]] && echo release || echo debug)/fake_vendor" "$VENDOR_PORT"
+  vendor_answers() { curl -sf -o /dev/null "http://127.0.0.1:$VENDOR_PORT/received"; }
+  wait_until "the stand-in vendor endpoint" "${PIDS[-1]}" 60 vendor_answers
+  export E2E_VENDOR_URL="http://127.0.0.1:$VENDOR_PORT"
+fi
+
 # --disable-cors: API Gateway HTTP APIs add no CORS headers unless configured.
 WATCH_ARGS=(lambda watch --invoke-address 127.0.0.1 --invoke-port "$PORT" --concurrency "$WATCH_CONCURRENCY" --disable-cors)
 [[ "$MODE" == test ]] && WATCH_ARGS+=(--ignore-changes)
@@ -205,6 +223,7 @@ Add-on provider is running.
   Panel:          $LOCAL_URL/dashboard
   Cloud 66 link:  $LOCAL_URL/cloud66/link?uid=abc123&email=jon@smith.com&callback=https://app.cloud66.com/url
                   (link POSTs go to $CLOUD66_PARTNER_ENDPOINT)
+  Provisioning:   signed POSTs to $PROVISIONER_URL
   DynamoDB Local: http://127.0.0.1:$DYNAMODB_PORT   table $TABLE_NAME
   Logs:           $RUN_DIR/
 

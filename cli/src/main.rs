@@ -14,7 +14,7 @@ mod check;
 use clap::{Parser, Subcommand};
 use shared::clevercloud::vendor::VendorClient;
 use shared::config::{self, CleverCloudConfig};
-use shared::provisioner::DefaultProvisioner;
+use shared::provisioner::VendorProvisioner;
 use shared::store::DynamoStore;
 use shared::sync;
 use std::process::ExitCode;
@@ -69,7 +69,7 @@ async fn store() -> Result<DynamoStore, String> {
 async fn rotate(resource_id: &str) -> Result<serde_json::Value, String> {
     let lookup = config::process_env;
     let addon_id = config::required(&lookup, "ADDON_ID").map_err(|err| err.to_string())?;
-    let provisioner = DefaultProvisioner::from_lookup(&lookup, &addon_id).map_err(|err| err.to_string())?;
+    let provisioner = VendorProvisioner::from_lookup(&lookup, &addon_id).map_err(|err| err.to_string())?;
     let rotated = sync::rotate_credentials(&store().await?, &provisioner, resource_id)
         .await
         .map_err(|err| err.to_string())?;

@@ -113,18 +113,8 @@ impl<S: ProvisionStore, P: Provisioner> Lifecycle<S, P> {
             tracing::info!(resource_id = %existing.id, "provision redelivered; answering with the existing resource");
             return provision_response(existing);
         }
-        let id = format!("res_{}", random_hex(16));
-        let config = self
-            .provisioner
-            .provision(ProvisionContext {
-                resource_id: &id,
-                plan: &request.plan,
-                options: &request.options,
-            })
-            .await?;
-        self.check_config(&config)?;
         let now = Timestamp::now();
-        let resource = Resource {
+        let mut resource = Resource {
             owner_id: request.owner_id,
             owner_name: request.owner_name,
             user_id: request.user_id,
@@ -132,14 +122,22 @@ impl<S: ProvisionStore, P: Provisioner> Lifecycle<S, P> {
             callback_url: request.callback_url,
             options: request.options,
             ..Resource::new(
-                id,
+                format!("res_{}", random_hex(16)),
                 Platform::CleverCloud,
                 request.addon_id,
                 request.plan,
-                config,
+                ConfigMap::default(),
                 &now,
             )
         };
+        resource.config = self
+            .provisioner
+            .provision(ProvisionContext {
+                resource: &resource,
+                email: None,
+            })
+            .await?;
+        self.check_config(&resource.config)?;
         let event = AuditEvent::new(
             SubjectKind::Resource,
             &resource.id,

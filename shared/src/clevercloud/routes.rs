@@ -5,7 +5,7 @@ use super::lifecycle::{Lifecycle, LifecycleError};
 use super::protocol::{PlanChangeRequest, ProvisionRequest};
 use crate::config::{self, CleverCloudConfig, ConfigError};
 use crate::http::{json_response, read_json, respond, ApiError, BasicCredentials};
-use crate::provisioner::{DefaultProvisioner, Provisioner};
+use crate::provisioner::{Provisioner, ProvisionerError, VendorProvisioner};
 use crate::store::{DynamoStore, ProvisionStore, ResourceWriter, StoreError};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -28,15 +28,15 @@ impl<S, P: Provisioner> CleverCloudApi<S, P> {
     }
 }
 
-impl CleverCloudApi<DynamoStore, DefaultProvisioner> {
-    /// Reads `TABLE_NAME`, the `ADDON_*` variables and `RESOURCE_BASE_URL`,
-    /// and builds the DynamoDB client. A vendor with its own provisioner
+impl CleverCloudApi<DynamoStore, VendorProvisioner> {
+    /// Reads `TABLE_NAME`, the `ADDON_*` variables and the provisioner's
+    /// (`PROVISIONER_*` or `RESOURCE_BASE_URL`), and builds the DynamoDB client. A vendor with its own provisioner
     /// calls [`CleverCloudApi::new`] with it instead.
     pub async fn from_env() -> Result<Self, ConfigError> {
         let lookup = config::process_env;
         let addon = CleverCloudConfig::from_lookup(&lookup)?;
         let table = config::required(&lookup, "TABLE_NAME")?;
-        let provisioner = DefaultProvisioner::from_lookup(&lookup, &addon.addon_id)?;
+        let provisioner = VendorProvisioner::from_lookup(&lookup, &addon.addon_id)?;
         let store = DynamoStore::new(DynamoStore::client_from_env().await, table);
         Ok(Self::new(store, provisioner, addon))
     }
@@ -58,7 +58,11 @@ impl From<LifecycleError> for ApiError {
                 tracing::warn!(%detail, "storage unavailable");
                 ApiError::unavailable("storage_unavailable", "storage is unavailable; retry later")
             }
-            LifecycleError::Provisioner(detail) => {
+            LifecycleError::Provisioner(ProvisionerError::Refused { status, message }) => {
+                tracing::info!(vendor_status = status, "the vendor's service refused");
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "vendor_refused", message)
+            }
+            LifecycleError::Provisioner(ProvisionerError::Unavailable(detail)) => {
                 tracing::warn!(%detail, "provisioner failed");
                 ApiError::unavailable(
                     "provisioner_unavailable",

@@ -13,17 +13,16 @@ use super::sso::ACTOR;
 use crate::config::{self, ConfigError};
 use crate::html::{self, page, redirect};
 use crate::model::{
-    normalize_email, Account, AuditAction, AuditEvent, Cloud66Link, LinkStatus, Platform, Resource,
-    SubjectKind, Timestamp,
+    normalize_email, Account, AuditAction, AuditEvent, Cloud66Link, ConfigMap, LinkStatus, Platform,
+    Resource, SubjectKind, Timestamp,
 };
-use crate::provisioner::{DefaultProvisioner, ProvisionContext, Provisioner, ProvisionerError};
+use crate::provisioner::{ProvisionContext, Provisioner, ProvisionerError, VendorProvisioner};
 use crate::secret::random_hex;
 use crate::store::{DynamoStore, LinkStore, ResourceReader, StoreError, UpdateOutcome};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use maud::html;
 use reqwest::Url;
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
@@ -256,7 +255,7 @@ impl<S, P> Cloud66LinkApi<S, P> {
     }
 }
 
-impl Cloud66LinkApi<DynamoStore, DefaultProvisioner> {
+impl Cloud66LinkApi<DynamoStore, VendorProvisioner> {
     /// Reads `TABLE_NAME`, `CLOUD66_PARTNER_ENDPOINT`, `CLOUD66_CALLBACK_HOSTS`,
     /// `CLOUD66_PARTNER_FORMAT`, `CLOUD66_PARTNER_TIME_LIMIT_SECONDS` and the
     /// provisioner's variables (`ADDON_ID`, `ADDON_CONFIG_VARS`, `RESOURCE_BASE_URL`).
@@ -284,7 +283,7 @@ impl Cloud66LinkApi<DynamoStore, DefaultProvisioner> {
         };
         let time_limit = config::seconds(&lookup, "CLOUD66_PARTNER_TIME_LIMIT_SECONDS", 6)?;
         let addon_id = config::required(&lookup, "ADDON_ID")?;
-        let provisioner = DefaultProvisioner::from_lookup(&lookup, &addon_id)?;
+        let provisioner = VendorProvisioner::from_lookup(&lookup, &addon_id)?;
         let table = config::required(&lookup, "TABLE_NAME")?;
         let store = DynamoStore::new(DynamoStore::client_from_env().await, table);
         let partner = PartnerClient::new(endpoint, format, Duration::from_secs(time_limit.unsigned_abs()));
@@ -334,6 +333,14 @@ pub async fn link<S: LinkStore + ResourceReader, P: Provisioner>(
             "Already linked",
             html! { p { "This Cloud 66 user is already linked to a different account." } },
         ),
+        Err(LinkError::Provisioner(ProvisionerError::Refused { status, message })) => {
+            tracing::info!(vendor_status = status, uid = %request.uid, "the vendor's service refused the account");
+            page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Not set up",
+                html! { p { "The service could not set up your account: " (message) } },
+            )
+        }
         Err(err) => {
             tracing::warn!(error = %err, uid = %request.uid, "Cloud 66 link could not complete");
             html::unavailable()
@@ -377,28 +384,26 @@ async fn account_resource<S: LinkStore + ResourceReader, P: Provisioner>(
             return Ok(resource);
         }
     }
-    let id = format!("res_{}", random_hex(16));
-    let config = api
-        .provisioner
-        .provision(ProvisionContext {
-            resource_id: &id,
-            plan: CLOUD66_PLAN,
-            options: &BTreeMap::new(),
-        })
-        .await?;
     let now = Timestamp::now();
-    let resource = Resource {
+    let mut resource = Resource {
         owner_id: Some(account.id.clone()),
         owner_name: account.name.clone(),
         ..Resource::new(
-            id,
+            format!("res_{}", random_hex(16)),
             Platform::Cloud66,
             account.id.clone(),
             CLOUD66_PLAN.into(),
-            config,
+            ConfigMap::default(),
             &now,
         )
     };
+    resource.config = api
+        .provisioner
+        .provision(ProvisionContext {
+            resource: &resource,
+            email: Some(&account.email),
+        })
+        .await?;
     let event = AuditEvent::new(
         SubjectKind::Resource,
         &resource.id,

@@ -1,67 +1,12 @@
-//! The vendor's extension point: what a new resource's config values are, and
-//! what happens on the vendor's side when a plan changes or a resource goes.
-//!
-//! Delivery from the marketplaces is at least once, and concurrent duplicate
-//! deliveries race; the store makes sure only one resource is ever recorded,
-//! but a `Provisioner` may still be called more than once for the same
-//! marketplace id. Implementations must therefore be idempotent (or free of
-//! side effects, as the default is).
+//! The built-in provisioner, for trying the project out and for vendors whose
+//! service reads its tenants from this table: URLs from `RESOURCE_BASE_URL`,
+//! fresh random secrets, nothing called.
 
+use super::{ProvisionContext, Provisioner, ProvisionerError};
 use crate::config::{self, ConfigError};
 use crate::model::{ConfigMap, Resource};
 use crate::secret::random_hex;
-use std::collections::BTreeMap;
 use std::future::{ready, Future};
-
-/// What the provisioner is told about a resource being created.
-#[derive(Debug, Clone, Copy)]
-pub struct ProvisionContext<'a> {
-    /// This provider's id for the new resource.
-    pub resource_id: &'a str,
-    pub plan: &'a str,
-    /// Marketplace-specific options (Clever Cloud's `options`).
-    pub options: &'a BTreeMap<String, String>,
-}
-
-/// The vendor's system could not do what was asked; the caller answers 503 so
-/// the marketplace retries, and nothing is stored.
-#[derive(Debug, thiserror::Error)]
-#[error("provisioner failed: {0}")]
-pub struct ProvisionerError(pub String);
-
-pub trait Provisioner: Send + Sync {
-    /// Config values for a new resource: exactly one per configured config var.
-    fn provision(
-        &self,
-        context: ProvisionContext<'_>,
-    ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send;
-
-    /// Config values after a plan change. By default they stay as they are.
-    fn change_plan(
-        &self,
-        resource: &Resource,
-        _new_plan: &str,
-    ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send {
-        ready(Ok(resource.config.clone()))
-    }
-
-    /// Fresh secret values for a resource's config (credential rotation).
-    /// By default rotation is not supported.
-    fn rotate(
-        &self,
-        _resource: &Resource,
-    ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send {
-        ready(Err(ProvisionerError(
-            "this provisioner cannot rotate credentials".into(),
-        )))
-    }
-
-    /// Releases the vendor-side resource. Called before the record is marked
-    /// deprovisioned, and again if the marketplace retries after a failure.
-    fn deprovision(&self, _resource: &Resource) -> impl Future<Output = Result<(), ProvisionerError>> + Send {
-        ready(Ok(()))
-    }
-}
 
 /// Bytes of randomness in each generated secret (256 bits).
 const SECRET_BYTES: usize = 32;
@@ -94,9 +39,7 @@ impl DefaultProvisioner {
             config_vars,
         }
     }
-}
 
-impl DefaultProvisioner {
     /// `*_URL` vars keep `RESOURCE_BASE_URL/<id>`; every other var gets a fresh secret.
     fn config_for(&self, resource_id: &str) -> ConfigMap {
         ConfigMap(
@@ -127,13 +70,14 @@ impl Provisioner for DefaultProvisioner {
         &self,
         context: ProvisionContext<'_>,
     ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send {
-        ready(Ok(self.config_for(context.resource_id)))
+        ready(Ok(self.config_for(&context.resource.id)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Platform, Timestamp};
 
     #[tokio::test]
     async fn default_provisioner_gives_urls_and_fresh_secrets() {
@@ -141,11 +85,17 @@ mod tests {
             "https://db.example.com",
             vec!["ADDON_NAME_URL".into(), "ADDON_NAME_TOKEN".into()],
         );
-        let options = BTreeMap::new();
+        let resource = Resource::new(
+            "res_1".into(),
+            Platform::CleverCloud,
+            "addon_1".into(),
+            "basic".into(),
+            ConfigMap::default(),
+            &Timestamp::now(),
+        );
         let context = ProvisionContext {
-            resource_id: "res_1",
-            plan: "basic",
-            options: &options,
+            resource: &resource,
+            email: None,
         };
         let first = provisioner.provision(context).await.unwrap();
         let second = provisioner.provision(context).await.unwrap();

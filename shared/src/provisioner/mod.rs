@@ -1,0 +1,154 @@
+//! The vendor's extension point: what a new resource's config values are, and
+//! what happens on the vendor's side when a plan changes, credentials rotate
+//! or a resource goes.
+//!
+//! Two implementations ship: [`HttpProvisioner`] calls the vendor's own HTTPS
+//! endpoint with signed JSON (any language can answer it), and
+//! [`DefaultProvisioner`] invents the values here. [`VendorProvisioner`]
+//! picks one from the environment (`PROVISIONER_URL`).
+//!
+//! Delivery from the marketplaces is at least once, and concurrent duplicate
+//! deliveries race; the store makes sure only one resource is ever recorded,
+//! but a `Provisioner` may still be called more than once for the same
+//! marketplace event. Implementations must therefore be idempotent: the HTTP
+//! provisioner sends an idempotency key for that.
+
+mod default;
+mod http;
+pub mod signature;
+
+pub use default::DefaultProvisioner;
+pub use http::{HttpProvisioner, VendorRequest};
+
+use crate::config::{self, ConfigError};
+use crate::model::{ConfigMap, Resource};
+use std::future::{ready, Future};
+
+/// What the provisioner is told about a resource being created.
+#[derive(Debug, Clone, Copy)]
+pub struct ProvisionContext<'a> {
+    /// The resource about to be stored: its id, marketplace, marketplace ids,
+    /// plan, region, owner and options; `config` is still empty.
+    pub resource: &'a Resource,
+    /// The user's email, where the marketplace gave one (Cloud 66).
+    pub email: Option<&'a str>,
+}
+
+/// Why the vendor's system did not do what was asked. Nothing is stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProvisionerError {
+    /// Down, slow, failing or answering nonsense: the marketplace gets a 503
+    /// with `Retry-After` and retries.
+    #[error("the vendor's service is unavailable: {0}")]
+    Unavailable(String),
+    /// The vendor refused (a 4xx) with a message meant for the customer: the
+    /// marketplace gets it with a 422.
+    #[error("the vendor's service refused: {message}")]
+    Refused { status: u16, message: String },
+}
+
+pub trait Provisioner: Send + Sync {
+    /// Config values for a new resource: exactly one per configured config var.
+    fn provision(
+        &self,
+        context: ProvisionContext<'_>,
+    ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send;
+
+    /// Config values after a plan change. By default they stay as they are.
+    fn change_plan(
+        &self,
+        resource: &Resource,
+        _new_plan: &str,
+    ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send {
+        ready(Ok(resource.config.clone()))
+    }
+
+    /// Fresh secret values for a resource's config (credential rotation).
+    /// By default rotation is not supported.
+    fn rotate(
+        &self,
+        _resource: &Resource,
+    ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send {
+        ready(Err(ProvisionerError::Unavailable(
+            "this provisioner cannot rotate credentials".into(),
+        )))
+    }
+
+    /// Releases the vendor-side resource. Called before the record is marked
+    /// deprovisioned, and again if the marketplace retries after a failure.
+    fn deprovision(&self, _resource: &Resource) -> impl Future<Output = Result<(), ProvisionerError>> + Send {
+        ready(Ok(()))
+    }
+}
+
+/// The provisioner a deployment is configured with: the vendor's endpoint
+/// when `PROVISIONER_URL` is set, the built-in default otherwise.
+#[derive(Debug, Clone)]
+pub enum VendorProvisioner {
+    Default(DefaultProvisioner),
+    Http(HttpProvisioner),
+}
+
+impl VendorProvisioner {
+    /// `PROVISIONER_URL` (+ `PROVISIONER_SIGNING_SECRET`,
+    /// `PROVISIONER_TIMEOUT_MS`), or else `RESOURCE_BASE_URL`; both check
+    /// their answers against `ADDON_CONFIG_VARS`.
+    pub fn from_lookup(
+        lookup: &impl Fn(&str) -> Option<String>,
+        addon_id: &str,
+    ) -> Result<Self, ConfigError> {
+        let config_vars = config::config_vars(lookup, addon_id)?;
+        match config::optional(lookup, "PROVISIONER_URL") {
+            Some(_) => HttpProvisioner::from_lookup(lookup, config_vars).map(Self::Http),
+            None => DefaultProvisioner::from_lookup(lookup, addon_id).map(Self::Default),
+        }
+    }
+}
+
+impl Provisioner for VendorProvisioner {
+    fn provision(
+        &self,
+        context: ProvisionContext<'_>,
+    ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send {
+        async move {
+            match self {
+                Self::Default(provisioner) => provisioner.provision(context).await,
+                Self::Http(provisioner) => provisioner.provision(context).await,
+            }
+        }
+    }
+
+    fn change_plan(
+        &self,
+        resource: &Resource,
+        new_plan: &str,
+    ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send {
+        async move {
+            match self {
+                Self::Default(provisioner) => provisioner.change_plan(resource, new_plan).await,
+                Self::Http(provisioner) => provisioner.change_plan(resource, new_plan).await,
+            }
+        }
+    }
+
+    fn rotate(
+        &self,
+        resource: &Resource,
+    ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send {
+        async move {
+            match self {
+                Self::Default(provisioner) => provisioner.rotate(resource).await,
+                Self::Http(provisioner) => provisioner.rotate(resource).await,
+            }
+        }
+    }
+
+    fn deprovision(&self, resource: &Resource) -> impl Future<Output = Result<(), ProvisionerError>> + Send {
+        async move {
+            match self {
+                Self::Default(provisioner) => provisioner.deprovision(resource).await,
+                Self::Http(provisioner) => provisioner.deprovision(resource).await,
+            }
+        }
+    }
+}
