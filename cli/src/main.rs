@@ -5,6 +5,7 @@
 //! provider check --manifest FILE  test a deployment against the marketplaces' contracts
 //! provider rotate RESOURCE_ID     fresh secret config values; the stream pushes them to Clever Cloud
 //! provider reconcile              compare Clever Cloud's add-on list with the table (reports only)
+//! provider verify-signature ...   check an Addon-Signature header against a request body
 //! ```
 //!
 //! Config values and secrets are never printed.
@@ -14,7 +15,8 @@ mod check;
 use clap::{Parser, Subcommand};
 use shared::clevercloud::vendor::VendorClient;
 use shared::config::{self, CleverCloudConfig};
-use shared::provisioner::VendorProvisioner;
+use shared::provisioner::{signature, VendorProvisioner};
+use shared::secret::Secret;
 use shared::store::DynamoStore;
 use shared::sync;
 use std::process::ExitCode;
@@ -40,6 +42,20 @@ enum Command {
     /// Compare Clever Cloud's add-on list with the table and print the
     /// differences as JSON; changes nothing.
     Reconcile,
+    /// Check a provisioning request's `Addon-Signature` header against its
+    /// body, with the secret from PROVISIONER_SIGNING_SECRET; exits 1 when
+    /// it does not hold.
+    VerifySignature {
+        /// The header's value: `t=<unix seconds>,v1=<hex>`.
+        #[arg(long)]
+        header: String,
+        /// The request body, exactly as received (default: standard input).
+        #[arg(long, value_name = "FILE")]
+        body: Option<std::path::PathBuf>,
+        /// How old or far ahead the timestamp may be, in seconds.
+        #[arg(long, default_value_t = signature::DEFAULT_TOLERANCE_SECONDS)]
+        tolerance: i64,
+    },
 }
 
 #[tokio::main]
@@ -48,6 +64,11 @@ async fn main() -> ExitCode {
         Command::Check(args) => return check::main(args).await,
         Command::Rotate { resource_id } => rotate(&resource_id).await,
         Command::Reconcile => reconcile().await,
+        Command::VerifySignature {
+            header,
+            body,
+            tolerance,
+        } => verify_signature(&header, body.as_deref(), tolerance),
     };
     match result {
         Ok(output) => {
@@ -84,4 +105,25 @@ async fn reconcile() -> Result<serde_json::Value, String> {
         .await
         .map_err(|err| err.to_string())?;
     serde_json::to_value(report).map_err(|err| err.to_string())
+}
+
+fn verify_signature(
+    header: &str,
+    body: Option<&std::path::Path>,
+    tolerance: i64,
+) -> Result<serde_json::Value, String> {
+    let secret = config::required(&config::process_env, "PROVISIONER_SIGNING_SECRET")
+        .map_err(|err| err.to_string())?;
+    let body = match body {
+        Some(path) => std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?,
+        None => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                .map_err(|err| format!("cannot read standard input: {err}"))?;
+            bytes
+        }
+    };
+    let now = chrono::Utc::now().timestamp();
+    signature::verify(&Secret::new(secret), header, &body, now, tolerance).map_err(|err| err.to_string())?;
+    Ok(serde_json::json!({ "valid": true }))
 }

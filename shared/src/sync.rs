@@ -8,6 +8,7 @@
 //!                                   └─ Cloudmore: find or create the owner's organisation ──► owner record
 //!   resource MODIFY, config changed ── PUT /vendor/apps/{addonId} {config}
 //!   account INSERT (Cloud 66)       ── Cloudmore: find or create the organisation ──► id on the account
+//!   audit INSERT (a state change)   ── EventBridge: one lifecycle event (crate::events)
 //! ```
 //!
 //! The stream delivers at least once, so every action is idempotent: details
@@ -20,11 +21,12 @@
 use crate::clevercloud::vendor::{VendorAppSummary, VendorClient, VendorError};
 use crate::cloudmore::{CloudmoreClient, CloudmoreConfig, CloudmoreError};
 use crate::config::{self, CleverCloudConfig, ConfigError};
+use crate::events::{lifecycle_event, EventPublisher, PublishError};
 use crate::model::{
     Account, AuditAction, AuditEvent, Platform, Resource, SubjectKind, Timestamp, VendorDetails,
 };
 use crate::provisioner::{Provisioner, ProvisionerError};
-use crate::store::{change_resource, Change, DynamoStore, StoreError, SyncStore, UpdateOutcome};
+use crate::store::{change_resource, AuditKey, Change, DynamoStore, StoreError, SyncStore, UpdateOutcome};
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde::Serialize;
@@ -47,6 +49,10 @@ pub enum SyncError {
     Cloudmore(#[from] CloudmoreError),
     #[error(transparent)]
     Provisioner(#[from] ProvisionerError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("the record has no {0} key")]
+    MissingKey(&'static str),
     #[error("{0} kept changing under concurrent writes")]
     Contended(String),
     #[error("no resource {0}")]
@@ -57,12 +63,13 @@ pub struct PlatformSync<S> {
     store: S,
     vendor: VendorClient,
     cloudmore: Option<CloudmoreClient>,
+    events: Option<EventPublisher>,
 }
 
 impl PlatformSync<DynamoStore> {
     /// Reads `TABLE_NAME`, the add-on's id and password (`ADDON_ID`,
-    /// `ADDON_PASSWORD`, `ADDON_CONFIG_VARS`), `CLEVERCLOUD_API_URL` and the
-    /// optional `CLOUDMORE_*` variables.
+    /// `ADDON_PASSWORD`, `ADDON_CONFIG_VARS`), `CLEVERCLOUD_API_URL`, the
+    /// optional `CLOUDMORE_*` variables and `EVENT_BUS_NAME`.
     pub async fn from_env() -> Result<Self, ConfigError> {
         let lookup = config::process_env;
         let addon = CleverCloudConfig::from_lookup(&lookup)?;
@@ -70,16 +77,23 @@ impl PlatformSync<DynamoStore> {
         let cloudmore = CloudmoreConfig::from_lookup(&lookup)?.map(CloudmoreClient::new);
         let table = config::required(&lookup, "TABLE_NAME")?;
         let store = DynamoStore::new(DynamoStore::client_from_env().await, table);
-        Ok(Self::new(store, vendor, cloudmore))
+        let events = EventPublisher::from_env().await?;
+        Ok(Self::new(store, vendor, cloudmore, Some(events)))
     }
 }
 
 impl<S: SyncStore> PlatformSync<S> {
-    pub fn new(store: S, vendor: VendorClient, cloudmore: Option<CloudmoreClient>) -> Self {
+    pub fn new(
+        store: S,
+        vendor: VendorClient,
+        cloudmore: Option<CloudmoreClient>,
+        events: Option<EventPublisher>,
+    ) -> Self {
         Self {
             store,
             vendor,
             cloudmore,
+            events,
         }
     }
 
@@ -133,8 +147,35 @@ impl<S: SyncStore> PlatformSync<S> {
                 let account: Account = decode(image, "account")?;
                 self.record_account_organization(&account.id).await
             }
+            ("audit", "INSERT") => self.publish(record).await,
             _ => Ok(()),
         }
+    }
+
+    /// The lifecycle event of an audit item, once (see [`crate::events`]).
+    async fn publish(&self, record: &EventRecord) -> Result<(), SyncError> {
+        let Some(events) = &self.events else {
+            return Ok(());
+        };
+        let audit: AuditEvent = decode(&record.change.new_image, "audit")?;
+        let key_part = |name: &'static str| match record.change.keys.get(name) {
+            Some(serde_dynamo::AttributeValue::S(value)) => Ok(value.clone()),
+            _ => Err(SyncError::MissingKey(name)),
+        };
+        let key = AuditKey {
+            pk: key_part("pk")?,
+            sk: key_part("sk")?,
+        };
+        let Some(event) = lifecycle_event(&key, &audit) else {
+            return Ok(());
+        };
+        if self.store.audit_published(&key).await? {
+            return Ok(());
+        }
+        events.publish(&event).await?;
+        self.store.mark_audit_published(&key).await?;
+        tracing::info!(detail_type = event.detail_type, subject_id = %audit.subject_id, "published a lifecycle event");
+        Ok(())
     }
 
     /// Stores `GET /vendor/apps/{addonId}`'s details on the resource, once.

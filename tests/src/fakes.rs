@@ -317,3 +317,59 @@ impl FakeCloudmore {
             .collect()
     }
 }
+
+/// Amazon EventBridge's `PutEvents` (AWS JSON 1.1, `X-Amz-Target:
+/// AWSEvents.PutEvents`), as the real SDK client sends it once
+/// `AWS_ENDPOINT_URL_EVENTBRIDGE` points here; it records every entry.
+#[derive(Default)]
+pub struct FakeEventBridge {
+    pub entries: Mutex<Vec<serde_json::Value>>,
+}
+
+impl FakeEventBridge {
+    pub fn spawn() -> (Arc<Self>, String) {
+        let state = Arc::new(Self::default());
+        let router = Router::new()
+            .route("/", axum::routing::post(Self::handle))
+            .with_state(state.clone());
+        (state, serve(router))
+    }
+
+    async fn handle(State(state): State<Arc<Self>>, headers: HeaderMap, body: String) -> Response {
+        let target = headers.get("x-amz-target").and_then(|value| value.to_str().ok());
+        if target != Some("AWSEvents.PutEvents") {
+            return (StatusCode::BAD_REQUEST, format!("unexpected target {target:?}")).into_response();
+        }
+        let request: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let entries = request["Entries"].as_array().cloned().unwrap_or_default();
+        let answers: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|_| serde_json::json!({"EventId": shared::secret::random_hex(16)}))
+            .collect();
+        state.entries.lock().unwrap().extend(entries);
+        (
+            [(header::CONTENT_TYPE, "application/x-amz-json-1.1")],
+            serde_json::json!({"FailedEntryCount": 0, "Entries": answers}).to_string(),
+        )
+            .into_response()
+    }
+
+    /// The recorded entries about one subject (`detail.resource_id` or
+    /// `detail.account_id`), in arrival order, with `Detail` parsed.
+    pub fn about(&self, subject_id: &str) -> Vec<serde_json::Value> {
+        self.entries
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|entry| {
+                let mut entry = entry.clone();
+                entry["Detail"] =
+                    serde_json::from_str(entry["Detail"].as_str().unwrap_or("null")).unwrap_or_default();
+                entry
+            })
+            .filter(|entry| {
+                entry["Detail"]["resource_id"] == subject_id || entry["Detail"]["account_id"] == subject_id
+            })
+            .collect()
+    }
+}

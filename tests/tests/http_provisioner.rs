@@ -258,3 +258,63 @@ async fn no_signature_or_signing_secret_reaches_the_function_logs() {
     assert!(!log.contains("v1="), "a signature reached the log");
     assert!(!log.contains("Addon-Signature"));
 }
+
+/// The README's verifiers (Python, Node) and `provider verify-signature`
+/// accept a real signature and refuse a tampered body, a wrong secret and a
+/// stale timestamp.
+#[test]
+fn the_documented_verifiers_agree_with_the_signer() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let secret = "docs-check-secret-0123456789abcdef";
+    let body = br#"{"action":"provision","plan":"basic"}"#;
+    let now = chrono::Utc::now().timestamp();
+    let good = signature::sign(&Secret::new(secret), now, body);
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs");
+    let provider = tests::workspace_binary("provider");
+    let verifiers: Vec<(&str, Vec<String>)> = vec![
+        ("python3", vec![format!("{docs}/verify_signature.py")]),
+        ("node", vec![format!("{docs}/verify_signature.mjs")]),
+        (
+            provider.to_str().unwrap(),
+            vec!["verify-signature".into(), "--header".into()],
+        ),
+    ];
+    let cases = [
+        (good.clone(), &body[..], secret, true),
+        (
+            good.clone(),
+            &br#"{"action":"provision","plan":"gold"}"#[..],
+            secret,
+            false,
+        ),
+        (good, &body[..], "another-secret-0123456789abcdef", false),
+        (
+            signature::sign(&Secret::new(secret), now - 3600, body),
+            &body[..],
+            secret,
+            false,
+        ),
+    ];
+    for (program, args) in &verifiers {
+        for (header, body, secret, valid) in &cases {
+            let mut child = Command::new(program)
+                .args(args)
+                .arg(header)
+                .env("PROVISIONER_SIGNING_SECRET", secret)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|err| panic!("{program}: {err}"));
+            child.stdin.take().unwrap().write_all(body).unwrap();
+            let status = child.wait().unwrap();
+            assert_eq!(
+                status.success(),
+                *valid,
+                "{program} on {header} / {}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}

@@ -57,6 +57,7 @@ async fn world() -> World {
             Secret::new(VENDOR_PASSWORD),
         ),
         Some(CloudmoreClient::new(cloudmore_config)),
+        None,
     );
     World {
         store,

@@ -106,49 +106,31 @@ impl VendorProvisioner {
 }
 
 impl Provisioner for VendorProvisioner {
-    fn provision(
-        &self,
-        context: ProvisionContext<'_>,
-    ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send {
-        async move {
-            match self {
-                Self::Default(provisioner) => provisioner.provision(context).await,
-                Self::Http(provisioner) => provisioner.provision(context).await,
-            }
+    async fn provision(&self, context: ProvisionContext<'_>) -> Result<ConfigMap, ProvisionerError> {
+        match self {
+            Self::Default(provisioner) => provisioner.provision(context).await,
+            Self::Http(provisioner) => provisioner.provision(context).await,
         }
     }
 
-    fn change_plan(
-        &self,
-        resource: &Resource,
-        new_plan: &str,
-    ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send {
-        async move {
-            match self {
-                Self::Default(provisioner) => provisioner.change_plan(resource, new_plan).await,
-                Self::Http(provisioner) => provisioner.change_plan(resource, new_plan).await,
-            }
+    async fn change_plan(&self, resource: &Resource, new_plan: &str) -> Result<ConfigMap, ProvisionerError> {
+        match self {
+            Self::Default(provisioner) => provisioner.change_plan(resource, new_plan).await,
+            Self::Http(provisioner) => provisioner.change_plan(resource, new_plan).await,
         }
     }
 
-    fn rotate(
-        &self,
-        resource: &Resource,
-    ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send {
-        async move {
-            match self {
-                Self::Default(provisioner) => provisioner.rotate(resource).await,
-                Self::Http(provisioner) => provisioner.rotate(resource).await,
-            }
+    async fn rotate(&self, resource: &Resource) -> Result<ConfigMap, ProvisionerError> {
+        match self {
+            Self::Default(provisioner) => provisioner.rotate(resource).await,
+            Self::Http(provisioner) => provisioner.rotate(resource).await,
         }
     }
 
-    fn deprovision(&self, resource: &Resource) -> impl Future<Output = Result<(), ProvisionerError>> + Send {
-        async move {
-            match self {
-                Self::Default(provisioner) => provisioner.deprovision(resource).await,
-                Self::Http(provisioner) => provisioner.deprovision(resource).await,
-            }
+    async fn deprovision(&self, resource: &Resource) -> Result<(), ProvisionerError> {
+        match self {
+            Self::Default(provisioner) => provisioner.deprovision(resource).await,
+            Self::Http(provisioner) => provisioner.deprovision(resource).await,
         }
     }
 }

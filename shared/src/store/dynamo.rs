@@ -21,8 +21,8 @@
 //! cannot replay or hijack them; both expire through the TTL attribute.
 
 use super::{
-    AccountStore, CreateOutcome, LinkStore, OpenOutcome, ProvisionStore, ResourceReader, ResourceScan,
-    ResourceWriter, SessionStore, StoreError, SyncStore, UpdateOutcome,
+    AccountStore, AuditKey, CreateOutcome, LinkStore, OpenOutcome, ProvisionStore, ResourceReader,
+    ResourceScan, ResourceWriter, SessionStore, StoreError, SyncStore, UpdateOutcome,
 };
 use crate::model::{
     Account, AuditAction, AuditEvent, Cloud66Link, Resource, Session, SubjectKind, Timestamp,
@@ -629,7 +629,36 @@ impl SyncStore for DynamoStore {
             }
         }
     }
+
+    async fn audit_published(&self, key: &AuditKey) -> Result<bool, StoreError> {
+        let item = self.get_item(Self::key(key.pk.clone(), &key.sk)).await?;
+        Ok(item.is_some_and(|item| item.contains_key(PUBLISHED_AT)))
+    }
+
+    async fn mark_audit_published(&self, key: &AuditKey) -> Result<(), StoreError> {
+        let marked = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(key.pk.clone(), &key.sk)))
+            .update_expression("SET #published = :at")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#published", PUBLISHED_AT)
+            .expression_attribute_values(":at", AttributeValue::S(Timestamp::now().to_string()))
+            .send()
+            .await;
+        match marked {
+            Ok(_) => Ok(()),
+            // An audit item is never deleted, so a missing one was never
+            // ours to mark: nothing to remember.
+            Err(SdkError::ServiceError(err)) if err.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(err) => Err(classify("UpdateItem", err)),
+        }
+    }
 }
+
+/// The attribute that marks an audit item's lifecycle event as published.
+const PUBLISHED_AT: &str = "published_at";
 
 impl DynamoStore {
     fn owner_key(owner_id: &str) -> Item {

@@ -211,4 +211,18 @@ pub trait SyncStore: ResourceWriter + AccountStore {
 
     /// Every resource (a full scan, for reconciliation).
     fn all_resources(&self) -> impl Future<Output = Result<ResourceScan, StoreError>> + Send;
+
+    /// Whether the audit item at `key` was already published as a lifecycle
+    /// event (a redelivered stream record publishes nothing again).
+    fn audit_published(&self, key: &AuditKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Notes on the audit item that its lifecycle event was published.
+    fn mark_audit_published(&self, key: &AuditKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// An audit item's table key, as a stream record carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditKey {
+    pub pk: String,
+    pub sk: String,
 }
