@@ -41,6 +41,22 @@ fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
+/// A stand-in binary's one argument, its port (the usage line names `program`).
+pub fn port_argument(program: &str) -> u16 {
+    std::env::args()
+        .nth(1)
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("usage: {program} PORT"))
+}
+
+/// Serves `router` on loopback `port` until the process is stopped.
+pub async fn serve_on(port: u16, router: Router) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind");
+    axum::serve(listener, router).await.expect("serve");
+}
+
 /// Clever Cloud's vendor API: `GET /vendor/apps` (pages of 2, `offset`),
 /// `GET /vendor/apps/{id}`, `PUT /vendor/apps/{id}`, Basic auth.
 #[derive(Default)]

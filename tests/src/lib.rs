@@ -36,6 +36,18 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     path
 }
 
+/// Add-on settings for in-process tests (`addon-name`, two config vars, any
+/// plan), independent of the running stack's.
+pub fn test_addon(password: &str) -> CleverCloudConfig {
+    CleverCloudConfig::from_lookup(&|name: &str| match name {
+        "ADDON_ID" => Some("addon-name".into()),
+        "ADDON_PASSWORD" => Some(password.into()),
+        "ADDON_CONFIG_VARS" => Some("ADDON_NAME_URL,ADDON_NAME_TOKEN".into()),
+        _ => None,
+    })
+    .expect("a valid test configuration")
+}
+
 /// The add-on settings the functions under test were started with.
 pub fn addon_config() -> CleverCloudConfig {
     CleverCloudConfig::from_lookup(&config::process_env).expect("the stack's ADDON_* variables")

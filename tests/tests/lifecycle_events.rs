@@ -30,13 +30,7 @@ fn event_bridge() -> Arc<FakeEventBridge> {
 }
 
 fn addon() -> CleverCloudConfig {
-    CleverCloudConfig::from_lookup(&|name: &str| match name {
-        "ADDON_ID" => Some("addon-name".into()),
-        "ADDON_PASSWORD" => Some("events-test-password".into()),
-        "ADDON_CONFIG_VARS" => Some("ADDON_NAME_URL,ADDON_NAME_TOKEN".into()),
-        _ => None,
-    })
-    .unwrap()
+    test_addon("events-test-password")
 }
 
 async fn sync(store: &DynamoStore) -> PlatformSync<DynamoStore> {

@@ -21,13 +21,7 @@ use tests::*;
 const VENDOR_PASSWORD: &str = "sync-test-password";
 
 fn addon() -> CleverCloudConfig {
-    CleverCloudConfig::from_lookup(&|name: &str| match name {
-        "ADDON_ID" => Some("addon-name".into()),
-        "ADDON_PASSWORD" => Some(VENDOR_PASSWORD.into()),
-        "ADDON_CONFIG_VARS" => Some("ADDON_NAME_URL,ADDON_NAME_TOKEN".into()),
-        _ => None,
-    })
-    .unwrap()
+    test_addon(VENDOR_PASSWORD)
 }
 
 fn provisioner() -> DefaultProvisioner {

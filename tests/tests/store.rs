@@ -15,13 +15,7 @@ use std::sync::Arc;
 use tests::*;
 
 fn config_without_plan_list() -> CleverCloudConfig {
-    CleverCloudConfig::from_lookup(&|name: &str| match name {
-        "ADDON_ID" => Some("addon-name".into()),
-        "ADDON_PASSWORD" => Some("store-test-password".into()),
-        "ADDON_CONFIG_VARS" => Some("ADDON_NAME_URL,ADDON_NAME_TOKEN".into()),
-        _ => None,
-    })
-    .unwrap()
+    test_addon("store-test-password")
 }
 
 fn lifecycle(store: DynamoStore) -> Lifecycle<DynamoStore, DefaultProvisioner> {

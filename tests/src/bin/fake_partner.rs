@@ -23,24 +23,19 @@ use axum::{Json, Router};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tests::fakes::{port_argument, serve_on};
 
 type Received = Arc<Mutex<HashMap<String, Vec<serde_json::Value>>>>;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let port: u16 = std::env::args()
-        .nth(1)
-        .and_then(|port| port.parse().ok())
-        .expect("usage: fake_partner PORT");
+    let port = port_argument("fake_partner");
     let received: Received = Arc::default();
     let app = Router::new()
         .route("/partner", post(link))
         .route("/received/{uid}", get(list))
         .with_state(received);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("bind");
-    axum::serve(listener, app).await.expect("serve");
+    serve_on(port, app).await;
 }
 
 async fn link(State(received): State<Received>, headers: HeaderMap, body: String) -> impl IntoResponse {

@@ -38,6 +38,7 @@ use shared::secret::{random_hex, Secret};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tests::fakes::{port_argument, serve_on};
 
 struct Vendor {
     secret: Secret,
@@ -52,10 +53,7 @@ struct Vendor {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    let port: u16 = std::env::args()
-        .nth(1)
-        .and_then(|port| port.parse().ok())
-        .expect("usage: fake_vendor PORT");
+    let port = port_argument("fake_vendor");
     let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("fake_vendor needs {name}"));
     let vendor = Arc::new(Vendor {
         secret: Secret::new(var("PROVISIONER_SIGNING_SECRET")),
@@ -69,10 +67,7 @@ async fn main() {
         .route("/provision", post(provision))
         .route("/received", get(received))
         .with_state(vendor);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("bind");
-    axum::serve(listener, app).await.expect("serve");
+    serve_on(port, app).await;
 }
 
 /// The script for this request, if it names this action.
