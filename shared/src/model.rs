@@ -192,7 +192,7 @@ impl AuditEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Account {
     pub id: String,
-    /// Normalised with [`normalize_email`]; unique across accounts.
+    /// In the form [`canonical_email`] gives; unique across accounts.
     pub email: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -206,9 +206,39 @@ pub struct Account {
     pub version: u64,
 }
 
-/// The form in which emails are compared and stored: trimmed, lower case.
-pub fn normalize_email(email: &str) -> String {
-    email.trim().to_lowercase()
+/// The one email rule of every flow (Cloud 66 link and SSO alike): trimmed,
+/// ASCII only, a plain valid address ([`is_valid_email`]), lower-cased by
+/// ASCII rules. Unicode case folding is refused rather than applied: it would
+/// let `\u{212A}im@corp.com` (Kelvin sign) stand for `kim@corp.com`. `None`
+/// means the address cannot be used.
+pub fn canonical_email(raw: &str) -> Option<String> {
+    let trimmed = raw.trim();
+    (trimmed.is_ascii() && is_valid_email(trimmed)).then(|| trimmed.to_ascii_lowercase())
+}
+
+/// A plain, conservative check: one `@`, a sane local part, and a dotted
+/// domain of letters, digits and hyphens.
+pub fn is_valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    let local_ok = (1..=64).contains(&local.len())
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = email.len() <= 254
+        && labels.len() >= 2
+        && labels.iter().all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
+    local_ok && domain_ok
 }
 
 /// A marketplace.
@@ -308,5 +338,44 @@ mod tests {
         let later = Timestamp(DateTime::from_timestamp(1_700_000_000, 50_000_000).unwrap());
         assert_eq!(earlier.to_string(), "2023-11-14T22:13:20.005Z");
         assert!(earlier.to_string() < later.to_string());
+    }
+
+    #[test]
+    fn email_check() {
+        for good in ["jon@smith.com", "a.b+c@sub.example.co"] {
+            assert!(is_valid_email(good), "{good}");
+        }
+        for bad in [
+            "",
+            "jon",
+            "jon@",
+            "@smith.com",
+            "jon@smith",
+            "jon@@smith.com",
+            "jon smith@x.com",
+            "jon@-x.com",
+            "jon@x.c0m",
+        ] {
+            assert!(!is_valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn canonical_emails_are_ascii_trimmed_and_lower_case() {
+        assert_eq!(
+            canonical_email("  Jon@Smith.COM ").as_deref(),
+            Some("jon@smith.com")
+        );
+        // Unicode case folding would turn each of these into an ASCII address
+        // that belongs to someone else; they are refused instead.
+        for lookalike in [
+            "\u{212A}im@corp.com",
+            "jon@corp.\u{212A}z",
+            "\u{130}nfo@corp.com",
+            "jön@corp.com",
+        ] {
+            assert_eq!(canonical_email(lookalike), None, "{lookalike}");
+        }
+        assert_eq!(canonical_email("not an email"), None);
     }
 }

@@ -43,6 +43,10 @@ pub enum Refusal {
     UnknownResource,
     #[error("Sign-in from this platform is not set up for this service.")]
     NotConfigured,
+    #[error("This account's email address cannot be used here: only plain (ASCII) addresses are accepted.")]
+    UnusableEmail,
+    #[error("This sign-in was not started in this browser, or took longer than five minutes.")]
+    NotStartedHere,
 }
 
 impl Refusal {
@@ -61,7 +65,11 @@ impl Refusal {
             "Sign-in refused",
             html! {
                 p { (self.to_string()) }
-                p { "Open the add-on again from your platform's console to sign in." }
+                @if self == Refusal::NotStartedHere {
+                    p { a href="/cloud66/sso/start" { "Sign in with Cloud 66 again" } }
+                } @else {
+                    p { "Open the add-on again from your platform's console to sign in." }
+                }
             },
         )
     }
@@ -133,7 +141,7 @@ pub async fn route<S: ResourceReader + AccountStore + SessionStore>(
 ) -> Result<Response<Body>, Infallible> {
     let result = match (request.method(), request.uri().path()) {
         (&Method::POST, "/clevercloud/sso/login") => crate::clevercloud::sso::login(api, &request).await,
-        (&Method::GET, "/cloud66/sso/start") => crate::cloud66::sso::start(api),
+        (&Method::GET, "/cloud66/sso/start") => crate::cloud66::sso::start(api).await,
         (&Method::GET, "/cloud66/sso/callback") => crate::cloud66::sso::callback(api, &request).await,
         _ => Ok(html::not_found()),
     };

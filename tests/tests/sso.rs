@@ -247,6 +247,42 @@ async fn cloud66_start_redirects_to_cloud66_signin() {
     assert_eq!(response.headers()[header::LOCATION], expected.as_str());
 }
 
+/// Starts a Cloud 66 sign-in as a browser would: the `Cookie` value that
+/// carries the state `/cloud66/sso/start` set.
+async fn started_signin() -> String {
+    let response = browser()
+        .get(format!("{}/cloud66/sso/start", base_url()))
+        .send()
+        .await
+        .unwrap();
+    let cookie = response
+        .headers()
+        .get(header::SET_COOKIE)
+        .expect("start sets the sign-in state cookie")
+        .to_str()
+        .unwrap();
+    assert!(
+        cookie.starts_with("__Host-cloud66_signin=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("Secure")
+            && cookie.contains("SameSite=Lax")
+            && cookie.contains("Path=/")
+            && cookie.contains("Max-Age=300"),
+        "{cookie}"
+    );
+    cookie.split(';').next().unwrap().to_string()
+}
+
+/// A callback from the browser that started the sign-in.
+async fn signed_callback(multipass: &str, signature: &str) -> reqwest::Response {
+    browser()
+        .get(callback_url(multipass, signature))
+        .header(header::COOKIE, started_signin().await)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn callback_url(multipass: &str, signature: &str) -> String {
     let query: String = form_encode(&[("multipass", multipass), ("signature", signature)]);
     format!("{}/cloud66/sso/callback?{query}", base_url())
@@ -271,35 +307,21 @@ async fn cloud66_callback_signs_in_to_one_account_per_email_and_refuses_replays(
     let sso = cloud66_sso();
     let email = format!("{}@Example.com", unique("Dev"));
     let (multipass, signature) = sso.sign_in_as(&email, "Dev <b>One</b>", &in_a_minute());
-    let response = browser()
-        .get(callback_url(&multipass, &signature))
-        .send()
-        .await
-        .unwrap();
+    let response = signed_callback(&multipass, &signature).await;
     let cookie = session_cookie(&response);
     let (status, html) = page_text(panel(Some(&cookie)).await).await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains(&email.to_lowercase()), "{html}");
     assert!(html.contains("Dev &lt;b&gt;One&lt;/b&gt;"));
 
-    let replay = browser()
-        .get(callback_url(&multipass, &signature))
-        .send()
-        .await
-        .unwrap();
+    let replay = signed_callback(&multipass, &signature).await;
     let (status, html) = page_text(replay).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(html.contains("already been used"));
 
     // The same person again, with the email in another case: the same account.
     let (multipass, signature) = sso.sign_in_as(&email.to_uppercase(), "Dev", &in_a_minute());
-    session_cookie(
-        &browser()
-            .get(callback_url(&multipass, &signature))
-            .send()
-            .await
-            .unwrap(),
-    );
+    session_cookie(&signed_callback(&multipass, &signature).await);
     let client = dynamo_client().await;
     let claim = partition(&client, &format!("EMAIL#{}", email.to_lowercase())).await;
     assert_eq!(claim.len(), 1);
@@ -311,6 +333,73 @@ async fn cloud66_callback_signs_in_to_one_account_per_email_and_refuses_replays(
         .collect();
     assert_eq!(created.len(), 1, "one account, created once, audited once");
     assert_eq!(string(created[0], "action"), "account_created");
+}
+
+#[tokio::test]
+async fn a_cloud66_callback_from_a_browser_that_did_not_start_the_signin_opens_nothing() {
+    let sso = cloud66_sso();
+    let email = format!("{}@example.com", unique("csrf"));
+    let (multipass, signature) = sso.sign_in_as(&email, "Attacker", &in_a_minute());
+    // The attacker's fresh, valid callback URL, opened by a victim's browser
+    // (no state cookie), then with a state already spent, then with one
+    // this stack never issued.
+    let spent = started_signin().await;
+    // (The gem's encryption is deterministic: another name, another multipass.)
+    let (other_multipass, other_signature) = sso.sign_in_as(&email, "Attacker's first", &in_a_minute());
+    let first = browser()
+        .get(callback_url(&other_multipass, &other_signature))
+        .header(header::COOKIE, &spent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        first.status(),
+        StatusCode::SEE_OTHER,
+        "the state's own browser signs in"
+    );
+    let forged = format!("__Host-cloud66_signin={}", "ab".repeat(32));
+    for cookie in [None, Some(spent), Some(forged)] {
+        let mut request = browser().get(callback_url(&multipass, &signature));
+        if let Some(cookie) = &cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        let response = request.send().await.unwrap();
+        let set_cookies: Vec<_> = response.headers().get_all(header::SET_COOKIE).iter().collect();
+        assert!(
+            !set_cookies
+                .iter()
+                .any(|c| c.to_str().unwrap().starts_with("addon_session=")),
+            "{cookie:?}"
+        );
+        let (status, html) = page_text(response).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{cookie:?}: {html}");
+        assert!(html.contains("not started in this browser"), "{html}");
+        assert!(
+            html.contains(r#"href="/cloud66/sso/start""#),
+            "a way to start again: {html}"
+        );
+    }
+    // A refused callback spends nothing: from a browser that started a
+    // sign-in, the same callback still signs in.
+    assert_eq!(
+        signed_callback(&multipass, &signature).await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn a_cloud66_identity_with_a_non_ascii_email_is_refused_and_creates_nothing() {
+    let sso = cloud66_sso();
+    let local = unique("kim");
+    // U+212A KELVIN SIGN lower-cases to an ASCII "k" under Unicode rules.
+    let lookalike = format!("\u{212A}{local}@example.com");
+    let (multipass, signature) = sso.sign_in_as(&lookalike, "Kim", &in_a_minute());
+    let (status, html) = page_text(signed_callback(&multipass, &signature).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{html}");
+    assert!(html.contains("ASCII"), "{html}");
+    let client = dynamo_client().await;
+    let target = format!("k{}@example.com", local.to_ascii_lowercase());
+    assert!(partition(&client, &format!("EMAIL#{target}")).await.is_empty());
 }
 
 #[tokio::test]

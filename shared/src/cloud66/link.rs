@@ -13,7 +13,7 @@ use super::sso::ACTOR;
 use crate::config::{self, ConfigError};
 use crate::html::{self, page, redirect};
 use crate::model::{
-    normalize_email, Account, AuditAction, AuditEvent, Cloud66Link, ConfigMap, LinkStatus, Platform,
+    canonical_email, Account, AuditAction, AuditEvent, Cloud66Link, ConfigMap, LinkStatus, Platform,
     Resource, SubjectKind, Timestamp,
 };
 use crate::provisioner::{ProvisionContext, Provisioner, ProvisionerError, VendorProvisioner};
@@ -57,9 +57,9 @@ pub fn parse_link_query(
     {
         problems.push("`uid` is missing or is not a Cloud 66 user id.".to_string());
     }
-    let email = normalize_email(email.unwrap_or(""));
-    if !is_valid_email(&email) {
-        problems.push("`email` is missing or is not a valid email address.".to_string());
+    let email = canonical_email(email.unwrap_or("")).unwrap_or_default();
+    if email.is_empty() {
+        problems.push("`email` is missing or is not a plain (ASCII) email address.".to_string());
     }
     let callback = match callback.map(Url::parse) {
         Some(Ok(url)) if is_allowed_callback(&url, allowed_hosts) => Some(url),
@@ -91,31 +91,6 @@ fn is_allowed_callback(url: &Url, allowed_hosts: &[String]) -> bool {
                 .iter()
                 .any(|allowed| allowed.eq_ignore_ascii_case(host))
         })
-}
-
-/// A plain, conservative check: one `@`, a sane local part, and a dotted
-/// domain of letters, digits and hyphens.
-pub fn is_valid_email(email: &str) -> bool {
-    let Some((local, domain)) = email.split_once('@') else {
-        return false;
-    };
-    let local_ok = (1..=64).contains(&local.len())
-        && local
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
-    let labels: Vec<&str> = domain.split('.').collect();
-    let domain_ok = email.len() <= 254
-        && labels.len() >= 2
-        && labels.iter().all(|label| {
-            (1..=63).contains(&label.len())
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
-        && labels
-            .last()
-            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()));
-    local_ok && domain_ok
 }
 
 /// How the partner endpoint wants its POST body (`CLOUD66_PARTNER_FORMAT`).
@@ -573,23 +548,22 @@ mod tests {
     }
 
     #[test]
-    fn email_check() {
-        for good in ["jon@smith.com", "a.b+c@sub.example.co"] {
-            assert!(is_valid_email(good), "{good}");
-        }
-        for bad in [
-            "",
-            "jon",
-            "jon@",
-            "@smith.com",
-            "jon@smith",
-            "jon@@smith.com",
-            "jon smith@x.com",
-            "jon@-x.com",
-            "jon@x.c0m",
-        ] {
-            assert!(!is_valid_email(bad), "{bad}");
-        }
+    fn emails_follow_the_one_ascii_rule() {
+        let problems = parse_link_query(
+            Some("u1"),
+            Some("\u{212A}im@corp.com"),
+            Some("https://app.cloud66.com/"),
+            &hosts(),
+        )
+        .unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("ASCII"), "{problems:?}");
+        assert_eq!(
+            parse("u1", " Jon@Smith.COM ", "https://app.cloud66.com/")
+                .unwrap()
+                .email,
+            "jon@smith.com"
+        );
     }
 
     #[test]

@@ -3,12 +3,13 @@
 
 use super::multipass::{self, MultipassKey};
 use crate::config::{self, ConfigError};
-use crate::model::{normalize_email, Platform, Session, Timestamp};
+use crate::model::{canonical_email, Platform, Session, Timestamp};
+use crate::secret::random_hex;
 use crate::secret::{constant_time_eq, Secret};
-use crate::signin::{Refusal, SignInApi, SignInError};
+use crate::signin::{fingerprint, Refusal, SignInApi, SignInError};
 use crate::store::{AccountStore, SessionStore};
 use chrono::{DateTime, NaiveDateTime, Utc};
-use lambda_http::http::StatusCode;
+use lambda_http::http::{header, HeaderMap, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use sha2::{Digest, Sha256};
 
@@ -185,14 +186,53 @@ impl Cloud66Sso {
     }
 }
 
-/// `GET /cloud66/sso/start`: off to Cloud 66 to sign in.
-pub fn start<S>(api: &SignInApi<S>) -> Result<Response<Body>, SignInError> {
-    let sso = api.cloud66.as_ref().ok_or(Refusal::NotConfigured)?;
-    Ok(crate::html::redirect(StatusCode::FOUND, &sso.signin_url()))
+/// The cookie that binds a Cloud 66 sign-in to the browser that started it.
+/// `__Host-`: only ever set by this host, over HTTPS, for the whole site.
+pub const STATE_COOKIE: &str = "__Host-cloud66_signin";
+/// How long a started sign-in may take to come back.
+const STATE_TTL_SECONDS: i64 = 300;
+/// Bytes of randomness in a sign-in state (256 bits).
+const STATE_BYTES: usize = 32;
+
+fn state_cookie(value: &str, max_age: i64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{STATE_COOKIE}={value}; Max-Age={max_age}; Path=/; HttpOnly; Secure; SameSite=Lax"
+    ))
+    .ok()
 }
 
-/// `GET /cloud66/sso/callback?multipass=…&signature=…`: verify, find or
-/// create the account by email, open a session.
+/// The sign-in state the request's cookies carry, if well formed.
+fn state_from(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == STATE_COOKIE)
+        .map(|(_, value)| value.trim().to_string())
+        .filter(|value| value.len() == 2 * STATE_BYTES && value.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// `GET /cloud66/sso/start`: records a fresh sign-in state, sets it as a
+/// cookie on this browser, and sends the browser to Cloud 66 to sign in.
+/// Only a callback that brings the cookie back opens a session, so a
+/// callback URL someone else sends cannot sign this browser in (login CSRF).
+pub async fn start<S: SessionStore>(api: &SignInApi<S>) -> Result<Response<Body>, SignInError> {
+    let sso = api.cloud66.as_ref().ok_or(Refusal::NotConfigured)?;
+    let state = random_hex(STATE_BYTES);
+    let expires_at = Utc::now().timestamp() + STATE_TTL_SECONDS;
+    api.store.begin_signin(&fingerprint(&state), expires_at).await?;
+    let mut response = crate::html::redirect(StatusCode::FOUND, &sso.signin_url());
+    if let Some(cookie) = state_cookie(&state, STATE_TTL_SECONDS) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// `GET /cloud66/sso/callback?multipass=…&signature=…`: verify, check that
+/// this browser started the sign-in, find or create the account by email,
+/// open a session.
 pub async fn callback<S: AccountStore + SessionStore>(
     api: &SignInApi<S>,
     request: &Request,
@@ -204,9 +244,21 @@ pub async fn callback<S: AccountStore + SessionStore>(
         return Err(Refusal::Malformed.into());
     };
     let identity = sso.verify(&multipass, &signature, Utc::now())?;
+    let email = canonical_email(&identity.email).ok_or(Refusal::UnusableEmail)?;
+    let started_here = match state_from(request.headers()) {
+        Some(state) => {
+            api.store
+                .finish_signin(&fingerprint(&state), Utc::now().timestamp())
+                .await?
+        }
+        None => false,
+    };
+    if !started_here {
+        return Err(Refusal::NotStartedHere.into());
+    }
     let account = api
         .store
-        .find_or_create_account(&normalize_email(&identity.email), identity.name.as_deref(), ACTOR)
+        .find_or_create_account(&email, identity.name.as_deref(), ACTOR)
         .await?;
     let session = Session {
         platform: Platform::Cloud66,
@@ -216,9 +268,14 @@ pub async fn callback<S: AccountStore + SessionStore>(
         created_at: Timestamp::now().to_string(),
         expires_at: 0,
     };
-    api.sessions
+    let mut response = api
+        .sessions
         .open(&multipass, identity.expires.timestamp() + 60, session)
-        .await
+        .await?;
+    if let Some(spent) = state_cookie("", 0) {
+        response.headers_mut().append(header::SET_COOKIE, spent);
+    }
+    Ok(response)
 }
 
 /// `expires` as the gem writes it (`2030-01-01 00:00:00 UTC`,

@@ -124,6 +124,10 @@ impl DynamoStore {
         Self::key(format!("EMAIL#{email}"), "EMAIL")
     }
 
+    fn signin_state_key(state_fingerprint: &str) -> Item {
+        Self::key(format!("SIGNIN_STATE#{state_fingerprint}"), "SIGNIN_STATE")
+    }
+
     fn session_key(session_id: &str) -> Item {
         Self::key(
             format!("SESSION#{}", hex::encode(Sha256::digest(session_id))),
@@ -494,6 +498,42 @@ impl SessionStore for DynamoStore {
             .await
             .map_err(|err| classify("DeleteItem", err))?;
         Ok(())
+    }
+
+    async fn begin_signin(&self, state_fingerprint: &str, expires_at: i64) -> Result<(), StoreError> {
+        let mut item = Self::signin_state_key(state_fingerprint);
+        item.insert("entity".into(), AttributeValue::S("signin_state".into()));
+        item.insert("expires_at".into(), AttributeValue::N(expires_at.to_string()));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|err| classify("PutItem", err))?;
+        Ok(())
+    }
+
+    async fn finish_signin(&self, state_fingerprint: &str, now: i64) -> Result<bool, StoreError> {
+        // One conditional delete: two callbacks racing with the same state
+        // cannot both spend it, and TTL deletion is not waited for.
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::signin_state_key(state_fingerprint)))
+            .condition_expression("attribute_exists(pk) AND expires_at > :now")
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .send()
+            .await;
+        match deleted {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(err)) if err.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(err) => Err(classify("DeleteItem", err)),
+        }
     }
 }
 

@@ -151,6 +151,22 @@ pub trait SessionStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<Session>, StoreError>> + Send;
 
     fn end_session(&self, session_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records that a browser started a sign-in (the fingerprint of the
+    /// state its cookie carries), until `expires_at` (Unix seconds).
+    fn begin_signin(
+        &self,
+        state_fingerprint: &str,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Spends a started sign-in: `true` once, if it exists and has not
+    /// expired by `now`; `false` for a missing, spent or expired one.
+    fn finish_signin(
+        &self,
+        state_fingerprint: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 pub trait LinkStore: AccountStore {
