@@ -302,6 +302,33 @@ async fn a_linked_uid_with_another_email_is_refused() {
 }
 
 #[tokio::test]
+async fn a_refused_attempt_with_someone_elses_email_does_not_squat_the_uid() {
+    let uid = unique("victim");
+    let attacker = format!("not-the-owner-{}@example.com", unique("x"));
+    let refused = open_link(&uid, &attacker, CALLBACK).await;
+    assert_eq!(
+        refused.status(),
+        StatusCode::FORBIDDEN,
+        "Cloud 66 refuses the pair"
+    );
+    assert_eq!(string(&link_item(&uid).await, "status"), "refused");
+
+    // The uid's real owner links it afterwards: the refused attempt is replaced.
+    let owner = email();
+    let linked = open_link(&uid, &owner, CALLBACK).await;
+    assert_eq!(linked.status(), StatusCode::FOUND);
+    let link = link_item(&uid).await;
+    assert_eq!(string(&link, "status"), "linked");
+    assert_eq!(string(&link, "email"), owner);
+    let (account_id, _, _) = account_for(&owner).await;
+    assert_eq!(string(&link, "account_id"), account_id);
+    // And now it is bound: the other email gets 409, with nothing posted.
+    let again = open_link(&uid, &attacker, CALLBACK).await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    assert_eq!(received(&uid).await.len(), 2);
+}
+
+#[tokio::test]
 async fn twenty_concurrent_requests_for_one_email_create_one_account_and_one_resource() {
     let email = email();
     let calls: Vec<_> = (0..20)

@@ -253,3 +253,60 @@ fn a_function_with_a_missing_variable_stops_at_start_up_naming_it() {
         .unwrap();
     assert!(String::from_utf8_lossy(&invalid.stderr).contains("ADDON_CONFIG_VARS"));
 }
+
+/// The link flow read the account, then the platform sync changed it (its
+/// Cloudmore organisation): creating the account's resource reads it again
+/// instead of failing, and keeps the sync's change.
+#[tokio::test]
+async fn an_account_changed_since_it_was_read_is_read_again_not_refused() {
+    use shared::model::{ConfigMap, Platform, Resource};
+    use shared::store::{AccountStore, LinkStore, SyncStore};
+    let store = store().await;
+    let email = format!("{}@example.com", unique("stale"));
+    let read_by_link = store
+        .find_or_create_account(&email, None, "cloud66")
+        .await
+        .unwrap();
+    let now = Timestamp::now();
+    let by_sync = shared::model::Account {
+        cloudmore_organization_id: Some("org_1".into()),
+        version: read_by_link.version + 1,
+        ..read_by_link.clone()
+    };
+    let event = AuditEvent::new(
+        SubjectKind::Account,
+        &by_sync.id,
+        AuditAction::CloudmoreOrganizationRecorded,
+        "platform-sync",
+        &now,
+    );
+    assert_eq!(
+        store.update_account(&by_sync, &event).await.unwrap(),
+        UpdateOutcome::Updated
+    );
+
+    let resource = Resource::new(
+        format!("res_{}", shared::secret::random_hex(16)),
+        Platform::Cloud66,
+        read_by_link.id.clone(),
+        "cloud66".into(),
+        ConfigMap::default(),
+        &now,
+    );
+    let event = AuditEvent::new(
+        SubjectKind::Resource,
+        &resource.id,
+        AuditAction::Provisioned,
+        "cloud66",
+        &now,
+    );
+    let stored = store
+        .ensure_account_resource(&read_by_link, &resource, &event)
+        .await
+        .expect("a stale account is read again, not reported as unavailable");
+    assert_eq!(stored.id, resource.id);
+    let account = store.get_account(&read_by_link.id).await.unwrap().unwrap();
+    assert_eq!(account.resource_ids, vec![resource.id.clone()]);
+    assert_eq!(account.cloudmore_organization_id.as_deref(), Some("org_1"));
+    assert_eq!(account.version, read_by_link.version + 2);
+}

@@ -328,11 +328,11 @@ async fn run<S: LinkStore + ResourceReader, P: Provisioner>(
     request: &LinkRequest,
 ) -> Result<Outcome, LinkError> {
     let existing = api.store.get_link(&request.uid).await?;
-    match &existing {
-        Some(link) if link.email != request.email => return Ok(Outcome::OtherAccount),
-        // A reload of a link that holds: no second POST, nothing created.
-        Some(link) if link.status == LinkStatus::Linked => return Ok(Outcome::Linked),
-        _ => {}
+    // A uid is bound to an email only once Cloud 66 said linked: a refused or
+    // pending attempt (perhaps someone else's, with another email) is
+    // replaced by the next one, so nobody can squat a uid.
+    if let Some(outcome) = existing.as_ref().and_then(|link| settled(link, request)) {
+        return Ok(outcome);
     }
     let account = api
         .store
@@ -393,6 +393,16 @@ async fn account_resource<S: LinkStore + ResourceReader, P: Provisioner>(
         .await?)
 }
 
+/// What a stored link settles for `request`, if anything: a linked uid is
+/// linked for its own email and taken for every other.
+fn settled(link: &Cloud66Link, request: &LinkRequest) -> Option<Outcome> {
+    match link.status {
+        LinkStatus::Linked if link.email == request.email => Some(Outcome::Linked),
+        LinkStatus::Linked => Some(Outcome::OtherAccount),
+        LinkStatus::Pending | LinkStatus::Refused => None,
+    }
+}
+
 /// Saves Cloud 66's answer on the link, with its audit event on the account,
 /// never turning a link that holds back into one that does not.
 async fn record<S: LinkStore, P>(
@@ -430,29 +440,26 @@ async fn record<S: LinkStore, P>(
     };
     for _ in 0..SAVE_ATTEMPTS {
         let now = Timestamp::now();
-        let previous = stored.clone().unwrap_or_else(|| Cloud66Link {
+        // A concurrent request may have linked the uid meanwhile, perhaps for
+        // another email: its answer stands, and this one is not recorded on it.
+        if let Some(outcome) = stored.as_ref().and_then(|link| settled(link, request)) {
+            return Ok(outcome);
+        }
+        let (version, attempts, created_at) = stored
+            .as_ref()
+            .map(|link| (link.version, link.attempts, link.created_at.clone()))
+            .unwrap_or((0, 0, now.to_string()));
+        let link = Cloud66Link {
             uid: request.uid.clone(),
             account_id: account.id.clone(),
             email: request.email.clone(),
-            status: LinkStatus::Pending,
-            message: None,
-            attempts: 0,
-            created_at: now.to_string(),
-            updated_at: now.to_string(),
-            linked_at: None,
-            version: 0,
-        });
-        if previous.status == LinkStatus::Linked {
-            return Ok(Outcome::Linked);
-        }
-        let link = Cloud66Link {
             status,
             message: message.clone(),
-            attempts: previous.attempts + 1,
+            attempts: attempts + 1,
+            created_at,
             updated_at: now.to_string(),
             linked_at: (status == LinkStatus::Linked).then(|| now.to_string()),
-            version: previous.version + 1,
-            ..previous
+            version: version + 1,
         };
         let mut event = AuditEvent::new(SubjectKind::Account, &account.id, action, ACTOR, &now)
             .with_detail("uid", &request.uid);

@@ -149,12 +149,14 @@ impl DynamoStore {
     /// Runs `actions` together with a claim on `claim` naming `owner`, all or
     /// nothing. If someone else holds the claim, writes nothing and returns
     /// the owner their claim names: the loser of a race learns the winner.
+    /// If another action's condition failed (a version read earlier has
+    /// moved on), writes nothing and says so: the caller reads again.
     async fn create_claimed(
         &self,
         claim: Item,
         owner: &str,
         actions: Vec<TransactWriteItem>,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Claimed, StoreError> {
         let mut claim_item = claim.clone();
         claim_item.insert("owner_id".into(), AttributeValue::S(owner.to_string()));
         claim_item.insert("entity".into(), AttributeValue::S("claim".into()));
@@ -162,11 +164,18 @@ impl DynamoStore {
             let mut all = vec![self.put_new(claim_item.clone())?];
             all.extend(actions.iter().cloned());
             let Some(reasons) = self.transact(all).await? else {
-                return Ok(None);
+                return Ok(Claimed::Created);
             };
             let claim_taken = reasons
                 .first()
                 .is_some_and(|code| code == "ConditionalCheckFailed");
+            let other_condition_failed = reasons
+                .iter()
+                .skip(1)
+                .any(|code| code == "ConditionalCheckFailed");
+            if !claim_taken && other_condition_failed {
+                return Ok(Claimed::Stale);
+            }
             if !claim_taken && !is_conflict(&reasons) {
                 return Err(StoreError::Internal(format!(
                     "claimed create cancelled: {reasons:?}"
@@ -176,7 +185,7 @@ impl DynamoStore {
                 backoff(attempt).await;
             }
             if let Some(winner) = self.claim_owner(claim.clone()).await? {
-                return Ok(Some(winner));
+                return Ok(Claimed::Taken(winner));
             }
         }
         Err(StoreError::Unavailable(
@@ -284,6 +293,15 @@ where
     }
 }
 
+/// How a claimed create ended.
+enum Claimed {
+    Created,
+    /// Someone else holds the claim; it names this owner.
+    Taken(String),
+    /// Another action's condition failed: what it was based on changed.
+    Stale,
+}
+
 /// A short random pause before retrying a transaction that collided, so
 /// racing writers spread out instead of colliding again in lock step.
 async fn backoff(attempt: u32) {
@@ -330,13 +348,17 @@ impl ProvisionStore for DynamoStore {
             .create_claimed(Self::addon_claim_key(&resource.addon_id), &resource.id, actions)
             .await?
         {
-            None => Ok(CreateOutcome::Created),
-            Some(winner) => match self.get_resource(&winner).await? {
+            Claimed::Created => Ok(CreateOutcome::Created),
+            Claimed::Taken(winner) => match self.get_resource(&winner).await? {
                 Some(existing) => Ok(CreateOutcome::Existing(Box::new(existing))),
                 None => Err(StoreError::Internal(format!(
                     "add-on claim points at missing resource {winner}"
                 ))),
             },
+            Claimed::Stale => Err(StoreError::Internal(format!(
+                "resource {} or its audit event already existed",
+                resource.id
+            ))),
         }
     }
 }
@@ -416,11 +438,15 @@ impl AccountStore for DynamoStore {
             .create_claimed(Self::email_claim_key(email), &account.id, actions)
             .await?
         {
-            None => {
+            Claimed::Created => {
                 tracing::info!(account_id = %account.id, "account created");
                 Ok(account)
             }
-            Some(winner) => self.account_named_by_claim(&winner).await,
+            Claimed::Taken(winner) => self.account_named_by_claim(&winner).await,
+            Claimed::Stale => Err(StoreError::Internal(format!(
+                "account {} or its audit event already existed",
+                account.id
+            ))),
         }
     }
 
@@ -561,24 +587,38 @@ impl LinkStore for DynamoStore {
         event: &AuditEvent,
     ) -> Result<Resource, StoreError> {
         let claim = Self::key(format!("CLOUD66_ACCOUNT#{}", account.id), "CLOUD66_ACCOUNT");
-        if let Some(existing) = self.claim_owner(claim.clone()).await? {
-            return self.resource_named_by_claim(&existing).await;
+        let mut account = account.clone();
+        for _ in 0..TRANSACTION_ATTEMPTS {
+            if let Some(existing) = self.claim_owner(claim.clone()).await? {
+                return self.resource_named_by_claim(&existing).await;
+            }
+            let mut updated = account.clone();
+            updated.resource_ids.push(resource.id.clone());
+            updated.version += 1;
+            let actions = vec![
+                self.put_new(Self::resource_item(resource)?)?,
+                self.put_new(Self::audit_item(event)?)?,
+                self.put_versioned(
+                    Self::entity_item(&updated, Self::account_key(&account.id), "account")?,
+                    account.version,
+                )?,
+            ];
+            match self.create_claimed(claim.clone(), &resource.id, actions).await? {
+                Claimed::Created => return Ok(resource.clone()),
+                Claimed::Taken(winner) => return self.resource_named_by_claim(&winner).await,
+                // The account changed since it was read (the platform sync
+                // recorded its Cloudmore organisation, say): read it again.
+                Claimed::Stale => {
+                    account = self
+                        .get_account(&account.id)
+                        .await?
+                        .ok_or_else(|| StoreError::Internal(format!("account {} vanished", account.id)))?;
+                }
+            }
         }
-        let mut updated = account.clone();
-        updated.resource_ids.push(resource.id.clone());
-        updated.version += 1;
-        let actions = vec![
-            self.put_new(Self::resource_item(resource)?)?,
-            self.put_new(Self::audit_item(event)?)?,
-            self.put_versioned(
-                Self::entity_item(&updated, Self::account_key(&account.id), "account")?,
-                account.version,
-            )?,
-        ];
-        match self.create_claimed(claim, &resource.id, actions).await? {
-            None => Ok(resource.clone()),
-            Some(winner) => self.resource_named_by_claim(&winner).await,
-        }
+        Err(StoreError::Unavailable(
+            "the account kept changing under concurrent writes".into(),
+        ))
     }
 }
 

@@ -11,6 +11,10 @@
 //! | `hang`    | no answer for 60 s |
 //! | anything else | 200 |
 //!
+//! except that a `user_email` starting with `not-the-owner` is refused with
+//! 403 `user_email does not match link_uid`, as Cloud 66 refuses a uid sent
+//! with someone else's email.
+//!
 //! `GET /received/{uid}` lists what was received for that uid, as JSON.
 //!
 //! Usage: fake_partner PORT
@@ -65,6 +69,12 @@ async fn link(State(received): State<Received>, headers: HeaderMap, body: String
         list.push(serde_json::json!({"content_type": content_type, "fields": fields}));
         list.len() - 1
     };
+    if email.starts_with("not-the-owner") {
+        return (
+            StatusCode::FORBIDDEN,
+            "user_email does not match link_uid".to_string(),
+        );
+    }
     match uid.split(['-', '_']).next().unwrap_or("") {
         "hang" => {
             tokio::time::sleep(Duration::from_secs(60)).await;
