@@ -29,6 +29,8 @@ lint-template: tools
 	$(TOOLS)/cfn-lint infra/template.yaml
 	AWS_DEFAULT_REGION=us-east-1 $(TOOLS)/sam validate --lint --template-file infra/template.yaml
 	$(TOOLS)/python scripts/check_routes.py infra/template.yaml Cargo.toml
+	$(TOOLS)/python scripts/check_policies.py infra/template.yaml shared/src/store/dynamo.rs
+	$(TOOLS)/python scripts/check_policies_test.py
 
 e2e: tools
 	bash scripts/stack.sh test bash scripts/e2e.sh

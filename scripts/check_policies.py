@@ -1,0 +1,82 @@
+"""Fails unless every function's DynamoDB permissions are limited to the key prefixes it uses.
+
+- every statement that grants a DynamoDB action carries a `dynamodb:LeadingKeys` condition
+  (ForAllValues:StringLike) listing `PREFIX#*` patterns, never a bare wildcard;
+- the functions a stranger can reach without the Basic-auth password (sso-login, dashboard)
+  can write no resource or add-on claim: an internet-facing bug there cannot overwrite one;
+- every partition-key prefix the store writes (shared/src/store/dynamo.rs) is granted to some
+  function, and no function is granted a prefix the store does not use.
+
+Usage: python check_policies.py TEMPLATE STORE_SOURCE
+"""
+
+import re
+import sys
+
+import cfn_template
+
+WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+# Reached by anyone on the internet with no shared secret checked first.
+UNAUTHENTICATED = {"sso-login", "dashboard"}
+NEVER_WRITTEN_BY_UNAUTHENTICATED = {"RESOURCE", "CLEVERCLOUD_ADDON"}
+
+
+def grants(template: dict):
+    """(binary, action, prefix) for every DynamoDB grant, and the problems found."""
+    found, problems = [], []
+    for name, resource in template["Resources"].items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        binary = resource["Metadata"]["BuildProperties"]["Binary"]
+        for policy in resource["Properties"].get("Policies", []):
+            for statement in policy.get("Statement", []):
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                dynamo = [action for action in actions if action.startswith("dynamodb:")]
+                if not dynamo:
+                    continue
+                keys = (
+                    statement.get("Condition", {})
+                    .get("ForAllValues:StringLike", {})
+                    .get("dynamodb:LeadingKeys")
+                )
+                if not keys:
+                    problems.append(f"{name}: {dynamo} without a dynamodb:LeadingKeys condition")
+                    continue
+                for key in keys:
+                    match = re.fullmatch(r"([A-Z0-9_]+)#\*", key)
+                    if not match:
+                        problems.append(f"{name}: LeadingKeys entry {key!r} is not PREFIX#*")
+                        continue
+                    found.extend((binary, action, match.group(1)) for action in dynamo)
+    return found, problems
+
+
+def store_prefixes(path: str) -> set:
+    with open(path, encoding="utf-8") as handle:
+        source = handle.read()
+    # Partition keys are built as format!("PREFIX#…"); AUDIT# is a sort key.
+    return set(re.findall(r'format!\("([A-Z0-9_]+)#', source)) - {"AUDIT"}
+
+
+def main(template_path: str, store_path: str) -> int:
+    found, problems = grants(cfn_template.load(template_path))
+    for binary, action, prefix in found:
+        if binary in UNAUTHENTICATED and action in WRITES and prefix in NEVER_WRITTEN_BY_UNAUTHENTICATED:
+            problems.append(f"{binary} may {action} {prefix}# items; it must never write them")
+    granted = {prefix for _, _, prefix in found}
+    used = store_prefixes(store_path)
+    for prefix in sorted(used - granted):
+        problems.append(f"the store uses {prefix}# but no function is granted it")
+    for prefix in sorted(granted - used):
+        problems.append(f"{prefix}# is granted but the store never uses it")
+    for problem in problems:
+        print(f"check_policies: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    binaries = sorted({binary for binary, _, _ in found})
+    print(f"check_policies: {len(found)} grants over {len(binaries)} functions, each limited by key prefix", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))
