@@ -241,6 +241,17 @@ pub fn is_valid_email(email: &str) -> bool {
     local_ok && domain_ok
 }
 
+/// What the link request said, kept until its user has signed in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingLink {
+    pub uid: String,
+    /// In [`canonical_email`] form.
+    pub email: String,
+    pub callback: String,
+    /// Unix seconds; also the item's TTL.
+    pub expires_at: i64,
+}
+
 /// A marketplace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -217,3 +217,107 @@ pub fn provision_body(addon_id: &str, plan: &str) -> serde_json::Value {
         "options": {}
     })
 }
+
+/// The cookies a browser holds for the local stack, as `Set-Cookie` answers
+/// leave them (an empty value or `Max-Age=0` removes one).
+#[derive(Debug, Default, Clone)]
+pub struct CookieJar(Vec<(String, String)>);
+
+impl CookieJar {
+    pub fn take_from(&mut self, response: &reqwest::Response) {
+        for value in response.headers().get_all(reqwest::header::SET_COOKIE) {
+            let Some(pair) = value.to_str().ok().and_then(|cookie| cookie.split(';').next()) else {
+                continue;
+            };
+            let Some((name, value)) = pair.trim().split_once('=') else {
+                continue;
+            };
+            self.0.retain(|(held, _)| held != name);
+            if !value.is_empty() {
+                self.0.push((name.to_string(), value.to_string()));
+            }
+        }
+    }
+
+    pub fn header(&self) -> String {
+        self.0
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub fn holds(&self, name: &str) -> bool {
+        self.0.iter().any(|(held, _)| held == name)
+    }
+}
+
+/// A browser that follows no redirect by itself.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("HTTP client")
+}
+
+/// `GET path` on the stack with the jar's cookies, keeping what it sets.
+pub async fn visit(jar: &mut CookieJar, path_and_query: &str) -> reqwest::Response {
+    let url = if path_and_query.starts_with("http") {
+        path_and_query.to_string()
+    } else {
+        format!("{}{path_and_query}", base_url())
+    };
+    let response = browser()
+        .get(url)
+        .header(reqwest::header::COOKIE, jar.header())
+        .send()
+        .await
+        .expect("the stack answers");
+    jar.take_from(&response);
+    response
+}
+
+/// A Cloud 66 user opening the link as Cloud 66 sends them, and signing in
+/// with Cloud 66 as `signs_in_as` when asked to: the answer the browser ends
+/// on (a redirect to `callback`, or a page).
+pub async fn cloud66_link_as(uid: &str, email: &str, callback: &str, signs_in_as: &str) -> reqwest::Response {
+    let mut jar = CookieJar::default();
+    let link = reqwest::Url::parse_with_params(
+        &format!("{}/cloud66/link", base_url()),
+        &[("uid", uid), ("email", email), ("callback", callback)],
+    )
+    .expect("link URL");
+    let first = visit(&mut jar, link.as_str()).await;
+    let to_signin = first.status() == reqwest::StatusCode::FOUND
+        && first
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            == Some("/cloud66/sso/start");
+    if !to_signin {
+        return first;
+    }
+    let started = visit(&mut jar, "/cloud66/sso/start").await;
+    assert_eq!(started.status(), reqwest::StatusCode::FOUND, "sign-in starts");
+    let sso = shared::cloud66::sso::Cloud66Sso::from_lookup(&config::process_env)
+        .expect("CLOUD66_* variables")
+        .expect("Cloud 66 SSO configured");
+    let expires = (chrono::Utc::now() + chrono::Duration::minutes(1))
+        .format("%Y-%m-%d %H:%M:%S UTC")
+        .to_string();
+    // Unique per call: the gem's encryption is deterministic.
+    let (multipass, signature) = sso.sign_in_as(signs_in_as, &unique("Linking user"), &expires);
+    let callback_url = reqwest::Url::parse_with_params(
+        &format!("{}/cloud66/sso/callback", base_url()),
+        &[("multipass", multipass), ("signature", signature)],
+    )
+    .expect("callback URL");
+    let signed_in = visit(&mut jar, callback_url.as_str()).await;
+    assert_eq!(signed_in.status(), reqwest::StatusCode::SEE_OTHER, "signed in");
+    assert_eq!(
+        signed_in.headers()[reqwest::header::LOCATION],
+        "/cloud66/link/resume",
+        "a pending link comes next"
+    );
+    visit(&mut jar, "/cloud66/link/resume").await
+}

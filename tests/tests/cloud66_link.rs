@@ -3,21 +3,14 @@
 //! answering as scripted by the `link_uid` prefix, state in DynamoDB Local.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use reqwest::{header, redirect::Policy, StatusCode};
-use shared::cloud66::link::{self, Cloud66LinkApi, PartnerClient, PayloadFormat};
+use reqwest::{header, StatusCode};
+use shared::cloud66::link::{self, Cloud66LinkApi, PartnerClient, PayloadFormat, Verification};
 use shared::provisioner::DefaultProvisioner;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tests::*;
 
 const CALLBACK: &str = "https://app.cloud66.com/partners/callback?state=1";
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(Policy::none())
-        .build()
-        .unwrap()
-}
 
 fn link_url(uid: &str, email: &str, callback: &str) -> String {
     reqwest::Url::parse_with_params(
@@ -28,12 +21,9 @@ fn link_url(uid: &str, email: &str, callback: &str) -> String {
     .to_string()
 }
 
+/// The link as its own user opens it: signing in with Cloud 66 when asked.
 async fn open_link(uid: &str, email: &str, callback: &str) -> reqwest::Response {
-    browser()
-        .get(link_url(uid, email, callback))
-        .send()
-        .await
-        .unwrap()
+    cloud66_link_as(uid, email, callback, email).await
 }
 
 /// What the stand-in partner endpoint received for a uid.
@@ -46,7 +36,7 @@ async fn received(uid: &str) -> Vec<serde_json::Value> {
         .unwrap()
 }
 
-fn email() -> String {
+fn email_address() -> String {
     format!("{}@example.com", unique("user"))
 }
 
@@ -108,7 +98,7 @@ async fn assert_payload(record: &serde_json::Value, uid: &str, email: &str, cont
 
 #[tokio::test]
 async fn a_link_is_posted_as_json_recorded_and_redirected_and_a_reload_posts_nothing() {
-    let (uid, email) = (unique("ok"), email());
+    let (uid, email) = (unique("ok"), email_address());
     let response = open_link(&uid, &email.to_uppercase(), CALLBACK).await;
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(response.headers()[header::LOCATION], CALLBACK);
@@ -143,13 +133,16 @@ async fn a_link_can_be_posted_as_a_form() {
         PayloadFormat::Form,
         Duration::from_secs(3),
     );
+    // In process, with the documented opt-out: `CLOUD66_LINK_VERIFY=none`
+    // acts for whoever opens the link, as Cloud 66's own document has it.
     let api = Cloud66LinkApi::new(
         store().await,
         provisioner,
         partner,
         vec!["app.cloud66.com".into()],
+        Verification::Unverified,
     );
-    let (uid, email) = (unique("ok"), email());
+    let (uid, email) = (unique("ok"), email_address());
     use lambda_http::RequestExt;
     let request = lambda_http::http::Request::builder()
         .uri("/cloud66/link")
@@ -160,7 +153,7 @@ async fn a_link_can_be_posted_as_a_form() {
             ("email".to_string(), email.clone()),
             ("callback".to_string(), CALLBACK.to_string()),
         ]));
-    let response = link::link(&api, request).await.unwrap();
+    let response = link::route(&api, request).await.unwrap();
     assert_eq!(response.status(), 302);
     assert_eq!(response.headers()["location"], CALLBACK);
     let records = received(&uid).await;
@@ -170,7 +163,7 @@ async fn a_link_can_be_posted_as_a_form() {
 
 #[tokio::test]
 async fn already_linked_counts_as_linked() {
-    let (uid, email) = (unique("already"), email());
+    let (uid, email) = (unique("already"), email_address());
     let response = open_link(&uid, &email, CALLBACK).await;
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(response.headers()[header::LOCATION], CALLBACK);
@@ -181,7 +174,7 @@ async fn already_linked_counts_as_linked() {
 
 #[tokio::test]
 async fn a_refused_link_is_recorded_and_shown_with_a_way_back() {
-    let (uid, email) = (unique("invalid"), email());
+    let (uid, email) = (unique("invalid"), email_address());
     let response = open_link(&uid, &email, CALLBACK).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     assert!(response.headers().get(header::LOCATION).is_none());
@@ -212,7 +205,7 @@ async fn a_refused_link_is_recorded_and_shown_with_a_way_back() {
 
 #[tokio::test]
 async fn a_5xx_is_retried_within_the_time_limit() {
-    let (uid, email) = (unique("flaky"), email());
+    let (uid, email) = (unique("flaky"), email_address());
     let response = open_link(&uid, &email, CALLBACK).await;
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(
@@ -226,7 +219,7 @@ async fn a_5xx_is_retried_within_the_time_limit() {
 #[tokio::test]
 async fn a_partner_that_hangs_leaves_the_link_pending_and_a_reload_retries() {
     let limit: u64 = stack_var("CLOUD66_PARTNER_TIME_LIMIT_SECONDS").parse().unwrap();
-    let (uid, email) = (unique("hang"), email());
+    let (uid, email) = (unique("hang"), email_address());
     let started = Instant::now();
     let response = open_link(&uid, &email, CALLBACK).await;
     let took = started.elapsed();
@@ -258,7 +251,7 @@ async fn callbacks_that_lead_elsewhere_are_refused_without_any_redirect() {
         "https://app.cloud66.com.evil.example/callback",
         "https://app-cloud66.com/callback",
     ] {
-        let (uid, email) = (unique("ok"), email());
+        let (uid, email) = (unique("ok"), email_address());
         let response = open_link(&uid, &email, callback).await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{callback}");
         assert!(response.headers().get(header::LOCATION).is_none(), "{callback}");
@@ -290,12 +283,12 @@ async fn bad_uids_and_emails_are_refused_with_a_page_naming_them() {
 
 #[tokio::test]
 async fn a_linked_uid_with_another_email_is_refused() {
-    let (uid, email) = (unique("ok"), email());
+    let (uid, email) = (unique("ok"), email_address());
     assert_eq!(
         open_link(&uid, &email, CALLBACK).await.status(),
         StatusCode::FOUND
     );
-    let other = open_link(&uid, &self::email(), CALLBACK).await;
+    let other = open_link(&uid, &email_address(), CALLBACK).await;
     assert_eq!(other.status(), StatusCode::CONFLICT);
     assert!(other.headers().get(header::LOCATION).is_none());
     assert_eq!(received(&uid).await.len(), 1);
@@ -314,7 +307,7 @@ async fn a_refused_attempt_with_someone_elses_email_does_not_squat_the_uid() {
     assert_eq!(string(&link_item(&uid).await, "status"), "refused");
 
     // The uid's real owner links it afterwards: the refused attempt is replaced.
-    let owner = email();
+    let owner = email_address();
     let linked = open_link(&uid, &owner, CALLBACK).await;
     assert_eq!(linked.status(), StatusCode::FOUND);
     let link = link_item(&uid).await;
@@ -329,8 +322,93 @@ async fn a_refused_attempt_with_someone_elses_email_does_not_squat_the_uid() {
 }
 
 #[tokio::test]
+async fn the_link_acts_only_after_its_user_signs_in_with_cloud66_as_that_email() {
+    let (uid, email) = (unique("ok"), email_address());
+    // Opened by anyone: nothing is created or posted; the browser is sent to sign in.
+    let mut jar = CookieJar::default();
+    let first = visit(&mut jar, &link_url(&uid, &email, CALLBACK)).await;
+    assert_eq!(first.status(), StatusCode::FOUND);
+    assert_eq!(first.headers()[header::LOCATION], "/cloud66/sso/start");
+    let cookie = first.headers()[header::SET_COOKIE].to_str().unwrap().to_string();
+    assert!(
+        cookie.starts_with("__Host-cloud66_link=") && cookie.contains("HttpOnly; Secure; SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(
+        received(&uid).await.is_empty(),
+        "nothing posted before the sign-in"
+    );
+    let client = dynamo_client().await;
+    assert!(
+        partition(&client, &format!("EMAIL#{email}")).await.is_empty(),
+        "no account"
+    );
+    assert!(
+        partition(&client, &format!("CLOUD66_LINK#{uid}"))
+            .await
+            .is_empty(),
+        "no link record"
+    );
+
+    // Signed in as someone else: refused, nothing posted, the pending link spent.
+    let attacker = email_address();
+    let wrong = cloud66_link_as(&uid, &email, CALLBACK, &attacker).await;
+    assert_eq!(wrong.status(), StatusCode::FORBIDDEN);
+    assert!(wrong.text().await.unwrap().contains("different user"));
+    assert!(received(&uid).await.is_empty());
+    assert!(partition(&client, &format!("EMAIL#{email}")).await.is_empty());
+
+    // Signed in as the email being linked: linked, back to Cloud 66.
+    let linked = cloud66_link_as(&uid, &email, CALLBACK, &email).await;
+    assert_eq!(linked.status(), StatusCode::FOUND);
+    assert_eq!(linked.headers()[header::LOCATION], CALLBACK);
+    assert_eq!(received(&uid).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_user_already_signed_in_with_cloud66_as_that_email_links_without_a_round_trip() {
+    let email = email_address();
+    // A Cloud 66 sign-in (through another link) leaves a session in the jar.
+    let mut jar = CookieJar::default();
+    visit(&mut jar, "/cloud66/sso/start").await;
+    let sso = shared::cloud66::sso::Cloud66Sso::from_lookup(&shared::config::process_env)
+        .unwrap()
+        .unwrap();
+    let expires = (chrono::Utc::now() + chrono::Duration::minutes(1))
+        .format("%Y-%m-%d %H:%M:%S UTC")
+        .to_string();
+    let (multipass, signature) = sso.sign_in_as(&email, "Signed In", &expires);
+    let callback = reqwest::Url::parse_with_params(
+        &format!("{}/cloud66/sso/callback", base_url()),
+        &[("multipass", multipass), ("signature", signature)],
+    )
+    .unwrap();
+    assert_eq!(
+        visit(&mut jar, callback.as_str()).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert!(jar.holds("addon_session"));
+    let uid = unique("ok");
+    let response = visit(&mut jar, &link_url(&uid, &email, CALLBACK)).await;
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(response.headers()[header::LOCATION], CALLBACK);
+    assert_eq!(received(&uid).await.len(), 1);
+    // The same session is not enough for another email.
+    let other = visit(&mut jar, &link_url(&unique("ok"), &email_address(), CALLBACK)).await;
+    assert_eq!(other.headers()[header::LOCATION], "/cloud66/sso/start");
+}
+
+#[tokio::test]
+async fn a_resume_without_a_pending_link_links_nothing() {
+    let mut jar = CookieJar::default();
+    let response = visit(&mut jar, "/cloud66/link/resume").await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.headers().get(header::LOCATION).is_none());
+}
+
+#[tokio::test]
 async fn twenty_concurrent_requests_for_one_email_create_one_account_and_one_resource() {
-    let email = email();
+    let email = email_address();
     let calls: Vec<_> = (0..20)
         .map(|_| {
             let (uid, email) = (unique("ok"), email.clone());

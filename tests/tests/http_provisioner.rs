@@ -193,20 +193,7 @@ async fn a_cloud66_link_posts_the_credentials_the_vendor_chose() {
     let uid = unique("vendorlink");
     let email = format!("{uid}@example.com");
     let callback = "https://app.cloud66.com/partner/done";
-    let url = reqwest::Url::parse_with_params(
-        &format!("{}/cloud66/link", stack_var("E2E_BASE_URL")),
-        &[
-            ("uid", uid.as_str()),
-            ("email", email.as_str()),
-            ("callback", callback),
-        ],
-    )
-    .unwrap();
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let response = client.get(url).send().await.unwrap();
+    let response = tests::cloud66_link_as(&uid, &email, callback, &email).await;
     assert_eq!(response.status(), 302);
     let calls = vendor_received(|body| body["email"] == email.as_str()).await;
     assert_eq!(calls.len(), 1, "{calls:#?}");

@@ -1,5 +1,5 @@
 //! `cloud66-link` Lambda: the Cloud 66 link redirect, wired to
-//! [`shared::cloud66::link::link`].
+//! [`shared::cloud66::link::route`].
 
 use lambda_http::{run, service_fn, Error};
 use shared::cloud66::link::{self, Cloud66LinkApi};
@@ -8,5 +8,5 @@ use shared::cloud66::link::{self, Cloud66LinkApi};
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let api = Cloud66LinkApi::from_env().await?;
-    run(service_fn(|request| link::link(&api, request))).await
+    run(service_fn(|request| link::route(&api, request))).await
 }

@@ -6,4 +6,5 @@
 
 pub mod link;
 pub mod multipass;
+pub mod pending;
 pub mod sso;

@@ -2,6 +2,7 @@
 //! `multipass` and `signature`.
 
 use super::multipass::{self, MultipassKey};
+use super::pending;
 use crate::config::{self, ConfigError};
 use crate::model::{canonical_email, Platform, Session, Timestamp};
 use crate::secret::random_hex;
@@ -274,6 +275,12 @@ pub async fn callback<S: AccountStore + SessionStore>(
         .await?;
     if let Some(spent) = state_cookie("", 0) {
         response.headers_mut().append(header::SET_COOKIE, spent);
+    }
+    // A link waits for this sign-in: it, not the panel, comes next.
+    if pending::token(request.headers()).is_some() {
+        response
+            .headers_mut()
+            .insert(header::LOCATION, HeaderValue::from_static(pending::RESUME_PATH));
     }
     Ok(response)
 }

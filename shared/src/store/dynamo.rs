@@ -25,7 +25,7 @@ use super::{
     ResourceScan, ResourceWriter, SessionStore, StoreError, SyncStore, UpdateOutcome,
 };
 use crate::model::{
-    Account, AuditAction, AuditEvent, Cloud66Link, Resource, Session, SubjectKind, Timestamp,
+    Account, AuditAction, AuditEvent, Cloud66Link, PendingLink, Resource, Session, SubjectKind, Timestamp,
 };
 use crate::secret::random_hex;
 use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -580,6 +580,44 @@ impl LinkStore for DynamoStore {
         self.transact_versioned(items).await
     }
 
+    async fn save_pending_link(&self, token_fingerprint: &str, link: &PendingLink) -> Result<(), StoreError> {
+        let item = Self::entity_item(link, Self::pending_link_key(token_fingerprint), "pending_link")?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|err| classify("PutItem", err))?;
+        Ok(())
+    }
+
+    async fn take_pending_link(
+        &self,
+        token_fingerprint: &str,
+        now: i64,
+    ) -> Result<Option<PendingLink>, StoreError> {
+        let taken = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::pending_link_key(token_fingerprint)))
+            .condition_expression("attribute_exists(pk) AND expires_at > :now")
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await;
+        match taken {
+            Ok(output) => output
+                .attributes
+                .map(|item| decode(item, "pending link"))
+                .transpose(),
+            Err(SdkError::ServiceError(err)) if err.err().is_conditional_check_failed_exception() => Ok(None),
+            Err(err) => Err(classify("DeleteItem", err)),
+        }
+    }
+
     async fn ensure_account_resource(
         &self,
         account: &Account,
@@ -623,6 +661,10 @@ impl LinkStore for DynamoStore {
 }
 
 impl DynamoStore {
+    fn pending_link_key(token_fingerprint: &str) -> Item {
+        Self::key(format!("PENDING_LINK#{token_fingerprint}"), "PENDING_LINK")
+    }
+
     fn link_key(uid: &str) -> Item {
         Self::key(format!("CLOUD66_LINK#{uid}"), "CLOUD66_LINK")
     }

@@ -6,7 +6,7 @@ mod dynamo;
 
 pub use dynamo::{DynamoStore, TableKeys};
 
-use crate::model::{Account, AuditEvent, Cloud66Link, Resource, Session};
+use crate::model::{Account, AuditEvent, Cloud66Link, PendingLink, Resource, Session};
 use std::future::Future;
 
 #[derive(Debug, thiserror::Error)]
@@ -190,6 +190,21 @@ pub trait LinkStore: AccountStore {
         resource: &Resource,
         event: &AuditEvent,
     ) -> impl Future<Output = Result<Resource, StoreError>> + Send;
+
+    /// Keeps a link request until its user has signed in (TTL `expires_at`).
+    fn save_pending_link(
+        &self,
+        token_fingerprint: &str,
+        link: &PendingLink,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes and returns a pending link, if it exists and has not expired
+    /// by `now`: it can be resumed once.
+    fn take_pending_link(
+        &self,
+        token_fingerprint: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<PendingLink>, StoreError>> + Send;
 }
 
 /// A full scan of the resources: those that decode, and the keys of those
