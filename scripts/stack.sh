@@ -46,6 +46,7 @@ case "$MODE" in
     DYNAMODB_PORT="$(free_port)"
     PARTNER_PORT="$(free_port)"
     VENDOR_PORT="$(free_port)"
+    SECRETS_PORT="$(free_port)"
     ;;
   *)
     echo "usage: stack.sh run | test CMD..." >&2
@@ -136,6 +137,24 @@ dynamodb_answers() { curl -s -o /dev/null "http://127.0.0.1:$DYNAMODB_PORT"; }
 wait_until "DynamoDB Local" "$DYNAMODB_PID" 60 dynamodb_answers
 "$ROOT/.tools/venv/bin/python" scripts/create_table.py infra/template.yaml "$TABLE_NAME"
 
+# In `test`, the functions read their secrets the way a deployment does: from
+# one Secrets Manager secret (moto's, locally) named by SECRETS_ARN, and never
+# see them as plain variables. `run` keeps plain development values.
+WATCH_ENV=()
+if [[ "$MODE" == test ]]; then
+  export ADDON_PASSWORD_PREVIOUS="${ADDON_PASSWORD_PREVIOUS:-local-dev-previous-password-9d1e22c0}"
+  start "$RUN_DIR/secrets.log" "$ROOT/.tools/moto/bin/moto_server" -H 127.0.0.1 -p "$SECRETS_PORT"
+  secrets_answer() { curl -s -o /dev/null "http://127.0.0.1:$SECRETS_PORT/moto-api/"; }
+  wait_until "the local Secrets Manager" "${PIDS[-1]}" 60 secrets_answer
+  export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:$SECRETS_PORT"
+  SECRETS_ARN="$("$ROOT/.tools/moto/bin/python" scripts/create_secret.py "addon-provider-$$")"
+  export SECRETS_ARN
+  for var in ADDON_PASSWORD ADDON_PASSWORD_PREVIOUS ADDON_SSO_SALT CLOUD66_PROVIDER_UID \
+    CLOUDMORE_CLIENT_SECRET CLOUDMORE_PASSWORD PROVISIONER_SIGNING_SECRET; do
+    WATCH_ENV+=(-u "$var")
+  done
+fi
+
 # Build first, so watch's first invocation of each function is quick.
 # WATCH_RELEASE=1 (make load) serves optimised builds, as Lambda would run.
 BUILD_ARGS=()
@@ -160,7 +179,7 @@ fi
 WATCH_ARGS=(lambda watch --invoke-address 127.0.0.1 --invoke-port "$PORT" --concurrency "$WATCH_CONCURRENCY" --disable-cors)
 [[ "$MODE" == test ]] && WATCH_ARGS+=(--ignore-changes)
 WATCH_ARGS+=("${BUILD_ARGS[@]}")
-start "$RUN_DIR/watch.log" cargo "${WATCH_ARGS[@]}"
+start "$RUN_DIR/watch.log" env "${WATCH_ENV[@]}" cargo "${WATCH_ARGS[@]}"
 WATCH_PID="${PIDS[-1]}"
 
 # Watch exits 0 (or keeps running) even when its port is taken, so readiness is

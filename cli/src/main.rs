@@ -88,7 +88,8 @@ async fn store() -> Result<DynamoStore, String> {
 }
 
 async fn rotate(resource_id: &str) -> Result<serde_json::Value, String> {
-    let lookup = config::process_env;
+    let environment = config::Environment::load().await.map_err(|err| err.to_string())?;
+    let lookup = environment.lookup();
     let addon_id = config::required(&lookup, "ADDON_ID").map_err(|err| err.to_string())?;
     let provisioner = VendorProvisioner::from_lookup(&lookup, &addon_id).map_err(|err| err.to_string())?;
     let rotated = sync::rotate_credentials(&store().await?, &provisioner, resource_id)
@@ -98,7 +99,8 @@ async fn rotate(resource_id: &str) -> Result<serde_json::Value, String> {
 }
 
 async fn reconcile() -> Result<serde_json::Value, String> {
-    let lookup = config::process_env;
+    let environment = config::Environment::load().await.map_err(|err| err.to_string())?;
+    let lookup = environment.lookup();
     let addon = CleverCloudConfig::from_lookup(&lookup).map_err(|err| err.to_string())?;
     let vendor = VendorClient::from_lookup(&lookup, &addon).map_err(|err| err.to_string())?;
     let report = sync::reconcile(&store().await?, &vendor)

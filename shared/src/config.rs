@@ -38,6 +38,80 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
+/// The variables that hold secrets. In a deployment they live in one AWS
+/// Secrets Manager secret (`SECRETS_ARN`), not in the function's plain
+/// configuration, which anyone with `lambda:GetFunctionConfiguration` reads.
+pub const SECRET_VARS: [&str; 7] = [
+    "ADDON_PASSWORD",
+    "ADDON_PASSWORD_PREVIOUS",
+    "ADDON_SSO_SALT",
+    "CLOUD66_PROVIDER_UID",
+    "CLOUDMORE_CLIENT_SECRET",
+    "CLOUDMORE_PASSWORD",
+    "PROVISIONER_SIGNING_SECRET",
+];
+
+/// A function's configuration: the process environment, with the secrets of
+/// `SECRETS_ARN` (a JSON object whose keys are [`SECRET_VARS`] names) read
+/// once at cold start and taking precedence. Without `SECRETS_ARN` (as in
+/// `make run`) plain variables serve.
+#[derive(Default)]
+pub struct Environment {
+    secrets: std::collections::HashMap<String, String>,
+}
+
+impl Environment {
+    pub async fn load() -> Result<Self, ConfigError> {
+        let Some(arn) = optional(&process_env, "SECRETS_ARN") else {
+            return Ok(Self::default());
+        };
+        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let output = aws_sdk_secretsmanager::Client::new(&shared)
+            .get_secret_value()
+            .secret_id(&arn)
+            .send()
+            .await
+            .map_err(|err| {
+                ConfigError::new(
+                    "SECRETS_ARN",
+                    format!(
+                        "could not be read: {}",
+                        aws_sdk_secretsmanager::error::DisplayErrorContext(&err)
+                    ),
+                )
+            })?;
+        Self::from_secret_string(output.secret_string().unwrap_or_default())
+    }
+
+    /// The secret's JSON: an object of [`SECRET_VARS`] names to strings.
+    pub fn from_secret_string(text: &str) -> Result<Self, ConfigError> {
+        let invalid = |problem: String| ConfigError::new("SECRETS_ARN", problem);
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|_| invalid("names a secret that is not a JSON object".into()))?;
+        let object = value
+            .as_object()
+            .ok_or_else(|| invalid("names a secret that is not a JSON object".into()))?;
+        let mut secrets = std::collections::HashMap::new();
+        for (name, value) in object {
+            if !SECRET_VARS.contains(&name.as_str()) {
+                return Err(invalid(format!("names a secret with the unknown key {name:?}")));
+            }
+            let value = value
+                .as_str()
+                .ok_or_else(|| invalid(format!("names a secret whose {name} is not a string")))?;
+            if !value.trim().is_empty() {
+                secrets.insert(name.clone(), value.to_string());
+            }
+        }
+        Ok(Self { secrets })
+    }
+
+    /// The lookup every configuration reader takes.
+    pub fn lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
+        move |name| self.secrets.get(name).cloned().or_else(|| process_env(name))
+    }
+}
+
 /// A variable that must be set to a non-blank value.
 pub fn required(lookup: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<String, ConfigError> {
     optional(lookup, var).ok_or_else(|| ConfigError::new(var, "is missing or empty"))
@@ -96,6 +170,9 @@ pub struct CleverCloudConfig {
     pub addon_id: String,
     /// The manifest `api.password`.
     pub password: Secret,
+    /// The password being rotated away (`ADDON_PASSWORD_PREVIOUS`), still
+    /// accepted so that a rotation never causes a 401.
+    pub previous_password: Option<Secret>,
     /// The manifest `api.config_vars`, in order.
     pub config_vars: Vec<String>,
     /// Plan slugs the vendor accepts; `None` accepts any.
@@ -115,6 +192,7 @@ impl CleverCloudConfig {
             ));
         }
         let password = Secret::new(required(lookup, "ADDON_PASSWORD")?);
+        let previous_password = optional(lookup, "ADDON_PASSWORD_PREVIOUS").map(Secret::new);
         let config_vars = config_vars(lookup, &addon_id)?;
         let plans = optional(lookup, "ADDON_PLANS").map(|value| comma_list(&value));
         if plans.as_ref().is_some_and(Vec::is_empty) {
@@ -123,6 +201,7 @@ impl CleverCloudConfig {
         Ok(Self {
             addon_id,
             password,
+            previous_password,
             config_vars,
             plans,
         })
@@ -256,6 +335,24 @@ pub(crate) mod tests {
         assert!(base_url("X", "a.example".into()).is_err());
         assert!(base_url("X", "https://".into()).is_err());
         assert!(base_url("X", "ftp://a".into()).is_err());
+    }
+
+    #[test]
+    fn the_secret_is_an_object_of_known_secret_variables() {
+        let env =
+            Environment::from_secret_string(r#"{"ADDON_PASSWORD": "from-the-secret", "ADDON_SSO_SALT": ""}"#)
+                .unwrap();
+        assert_eq!(env.lookup()("ADDON_PASSWORD").as_deref(), Some("from-the-secret"));
+        for bad in [
+            r#"["x"]"#,
+            "not json",
+            r#"{"TABLE_NAME": "x"}"#,
+            r#"{"ADDON_PASSWORD": 5}"#,
+        ] {
+            let err = Environment::from_secret_string(bad).err().expect(bad);
+            assert_eq!(err.var, "SECRETS_ARN", "{bad}");
+            assert!(!err.to_string().contains("from-the-secret"));
+        }
     }
 
     #[test]

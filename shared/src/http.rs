@@ -170,6 +170,8 @@ pub fn outbound_client() -> reqwest::Client {
 pub struct BasicCredentials {
     user: String,
     password: Secret,
+    /// Also accepted while a rotation of the password is under way.
+    previous_password: Option<Secret>,
 }
 
 impl BasicCredentials {
@@ -177,6 +179,15 @@ impl BasicCredentials {
         Self {
             user: user.into(),
             password,
+            previous_password: None,
+        }
+    }
+
+    /// Also accepts `previous` (a password being rotated away).
+    pub fn with_previous(self, previous: Option<Secret>) -> Self {
+        Self {
+            previous_password: previous,
+            ..self
         }
     }
 
@@ -191,7 +202,13 @@ impl BasicCredentials {
             .ok_or_else(ApiError::unauthorized)?;
         let user_ok = crate::secret::constant_time_eq(self.user.as_bytes(), presented.0.as_bytes());
         let password_ok = self.password.matches(presented.1.as_bytes());
-        if user_ok & password_ok {
+        // Compared whether or not the current one matched, so the timing does
+        // not tell which of the two a caller holds.
+        let previous_ok = self
+            .previous_password
+            .as_ref()
+            .is_some_and(|previous| previous.matches(presented.1.as_bytes()));
+        if user_ok & (password_ok | previous_ok) {
             Ok(())
         } else {
             Err(ApiError::unauthorized())
@@ -254,6 +271,23 @@ pub(crate) mod tests {
         assert!(expected.verify(&HeaderMap::new()).is_err());
         let lower_scheme = basic_header("addon-name", "p:ss").replace("Basic", "basic");
         assert!(expected.verify(&headers_with(&lower_scheme)).is_ok());
+    }
+
+    #[test]
+    fn during_a_rotation_both_passwords_are_accepted_and_no_other() {
+        let rotating = BasicCredentials::new("addon-name", Secret::new("new-password"))
+            .with_previous(Some(Secret::new("old-password")));
+        for password in ["new-password", "old-password"] {
+            assert!(rotating
+                .verify(&headers_with(&basic_header("addon-name", password)))
+                .is_ok());
+        }
+        assert!(rotating
+            .verify(&headers_with(&basic_header("addon-name", "older-password")))
+            .is_err());
+        assert!(rotating
+            .verify(&headers_with(&basic_header("other", "old-password")))
+            .is_err());
     }
 
     #[test]

@@ -119,7 +119,8 @@ impl SignInApi<DynamoStore> {
     /// Reads `TABLE_NAME`, `ADDON_SSO_SALT`, `SSO_MAX_AGE_SECONDS`,
     /// `SESSION_TTL_SECONDS` and the `CLOUD66_*` variables.
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let lookup = config::process_env;
+        let environment = config::Environment::load().await?;
+        let lookup = environment.lookup();
         let clevercloud = CleverCloudSso::from_lookup(&lookup)?;
         let cloud66 = Cloud66Sso::from_lookup(&lookup)?;
         let session_ttl = config::seconds(&lookup, "SESSION_TTL_SECONDS", 3600)?;

@@ -71,7 +71,8 @@ impl PlatformSync<DynamoStore> {
     /// `ADDON_PASSWORD`, `ADDON_CONFIG_VARS`), `CLEVERCLOUD_API_URL`, the
     /// optional `CLOUDMORE_*` variables and `EVENT_BUS_NAME`.
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let lookup = config::process_env;
+        let environment = config::Environment::load().await?;
+        let lookup = environment.lookup();
         let addon = CleverCloudConfig::from_lookup(&lookup)?;
         let vendor = VendorClient::from_lookup(&lookup, &addon)?;
         let cloudmore = CloudmoreConfig::from_lookup(&lookup)?.map(CloudmoreClient::new);

@@ -451,3 +451,25 @@ async fn logs_are_json_with_the_request_id_and_carry_no_secret() {
         assert!(!log.contains(&secret), "a secret appears in the function log");
     }
 }
+
+/// The functions read their secrets from the stack's Secrets Manager secret
+/// only (scripts/stack.sh keeps the plain variables from them); during a
+/// rotation the previous password still authenticates, and nothing else does.
+#[tokio::test]
+async fn the_previous_password_from_the_secret_is_accepted_during_a_rotation() {
+    let market = Marketplace::from_env();
+    let previous = stack_var("ADDON_PASSWORD_PREVIOUS");
+    assert_ne!(previous, market.password);
+    let body = provision_body(&unique("addon_rotation"), "basic");
+    let with = |password: String| {
+        market
+            .http
+            .post(&market.base)
+            .basic_auth(&market.user, Some(password))
+            .json(&body)
+            .send()
+    };
+    assert_eq!(with(previous.clone()).await.unwrap().status(), 200);
+    assert_eq!(with(market.password.clone()).await.unwrap().status(), 200);
+    assert_eq!(with(format!("{previous}x")).await.unwrap().status(), 401);
+}

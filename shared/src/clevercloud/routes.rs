@@ -22,7 +22,8 @@ pub struct CleverCloudApi<S, P> {
 impl<S, P: Provisioner> CleverCloudApi<S, P> {
     pub fn new(store: S, provisioner: P, config: CleverCloudConfig) -> Self {
         Self {
-            credentials: BasicCredentials::new(config.addon_id.clone(), config.password.clone()),
+            credentials: BasicCredentials::new(config.addon_id.clone(), config.password.clone())
+                .with_previous(config.previous_password.clone()),
             lifecycle: Lifecycle::new(store, provisioner, config),
         }
     }
@@ -33,7 +34,8 @@ impl CleverCloudApi<DynamoStore, VendorProvisioner> {
     /// (`PROVISIONER_*` or `RESOURCE_BASE_URL`), and builds the DynamoDB client. A vendor with its own provisioner
     /// calls [`CleverCloudApi::new`] with it instead.
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let lookup = config::process_env;
+        let environment = config::Environment::load().await?;
+        let lookup = environment.lookup();
         let addon = CleverCloudConfig::from_lookup(&lookup)?;
         let table = config::required(&lookup, "TABLE_NAME")?;
         let provisioner = VendorProvisioner::from_lookup(&lookup, &addon.addon_id)?;

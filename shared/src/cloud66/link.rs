@@ -257,7 +257,8 @@ impl Cloud66LinkApi<DynamoStore, VendorProvisioner> {
     /// `CLOUD66_LINK_VERIFY` (with `CLOUD66_PROVIDER`) and the
     /// provisioner's variables (`ADDON_ID`, `ADDON_CONFIG_VARS`, `RESOURCE_BASE_URL`).
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let lookup = config::process_env;
+        let environment = config::Environment::load().await?;
+        let lookup = environment.lookup();
         let endpoint = config::base_url(
             "CLOUD66_PARTNER_ENDPOINT",
             config::required(&lookup, "CLOUD66_PARTNER_ENDPOINT")?,
