@@ -4,6 +4,7 @@
   (ForAllValues:StringLike) listing `PREFIX#*` patterns, never a bare wildcard;
 - the functions a stranger can reach without the Basic-auth password (sso-login, dashboard)
   can write no resource or add-on claim: an internet-facing bug there cannot overwrite one;
+- no function's plain environment (nor the Globals') holds a secret: they come from SECRETS_ARN;
 - every partition-key prefix the store writes (shared/src/store/dynamo.rs) is granted to some
   function, and no function is granted a prefix the store does not use.
 
@@ -51,6 +52,28 @@ def grants(template: dict):
     return found, problems
 
 
+# shared::config::SECRET_VARS
+SECRET_VARS = {
+    "ADDON_PASSWORD", "ADDON_PASSWORD_PREVIOUS", "ADDON_SSO_SALT", "CLOUD66_PROVIDER_UID",
+    "CLOUDMORE_CLIENT_SECRET", "CLOUDMORE_PASSWORD", "PROVISIONER_SIGNING_SECRET",
+}
+
+
+def plain_secrets(template: dict) -> list:
+    places = [("Globals", template.get("Globals", {}).get("Function", {}))]
+    places += [
+        (name, resource.get("Properties", {}))
+        for name, resource in template["Resources"].items()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    ]
+    return [
+        f"{name} has the secret {var} in its plain environment; it belongs in the SECRETS_ARN secret"
+        for name, properties in places
+        for var in properties.get("Environment", {}).get("Variables", {})
+        if var in SECRET_VARS
+    ]
+
+
 def store_prefixes(path: str) -> set:
     with open(path, encoding="utf-8") as handle:
         source = handle.read()
@@ -59,7 +82,9 @@ def store_prefixes(path: str) -> set:
 
 
 def main(template_path: str, store_path: str) -> int:
-    found, problems = grants(cfn_template.load(template_path))
+    template = cfn_template.load(template_path)
+    found, problems = grants(template)
+    problems += plain_secrets(template)
     for binary, action, prefix in found:
         if binary in UNAUTHENTICATED and action in WRITES and prefix in NEVER_WRITTEN_BY_UNAUTHENTICATED:
             problems.append(f"{binary} may {action} {prefix}# items; it must never write them")

@@ -38,7 +38,12 @@ def run(template: dict, store_source: str | None = None) -> tuple[int, str]:
 
 
 def statements(template: dict, function: str) -> list:
-    return template["Resources"][function]["Properties"]["Policies"][0]["Statement"]
+    """The function's DynamoDB statements."""
+    return [
+        statement
+        for statement in template["Resources"][function]["Properties"]["Policies"][0]["Statement"]
+        if any(action.startswith("dynamodb:") for action in statement["Action"])
+    ]
 
 
 class CheckPolicies(unittest.TestCase):
@@ -69,6 +74,13 @@ class CheckPolicies(unittest.TestCase):
         status, errors = run(broken)
         self.assertEqual(status, 1)
         self.assertIn("is not PREFIX#*", errors)
+
+    def test_a_plain_secret_in_a_function_environment_fails(self):
+        broken = copy.deepcopy(self.template)
+        broken["Resources"]["ProvisionFunction"]["Properties"]["Environment"]["Variables"]["ADDON_PASSWORD"] = "x"
+        status, errors = run(broken)
+        self.assertEqual(status, 1)
+        self.assertIn("ProvisionFunction has the secret ADDON_PASSWORD", errors)
 
     def test_a_prefix_the_store_uses_but_nobody_is_granted_fails(self):
         with open(STORE, encoding="utf-8") as handle:
