@@ -11,6 +11,7 @@
 Usage: python check_policies.py TEMPLATE STORE_SOURCE
 """
 
+import os
 import re
 import sys
 
@@ -52,11 +53,14 @@ def grants(template: dict):
     return found, problems
 
 
-# shared::config::SECRET_VARS
-SECRET_VARS = {
-    "ADDON_PASSWORD", "ADDON_PASSWORD_PREVIOUS", "ADDON_SSO_SALT", "CLOUD66_PROVIDER_UID",
-    "CLOUDMORE_CLIENT_SECRET", "CLOUDMORE_PASSWORD", "PROVISIONER_SIGNING_SECRET",
-}
+def secret_vars(config_source: str) -> set:
+    """shared::config::SECRET_VARS, read from the code so the two cannot drift."""
+    with open(config_source, encoding="utf-8") as handle:
+        block = re.search(r"pub const SECRET_VARS[^=]*= \[(.*?)\];", handle.read(), re.S)
+    return set(re.findall(r'"([A-Z0-9_]+)"', block.group(1))) if block else set()
+
+
+SECRET_VARS = secret_vars(os.path.join(os.path.dirname(__file__), "..", "shared", "src", "config.rs"))
 
 
 def plain_secrets(template: dict) -> list:
@@ -84,6 +88,8 @@ def store_prefixes(path: str) -> set:
 def main(template_path: str, store_path: str) -> int:
     template = cfn_template.load(template_path)
     found, problems = grants(template)
+    if len(SECRET_VARS) < 2:
+        problems.append("could not read SECRET_VARS from shared/src/config.rs")
     problems += plain_secrets(template)
     for binary, action, prefix in found:
         if binary in UNAUTHENTICATED and action in WRITES and prefix in NEVER_WRITTEN_BY_UNAUTHENTICATED:

@@ -1,7 +1,7 @@
-"""Creates the deployment's secret in the local Secrets Manager (moto) from the secret variables in
+"""Creates the deployment's secret in the local Secrets Manager (moto) from the named variables in
 the environment, as the template's AddonSecrets does in AWS, and prints its ARN.
 
-Usage: python create_secret.py NAME   (AWS_ENDPOINT_URL_SECRETS_MANAGER set)
+Usage: python create_secret.py NAME VAR...   (AWS_ENDPOINT_URL_SECRETS_MANAGER set)
 """
 
 import json
@@ -10,28 +10,16 @@ import sys
 
 import boto3
 
-# The names the functions read (shared::config::SECRET_VARS).
-SECRET_VARS = [
-    "ADDON_PASSWORD",
-    "ADDON_PASSWORD_PREVIOUS",
-    "ADDON_SSO_SALT",
-    "CLOUD66_PROVIDER_UID",
-    "CLOUDMORE_CLIENT_SECRET",
-    "CLOUDMORE_PASSWORD",
-    "PROVISIONER_SIGNING_SECRET",
-]
-
-
-def main(name: str) -> int:
+def main(name: str, secret_vars: list) -> int:
     client = boto3.client(
         "secretsmanager",
         endpoint_url=os.environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"],
         region_name=os.environ.get("AWS_REGION", "us-east-1"),
     )
-    values = {var: os.environ[var] for var in SECRET_VARS if os.environ.get(var)}
+    values = {var: os.environ[var] for var in secret_vars if os.environ.get(var)}
     print(client.create_secret(Name=name, SecretString=json.dumps(values))["ARN"])
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], sys.argv[2:]))

@@ -147,10 +147,11 @@ if [[ "$MODE" == test ]]; then
   secrets_answer() { curl -s -o /dev/null "http://127.0.0.1:$SECRETS_PORT/moto-api/"; }
   wait_until "the local Secrets Manager" "${PIDS[-1]}" 60 secrets_answer
   export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:$SECRETS_PORT"
-  SECRETS_ARN="$("$ROOT/.tools/moto/bin/python" scripts/create_secret.py "addon-provider-$$")"
+  # The variables the functions read from the secret (shared::config::SECRET_VARS).
+  mapfile -t SECRET_VARS < <(sed -n '/pub const SECRET_VARS/,/];/p' shared/src/config.rs | grep -o '"[A-Z0-9_]*"' | tr -d '"')
+  SECRETS_ARN="$("$ROOT/.tools/moto/bin/python" scripts/create_secret.py "addon-provider-$$" "${SECRET_VARS[@]}")"
   export SECRETS_ARN
-  for var in ADDON_PASSWORD ADDON_PASSWORD_PREVIOUS ADDON_SSO_SALT CLOUD66_PROVIDER_UID \
-    CLOUDMORE_CLIENT_SECRET CLOUDMORE_PASSWORD PROVISIONER_SIGNING_SECRET; do
+  for var in "${SECRET_VARS[@]}"; do
     WATCH_ENV+=(-u "$var")
   done
 fi

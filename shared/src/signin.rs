@@ -199,15 +199,32 @@ impl<S: SessionStore> Sessions<S> {
 
 /// The session id from the request's cookies, if it carries one.
 pub fn session_id(headers: &HeaderMap) -> Option<String> {
+    random_cookie(headers, SESSION_COOKIE, SESSION_ID_BYTES)
+}
+
+/// The value of cookie `name`, if it is `bytes` random bytes as hex: the
+/// shape of every token this service sets, so anything else is refused
+/// before it reaches storage.
+pub fn random_cookie(headers: &HeaderMap, name: &str, bytes: usize) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(held, _)| *held == name)
         .map(|(_, value)| value.trim().to_string())
-        .filter(|value| value.len() == 2 * SESSION_ID_BYTES && value.chars().all(|c| c.is_ascii_hexdigit()))
+        .filter(|value| value.len() == 2 * bytes && value.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+/// `Set-Cookie` for a `__Host-` token cookie: this host only, HTTPS only,
+/// the whole site, out of scripts' reach, sent on top-level navigations from
+/// the platform (`SameSite=Lax`). `max_age` 0 removes it.
+pub fn host_cookie(name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; Secure; SameSite=Lax"
+    ))
+    .ok()
 }
 
 /// A `Set-Cookie` value that removes the session cookie.

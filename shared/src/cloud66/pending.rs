@@ -7,7 +7,8 @@
 //! `/cloud66/link/resume`, which finishes the link only for that email.
 
 pub use crate::model::PendingLink;
-use lambda_http::http::{header, HeaderMap, HeaderValue};
+use crate::signin;
+use lambda_http::http::{HeaderMap, HeaderValue};
 
 /// The cookie that carries a pending link's token.
 pub const COOKIE: &str = "__Host-cloud66_link";
@@ -20,28 +21,18 @@ pub const TOKEN_BYTES: usize = 32;
 
 /// The pending link's token the request's cookies carry, if well formed.
 pub fn token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.trim().to_string())
-        .filter(|value| value.len() == 2 * TOKEN_BYTES && value.chars().all(|c| c.is_ascii_hexdigit()))
+    signin::random_cookie(headers, COOKIE, TOKEN_BYTES)
 }
 
 /// `Set-Cookie` for the token (`max_age` 0 removes it).
 pub fn cookie(token: &str, max_age: i64) -> Option<HeaderValue> {
-    HeaderValue::from_str(&format!(
-        "{COOKIE}={token}; Max-Age={max_age}; Path=/; HttpOnly; Secure; SameSite=Lax"
-    ))
-    .ok()
+    signin::host_cookie(COOKIE, token, max_age)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lambda_http::http::header;
 
     #[test]
     fn the_token_is_read_from_the_cookie_and_checked() {

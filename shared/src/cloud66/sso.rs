@@ -7,7 +7,7 @@ use crate::config::{self, ConfigError};
 use crate::model::{canonical_email, Platform, Session, Timestamp};
 use crate::secret::random_hex;
 use crate::secret::{constant_time_eq, Secret};
-use crate::signin::{fingerprint, Refusal, SignInApi, SignInError};
+use crate::signin::{self, fingerprint, Refusal, SignInApi, SignInError};
 use crate::store::{AccountStore, SessionStore};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use lambda_http::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -196,23 +196,12 @@ const STATE_TTL_SECONDS: i64 = 300;
 const STATE_BYTES: usize = 32;
 
 fn state_cookie(value: &str, max_age: i64) -> Option<HeaderValue> {
-    HeaderValue::from_str(&format!(
-        "{STATE_COOKIE}={value}; Max-Age={max_age}; Path=/; HttpOnly; Secure; SameSite=Lax"
-    ))
-    .ok()
+    signin::host_cookie(STATE_COOKIE, value, max_age)
 }
 
 /// The sign-in state the request's cookies carry, if well formed.
 fn state_from(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == STATE_COOKIE)
-        .map(|(_, value)| value.trim().to_string())
-        .filter(|value| value.len() == 2 * STATE_BYTES && value.chars().all(|c| c.is_ascii_hexdigit()))
+    signin::random_cookie(headers, STATE_COOKIE, STATE_BYTES)
 }
 
 /// `GET /cloud66/sso/start`: records a fresh sign-in state, sets it as a

@@ -124,6 +124,41 @@ impl DynamoStore {
         Self::key(format!("EMAIL#{email}"), "EMAIL")
     }
 
+    /// Creates a short-lived item (its `expires_at` is also its TTL) that
+    /// is to be used once; its key is a fresh token's fingerprint.
+    async fn put_single_use(&self, item: Item) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(|err| classify("PutItem", err))?;
+        Ok(())
+    }
+
+    /// Deletes a single-use item and returns it, if it exists and has not
+    /// expired by `now`. One conditional delete: two requests racing with the
+    /// same token cannot both use it, and TTL deletion is not waited for.
+    async fn take_single_use(&self, key: Item, now: i64) -> Result<Option<Item>, StoreError> {
+        let taken = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .condition_expression("attribute_exists(pk) AND expires_at > :now")
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await;
+        match taken {
+            Ok(output) => Ok(Some(output.attributes.unwrap_or_default())),
+            Err(SdkError::ServiceError(err)) if err.err().is_conditional_check_failed_exception() => Ok(None),
+            Err(err) => Err(classify("DeleteItem", err)),
+        }
+    }
+
     fn signin_state_key(state_fingerprint: &str) -> Item {
         Self::key(format!("SIGNIN_STATE#{state_fingerprint}"), "SIGNIN_STATE")
     }
@@ -530,36 +565,14 @@ impl SessionStore for DynamoStore {
         let mut item = Self::signin_state_key(state_fingerprint);
         item.insert("entity".into(), AttributeValue::S("signin_state".into()));
         item.insert("expires_at".into(), AttributeValue::N(expires_at.to_string()));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(|err| classify("PutItem", err))?;
-        Ok(())
+        self.put_single_use(item).await
     }
 
     async fn finish_signin(&self, state_fingerprint: &str, now: i64) -> Result<bool, StoreError> {
-        // One conditional delete: two callbacks racing with the same state
-        // cannot both spend it, and TTL deletion is not waited for.
-        let deleted = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::signin_state_key(state_fingerprint)))
-            .condition_expression("attribute_exists(pk) AND expires_at > :now")
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .send()
-            .await;
-        match deleted {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(err)) if err.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(err) => Err(classify("DeleteItem", err)),
-        }
+        Ok(self
+            .take_single_use(Self::signin_state_key(state_fingerprint), now)
+            .await?
+            .is_some())
     }
 }
 
@@ -582,15 +595,7 @@ impl LinkStore for DynamoStore {
 
     async fn save_pending_link(&self, token_fingerprint: &str, link: &PendingLink) -> Result<(), StoreError> {
         let item = Self::entity_item(link, Self::pending_link_key(token_fingerprint), "pending_link")?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(|err| classify("PutItem", err))?;
-        Ok(())
+        self.put_single_use(item).await
     }
 
     async fn take_pending_link(
@@ -598,24 +603,10 @@ impl LinkStore for DynamoStore {
         token_fingerprint: &str,
         now: i64,
     ) -> Result<Option<PendingLink>, StoreError> {
-        let taken = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::pending_link_key(token_fingerprint)))
-            .condition_expression("attribute_exists(pk) AND expires_at > :now")
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .send()
-            .await;
-        match taken {
-            Ok(output) => output
-                .attributes
-                .map(|item| decode(item, "pending link"))
-                .transpose(),
-            Err(SdkError::ServiceError(err)) if err.err().is_conditional_check_failed_exception() => Ok(None),
-            Err(err) => Err(classify("DeleteItem", err)),
-        }
+        self.take_single_use(Self::pending_link_key(token_fingerprint), now)
+            .await?
+            .map(|item| decode(item, "pending link"))
+            .transpose()
     }
 
     async fn ensure_account_resource(
