@@ -17,6 +17,7 @@ pub mod model;
 pub mod provisioner;
 pub mod secret;
 pub mod signin;
+pub mod sso_login;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

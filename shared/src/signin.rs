@@ -1,19 +1,16 @@
-//! What both platforms' single sign-on share: the reasons a sign-in is
-//! refused (each a small page in plain words), and opening a session with a
-//! single-use token (a cookie the panel reads).
+//! The sessions kernel both platforms' single sign-on share: the reasons a
+//! sign-in is refused (each a small page in plain words), opening a session
+//! with a single-use token (a cookie the panel reads), and the token cookies.
+//! The `sso-login` routes that use it live in [`crate::sso_login`].
 
-use crate::clevercloud::sso::CleverCloudSso;
-use crate::cloud66::sso::Cloud66Sso;
-use crate::config::{self, ConfigError};
 use crate::html;
 use crate::model::Session;
 use crate::secret::random_hex;
-use crate::store::{AccountStore, DynamoStore, OpenOutcome, ResourceReader, SessionStore, StoreError};
-use lambda_http::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use lambda_http::{Body, Request, Response};
+use crate::store::{OpenOutcome, SessionStore, StoreError};
+use lambda_http::http::{header, HeaderMap, HeaderValue, StatusCode};
+use lambda_http::{Body, Response};
 use maud::html;
 use sha2::{Digest, Sha256};
-use std::convert::Infallible;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "addon_session";
@@ -106,49 +103,6 @@ impl SignInError {
     }
 }
 
-/// Everything the `sso-login` function needs, built once at cold start.
-pub struct SignInApi<S> {
-    pub store: S,
-    pub sessions: Sessions<S>,
-    pub clevercloud: CleverCloudSso,
-    /// `None` when Cloud 66 SSO is not configured.
-    pub cloud66: Option<Cloud66Sso>,
-}
-
-impl SignInApi<DynamoStore> {
-    /// Reads `TABLE_NAME`, `ADDON_SSO_SALT`, `SSO_MAX_AGE_SECONDS`,
-    /// `SESSION_TTL_SECONDS` and the `CLOUD66_*` variables.
-    pub async fn from_env() -> Result<Self, ConfigError> {
-        let environment = config::Environment::load().await?;
-        let lookup = environment.lookup();
-        let clevercloud = CleverCloudSso::from_lookup(&lookup)?;
-        let cloud66 = Cloud66Sso::from_lookup(&lookup)?;
-        let session_ttl = config::seconds(&lookup, "SESSION_TTL_SECONDS", 3600)?;
-        let table = config::required(&lookup, "TABLE_NAME")?;
-        let store = DynamoStore::new(DynamoStore::client_from_env().await, table);
-        Ok(Self {
-            sessions: Sessions::new(store.clone(), session_ttl),
-            store,
-            clevercloud,
-            cloud66,
-        })
-    }
-}
-
-/// The `sso-login` function's routes.
-pub async fn route<S: ResourceReader + AccountStore + SessionStore>(
-    api: &SignInApi<S>,
-    request: Request,
-) -> Result<Response<Body>, Infallible> {
-    let result = match (request.method(), request.uri().path()) {
-        (&Method::POST, "/clevercloud/sso/login") => crate::clevercloud::sso::login(api, &request).await,
-        (&Method::GET, "/cloud66/sso/start") => crate::cloud66::sso::start(api).await,
-        (&Method::GET, "/cloud66/sso/callback") => crate::cloud66::sso::callback(api, &request).await,
-        _ => Ok(html::not_found()),
-    };
-    Ok(result.unwrap_or_else(SignInError::into_response))
-}
-
 /// A stable, non-reversible name for a token, so the table holds no token.
 pub fn fingerprint(token: &str) -> String {
     hex::encode(Sha256::digest(token))
@@ -160,11 +114,18 @@ pub struct Sessions<S> {
     ttl_seconds: i64,
 }
 
-impl<S: SessionStore> Sessions<S> {
+impl<S> Sessions<S> {
     pub fn new(store: S, ttl_seconds: i64) -> Self {
         Self { store, ttl_seconds }
     }
 
+    /// The store the sessions live in, for the sign-in flows' other reads.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+}
+
+impl<S: SessionStore> Sessions<S> {
     /// Spends the sign-in token and opens `session` (its expiry set here);
     /// answers 303 to the panel with the session cookie.
     pub async fn open(

@@ -1,12 +1,12 @@
 //! `sso-login` Lambda: Clever Cloud and Cloud 66 single sign-on, wired to
-//! [`shared::signin::route`].
+//! [`shared::sso_login::route`].
 
 use lambda_http::{run, service_fn, Error};
-use shared::signin::{self, SignInApi};
+use shared::sso_login::{self, SignInApi};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let api = SignInApi::from_env().await?;
-    run(service_fn(|request| signin::route(&api, request))).await
+    run(service_fn(|request| sso_login::route(&api, request))).await
 }

@@ -10,7 +10,7 @@ use crate::config::{self, ConfigError};
 use crate::http::has_media_type;
 use crate::model::{Platform, Session, Timestamp};
 use crate::secret::{constant_time_eq, Secret};
-use crate::signin::{Refusal, SignInApi, SignInError};
+use crate::signin::{Refusal, Sessions, SignInError};
 use crate::store::{ResourceReader, SessionStore};
 use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, Response};
@@ -168,16 +168,17 @@ impl CleverCloudSso {
 
 /// `POST /clevercloud/sso/login`: verify, check the resource, open a session.
 pub async fn login<S: ResourceReader + SessionStore>(
-    api: &SignInApi<S>,
+    sso: &CleverCloudSso,
+    sessions: &Sessions<S>,
     request: &Request,
 ) -> Result<Response<Body>, SignInError> {
     if !has_media_type(request.headers(), "application/x-www-form-urlencoded") {
         return Err(Refusal::MalformedRequest.into());
     }
     let form = parse_form(request.body().as_ref())?;
-    api.clevercloud.verify(&form, Utc::now())?;
+    sso.verify(&form, Utc::now())?;
     let resource = if super::is_valid_resource_id(&form.id) {
-        api.store.get_resource(&form.id).await?
+        sessions.store().get_resource(&form.id).await?
     } else {
         None
     };
@@ -192,12 +193,8 @@ pub async fn login<S: ResourceReader + SessionStore>(
         created_at: Timestamp::now().to_string(),
         expires_at: 0,
     };
-    api.sessions
-        .open(
-            &form.proof_text(),
-            api.clevercloud.token_lifetime_end(&form),
-            session,
-        )
+    sessions
+        .open(&form.proof_text(), sso.token_lifetime_end(&form), session)
         .await
 }
 

@@ -7,7 +7,7 @@ use crate::config::{self, ConfigError};
 use crate::model::{canonical_email, Platform, Session, Timestamp};
 use crate::secret::random_hex;
 use crate::secret::{constant_time_eq, Secret};
-use crate::signin::{self, fingerprint, Refusal, SignInApi, SignInError};
+use crate::signin::{self, fingerprint, Refusal, Sessions, SignInError};
 use crate::store::{AccountStore, SessionStore};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use lambda_http::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -208,11 +208,17 @@ fn state_from(headers: &HeaderMap) -> Option<String> {
 /// cookie on this browser, and sends the browser to Cloud 66 to sign in.
 /// Only a callback that brings the cookie back opens a session, so a
 /// callback URL someone else sends cannot sign this browser in (login CSRF).
-pub async fn start<S: SessionStore>(api: &SignInApi<S>) -> Result<Response<Body>, SignInError> {
-    let sso = api.cloud66.as_ref().ok_or(Refusal::NotConfigured)?;
+pub async fn start<S: SessionStore>(
+    sso: Option<&Cloud66Sso>,
+    sessions: &Sessions<S>,
+) -> Result<Response<Body>, SignInError> {
+    let sso = sso.ok_or(Refusal::NotConfigured)?;
     let state = random_hex(STATE_BYTES);
     let expires_at = Utc::now().timestamp() + STATE_TTL_SECONDS;
-    api.store.begin_signin(&fingerprint(&state), expires_at).await?;
+    sessions
+        .store()
+        .begin_signin(&fingerprint(&state), expires_at)
+        .await?;
     let mut response = crate::html::redirect(StatusCode::FOUND, &sso.signin_url());
     if let Some(cookie) = state_cookie(&state, STATE_TTL_SECONDS) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -224,10 +230,11 @@ pub async fn start<S: SessionStore>(api: &SignInApi<S>) -> Result<Response<Body>
 /// this browser started the sign-in, find or create the account by email,
 /// open a session.
 pub async fn callback<S: AccountStore + SessionStore>(
-    api: &SignInApi<S>,
+    sso: Option<&Cloud66Sso>,
+    sessions: &Sessions<S>,
     request: &Request,
 ) -> Result<Response<Body>, SignInError> {
-    let sso = api.cloud66.as_ref().ok_or(Refusal::NotConfigured)?;
+    let sso = sso.ok_or(Refusal::NotConfigured)?;
     let query = request.query_string_parameters_ref();
     let param = |name: &str| query.and_then(|query| query.first(name)).map(str::to_string);
     let (Some(multipass), Some(signature)) = (param("multipass"), param("signature")) else {
@@ -237,7 +244,8 @@ pub async fn callback<S: AccountStore + SessionStore>(
     let email = canonical_email(&identity.email).ok_or(Refusal::UnusableEmail)?;
     let started_here = match state_from(request.headers()) {
         Some(state) => {
-            api.store
+            sessions
+                .store()
                 .finish_signin(&fingerprint(&state), Utc::now().timestamp())
                 .await?
         }
@@ -246,8 +254,8 @@ pub async fn callback<S: AccountStore + SessionStore>(
     if !started_here {
         return Err(Refusal::NotStartedHere.into());
     }
-    let account = api
-        .store
+    let account = sessions
+        .store()
         .find_or_create_account(&email, identity.name.as_deref(), ACTOR)
         .await?;
     let session = Session {
@@ -258,8 +266,7 @@ pub async fn callback<S: AccountStore + SessionStore>(
         created_at: Timestamp::now().to_string(),
         expires_at: 0,
     };
-    let mut response = api
-        .sessions
+    let mut response = sessions
         .open(&multipass, identity.expires.timestamp() + 60, session)
         .await?;
     if let Some(spent) = state_cookie("", 0) {

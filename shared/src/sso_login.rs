@@ -1,0 +1,57 @@
+//! The `sso-login` function: its configuration and routes, over the
+//! sessions kernel ([`crate::signin`]) and each platform's own sign-in.
+
+use crate::clevercloud::sso::{self as clevercloud_sso, CleverCloudSso};
+use crate::cloud66::sso::{self as cloud66_sso, Cloud66Sso};
+use crate::config::{self, ConfigError};
+use crate::html;
+use crate::signin::{Sessions, SignInError};
+use crate::store::{AccountStore, DynamoStore, ResourceReader, SessionStore};
+use lambda_http::http::Method;
+use lambda_http::{Body, Request, Response};
+use std::convert::Infallible;
+
+/// Everything the `sso-login` function needs, built once at cold start.
+pub struct SignInApi<S> {
+    pub sessions: Sessions<S>,
+    pub clevercloud: CleverCloudSso,
+    /// `None` when Cloud 66 SSO is not configured.
+    pub cloud66: Option<Cloud66Sso>,
+}
+
+impl SignInApi<DynamoStore> {
+    /// Reads `TABLE_NAME`, `ADDON_SSO_SALT`, `SSO_MAX_AGE_SECONDS`,
+    /// `SESSION_TTL_SECONDS` and the `CLOUD66_*` variables.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let environment = config::Environment::load().await?;
+        let lookup = environment.lookup();
+        let clevercloud = CleverCloudSso::from_lookup(&lookup)?;
+        let cloud66 = Cloud66Sso::from_lookup(&lookup)?;
+        let session_ttl = config::seconds(&lookup, "SESSION_TTL_SECONDS", 3600)?;
+        let table = config::required(&lookup, "TABLE_NAME")?;
+        let store = DynamoStore::new(DynamoStore::client_from_env().await, table);
+        Ok(Self {
+            sessions: Sessions::new(store, session_ttl),
+            clevercloud,
+            cloud66,
+        })
+    }
+}
+
+/// The `sso-login` function's routes.
+pub async fn route<S: ResourceReader + AccountStore + SessionStore>(
+    api: &SignInApi<S>,
+    request: Request,
+) -> Result<Response<Body>, Infallible> {
+    let result = match (request.method(), request.uri().path()) {
+        (&Method::POST, "/clevercloud/sso/login") => {
+            clevercloud_sso::login(&api.clevercloud, &api.sessions, &request).await
+        }
+        (&Method::GET, "/cloud66/sso/start") => cloud66_sso::start(api.cloud66.as_ref(), &api.sessions).await,
+        (&Method::GET, "/cloud66/sso/callback") => {
+            cloud66_sso::callback(api.cloud66.as_ref(), &api.sessions, &request).await
+        }
+        _ => Ok(html::not_found()),
+    };
+    Ok(result.unwrap_or_else(SignInError::into_response))
+}
