@@ -145,12 +145,8 @@ impl<S: SessionStore> Sessions<S> {
             OpenOutcome::Opened => {
                 tracing::info!(platform = ?session.platform, subject_id = %session.subject_id, "session opened");
                 let mut response = html::redirect(StatusCode::SEE_OTHER, PANEL_PATH);
-                let cookie = format!(
-                    "{SESSION_COOKIE}={session_id}; Max-Age={}; Path=/; HttpOnly; Secure; SameSite=Lax",
-                    self.ttl_seconds
-                );
-                if let Ok(value) = HeaderValue::from_str(&cookie) {
-                    response.headers_mut().insert(header::SET_COOKIE, value);
+                if let Some(cookie) = token_cookie(SESSION_COOKIE, &session_id, self.ttl_seconds) {
+                    response.headers_mut().insert(header::SET_COOKIE, cookie);
                 }
                 Ok(response)
             }
@@ -178,10 +174,10 @@ pub fn random_cookie(headers: &HeaderMap, name: &str, bytes: usize) -> Option<St
         .filter(|value| value.len() == 2 * bytes && value.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-/// `Set-Cookie` for a `__Host-` token cookie: this host only, HTTPS only,
-/// the whole site, out of scripts' reach, sent on top-level navigations from
-/// the platform (`SameSite=Lax`). `max_age` 0 removes it.
-pub fn host_cookie(name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
+/// `Set-Cookie` for a token cookie (the session, or a `__Host-` one): HTTPS
+/// only, the whole site, out of scripts' reach, sent on top-level navigations
+/// from the platform (`SameSite=Lax`). `max_age` 0 removes it.
+pub fn token_cookie(name: &str, value: &str, max_age: i64) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!(
         "{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; Secure; SameSite=Lax"
     ))

@@ -26,7 +26,7 @@ pub fn token(headers: &HeaderMap) -> Option<String> {
 
 /// `Set-Cookie` for the token (`max_age` 0 removes it).
 pub fn cookie(token: &str, max_age: i64) -> Option<HeaderValue> {
-    signin::host_cookie(COOKIE, token, max_age)
+    signin::token_cookie(COOKIE, token, max_age)
 }
 
 #[cfg(test)]

@@ -196,7 +196,7 @@ const STATE_TTL_SECONDS: i64 = 300;
 const STATE_BYTES: usize = 32;
 
 fn state_cookie(value: &str, max_age: i64) -> Option<HeaderValue> {
-    signin::host_cookie(STATE_COOKIE, value, max_age)
+    signin::token_cookie(STATE_COOKIE, value, max_age)
 }
 
 /// The sign-in state the request's cookies carry, if well formed.

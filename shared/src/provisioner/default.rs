@@ -20,12 +20,11 @@ pub struct DefaultProvisioner {
 }
 
 impl DefaultProvisioner {
-    /// `ADDON_CONFIG_VARS` (checked against `addon_id`) and `RESOURCE_BASE_URL`.
+    /// `RESOURCE_BASE_URL`, for `config_vars` already read and checked.
     pub fn from_lookup(
         lookup: &impl Fn(&str) -> Option<String>,
-        addon_id: &str,
+        config_vars: Vec<String>,
     ) -> Result<Self, ConfigError> {
-        let config_vars = config::config_vars(lookup, addon_id)?;
         let base_url = config::base_url(
             "RESOURCE_BASE_URL",
             config::required(lookup, "RESOURCE_BASE_URL")?,

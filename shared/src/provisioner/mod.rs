@@ -100,7 +100,7 @@ impl VendorProvisioner {
         let config_vars = config::config_vars(lookup, addon_id)?;
         match config::optional(lookup, "PROVISIONER_URL") {
             Some(_) => HttpProvisioner::from_lookup(lookup, config_vars).map(Self::Http),
-            None => DefaultProvisioner::from_lookup(lookup, addon_id).map(Self::Default),
+            None => DefaultProvisioner::from_lookup(lookup, config_vars).map(Self::Default),
         }
     }
 }
