@@ -5,6 +5,8 @@
 - the functions a stranger can reach without the Basic-auth password (sso-login, dashboard)
   can write no resource or add-on claim: an internet-facing bug there cannot overwrite one;
 - no function's plain environment (nor the Globals') holds a secret: they come from SECRETS_ARN;
+- every route is on an HttpApi whose default route settings throttle it (rate and burst from
+  template parameters), so a flood is cut before it costs Lambda time or DynamoDB writes;
 - every partition-key prefix the store writes (shared/src/store/dynamo.rs) is granted to some
   function, and no function is granted a prefix the store does not use.
 
@@ -78,6 +80,24 @@ def plain_secrets(template: dict) -> list:
     ]
 
 
+def unthrottled(template: dict) -> list:
+    resources = template["Resources"]
+    apis = {name for name, resource in resources.items() if resource.get("Type") == "AWS::Serverless::HttpApi"}
+    problems = []
+    for name in sorted(apis):
+        settings = resources[name].get("Properties", {}).get("DefaultRouteSettings", {})
+        for key in ("ThrottlingRateLimit", "ThrottlingBurstLimit"):
+            if settings.get(key) not in template.get("Parameters", {}):
+                problems.append(f"{name} has no {key} set from a template parameter")
+    for function, resource in resources.items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        for event, spec in resource.get("Properties", {}).get("Events", {}).items():
+            if spec.get("Type") == "HttpApi" and spec.get("Properties", {}).get("ApiId") not in apis:
+                problems.append(f"{function} route {event} is not on the throttled HttpApi")
+    return problems
+
+
 def store_prefixes(path: str) -> set:
     with open(path, encoding="utf-8") as handle:
         source = handle.read()
@@ -91,6 +111,7 @@ def main(template_path: str, store_path: str) -> int:
     if len(SECRET_VARS) < 2:
         problems.append("could not read SECRET_VARS from shared/src/config.rs")
     problems += plain_secrets(template)
+    problems += unthrottled(template)
     for binary, action, prefix in found:
         if binary in UNAUTHENTICATED and action in WRITES and prefix in NEVER_WRITTEN_BY_UNAUTHENTICATED:
             problems.append(f"{binary} may {action} {prefix}# items; it must never write them")

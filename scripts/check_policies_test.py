@@ -89,6 +89,21 @@ class CheckPolicies(unittest.TestCase):
         self.assertEqual(status, 1)
         self.assertIn("NEW_THING#", errors)
 
+    def test_an_api_without_throttling_fails(self):
+        broken = copy.deepcopy(self.template)
+        del broken["Resources"]["HttpApi"]["Properties"]["DefaultRouteSettings"]["ThrottlingBurstLimit"]
+        status, errors = run(broken)
+        self.assertEqual(status, 1)
+        self.assertIn("HttpApi has no ThrottlingBurstLimit", errors)
+
+    def test_a_route_off_the_throttled_api_fails(self):
+        broken = copy.deepcopy(self.template)
+        event = next(iter(broken["Resources"]["ProvisionFunction"]["Properties"]["Events"].values()))
+        del event["Properties"]["ApiId"]
+        status, errors = run(broken)
+        self.assertEqual(status, 1)
+        self.assertIn("ProvisionFunction route", errors)
+
 
 if __name__ == "__main__":
     unittest.main()

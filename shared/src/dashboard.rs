@@ -96,6 +96,7 @@ fn resource_panel(resource: &Resource) -> Markup {
     let status = match resource.status {
         ResourceStatus::Active => "active",
         ResourceStatus::Deprovisioned => "deprovisioned",
+        ResourceStatus::Unconfirmed => "unconfirmed",
     };
     html! {
         dl {
@@ -183,6 +184,7 @@ mod tests {
             updated_at: "2026-01-01T00:00:00.000Z".into(),
             deprovisioned_at: None,
             vendor: None,
+            expires_at: None,
         };
         let markup = resource_panel(&resource).into_string();
         assert!(

@@ -29,6 +29,10 @@ impl ConfigMap {
 pub enum ResourceStatus {
     Active,
     Deprovisioned,
+    /// Provisioned for an unverified Cloud 66 link (`CLOUD66_LINK_VERIFY=none`)
+    /// that Cloud 66 has not confirmed: in no account, and removed by its TTL
+    /// unless Cloud 66 answers 200.
+    Unconfirmed,
 }
 
 /// One provisioned add-on instance.
@@ -70,6 +74,9 @@ pub struct Resource {
     /// vendor API), fetched off the request path by the platform sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vendor: Option<VendorDetails>,
+    /// Unix seconds, the item's TTL: set only while [`ResourceStatus::Unconfirmed`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
 
 /// Clever Cloud's `GET /vendor/apps/{addonId}` details kept on a resource.
@@ -112,6 +119,7 @@ impl Resource {
             updated_at: now.to_string(),
             deprovisioned_at: None,
             vendor: None,
+            expires_at: None,
         }
     }
 
@@ -282,7 +290,10 @@ pub enum LinkStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cloud66Link {
     pub uid: String,
-    pub account_id: String,
+    /// The account linked; `None` while an unverified link waits for
+    /// Cloud 66's 200 (the account is found or created only then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
     pub email: String,
     pub status: LinkStatus,
     /// Cloud 66's last refusal or failure, as it worded it.
@@ -295,6 +306,13 @@ pub struct Cloud66Link {
     pub linked_at: Option<String>,
     /// 0 before the first write; writes are conditional on it.
     pub version: u64,
+    /// The unconfirmed resource whose config was sent with this uid (unverified links only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    /// Unix seconds, the item's TTL: set while an unverified link is not linked,
+    /// so a stranger's attempts do not stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
 
 /// A signed-in browser. Stored under a hash of its id, never the id itself.
@@ -320,6 +338,11 @@ pub struct Timestamp(pub DateTime<Utc>);
 impl Timestamp {
     pub fn now() -> Self {
         Self(Utc::now())
+    }
+
+    /// Unix seconds, as TTL attributes hold them.
+    pub fn unix(&self) -> i64 {
+        self.0.timestamp()
     }
 }
 

@@ -146,6 +146,20 @@ pub fn string(item: &Item, attribute: &str) -> String {
     }
 }
 
+/// A list-of-strings attribute (an account's `resource_ids`, say).
+pub fn string_list(item: &Item, attribute: &str) -> Vec<String> {
+    match item.get(attribute) {
+        Some(AttributeValue::L(values)) => values
+            .iter()
+            .map(|value| match value {
+                AttributeValue::S(text) => text.clone(),
+                other => panic!("{attribute} holds {other:?}"),
+            })
+            .collect(),
+        other => panic!("attribute {attribute} is {other:?}"),
+    }
+}
+
 /// An HTTP client for the local API, and the calls the platform makes.
 pub struct Marketplace {
     pub http: reqwest::Client,
@@ -320,4 +334,61 @@ pub async fn cloud66_link_as(uid: &str, email: &str, callback: &str, signs_in_as
         "a pending link comes next"
     );
     visit(&mut jar, "/cloud66/link/resume").await
+}
+
+/// The link with the documented opt-out (`CLOUD66_LINK_VERIFY=none`), run in
+/// process against DynamoDB Local and the stack's stand-in partner endpoint
+/// (the stack's own function runs the default, verified link).
+pub fn unverified_link_api(
+    store: DynamoStore,
+    format: shared::cloud66::link::PayloadFormat,
+    time_limit: std::time::Duration,
+) -> shared::cloud66::link::Cloud66LinkApi<DynamoStore, shared::provisioner::DefaultProvisioner> {
+    use shared::cloud66::link::{Cloud66LinkApi, PartnerClient, Verification};
+    let provisioner = shared::provisioner::DefaultProvisioner::new(
+        stack_var("RESOURCE_BASE_URL"),
+        addon_config().config_vars,
+    );
+    let partner = PartnerClient::new(
+        format!("{}/partner", stack_var("E2E_PARTNER_URL")),
+        format,
+        time_limit,
+    );
+    Cloud66LinkApi::new(
+        store,
+        provisioner,
+        partner,
+        vec!["app.cloud66.com".into()],
+        Verification::Unverified,
+    )
+}
+
+/// `GET /cloud66/link?uid=…&email=…&callback=…` handed to `api` as a
+/// `lambda_http::Request`; the status, the `Location` and the page.
+pub async fn open_in_process<P: shared::provisioner::Provisioner>(
+    api: &shared::cloud66::link::Cloud66LinkApi<DynamoStore, P>,
+    uid: &str,
+    email: &str,
+    callback: &str,
+) -> (u16, Option<String>, String) {
+    use lambda_http::RequestExt;
+    let request = lambda_http::http::Request::builder()
+        .uri("/cloud66/link")
+        .body(lambda_http::Body::Empty)
+        .expect("request")
+        .with_query_string_parameters(HashMap::from([
+            ("uid".to_string(), uid.to_string()),
+            ("email".to_string(), email.to_string()),
+            ("callback".to_string(), callback.to_string()),
+        ]));
+    let response = shared::cloud66::link::route(api, request)
+        .await
+        .unwrap_or_else(|never| match never {});
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
+    let page = String::from_utf8_lossy(response.body().as_ref()).into_owned();
+    (response.status().as_u16(), location, page)
 }

@@ -4,9 +4,8 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use reqwest::{header, StatusCode};
-use shared::cloud66::link::{self, Cloud66LinkApi, PartnerClient, PayloadFormat, Verification};
-use shared::provisioner::DefaultProvisioner;
-use std::collections::HashMap;
+use shared::cloud66::link::unverified::UNCONFIRMED_TTL_SECONDS;
+use shared::cloud66::link::PayloadFormat;
 use std::time::{Duration, Instant};
 use tests::*;
 
@@ -77,14 +76,8 @@ async fn assert_payload(record: &serde_json::Value, uid: &str, email: &str, cont
     assert_eq!(fields["link_uid"], uid);
     assert_eq!(fields["user_email"], email);
     let (account_id, account, _) = account_for(email).await;
-    let AttributeValue::L(resource_ids) = &account["resource_ids"] else {
-        panic!("resource_ids")
-    };
-    let AttributeValue::S(resource_id) = &resource_ids[0] else {
-        panic!("resource id")
-    };
     let client = dynamo_client().await;
-    let (resource, _) = resource_partition(&client, resource_id).await;
+    let (resource, _) = resource_partition(&client, &string_list(&account, "resource_ids")[0]).await;
     let resource = resource.unwrap();
     assert_eq!(string(&resource, "platform"), "cloud66");
     assert_eq!(string(&resource, "addon_id"), account_id);
@@ -126,36 +119,11 @@ async fn a_link_is_posted_as_json_recorded_and_redirected_and_a_reload_posts_not
 
 #[tokio::test]
 async fn a_link_can_be_posted_as_a_form() {
-    let config = addon_config();
-    let provisioner = DefaultProvisioner::new(stack_var("RESOURCE_BASE_URL"), config.config_vars.clone());
-    let partner = PartnerClient::new(
-        format!("{}/partner", stack_var("E2E_PARTNER_URL")),
-        PayloadFormat::Form,
-        Duration::from_secs(3),
-    );
-    // In process, with the documented opt-out: `CLOUD66_LINK_VERIFY=none`
-    // acts for whoever opens the link, as Cloud 66's own document has it.
-    let api = Cloud66LinkApi::new(
-        store().await,
-        provisioner,
-        partner,
-        vec!["app.cloud66.com".into()],
-        Verification::Unverified,
-    );
+    let api = unverified_link_api(store().await, PayloadFormat::Form, Duration::from_secs(3));
     let (uid, email) = (unique("ok"), email_address());
-    use lambda_http::RequestExt;
-    let request = lambda_http::http::Request::builder()
-        .uri("/cloud66/link")
-        .body(lambda_http::Body::Empty)
-        .unwrap()
-        .with_query_string_parameters(HashMap::from([
-            ("uid".to_string(), uid.clone()),
-            ("email".to_string(), email.clone()),
-            ("callback".to_string(), CALLBACK.to_string()),
-        ]));
-    let response = link::route(&api, request).await.unwrap();
-    assert_eq!(response.status(), 302);
-    assert_eq!(response.headers()["location"], CALLBACK);
+    let (status, location, _) = open_in_process(&api, &uid, &email, CALLBACK).await;
+    assert_eq!(status, 302);
+    assert_eq!(location.as_deref(), Some(CALLBACK));
     let records = received(&uid).await;
     assert_eq!(records.len(), 1);
     assert_payload(&records[0], &uid, &email, "application/x-www-form-urlencoded").await;
@@ -339,6 +307,20 @@ async fn the_link_acts_only_after_its_user_signs_in_with_cloud66_as_that_email()
         "nothing posted before the sign-in"
     );
     let client = dynamo_client().await;
+    // Only the pending request exists, and it expires.
+    let token = cookie
+        .trim_start_matches("__Host-cloud66_link=")
+        .split(';')
+        .next()
+        .unwrap();
+    let waiting = partition(
+        &client,
+        &format!("PENDING_LINK#{}", shared::signin::fingerprint(token)),
+    )
+    .await;
+    assert_eq!(waiting.len(), 1);
+    let expires: i64 = string(&waiting[0], "expires_at").parse().unwrap();
+    assert!(expires > unix_now() && expires <= unix_now() + 600, "{expires}");
     assert!(
         partition(&client, &format!("EMAIL#{email}")).await.is_empty(),
         "no account"
@@ -421,10 +403,7 @@ async fn twenty_concurrent_requests_for_one_email_create_one_account_and_one_res
     let client = dynamo_client().await;
     assert_eq!(count_entities(&client, "account", "email", &email).await, 1);
     let (account_id, account, audits) = account_for(&email).await;
-    let AttributeValue::L(resource_ids) = &account["resource_ids"] else {
-        panic!("resource_ids")
-    };
-    assert_eq!(resource_ids.len(), 1);
+    assert_eq!(string_list(&account, "resource_ids").len(), 1);
     assert_eq!(resources_with_addon_id(&client, &account_id).await, 1);
     assert_eq!(
         actions(&audits)
@@ -437,4 +416,180 @@ async fn twenty_concurrent_requests_for_one_email_create_one_account_and_one_res
         actions(&audits).iter().filter(|a| *a == "cloud66_linked").count(),
         20
     );
+}
+
+/// The config values a partner POST carried (everything but the link's own fields).
+fn posted_config(record: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = record["fields"].as_object().unwrap().clone();
+    fields.remove("link_uid");
+    fields.remove("user_email");
+    assert!(!fields.is_empty(), "{record}");
+    fields
+}
+
+/// A resource item's config, as the partner POST would carry it.
+fn stored_config(resource: &Item) -> serde_json::Map<String, serde_json::Value> {
+    let AttributeValue::M(config) = &resource["config"] else {
+        panic!("config")
+    };
+    config
+        .keys()
+        .map(|name| (name.clone(), string(config, name).into()))
+        .collect()
+}
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+#[tokio::test]
+async fn an_unverified_link_never_sends_an_existing_accounts_credentials_to_a_uid_not_linked_to_it() {
+    // The victim linked (and so has an account and credentials).
+    let victim = email_address();
+    assert_eq!(
+        open_link(&unique("ok"), &victim, CALLBACK).await.status(),
+        StatusCode::FOUND
+    );
+    let (victim_account, account, _) = account_for(&victim).await;
+    let client = dynamo_client().await;
+    let (resource, _) = resource_partition(&client, &string_list(&account, "resource_ids")[0]).await;
+    let victim_config = stored_config(&resource.unwrap());
+
+    // An attacker's uid with the victim's email, where nobody signs in.
+    let api = unverified_link_api(store().await, PayloadFormat::Json, Duration::from_secs(3));
+    let uid = unique("invalid");
+    let (status, location, page) = open_in_process(&api, &uid, &victim, CALLBACK).await;
+    assert_eq!(status, 403, "{page}");
+    assert!(location.is_none());
+    let sent = received(&uid).await;
+    assert_eq!(sent.len(), 1);
+    let sent_config = posted_config(&sent[0]);
+    for (name, value) in &victim_config {
+        assert_ne!(
+            sent_config.get(name),
+            Some(value),
+            "{name} of the victim's was sent"
+        );
+    }
+    // The victim's account is as it was; the attempt's resource is apart and expiring.
+    let (_, account_after, _) = account_for(&victim).await;
+    assert_eq!(
+        string_list(&account_after, "resource_ids"),
+        string_list(&account, "resource_ids")
+    );
+    let link = link_item(&uid).await;
+    assert_eq!(string(&link, "status"), "refused");
+    assert!(!link.contains_key("account_id"), "linked to no account");
+    let (attempt_resource, audits) = resource_partition(&client, &string(&link, "resource_id")).await;
+    let attempt_resource = attempt_resource.unwrap();
+    assert_eq!(string(&attempt_resource, "status"), "unconfirmed");
+    assert_ne!(string(&attempt_resource, "addon_id"), victim_account);
+    assert_eq!(stored_config(&attempt_resource), sent_config);
+    assert!(
+        audits.is_empty(),
+        "no audit event announces an unconfirmed resource"
+    );
+}
+
+#[tokio::test]
+async fn an_unverified_link_leaves_only_expiring_unconfirmed_items_until_cloud66_answers_200() {
+    let email = email_address();
+    let api = unverified_link_api(store().await, PayloadFormat::Json, Duration::from_secs(1));
+    let client = dynamo_client().await;
+
+    // Cloud 66 down: pending, with nothing but two expiring items.
+    let uid = unique("down");
+    let before = unix_now();
+    let (status, _, page) = open_in_process(&api, &uid, &email, CALLBACK).await;
+    assert_eq!(status, 503, "{page}");
+    assert!(
+        partition(&client, &format!("EMAIL#{email}")).await.is_empty(),
+        "no account, so nothing for Cloudmore"
+    );
+    let link = link_item(&uid).await;
+    assert_eq!(string(&link, "status"), "pending");
+    let expires: i64 = string(&link, "expires_at").parse().unwrap();
+    assert!(
+        expires > before && expires <= unix_now() + UNCONFIRMED_TTL_SECONDS,
+        "{expires}"
+    );
+    let resource_id = string(&link, "resource_id");
+    let (resource, _) = resource_partition(&client, &resource_id).await;
+    let resource = resource.unwrap();
+    assert_eq!(string(&resource, "status"), "unconfirmed");
+    assert_eq!(string(&resource, "expires_at"), expires.to_string());
+
+    // A reload sends the same unconfirmed resource again, not a new one.
+    assert_eq!(open_in_process(&api, &uid, &email, CALLBACK).await.0, 503);
+    let sent = received(&uid).await;
+    assert!(sent.len() >= 2);
+    assert_eq!(posted_config(&sent[0]), posted_config(sent.last().unwrap()));
+    assert_eq!(string(&link_item(&uid).await, "resource_id"), resource_id);
+    assert_eq!(string(&link_item(&uid).await, "attempts"), "2");
+
+    // Cloud 66 answers 200 for another uid of this email: the account is
+    // created only now, with the confirmed resource, and nothing expires.
+    let uid = unique("ok");
+    let (status, location, _) = open_in_process(&api, &uid, &email, CALLBACK).await;
+    assert_eq!(status, 302);
+    assert_eq!(location.as_deref(), Some(CALLBACK));
+    let (account_id, account, audits) = account_for(&email).await;
+    let link = link_item(&uid).await;
+    assert_eq!(string(&link, "status"), "linked");
+    assert_eq!(string(&link, "account_id"), account_id);
+    assert!(!link.contains_key("expires_at"));
+    let confirmed_id = string(&link, "resource_id");
+    assert_eq!(string_list(&account, "resource_ids"), vec![confirmed_id.clone()]);
+    let (confirmed, resource_audits) = resource_partition(&client, &confirmed_id).await;
+    let confirmed = confirmed.unwrap();
+    assert_eq!(string(&confirmed, "status"), "active");
+    assert_eq!(string(&confirmed, "addon_id"), account_id);
+    assert!(!confirmed.contains_key("expires_at"));
+    assert_eq!(stored_config(&confirmed), posted_config(&received(&uid).await[0]));
+    assert_eq!(actions(&resource_audits), ["provisioned"]);
+    assert!(actions(&audits).contains(&"cloud66_linked".to_string()));
+    // The down uid's attempt stays apart, expiring.
+    assert_ne!(confirmed_id, resource_id);
+}
+
+/// One round of the race: the uid's owner and someone else, at once.
+async fn race_for_one_uid<F, Fut>(open: F)
+where
+    F: Fn(String, String) -> Fut,
+    Fut: std::future::Future<Output = u16>,
+{
+    for _ in 0..4 {
+        let uid = unique("ok");
+        let owner = email_address();
+        let other = format!("not-the-owner-{}", email_address());
+        let (owner_status, other_status) =
+            tokio::join!(open(uid.clone(), owner.clone()), open(uid.clone(), other.clone()));
+        assert_eq!(owner_status, 302, "the owner is linked");
+        assert!([403, 409].contains(&other_status), "{other_status}");
+        let link = link_item(&uid).await;
+        assert_eq!(string(&link, "status"), "linked");
+        assert_eq!(string(&link, "email"), owner);
+        let (account_id, account, _) = account_for(&owner).await;
+        assert_eq!(string(&link, "account_id"), account_id);
+        // What Cloud 66 accepted for the owner is what the owner's account holds.
+        let owner_post = received(&uid)
+            .await
+            .into_iter()
+            .find(|record| record["fields"]["user_email"] == owner.as_str())
+            .unwrap();
+        let client = dynamo_client().await;
+        let (resource, _) = resource_partition(&client, &string_list(&account, "resource_ids")[0]).await;
+        assert_eq!(stored_config(&resource.unwrap()), posted_config(&owner_post));
+        // And it stays bound: the other email is refused from now on.
+        assert_eq!(open(uid.clone(), other.clone()).await, 409);
+    }
+}
+
+#[tokio::test]
+async fn two_concurrent_attempts_on_one_uid_with_different_emails_bind_it_to_the_one_cloud66_confirms() {
+    race_for_one_uid(|uid, email| async move { open_link(&uid, &email, CALLBACK).await.status().as_u16() })
+        .await;
+    let api = unverified_link_api(store().await, PayloadFormat::Json, Duration::from_secs(3));
+    let api = &api;
+    race_for_one_uid(|uid, email| async move { open_in_process(api, &uid, &email, CALLBACK).await.0 }).await;
 }

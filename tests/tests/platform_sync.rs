@@ -5,12 +5,13 @@
 use serde_json::{json, Value};
 use shared::clevercloud::vendor::VendorClient;
 use shared::clevercloud::{Lifecycle, ProvisionRequest};
+use shared::cloud66::link::PayloadFormat;
 use shared::cloudmore::{CloudmoreClient, CloudmoreConfig};
 use shared::config::CleverCloudConfig;
 use shared::model::Resource;
 use shared::provisioner::DefaultProvisioner;
 use shared::secret::Secret;
-use shared::store::{AccountStore, DynamoStore, ResourceReader};
+use shared::store::{AccountStore, DynamoStore, LinkStore, ResourceReader};
 use shared::sync::{self, PlatformSync};
 use std::sync::Arc;
 use std::time::Duration;
@@ -305,4 +306,34 @@ async fn reconcile_reports_drift_both_ways_and_deletes_nothing() {
         resource(&world.store, &only_here_id).await.is_active(),
         "reconcile deletes nothing"
     );
+}
+
+#[tokio::test]
+async fn an_unverified_cloud66_link_reaches_cloudmore_only_once_cloud66_answers_200() {
+    const CALLBACK: &str = "https://app.cloud66.com/partners/callback";
+    let world = world().await;
+    let api = unverified_link_api(world.store.clone(), PayloadFormat::Json, Duration::from_secs(3));
+    let email = format!("{}@example.com", unique("unverified"));
+    let posts_before = *world.cloudmore.organization_posts.lock().unwrap();
+
+    // Refused by Cloud 66: everything the attempt wrote goes through the sync.
+    let refused = unique("invalid");
+    assert_eq!(open_in_process(&api, &refused, &email, CALLBACK).await.0, 403);
+    let link = world.store.get_link(&refused).await.unwrap().unwrap();
+    let mut records = records_for(&format!("CLOUD66_LINK#{refused}")).await;
+    records.extend(records_for(&format!("RESOURCE#{}", link.resource_id.unwrap())).await);
+    assert!(records.len() >= 2, "{records:?}");
+    world.deliver(&records).await;
+    assert!(world.cloudmore.organizations_named(&email).is_empty());
+    assert_eq!(*world.cloudmore.organization_posts.lock().unwrap(), posts_before);
+
+    // Linked: the account exists only now, and its INSERT makes one organisation.
+    let linked = unique("ok");
+    assert_eq!(open_in_process(&api, &linked, &email, CALLBACK).await.0, 302);
+    let link = world.store.get_link(&linked).await.unwrap().unwrap();
+    let account_id = link.account_id.expect("linked to an account");
+    let mut records = records_for(&format!("ACCOUNT#{account_id}")).await;
+    records.extend(records_for(&format!("RESOURCE#{}", link.resource_id.unwrap())).await);
+    world.deliver(&records).await;
+    assert_eq!(world.cloudmore.organizations_named(&email).len(), 1);
 }

@@ -124,9 +124,9 @@ impl DynamoStore {
         Self::key(format!("EMAIL#{email}"), "EMAIL")
     }
 
-    /// Creates a short-lived item (its `expires_at` is also its TTL) that
-    /// is to be used once; its key is a fresh token's fingerprint.
-    async fn put_single_use(&self, item: Item) -> Result<(), StoreError> {
+    /// Creates an item whose key is fresh (a new token's fingerprint, a new
+    /// id); a collision is an error, never an overwrite.
+    async fn put_fresh(&self, item: Item) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.table)
@@ -192,9 +192,7 @@ impl DynamoStore {
         owner: &str,
         actions: Vec<TransactWriteItem>,
     ) -> Result<Claimed, StoreError> {
-        let mut claim_item = claim.clone();
-        claim_item.insert("owner_id".into(), AttributeValue::S(owner.to_string()));
-        claim_item.insert("entity".into(), AttributeValue::S("claim".into()));
+        let claim_item = Self::claim_item(claim.clone(), owner);
         for attempt in 0..TRANSACTION_ATTEMPTS {
             let mut all = vec![self.put_new(claim_item.clone())?];
             all.extend(actions.iter().cloned());
@@ -226,6 +224,13 @@ impl DynamoStore {
         Err(StoreError::Unavailable(
             "claimed create kept colliding with concurrent writes".into(),
         ))
+    }
+
+    /// A claim item: `claim`'s key naming `owner`.
+    fn claim_item(mut claim: Item, owner: &str) -> Item {
+        claim.insert("owner_id".into(), AttributeValue::S(owner.to_string()));
+        claim.insert("entity".into(), AttributeValue::S("claim".into()));
+        claim
     }
 
     /// A transaction action that replaces `item`, failing unless the stored
@@ -414,16 +419,13 @@ impl ResourceWriter for DynamoStore {
 }
 
 impl DynamoStore {
-    /// Runs a transaction whose first action is version-conditional: a lost
-    /// race on that version is `Stale`, not an error.
+    /// Runs a transaction of version-conditional actions: a lost race on any
+    /// of their conditions is `Stale`, not an error; the caller reads again.
     async fn transact_versioned(&self, items: Vec<TransactWriteItem>) -> Result<UpdateOutcome, StoreError> {
         match self.transact(items).await? {
             None => Ok(UpdateOutcome::Updated),
             Some(reasons)
-                if is_conflict(&reasons)
-                    || reasons
-                        .first()
-                        .is_some_and(|code| code == "ConditionalCheckFailed") =>
+                if is_conflict(&reasons) || reasons.iter().any(|code| code == "ConditionalCheckFailed") =>
             {
                 Ok(UpdateOutcome::Stale)
             }
@@ -565,7 +567,7 @@ impl SessionStore for DynamoStore {
         let mut item = Self::signin_state_key(state_fingerprint);
         item.insert("entity".into(), AttributeValue::S("signin_state".into()));
         item.insert("expires_at".into(), AttributeValue::N(expires_at.to_string()));
-        self.put_single_use(item).await
+        self.put_fresh(item).await
     }
 
     async fn finish_signin(&self, state_fingerprint: &str, now: i64) -> Result<bool, StoreError> {
@@ -584,18 +586,58 @@ impl LinkStore for DynamoStore {
             .transpose()
     }
 
-    async fn save_link(&self, link: &Cloud66Link, event: &AuditEvent) -> Result<UpdateOutcome, StoreError> {
-        let item = Self::entity_item(link, Self::link_key(&link.uid), "cloud66_link")?;
+    async fn save_link(
+        &self,
+        link: &Cloud66Link,
+        events: &[AuditEvent],
+    ) -> Result<UpdateOutcome, StoreError> {
+        let mut items = vec![self.link_action(link)?];
+        items.extend(self.audit_actions(events)?);
+        self.transact_versioned(items).await
+    }
+
+    async fn start_unconfirmed_link(
+        &self,
+        link: &Cloud66Link,
+        resource: &Resource,
+    ) -> Result<UpdateOutcome, StoreError> {
         let items = vec![
-            self.put_versioned(item, link.version.saturating_sub(1))?,
-            self.put_new(Self::audit_item(event)?)?,
+            self.link_action(link)?,
+            self.put_new(Self::resource_item(resource)?)?,
         ];
+        self.transact_versioned(items).await
+    }
+
+    async fn confirm_link(
+        &self,
+        link: &Cloud66Link,
+        resource: &Resource,
+        account: &Account,
+        events: &[AuditEvent],
+    ) -> Result<UpdateOutcome, StoreError> {
+        let mut items = vec![
+            self.link_action(link)?,
+            self.put_versioned(Self::resource_item(resource)?, resource.version.saturating_sub(1))?,
+            self.put_versioned(
+                Self::entity_item(account, Self::account_key(&account.id), "account")?,
+                account.version.saturating_sub(1),
+            )?,
+        ];
+        if account.resource_ids.len() == 1 {
+            // The account's first resource is its partner-side one, as
+            // `ensure_account_resource` would have claimed it.
+            items.push(self.put_new(Self::claim_item(
+                Self::cloud66_account_claim_key(&account.id),
+                &resource.id,
+            ))?);
+        }
+        items.extend(self.audit_actions(events)?);
         self.transact_versioned(items).await
     }
 
     async fn save_pending_link(&self, token_fingerprint: &str, link: &PendingLink) -> Result<(), StoreError> {
         let item = Self::entity_item(link, Self::pending_link_key(token_fingerprint), "pending_link")?;
-        self.put_single_use(item).await
+        self.put_fresh(item).await
     }
 
     async fn take_pending_link(
@@ -615,7 +657,7 @@ impl LinkStore for DynamoStore {
         resource: &Resource,
         event: &AuditEvent,
     ) -> Result<Resource, StoreError> {
-        let claim = Self::key(format!("CLOUD66_ACCOUNT#{}", account.id), "CLOUD66_ACCOUNT");
+        let claim = Self::cloud66_account_claim_key(&account.id);
         let mut account = account.clone();
         for _ in 0..TRANSACTION_ATTEMPTS {
             if let Some(existing) = self.claim_owner(claim.clone()).await? {
@@ -658,6 +700,24 @@ impl DynamoStore {
 
     fn link_key(uid: &str) -> Item {
         Self::key(format!("CLOUD66_LINK#{uid}"), "CLOUD66_LINK")
+    }
+
+    /// Names the account's partner-side resource: one per account.
+    fn cloud66_account_claim_key(account_id: &str) -> Item {
+        Self::key(format!("CLOUD66_ACCOUNT#{account_id}"), "CLOUD66_ACCOUNT")
+    }
+
+    /// Writes `link`, conditional on the version before it.
+    fn link_action(&self, link: &Cloud66Link) -> Result<TransactWriteItem, StoreError> {
+        let item = Self::entity_item(link, Self::link_key(&link.uid), "cloud66_link")?;
+        self.put_versioned(item, link.version.saturating_sub(1))
+    }
+
+    fn audit_actions(&self, events: &[AuditEvent]) -> Result<Vec<TransactWriteItem>, StoreError> {
+        events
+            .iter()
+            .map(|event| self.put_new(Self::audit_item(event)?))
+            .collect()
     }
 
     async fn resource_named_by_claim(&self, id: &str) -> Result<Resource, StoreError> {

@@ -172,13 +172,35 @@ pub trait SessionStore: Send + Sync {
 pub trait LinkStore: AccountStore {
     fn get_link(&self, uid: &str) -> impl Future<Output = Result<Option<Cloud66Link>, StoreError>> + Send;
 
-    /// Writes a link's new state and its audit event in one transaction, on
+    /// Writes a link's new state and its audit events in one transaction, on
     /// condition that the stored version is still `link.version - 1` (no
     /// stored link for a first write, version 1).
     fn save_link(
         &self,
         link: &Cloud66Link,
-        event: &AuditEvent,
+        events: &[AuditEvent],
+    ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
+
+    /// Before an unverified link's POST, in one transaction: the link, naming
+    /// the resource whose config the POST sends (conditional on the link's
+    /// version before), and that resource, new and unconfirmed. Both carry a
+    /// TTL; neither is in an account, and no audit event announces them.
+    fn start_unconfirmed_link(
+        &self,
+        link: &Cloud66Link,
+        resource: &Resource,
+    ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
+
+    /// Once Cloud 66 confirmed an unverified link, in one transaction: the
+    /// link, its resource (now active) and the account (now listing it), each
+    /// on condition of the version before, and the audit events. `Stale` if
+    /// any of them changed meanwhile.
+    fn confirm_link(
+        &self,
+        link: &Cloud66Link,
+        resource: &Resource,
+        account: &Account,
+        events: &[AuditEvent],
     ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
 
     /// The account's partner-side resource: `resource` is created with its

@@ -1,0 +1,357 @@
+//! The Cloud 66 link flow (cloud66-partner-integration.md): Cloud 66 sends
+//! its user to `GET /cloud66/link?uid=…&email=…&callback=…`; the partner
+//! POSTs `link_uid`, `user_email` and the resource's config to its partner
+//! endpoint and sends the user back to `callback`.
+//!
+//! The query comes from a browser and proves nothing, so who the link acts
+//! for is a setting ([`Verification`]): by default only a user who signed in
+//! with Cloud 66 as the email being linked ([`verified`]); with the opt-out,
+//! whoever opens it, but then nothing of an existing account is sent and
+//! nothing lasting is created before Cloud 66 answers 200 ([`unverified`]).
+//! Either way Cloud 66's answer decides whether the link holds, the pages
+//! never show account data, and `callback` must be an `https` URL on an
+//! allowed host ([`request`]), or nobody is redirected anywhere.
+//!
+//! This module routes; [`request`] validates, [`partner`] talks to Cloud 66,
+//! [`verified`] and [`unverified`] hold the account logic of each setting.
+
+mod attempt;
+pub mod partner;
+pub mod request;
+pub mod unverified;
+mod verified;
+
+pub use partner::{PartnerAnswer, PartnerClient, PayloadFormat};
+pub use request::{parse_link_query, LinkRequest};
+
+use super::pending::{self, PendingLink};
+use crate::config::{self, ConfigError};
+use crate::html::{self, page, redirect};
+use crate::model::Platform;
+use crate::provisioner::{Provisioner, ProvisionerError, VendorProvisioner};
+use crate::secret::random_hex;
+use crate::signin;
+use crate::store::{DynamoStore, LinkStore, ResourceReader, SessionStore, StoreError};
+use attempt::{settled, LinkError, Outcome};
+use lambda_http::http::{header, HeaderMap, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use maud::html;
+use reqwest::Url;
+use std::convert::Infallible;
+use std::time::Duration;
+
+/// Everything the `cloud66-link` function needs, built once at cold start.
+pub struct Cloud66LinkApi<S, P> {
+    store: S,
+    provisioner: P,
+    partner: PartnerClient,
+    callback_hosts: Vec<String>,
+    verification: Verification,
+}
+
+/// Who the link acts for (`CLOUD66_LINK_VERIFY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// `sso` (the default): only for a user who signed in with Cloud 66 as
+    /// the email being linked; nothing is created or posted before that.
+    CloudSignIn,
+    /// `none`: for whoever opens the link, as Cloud 66's own document has it;
+    /// only Cloud 66's check of the uid and email stands in the way.
+    Unverified,
+}
+
+impl<S, P> Cloud66LinkApi<S, P> {
+    pub fn new(
+        store: S,
+        provisioner: P,
+        partner: PartnerClient,
+        callback_hosts: Vec<String>,
+        verification: Verification,
+    ) -> Self {
+        Self {
+            store,
+            provisioner,
+            partner,
+            callback_hosts,
+            verification,
+        }
+    }
+}
+
+impl Cloud66LinkApi<DynamoStore, VendorProvisioner> {
+    /// Reads `TABLE_NAME`, `CLOUD66_PARTNER_ENDPOINT`, `CLOUD66_CALLBACK_HOSTS`,
+    /// `CLOUD66_PARTNER_FORMAT`, `CLOUD66_PARTNER_TIME_LIMIT_SECONDS`,
+    /// `CLOUD66_LINK_VERIFY` (with `CLOUD66_PROVIDER`) and the
+    /// provisioner's variables (`ADDON_ID`, `ADDON_CONFIG_VARS`, `RESOURCE_BASE_URL`).
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let environment = config::Environment::load().await?;
+        let lookup = environment.lookup();
+        let endpoint = config::base_url(
+            "CLOUD66_PARTNER_ENDPOINT",
+            config::required(&lookup, "CLOUD66_PARTNER_ENDPOINT")?,
+        )?;
+        let callback_hosts = config::comma_list(
+            &config::optional(&lookup, "CLOUD66_CALLBACK_HOSTS").unwrap_or_else(|| "app.cloud66.com".into()),
+        );
+        if callback_hosts.is_empty() {
+            return Err(ConfigError::new("CLOUD66_CALLBACK_HOSTS", "lists no host"));
+        }
+        let format = match config::optional(&lookup, "CLOUD66_PARTNER_FORMAT").as_deref() {
+            None | Some("json") => PayloadFormat::Json,
+            Some("form") => PayloadFormat::Form,
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "CLOUD66_PARTNER_FORMAT",
+                    "must be `json` or `form`",
+                ))
+            }
+        };
+        let time_limit = config::seconds(&lookup, "CLOUD66_PARTNER_TIME_LIMIT_SECONDS", 6)?;
+        let verification = match config::optional(&lookup, "CLOUD66_LINK_VERIFY").as_deref() {
+            None | Some("sso") => Verification::CloudSignIn,
+            Some("none") => Verification::Unverified,
+            Some(_) => return Err(ConfigError::new("CLOUD66_LINK_VERIFY", "must be `sso` or `none`")),
+        };
+        if verification == Verification::CloudSignIn
+            && config::optional(&lookup, "CLOUD66_PROVIDER").is_none()
+        {
+            return Err(ConfigError::new(
+                "CLOUD66_LINK_VERIFY",
+                "is `sso` (the default), but Cloud 66 SSO is not configured (CLOUD66_PROVIDER): configure it, or set `none`",
+            ));
+        }
+        let addon_id = config::required(&lookup, "ADDON_ID")?;
+        let provisioner = VendorProvisioner::from_lookup(&lookup, &addon_id)?;
+        let table = config::required(&lookup, "TABLE_NAME")?;
+        let store = DynamoStore::new(DynamoStore::client_from_env().await, table);
+        let partner = PartnerClient::new(endpoint, format, Duration::from_secs(time_limit.unsigned_abs()));
+        Ok(Self::new(
+            store,
+            provisioner,
+            partner,
+            callback_hosts,
+            verification,
+        ))
+    }
+}
+
+/// The `cloud66-link` function's routes.
+pub async fn route<S: LinkStore + ResourceReader + SessionStore, P: Provisioner>(
+    api: &Cloud66LinkApi<S, P>,
+    request: Request,
+) -> Result<Response<Body>, Infallible> {
+    Ok(match request.uri().path() {
+        pending::RESUME_PATH => resume(api, &request).await,
+        _ => link(api, &request).await,
+    })
+}
+
+/// `GET /cloud66/link?uid=…&email=…&callback=…`
+async fn link<S: LinkStore + ResourceReader + SessionStore, P: Provisioner>(
+    api: &Cloud66LinkApi<S, P>,
+    request: &Request,
+) -> Response<Body> {
+    let query = request.query_string_parameters_ref();
+    let param = |name: &str| query.and_then(|query| query.first(name));
+    let parsed = parse_link_query(
+        param("uid"),
+        param("email"),
+        param("callback"),
+        &api.callback_hosts,
+    );
+    let link_request = match parsed {
+        Ok(link_request) => link_request,
+        Err(problems) => return invalid_request_page(&problems),
+    };
+    // A uid already linked needs no sign-in to say so (reads only).
+    match api.store.get_link(&link_request.uid).await {
+        Ok(Some(existing)) => {
+            if let Some(outcome) = settled(&existing, &link_request) {
+                return respond(&link_request, Ok(outcome));
+            }
+        }
+        Ok(None) => {}
+        Err(err) => return respond(&link_request, Err(err.into())),
+    }
+    if api.verification == Verification::Unverified {
+        return respond(&link_request, run(api, &link_request).await);
+    }
+    match signed_in_as(api, request.headers(), &link_request.email).await {
+        // Already signed in with Cloud 66 as this email: no round trip.
+        Ok(true) => respond(&link_request, run(api, &link_request).await),
+        Ok(false) => match await_signin(api, &link_request).await {
+            Ok(response) => response,
+            Err(err) => respond(&link_request, Err(err)),
+        },
+        Err(err) => respond(&link_request, Err(err.into())),
+    }
+}
+
+/// Whether the browser holds a Cloud 66 session for `email`.
+async fn signed_in_as<S: SessionStore>(
+    api: &Cloud66LinkApi<S, impl Provisioner>,
+    headers: &HeaderMap,
+    email: &str,
+) -> Result<bool, StoreError> {
+    let Some(session_id) = signin::session_id(headers) else {
+        return Ok(false);
+    };
+    let session = api.store.get_session(&session_id).await?;
+    Ok(session.is_some_and(|session| {
+        session.platform == Platform::Cloud66 && session.email.as_deref() == Some(email)
+    }))
+}
+
+/// Keeps the request server-side, bound to this browser, and sends the
+/// browser to sign in with Cloud 66; nothing else is written.
+async fn await_signin<S: LinkStore, P>(
+    api: &Cloud66LinkApi<S, P>,
+    link_request: &LinkRequest,
+) -> Result<Response<Body>, LinkError> {
+    let token = random_hex(pending::TOKEN_BYTES);
+    let pending_link = PendingLink {
+        uid: link_request.uid.clone(),
+        email: link_request.email.clone(),
+        callback: link_request.callback.to_string(),
+        expires_at: chrono::Utc::now().timestamp() + pending::PENDING_TTL_SECONDS,
+    };
+    api.store
+        .save_pending_link(&signin::fingerprint(&token), &pending_link)
+        .await?;
+    tracing::info!(uid = %link_request.uid, "link waiting for the user's Cloud 66 sign-in");
+    let mut response = redirect(StatusCode::FOUND, "/cloud66/sso/start");
+    if let Some(cookie) = pending::cookie(&token, pending::PENDING_TTL_SECONDS) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// `GET /cloud66/link/resume`, where the Cloud 66 sign-in sends a browser
+/// with a pending link: finishes it if the user signed in as its email.
+async fn resume<S: LinkStore + ResourceReader + SessionStore, P: Provisioner>(
+    api: &Cloud66LinkApi<S, P>,
+    request: &Request,
+) -> Response<Body> {
+    let mut response = match resume_link(api, request).await {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::warn!(error = %err, "a pending Cloud 66 link could not be resumed");
+            html::unavailable()
+        }
+    };
+    if let Some(spent) = pending::cookie("", 0) {
+        response.headers_mut().append(header::SET_COOKIE, spent);
+    }
+    response
+}
+
+async fn resume_link<S: LinkStore + ResourceReader + SessionStore, P: Provisioner>(
+    api: &Cloud66LinkApi<S, P>,
+    request: &Request,
+) -> Result<Response<Body>, LinkError> {
+    let now = chrono::Utc::now().timestamp();
+    let waiting = match pending::token(request.headers()) {
+        Some(token) => {
+            api.store
+                .take_pending_link(&signin::fingerprint(&token), now)
+                .await?
+        }
+        None => None,
+    };
+    let Some(waiting) = waiting else {
+        return Ok(page(
+            StatusCode::BAD_REQUEST,
+            "No link is waiting",
+            html! { p { "This link request has expired or was already used. Start the integration again from your Cloud 66 dashboard." } },
+        ));
+    };
+    // Parsed again as strictly as the first time: the stored request is ours,
+    // but the rules may have changed since it was stored.
+    let link_request = match parse_link_query(
+        Some(&waiting.uid),
+        Some(&waiting.email),
+        Some(&waiting.callback),
+        &api.callback_hosts,
+    ) {
+        Ok(link_request) => link_request,
+        Err(problems) => return Ok(invalid_request_page(&problems)),
+    };
+    if !signed_in_as(api, request.headers(), &link_request.email).await? {
+        tracing::info!(uid = %link_request.uid, "link refused: signed in as another Cloud 66 user");
+        return Ok(page(
+            StatusCode::FORBIDDEN,
+            "Signed in as someone else",
+            html! { p { "You signed in to Cloud 66 as a different user than the one this link is for, so nothing was linked. Start the integration again from your Cloud 66 dashboard." } },
+        ));
+    }
+    Ok(respond(&link_request, run(api, &link_request).await))
+}
+
+/// The page or redirect for a link's outcome.
+fn respond(link_request: &LinkRequest, outcome: Result<Outcome, LinkError>) -> Response<Body> {
+    match outcome {
+        Ok(Outcome::Linked) => redirect(StatusCode::FOUND, link_request.callback.as_str()),
+        Ok(Outcome::Refused(message)) => refused_page(&message, &link_request.callback),
+        Ok(Outcome::Pending) => pending_page(),
+        Ok(Outcome::OtherAccount) => page(
+            StatusCode::CONFLICT,
+            "Already linked",
+            html! { p { "This Cloud 66 user is already linked to a different account." } },
+        ),
+        Err(LinkError::Provisioner(ProvisionerError::Refused { status, message })) => {
+            tracing::info!(vendor_status = status, uid = %link_request.uid, "the vendor's service refused the account");
+            page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Not set up",
+                html! { p { "The service could not set up your account: " (message) } },
+            )
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, uid = %link_request.uid, "Cloud 66 link could not complete");
+            html::unavailable()
+        }
+    }
+}
+
+/// Runs the link in the flow the setting chooses.
+async fn run<S: LinkStore + ResourceReader, P: Provisioner>(
+    api: &Cloud66LinkApi<S, P>,
+    request: &LinkRequest,
+) -> Result<Outcome, LinkError> {
+    match api.verification {
+        Verification::CloudSignIn => verified::run(&api.store, &api.provisioner, &api.partner, request).await,
+        Verification::Unverified => {
+            unverified::run(&api.store, &api.provisioner, &api.partner, request).await
+        }
+    }
+}
+
+fn invalid_request_page(problems: &[String]) -> Response<Body> {
+    page(
+        StatusCode::BAD_REQUEST,
+        "This link request is not valid",
+        html! {
+            ul { @for problem in problems { li { (problem) } } }
+            p { "Start the integration again from your Cloud 66 dashboard." }
+        },
+    )
+}
+
+fn refused_page(message: &str, callback: &Url) -> Response<Body> {
+    page(
+        StatusCode::FORBIDDEN,
+        "Cloud 66 did not accept the link",
+        html! {
+            p { "Cloud 66 said: " q #reason { (message) } }
+            p { a href=(callback.as_str()) { "Back to Cloud 66" } }
+        },
+    )
+}
+
+fn pending_page() -> Response<Body> {
+    html::retry_later(
+        "Cloud 66 did not answer",
+        "Cloud 66 did not confirm the link in time. Reload this page to try again.",
+        5,
+    )
+}
