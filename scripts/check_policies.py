@@ -23,6 +23,8 @@ WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 # Reached by anyone on the internet with no shared secret checked first.
 UNAUTHENTICATED = {"sso-login", "dashboard"}
 NEVER_WRITTEN_BY_UNAUTHENTICATED = {"RESOURCE", "CLEVERCLOUD_ADDON"}
+# The partition values of the PendingSync index (shared::model::SyncQueue).
+INDEX_QUEUES = {"pending", "failed"}
 
 
 def grants(template: dict):
@@ -45,6 +47,13 @@ def grants(template: dict):
                 )
                 if not keys:
                     problems.append(f"{name}: {dynamo} without a dynamodb:LeadingKeys condition")
+                    continue
+                if "/index/" in str(statement.get("Resource")):
+                    # An index's leading keys are its own partition values
+                    # (the sync queues), not the table's prefixes; reads only.
+                    writes = WRITES.intersection(dynamo)
+                    if writes or not set(keys) <= INDEX_QUEUES:
+                        problems.append(f"{name}: index statement {dynamo} on {keys} is not a read of the sync queues")
                     continue
                 for key in keys:
                     match = re.fullmatch(r"([A-Z0-9_]+)#\*", key)

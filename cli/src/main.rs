@@ -4,7 +4,8 @@
 //! ```text
 //! provider check --manifest FILE  test a deployment against the marketplaces' contracts
 //! provider rotate RESOURCE_ID     fresh secret config values; the stream pushes them to Clever Cloud
-//! provider reconcile              compare Clever Cloud's add-on list with the table (reports only)
+//! provider reconcile              compare Clever Cloud's add-on list with the table, report config drift
+//! provider sync [ID]              perform every pending or failed push now (or one item's)
 //! provider verify-signature ...   check an Addon-Signature header against a request body
 //! ```
 //!
@@ -17,7 +18,7 @@ use shared::clevercloud::vendor::VendorClient;
 use shared::config::{self, CleverCloudConfig};
 use shared::provisioner::{signature, VendorProvisioner};
 use shared::secret::Secret;
-use shared::store::DynamoStore;
+use shared::store::{DynamoStore, SyncSubject};
 use shared::sync;
 use std::process::ExitCode;
 
@@ -40,8 +41,16 @@ enum Command {
         resource_id: String,
     },
     /// Compare Clever Cloud's add-on list with the table and print the
-    /// differences as JSON; changes nothing.
+    /// differences as JSON, with config versions Clever Cloud has not
+    /// confirmed and pushes that failed for good; changes nothing.
     Reconcile,
+    /// Perform every pending or failed push to Clever Cloud and Cloudmore
+    /// now, whatever a platform said before (JSON report on stdout);
+    /// idempotent. Exits 1 when something is still owed.
+    Sync {
+        /// Only this resource (`res_…`) or Cloud 66 account (`acc_…`).
+        id: Option<String>,
+    },
     /// Check a provisioning request's `Addon-Signature` header against its
     /// body, with the secret from PROVISIONER_SIGNING_SECRET; exits 1 when
     /// it does not hold.
@@ -64,6 +73,7 @@ async fn main() -> ExitCode {
         Command::Check(args) => return check::main(args).await,
         Command::Rotate { resource_id } => rotate(&resource_id).await,
         Command::Reconcile => reconcile().await,
+        Command::Sync { id } => sync_now(id.as_deref()).await,
         Command::VerifySignature {
             header,
             body,
@@ -107,6 +117,35 @@ async fn reconcile() -> Result<serde_json::Value, String> {
         .await
         .map_err(|err| err.to_string())?;
     serde_json::to_value(report).map_err(|err| err.to_string())
+}
+
+async fn sync_now(id: Option<&str>) -> Result<serde_json::Value, String> {
+    let platforms = sync::PlatformSync::from_env()
+        .await
+        .map_err(|err| err.to_string())?;
+    match id {
+        Some(id) => {
+            let subject = match id.starts_with("acc_") {
+                true => SyncSubject::Account(id.to_string()),
+                false => SyncSubject::Resource(id.to_string()),
+            };
+            let settled = platforms
+                .settle_now(&subject)
+                .await
+                .map_err(|err| err.to_string())?;
+            if settled != sync::Settled::Done {
+                return Err(serde_json::json!({ "id": id, "outcome": settled }).to_string());
+            }
+            Ok(serde_json::json!({ "id": id, "outcome": settled }))
+        }
+        None => {
+            let report = platforms.sweep(true).await.map_err(|err| err.to_string())?;
+            if report.pending + report.failed > 0 {
+                return Err(serde_json::to_string(&report).unwrap_or_default());
+            }
+            serde_json::to_value(report).map_err(|err| err.to_string())
+        }
+    }
 }
 
 fn verify_signature(

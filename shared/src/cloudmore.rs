@@ -17,6 +17,8 @@ use tokio::sync::Mutex;
 pub const CLIENT_ID: &str = "ro.customer.client";
 /// A token is replaced this long before Cloudmore says it expires.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+/// Cloudmore's tokens live about 24 hours; a longer claim is not believed.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// How the client credentials travel to the token endpoint
 /// (`CLOUDMORE_CLIENT_AUTH`): Cloudmore's sample code puts them in the form,
@@ -98,7 +100,7 @@ pub enum CloudmoreError {
     InvalidClient,
     #[error("Cloudmore token request failed: {0}")]
     Token(String),
-    /// Network trouble, time-outs, 5xx: worth retrying later.
+    /// Network trouble, time-outs, 5xx, 429: worth retrying later.
     #[error("Cloudmore is unavailable: {0}")]
     Unavailable(String),
     #[error("Cloudmore answered {status}: {message}")]
@@ -188,10 +190,9 @@ impl CloudmoreClient {
                 "{status} without access_token and expires_in"
             )));
         };
-        let lifetime = Duration::from_secs(expires_in).saturating_sub(EXPIRY_MARGIN);
         Ok(CachedToken {
             value: Secret::new(token),
-            replace_after: Instant::now() + lifetime,
+            replace_after: replace_after(Instant::now(), expires_in),
         })
     }
 
@@ -218,7 +219,7 @@ impl CloudmoreClient {
                 .map_err(|err| CloudmoreError::Unavailable(err.without_url().to_string()))?;
             match response.status() {
                 StatusCode::UNAUTHORIZED if attempt == 0 => self.forget_token().await,
-                status if status.is_server_error() => {
+                status if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => {
                     return Err(CloudmoreError::Unavailable(format!(
                         "{method} {path} answered {status}"
                     )))
@@ -300,6 +301,16 @@ impl CloudmoreClient {
     }
 }
 
+/// When to stop using a token the server said lives `expires_in` seconds:
+/// a little before that, and never later than [`MAX_TOKEN_LIFETIME`] from
+/// `now`, whatever number the server sends (no arithmetic on it can overflow).
+fn replace_after(now: Instant, expires_in: u64) -> Instant {
+    let lifetime = Duration::from_secs(expires_in)
+        .min(MAX_TOKEN_LIFETIME)
+        .saturating_sub(EXPIRY_MARGIN);
+    now.checked_add(lifetime).unwrap_or(now)
+}
+
 /// A string field, whatever the case of its name (`Id`, `id`).
 fn field<'a>(value: &'a serde_json::Value, name: &str) -> Option<&'a str> {
     value
@@ -307,4 +318,25 @@ fn field<'a>(value: &'a serde_json::Value, name: &str) -> Option<&'a str> {
         .iter()
         .find(|(key, _)| key.eq_ignore_ascii_case(name))
         .and_then(|(_, value)| value.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_lifetimes_are_clamped_and_never_overflow() {
+        let now = Instant::now();
+        assert_eq!(replace_after(now, 3600), now + Duration::from_secs(3540));
+        let day = now + MAX_TOKEN_LIFETIME - EXPIRY_MARGIN;
+        assert_eq!(replace_after(now, 24 * 60 * 60), day);
+        assert_eq!(replace_after(now, 24 * 60 * 60 + 1), day);
+        assert_eq!(replace_after(now, 1 << 63), day);
+        assert_eq!(replace_after(now, u64::MAX), day);
+        assert_eq!(
+            replace_after(now, 30),
+            now,
+            "shorter than the margin: replace at once"
+        );
+    }
 }

@@ -164,27 +164,19 @@ mod tests {
     #[test]
     fn the_resource_panel_escapes_outside_text_and_masks_config_values() {
         let resource = Resource {
-            id: "res_1".into(),
-            platform: Platform::CleverCloud,
-            addon_id: "addon_1".into(),
-            plan: "premium".into(),
-            owner_id: None,
             owner_name: Some("<script>alert(1)</script>".into()),
-            user_id: None,
-            region: None,
-            callback_url: None,
-            options: BTreeMap::new(),
             config: ConfigMap(BTreeMap::from([(
                 "ADDON_NAME_TOKEN".into(),
                 "s3cret-value".into(),
             )])),
-            status: ResourceStatus::Active,
-            version: 1,
-            created_at: "2026-01-01T00:00:00.000Z".into(),
-            updated_at: "2026-01-01T00:00:00.000Z".into(),
-            deprovisioned_at: None,
-            vendor: None,
-            expires_at: None,
+            ..Resource::new(
+                "res_1".into(),
+                Platform::CleverCloud,
+                "addon_1".into(),
+                "premium".into(),
+                ConfigMap::default(),
+                &crate::model::Timestamp::now(),
+            )
         };
         let markup = resource_panel(&resource).into_string();
         assert!(

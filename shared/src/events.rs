@@ -36,7 +36,8 @@ pub fn detail_type(action: AuditAction) -> Option<&'static str> {
         AuditAction::Cloud66LinkRefused
         | AuditAction::Cloud66LinkPending
         | AuditAction::VendorDetailsFetched
-        | AuditAction::CloudmoreOrganizationRecorded => return None,
+        | AuditAction::CloudmoreOrganizationRecorded
+        | AuditAction::ConfigPushed => return None,
     })
 }
 

@@ -77,6 +77,76 @@ pub struct Resource {
     /// Unix seconds, the item's TTL: set only while [`ResourceStatus::Unconfirmed`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// Counts changes of `config` (1 when provisioned).
+    #[serde(default = "first_version")]
+    pub config_version: u64,
+    /// The `config_version` Clever Cloud last confirmed receiving: the
+    /// provision answer carries version 1, a later version is owed until a
+    /// `PUT /vendor/apps/{addonId}` of it succeeds.
+    #[serde(default = "first_version")]
+    pub pushed_config_version: u64,
+    /// What the platforms are still owed about this resource.
+    #[serde(flatten)]
+    pub sync: SyncMark,
+}
+
+fn first_version() -> u64 {
+    1
+}
+
+/// Which queue of the sparse `PendingSync` index an item waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncQueue {
+    /// Owed, and retried by the stream handler and the scheduled sweep.
+    Pending,
+    /// A platform refused it for good (a 4xx); retried only when an operator
+    /// runs `provider sync`.
+    Failed,
+}
+
+/// What the platforms (Clever Cloud's vendor API, Cloudmore) are still owed
+/// about an item, written with the change that made it owed: it survives
+/// any outage, however long, and any lost stream record. Empty when nothing
+/// is owed, so the index holds only the items that need work.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncMark {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_queue: Option<SyncQueue>,
+    /// Since when something is owed (RFC 3339, the index's sort key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_since: Option<String>,
+    /// Not to be tried before (Unix seconds): a platform's `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_retry_at: Option<i64>,
+    /// The last failure, in the platform's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_error: Option<String>,
+}
+
+impl SyncMark {
+    /// Something is owed from `now` on.
+    pub fn owed(now: &Timestamp) -> Self {
+        Self {
+            sync_queue: Some(SyncQueue::Pending),
+            sync_since: Some(now.to_string()),
+            ..Self::default()
+        }
+    }
+
+    pub fn is_owed(&self) -> bool {
+        self.sync_queue.is_some()
+    }
+
+    /// Owed still, keeping when it started (or from `now`).
+    pub fn still_owed(&self, now: &Timestamp) -> Self {
+        Self {
+            sync_queue: Some(SyncQueue::Pending),
+            sync_since: self.sync_since.clone().or_else(|| Some(now.to_string())),
+            sync_retry_at: None,
+            sync_error: None,
+        }
+    }
 }
 
 /// Clever Cloud's `GET /vendor/apps/{addonId}` details kept on a resource.
@@ -120,6 +190,9 @@ impl Resource {
             deprovisioned_at: None,
             vendor: None,
             expires_at: None,
+            config_version: 1,
+            pushed_config_version: 1,
+            sync: SyncMark::default(),
         }
     }
 
@@ -170,6 +243,8 @@ pub enum AuditAction {
     CredentialsRotated,
     /// The owner's Cloudmore organisation was found or created and recorded.
     CloudmoreOrganizationRecorded,
+    /// Clever Cloud confirmed a `config_version` (`PUT /vendor/apps/{addonId}`).
+    ConfigPushed,
 }
 
 impl AuditEvent {
@@ -212,6 +287,9 @@ pub struct Account {
     pub cloudmore_organization_id: Option<String>,
     pub created_at: String,
     pub version: u64,
+    /// Owed while its Cloudmore organisation is not recorded.
+    #[serde(flatten)]
+    pub sync: SyncMark,
 }
 
 /// The one email rule of every flow (Cloud 66 link and SSO alike): trimmed,
@@ -355,6 +433,39 @@ impl fmt::Display for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sync_mark_is_stored_as_top_level_attributes_and_read_back() {
+        let now = Timestamp::now();
+        let mut resource = Resource::new(
+            "res_1".into(),
+            Platform::CleverCloud,
+            "addon_1".into(),
+            "basic".into(),
+            ConfigMap::default(),
+            &now,
+        );
+        resource.sync = SyncMark {
+            sync_retry_at: Some(1_900_000_000),
+            sync_error: Some("HTTP 429".into()),
+            ..SyncMark::owed(&now)
+        };
+        let item: serde_dynamo::Item = serde_dynamo::to_item(&resource).unwrap();
+        assert_eq!(
+            item.get("sync_queue"),
+            Some(&serde_dynamo::AttributeValue::S("pending".into()))
+        );
+        assert!(item.contains_key("sync_since") && item.contains_key("sync_retry_at"));
+        let back: Resource = serde_dynamo::from_item(item).unwrap();
+        assert_eq!(back, resource);
+
+        // Nothing owed: no attribute at all, so the index does not list it.
+        resource.sync = SyncMark::default();
+        let item: serde_dynamo::Item = serde_dynamo::to_item(&resource).unwrap();
+        assert!(!item.keys().any(|name| name.starts_with("sync_")), "{item:?}");
+        let back: Resource = serde_dynamo::from_item(item).unwrap();
+        assert_eq!(back, resource);
+    }
 
     #[test]
     fn config_map_debug_shows_names_not_values() {

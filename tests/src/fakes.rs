@@ -66,6 +66,11 @@ pub struct FakeVendor {
     pub apps: Mutex<BTreeMap<String, serde_json::Value>>,
     pub gets: Mutex<Vec<String>>,
     pub puts: Mutex<Vec<(String, serde_json::Value)>>,
+    /// Answers for the next calls to an add-on (GET or PUT), in order,
+    /// instead of serving them: a status and an optional `Retry-After`.
+    pub outage: Mutex<std::collections::VecDeque<(u16, Option<&'static str>)>>,
+    /// Calls answered from `outage`.
+    pub refused_calls: Mutex<usize>,
 }
 
 /// Add-ons per `GET /vendor/apps` page, small so paging is exercised.
@@ -93,6 +98,25 @@ impl FakeVendor {
         basic(headers) == Some((self.user.clone(), self.password.clone()))
     }
 
+    /// Scripts the next `count` calls to answer `status` (with `retry_after`).
+    pub fn fail_next(&self, count: usize, status: u16, retry_after: Option<&'static str>) {
+        let mut outage = self.outage.lock().unwrap();
+        outage.extend(std::iter::repeat_n((status, retry_after), count));
+    }
+
+    /// The scripted answer for this call, if any is left.
+    fn scripted(&self) -> Option<Response> {
+        let (status, retry_after) = self.outage.lock().unwrap().pop_front()?;
+        *self.refused_calls.lock().unwrap() += 1;
+        let mut response = (StatusCode::from_u16(status).ok()?, "scripted failure").into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static(seconds));
+        }
+        Some(response)
+    }
+
     async fn list(
         State(state): State<Arc<Self>>,
         headers: HeaderMap,
@@ -118,6 +142,9 @@ impl FakeVendor {
         if !state.authorized(&headers) {
             return StatusCode::UNAUTHORIZED.into_response();
         }
+        if let Some(scripted) = state.scripted() {
+            return scripted;
+        }
         state.gets.lock().unwrap().push(id.clone());
         match state.apps.lock().unwrap().get(&id) {
             Some(app) => Json(app.clone()).into_response(),
@@ -133,6 +160,9 @@ impl FakeVendor {
     ) -> Response {
         if !state.authorized(&headers) {
             return StatusCode::UNAUTHORIZED.into_response();
+        }
+        if let Some(scripted) = state.scripted() {
+            return scripted;
         }
         state.puts.lock().unwrap().push((id, body));
         StatusCode::OK.into_response()
@@ -165,6 +195,8 @@ pub struct FakeCloudmore {
     pub organizations: Mutex<Vec<serde_json::Value>>,
     pub organization_posts: Mutex<usize>,
     pub unauthorized_answers: Mutex<usize>,
+    /// How long the organisation list takes to answer.
+    pub list_delay: Mutex<Duration>,
 }
 
 impl FakeCloudmore {
@@ -186,6 +218,7 @@ impl FakeCloudmore {
             organizations: Mutex::default(),
             organization_posts: Mutex::default(),
             unauthorized_answers: Mutex::default(),
+            list_delay: Mutex::default(),
         }
     }
 
@@ -298,7 +331,12 @@ impl FakeCloudmore {
         if !state.authorized(&headers) {
             return StatusCode::UNAUTHORIZED.into_response();
         }
-        Json(state.organizations.lock().unwrap().clone()).into_response()
+        let organizations = state.organizations.lock().unwrap().clone();
+        // Answered late, so that callers racing to create one organisation
+        // all see the empty list before any of them creates it.
+        let delay = *state.list_delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
+        Json(organizations).into_response()
     }
 
     async fn create(

@@ -392,3 +392,62 @@ pub async fn open_in_process<P: shared::provisioner::Provisioner>(
     let page = String::from_utf8_lossy(response.body().as_ref()).into_owned();
     (response.status().as_u16(), location, page)
 }
+
+/// A table of its own in DynamoDB Local, keyed, indexed and streamed like
+/// the stack's (pk/sk, the sparse `PendingSync` index, `NEW_AND_OLD_IMAGES`),
+/// for tests that sweep the whole index and must not meet other tests' items.
+pub async fn isolated_store() -> DynamoStore {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+        ProjectionType, ScalarAttributeType,
+    };
+    let client = dynamo_client().await;
+    let table = unique("isolated");
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute")
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("key")
+    };
+    client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_attribute_definitions(Some(
+            ["pk", "sk", "sync_queue", "sync_since"].map(attribute).to_vec(),
+        ))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .stream_specification(
+            aws_sdk_dynamodb::types::StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::NewAndOldImages)
+                .build()
+                .expect("stream"),
+        )
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(shared::store::TableKeys::SYNC_INDEX)
+                .key_schema(key("sync_queue", KeyType::Hash))
+                .key_schema(key("sync_since", KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
+                        .build(),
+                )
+                .build()
+                .expect("index"),
+        )
+        .send()
+        .await
+        .expect("create an isolated table");
+    DynamoStore::new(client, table)
+}

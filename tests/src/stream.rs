@@ -27,10 +27,15 @@ async fn call(target: &str, body: Value) -> Value {
 
 /// Every stream record so far whose partition key is `pk`, oldest first.
 pub async fn records_for(pk: &str) -> Vec<Value> {
+    records_in(&table_name(), pk).await
+}
+
+/// [`records_for`] in another table of DynamoDB Local (one with a stream).
+pub async fn records_in(table: &str, pk: &str) -> Vec<Value> {
     let table = crate::dynamo_client()
         .await
         .describe_table()
-        .table_name(table_name())
+        .table_name(table)
         .send()
         .await
         .expect("describe table");

@@ -8,7 +8,7 @@ use shared::clevercloud::{Lifecycle, ProvisionRequest};
 use shared::cloud66::link::PayloadFormat;
 use shared::cloudmore::{CloudmoreClient, CloudmoreConfig};
 use shared::config::CleverCloudConfig;
-use shared::model::Resource;
+use shared::model::{Resource, Timestamp};
 use shared::provisioner::DefaultProvisioner;
 use shared::secret::Secret;
 use shared::store::{AccountStore, DynamoStore, LinkStore, ResourceReader};
@@ -169,17 +169,29 @@ async fn rotated_credentials_reach_clever_cloud_through_the_stream() {
         "the CLI must not print secrets"
     );
 
+    let rotated = resource(&world.store, &id).await;
+    assert_eq!(rotated.config_version, 2);
+    assert_eq!(
+        rotated.pushed_config_version, 1,
+        "owed until Clever Cloud confirms it"
+    );
+    assert!(rotated.sync.is_owed());
+
     let modifies = item_records(&format!("RESOURCE#{id}"), "RESOURCE", "MODIFY").await;
     assert_eq!(modifies.len(), 1);
     for _ in 0..2 {
         world.deliver(&modifies).await;
     }
     let puts = world.vendor.puts.lock().unwrap().clone();
-    assert_eq!(puts.len(), 2, "each delivery pushes the config");
-    for (path_id, body) in puts {
-        assert_eq!(path_id, addon_id);
-        assert_eq!(body, json!({ "config": after }), "exactly the stored config");
-    }
+    assert_eq!(puts.len(), 1, "pushed once; a redelivery finds nothing owed");
+    assert_eq!(
+        puts[0],
+        (addon_id, json!({ "config": after })),
+        "exactly the stored config"
+    );
+    let settled = resource(&world.store, &id).await;
+    assert_eq!(settled.pushed_config_version, 2);
+    assert!(!settled.sync.is_owed());
 }
 
 #[tokio::test]
@@ -243,6 +255,14 @@ async fn a_poison_record_fails_alone_and_the_rest_of_its_batch_is_processed() {
             aws_sdk_dynamodb::types::AttributeValue::S("resource".into()),
         )
         .item("id", aws_sdk_dynamodb::types::AttributeValue::N("12".into()))
+        .item(
+            "sync_queue",
+            aws_sdk_dynamodb::types::AttributeValue::S("pending".into()),
+        )
+        .item(
+            "sync_since",
+            aws_sdk_dynamodb::types::AttributeValue::S(Timestamp::now().to_string()),
+        )
         .send()
         .await
         .unwrap();

@@ -1,7 +1,6 @@
-//! `platform-sync` Lambda: the table's DynamoDB stream, wired to
-//! [`shared::sync::PlatformSync`].
+//! `platform-sync` Lambda: the table's DynamoDB stream and the sweep's
+//! schedule, wired to [`shared::sync::PlatformSync::invoke`].
 
-use aws_lambda_events::event::dynamodb::Event;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use shared::sync::PlatformSync;
 
@@ -9,8 +8,8 @@ use shared::sync::PlatformSync;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let sync = PlatformSync::from_env().await?;
-    run(service_fn(|event: LambdaEvent<Event>| async {
-        Ok::<_, Error>(sync.handle(event.payload).await)
+    run(service_fn(|event: LambdaEvent<serde_json::Value>| async {
+        Ok::<_, Error>(sync.invoke(event.payload).await?)
     }))
     .await
 }

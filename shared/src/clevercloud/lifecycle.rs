@@ -7,7 +7,7 @@ use super::protocol::{
 use super::ACTOR;
 use crate::config::CleverCloudConfig;
 use crate::model::{
-    AuditAction, AuditEvent, ConfigMap, Platform, Resource, ResourceStatus, SubjectKind, Timestamp,
+    AuditAction, AuditEvent, ConfigMap, Platform, Resource, ResourceStatus, SubjectKind, SyncMark, Timestamp,
 };
 use crate::provisioner::{ProvisionContext, Provisioner, ProvisionerError};
 use crate::secret::random_hex;
@@ -121,6 +121,9 @@ impl<S: ProvisionStore, P: Provisioner> Lifecycle<S, P> {
             region: request.region,
             callback_url: request.callback_url,
             options: request.options,
+            // Clever Cloud's vendor details and the owner's Cloudmore
+            // organisation are owed (crate::sync).
+            sync: SyncMark::owed(&now),
             ..Resource::new(
                 format!("res_{}", random_hex(16)),
                 Platform::CleverCloud,

@@ -36,9 +36,13 @@ pub struct VendorAppSummary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum VendorError {
-    /// Network trouble, time-outs, 5xx, 429: worth retrying later.
-    #[error("Clever Cloud's vendor API is unavailable: {0}")]
-    Unavailable(String),
+    /// Network trouble, time-outs, 5xx, 429: worth retrying later, not before
+    /// `retry_after` seconds when the API said so (`Retry-After`).
+    #[error("Clever Cloud's vendor API is unavailable: {reason}")]
+    Unavailable {
+        reason: String,
+        retry_after: Option<u64>,
+    },
     #[error("Clever Cloud's vendor API answered {status}: {message}")]
     Rejected { status: u16, message: String },
 }
@@ -83,18 +87,27 @@ impl VendorClient {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<Option<T>, VendorError> {
+        let unreachable = |err: reqwest::Error| VendorError::Unavailable {
+            reason: err.without_url().to_string(),
+            retry_after: None,
+        };
         let response = request
             .basic_auth(&self.user, Some(self.password.expose()))
             .send()
             .await
-            .map_err(|err| VendorError::Unavailable(err.without_url().to_string()))?;
+            .map_err(unreachable)?;
         let status = response.status();
-        let body = response
-            .text()
-            .await
-            .map_err(|err| VendorError::Unavailable(err.without_url().to_string()))?;
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| retry_after_seconds(value, chrono::Utc::now()));
+        let body = response.text().await.map_err(unreachable)?;
         if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-            return Err(VendorError::Unavailable(format!("HTTP {status}")));
+            return Err(VendorError::Unavailable {
+                reason: format!("HTTP {status}"),
+                retry_after,
+            });
         }
         if !status.is_success() {
             let message: String = body.chars().take(300).collect();
@@ -148,10 +161,56 @@ impl VendorClient {
             }
             apps.extend(page);
         }
-        Err(VendorError::Unavailable("more pages than expected".into()))
+        Err(VendorError::Unavailable {
+            reason: "more pages than expected".into(),
+            retry_after: None,
+        })
     }
+}
+
+/// Longest `Retry-After` believed: a larger one waits for the next sweep anyway.
+const MAX_RETRY_AFTER_SECONDS: u64 = 60 * 60;
+
+/// `Retry-After` as seconds from `now`: delta-seconds or an HTTP date
+/// (RFC 9110), capped at an hour; `None` if unreadable.
+fn retry_after_seconds(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<u64> {
+    let value = value.trim();
+    let seconds = match value.parse::<u64>() {
+        Ok(seconds) => seconds,
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+            u64::try_from((at.with_timezone(&chrono::Utc) - now).num_seconds()).unwrap_or(0)
+        }
+    };
+    Some(seconds.min(MAX_RETRY_AFTER_SECONDS))
 }
 
 fn urlencode(segment: &str) -> String {
     form_urlencoded::byte_serialize(segment.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_a_date_and_capped() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(retry_after_seconds("120", now), Some(120));
+        assert_eq!(retry_after_seconds(" 0 ", now), Some(0));
+        assert_eq!(
+            retry_after_seconds("Mon, 23 Nov 2026 10:02:00 GMT", now),
+            Some(120)
+        );
+        assert_eq!(
+            retry_after_seconds("Mon, 23 Nov 2026 09:00:00 GMT", now),
+            Some(0),
+            "a past date"
+        );
+        assert_eq!(retry_after_seconds("99999999999999999999", now), None);
+        assert_eq!(retry_after_seconds("18446744073709551615", now), Some(3600));
+        assert_eq!(retry_after_seconds("soon", now), None);
+    }
 }

@@ -21,11 +21,13 @@
 //! cannot replay or hijack them; both expire through the TTL attribute.
 
 use super::{
-    AccountStore, AuditKey, CreateOutcome, LinkStore, OpenOutcome, ProvisionStore, ResourceReader,
-    ResourceScan, ResourceWriter, SessionStore, StoreError, SyncStore, UpdateOutcome,
+    AccountStore, AuditKey, CreateOutcome, LinkStore, OpenOutcome, Owed, OwnerClaim, ProvisionStore,
+    ResourceReader, ResourceScan, ResourceWriter, SessionStore, StoreError, SyncStore, SyncSubject,
+    UpdateOutcome, OWNER_CLAIM_SECONDS,
 };
 use crate::model::{
-    Account, AuditAction, AuditEvent, Cloud66Link, PendingLink, Resource, Session, SubjectKind, Timestamp,
+    Account, AuditAction, AuditEvent, Cloud66Link, PendingLink, Resource, Session, SubjectKind, SyncMark,
+    SyncQueue, Timestamp,
 };
 use crate::secret::random_hex;
 use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -47,7 +49,12 @@ impl TableKeys {
     pub const SORT: &'static str = "sk";
     /// Epoch seconds after which DynamoDB's TTL deletes the item.
     pub const TTL: &'static str = "expires_at";
+    /// The sparse index of what the platform sync owes (`sync_queue`, `sync_since`).
+    pub const SYNC_INDEX: &'static str = "PendingSync";
 }
+
+/// The attributes of a [`SyncMark`], as stored.
+const SYNC_ATTRIBUTES: &[&str] = &["sync_queue", "sync_since", "sync_retry_at", "sync_error"];
 
 /// How many times a transaction that collided with a concurrent one is tried.
 const TRANSACTION_ATTEMPTS: u32 = 8;
@@ -69,6 +76,11 @@ impl DynamoStore {
     /// A client from the default AWS configuration chain (on Lambda, the
     /// function's role; locally, `AWS_ENDPOINT_URL_DYNAMODB` points it at
     /// DynamoDB Local), with time limits well inside a function's timeout.
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
     pub async fn client_from_env() -> Client {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(1))
@@ -455,6 +467,8 @@ impl AccountStore for DynamoStore {
             cloudmore_organization_id: None,
             created_at: now.to_string(),
             version: 1,
+            // Its Cloudmore organisation is owed (crate::sync).
+            sync: SyncMark::owed(&now),
         };
         let event = AuditEvent::new(
             SubjectKind::Account,
@@ -762,13 +776,146 @@ impl SyncStore for DynamoStore {
             "cloudmore_organization_id".into(),
             AttributeValue::S(organization_id.into()),
         );
-        let actions = vec![self.put_new(owner)?, self.put_new(Self::audit_item(event)?)?];
+        // Replaces a claim (crate::store::OwnerClaim), never a recorded organisation.
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(owner))
+            .condition_expression("attribute_not_exists(cloudmore_organization_id)")
+            .build()
+            .map_err(|err| StoreError::Internal(err.to_string()))?;
+        let actions = vec![
+            TransactWriteItem::builder().put(put).build(),
+            self.put_new(Self::audit_item(event)?)?,
+        ];
         match self.transact(actions).await? {
             None => Ok(organization_id.to_string()),
             Some(_) => self
                 .owner_organization(owner_id)
                 .await?
                 .ok_or_else(|| StoreError::Unavailable("owner record is being written concurrently".into())),
+        }
+    }
+
+    async fn claim_owner_organization(&self, owner_id: &str, now: i64) -> Result<OwnerClaim, StoreError> {
+        let mut claim = Self::owner_key(owner_id);
+        claim.insert("entity".into(), AttributeValue::S("clevercloud_owner".into()));
+        claim.insert("owner_id".into(), AttributeValue::S(owner_id.into()));
+        claim.insert("claimed_at".into(), AttributeValue::N(now.to_string()));
+        let claimed = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(claim))
+            .condition_expression(
+                "attribute_not_exists(pk) OR (attribute_not_exists(cloudmore_organization_id) AND claimed_at < :abandoned)",
+            )
+            .expression_attribute_values(
+                ":abandoned",
+                AttributeValue::N((now - OWNER_CLAIM_SECONDS).to_string()),
+            )
+            .send()
+            .await;
+        match claimed {
+            Ok(_) => Ok(OwnerClaim::Claimed),
+            Err(SdkError::ServiceError(err)) if err.err().is_conditional_check_failed_exception() => {
+                Ok(match self.owner_organization(owner_id).await? {
+                    Some(organization) => OwnerClaim::Recorded(organization),
+                    None => OwnerClaim::Busy,
+                })
+            }
+            Err(err) => Err(classify("PutItem", err)),
+        }
+    }
+
+    async fn mark_sync(
+        &self,
+        subject: &SyncSubject,
+        expected_version: u64,
+        mark: &SyncMark,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let key = match subject {
+            SyncSubject::Resource(id) => Self::resource_key(id),
+            SyncSubject::Account(id) => Self::account_key(id),
+        };
+        let values: Item = serde_dynamo::to_item(mark)
+            .map_err(|err| StoreError::Internal(format!("encoding a sync mark: {err}")))?;
+        let mut set = Vec::new();
+        let mut remove = Vec::new();
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .condition_expression("attribute_exists(pk) AND #version = :expected")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":expected", AttributeValue::N(expected_version.to_string()));
+        for name in SYNC_ATTRIBUTES {
+            match values.get(*name) {
+                Some(value) => {
+                    set.push(format!("{name} = :{name}"));
+                    request = request.expression_attribute_values(format!(":{name}"), value.clone());
+                }
+                None => remove.push(name.to_string()),
+            }
+        }
+        let mut expression = String::new();
+        if !set.is_empty() {
+            expression.push_str(&format!("SET {}", set.join(", ")));
+        }
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        match request.update_expression(expression.trim()).send().await {
+            Ok(_) => Ok(UpdateOutcome::Updated),
+            // Changed or gone since it was read: the caller reads again.
+            Err(SdkError::ServiceError(err)) if err.err().is_conditional_check_failed_exception() => {
+                Ok(UpdateOutcome::Stale)
+            }
+            Err(err) => Err(classify("UpdateItem", err)),
+        }
+    }
+
+    async fn owed(&self, queue: SyncQueue) -> Result<Vec<Owed>, StoreError> {
+        let queue = match queue {
+            SyncQueue::Pending => "pending",
+            SyncQueue::Failed => "failed",
+        };
+        let mut subjects = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(TableKeys::SYNC_INDEX)
+                .key_condition_expression("sync_queue = :queue")
+                .expression_attribute_values(":queue", AttributeValue::S(queue.into()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|err| classify("Query", err))?;
+            for item in page.items.unwrap_or_default() {
+                let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(since))) =
+                    (item.get(TableKeys::PARTITION), item.get("sync_since"))
+                else {
+                    continue;
+                };
+                let subject = if let Some(id) = pk.strip_prefix("RESOURCE#") {
+                    SyncSubject::Resource(id.to_string())
+                } else if let Some(id) = pk.strip_prefix("ACCOUNT#") {
+                    SyncSubject::Account(id.to_string())
+                } else {
+                    continue;
+                };
+                subjects.push(Owed {
+                    subject,
+                    since: since.clone(),
+                });
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(subjects);
+            }
         }
     }
 

@@ -6,7 +6,7 @@ mod dynamo;
 
 pub use dynamo::{DynamoStore, TableKeys};
 
-use crate::model::{Account, AuditEvent, Cloud66Link, PendingLink, Resource, Session};
+use crate::model::{Account, AuditEvent, Cloud66Link, PendingLink, Resource, Session, SyncMark, SyncQueue};
 use std::future::Future;
 
 #[derive(Debug, thiserror::Error)]
@@ -262,6 +262,32 @@ pub trait SyncStore: ResourceWriter + AccountStore {
         event: &AuditEvent,
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
 
+    /// Claims the right to create a Clever Cloud owner's Cloudmore
+    /// organisation, so that two resources of one owner processed at once
+    /// create one: only one caller gets `Claimed` (a claim older than
+    /// [`OWNER_CLAIM_SECONDS`] is abandoned and may be taken over, and the
+    /// organisation is then found by name, not created twice).
+    fn claim_owner_organization(
+        &self,
+        owner_id: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<OwnerClaim, StoreError>> + Send;
+
+    /// Replaces what an item is owed (its sync attributes only), on
+    /// condition that it is still at `expected_version`: a change made since
+    /// (a rotation that owes a new push, say) is never cleared. The version
+    /// is not bumped: this is bookkeeping, not a change of the item.
+    fn mark_sync(
+        &self,
+        subject: &SyncSubject,
+        expected_version: u64,
+        mark: &SyncMark,
+    ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
+
+    /// The items in a sync queue, oldest first (the sparse `PendingSync`
+    /// index: only items that are owed something are in it).
+    fn owed(&self, queue: SyncQueue) -> impl Future<Output = Result<Vec<Owed>, StoreError>> + Send;
+
     /// Every resource (a full scan, for reconciliation).
     fn all_resources(&self) -> impl Future<Output = Result<ResourceScan, StoreError>> + Send;
 
@@ -278,4 +304,33 @@ pub trait SyncStore: ResourceWriter + AccountStore {
 pub struct AuditKey {
     pub pk: String,
     pub sk: String,
+}
+
+/// An item the platform sync may owe something.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum SyncSubject {
+    Resource(String),
+    Account(String),
+}
+
+/// How long a claim to create an owner's organisation holds.
+pub const OWNER_CLAIM_SECONDS: i64 = 120;
+
+/// The answer to [`SyncStore::claim_owner_organization`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum OwnerClaim {
+    /// This caller may create the organisation.
+    Claimed,
+    /// Already recorded.
+    Recorded(String),
+    /// Another caller is creating it right now.
+    Busy,
+}
+
+/// An item in a sync queue, and since when it is owed (RFC 3339).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owed {
+    pub subject: SyncSubject,
+    pub since: String,
 }

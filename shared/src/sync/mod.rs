@@ -18,15 +18,17 @@
 //! record that fails is reported in `batchItemFailures`; the others in the
 //! batch are still processed.
 
+mod settle;
+
+pub use settle::{Settled, PROVISIONING_GRACE_SECONDS};
+
 use crate::clevercloud::vendor::{VendorAppSummary, VendorClient, VendorError};
 use crate::cloudmore::{CloudmoreClient, CloudmoreConfig, CloudmoreError};
 use crate::config::{self, CleverCloudConfig, ConfigError};
 use crate::events::{lifecycle_event, EventPublisher, PublishError};
-use crate::model::{
-    Account, AuditAction, AuditEvent, Platform, Resource, SubjectKind, Timestamp, VendorDetails,
-};
+use crate::model::{Account, AuditAction, AuditEvent, Platform, Resource, SubjectKind, SyncQueue, Timestamp};
 use crate::provisioner::{Provisioner, ProvisionerError};
-use crate::store::{change_resource, AuditKey, Change, DynamoStore, StoreError, SyncStore, UpdateOutcome};
+use crate::store::{change_resource, AuditKey, Change, DynamoStore, StoreError, SyncStore, SyncSubject};
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde::Serialize;
@@ -117,36 +119,85 @@ impl<S: SyncStore> PlatformSync<S> {
         response
     }
 
+    /// One invocation of the function: a batch of stream records, or the
+    /// schedule's event, which sweeps.
+    pub async fn invoke(&self, payload: serde_json::Value) -> Result<serde_json::Value, SyncError> {
+        if payload.get("Records").is_some() {
+            let event: Event = serde_json::from_value(payload).map_err(|err| SyncError::Undecodable {
+                entity: "stream event",
+                reason: err.to_string(),
+            })?;
+            return Ok(serde_json::to_value(self.handle(event).await).unwrap_or_default());
+        }
+        let report = self.sweep(false).await?;
+        report.emit_metrics();
+        Ok(serde_json::to_value(&report).unwrap_or_default())
+    }
+
+    /// Settles everything owed (by the sparse index, oldest first), as the
+    /// schedule does every few minutes: whatever the stream could not
+    /// deliver, after an outage of any length. `include_failed` (an
+    /// operator's `provider sync`) also retries final failures, and does
+    /// not wait for a `Retry-After`.
+    pub async fn sweep(&self, include_failed: bool) -> Result<SweepReport, SyncError> {
+        let mut owed = self.store.owed(SyncQueue::Pending).await?;
+        if include_failed {
+            owed.extend(self.store.owed(SyncQueue::Failed).await?);
+        }
+        let now = Timestamp::now();
+        let mut report = SweepReport::default();
+        for item in owed {
+            let settled = if include_failed {
+                self.settle_now(&item.subject).await
+            } else {
+                self.settle(&item.subject).await
+            };
+            let settled = match settled {
+                Ok(settled) => settled,
+                Err(err) => {
+                    // One item's storage trouble does not stop the others.
+                    tracing::warn!(subject = ?item.subject, error = %err, "could not settle");
+                    Settled::Pending {
+                        error: err.to_string(),
+                        retry_at: None,
+                    }
+                }
+            };
+            let age = chrono::DateTime::parse_from_rfc3339(&item.since)
+                .map(|since| now.unix() - since.timestamp())
+                .unwrap_or(0)
+                .max(0);
+            match settled {
+                Settled::Done => report.settled += 1,
+                Settled::Failed { .. } => report.failed += 1,
+                Settled::Pending { .. } | Settled::Waiting { .. } => {
+                    report.pending += 1;
+                    report.oldest_pending_seconds = report.oldest_pending_seconds.max(age);
+                }
+            }
+        }
+        tracing::info!(?report, "sweep done");
+        Ok(report)
+    }
+
     async fn apply(&self, record: &EventRecord) -> Result<(), SyncError> {
         let image = &record.change.new_image;
         let entity = match image.get("entity") {
             Some(serde_dynamo::AttributeValue::S(entity)) => entity.as_str(),
             _ => return Ok(()),
         };
+        // What a resource or account is owed is written on the item itself
+        // by the change that made it owed; the stream is the quick way to
+        // settle it, the scheduled sweep the sure one.
+        let owed = |image: &serde_dynamo::Item| matches!(image.get("sync_queue"), Some(serde_dynamo::AttributeValue::S(queue)) if queue == "pending");
         match (entity, record.event_name.as_str()) {
-            ("resource", "INSERT") => {
+            ("resource", "INSERT" | "MODIFY") if owed(image) => {
                 let resource: Resource = decode(image, "resource")?;
-                if resource.platform == Platform::CleverCloud && resource.is_active() {
-                    self.fetch_vendor_details(&resource.id).await?;
-                    self.record_owner_organization(&resource).await?;
-                }
-                Ok(())
+                self.settle(&SyncSubject::Resource(resource.id)).await.map(drop)
             }
-            ("resource", "MODIFY") => {
-                let after: Resource = decode(image, "resource")?;
-                let before: Resource = decode(&record.change.old_image, "resource")?;
-                if after.platform == Platform::CleverCloud
-                    && after.is_active()
-                    && before.config != after.config
-                {
-                    self.vendor.put_config(&after.addon_id, &after.config).await?;
-                    tracing::info!(resource_id = %after.id, "pushed the new config to Clever Cloud");
-                }
-                Ok(())
-            }
-            ("account", "INSERT") => {
+            ("account", "INSERT" | "MODIFY") if owed(image) => {
                 let account: Account = decode(image, "account")?;
-                self.record_account_organization(&account.id).await
+                self.settle(&SyncSubject::Account(account.id)).await.map(drop)
             }
             ("audit", "INSERT") => self.publish(record).await,
             _ => Ok(()),
@@ -178,111 +229,48 @@ impl<S: SyncStore> PlatformSync<S> {
         tracing::info!(detail_type = event.detail_type, subject_id = %audit.subject_id, "published a lifecycle event");
         Ok(())
     }
+}
 
-    /// Stores `GET /vendor/apps/{addonId}`'s details on the resource, once.
-    async fn fetch_vendor_details(&self, resource_id: &str) -> Result<(), SyncError> {
-        change_resource::<_, _, SyncError, _>(
-            &self.store,
-            resource_id,
-            VERSION_ATTEMPTS,
-            |current| async move {
-                let current = current.ok_or_else(|| SyncError::NotFound(resource_id.into()))?;
-                if current.vendor.is_some() {
-                    return Ok(Change::Done(()));
-                }
-                let app = self.vendor.app(&current.addon_id).await?;
-                let mut owner_emails = app.owner_emails;
-                if owner_emails.is_empty() {
-                    owner_emails.extend(app.owner_email);
-                }
-                let now = Timestamp::now();
-                let event = AuditEvent::new(
-                    SubjectKind::Resource,
-                    resource_id,
-                    AuditAction::VendorDetailsFetched,
-                    ACTOR,
-                    &now,
-                );
-                let updated = Resource {
-                    vendor: Some(VendorDetails {
-                        name: app.name,
-                        owner_emails,
-                        region: app.region,
-                        fetched_at: now.to_string(),
-                    }),
-                    version: current.version + 1,
-                    updated_at: now.to_string(),
-                    ..current
-                };
-                Ok(Change::Write(updated, event, ()))
+/// What a sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct SweepReport {
+    /// Items whose every push landed.
+    pub settled: usize,
+    /// Items still owed something, to be retried.
+    pub pending: usize,
+    /// Items a platform refused for good.
+    pub failed: usize,
+    /// How long the oldest still-pending item has been owed.
+    pub oldest_pending_seconds: i64,
+}
+
+impl SweepReport {
+    /// The CloudWatch metrics (embedded metric format: one JSON log line)
+    /// that the template's alarms watch.
+    pub fn emit_metrics(&self) {
+        let line = serde_json::json!({
+            "_aws": {
+                "Timestamp": chrono::Utc::now().timestamp_millis(),
+                "CloudWatchMetrics": [{
+                    "Namespace": METRICS_NAMESPACE,
+                    "Dimensions": [[]],
+                    "Metrics": [
+                        {"Name": "OldestPendingSyncSeconds", "Unit": "Seconds"},
+                        {"Name": "PendingSyncs", "Unit": "Count"},
+                        {"Name": "FailedSyncs", "Unit": "Count"},
+                    ],
+                }],
             },
-        )
-        .await?
-        .ok_or_else(|| SyncError::Contended(format!("resource {resource_id}")))
-    }
-
-    async fn record_owner_organization(&self, resource: &Resource) -> Result<(), SyncError> {
-        let (Some(cloudmore), Some(owner_id)) = (&self.cloudmore, &resource.owner_id) else {
-            return Ok(());
-        };
-        if self.store.owner_organization(owner_id).await?.is_some() {
-            return Ok(());
-        }
-        let name = format!(
-            "{} ({owner_id})",
-            resource.owner_name.as_deref().unwrap_or("Clever Cloud owner")
-        );
-        let organization = cloudmore.find_or_create_organization(&name, None).await?;
-        let event = AuditEvent::new(
-            SubjectKind::Resource,
-            &resource.id,
-            AuditAction::CloudmoreOrganizationRecorded,
-            ACTOR,
-            &Timestamp::now(),
-        )
-        .with_detail("owner_id", owner_id)
-        .with_detail("organization_id", &organization);
-        self.store
-            .record_owner_organization(owner_id, &organization, &event)
-            .await?;
-        Ok(())
-    }
-
-    async fn record_account_organization(&self, account_id: &str) -> Result<(), SyncError> {
-        let Some(cloudmore) = &self.cloudmore else {
-            return Ok(());
-        };
-        for _ in 0..VERSION_ATTEMPTS {
-            let Some(account) = self.store.get_account(account_id).await? else {
-                return Ok(());
-            };
-            if account.cloudmore_organization_id.is_some() {
-                return Ok(());
-            }
-            let organization = cloudmore
-                .find_or_create_organization(&account.email, Some(&account.email))
-                .await?;
-            let event = AuditEvent::new(
-                SubjectKind::Account,
-                account_id,
-                AuditAction::CloudmoreOrganizationRecorded,
-                ACTOR,
-                &Timestamp::now(),
-            )
-            .with_detail("organization_id", &organization);
-            let updated = Account {
-                cloudmore_organization_id: Some(organization),
-                version: account.version + 1,
-                ..account
-            };
-            if self.store.update_account(&updated, &event).await? == UpdateOutcome::Updated {
-                tracing::info!(account_id, "recorded the Cloudmore organisation");
-                return Ok(());
-            }
-        }
-        Err(SyncError::Contended(format!("account {account_id}")))
+            "OldestPendingSyncSeconds": self.oldest_pending_seconds,
+            "PendingSyncs": self.pending,
+            "FailedSyncs": self.failed,
+        });
+        println!("{line}");
     }
 }
+
+/// The CloudWatch namespace of the sweep's metrics (the template's alarms use it).
+pub const METRICS_NAMESPACE: &str = "AddonProvider/Sync";
 
 fn decode<T: serde::de::DeserializeOwned>(
     image: &serde_dynamo::Item,
@@ -316,8 +304,11 @@ pub async fn rotate_credentials<S: SyncStore, P: Provisioner>(
             ACTOR,
             &now,
         );
+        // Owed to Clever Cloud until a push of this version succeeds.
         let updated = Resource {
             config,
+            config_version: current.config_version + 1,
+            sync: current.sync.still_owed(&now),
             version: current.version + 1,
             updated_at: now.to_string(),
             ..current
@@ -328,8 +319,9 @@ pub async fn rotate_credentials<S: SyncStore, P: Provisioner>(
     .ok_or_else(|| SyncError::Contended(format!("resource {resource_id}")))
 }
 
-/// Drift between Clever Cloud's list of add-ons and the table. Reports only;
-/// nothing is deleted.
+/// Drift between Clever Cloud's list of add-ons and the table, config
+/// versions Clever Cloud has not confirmed, and pushes that ended in a final
+/// error. Reports only; `provider sync` heals what it can.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct ReconcileReport {
     /// Add-on ids Clever Cloud knows that have no resource here.
@@ -342,6 +334,12 @@ pub struct ReconcileReport {
     pub plan_mismatch: BTreeMap<String, String>,
     /// Keys of resource items in the table that could not be read.
     pub unreadable_here: Vec<String>,
+    /// Add-on ids whose stored config is newer than what Clever Cloud last
+    /// confirmed: `provider sync` pushes it.
+    pub config_behind: Vec<String>,
+    /// Items a platform refused for good, with its words: add-on id or
+    /// account id → error.
+    pub sync_failed: BTreeMap<String, String>,
 }
 
 pub async fn reconcile<S: SyncStore>(store: &S, vendor: &VendorClient) -> Result<ReconcileReport, SyncError> {
@@ -369,6 +367,23 @@ pub async fn reconcile<S: SyncStore>(store: &S, vendor: &VendorClient) -> Result
                         .insert(app.addon_id.clone(), format!("{} → {plan}", resource.plan));
                 }
             }
+        }
+    }
+    for resource in here.values().filter(|resource| resource.is_active()) {
+        if resource.pushed_config_version < resource.config_version {
+            report.config_behind.push(resource.addon_id.clone());
+        }
+    }
+    for owed in store.owed(SyncQueue::Failed).await? {
+        let error = match &owed.subject {
+            SyncSubject::Resource(id) => store
+                .get_resource(id)
+                .await?
+                .map(|r| (r.addon_id, r.sync.sync_error)),
+            SyncSubject::Account(id) => store.get_account(id).await?.map(|a| (a.id, a.sync.sync_error)),
+        };
+        if let Some((name, error)) = error {
+            report.sync_failed.insert(name, error.unwrap_or_default());
         }
     }
     report.unknown_there = here

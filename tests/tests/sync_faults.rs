@@ -1,0 +1,377 @@
+//! The platform sync under faults: Clever Cloud or Cloudmore down, slow to
+//! know an add-on, throttling, or racing. Each test runs on a table of its
+//! own in DynamoDB Local (the sweep reads the whole `PendingSync` index)
+//! against in-process stand-ins, and ends with nothing lost and nothing
+//! duplicated, asserted on what the stand-ins received and on the table.
+
+use serde_json::json;
+use shared::clevercloud::vendor::VendorClient;
+use shared::clevercloud::{Lifecycle, ProvisionRequest};
+use shared::cloudmore::{CloudmoreClient, CloudmoreConfig};
+use shared::model::{Resource, SyncQueue, Timestamp};
+use shared::provisioner::DefaultProvisioner;
+use shared::secret::Secret;
+use shared::store::{AccountStore, DynamoStore, ResourceReader, SyncStore, SyncSubject};
+use shared::sync::{self, PlatformSync, Settled};
+use std::sync::Arc;
+use std::time::Duration;
+use tests::fakes::{FakeCloudmore, FakeVendor};
+use tests::stream::{event, records_in};
+use tests::*;
+
+const VENDOR_PASSWORD: &str = "fault-test-password";
+
+struct World {
+    store: DynamoStore,
+    vendor_url: String,
+    vendor: Arc<FakeVendor>,
+    cloudmore: Arc<FakeCloudmore>,
+    sync: PlatformSync<DynamoStore>,
+}
+
+async fn world_with(cloudmore: FakeCloudmore) -> World {
+    let (vendor, vendor_url) = FakeVendor::spawn("addon-name", VENDOR_PASSWORD);
+    let (cloudmore, cloudmore_url) = cloudmore.spawn();
+    let cloudmore_config = CloudmoreConfig::from_lookup(&cloudmore.lookup(&cloudmore_url, "form"))
+        .unwrap()
+        .unwrap();
+    let store = isolated_store().await;
+    let sync = PlatformSync::new(
+        store.clone(),
+        VendorClient::new(
+            vendor_url.clone(),
+            "addon-name".into(),
+            Secret::new(VENDOR_PASSWORD),
+        ),
+        Some(CloudmoreClient::new(cloudmore_config)),
+        None,
+    );
+    World {
+        store,
+        vendor_url,
+        vendor,
+        cloudmore,
+        sync,
+    }
+}
+
+async fn world() -> World {
+    world_with(FakeCloudmore::new(3600, Duration::from_secs(3600), None)).await
+}
+
+impl World {
+    /// A provision through the real lifecycle, for `owner_id`; Clever Cloud
+    /// knows the add-on only if `known`.
+    async fn provision(&self, owner_id: &str, known: bool) -> Resource {
+        let addon_id = unique("fault");
+        let mut body = provision_body(&addon_id, "basic");
+        body["owner_id"] = owner_id.into();
+        let request: ProvisionRequest = serde_json::from_value(body).unwrap();
+        let addon = test_addon(VENDOR_PASSWORD);
+        let provisioner = DefaultProvisioner::new("https://resources.example", addon.config_vars.clone());
+        let id = Lifecycle::new(self.store.clone(), provisioner, addon)
+            .provision(request)
+            .await
+            .unwrap()
+            .id;
+        if known {
+            self.know(&addon_id, owner_id);
+        }
+        self.resource(&id).await
+    }
+
+    fn know(&self, addon_id: &str, owner_id: &str) {
+        self.vendor.add_app(
+            addon_id,
+            json!({"id": addon_id, "name": "My instance", "owner_id": owner_id,
+                   "owner_email": "owner@example.com", "region": "eu", "plan": "basic", "config": {}}),
+        );
+    }
+
+    async fn resource(&self, id: &str) -> Resource {
+        self.store.get_resource(id).await.unwrap().unwrap()
+    }
+
+    async fn rotate(&self, id: &str) -> Resource {
+        let addon = test_addon(VENDOR_PASSWORD);
+        let provisioner = DefaultProvisioner::new("https://resources.example", addon.config_vars);
+        sync::rotate_credentials(&self.store, &provisioner, id)
+            .await
+            .unwrap();
+        self.resource(id).await
+    }
+
+    fn puts_for(&self, addon_id: &str) -> Vec<serde_json::Value> {
+        let puts = self.vendor.puts.lock().unwrap();
+        puts.iter()
+            .filter(|(id, _)| id == addon_id)
+            .map(|(_, body)| body.clone())
+            .collect()
+    }
+}
+
+fn subject(resource: &Resource) -> SyncSubject {
+    SyncSubject::Resource(resource.id.clone())
+}
+
+#[tokio::test]
+async fn clever_cloud_down_longer_than_the_streams_retries_then_back_gets_the_rotated_config_exactly_once() {
+    let world = world().await;
+    let owner = unique("owner");
+    let provisioned = world.provision(&owner, true).await;
+    assert_eq!(world.sync.sweep(false).await.unwrap().settled, 1);
+    let rotated = world.rotate(&provisioned.id).await;
+
+    // Down through every delivery of the rotation's real stream record (the
+    // template allows 5 retries) and a sweep: each attempt fails, none is
+    // lost, and the record itself does not fail (the item keeps what is owed).
+    world.vendor.fail_next(7, 503, None);
+    let modifies: Vec<_> = records_in(world.store.table(), &format!("RESOURCE#{}", rotated.id))
+        .await
+        .into_iter()
+        .filter(|record| {
+            record["eventName"] == "MODIFY" && record["dynamodb"]["NewImage"]["config_version"]["N"] == "2"
+        })
+        .collect();
+    assert_eq!(modifies.len(), 1);
+    for _ in 0..6 {
+        let response = world.sync.handle(event(&modifies)).await;
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+        let owed = world.resource(&rotated.id).await;
+        assert!(
+            owed.sync.sync_error.as_deref().unwrap().contains("503"),
+            "{:?}",
+            owed.sync
+        );
+    }
+    assert_eq!(*world.vendor.refused_calls.lock().unwrap(), 6);
+    let report = world.sync.sweep(false).await.unwrap();
+    assert_eq!((report.pending, report.settled), (1, 0), "{report:?}");
+    assert!(world.puts_for(&rotated.addon_id).is_empty());
+    let owed = world.resource(&rotated.id).await;
+    assert_eq!(owed.sync.sync_queue, Some(SyncQueue::Pending));
+    assert!(owed.sync.sync_error.as_deref().unwrap().contains("503"));
+    assert_eq!(owed.pushed_config_version, 1);
+
+    // Reconcile sees the drift.
+    let vendor = VendorClient::new(
+        world.vendor_url.clone(),
+        "addon-name".into(),
+        Secret::new(VENDOR_PASSWORD),
+    );
+    let drift = sync::reconcile(&world.store, &vendor).await.unwrap();
+    assert_eq!(drift.config_behind, vec![rotated.addon_id.clone()]);
+
+    // Back: the sweep pushes it once; later sweeps push nothing.
+    world.vendor.outage.lock().unwrap().clear();
+    assert_eq!(world.sync.sweep(false).await.unwrap().settled, 1);
+    assert_eq!(
+        world.sync.sweep(false).await.unwrap(),
+        sync::SweepReport::default()
+    );
+    assert_eq!(
+        world.puts_for(&rotated.addon_id),
+        [json!({ "config": rotated.config })]
+    );
+    let healed = world.resource(&rotated.id).await;
+    assert_eq!(healed.pushed_config_version, 2);
+    assert!(!healed.sync.is_owed());
+    assert!(sync::reconcile(&world.store, &vendor)
+        .await
+        .unwrap()
+        .config_behind
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_404_while_provisioning_is_retried_and_a_later_200_lands() {
+    let world = world().await;
+    let owner = unique("owner");
+    let resource = world.provision(&owner, false).await;
+    let settled = world.sync.settle(&subject(&resource)).await.unwrap();
+    assert!(
+        matches!(settled, Settled::Pending { ref error, .. } if error.contains("404")),
+        "{settled:?}"
+    );
+    // The Cloudmore step did not wait for the details.
+    assert_eq!(
+        world
+            .cloudmore
+            .organizations_named(&format!("My Company ({owner})"))
+            .len(),
+        1
+    );
+
+    world.know(&resource.addon_id, &owner);
+    assert_eq!(
+        world.sync.settle(&subject(&resource)).await.unwrap(),
+        Settled::Done
+    );
+    let settled = world.resource(&resource.id).await;
+    assert_eq!(settled.vendor.unwrap().region.as_deref(), Some("eu"));
+    assert!(!settled.sync.is_owed());
+    assert_eq!(*world.cloudmore.organization_posts.lock().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_429_is_not_retried_before_its_retry_after() {
+    let world = world().await;
+    let resource = world.provision(&unique("owner"), true).await;
+    world.vendor.fail_next(1, 429, Some("120"));
+    let before = Timestamp::now().unix();
+    let settled = world.sync.settle(&subject(&resource)).await.unwrap();
+    let Settled::Pending {
+        retry_at: Some(retry_at),
+        ..
+    } = settled
+    else {
+        panic!("{settled:?}")
+    };
+    assert!((before + 120..=before + 125).contains(&retry_at), "{retry_at}");
+    let calls = *world.vendor.refused_calls.lock().unwrap() + world.vendor.gets.lock().unwrap().len();
+    assert_eq!(
+        world.sync.settle(&subject(&resource)).await.unwrap(),
+        Settled::Waiting { retry_at }
+    );
+    assert_eq!(
+        *world.vendor.refused_calls.lock().unwrap() + world.vendor.gets.lock().unwrap().len(),
+        calls,
+        "nothing asked of Clever Cloud before Retry-After"
+    );
+    // An operator need not wait.
+    assert_eq!(
+        world.sync.settle_now(&subject(&resource)).await.unwrap(),
+        Settled::Done
+    );
+}
+
+#[tokio::test]
+async fn cloudmore_refusing_does_not_stop_clever_cloud_and_is_recorded_as_final() {
+    let world = world_with(FakeCloudmore::new(
+        3600,
+        Duration::from_secs(3600),
+        Some("invalid_grant"),
+    ))
+    .await;
+    let resource = world.provision(&unique("owner"), true).await;
+    let settled = world.sync.settle(&subject(&resource)).await.unwrap();
+    assert!(
+        matches!(settled, Settled::Failed { ref error, .. } if error.contains("Cloudmore")),
+        "{settled:?}"
+    );
+    let stored = world.resource(&resource.id).await;
+    assert!(
+        stored.vendor.is_some(),
+        "Clever Cloud's details were fetched all the same"
+    );
+    assert_eq!(stored.sync.sync_queue, Some(SyncQueue::Failed));
+    // The schedule leaves a final failure alone; reconcile reports it.
+    assert_eq!(world.sync.sweep(false).await.unwrap().settled, 0);
+    let owed = world.store.owed(SyncQueue::Failed).await.unwrap();
+    assert_eq!(owed.len(), 1);
+    assert_eq!(owed[0].subject, subject(&resource));
+}
+
+#[tokio::test]
+async fn two_resources_of_one_owner_settled_at_once_create_one_organization() {
+    let world = world().await;
+    let owner = unique("owner");
+    let first = world.provision(&owner, true).await;
+    let second = world.provision(&owner, true).await;
+    *world.cloudmore.list_delay.lock().unwrap() = Duration::from_millis(300);
+    let (first_subject, second_subject) = (subject(&first), subject(&second));
+    let (a, b) = tokio::join!(
+        world.sync.settle(&first_subject),
+        world.sync.settle(&second_subject)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a == Settled::Done || b == Settled::Done, "{a:?} {b:?}");
+    // The loser (if it met the claim) is settled by the next sweep.
+    world.sync.sweep(false).await.unwrap();
+    for resource in [&first, &second] {
+        assert!(!world.resource(&resource.id).await.sync.is_owed());
+    }
+    let name = format!("My Company ({owner})");
+    assert_eq!(world.cloudmore.organizations_named(&name).len(), 1);
+    assert_eq!(*world.cloudmore.organization_posts.lock().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_token_answer_with_an_absurd_expires_in_does_not_panic() {
+    let world = world_with(FakeCloudmore::new(1 << 63, Duration::from_secs(3600), None)).await;
+    let email = format!("{}@example.com", unique("huge"));
+    let account = world
+        .store
+        .find_or_create_account(&email, None, "cloud66")
+        .await
+        .unwrap();
+    let subject = SyncSubject::Account(account.id.clone());
+    assert_eq!(world.sync.settle(&subject).await.unwrap(), Settled::Done);
+    let stored = world.store.get_account(&account.id).await.unwrap().unwrap();
+    assert!(stored.cloudmore_organization_id.is_some());
+    assert!(!stored.sync.is_owed());
+}
+
+/// The `provider` command line against the isolated table and stand-ins,
+/// with the secrets in plain variables (as `make run` has them).
+fn provider(world: &World, args: &[&str]) -> (bool, serde_json::Value) {
+    let output = std::process::Command::new(workspace_binary("provider"))
+        .args(args)
+        .env_remove("SECRETS_ARN")
+        .env("TABLE_NAME", world.store.table())
+        .env("CLEVERCLOUD_API_URL", &world.vendor_url)
+        .env("ADDON_ID", "addon-name")
+        .env("ADDON_PASSWORD", VENDOR_PASSWORD)
+        .env("ADDON_CONFIG_VARS", "ADDON_NAME_URL,ADDON_NAME_TOKEN")
+        .env_remove("CLOUDMORE_API_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let printed = if output.status.success() {
+        stdout.to_string()
+    } else {
+        stderr.trim_start_matches("provider: ").to_string()
+    };
+    let value = serde_json::from_str(printed.trim()).unwrap_or_else(|_| panic!("{stdout} {stderr}"));
+    (output.status.success(), value)
+}
+
+#[tokio::test]
+async fn provider_reconcile_lists_an_unpushed_config_and_provider_sync_heals_it() {
+    let world = world().await;
+    let resource = world.provision(&unique("owner"), true).await;
+    world.sync.settle(&subject(&resource)).await.unwrap();
+    let rotated = world.rotate(&resource.id).await;
+    world.vendor.fail_next(1, 500, None);
+    world.sync.settle(&subject(&rotated)).await.unwrap();
+
+    let (ok, drift) = provider(&world, &["reconcile"]);
+    assert!(ok, "{drift}");
+    assert_eq!(drift["config_behind"], json!([rotated.addon_id]));
+
+    let (ok, report) = provider(&world, &["sync"]);
+    assert!(ok, "{report}");
+    assert_eq!(report["settled"], 1);
+    assert_eq!(
+        world.puts_for(&rotated.addon_id),
+        [json!({ "config": rotated.config })]
+    );
+    let (_, drift) = provider(&world, &["reconcile"]);
+    assert_eq!(drift["config_behind"], json!([]));
+
+    // One item, refused for good: reported, exit status 1.
+    world.vendor.fail_next(1, 400, None);
+    let again = world.rotate(&resource.id).await;
+    let (ok, outcome) = provider(&world, &["sync", &again.id]);
+    assert!(!ok);
+    assert_eq!(outcome["outcome"]["state"], "failed", "{outcome}");
+    let (_, drift) = provider(&world, &["reconcile"]);
+    assert!(
+        drift["sync_failed"][&again.addon_id]
+            .as_str()
+            .unwrap()
+            .contains("400"),
+        "{drift}"
+    );
+}
