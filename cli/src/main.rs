@@ -125,9 +125,10 @@ async fn sync_now(id: Option<&str>) -> Result<serde_json::Value, String> {
         .map_err(|err| err.to_string())?;
     match id {
         Some(id) => {
-            let subject = match id.starts_with("acc_") {
-                true => SyncSubject::Account(id.to_string()),
-                false => SyncSubject::Resource(id.to_string()),
+            let subject = if id.starts_with("acc_") {
+                SyncSubject::Account(id.to_string())
+            } else {
+                SyncSubject::Resource(id.to_string())
             };
             let settled = platforms
                 .settle_now(&subject)

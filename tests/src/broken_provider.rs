@@ -323,7 +323,9 @@ async fn provision(State(api): State<Arc<StandIn>>, headers: HeaderMap, body: By
     }
     if api.has(Fault::RacyClaim) {
         // The gap between the check above and the write below.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Long enough that concurrent copies all fall into it, even on a
+        // loaded machine that spreads their arrival.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
     }
     let id = if api.has(Fault::EchoesAddonId) {
         addon_id.clone()

@@ -13,6 +13,11 @@
 //! | Clever Cloud owner   | `CLEVERCLOUD_OWNER#<owner>` | `CLEVERCLOUD_OWNER`      |
 //! | spent sign-in token  | `SSO_TOKEN#<sha256>`        | `SSO_TOKEN`              |
 //! | session              | `SESSION#<sha256 of id>`    | `SESSION`                |
+//! | Cloud 66 sign-in state | `SIGNIN_STATE#<sha256>`   | `SIGNIN_STATE`           |
+//! | pending Cloud 66 link | `PENDING_LINK#<sha256>`    | `PENDING_LINK`           |
+//!
+//! The sparse index `PendingSync` (`sync_queue`, `sync_since`) lists the
+//! resources and accounts the platform sync still owes a push.
 //!
 //! A subject and its history share a partition, so one query returns both.
 //! Claim items make marketplace ids and emails unique: each is created with

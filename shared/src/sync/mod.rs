@@ -1,29 +1,28 @@
-//! Platform sync, off the request path: the table's DynamoDB stream drives
-//! what the marketplaces only allow afterwards or what may be slow.
+//! Platform sync, off the request path: what the marketplaces only allow
+//! afterwards, or what may be slow.
 //!
 //! ```text
-//!  provision / plan change / rotate ──► table ──► stream (NEW_AND_OLD_IMAGES) ──► platform-sync
-//!                                                                                  │
-//!   resource INSERT (Clever Cloud)  ── GET /vendor/apps/{addonId} ──► name, owner emails, region on the resource
-//!                                   └─ Cloudmore: find or create the owner's organisation ──► owner record
-//!   resource MODIFY, config changed ── PUT /vendor/apps/{addonId} {config}
-//!   account INSERT (Cloud 66)       ── Cloudmore: find or create the organisation ──► id on the account
-//!   audit INSERT (a state change)   ── EventBridge: one lifecycle event (crate::events)
+//!  provision / rotate / new account ──► item marked owed (model::SyncMark) ──► table
+//!      stream (NEW_AND_OLD_IMAGES): an owed resource or account ──► settle (settle.rs)
+//!      schedule (every few minutes) and `provider sync` ──► sweep of the PendingSync index ──► settle
+//!      stream: audit INSERT (a state change) ──► EventBridge: one lifecycle event (crate::events)
 //! ```
 //!
-//! The stream delivers at least once, so every action is idempotent: details
-//! already fetched are not fetched again, organisation ids once recorded are
-//! reused (and a lost reply is covered by looking the organisation up by name
-//! before creating it), and a config PUT is the same PUT when repeated. A
-//! record that fails is reported in `batchItemFailures`; the others in the
-//! batch are still processed.
+//! Settling is idempotent and may run any number of times, concurrently:
+//! details already fetched are not fetched again, a config version once
+//! confirmed is not pushed again, organisation ids once recorded are reused
+//! (and a lost reply is covered by looking the organisation up by name
+//! before creating it). A stream record fails (reported in
+//! `batchItemFailures`, the rest of the batch still processed) only when the
+//! table or the event bus cannot be reached or an image cannot be decoded: a
+//! platform's failure is kept on the item, for the sweep.
 
 mod settle;
 
 pub use settle::{Settled, PROVISIONING_GRACE_SECONDS};
 
 use crate::clevercloud::vendor::{VendorAppSummary, VendorClient, VendorError};
-use crate::cloudmore::{CloudmoreClient, CloudmoreConfig, CloudmoreError};
+use crate::cloudmore::{CloudmoreClient, CloudmoreConfig};
 use crate::config::{self, CleverCloudConfig, ConfigError};
 use crate::events::{lifecycle_event, EventPublisher, PublishError};
 use crate::model::{Account, AuditAction, AuditEvent, Platform, Resource, SubjectKind, SyncQueue, Timestamp};
@@ -47,8 +46,6 @@ pub enum SyncError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Vendor(#[from] VendorError),
-    #[error(transparent)]
-    Cloudmore(#[from] CloudmoreError),
     #[error(transparent)]
     Provisioner(#[from] ProvisionerError),
     #[error(transparent)]
