@@ -16,10 +16,6 @@ use std::hint::black_box;
 struct NoStorage;
 
 impl ProvisionStore for NoStorage {
-    async fn find_by_addon_id(&self, _addon_id: &str) -> Result<Option<Resource>, StoreError> {
-        Ok(None)
-    }
-
     async fn create_resource(
         &self,
         _resource: &Resource,

@@ -451,3 +451,50 @@ pub async fn isolated_store() -> DynamoStore {
         .expect("create an isolated table");
     DynamoStore::new(client, table)
 }
+
+/// The DynamoDB operations a client sent, one entry per HTTP request (a
+/// retry counts again: each is a round trip).
+#[derive(Debug, Default, Clone)]
+pub struct RequestLog(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl RequestLog {
+    /// The operations sent since the last call, emptying the log.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut self.0.lock().expect("request log"))
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for RequestLog {
+    fn name(&self) -> &'static str {
+        "RequestLog"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _bag: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        // `X-Amz-Target: DynamoDB_20120810.TransactWriteItems`
+        let operation = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .and_then(|target| target.rsplit('.').next())
+            .unwrap_or("unknown")
+            .to_string();
+        self.0.lock().expect("request log").push(operation);
+        Ok(())
+    }
+}
+
+/// The stack's table through a client that logs every request it sends.
+pub async fn counting_store() -> (DynamoStore, RequestLog) {
+    let log = RequestLog::default();
+    let base = dynamo_client().await;
+    let config = base.config().to_builder().interceptor(log.clone()).build();
+    (
+        DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), table_name()),
+        log,
+    )
+}

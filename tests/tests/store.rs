@@ -135,10 +135,8 @@ async fn racing_creates_for_one_add_on_id_store_one_resource() {
     );
     let client = dynamo_client().await;
     assert_eq!(resources_with_addon_id(&client, &addon_id).await, 1);
-    assert_eq!(
-        store.find_by_addon_id(&addon_id).await.unwrap().unwrap().id,
-        winners[0]
-    );
+    let claim = partition(&client, &format!("CLEVERCLOUD_ADDON#{addon_id}")).await;
+    assert_eq!(string(&claim[0], "owner_id"), winners[0]);
 }
 
 #[tokio::test]

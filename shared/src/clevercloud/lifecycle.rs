@@ -11,7 +11,9 @@ use crate::model::{
 };
 use crate::provisioner::{ProvisionContext, Provisioner, ProvisionerError};
 use crate::secret::random_hex;
-use crate::store::{change_resource, Change, CreateOutcome, ProvisionStore, ResourceWriter, StoreError};
+use crate::store::{
+    change_resource, Change, CreateOutcome, ProvisionStore, ResourceWriter, StoreError, UpdateOutcome,
+};
 use std::future::Future;
 
 /// How often a plan change or deprovision re-reads and retries after losing
@@ -105,14 +107,12 @@ fn provision_response(resource: Resource) -> Result<ProvisionResponse, Lifecycle
 impl<S: ProvisionStore, P: Provisioner> Lifecycle<S, P> {
     /// Provisions a resource, or returns the one already provisioned for the
     /// same `addon_id` (the platform delivers at least once).
+    ///
+    /// One round trip for a new add-on: the transaction's claim condition
+    /// tells a redelivery from a new add-on, so nothing is read first (a
+    /// redelivery costs the transaction and one read of the winner).
     pub async fn provision(&self, request: ProvisionRequest) -> Result<ProvisionResponse, LifecycleError> {
         self.check_plan(&request.plan)?;
-        // A fast path for redeliveries; correctness under races comes from the
-        // conditional create below, not from this read.
-        if let Some(existing) = self.store.find_by_addon_id(&request.addon_id).await? {
-            tracing::info!(resource_id = %existing.id, "provision redelivered; answering with the existing resource");
-            return provision_response(existing);
-        }
         let now = Timestamp::now();
         let mut resource = Resource {
             owner_id: request.owner_id,
@@ -155,7 +155,7 @@ impl<S: ProvisionStore, P: Provisioner> Lifecycle<S, P> {
                 provision_response(resource)
             }
             CreateOutcome::Existing(existing) => {
-                tracing::info!(resource_id = %existing.id, "concurrent provision lost the race; answering with the winner");
+                tracing::info!(resource_id = %existing.id, "provision redelivered; answering with the existing resource");
                 provision_response(*existing)
             }
         }
@@ -234,6 +234,17 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
         let done = || DeprovisionResponse {
             message: "The add-on was deprovisioned.".to_string(),
         };
+        if !self.provisioner.deprovision_reads_resource() && is_valid_resource_id(id) {
+            // One round trip for an active resource; only when its condition
+            // fails is the resource read, to tell a repeat (200) from an
+            // unknown id (404).
+            let now = Timestamp::now();
+            let event = AuditEvent::new(SubjectKind::Resource, id, AuditAction::Deprovisioned, ACTOR, &now);
+            if self.store.deprovision_unread(id, &now, &event).await? == UpdateOutcome::Updated {
+                tracing::info!(resource_id = %id, "resource deprovisioned");
+                return Ok(done());
+            }
+        }
         self.change(id, |current| async move {
             let current = current.ok_or(LifecycleError::NotFound)?;
             if !current.is_active() {

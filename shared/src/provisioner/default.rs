@@ -71,6 +71,11 @@ impl Provisioner for DefaultProvisioner {
     ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send {
         ready(Ok(self.config_for(&context.resource.id)))
     }
+
+    /// Nothing to release: the values were made here and live only on the item.
+    fn deprovision_reads_resource(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -79,6 +79,13 @@ pub trait Provisioner: Send + Sync {
     fn deprovision(&self, _resource: &Resource) -> impl Future<Output = Result<(), ProvisionerError>> + Send {
         ready(Ok(()))
     }
+
+    /// Whether [`Self::deprovision`] needs the stored resource (to tell the
+    /// vendor's service about it). When it does not, a deprovision is one
+    /// conditional write with nothing read first.
+    fn deprovision_reads_resource(&self) -> bool {
+        true
+    }
 }
 
 /// The provisioner a deployment is configured with: the vendor's endpoint
@@ -131,6 +138,13 @@ impl Provisioner for VendorProvisioner {
         match self {
             Self::Default(provisioner) => provisioner.deprovision(resource).await,
             Self::Http(provisioner) => provisioner.deprovision(resource).await,
+        }
+    }
+
+    fn deprovision_reads_resource(&self) -> bool {
+        match self {
+            Self::Default(provisioner) => provisioner.deprovision_reads_resource(),
+            Self::Http(provisioner) => provisioner.deprovision_reads_resource(),
         }
     }
 }

@@ -38,7 +38,9 @@ use crate::secret::random_hex;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 use aws_sdk_dynamodb::Client;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -78,14 +80,14 @@ impl DynamoStore {
         }
     }
 
-    /// A client from the default AWS configuration chain (on Lambda, the
-    /// function's role; locally, `AWS_ENDPOINT_URL_DYNAMODB` points it at
-    /// DynamoDB Local), with time limits well inside a function's timeout.
     /// The table's name.
     pub fn table(&self) -> &str {
         &self.table
     }
 
+    /// A client from the default AWS configuration chain (on Lambda, the
+    /// function's role; locally, `AWS_ENDPOINT_URL_DYNAMODB` points it at
+    /// DynamoDB Local), with time limits well inside a function's timeout.
     pub async fn client_from_env() -> Client {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(1))
@@ -209,13 +211,32 @@ impl DynamoStore {
         owner: &str,
         actions: Vec<TransactWriteItem>,
     ) -> Result<Claimed, StoreError> {
-        let claim_item = Self::claim_item(claim.clone(), owner);
+        // A taken claim comes back with the cancellation, so the loser learns
+        // the winner without reading it (one round trip fewer).
+        let put_claim = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(Self::claim_item(claim.clone(), owner)))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|err| StoreError::Internal(err.to_string()))?;
         for attempt in 0..TRANSACTION_ATTEMPTS {
-            let mut all = vec![self.put_new(claim_item.clone())?];
+            let mut all = vec![TransactWriteItem::builder().put(put_claim.clone()).build()];
             all.extend(actions.iter().cloned());
-            let Some(reasons) = self.transact(all).await? else {
+            let Some(cancelled) = self.transact_returning(all).await? else {
                 return Ok(Claimed::Created);
             };
+            let winner = cancelled
+                .first()
+                .and_then(|(_, item)| item.as_ref())
+                .and_then(|item| match item.get("owner_id") {
+                    Some(AttributeValue::S(owner)) => Some(owner.clone()),
+                    _ => None,
+                });
+            if let Some(winner) = winner {
+                return Ok(Claimed::Taken(winner));
+            }
+            let reasons: Vec<String> = cancelled.into_iter().map(|(code, _)| code).collect();
             let claim_taken = reasons
                 .first()
                 .is_some_and(|code| code == "ConditionalCheckFailed");
@@ -292,6 +313,18 @@ impl DynamoStore {
     /// Runs a transaction; `Ok(None)` on success, `Ok(Some(reasons))` with
     /// one cancellation code per action when DynamoDB cancelled it.
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(self
+            .transact_returning(items)
+            .await?
+            .map(|cancelled| cancelled.into_iter().map(|(code, _)| code).collect()))
+    }
+
+    /// [`Self::transact`], with each cancelled action's stored item when the
+    /// action asked for it (`ReturnValuesOnConditionCheckFailure`).
+    async fn transact_returning(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Option<Vec<(String, Option<Item>)>>, StoreError> {
         match self
             .client
             .transact_write_items()
@@ -305,7 +338,12 @@ impl DynamoStore {
                     cancelled
                         .cancellation_reasons()
                         .iter()
-                        .map(|reason| reason.code().unwrap_or("None").to_string())
+                        .map(|reason| {
+                            (
+                                reason.code().unwrap_or("None").to_string(),
+                                reason.item().cloned(),
+                            )
+                        })
                         .collect(),
                 )),
                 _ => Err(classify("TransactWriteItems", err)),
@@ -380,18 +418,6 @@ impl ResourceReader for DynamoStore {
 }
 
 impl ProvisionStore for DynamoStore {
-    async fn find_by_addon_id(&self, addon_id: &str) -> Result<Option<Resource>, StoreError> {
-        let Some(resource_id) = self.claim_owner(Self::addon_claim_key(addon_id)).await? else {
-            return Ok(None);
-        };
-        match self.get_resource(&resource_id).await? {
-            Some(resource) => Ok(Some(resource)),
-            None => Err(StoreError::Internal(format!(
-                "add-on claim points at missing resource {resource_id}"
-            ))),
-        }
-    }
-
     async fn create_resource(
         &self,
         resource: &Resource,
@@ -421,6 +447,39 @@ impl ProvisionStore for DynamoStore {
 }
 
 impl ResourceWriter for DynamoStore {
+    async fn deprovision_unread(
+        &self,
+        id: &str,
+        at: &Timestamp,
+        event: &AuditEvent,
+    ) -> Result<UpdateOutcome, StoreError> {
+        let value = |text: &str| AttributeValue::S(text.to_string());
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::resource_key(id)))
+            .update_expression(
+                "SET #status = :deprovisioned, deprovisioned_at = :at, updated_at = :at, #version = #version + :one",
+            )
+            // Resources written before they carried a platform are Clever Cloud's.
+            .condition_expression(
+                "#status = :active AND (platform = :clevercloud OR attribute_not_exists(platform))",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":deprovisioned", value("deprovisioned"))
+            .expression_attribute_values(":active", value("active"))
+            .expression_attribute_values(":clevercloud", value("clever_cloud"))
+            .expression_attribute_values(":at", value(&at.to_string()))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .build()
+            .map_err(|err| StoreError::Internal(err.to_string()))?;
+        let items = vec![
+            TransactWriteItem::builder().update(update).build(),
+            self.put_new(Self::audit_item(event)?)?,
+        ];
+        self.transact_versioned(items).await
+    }
+
     async fn update_resource(
         &self,
         resource: &Resource,

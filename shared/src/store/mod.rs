@@ -6,7 +6,9 @@ mod dynamo;
 
 pub use dynamo::{DynamoStore, TableKeys};
 
-use crate::model::{Account, AuditEvent, Cloud66Link, PendingLink, Resource, Session, SyncMark, SyncQueue};
+use crate::model::{
+    Account, AuditEvent, Cloud66Link, PendingLink, Resource, Session, SyncMark, SyncQueue, Timestamp,
+};
 use std::future::Future;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,12 +44,6 @@ pub trait ResourceReader: Send + Sync {
 }
 
 pub trait ProvisionStore: Send + Sync {
-    /// The resource provisioned for a marketplace's add-on id, if any.
-    fn find_by_addon_id(
-        &self,
-        addon_id: &str,
-    ) -> impl Future<Output = Result<Option<Resource>, StoreError>> + Send;
-
     /// Records a new resource, its add-on id claim and its audit event in one
     /// transaction. If the add-on id is already claimed nothing is written and
     /// the existing resource is returned instead.
@@ -100,6 +96,17 @@ where
 }
 
 pub trait ResourceWriter: ResourceReader {
+    /// Marks an active Clever Cloud resource deprovisioned at `at` and
+    /// appends `event`, in one transaction with nothing read first: `Stale`
+    /// (nothing written) when the resource is absent, not Clever Cloud's, or
+    /// not active — the caller reads to tell which.
+    fn deprovision_unread(
+        &self,
+        id: &str,
+        at: &Timestamp,
+        event: &AuditEvent,
+    ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
+
     /// Replaces a resource and appends an audit event in one transaction, on
     /// condition that the stored version is still `expected_version`.
     fn update_resource(

@@ -1,0 +1,147 @@
+//! How many DynamoDB round trips each call makes, counted on the real SDK
+//! client against DynamoDB Local (a logging interceptor): each one is
+//! milliseconds on real DynamoDB, so the rule is the fewest the protocol
+//! allows (README, "Performance").
+
+use lambda_http::{Body, Request};
+use shared::clevercloud::sso::CleverCloudSso;
+use shared::clevercloud::{Lifecycle, PlanChangeRequest, ProvisionRequest};
+use shared::dashboard::{self, DashboardApi};
+use shared::provisioner::DefaultProvisioner;
+use shared::secret::Secret;
+use shared::signin::Sessions;
+use shared::sso_login::{self, SignInApi};
+use tests::*;
+
+/// The lifecycle as `make run` configures it (the default provisioner).
+fn lifecycle(store: shared::store::DynamoStore) -> Lifecycle<shared::store::DynamoStore, DefaultProvisioner> {
+    let addon = addon_config();
+    Lifecycle::new(
+        store,
+        DefaultProvisioner::new(stack_var("RESOURCE_BASE_URL"), addon.config_vars.clone()),
+        addon,
+    )
+}
+
+fn provision_request(addon_id: &str) -> ProvisionRequest {
+    serde_json::from_value(provision_body(addon_id, "basic")).unwrap()
+}
+
+#[tokio::test]
+async fn a_new_provision_is_one_transaction_and_a_redelivery_adds_one_read() {
+    let (store, log) = counting_store().await;
+    let lifecycle = lifecycle(store);
+    let addon_id = unique("trips");
+    let first = lifecycle.provision(provision_request(&addon_id)).await.unwrap();
+    assert_eq!(log.take(), ["TransactWriteItems"]);
+    let again = lifecycle.provision(provision_request(&addon_id)).await.unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(
+        log.take(),
+        ["TransactWriteItems", "GetItem"],
+        "the winner is known from the cancellation"
+    );
+}
+
+#[tokio::test]
+async fn a_deprovision_is_one_transaction_and_reads_only_when_its_condition_fails() {
+    let (store, log) = counting_store().await;
+    let lifecycle = lifecycle(store);
+    let id = lifecycle
+        .provision(provision_request(&unique("trips")))
+        .await
+        .unwrap()
+        .id;
+    log.take();
+    lifecycle.deprovision(&id).await.unwrap();
+    assert_eq!(log.take(), ["TransactWriteItems"]);
+    // A repeat: 200 after one read.
+    lifecycle.deprovision(&id).await.unwrap();
+    assert_eq!(log.take(), ["TransactWriteItems", "GetItem"]);
+    // Unknown: 404 after one read.
+    let unknown = format!("res_{}", shared::secret::random_hex(16));
+    assert!(lifecycle.deprovision(&unknown).await.is_err());
+    assert_eq!(log.take(), ["TransactWriteItems", "GetItem"]);
+    let client = dynamo_client().await;
+    let (_, audits) = resource_partition(&client, &unknown).await;
+    assert!(audits.is_empty(), "nothing written for an unknown id");
+}
+
+#[tokio::test]
+async fn a_plan_change_reads_once_and_writes_once_and_a_repeat_writes_nothing() {
+    let (store, log) = counting_store().await;
+    let lifecycle = lifecycle(store);
+    let addon_id = unique("trips");
+    let id = lifecycle
+        .provision(provision_request(&addon_id))
+        .await
+        .unwrap()
+        .id;
+    log.take();
+    let change = || -> PlanChangeRequest {
+        serde_json::from_value(serde_json::json!({"addon_id": addon_id, "plan": "premium"})).unwrap()
+    };
+    lifecycle.change_plan(&id, change()).await.unwrap();
+    assert_eq!(log.take(), ["GetItem", "TransactWriteItems"]);
+    lifecycle.change_plan(&id, change()).await.unwrap();
+    assert_eq!(log.take(), ["GetItem"]);
+}
+
+#[tokio::test]
+async fn a_clever_cloud_sign_in_reads_the_resource_and_opens_the_session_and_the_panel_reads_two_items() {
+    let (store, log) = counting_store().await;
+    let id = lifecycle(store.clone())
+        .provision(provision_request(&unique("trips")))
+        .await
+        .unwrap()
+        .id;
+    log.take();
+    let sso = CleverCloudSso::new(Secret::new(stack_var("ADDON_SSO_SALT")), 300);
+    let timestamp = chrono::Utc::now().timestamp().to_string();
+    let signature = sso.signature(&id, "user_1", "jane@example.com", "", &timestamp);
+    let form = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("id", id.as_str()),
+            ("timestamp", &timestamp),
+            ("nav-data", ""),
+            ("email", "jane@example.com"),
+            ("user_id", "user_1"),
+            ("signature", &signature),
+        ])
+        .finish();
+    let api = SignInApi {
+        sessions: Sessions::new(store.clone(), 3600),
+        clevercloud: sso,
+        cloud66: None,
+    };
+    let login = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/clevercloud/sso/login")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(form))
+        .unwrap();
+    let response = sso_login::route(&api, Request::from(login)).await.unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        log.take(),
+        ["GetItem", "TransactWriteItems"],
+        "the resource, then token + session"
+    );
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+
+    let panel = lambda_http::http::Request::builder()
+        .uri("/dashboard")
+        .header("cookie", cookie)
+        .body(Body::Empty)
+        .unwrap();
+    let response = dashboard::route(&DashboardApi::new(store), Request::from(panel))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        log.take(),
+        ["GetItem", "GetItem"],
+        "the session, then its resource"
+    );
+}
