@@ -5,7 +5,7 @@ SHELL := /bin/bash
 TOOLS := .tools/venv/bin
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test tools lint-code lint-template unit e2e bench load sizes build deploy
+.PHONY: run test tools lint-code lint-template unit e2e bench load perf sizes build deploy
 
 ## Serve every function on 127.0.0.1:${PORT:-9000} with DynamoDB Local on ${DYNAMODB_PORT:-8000}.
 run:
@@ -43,6 +43,13 @@ bench:
 load: tools
 	cargo build --release --package tests --bin load
 	WATCH_RELEASE=1 bash scripts/stack.sh test target/release/load --cycles $${N:-200} --concurrency $${C:-8}
+
+## Each function's release binary as a Lambda instance against a floor binary
+## and `hello`, on one DynamoDB Local: init, first, warm p50/p99, RSS and ratios.
+perf: tools
+	cargo build --release --package provision --package plan-change --package deprovision
+	cargo build --release --package tests --bin perf --bin perf_floor --bin perf_hello
+	bash scripts/stack.sh test target/release/perf --invocations $${N:-300} --rounds $${R:-3}
 
 ## Release build of every function for Lambda, and the size of each bootstrap.
 sizes: tools

@@ -28,10 +28,7 @@ impl<S> DashboardApi<S> {
 impl DashboardApi<DynamoStore> {
     pub async fn from_env() -> Result<Self, ConfigError> {
         let table = config::required(&config::process_env, "TABLE_NAME")?;
-        Ok(Self::new(DynamoStore::new(
-            DynamoStore::client_from_env().await,
-            table,
-        )))
+        Ok(Self::new(DynamoStore::ready(table).await))
     }
 }
 

@@ -29,7 +29,7 @@ impl SignInApi<DynamoStore> {
         let cloud66 = Cloud66Sso::from_lookup(&lookup)?;
         let session_ttl = config::seconds(&lookup, "SESSION_TTL_SECONDS", 3600)?;
         let table = config::required(&lookup, "TABLE_NAME")?;
-        let store = DynamoStore::new(DynamoStore::client_from_env().await, table);
+        let store = DynamoStore::ready(table).await;
         Ok(Self {
             sessions: Sessions::new(store, session_ttl),
             clevercloud,

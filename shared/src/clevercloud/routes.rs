@@ -39,7 +39,7 @@ impl CleverCloudApi<DynamoStore, VendorProvisioner> {
         let addon = CleverCloudConfig::from_lookup(&lookup)?;
         let table = config::required(&lookup, "TABLE_NAME")?;
         let provisioner = VendorProvisioner::from_lookup(&lookup, &addon.addon_id)?;
-        let store = DynamoStore::new(DynamoStore::client_from_env().await, table);
+        let store = DynamoStore::ready(table).await;
         Ok(Self::new(store, provisioner, addon))
     }
 }

@@ -80,6 +80,21 @@ impl DynamoStore {
         }
     }
 
+    /// The store a function uses, ready before its first request: the
+    /// client is built from the environment and one read of an item that
+    /// cannot exist resolves the credentials and opens the connection
+    /// during the Lambda init phase (full CPU, not billed on the first
+    /// request), so the first invocation costs what a warm one does. A
+    /// failure here only loses that head start.
+    pub async fn ready(table: String) -> Self {
+        let store = Self::new(Self::client_from_env().await, table);
+        // Resource ids are `res_` + hex: this key is never an item.
+        if let Err(err) = store.get_item(Self::resource_key("warm-up")).await {
+            tracing::warn!(error = %err, "DynamoDB could not be reached during init");
+        }
+        store
+    }
+
     /// The table's name.
     pub fn table(&self) -> &str {
         &self.table

@@ -76,7 +76,7 @@ impl PlatformSync<DynamoStore> {
         let vendor = VendorClient::from_lookup(&lookup, &addon)?;
         let cloudmore = CloudmoreConfig::from_lookup(&lookup)?.map(CloudmoreClient::new);
         let table = config::required(&lookup, "TABLE_NAME")?;
-        let store = DynamoStore::new(DynamoStore::client_from_env().await, table);
+        let store = DynamoStore::ready(table).await;
         let events = EventPublisher::from_env().await?;
         Ok(Self::new(store, vendor, cloudmore, Some(events)))
     }

@@ -123,7 +123,7 @@ impl Cloud66LinkApi<DynamoStore, VendorProvisioner> {
         let addon_id = config::required(&lookup, "ADDON_ID")?;
         let provisioner = VendorProvisioner::from_lookup(&lookup, &addon_id)?;
         let table = config::required(&lookup, "TABLE_NAME")?;
-        let store = DynamoStore::new(DynamoStore::client_from_env().await, table);
+        let store = DynamoStore::ready(table).await;
         let partner = PartnerClient::new(endpoint, format, Duration::from_secs(time_limit.unsigned_abs()));
         Ok(Self::new(
             store,

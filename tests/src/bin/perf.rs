@@ -1,0 +1,344 @@
+//! `make perf`: each function's release binary run as one Lambda instance —
+//! a stand-in for the Lambda Runtime API hands it API Gateway HTTP API v2
+//! events one after the other — beside a floor binary (lambda_http + one
+//! `TransactWriteItems` of three puts) and `hello` (lambda_http alone), all
+//! built with the same profile and all on the same DynamoDB Local. Several
+//! rounds; per binary: init (spawn → first `/next`), first invocation, warm
+//! p50 and p99, peak RSS, and each as a ratio to the floor in the same round.
+//! Absolute times vary with the machine; the ratios are the result.
+//!
+//! Run inside `scripts/stack.sh test` (it provides DynamoDB Local, the table
+//! and the variables `make run` uses); `make perf` does.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine;
+use clap::Parser;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+#[derive(Parser)]
+#[command(name = "perf", about = "Lambda instances of each function against a floor binary, as ratios")]
+struct Args {
+    /// Warm invocations per binary and round (after the first).
+    #[arg(long, default_value_t = 300)]
+    invocations: usize,
+    /// Rounds; each starts every binary afresh.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Where the release binaries are.
+    #[arg(long, default_value = "target/release")]
+    dir: PathBuf,
+}
+
+/// The Runtime API stand-in's state for one instance.
+struct RuntimeApi {
+    queue: tokio::sync::Mutex<mpsc::Receiver<(String, Value)>>,
+    answers: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    first_poll: Mutex<Option<Instant>>,
+    polled: Notify,
+}
+
+impl RuntimeApi {
+    async fn next(State(api): State<Arc<Self>>) -> Response {
+        api.first_poll.lock().unwrap().get_or_insert_with(Instant::now);
+        api.polled.notify_one();
+        let Some((id, event)) = api.queue.lock().await.recv().await else {
+            return StatusCode::GONE.into_response();
+        };
+        let mut headers = HeaderMap::new();
+        let value = |text: &str| HeaderValue::from_str(text).unwrap();
+        headers.insert("lambda-runtime-aws-request-id", value(&id));
+        let deadline = chrono::Utc::now().timestamp_millis() + 10_000;
+        headers.insert("lambda-runtime-deadline-ms", value(&deadline.to_string()));
+        headers.insert(
+            "lambda-runtime-invoked-function-arn",
+            value("arn:aws:lambda:us-east-1:123456789012:function:perf"),
+        );
+        headers.insert("lambda-runtime-trace-id", value("Root=1-00000000-000000000000000000000000"));
+        (headers, event.to_string()).into_response()
+    }
+
+    async fn answer(State(api): State<Arc<Self>>, Path(id): Path<String>, body: String) -> StatusCode {
+        let answer = serde_json::from_str(&body).unwrap_or(json!({ "unreadable": body }));
+        if let Some(waiting) = api.answers.lock().unwrap().remove(&id) {
+            let _ = waiting.send(answer);
+        }
+        StatusCode::ACCEPTED
+    }
+
+    async fn error(State(api): State<Arc<Self>>, Path(id): Path<String>, body: String) -> StatusCode {
+        if let Some(waiting) = api.answers.lock().unwrap().remove(&id) {
+            let _ = waiting.send(json!({ "statusCode": 599, "error": body }));
+        }
+        StatusCode::ACCEPTED
+    }
+
+    async fn init_error(body: String) -> StatusCode {
+        eprintln!("perf: init error: {body}");
+        StatusCode::ACCEPTED
+    }
+}
+
+/// One instance's numbers.
+struct Run {
+    init: Duration,
+    first: Duration,
+    warm: Vec<Duration>,
+    peak_rss_kb: u64,
+    answers: Vec<Value>,
+}
+
+/// Starts `binary` as a Lambda instance and hands it `events` one by one.
+async fn run_instance(binary: &std::path::Path, events: Vec<Value>) -> Run {
+    let (sender, receiver) = mpsc::channel(1);
+    let api = Arc::new(RuntimeApi {
+        queue: tokio::sync::Mutex::new(receiver),
+        answers: Mutex::default(),
+        first_poll: Mutex::default(),
+        polled: Notify::new(),
+    });
+    let router = Router::new()
+        .route("/2018-06-01/runtime/invocation/next", get(RuntimeApi::next))
+        .route("/2018-06-01/runtime/invocation/{id}/response", post(RuntimeApi::answer))
+        .route("/2018-06-01/runtime/invocation/{id}/error", post(RuntimeApi::error))
+        .route("/2018-06-01/runtime/init/error", post(RuntimeApi::init_error))
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let name = binary.file_name().unwrap().to_string_lossy().to_string();
+    let log = std::fs::File::create(std::env::temp_dir().join(format!("perf-{name}.log"))).unwrap();
+    let started = Instant::now();
+    let mut child: Child = Command::new(binary)
+        .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", &name)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "perf")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "perf")
+        // The configuration `make run` uses: plain development values.
+        .env_remove("SECRETS_ARN")
+        .env_remove("ADDON_PASSWORD_PREVIOUS")
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap_or_else(|err| panic!("{}: {err} (run `make perf`, which builds it)", binary.display()));
+    tokio::time::timeout(Duration::from_secs(30), api.polled.notified())
+        .await
+        .unwrap_or_else(|_| panic!("{name} never polled for an event; see its log in the temp dir"));
+    let init = api.first_poll.lock().unwrap().unwrap() - started;
+
+    let mut latencies = Vec::with_capacity(events.len());
+    let mut answers = Vec::with_capacity(events.len());
+    for (number, event) in events.into_iter().enumerate() {
+        let id = format!("perf-{number}");
+        let (waiting, answer) = oneshot::channel();
+        api.answers.lock().unwrap().insert(id.clone(), waiting);
+        let handed = Instant::now();
+        sender.send((id, event)).await.unwrap();
+        let answer = tokio::time::timeout(Duration::from_secs(30), answer)
+            .await
+            .unwrap_or_else(|_| panic!("{name} did not answer"))
+            .unwrap();
+        latencies.push(handed.elapsed());
+        let status = answer["statusCode"].as_u64().unwrap_or(200);
+        assert!(status < 300, "{name} answered {answer}");
+        answers.push(answer);
+    }
+    let peak_rss_kb = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0);
+    let _ = child.kill();
+    let _ = child.wait();
+    server.abort();
+    let first = latencies.remove(0);
+    Run {
+        init,
+        first,
+        warm: latencies,
+        peak_rss_kb,
+        answers,
+    }
+}
+
+/// An API Gateway HTTP API (payload 2.0) event.
+fn http_event(method: &str, path: &str, route: &str, id: Option<&str>, body: Option<Value>) -> Value {
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        std::env::var("ADDON_ID").unwrap_or_default(),
+        std::env::var("ADDON_PASSWORD").unwrap_or_default()
+    ));
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": format!("{method} {route}"),
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {
+            "authorization": format!("Basic {basic}"),
+            "content-type": "application/json",
+            "host": "perf.local",
+        },
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "perf", "domainName": "perf.local",
+            "domainPrefix": "perf", "requestId": "perf", "routeKey": format!("{method} {route}"),
+            "stage": "$default", "time": "23/Nov/2026:00:00:00 +0000", "timeEpoch": 0,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "127.0.0.1", "userAgent": "perf"},
+        },
+        "isBase64Encoded": false,
+    });
+    if let Some(id) = id {
+        event["pathParameters"] = json!({ "id": id });
+    }
+    if let Some(body) = body {
+        event["body"] = body.to_string().into();
+    }
+    event
+}
+
+fn provision_event(addon_id: &str) -> Value {
+    http_event(
+        "POST",
+        "/clevercloud/resources",
+        "/clevercloud/resources",
+        None,
+        Some(tests::provision_body(addon_id, "basic")),
+    )
+}
+
+fn resource_event(method: &str, id: &str, body: Option<Value>) -> Value {
+    http_event(
+        method,
+        &format!("/clevercloud/resources/{id}"),
+        "/clevercloud/resources/{id}",
+        Some(id),
+        body,
+    )
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index]
+}
+
+/// The numbers a table row shows, for one binary in one round.
+#[derive(Clone, Copy)]
+struct Numbers {
+    init: f64,
+    first: f64,
+    p50: f64,
+    p99: f64,
+    rss: f64,
+}
+
+impl Numbers {
+    fn of(run: &Run) -> Self {
+        let mut warm = run.warm.clone();
+        warm.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        Self {
+            init: ms(run.init),
+            first: ms(run.first),
+            p50: ms(percentile(&warm, 0.50)),
+            p99: ms(percentile(&warm, 0.99)),
+            rss: run.peak_rss_kb as f64 / 1024.0,
+        }
+    }
+
+    fn cold(&self) -> f64 {
+        self.init + self.first
+    }
+}
+
+fn id_of(answer: &Value) -> String {
+    let body: Value = serde_json::from_str(answer["body"].as_str().unwrap_or("{}")).unwrap_or_default();
+    body["id"].as_str().expect("an id in the provision answer").to_string()
+}
+
+fn range(values: &[f64], digits: usize) -> String {
+    let low = values.iter().cloned().fold(f64::INFINITY, f64::min);
+    let high = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    format!("{low:.digits$}–{high:.digits$}")
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let names = ["hello", "floor", "provision", "plan-change", "deprovision"];
+    let mut rounds: HashMap<&str, Vec<Numbers>> = HashMap::new();
+    for round in 0..args.rounds {
+        let count = args.invocations + 1;
+        let bin = |name: &str| args.dir.join(name);
+        let simple = |method: &str| (0..count).map(|_| http_event(method, "/", "/", None, None)).collect();
+        let hello = run_instance(&bin("perf_hello"), simple("GET")).await;
+        let floor = run_instance(&bin("perf_floor"), simple("POST")).await;
+        let addon_ids: Vec<String> = (0..=count).map(|_| tests::unique("perf")).collect();
+        let provision =
+            run_instance(&bin("provision"), addon_ids.iter().map(|a| provision_event(a)).collect()).await;
+        let ids: Vec<String> = provision.answers.iter().map(id_of).collect();
+        // Plan changes alternate on one resource, so each one is a real change.
+        let plan_changes = (0..count)
+            .map(|n| {
+                let plan = if n % 2 == 0 { "premium" } else { "basic" };
+                resource_event("PUT", &ids[0], Some(json!({"addon_id": addon_ids[0], "plan": plan})))
+            })
+            .collect();
+        let plan_change = run_instance(&bin("plan-change"), plan_changes).await;
+        let deprovisions = ids.iter().map(|id| resource_event("DELETE", id, None)).collect();
+        let deprovision = run_instance(&bin("deprovision"), deprovisions).await;
+        for (name, run) in names.iter().zip([&hello, &floor, &provision, &plan_change, &deprovision]) {
+            rounds.entry(name).or_default().push(Numbers::of(run));
+        }
+        eprintln!("perf: round {} of {} done", round + 1, args.rounds);
+    }
+
+    println!(
+        "{} rounds × {} warm invocations, release builds, one instance each, one DynamoDB Local\n",
+        args.rounds, args.invocations
+    );
+    println!("| binary | init ms | first ms | warm p50 ms | warm p99 ms | RSS MB | p50 / floor | cold / floor | RSS / floor |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let floor = rounds["floor"].clone();
+    for name in names {
+        let numbers = &rounds[name];
+        let column = |f: fn(&Numbers) -> f64| numbers.iter().map(f).collect::<Vec<f64>>();
+        let ratio = |f: fn(&Numbers) -> f64| {
+            let ratios: Vec<f64> = numbers.iter().zip(&floor).map(|(n, fl)| f(n) / f(fl)).collect();
+            format!("{:.2} ({})", median(&ratios), range(&ratios, 2))
+        };
+        println!(
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            range(&column(|n| n.init), 1),
+            range(&column(|n| n.first), 1),
+            range(&column(|n| n.p50), 2),
+            range(&column(|n| n.p99), 2),
+            range(&column(|n| n.rss), 1),
+            ratio(|n| n.p50),
+            ratio(Numbers::cold),
+            ratio(|n| n.rss),
+        );
+    }
+    println!("\nRatios: median over the rounds (range), each binary against the floor of the same round.");
+}
