@@ -427,3 +427,41 @@ impl FakeEventBridge {
             .collect()
     }
 }
+
+/// The platform sync wired to stand-ins for Clever Cloud's vendor API (user
+/// `addon-name`, `vendor_password`) and for Cloudmore, on `store`.
+pub struct SyncWorld {
+    pub store: shared::store::DynamoStore,
+    pub vendor_url: String,
+    pub vendor: Arc<FakeVendor>,
+    pub cloudmore: Arc<FakeCloudmore>,
+    pub sync: shared::sync::PlatformSync<shared::store::DynamoStore>,
+}
+
+impl SyncWorld {
+    pub fn new(store: shared::store::DynamoStore, vendor_password: &str, cloudmore: FakeCloudmore) -> Self {
+        let (vendor, vendor_url) = FakeVendor::spawn("addon-name", vendor_password);
+        let (cloudmore, cloudmore_url) = cloudmore.spawn();
+        let cloudmore_config =
+            shared::cloudmore::CloudmoreConfig::from_lookup(&cloudmore.lookup(&cloudmore_url, "form"))
+                .expect("Cloudmore settings")
+                .expect("Cloudmore configured");
+        let sync = shared::sync::PlatformSync::new(
+            store.clone(),
+            shared::clevercloud::vendor::VendorClient::new(
+                vendor_url.clone(),
+                "addon-name".into(),
+                shared::secret::Secret::new(vendor_password),
+            ),
+            Some(shared::cloudmore::CloudmoreClient::new(cloudmore_config)),
+            None,
+        );
+        Self {
+            store,
+            vendor_url,
+            vendor,
+            cloudmore,
+            sync,
+        }
+    }
+}

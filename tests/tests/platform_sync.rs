@@ -6,16 +6,16 @@ use serde_json::{json, Value};
 use shared::clevercloud::vendor::VendorClient;
 use shared::clevercloud::{Lifecycle, ProvisionRequest};
 use shared::cloud66::link::PayloadFormat;
-use shared::cloudmore::{CloudmoreClient, CloudmoreConfig};
 use shared::config::CleverCloudConfig;
 use shared::model::{Resource, Timestamp};
 use shared::provisioner::DefaultProvisioner;
 use shared::secret::Secret;
 use shared::store::{AccountStore, DynamoStore, LinkStore, ResourceReader};
-use shared::sync::{self, PlatformSync};
-use std::sync::Arc;
+use shared::sync;
 use std::time::Duration;
-use tests::fakes::{FakeCloudmore, FakeVendor};
+use tests::fakes::{FakeCloudmore, SyncWorld};
+
+type World = SyncWorld;
 use tests::stream::{event, records_for};
 use tests::*;
 
@@ -29,46 +29,15 @@ fn provisioner() -> DefaultProvisioner {
     DefaultProvisioner::new("https://resources.example", addon().config_vars)
 }
 
-struct World {
-    store: DynamoStore,
-    vendor_url: String,
-    vendor: Arc<FakeVendor>,
-    cloudmore: Arc<FakeCloudmore>,
-    sync: PlatformSync<DynamoStore>,
-}
-
 async fn world() -> World {
-    let (vendor, vendor_url) = FakeVendor::spawn("addon-name", VENDOR_PASSWORD);
-    let (cloudmore, cloudmore_url) = FakeCloudmore::new(3600, Duration::from_secs(3600), None).spawn();
-    let cloudmore_config = CloudmoreConfig::from_lookup(&cloudmore.lookup(&cloudmore_url, "form"))
-        .unwrap()
-        .unwrap();
-    let store = store().await;
-    let sync = PlatformSync::new(
-        store.clone(),
-        VendorClient::new(
-            vendor_url.clone(),
-            "addon-name".into(),
-            Secret::new(VENDOR_PASSWORD),
-        ),
-        Some(CloudmoreClient::new(cloudmore_config)),
-        None,
-    );
-    World {
-        store,
-        vendor_url,
-        vendor,
-        cloudmore,
-        sync,
-    }
+    let cloudmore = FakeCloudmore::new(3600, Duration::from_secs(3600), None);
+    SyncWorld::new(store().await, VENDOR_PASSWORD, cloudmore)
 }
 
-impl World {
-    /// Hands `records` to the sync as one batch; every record must succeed.
-    async fn deliver(&self, records: &[Value]) {
-        let response = self.sync.handle(event(records)).await;
-        assert!(response.batch_item_failures.is_empty(), "{response:?}");
-    }
+/// Hands `records` to the sync as one batch; every record must succeed.
+async fn deliver(world: &World, records: &[Value]) {
+    let response = world.sync.handle(event(records)).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
 }
 
 /// Provisions through the real lifecycle; returns (addon_id, owner_id, resource id).
@@ -109,7 +78,7 @@ async fn a_provisioned_resource_gets_clever_clouds_details_and_its_owner_one_org
     let inserts = item_records(&format!("RESOURCE#{id}"), "RESOURCE", "INSERT").await;
     assert_eq!(inserts.len(), 1, "one INSERT for the new resource");
 
-    world.deliver(&inserts).await;
+    deliver(&world, &inserts).await;
     let details = resource(&world.store, &id).await.vendor.expect("details stored");
     assert_eq!(details.name.as_deref(), Some("My addon-name instance"));
     assert_eq!(details.owner_emails, ["user@example.com", "foobar@baz.com"]);
@@ -118,7 +87,7 @@ async fn a_provisioned_resource_gets_clever_clouds_details_and_its_owner_one_org
     assert_eq!(world.cloudmore.organizations_named(&organization_name).len(), 1);
 
     // At-least-once delivery: the same record again changes nothing.
-    world.deliver(&inserts).await;
+    deliver(&world, &inserts).await;
     assert_eq!(
         world
             .vendor
@@ -136,7 +105,7 @@ async fn a_provisioned_resource_gets_clever_clouds_details_and_its_owner_one_org
     // Storing the details is itself a MODIFY; its config did not change, so no PUT.
     let modifies = item_records(&format!("RESOURCE#{id}"), "RESOURCE", "MODIFY").await;
     assert_eq!(modifies.len(), 1);
-    world.deliver(&modifies).await;
+    deliver(&world, &modifies).await;
     assert!(world.vendor.puts.lock().unwrap().is_empty());
 }
 
@@ -180,7 +149,7 @@ async fn rotated_credentials_reach_clever_cloud_through_the_stream() {
     let modifies = item_records(&format!("RESOURCE#{id}"), "RESOURCE", "MODIFY").await;
     assert_eq!(modifies.len(), 1);
     for _ in 0..2 {
-        world.deliver(&modifies).await;
+        deliver(&world, &modifies).await;
     }
     let puts = world.vendor.puts.lock().unwrap().clone();
     assert_eq!(puts.len(), 1, "pushed once; a redelivery finds nothing owed");
@@ -206,7 +175,7 @@ async fn a_new_cloud66_account_gets_one_cloudmore_organization_even_when_redeliv
     let inserts = item_records(&format!("ACCOUNT#{}", account.id), "ACCOUNT", "INSERT").await;
     assert_eq!(inserts.len(), 1);
     for _ in 0..2 {
-        world.deliver(&inserts).await;
+        deliver(&world, &inserts).await;
     }
     let organizations = world.cloudmore.organizations_named(&email);
     assert_eq!(organizations.len(), 1);
@@ -224,7 +193,7 @@ async fn a_new_cloud66_account_gets_one_cloudmore_organization_even_when_redeliv
         .unwrap();
     let inserts = item_records(&format!("ACCOUNT#{}", account.id), "ACCOUNT", "INSERT").await;
     let posts_before = *world.cloudmore.organization_posts.lock().unwrap();
-    world.deliver(&inserts).await;
+    deliver(&world, &inserts).await;
     assert_eq!(*world.cloudmore.organization_posts.lock().unwrap(), posts_before);
     let stored = world.store.get_account(&account.id).await.unwrap().unwrap();
     assert_eq!(
@@ -343,7 +312,7 @@ async fn an_unverified_cloud66_link_reaches_cloudmore_only_once_cloud66_answers_
     let mut records = records_for(&format!("CLOUD66_LINK#{refused}")).await;
     records.extend(records_for(&format!("RESOURCE#{}", link.resource_id.unwrap())).await);
     assert!(records.len() >= 2, "{records:?}");
-    world.deliver(&records).await;
+    deliver(&world, &records).await;
     assert!(world.cloudmore.organizations_named(&email).is_empty());
     assert_eq!(*world.cloudmore.organization_posts.lock().unwrap(), posts_before);
 
@@ -354,6 +323,6 @@ async fn an_unverified_cloud66_link_reaches_cloudmore_only_once_cloud66_answers_
     let account_id = link.account_id.expect("linked to an account");
     let mut records = records_for(&format!("ACCOUNT#{account_id}")).await;
     records.extend(records_for(&format!("RESOURCE#{}", link.resource_id.unwrap())).await);
-    world.deliver(&records).await;
+    deliver(&world, &records).await;
     assert_eq!(world.cloudmore.organizations_named(&email).len(), 1);
 }

@@ -7,59 +7,38 @@
 use serde_json::json;
 use shared::clevercloud::vendor::VendorClient;
 use shared::clevercloud::{Lifecycle, ProvisionRequest};
-use shared::cloudmore::{CloudmoreClient, CloudmoreConfig};
 use shared::model::{Resource, SyncQueue, Timestamp};
 use shared::provisioner::DefaultProvisioner;
 use shared::secret::Secret;
-use shared::store::{AccountStore, DynamoStore, ResourceReader, SyncStore, SyncSubject};
-use shared::sync::{self, PlatformSync, Settled};
-use std::sync::Arc;
+use shared::store::{AccountStore, ResourceReader, SyncStore, SyncSubject};
+use shared::sync::{self, Settled};
 use std::time::Duration;
-use tests::fakes::{FakeCloudmore, FakeVendor};
+use tests::fakes::{FakeCloudmore, SyncWorld};
 use tests::stream::{event, records_in};
 use tests::*;
 
 const VENDOR_PASSWORD: &str = "fault-test-password";
 
-struct World {
-    store: DynamoStore,
-    vendor_url: String,
-    vendor: Arc<FakeVendor>,
-    cloudmore: Arc<FakeCloudmore>,
-    sync: PlatformSync<DynamoStore>,
-}
-
 async fn world_with(cloudmore: FakeCloudmore) -> World {
-    let (vendor, vendor_url) = FakeVendor::spawn("addon-name", VENDOR_PASSWORD);
-    let (cloudmore, cloudmore_url) = cloudmore.spawn();
-    let cloudmore_config = CloudmoreConfig::from_lookup(&cloudmore.lookup(&cloudmore_url, "form"))
-        .unwrap()
-        .unwrap();
-    let store = isolated_store().await;
-    let sync = PlatformSync::new(
-        store.clone(),
-        VendorClient::new(
-            vendor_url.clone(),
-            "addon-name".into(),
-            Secret::new(VENDOR_PASSWORD),
-        ),
-        Some(CloudmoreClient::new(cloudmore_config)),
-        None,
-    );
-    World {
-        store,
-        vendor_url,
-        vendor,
-        cloudmore,
-        sync,
-    }
+    SyncWorld::new(isolated_store().await, VENDOR_PASSWORD, cloudmore)
 }
 
 async fn world() -> World {
     world_with(FakeCloudmore::new(3600, Duration::from_secs(3600), None)).await
 }
 
-impl World {
+/// This file's steps on the shared world.
+trait Steps {
+    async fn provision(&self, owner_id: &str, known: bool) -> Resource;
+    fn know(&self, addon_id: &str, owner_id: &str);
+    async fn resource(&self, id: &str) -> Resource;
+    async fn rotate(&self, id: &str) -> Resource;
+    fn puts_for(&self, addon_id: &str) -> Vec<serde_json::Value>;
+}
+
+type World = SyncWorld;
+
+impl Steps for World {
     /// A provision through the real lifecycle, for `owner_id`; Clever Cloud
     /// knows the add-on only if `known`.
     async fn provision(&self, owner_id: &str, known: bool) -> Resource {

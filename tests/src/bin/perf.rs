@@ -26,7 +26,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Notify};
 
 #[derive(Parser)]
-#[command(name = "perf", about = "Lambda instances of each function against a floor binary, as ratios")]
+#[command(
+    name = "perf",
+    about = "Lambda instances of each function against a floor binary, as ratios"
+)]
 struct Args {
     /// Warm invocations per binary and round (after the first).
     #[arg(long, default_value_t = 300)]
@@ -63,7 +66,10 @@ impl RuntimeApi {
             "lambda-runtime-invoked-function-arn",
             value("arn:aws:lambda:us-east-1:123456789012:function:perf"),
         );
-        headers.insert("lambda-runtime-trace-id", value("Root=1-00000000-000000000000000000000000"));
+        headers.insert(
+            "lambda-runtime-trace-id",
+            value("Root=1-00000000-000000000000000000000000"),
+        );
         (headers, event.to_string()).into_response()
     }
 
@@ -108,8 +114,14 @@ async fn run_instance(binary: &std::path::Path, events: Vec<Value>) -> Run {
     });
     let router = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(RuntimeApi::next))
-        .route("/2018-06-01/runtime/invocation/{id}/response", post(RuntimeApi::answer))
-        .route("/2018-06-01/runtime/invocation/{id}/error", post(RuntimeApi::error))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(RuntimeApi::answer),
+        )
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/error",
+            post(RuntimeApi::error),
+        )
         .route("/2018-06-01/runtime/init/error", post(RuntimeApi::init_error))
         .with_state(api.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -268,7 +280,10 @@ impl Numbers {
 
 fn id_of(answer: &Value) -> String {
     let body: Value = serde_json::from_str(answer["body"].as_str().unwrap_or("{}")).unwrap_or_default();
-    body["id"].as_str().expect("an id in the provision answer").to_string()
+    body["id"]
+        .as_str()
+        .expect("an id in the provision answer")
+        .to_string()
 }
 
 fn range(values: &[f64], digits: usize) -> String {
@@ -291,24 +306,38 @@ async fn main() {
     for round in 0..args.rounds {
         let count = args.invocations + 1;
         let bin = |name: &str| args.dir.join(name);
-        let simple = |method: &str| (0..count).map(|_| http_event(method, "/", "/", None, None)).collect();
+        let simple = |method: &str| {
+            (0..count)
+                .map(|_| http_event(method, "/", "/", None, None))
+                .collect()
+        };
         let hello = run_instance(&bin("perf_hello"), simple("GET")).await;
         let floor = run_instance(&bin("perf_floor"), simple("POST")).await;
         let addon_ids: Vec<String> = (0..=count).map(|_| tests::unique("perf")).collect();
-        let provision =
-            run_instance(&bin("provision"), addon_ids.iter().map(|a| provision_event(a)).collect()).await;
+        let provision = run_instance(
+            &bin("provision"),
+            addon_ids.iter().map(|a| provision_event(a)).collect(),
+        )
+        .await;
         let ids: Vec<String> = provision.answers.iter().map(id_of).collect();
         // Plan changes alternate on one resource, so each one is a real change.
         let plan_changes = (0..count)
             .map(|n| {
                 let plan = if n % 2 == 0 { "premium" } else { "basic" };
-                resource_event("PUT", &ids[0], Some(json!({"addon_id": addon_ids[0], "plan": plan})))
+                resource_event(
+                    "PUT",
+                    &ids[0],
+                    Some(json!({"addon_id": addon_ids[0], "plan": plan})),
+                )
             })
             .collect();
         let plan_change = run_instance(&bin("plan-change"), plan_changes).await;
         let deprovisions = ids.iter().map(|id| resource_event("DELETE", id, None)).collect();
         let deprovision = run_instance(&bin("deprovision"), deprovisions).await;
-        for (name, run) in names.iter().zip([&hello, &floor, &provision, &plan_change, &deprovision]) {
+        for (name, run) in names
+            .iter()
+            .zip([&hello, &floor, &provision, &plan_change, &deprovision])
+        {
             rounds.entry(name).or_default().push(Numbers::of(run));
         }
         eprintln!("perf: round {} of {} done", round + 1, args.rounds);

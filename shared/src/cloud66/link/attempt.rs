@@ -10,7 +10,8 @@ use crate::model::{
 };
 use crate::provisioner::{ProvisionContext, Provisioner, ProvisionerError};
 use crate::secret::random_hex;
-use crate::store::StoreError;
+use crate::store::{LinkStore, StoreError, UpdateOutcome};
+use std::future::Future;
 
 /// The plan recorded on resources provisioned through Cloud 66.
 const CLOUD66_PLAN: &str = "cloud66";
@@ -158,4 +159,41 @@ pub(super) async fn provision<P: Provisioner>(
         })
         .await?;
     Ok(draft)
+}
+
+/// Saves an attempt's answer on the link, never over a link that holds (a
+/// concurrent request may have linked the uid meanwhile, perhaps for another
+/// email: its answer stands, and this one is not recorded on it). `write`
+/// gets the record that follows `stored` and says whether it landed; a lost
+/// race reads the link again and decides again.
+pub(super) async fn record_answer<S, Write, Written>(
+    store: &S,
+    request: &LinkRequest,
+    mut stored: Option<Cloud66Link>,
+    recorded: &Recorded,
+    write: Write,
+) -> Result<Outcome, LinkError>
+where
+    S: LinkStore,
+    Write: Fn(Cloud66Link, Timestamp) -> Written,
+    Written: Future<Output = Result<UpdateOutcome, LinkError>>,
+{
+    for _ in 0..SAVE_ATTEMPTS {
+        if let Some(outcome) = stored.as_ref().and_then(|link| settled(link, request)) {
+            return Ok(outcome);
+        }
+        let now = Timestamp::now();
+        let link = next_record(
+            stored.as_ref(),
+            request,
+            recorded.status,
+            recorded.message.clone(),
+            &now,
+        );
+        if write(link, now).await? == UpdateOutcome::Updated {
+            return Ok(recorded.outcome.clone());
+        }
+        stored = store.get_link(&request.uid).await?;
+    }
+    Err(StoreError::Unavailable("the link kept changing under concurrent requests".into()).into())
 }

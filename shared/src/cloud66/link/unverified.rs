@@ -12,7 +12,9 @@
 //! On 200 the account is found or created, and the link, the resource (now
 //! active) and the account (now listing it) are written in one transaction.
 
-use super::attempt::{self, next_record, settled, LinkError, Outcome, Recorded, SAVE_ATTEMPTS};
+use super::attempt::{
+    self, next_record, record_answer, settled, LinkError, Outcome, Recorded, SAVE_ATTEMPTS,
+};
 use super::partner::PartnerClient;
 use super::request::LinkRequest;
 use crate::cloud66::sso::ACTOR;
@@ -158,48 +160,26 @@ async fn record<S: LinkStore>(
     stored: Cloud66Link,
     recorded: Recorded,
 ) -> Result<Outcome, LinkError> {
-    let mut stored = Some(stored);
-    let mut account: Option<Account> = None;
-    for _ in 0..SAVE_ATTEMPTS {
-        if let Some(outcome) = stored.as_ref().and_then(|link| settled(link, request)) {
-            return Ok(outcome);
-        }
-        let now = Timestamp::now();
+    let recorded = &recorded;
+    record_answer(store, request, Some(stored), recorded, |next, now| async move {
         let link = Cloud66Link {
             attempts: attempt,
             resource_id: Some(resource.id.clone()),
-            ..next_record(
-                stored.as_ref(),
-                request,
-                recorded.status,
-                recorded.message.clone(),
-                &now,
-            )
+            ..next
         };
-        let written = if recorded.status == LinkStatus::Linked {
-            // Cloud 66 vouched for the pair: only now is the account looked up.
-            let owner = match account.take() {
-                Some(account) => account,
-                None => store.find_or_create_account(&request.email, None, ACTOR).await?,
-            };
-            let written = confirm(store, link, resource, &owner, &recorded, &now).await?;
-            if written == UpdateOutcome::Stale {
-                account = store.get_account(&owner.id).await?;
-            }
-            written
-        } else {
+        if recorded.status != LinkStatus::Linked {
             let link = Cloud66Link {
                 expires_at: resource.expires_at,
                 ..link
             };
-            store.save_link(&link, &[]).await?
-        };
-        if written == UpdateOutcome::Updated {
-            return Ok(recorded.outcome);
+            return Ok(store.save_link(&link, &[]).await?);
         }
-        stored = store.get_link(&request.uid).await?;
-    }
-    Err(StoreError::Unavailable("the link kept changing under concurrent requests".into()).into())
+        // Cloud 66 vouched for the pair: only now is the account looked up
+        // (again after a lost race: the sync may have changed it).
+        let owner = store.find_or_create_account(&request.email, None, ACTOR).await?;
+        Ok(confirm(store, link, resource, &owner, recorded, &now).await?)
+    })
+    .await
 }
 
 /// The link, its resource and the account, as one confirmed whole.

@@ -3,13 +3,13 @@
 //! created, its partner-side resource provisioned once, and that resource's
 //! config sent with the uid.
 
-use super::attempt::{self, next_record, settled, LinkError, Outcome, Recorded, SAVE_ATTEMPTS};
+use super::attempt::{self, record_answer, settled, LinkError, Outcome, Recorded};
 use super::partner::PartnerClient;
 use super::request::LinkRequest;
 use crate::cloud66::sso::ACTOR;
 use crate::model::{Account, AuditAction, AuditEvent, Cloud66Link, Resource, SubjectKind, Timestamp};
 use crate::provisioner::Provisioner;
-use crate::store::{LinkStore, ResourceReader, StoreError, UpdateOutcome};
+use crate::store::{LinkStore, ResourceReader};
 
 pub(super) async fn run<S: LinkStore + ResourceReader, P: Provisioner>(
     store: &S,
@@ -59,37 +59,22 @@ async fn account_resource<S: LinkStore + ResourceReader, P: Provisioner>(
     Ok(store.ensure_account_resource(account, &resource, &event).await?)
 }
 
-/// Saves Cloud 66's answer on the link, with its audit event on the account,
-/// never turning a link that holds back into one that does not.
+/// Saves Cloud 66's answer on the link, with its audit event on the account.
 async fn record<S: LinkStore>(
     store: &S,
     request: &LinkRequest,
     account: &Account,
-    mut stored: Option<Cloud66Link>,
+    stored: Option<Cloud66Link>,
     recorded: Recorded,
 ) -> Result<Outcome, LinkError> {
-    for _ in 0..SAVE_ATTEMPTS {
-        // A concurrent request may have linked the uid meanwhile, perhaps for
-        // another email: its answer stands, and this one is not recorded on it.
-        if let Some(outcome) = stored.as_ref().and_then(|link| settled(link, request)) {
-            return Ok(outcome);
-        }
-        let now = Timestamp::now();
+    let recorded = &recorded;
+    record_answer(store, request, stored, recorded, |next, now| async move {
         let link = Cloud66Link {
             account_id: Some(account.id.clone()),
-            ..next_record(
-                stored.as_ref(),
-                request,
-                recorded.status,
-                recorded.message.clone(),
-                &now,
-            )
+            ..next
         };
         let event = recorded.audit_event(&account.id, &request.uid, &now);
-        if store.save_link(&link, &[event]).await? == UpdateOutcome::Updated {
-            return Ok(recorded.outcome);
-        }
-        stored = store.get_link(&request.uid).await?;
-    }
-    Err(StoreError::Unavailable("the link kept changing under concurrent requests".into()).into())
+        Ok(store.save_link(&link, &[event]).await?)
+    })
+    .await
 }
