@@ -60,6 +60,7 @@ mod tests {
         let secret = Secret::new("hunter2-very-secret");
         let printed = format!("{secret:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
+        assert_eq!(printed, "Secret(<redacted>)", "says that something was there");
     }
 
     #[test]

@@ -285,6 +285,102 @@ mod tests {
     }
 
     #[test]
+    fn the_age_and_skew_limits_hold_to_the_second() {
+        let sso = sso();
+        let verify_at = |ts: i64, now: i64| {
+            let body = format!(
+                "id=res_1&token={}&timestamp={ts}",
+                sso.token("res_1", &ts.to_string())
+            );
+            sso.verify(&form(&body), at(now))
+        };
+        let now = 1_700_000_000;
+        assert_eq!(verify_at(now - 300, now), Ok(()), "exactly the maximum age");
+        assert_eq!(
+            verify_at(now - 301, now),
+            Err(Refusal::Expired),
+            "one second past it"
+        );
+        assert_eq!(verify_at(now + 60, now), Ok(()), "exactly the future tolerance");
+        assert_eq!(
+            verify_at(now + 61, now),
+            Err(Refusal::FromTheFuture),
+            "one second past it"
+        );
+    }
+
+    #[test]
+    fn timestamps_are_read_in_seconds_or_milliseconds_up_to_sixteen_digits() {
+        assert_eq!(parse_timestamp("1700000000"), Some(1_700_000_000));
+        assert_eq!(parse_timestamp("1700000000.25"), Some(1_700_000_000));
+        assert_eq!(parse_timestamp("1700000000."), Some(1_700_000_000));
+        assert_eq!(
+            parse_timestamp("1700000000123"),
+            Some(1_700_000_000),
+            "milliseconds"
+        );
+        assert_eq!(
+            parse_timestamp("1000000000000"),
+            Some(1_000_000_000_000),
+            "the boundary is seconds"
+        );
+        assert_eq!(
+            parse_timestamp("1000000000001"),
+            Some(1_000_000_000),
+            "one past it is milliseconds"
+        );
+        assert_eq!(
+            parse_timestamp("1234567890123456"),
+            Some(1_234_567_890_123),
+            "16 digits"
+        );
+        assert_eq!(parse_timestamp("12345678901234567"), None, "17 digits");
+        for refused in [
+            "",
+            ".5",
+            "-5",
+            "1e9",
+            "17000000a0",
+            "1700000000.2x",
+            " 1700000000",
+            "0x10",
+        ] {
+            assert_eq!(parse_timestamp(refused), None, "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn a_spent_token_is_remembered_exactly_as_long_as_it_could_be_accepted() {
+        let sso = sso();
+        let issued = 1_700_000_000;
+        let body = format!(
+            "id=res_1&token={}&timestamp={issued}",
+            sso.token("res_1", &issued.to_string())
+        );
+        let legacy = form(&body);
+        let end = sso.token_lifetime_end(&legacy);
+        assert_eq!(end, issued + 300 + FUTURE_TOLERANCE_SECONDS);
+        // The last instant it is accepted is within what is remembered...
+        assert_eq!(sso.verify(&legacy, at(issued + 300)), Ok(()));
+        assert!(end >= issued + 300);
+        // ...and past the end it is refused on its own.
+        assert_eq!(sso.verify(&legacy, at(end + 1)), Err(Refusal::Expired));
+    }
+
+    #[test]
+    fn a_form_may_be_as_large_as_the_limit_and_no_larger() {
+        let padding = |total: usize| {
+            let head = "id=res_1&token=00&timestamp=1&nav-data=";
+            format!("{head}{}", "a".repeat(total - head.len()))
+        };
+        assert!(parse_form(padding(MAX_FORM_BYTES).as_bytes()).is_ok());
+        assert_eq!(
+            parse_form(padding(MAX_FORM_BYTES + 1).as_bytes()).err(),
+            Some(Refusal::MalformedRequest)
+        );
+    }
+
+    #[test]
     fn malformed_forms_are_refused() {
         for body in [
             "",

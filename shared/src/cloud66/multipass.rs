@@ -101,6 +101,14 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn a_key_is_redacted_in_debug_output() {
+        let key = MultipassKey::gem("abc", "example");
+        let printed = format!("{key:?}");
+        assert_eq!(printed, "MultipassKey(<redacted>)");
+        assert!(!printed.contains(&key.as_hex()));
+    }
+
+    #[test]
     fn gem_key_derivation_matches_the_published_answer() {
         assert_eq!(
             MultipassKey::gem("abc", "example").as_hex(),
