@@ -5,7 +5,7 @@ SHELL := /bin/bash
 TOOLS := .tools/venv/bin
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test tools lint-code lint-template unit e2e bench load perf sizes build deploy
+.PHONY: run test tools lint-code lint-template unit e2e bench load perf mutants sizes build deploy
 
 ## Serve every function on 127.0.0.1:${PORT:-9000} with DynamoDB Local on ${DYNAMODB_PORT:-8000}.
 run:
@@ -50,6 +50,11 @@ perf: tools
 	cargo build --release --package provision --package plan-change --package deprovision
 	cargo build --release --package tests --bin perf --bin perf_floor --bin perf_hello
 	bash scripts/stack.sh test target/release/perf --invocations $${N:-300} --rounds $${R:-3}
+
+## Mutation testing of the security-critical modules (.cargo/mutants.toml),
+## with the shared crate's unit tests only; fails if a viable mutant survives.
+mutants:
+	bash scripts/mutants.sh
 
 ## Release build of every function for Lambda, and the size of each bootstrap.
 sizes: tools

@@ -373,11 +373,101 @@ mod tests {
             let head = "id=res_1&token=00&timestamp=1&nav-data=";
             format!("{head}{}", "a".repeat(total - head.len()))
         };
-        assert!(parse_form(padding(MAX_FORM_BYTES).as_bytes()).is_ok());
+        // 16 KiB, written out: the limit itself is what is pinned.
+        assert!(parse_form(padding(16 * 1024).as_bytes()).is_ok());
         assert_eq!(
-            parse_form(padding(MAX_FORM_BYTES + 1).as_bytes()).err(),
+            parse_form(padding(16 * 1024 + 1).as_bytes()).err(),
             Some(Refusal::MalformedRequest)
         );
+    }
+
+    mod login {
+        use super::*;
+        use crate::model::{ConfigMap, Platform, Resource, Timestamp};
+        use crate::store::memory::MemoryStore;
+
+        fn post(content_type: &str, body: String) -> Request {
+            lambda_http::http::Request::builder()
+                .method("POST")
+                .uri("/clevercloud/sso/login")
+                .header("content-type", content_type)
+                .body(Body::from(body))
+                .unwrap()
+        }
+
+        fn signed_form(sso: &CleverCloudSso, id: &str) -> String {
+            let timestamp = Utc::now().timestamp().to_string();
+            let signature = sso.signature(id, "user_1", "jane@example.com", "", &timestamp);
+            format!("id={id}&timestamp={timestamp}&nav-data=&email=jane%40example.com&user_id=user_1&signature={signature}")
+        }
+
+        fn sessions() -> Sessions<MemoryStore> {
+            let resource = Resource::new(
+                "res_0123456789abcdef0123456789abcdef".into(),
+                Platform::CleverCloud,
+                "addon_1".into(),
+                "basic".into(),
+                ConfigMap::default(),
+                &Timestamp::now(),
+            );
+            Sessions::new(MemoryStore::with_resource(resource), 3600)
+        }
+
+        #[tokio::test]
+        async fn a_signed_form_opens_a_session_once_and_sends_the_browser_to_the_panel() {
+            let (sso, sessions) = (sso(), sessions());
+            let form = signed_form(&sso, "res_0123456789abcdef0123456789abcdef");
+            let response = login(
+                &sso,
+                &sessions,
+                &post("application/x-www-form-urlencoded", form.clone()),
+            )
+            .await
+            .ok()
+            .expect("signed in");
+            assert_eq!(response.status(), lambda_http::http::StatusCode::SEE_OTHER);
+            assert_eq!(response.headers()["location"], "/dashboard");
+            let cookie = response.headers()["set-cookie"].to_str().unwrap();
+            assert!(cookie.starts_with("addon_session="), "{cookie}");
+            let stored = sessions
+                .store()
+                .sessions
+                .lock()
+                .unwrap()
+                .values()
+                .cloned()
+                .collect::<Vec<_>>();
+            assert_eq!(stored.len(), 1);
+            assert_eq!(stored[0].email.as_deref(), Some("jane@example.com"));
+            assert_eq!(stored[0].nav_data, None, "an empty nav-data is not kept");
+            assert_eq!(stored[0].subject_id, "res_0123456789abcdef0123456789abcdef");
+
+            let replay = login(&sso, &sessions, &post("application/x-www-form-urlencoded", form)).await;
+            assert!(matches!(replay, Err(SignInError::Refused(Refusal::Replayed))));
+        }
+
+        #[tokio::test]
+        async fn anything_but_a_signed_form_for_an_active_resource_opens_nothing() {
+            let (sso, sessions) = (sso(), sessions());
+            let form = signed_form(&sso, "res_0123456789abcdef0123456789abcdef");
+            let json = login(&sso, &sessions, &post("application/json", form)).await;
+            assert!(matches!(
+                json,
+                Err(SignInError::Refused(Refusal::MalformedRequest))
+            ));
+            let unknown = signed_form(&sso, "res_ffffffffffffffffffffffffffffffff");
+            let unknown = login(
+                &sso,
+                &sessions,
+                &post("application/x-www-form-urlencoded", unknown),
+            )
+            .await;
+            assert!(matches!(
+                unknown,
+                Err(SignInError::Refused(Refusal::UnknownResource))
+            ));
+            assert!(sessions.store().sessions.lock().unwrap().is_empty());
+        }
     }
 
     #[test]

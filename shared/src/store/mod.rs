@@ -3,6 +3,8 @@
 //! them all on one DynamoDB table.
 
 mod dynamo;
+#[cfg(test)]
+pub mod memory;
 
 pub use dynamo::{DynamoStore, TableKeys};
 

@@ -1,0 +1,81 @@
+//! An in-memory store for the handlers' unit tests: the same contracts as
+//! [`super::DynamoStore`] for what those handlers use (a spent token opens
+//! nothing, a sign-in state is spent once), with no storage behind it.
+//! Storage itself is tested against DynamoDB Local, never here.
+
+use super::{OpenOutcome, ResourceReader, SessionStore, StoreError};
+use crate::model::{Resource, Session};
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct MemoryStore {
+    pub resources: Mutex<HashMap<String, Resource>>,
+    pub sessions: Mutex<HashMap<String, Session>>,
+    pub spent_tokens: Mutex<HashSet<String>>,
+    pub signin_states: Mutex<HashMap<String, i64>>,
+}
+
+impl MemoryStore {
+    pub fn with_resource(resource: Resource) -> Self {
+        let store = Self::default();
+        store
+            .resources
+            .lock()
+            .unwrap()
+            .insert(resource.id.clone(), resource);
+        store
+    }
+}
+
+impl ResourceReader for MemoryStore {
+    async fn get_resource(&self, id: &str) -> Result<Option<Resource>, StoreError> {
+        Ok(self.resources.lock().unwrap().get(id).cloned())
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn open_session(
+        &self,
+        token_fingerprint: &str,
+        _token_expires_at: i64,
+        session_id: &str,
+        session: &Session,
+    ) -> Result<OpenOutcome, StoreError> {
+        if !self
+            .spent_tokens
+            .lock()
+            .unwrap()
+            .insert(token_fingerprint.to_string())
+        {
+            return Ok(OpenOutcome::Replayed);
+        }
+        self.sessions
+            .lock()
+            .unwrap()
+            .insert(session_id.to_string(), session.clone());
+        Ok(OpenOutcome::Opened)
+    }
+
+    async fn get_session(&self, session_id: &str) -> Result<Option<Session>, StoreError> {
+        Ok(self.sessions.lock().unwrap().get(session_id).cloned())
+    }
+
+    async fn end_session(&self, session_id: &str) -> Result<(), StoreError> {
+        self.sessions.lock().unwrap().remove(session_id);
+        Ok(())
+    }
+
+    async fn begin_signin(&self, state_fingerprint: &str, expires_at: i64) -> Result<(), StoreError> {
+        self.signin_states
+            .lock()
+            .unwrap()
+            .insert(state_fingerprint.to_string(), expires_at);
+        Ok(())
+    }
+
+    async fn finish_signin(&self, state_fingerprint: &str, now: i64) -> Result<bool, StoreError> {
+        let expires_at = self.signin_states.lock().unwrap().remove(state_fingerprint);
+        Ok(expires_at.is_some_and(|expires_at| expires_at > now))
+    }
+}
