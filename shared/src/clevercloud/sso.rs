@@ -423,7 +423,6 @@ mod tests {
                 &post("application/x-www-form-urlencoded", form.clone()),
             )
             .await
-            .ok()
             .expect("signed in");
             assert_eq!(response.status(), lambda_http::http::StatusCode::SEE_OTHER);
             assert_eq!(response.headers()["location"], "/dashboard");
