@@ -397,6 +397,25 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn respond_passes_a_response_through_and_turns_an_error_into_its_json() {
+        let mut created = Response::new(Body::Text("made".into()));
+        *created.status_mut() = StatusCode::CREATED;
+        let passed = respond(Ok(created));
+        assert_eq!(passed.status(), StatusCode::CREATED);
+        assert_eq!(passed.body().as_ref(), b"made");
+
+        let refused = respond(Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such thing",
+        )));
+        assert_eq!(refused.status(), StatusCode::NOT_FOUND);
+        assert_eq!(refused.headers()[header::CONTENT_TYPE], "application/json");
+        let body: serde_json::Value = serde_json::from_slice(refused.body().as_ref()).unwrap();
+        assert_eq!(body["error"], "not_found");
+    }
+
+    #[test]
     fn read_json_accepts_charset_and_unknown_fields() {
         let sample = parse(
             Some("Application/JSON; charset=utf-8"),
