@@ -288,6 +288,12 @@ pub(crate) mod tests {
         assert!(rotating
             .verify(&headers_with(&basic_header("other", "old-password")))
             .is_err());
+        // A rotation that has not begun yet (previous = current) still accepts it.
+        let unchanged = BasicCredentials::new("addon-name", Secret::new("same-password"))
+            .with_previous(Some(Secret::new("same-password")));
+        assert!(unchanged
+            .verify(&headers_with(&basic_header("addon-name", "same-password")))
+            .is_ok());
     }
 
     #[test]
