@@ -194,6 +194,59 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_fingerprint_is_the_tokens_sha256_in_hex() {
+        assert_eq!(
+            fingerprint("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn each_refusal_has_its_status_and_storage_trouble_is_a_503_page() {
+        assert_eq!(Refusal::MalformedRequest.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(Refusal::NotConfigured.status(), StatusCode::NOT_FOUND);
+        assert_eq!(Refusal::Replayed.status(), StatusCode::FORBIDDEN);
+        let refused = SignInError::Refused(Refusal::Expired).into_response();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        assert!(String::from_utf8_lossy(refused.body().as_ref()).contains("has expired"));
+        let unavailable = SignInError::Store(StoreError::Unavailable("down".into())).into_response();
+        assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn a_session_lives_exactly_its_ttl() {
+        let sessions = Sessions::new(crate::store::memory::MemoryStore::default(), 3600);
+        let session = crate::model::Session {
+            platform: crate::model::Platform::CleverCloud,
+            subject_id: "res_1".into(),
+            email: None,
+            nav_data: None,
+            created_at: "2026-11-23T00:00:00.000Z".into(),
+            expires_at: 0,
+        };
+        let before = chrono::Utc::now().timestamp();
+        sessions
+            .open("token", before + 360, session)
+            .await
+            .expect("opened");
+        let after = chrono::Utc::now().timestamp();
+        let stored = sessions
+            .store()
+            .sessions
+            .lock()
+            .unwrap()
+            .values()
+            .next()
+            .cloned()
+            .unwrap();
+        assert!(
+            (before + 3600..=after + 3600).contains(&stored.expires_at),
+            "{}",
+            stored.expires_at
+        );
+    }
+
+    #[test]
     fn session_id_is_read_from_any_cookie_header_and_checked() {
         let id = "ab".repeat(SESSION_ID_BYTES);
         let mut headers = HeaderMap::new();
