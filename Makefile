@@ -48,8 +48,8 @@ load: tools
 ## and `hello`, on one DynamoDB Local: init, first, warm p50/p99, RSS and ratios.
 perf: tools
 	cargo build --release --package provision --package plan-change --package deprovision
-	cargo build --release --package tests --bin perf --bin perf_floor --bin perf_hello
-	bash scripts/stack.sh test target/release/perf --invocations $${N:-300} --rounds $${R:-3}
+	cargo build --release --package tests --bin perf --bin perf_floor --bin perf_hello --bin fake_vendor
+	STANDIN_PROFILE=release bash scripts/stack.sh test target/release/perf --invocations $${N:-300} --rounds $${R:-3} $${PERF_ARGS:-}
 
 ## Mutation testing of the security-critical modules (.cargo/mutants.toml),
 ## with the shared crate's unit tests only; fails if a viable mutant survives.

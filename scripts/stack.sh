@@ -170,7 +170,11 @@ if [[ "${START_FAKE_PARTNER:-0}" == 1 ]]; then
 fi
 
 if [[ "${START_FAKE_VENDOR:-0}" == 1 ]]; then
-  start "$RUN_DIR/fake-vendor.log" "target/$([[ "${WATCH_RELEASE:-0}" == 1 ]] && echo release || echo debug)/fake_vendor" "$VENDOR_PORT"
+  # STANDIN_PROFILE=release (make perf) serves the stand-in's optimised
+  # build, so a measurement counts the function's time and not a debug
+  # stand-in's.
+  STANDIN_PROFILE="${STANDIN_PROFILE:-$([[ "${WATCH_RELEASE:-0}" == 1 ]] && echo release || echo debug)}"
+  start "$RUN_DIR/fake-vendor.log" "target/$STANDIN_PROFILE/fake_vendor" "$VENDOR_PORT"
   vendor_answers() { curl -sf -o /dev/null "http://127.0.0.1:$VENDOR_PORT/received"; }
   wait_until "the stand-in vendor endpoint" "${PIDS[-1]}" 60 vendor_answers
   export E2E_VENDOR_URL="http://127.0.0.1:$VENDOR_PORT"

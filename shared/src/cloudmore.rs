@@ -122,7 +122,7 @@ pub struct CloudmoreClient {
 
 impl CloudmoreClient {
     pub fn new(config: CloudmoreConfig) -> Self {
-        let http = crate::http::outbound_client();
+        let http = crate::outbound::platform_client();
         Self {
             http,
             config,

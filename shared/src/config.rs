@@ -60,13 +60,35 @@ pub struct Environment {
     secrets: std::collections::HashMap<String, String>,
 }
 
+/// The AWS SDK configuration (region, credentials, HTTP client) from the
+/// default chain (on Lambda, the function's role; locally,
+/// `AWS_ENDPOINT_URL_<SERVICE>` points a client at a stand-in), with time
+/// limits well inside a function's timeout. Load it once per cold start and
+/// build every client from it: clients built from one configuration share
+/// its HTTP client (one trust store loaded, one connection pool) and its
+/// credentials.
+pub async fn aws_sdk_config() -> aws_config::SdkConfig {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .operation_attempt_timeout(std::time::Duration::from_secs(2))
+        .operation_timeout(std::time::Duration::from_secs(5))
+        .build();
+    aws_config::from_env().timeout_config(timeouts).load().await
+}
+
 impl Environment {
+    /// [`Environment::load_with`] on a configuration of its own.
     pub async fn load() -> Result<Self, ConfigError> {
+        Self::load_with(&aws_sdk_config().await).await
+    }
+
+    /// Reads the secret named by `SECRETS_ARN`, if set, with a client built
+    /// from `aws`.
+    pub async fn load_with(aws: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
         let Some(arn) = optional(&process_env, "SECRETS_ARN") else {
             return Ok(Self::default());
         };
-        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let output = aws_sdk_secretsmanager::Client::new(&shared)
+        let output = aws_sdk_secretsmanager::Client::new(aws)
             .get_secret_value()
             .secret_id(&arn)
             .send()

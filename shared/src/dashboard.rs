@@ -28,7 +28,9 @@ impl<S> DashboardApi<S> {
 impl DashboardApi<DynamoStore> {
     pub async fn from_env() -> Result<Self, ConfigError> {
         let table = config::required(&config::process_env, "TABLE_NAME")?;
-        Ok(Self::new(DynamoStore::ready(table).await))
+        Ok(Self::new(
+            DynamoStore::ready(&config::aws_sdk_config().await, table).await,
+        ))
     }
 }
 

@@ -85,11 +85,10 @@ pub struct EventPublisher {
 impl EventPublisher {
     /// `EVENT_BUS_NAME` (default: the account's `default` bus); the client
     /// honours `AWS_ENDPOINT_URL_EVENTBRIDGE`, as every AWS SDK client does.
-    pub async fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
         let bus =
             config::optional(&config::process_env, "EVENT_BUS_NAME").unwrap_or_else(|| "default".into());
-        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Ok(Self::new(aws_sdk_eventbridge::Client::new(&shared), bus))
+        Ok(Self::new(aws_sdk_eventbridge::Client::new(aws), bus))
     }
 
     pub fn new(client: aws_sdk_eventbridge::Client, bus: String) -> Self {

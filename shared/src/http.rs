@@ -156,15 +156,6 @@ pub fn read_json<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> 
     serde_json::from_value(value).map_err(|err| ApiError::bad_request("invalid_body", err.to_string()))
 }
 
-/// An HTTP client for calls out to a platform's API, with a time limit per
-/// request so a hanging platform cannot hold a function to its timeout.
-pub fn outbound_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .build()
-        .unwrap_or_default()
-}
-
 /// The expected HTTP Basic credentials of a caller (a marketplace).
 #[derive(Debug, Clone)]
 pub struct BasicCredentials {

@@ -14,6 +14,7 @@ pub mod events;
 pub mod html;
 pub mod http;
 pub mod model;
+pub mod outbound;
 pub mod provisioner;
 pub mod secret;
 pub mod signin;

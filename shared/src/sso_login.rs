@@ -23,13 +23,14 @@ impl SignInApi<DynamoStore> {
     /// Reads `TABLE_NAME`, `ADDON_SSO_SALT`, `SSO_MAX_AGE_SECONDS`,
     /// `SESSION_TTL_SECONDS` and the `CLOUD66_*` variables.
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let environment = config::Environment::load().await?;
+        let aws = config::aws_sdk_config().await;
+        let environment = config::Environment::load_with(&aws).await?;
         let lookup = environment.lookup();
         let clevercloud = CleverCloudSso::from_lookup(&lookup)?;
         let cloud66 = Cloud66Sso::from_lookup(&lookup)?;
         let session_ttl = config::seconds(&lookup, "SESSION_TTL_SECONDS", 3600)?;
         let table = config::required(&lookup, "TABLE_NAME")?;
-        let store = DynamoStore::ready(table).await;
+        let store = DynamoStore::ready(&aws, table).await;
         Ok(Self {
             sessions: Sessions::new(store, session_ttl),
             clevercloud,

@@ -40,7 +40,7 @@ async fn sync(store: &DynamoStore) -> PlatformSync<DynamoStore> {
         "addon-name".into(),
         Secret::new("unused"),
     );
-    let events = EventPublisher::from_env().await.expect("event publisher");
+    let events = EventPublisher::from_env(&shared::config::aws_sdk_config().await).expect("event publisher");
     PlatformSync::new(store.clone(), vendor, None, Some(events))
 }
 

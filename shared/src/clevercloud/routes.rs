@@ -34,12 +34,13 @@ impl CleverCloudApi<DynamoStore, VendorProvisioner> {
     /// (`PROVISIONER_*` or `RESOURCE_BASE_URL`), and builds the DynamoDB client. A vendor with its own provisioner
     /// calls [`CleverCloudApi::new`] with it instead.
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let environment = config::Environment::load().await?;
+        let aws = config::aws_sdk_config().await;
+        let environment = config::Environment::load_with(&aws).await?;
         let lookup = environment.lookup();
         let addon = CleverCloudConfig::from_lookup(&lookup)?;
         let table = config::required(&lookup, "TABLE_NAME")?;
         let provisioner = VendorProvisioner::from_lookup(&lookup, &addon.addon_id)?;
-        let store = DynamoStore::ready(table).await;
+        let store = DynamoStore::ready(&aws, table).await;
         Ok(Self::new(store, provisioner, addon))
     }
 }

@@ -57,7 +57,7 @@ pub struct VendorClient {
 
 impl VendorClient {
     pub fn new(base_url: String, user: String, password: Secret) -> Self {
-        let http = crate::http::outbound_client();
+        let http = crate::outbound::platform_client();
         Self {
             http,
             base_url,

@@ -205,7 +205,7 @@ impl HttpProvisioner {
 
     pub fn new(url: String, secret: Secret, config_vars: Vec<String>, timeout: Duration) -> Self {
         Self {
-            client: reqwest::Client::builder()
+            client: crate::outbound::client_builder()
                 .connect_timeout(timeout)
                 .redirect(reqwest::redirect::Policy::none())
                 .build()

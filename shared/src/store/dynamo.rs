@@ -86,8 +86,8 @@ impl DynamoStore {
     /// during the Lambda init phase (full CPU, not billed on the first
     /// request), so the first invocation costs what a warm one does. A
     /// failure here only loses that head start.
-    pub async fn ready(table: String) -> Self {
-        let store = Self::new(Self::client_from_env().await, table);
+    pub async fn ready(aws: &aws_config::SdkConfig, table: String) -> Self {
+        let store = Self::new(Client::new(aws), table);
         // Resource ids are `res_` + hex: this key is never an item.
         if let Err(err) = store.get_item(Self::resource_key("warm-up")).await {
             tracing::warn!(error = %err, "DynamoDB could not be reached during init");
@@ -100,17 +100,9 @@ impl DynamoStore {
         &self.table
     }
 
-    /// A client from the default AWS configuration chain (on Lambda, the
-    /// function's role; locally, `AWS_ENDPOINT_URL_DYNAMODB` points it at
-    /// DynamoDB Local), with time limits well inside a function's timeout.
+    /// A client on a configuration of its own ([`crate::config::aws_sdk_config`]).
     pub async fn client_from_env() -> Client {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(1))
-            .operation_attempt_timeout(Duration::from_secs(2))
-            .operation_timeout(Duration::from_secs(5))
-            .build();
-        let config = aws_config::from_env().timeout_config(timeouts).load().await;
-        Client::new(&config)
+        Client::new(&crate::config::aws_sdk_config().await)
     }
 
     fn key(pk: String, sk: &str) -> Item {

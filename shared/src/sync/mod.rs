@@ -70,14 +70,15 @@ impl PlatformSync<DynamoStore> {
     /// `ADDON_PASSWORD`, `ADDON_CONFIG_VARS`), `CLEVERCLOUD_API_URL`, the
     /// optional `CLOUDMORE_*` variables and `EVENT_BUS_NAME`.
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let environment = config::Environment::load().await?;
+        let aws = config::aws_sdk_config().await;
+        let environment = config::Environment::load_with(&aws).await?;
         let lookup = environment.lookup();
         let addon = CleverCloudConfig::from_lookup(&lookup)?;
         let vendor = VendorClient::from_lookup(&lookup, &addon)?;
         let cloudmore = CloudmoreConfig::from_lookup(&lookup)?.map(CloudmoreClient::new);
         let table = config::required(&lookup, "TABLE_NAME")?;
-        let store = DynamoStore::ready(table).await;
-        let events = EventPublisher::from_env().await?;
+        let store = DynamoStore::ready(&aws, table).await;
+        let events = EventPublisher::from_env(&aws)?;
         Ok(Self::new(store, vendor, cloudmore, Some(events)))
     }
 }

@@ -40,6 +40,10 @@ struct Args {
     /// Where the release binaries are.
     #[arg(long, default_value = "target/release")]
     dir: PathBuf,
+    /// Run the functions with the built-in default provisioner (no
+    /// `PROVISIONER_URL`), leaving out the vendor's own round trip.
+    #[arg(long)]
+    default_provisioner: bool,
 }
 
 /// The Runtime API stand-in's state for one instance.
@@ -100,92 +104,120 @@ struct Run {
     first: Duration,
     warm: Vec<Duration>,
     peak_rss_kb: u64,
-    answers: Vec<Value>,
 }
 
-/// Starts `binary` as a Lambda instance and hands it `events` one by one.
-async fn run_instance(binary: &std::path::Path, events: Vec<Value>) -> Run {
-    let (sender, receiver) = mpsc::channel(1);
-    let api = Arc::new(RuntimeApi {
-        queue: tokio::sync::Mutex::new(receiver),
-        answers: Mutex::default(),
-        first_poll: Mutex::default(),
-        polled: Notify::new(),
-    });
-    let router = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(RuntimeApi::next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(RuntimeApi::answer),
-        )
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/error",
-            post(RuntimeApi::error),
-        )
-        .route("/2018-06-01/runtime/init/error", post(RuntimeApi::init_error))
-        .with_state(api.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+/// A binary running as a Lambda instance, fed by its own Runtime API
+/// stand-in.
+struct Instance {
+    name: String,
+    api: Arc<RuntimeApi>,
+    sender: mpsc::Sender<(String, Value)>,
+    child: Child,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    init: Duration,
+    latencies: Vec<Duration>,
+}
 
-    let name = binary.file_name().unwrap().to_string_lossy().to_string();
-    let log = std::fs::File::create(std::env::temp_dir().join(format!("perf-{name}.log"))).unwrap();
-    let started = Instant::now();
-    let mut child: Child = Command::new(binary)
-        .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", &name)
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_STREAM_NAME", "perf")
-        .env("AWS_LAMBDA_LOG_GROUP_NAME", "perf")
-        // The configuration `make run` uses: plain development values.
-        .env_remove("SECRETS_ARN")
-        .env_remove("ADDON_PASSWORD_PREVIOUS")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap_or_else(|err| panic!("{}: {err} (run `make perf`, which builds it)", binary.display()));
-    tokio::time::timeout(Duration::from_secs(30), api.polled.notified())
-        .await
-        .unwrap_or_else(|_| panic!("{name} never polled for an event; see its log in the temp dir"));
-    let init = api.first_poll.lock().unwrap().unwrap() - started;
+impl Instance {
+    /// Starts `binary` and waits until it polls for its first event.
+    async fn start(binary: &std::path::Path, default_provisioner: bool) -> Self {
+        let (sender, receiver) = mpsc::channel(1);
+        let api = Arc::new(RuntimeApi {
+            queue: tokio::sync::Mutex::new(receiver),
+            answers: Mutex::default(),
+            first_poll: Mutex::default(),
+            polled: Notify::new(),
+        });
+        let router = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(RuntimeApi::next))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(RuntimeApi::answer),
+            )
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/error",
+                post(RuntimeApi::error),
+            )
+            .route("/2018-06-01/runtime/init/error", post(RuntimeApi::init_error))
+            .with_state(api.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, router).await });
 
-    let mut latencies = Vec::with_capacity(events.len());
-    let mut answers = Vec::with_capacity(events.len());
-    for (number, event) in events.into_iter().enumerate() {
-        let id = format!("perf-{number}");
+        let name = binary.file_name().unwrap().to_string_lossy().to_string();
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("perf-{name}.log"))).unwrap();
+        let started = Instant::now();
+        let mut command = Command::new(binary);
+        if default_provisioner {
+            command.env_remove("PROVISIONER_URL");
+        }
+        let child: Child = command
+            .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
+            .env("AWS_LAMBDA_FUNCTION_NAME", &name)
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "perf")
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", "perf")
+            // The configuration `make run` uses: plain development values.
+            .env_remove("SECRETS_ARN")
+            .env_remove("ADDON_PASSWORD_PREVIOUS")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|err| panic!("{}: {err} (run `make perf`, which builds it)", binary.display()));
+        tokio::time::timeout(Duration::from_secs(30), api.polled.notified())
+            .await
+            .unwrap_or_else(|_| panic!("{name} never polled for an event; see its log in the temp dir"));
+        let init = api.first_poll.lock().unwrap().unwrap() - started;
+        Self {
+            name,
+            api,
+            sender,
+            child,
+            server,
+            init,
+            latencies: Vec::new(),
+        }
+    }
+
+    /// Hands the instance one event and waits for its answer.
+    async fn invoke(&mut self, event: Value) -> Value {
+        let id = format!("perf-{}", self.latencies.len());
         let (waiting, answer) = oneshot::channel();
-        api.answers.lock().unwrap().insert(id.clone(), waiting);
+        self.api.answers.lock().unwrap().insert(id.clone(), waiting);
         let handed = Instant::now();
-        sender.send((id, event)).await.unwrap();
+        self.sender.send((id, event)).await.unwrap();
         let answer = tokio::time::timeout(Duration::from_secs(30), answer)
             .await
-            .unwrap_or_else(|_| panic!("{name} did not answer"))
+            .unwrap_or_else(|_| panic!("{} did not answer", self.name))
             .unwrap();
-        latencies.push(handed.elapsed());
+        self.latencies.push(handed.elapsed());
         let status = answer["statusCode"].as_u64().unwrap_or(200);
-        assert!(status < 300, "{name} answered {answer}");
-        answers.push(answer);
+        assert!(status < 300, "{} answered {answer}", self.name);
+        answer
     }
-    let peak_rss_kb = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmHWM:"))
-                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0);
-    let _ = child.kill();
-    let _ = child.wait();
-    server.abort();
-    let first = latencies.remove(0);
-    Run {
-        init,
-        first,
-        warm: latencies,
-        peak_rss_kb,
-        answers,
+
+    /// Stops the instance: its first and warm latencies and peak RSS.
+    fn finish(mut self) -> Run {
+        let peak_rss_kb = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("VmHWM:"))
+                    .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.server.abort();
+        let first = self.latencies.remove(0);
+        Run {
+            init: self.init,
+            first,
+            warm: self.latencies,
+            peak_rss_kb,
+        }
     }
 }
 
@@ -306,45 +338,60 @@ async fn main() {
     for round in 0..args.rounds {
         let count = args.invocations + 1;
         let bin = |name: &str| args.dir.join(name);
-        let simple = |method: &str| {
-            (0..count)
-                .map(|_| http_event(method, "/", "/", None, None))
-                .collect()
+        let mut instances = Vec::new();
+        for binary in [
+            "perf_hello",
+            "perf_floor",
+            "provision",
+            "plan-change",
+            "deprovision",
+        ] {
+            instances.push(Instance::start(&bin(binary), args.default_provisioner).await);
+        }
+        let [hello, floor, provision, plan_change, deprovision] = &mut instances[..] else {
+            unreachable!("five instances")
         };
-        let hello = run_instance(&bin("perf_hello"), simple("GET")).await;
-        let floor = run_instance(&bin("perf_floor"), simple("POST")).await;
-        let addon_ids: Vec<String> = (0..=count).map(|_| tests::unique("perf")).collect();
-        let provision = run_instance(
-            &bin("provision"),
-            addon_ids.iter().map(|a| provision_event(a)).collect(),
-        )
-        .await;
-        let ids: Vec<String> = provision.answers.iter().map(id_of).collect();
-        // Plan changes alternate on one resource, so each one is a real change.
-        let plan_changes = (0..count)
-            .map(|n| {
-                let plan = if n % 2 == 0 { "premium" } else { "basic" };
-                resource_event(
-                    "PUT",
-                    &ids[0],
-                    Some(json!({"addon_id": addon_ids[0], "plan": plan})),
-                )
-            })
-            .collect();
-        let plan_change = run_instance(&bin("plan-change"), plan_changes).await;
-        let deprovisions = ids.iter().map(|id| resource_event("DELETE", id, None)).collect();
-        let deprovision = run_instance(&bin("deprovision"), deprovisions).await;
-        for (name, run) in names
-            .iter()
-            .zip([&hello, &floor, &provision, &plan_change, &deprovision])
-        {
-            rounds.entry(name).or_default().push(Numbers::of(run));
+        // The binaries take turns, one invocation each, so all of them meet
+        // DynamoDB Local in the same state (its table grows, its JVM warms
+        // up) and none is favoured by its place in the round.
+        let mut plan_resource: Option<(String, String)> = None;
+        for n in 0..count {
+            hello.invoke(http_event("GET", "/", "/", None, None)).await;
+            floor.invoke(http_event("POST", "/", "/", None, None)).await;
+            // Plan changes alternate on one resource of their own (its
+            // provision is the instance's first invocation), so each is a
+            // real change; every other resource is deprovisioned right away.
+            if plan_resource.is_none() {
+                let addon_id = tests::unique("perf");
+                let id = id_of(&provision.invoke(provision_event(&addon_id)).await);
+                plan_resource = Some((id, addon_id));
+            }
+            let addon_id = tests::unique("perf");
+            let id = id_of(&provision.invoke(provision_event(&addon_id)).await);
+            let (plan_id, plan_addon) = plan_resource.as_ref().expect("provisioned above");
+            let plan = if n % 2 == 0 { "premium" } else { "basic" };
+            let body = json!({"addon_id": plan_addon, "plan": plan});
+            plan_change
+                .invoke(resource_event("PUT", plan_id, Some(body)))
+                .await;
+            deprovision.invoke(resource_event("DELETE", &id, None)).await;
+        }
+        for (name, instance) in names.iter().zip(instances) {
+            rounds
+                .entry(name)
+                .or_default()
+                .push(Numbers::of(&instance.finish()));
         }
         eprintln!("perf: round {} of {} done", round + 1, args.rounds);
     }
 
+    let provisioner = if args.default_provisioner {
+        "the default provisioner"
+    } else {
+        "PROVISIONER_URL as set"
+    };
     println!(
-        "{} rounds × {} warm invocations, release builds, one instance each, one DynamoDB Local\n",
+        "{} rounds × {} warm invocations, release builds, one instance each, one DynamoDB Local, {provisioner}\n",
         args.rounds, args.invocations
     );
     println!("| binary | init ms | first ms | warm p50 ms | warm p99 ms | RSS MB | p50 / floor | cold / floor | RSS / floor |");

@@ -84,7 +84,8 @@ impl Cloud66LinkApi<DynamoStore, VendorProvisioner> {
     /// `CLOUD66_LINK_VERIFY` (with `CLOUD66_PROVIDER`) and the
     /// provisioner's variables (`ADDON_ID`, `ADDON_CONFIG_VARS`, `RESOURCE_BASE_URL`).
     pub async fn from_env() -> Result<Self, ConfigError> {
-        let environment = config::Environment::load().await?;
+        let aws = config::aws_sdk_config().await;
+        let environment = config::Environment::load_with(&aws).await?;
         let lookup = environment.lookup();
         let endpoint = config::base_url(
             "CLOUD66_PARTNER_ENDPOINT",
@@ -123,7 +124,7 @@ impl Cloud66LinkApi<DynamoStore, VendorProvisioner> {
         let addon_id = config::required(&lookup, "ADDON_ID")?;
         let provisioner = VendorProvisioner::from_lookup(&lookup, &addon_id)?;
         let table = config::required(&lookup, "TABLE_NAME")?;
-        let store = DynamoStore::ready(table).await;
+        let store = DynamoStore::ready(&aws, table).await;
         let partner = PartnerClient::new(endpoint, format, Duration::from_secs(time_limit.unsigned_abs()));
         Ok(Self::new(
             store,

@@ -39,7 +39,7 @@ const FIRST_RETRY_DELAY: Duration = Duration::from_millis(200);
 impl PartnerClient {
     pub fn new(endpoint: String, format: PayloadFormat, time_limit: Duration) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: crate::outbound::client_builder().build().unwrap_or_default(),
             endpoint,
             format,
             time_limit,
