@@ -12,4 +12,4 @@ export PATH="$TOOL/bin:$PATH"
 if [[ "$(cargo mutants --version 2>/dev/null)" != "cargo-mutants $VERSION" ]]; then
   cargo install --locked --quiet --root "$TOOL" "cargo-mutants@$VERSION"
 fi
-exec cargo mutants --package shared --jobs "${MUTANTS_JOBS:-1}" "$@"
+exec cargo mutants --package shared --jobs "${MUTANTS_JOBS:-2}" "$@"

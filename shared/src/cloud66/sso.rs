@@ -441,4 +441,213 @@ mod tests {
             prop_assert!(sso.verify(&multipass, &signature, now()).is_err());
         }
     }
+
+    fn lookup(provider: &str) -> impl Fn(&str) -> Option<String> + '_ {
+        move |name| match name {
+            "CLOUD66_PROVIDER" => Some(provider.to_string()),
+            "CLOUD66_PROVIDER_UID" => Some(UID.to_string()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_provider_name_is_letters_digits_dashes_and_underscores_only() {
+        for good in ["acme", "acme-local", "acme_local", "Acme-2_x"] {
+            assert!(
+                matches!(Cloud66Sso::from_lookup(&lookup(good)), Ok(Some(_))),
+                "{good}"
+            );
+        }
+        for bad in ["acme.local", "acme local", "acme/x", "acme?x=1", "ac\u{e9}me"] {
+            let Err(err) = Cloud66Sso::from_lookup(&lookup(bad)) else {
+                panic!("{bad} was accepted")
+            };
+            assert_eq!(err.var, "CLOUD66_PROVIDER", "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_identity_needs_an_address_with_an_at_sign_of_at_most_254_characters() {
+        let sso = sso(KeyDerivation::Uid);
+        let verify = |email: &str| {
+            let (multipass, signature) = sso.sign_in_as(email, "Jon", "2030-01-01 00:00:00 UTC");
+            sso.verify(&multipass, &signature, now())
+                .map(|identity| identity.email)
+        };
+        let longest = format!("{}@example.com", "a".repeat(254 - "@example.com".len()));
+        assert_eq!(verify(&longest), Ok(longest.clone()));
+        let too_long = format!("a{longest}");
+        assert_eq!(verify(&too_long), Err(Refusal::Malformed));
+        assert_eq!(verify("jon.example.com"), Err(Refusal::Malformed));
+    }
+
+    #[test]
+    fn the_state_is_read_only_from_its_own_cookie_and_only_when_well_formed() {
+        let state = "ab".repeat(STATE_BYTES);
+        let headers = |cookie: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::COOKIE, HeaderValue::from_str(cookie).unwrap());
+            headers
+        };
+        let own = headers(&format!("other=1; {STATE_COOKIE}={state}"));
+        assert_eq!(state_from(&own), Some(state.clone()));
+        assert_eq!(state_from(&headers(&format!("not_the_state={state}"))), None);
+        assert_eq!(
+            state_from(&headers(&format!("{STATE_COOKIE}={}", &state[2..]))),
+            None
+        );
+        assert_eq!(state_from(&HeaderMap::new()), None);
+    }
+
+    #[tokio::test]
+    async fn start_records_a_fresh_state_and_sets_it_as_the_host_cookie() {
+        let sso = sso(KeyDerivation::Uid);
+        let sessions = Sessions::new(crate::store::memory::MemoryStore::default(), 3600);
+        let response = start(Some(&sso), &sessions).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FOUND);
+        assert_eq!(response.headers()[header::LOCATION], sso.signin_url().as_str());
+        let cookie = response.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let mut sent = HeaderMap::new();
+        sent.insert(
+            header::COOKIE,
+            HeaderValue::from_str(cookie.split(';').next().unwrap()).unwrap(),
+        );
+        let state = state_from(&sent).expect("the cookie carries a well-formed state");
+        assert!(
+            cookie.contains(&format!("Max-Age={STATE_TTL_SECONDS}")),
+            "{cookie}"
+        );
+        let recorded = sessions.store().signin_states.lock().unwrap().clone();
+        let expires_at = recorded[&fingerprint(&state)];
+        let now = Utc::now().timestamp();
+        assert!(
+            expires_at > now && expires_at <= now + STATE_TTL_SECONDS,
+            "{expires_at}"
+        );
+    }
+
+    mod callback {
+        use super::*;
+        use crate::store::memory::MemoryStore;
+        use std::collections::HashMap;
+
+        /// A callback request as the browser sends it, with `cookie` if any.
+        fn request(sso: &Cloud66Sso, email: &str, cookie: Option<String>) -> Request {
+            let (multipass, signature) = sso.sign_in_as(email, "Jon", "2099-01-01 00:00:00 UTC");
+            let query: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("multipass", &multipass)
+                .append_pair("signature", &signature)
+                .finish();
+            let mut builder =
+                lambda_http::http::Request::builder().uri(format!("/cloud66/sso/callback?{query}"));
+            if let Some(cookie) = cookie {
+                builder = builder.header(header::COOKIE, cookie);
+            }
+            let query = url_query(&query);
+            builder
+                .body(Body::Empty)
+                .unwrap()
+                .with_query_string_parameters(query)
+        }
+
+        fn url_query(query: &str) -> HashMap<String, Vec<String>> {
+            let mut map: HashMap<String, Vec<String>> = HashMap::new();
+            for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+                map.entry(name.into_owned()).or_default().push(value.into_owned());
+            }
+            map
+        }
+
+        /// Starts a sign-in on `sessions`: the `Cookie` value its answer set.
+        async fn started(sso: &Cloud66Sso, sessions: &Sessions<MemoryStore>) -> String {
+            let response = start(Some(sso), sessions).await.unwrap();
+            let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+            cookie.split(';').next().unwrap().to_string()
+        }
+
+        #[tokio::test]
+        async fn a_callback_from_the_browser_that_started_opens_a_session_on_the_emails_account() {
+            let sso = sso(KeyDerivation::Uid);
+            let sessions = Sessions::new(MemoryStore::default(), 3600);
+            let cookie = started(&sso, &sessions).await;
+            let response = callback(
+                Some(&sso),
+                &sessions,
+                &request(&sso, "Jon@Smith.com", Some(cookie)),
+            )
+            .await
+            .unwrap();
+            assert_eq!(response.status(), StatusCode::SEE_OTHER);
+            assert_eq!(response.headers()[header::LOCATION], signin::PANEL_PATH);
+            let cookies: Vec<&str> = response
+                .headers()
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .map(|value| value.to_str().unwrap())
+                .collect();
+            assert!(
+                cookies
+                    .iter()
+                    .any(|c| c.starts_with(&format!("{STATE_COOKIE}=;")) && c.contains("Max-Age=0")),
+                "{cookies:?}"
+            );
+            let store = sessions.store();
+            assert_eq!(
+                store.accounts.lock().unwrap()["jon@smith.com"].email,
+                "jon@smith.com"
+            );
+            assert_eq!(store.sessions.lock().unwrap().len(), 1);
+            assert!(
+                store.signin_states.lock().unwrap().is_empty(),
+                "the state is spent"
+            );
+            // The multipass is remembered a minute past its own expiry, as
+            // long as it could be accepted.
+            let remembered: Vec<i64> = store.spent_tokens.lock().unwrap().values().copied().collect();
+            let expires = DateTime::parse_from_rfc3339("2099-01-01T00:00:00Z")
+                .unwrap()
+                .timestamp();
+            assert_eq!(remembered, vec![expires + 60]);
+        }
+
+        #[tokio::test]
+        async fn a_callback_without_the_state_this_browser_was_given_opens_nothing() {
+            let sso = sso(KeyDerivation::Uid);
+            let sessions = Sessions::new(MemoryStore::default(), 3600);
+            let _someone_elses = started(&sso, &sessions).await;
+            let forged_state = format!("{STATE_COOKIE}={}", "ab".repeat(STATE_BYTES));
+            for cookie in [None, Some(forged_state)] {
+                let Err(refused) =
+                    callback(Some(&sso), &sessions, &request(&sso, "jon@smith.com", cookie)).await
+                else {
+                    panic!("a session was opened")
+                };
+                assert!(
+                    matches!(refused, SignInError::Refused(Refusal::NotStartedHere)),
+                    "{refused:?}"
+                );
+            }
+            assert!(sessions.store().accounts.lock().unwrap().is_empty());
+            assert!(sessions.store().sessions.lock().unwrap().is_empty());
+        }
+
+        #[tokio::test]
+        async fn a_callback_waited_for_by_a_link_goes_on_to_resume_it() {
+            let sso = sso(KeyDerivation::Uid);
+            let sessions = Sessions::new(MemoryStore::default(), 3600);
+            let cookie = started(&sso, &sessions).await;
+            let link = format!("{}={}", pending::COOKIE, "cd".repeat(32));
+            let response = callback(
+                Some(&sso),
+                &sessions,
+                &request(&sso, "jon@smith.com", Some(format!("{cookie}; {link}"))),
+            )
+            .await
+            .unwrap();
+            assert_eq!(response.headers()[header::LOCATION], pending::RESUME_PATH);
+        }
+    }
 }

@@ -180,4 +180,17 @@ mod tests {
             prop_assert!(verify(&secret(), &header, &body, 1_700_000_000, 300).is_err());
         }
     }
+
+    #[test]
+    fn the_first_timestamp_is_the_signed_one_and_later_ones_are_ignored() {
+        let signed = sign(&secret(), 1_700_000_000, b"{}");
+        for extra in ["t=1700000999", "t=not-a-time"] {
+            let header = format!("{signed},{extra}");
+            assert_eq!(
+                verify(&secret(), &header, b"{}", 1_700_000_000, 300),
+                Ok(()),
+                "{header}"
+            );
+        }
+    }
 }

@@ -3,17 +3,20 @@
 //! nothing, a sign-in state is spent once), with no storage behind it.
 //! Storage itself is tested against DynamoDB Local, never here.
 
-use super::{OpenOutcome, ResourceReader, SessionStore, StoreError};
-use crate::model::{Resource, Session};
-use std::collections::{HashMap, HashSet};
+use super::{AccountStore, OpenOutcome, ResourceReader, SessionStore, StoreError};
+use crate::model::{Account, Resource, Session, SyncMark, Timestamp};
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 #[derive(Default)]
 pub struct MemoryStore {
     pub resources: Mutex<HashMap<String, Resource>>,
     pub sessions: Mutex<HashMap<String, Session>>,
-    pub spent_tokens: Mutex<HashSet<String>>,
+    /// Spent token fingerprints, with how long each is remembered.
+    pub spent_tokens: Mutex<HashMap<String, i64>>,
     pub signin_states: Mutex<HashMap<String, i64>>,
+    /// Accounts by email.
+    pub accounts: Mutex<HashMap<String, Account>>,
 }
 
 impl MemoryStore {
@@ -38,18 +41,15 @@ impl SessionStore for MemoryStore {
     async fn open_session(
         &self,
         token_fingerprint: &str,
-        _token_expires_at: i64,
+        token_expires_at: i64,
         session_id: &str,
         session: &Session,
     ) -> Result<OpenOutcome, StoreError> {
-        if !self
-            .spent_tokens
-            .lock()
-            .unwrap()
-            .insert(token_fingerprint.to_string())
-        {
+        let mut spent = self.spent_tokens.lock().unwrap();
+        if spent.contains_key(token_fingerprint) {
             return Ok(OpenOutcome::Replayed);
         }
+        spent.insert(token_fingerprint.to_string(), token_expires_at);
         self.sessions
             .lock()
             .unwrap()
@@ -77,5 +77,33 @@ impl SessionStore for MemoryStore {
     async fn finish_signin(&self, state_fingerprint: &str, now: i64) -> Result<bool, StoreError> {
         let expires_at = self.signin_states.lock().unwrap().remove(state_fingerprint);
         Ok(expires_at.is_some_and(|expires_at| expires_at > now))
+    }
+}
+
+impl AccountStore for MemoryStore {
+    async fn find_or_create_account(
+        &self,
+        email: &str,
+        name: Option<&str>,
+        _actor: &str,
+    ) -> Result<Account, StoreError> {
+        let mut accounts = self.accounts.lock().unwrap();
+        let number = accounts.len();
+        let account = accounts.entry(email.to_string()).or_insert_with(|| Account {
+            id: format!("acc_{number:032x}"),
+            email: email.to_string(),
+            name: name.map(str::to_string),
+            resource_ids: Vec::new(),
+            cloudmore_organization_id: None,
+            created_at: Timestamp::now().to_string(),
+            version: 1,
+            sync: SyncMark::default(),
+        });
+        Ok(account.clone())
+    }
+
+    async fn get_account(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        let accounts = self.accounts.lock().unwrap();
+        Ok(accounts.values().find(|account| account.id == id).cloned())
     }
 }
