@@ -292,6 +292,23 @@ pub struct Account {
     pub sync: SyncMark,
 }
 
+impl Account {
+    /// A new account at version 1, with no resources yet; its Cloudmore
+    /// organisation is owed from `now` (crate::sync).
+    pub fn new(id: String, email: &str, name: Option<&str>, now: &Timestamp) -> Self {
+        Self {
+            id,
+            email: email.to_string(),
+            name: name.map(str::to_string),
+            resource_ids: Vec::new(),
+            cloudmore_organization_id: None,
+            created_at: now.to_string(),
+            version: 1,
+            sync: SyncMark::owed(now),
+        }
+    }
+}
+
 /// The one email rule of every flow (Cloud 66 link and SSO alike): trimmed,
 /// ASCII only, a plain valid address ([`is_valid_email`]), lower-cased by
 /// ASCII rules. Unicode case folding is refused rather than applied: it would

@@ -530,17 +530,7 @@ impl AccountStore for DynamoStore {
             return self.account_named_by_claim(&id).await;
         }
         let now = Timestamp::now();
-        let account = Account {
-            id: format!("acc_{}", random_hex(16)),
-            email: email.to_string(),
-            name: name.map(str::to_string),
-            resource_ids: Vec::new(),
-            cloudmore_organization_id: None,
-            created_at: now.to_string(),
-            version: 1,
-            // Its Cloudmore organisation is owed (crate::sync).
-            sync: SyncMark::owed(&now),
-        };
+        let account = Account::new(format!("acc_{}", random_hex(16)), email, name, &now);
         let event = AuditEvent::new(
             SubjectKind::Account,
             &account.id,

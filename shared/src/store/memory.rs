@@ -4,7 +4,7 @@
 //! Storage itself is tested against DynamoDB Local, never here.
 
 use super::{AccountStore, OpenOutcome, ResourceReader, SessionStore, StoreError};
-use crate::model::{Account, Resource, Session, SyncMark, Timestamp};
+use crate::model::{Account, Resource, Session, Timestamp};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -89,16 +89,9 @@ impl AccountStore for MemoryStore {
     ) -> Result<Account, StoreError> {
         let mut accounts = self.accounts.lock().unwrap();
         let number = accounts.len();
-        let account = accounts.entry(email.to_string()).or_insert_with(|| Account {
-            id: format!("acc_{number:032x}"),
-            email: email.to_string(),
-            name: name.map(str::to_string),
-            resource_ids: Vec::new(),
-            cloudmore_organization_id: None,
-            created_at: Timestamp::now().to_string(),
-            version: 1,
-            sync: SyncMark::default(),
-        });
+        let account = accounts
+            .entry(email.to_string())
+            .or_insert_with(|| Account::new(format!("acc_{number:032x}"), email, name, &Timestamp::now()));
         Ok(account.clone())
     }
 
