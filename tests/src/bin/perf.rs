@@ -2,10 +2,12 @@
 //! a stand-in for the Lambda Runtime API hands it API Gateway HTTP API v2
 //! events one after the other — beside a floor binary (lambda_http + one
 //! `TransactWriteItems` of three puts) and `hello` (lambda_http alone), all
-//! built with the same profile and all on the same DynamoDB Local. Several
-//! rounds; per binary: init (spawn → first `/next`), first invocation, warm
-//! p50 and p99, peak RSS, and each as a ratio to the floor in the same round.
-//! Absolute times vary with the machine; the ratios are the result.
+//! built with the same profile and all on the same DynamoDB Local (the floor
+//! a second time with the vendor's round trip, when `PROVISIONER_URL` is
+//! set). Several rounds; per binary: warm p50 and p99 and peak RSS of one
+//! instance, then init (spawn → first `/next`) and first invocation, medians
+//! of several cold starts, and each as a ratio to the floor in the same
+//! round. Absolute times vary with the machine; the ratios are the result.
 //!
 //! Run inside `scripts/stack.sh test` (it provides DynamoDB Local, the table
 //! and the variables `make run` uses); `make perf` does.
@@ -37,6 +39,10 @@ struct Args {
     /// Rounds; each starts every binary afresh.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Cold starts per binary and round, after its warm invocations (each a
+    /// fresh process handed one event); init and first are their medians.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    cold_starts: u16,
     /// Where the release binaries are.
     #[arg(long, default_value = "target/release")]
     dir: PathBuf,
@@ -119,8 +125,9 @@ struct Instance {
 }
 
 impl Instance {
-    /// Starts `binary` and waits until it polls for its first event.
-    async fn start(binary: &std::path::Path, default_provisioner: bool) -> Self {
+    /// Starts `binary` as `name` and waits until it polls for its first
+    /// event; without `PROVISIONER_URL` unless `vendor`.
+    async fn start(binary: &std::path::Path, name: &str, vendor: bool) -> Self {
         let (sender, receiver) = mpsc::channel(1);
         let api = Arc::new(RuntimeApi {
             queue: tokio::sync::Mutex::new(receiver),
@@ -144,11 +151,11 @@ impl Instance {
         let address = listener.local_addr().unwrap();
         let server = tokio::spawn(async move { axum::serve(listener, router).await });
 
-        let name = binary.file_name().unwrap().to_string_lossy().to_string();
+        let name = name.to_string();
         let log = std::fs::File::create(std::env::temp_dir().join(format!("perf-{name}.log"))).unwrap();
         let started = Instant::now();
         let mut command = Command::new(binary);
-        if default_provisioner {
+        if !vendor {
             command.env_remove("PROVISIONER_URL");
         }
         let child: Child = command
@@ -266,6 +273,12 @@ fn provision_event(addon_id: &str) -> Value {
     )
 }
 
+/// A change of the plan resource to premium, or back to basic.
+fn plan_change_event(id: &str, addon_id: &str, premium: bool) -> Value {
+    let plan = if premium { "premium" } else { "basic" };
+    resource_event("PUT", id, Some(json!({"addon_id": addon_id, "plan": plan})))
+}
+
 fn resource_event(method: &str, id: &str, body: Option<Value>) -> Value {
     http_event(
         method,
@@ -286,27 +299,31 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 struct Numbers {
     init: f64,
     first: f64,
+    cold: f64,
     p50: f64,
     p99: f64,
     rss: f64,
 }
 
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
 impl Numbers {
-    fn of(run: &Run) -> Self {
+    /// The warm instance's latencies and memory; init, first and cold from
+    /// the separate cold starts (`Run`s of one invocation each).
+    fn of(run: &Run, cold_starts: &[Run]) -> Self {
         let mut warm = run.warm.clone();
         warm.sort();
-        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let column = |f: fn(&Run) -> f64| median(&cold_starts.iter().map(f).collect::<Vec<f64>>());
         Self {
-            init: ms(run.init),
-            first: ms(run.first),
+            init: column(|run| ms(run.init)),
+            first: column(|run| ms(run.first)),
+            cold: column(|run| ms(run.init + run.first)),
             p50: ms(percentile(&warm, 0.50)),
             p99: ms(percentile(&warm, 0.99)),
             rss: run.peak_rss_kb as f64 / 1024.0,
         }
-    }
-
-    fn cold(&self) -> f64 {
-        self.init + self.first
     }
 }
 
@@ -333,31 +350,51 @@ fn median(values: &[f64]) -> f64 {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let names = ["hello", "floor", "provision", "plan-change", "deprovision"];
+    // The floor twice: alone, and with the vendor's round trip that every
+    // provision makes when PROVISIONER_URL is set.
+    let vendor = !args.default_provisioner;
+    let mut binaries = vec![("hello", "perf_hello", false), ("floor", "perf_floor", false)];
+    if vendor {
+        binaries.push(("floor+vendor", "perf_floor", true));
+    }
+    binaries.extend([
+        ("provision", "provision", vendor),
+        ("plan-change", "plan-change", vendor),
+        ("deprovision", "deprovision", vendor),
+    ]);
+    let names: Vec<&str> = binaries.iter().map(|(name, _, _)| *name).collect();
     let mut rounds: HashMap<&str, Vec<Numbers>> = HashMap::new();
     for round in 0..args.rounds {
         let count = args.invocations + 1;
         let bin = |name: &str| args.dir.join(name);
         let mut instances = Vec::new();
-        for binary in [
-            "perf_hello",
-            "perf_floor",
-            "provision",
-            "plan-change",
-            "deprovision",
-        ] {
-            instances.push(Instance::start(&bin(binary), args.default_provisioner).await);
+        for &(name, binary, with_vendor) in &binaries {
+            instances.push(Instance::start(&bin(binary), name, with_vendor).await);
         }
-        let [hello, floor, provision, plan_change, deprovision] = &mut instances[..] else {
-            unreachable!("five instances")
+        let (hello, rest) = instances.split_first_mut().expect("hello");
+        let (floor, rest) = rest.split_first_mut().expect("the floor");
+        let (mut floor_vendor, rest) = if vendor {
+            let (floor_vendor, rest) = rest.split_first_mut().expect("the floor with the vendor");
+            (Some(floor_vendor), rest)
+        } else {
+            (None, rest)
+        };
+        let [provision, plan_change, deprovision] = rest else {
+            unreachable!("the three lifecycle functions")
         };
         // The binaries take turns, one invocation each, so all of them meet
         // DynamoDB Local in the same state (its table grows, its JVM warms
         // up) and none is favoured by its place in the round.
         let mut plan_resource: Option<(String, String)> = None;
-        for n in 0..count {
+        let mut premium = false;
+        for _ in 0..count {
             hello.invoke(http_event("GET", "/", "/", None, None)).await;
             floor.invoke(http_event("POST", "/", "/", None, None)).await;
+            if let Some(floor_vendor) = floor_vendor.as_deref_mut() {
+                floor_vendor
+                    .invoke(http_event("POST", "/", "/", None, None))
+                    .await;
+            }
             // Plan changes alternate on one resource of their own (its
             // provision is the instance's first invocation), so each is a
             // real change; every other resource is deprovisioned right away.
@@ -369,18 +406,46 @@ async fn main() {
             let addon_id = tests::unique("perf");
             let id = id_of(&provision.invoke(provision_event(&addon_id)).await);
             let (plan_id, plan_addon) = plan_resource.as_ref().expect("provisioned above");
-            let plan = if n % 2 == 0 { "premium" } else { "basic" };
-            let body = json!({"addon_id": plan_addon, "plan": plan});
+            premium = !premium;
             plan_change
-                .invoke(resource_event("PUT", plan_id, Some(body)))
+                .invoke(plan_change_event(plan_id, plan_addon, premium))
                 .await;
             deprovision.invoke(resource_event("DELETE", &id, None)).await;
         }
-        for (name, instance) in names.iter().zip(instances) {
-            rounds
-                .entry(name)
-                .or_default()
-                .push(Numbers::of(&instance.finish()));
+        let warm: Vec<Run> = instances.into_iter().map(Instance::finish).collect();
+
+        // Cold starts, the binaries again taking turns: a fresh process, one
+        // event, stopped. DynamoDB Local is warm by now, so these measure
+        // the binaries' own start and first request rather than the JVM's
+        // first transaction, which the first instance of a round may meet.
+        let (plan_id, plan_addon) = plan_resource.expect("provisioned in the warm phase");
+        let mut cold_starts: Vec<Vec<Run>> = binaries.iter().map(|_| Vec::new()).collect();
+        for _ in 0..args.cold_starts {
+            let mut provisioned = None;
+            for (&(name, binary, with_vendor), runs) in binaries.iter().zip(&mut cold_starts) {
+                let event = match name {
+                    "hello" => http_event("GET", "/", "/", None, None),
+                    "provision" => provision_event(&tests::unique("perf")),
+                    "plan-change" => {
+                        premium = !premium;
+                        plan_change_event(&plan_id, &plan_addon, premium)
+                    }
+                    "deprovision" => {
+                        let id: &String = provisioned.as_ref().expect("provision runs first");
+                        resource_event("DELETE", id, None)
+                    }
+                    _ => http_event("POST", "/", "/", None, None),
+                };
+                let mut instance = Instance::start(&bin(binary), name, with_vendor).await;
+                let answer = instance.invoke(event).await;
+                if name == "provision" {
+                    provisioned = Some(id_of(&answer));
+                }
+                runs.push(instance.finish());
+            }
+        }
+        for ((name, run), cold) in names.iter().zip(&warm).zip(&cold_starts) {
+            rounds.entry(name).or_default().push(Numbers::of(run, cold));
         }
         eprintln!("perf: round {} of {} done", round + 1, args.rounds);
     }
@@ -391,13 +456,13 @@ async fn main() {
         "PROVISIONER_URL as set"
     };
     println!(
-        "{} rounds × {} warm invocations, release builds, one instance each, one DynamoDB Local, {provisioner}\n",
-        args.rounds, args.invocations
+        "{} rounds × ({} warm invocations of one instance + {} cold starts), release builds, one DynamoDB Local, {provisioner}\n",
+        args.rounds, args.invocations, args.cold_starts
     );
     println!("| binary | init ms | first ms | warm p50 ms | warm p99 ms | RSS MB | p50 / floor | cold / floor | RSS / floor |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let floor = rounds["floor"].clone();
-    for name in names {
+    for &name in &names {
         let numbers = &rounds[name];
         let column = |f: fn(&Numbers) -> f64| numbers.iter().map(f).collect::<Vec<f64>>();
         let ratio = |f: fn(&Numbers) -> f64| {
@@ -412,7 +477,7 @@ async fn main() {
             range(&column(|n| n.p99), 2),
             range(&column(|n| n.rss), 1),
             ratio(|n| n.p50),
-            ratio(Numbers::cold),
+            ratio(|n| n.cold),
             ratio(|n| n.rss),
         );
     }

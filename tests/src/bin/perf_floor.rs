@@ -2,9 +2,16 @@
 //! one `TransactWriteItems` of three conditional puts (a claim, the item,
 //! its audit event), the client built once in `main` with the same
 //! configuration as the functions'. The functions are measured against it.
+//!
+//! With `PROVISIONER_URL` set it is the floor of a provision that asks the
+//! vendor's service first: one signed POST there (its answer read whole)
+//! before the transaction. `make perf` runs it both ways, so the vendor's
+//! own round trip can be told apart from the functions' work.
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use lambda_http::{run, service_fn, Body, Error, Request, Response};
+use shared::provisioner::signature;
+use shared::secret::Secret;
 use shared::store::DynamoStore;
 
 fn put(table: &str, pk: String) -> Result<TransactWriteItem, Error> {
@@ -17,14 +24,60 @@ fn put(table: &str, pk: String) -> Result<TransactWriteItem, Error> {
     Ok(TransactWriteItem::builder().put(put).build())
 }
 
+/// The vendor's endpoint, when there is one to call.
+struct Vendor {
+    client: reqwest::Client,
+    url: String,
+    secret: Secret,
+}
+
+impl Vendor {
+    fn from_env() -> Result<Option<Self>, Error> {
+        let Ok(url) = std::env::var("PROVISIONER_URL") else {
+            return Ok(None);
+        };
+        let secret = std::env::var("PROVISIONER_SIGNING_SECRET")
+            .map_err(|_| "PROVISIONER_SIGNING_SECRET is not set")?;
+        Ok(Some(Self {
+            client: shared::outbound::client_builder().build()?,
+            url,
+            secret: Secret::new(secret),
+        }))
+    }
+
+    /// One signed provision request; its answer read to the end.
+    async fn ask(&self, id: &str) -> Result<(), Error> {
+        let body = format!(
+            r#"{{"action":"provision","idempotency_key":"{id}{id}","resource_id":"res_{id}","marketplace":"clevercloud","marketplace_ids":{{"addon_id":"{id}"}},"plan":"basic","options":{{}}}}"#
+        );
+        let signed = signature::sign(&self.secret, chrono::Utc::now().timestamp(), body.as_bytes());
+        let answer = self
+            .client
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(signature::HEADER, signed)
+            .header("Idempotency-Key", format!("{id}{id}"))
+            .body(body)
+            .send()
+            .await?
+            .error_for_status()?;
+        answer.bytes().await?;
+        Ok(())
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let table = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set")?;
+    let vendor = Vendor::from_env()?;
     let client = DynamoStore::client_from_env().await;
     run(service_fn(|_request: Request| {
-        let (client, table) = (&client, &table);
+        let (client, table, vendor) = (&client, &table, &vendor);
         async move {
             let id = shared::secret::random_hex(16);
+            if let Some(vendor) = vendor {
+                vendor.ask(&id).await?;
+            }
             client
                 .transact_write_items()
                 .transact_items(put(table, format!("FLOOR_CLAIM#{id}"))?)
