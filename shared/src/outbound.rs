@@ -2,9 +2,10 @@
 //!
 //! Every client shares one TLS configuration, built once per process from
 //! Mozilla's root certificates compiled into the binary (`webpki-roots`).
-//! Loading the system's trust store instead reads and parses a few hundred
-//! certificate files for each client built — milliseconds of every cold
-//! start, on top of the AWS SDK, which loads it once for itself. The
+//! Loading the system's trust store instead reads and parses the system's
+//! bundle and every certificate file beside it (about 150 here) for each
+//! client built — milliseconds of every cold start, on top of the AWS SDK,
+//! which loads it once for itself. The
 //! endpoints called (Clever Cloud, Cloudmore, Cloud 66 and the vendor's
 //! `PROVISIONER_URL`) must therefore present a certificate from a public CA.
 

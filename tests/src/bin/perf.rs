@@ -125,9 +125,9 @@ struct Instance {
 }
 
 impl Instance {
-    /// Starts `binary` as `name` and waits until it polls for its first
-    /// event; without `PROVISIONER_URL` unless `vendor`.
-    async fn start(binary: &std::path::Path, name: &str, vendor: bool) -> Self {
+    /// Starts `binary` from `dir` and waits until it polls for its first
+    /// event; without `PROVISIONER_URL` unless the binary runs with it.
+    async fn start(dir: &std::path::Path, binary: &Binary) -> Self {
         let (sender, receiver) = mpsc::channel(1);
         let api = Arc::new(RuntimeApi {
             queue: tokio::sync::Mutex::new(receiver),
@@ -151,11 +151,12 @@ impl Instance {
         let address = listener.local_addr().unwrap();
         let server = tokio::spawn(async move { axum::serve(listener, router).await });
 
-        let name = name.to_string();
+        let name = binary.name.to_string();
         let log = std::fs::File::create(std::env::temp_dir().join(format!("perf-{name}.log"))).unwrap();
         let started = Instant::now();
-        let mut command = Command::new(binary);
-        if !vendor {
+        let path = dir.join(binary.file);
+        let mut command = Command::new(&path);
+        if !binary.vendor {
             command.env_remove("PROVISIONER_URL");
         }
         let child: Child = command
@@ -171,7 +172,7 @@ impl Instance {
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
-            .unwrap_or_else(|err| panic!("{}: {err} (run `make perf`, which builds it)", binary.display()));
+            .unwrap_or_else(|err| panic!("{}: {err} (run `make perf`, which builds it)", path.display()));
         tokio::time::timeout(Duration::from_secs(30), api.polled.notified())
             .await
             .unwrap_or_else(|_| panic!("{name} never polled for an event; see its log in the temp dir"));
@@ -273,12 +274,6 @@ fn provision_event(addon_id: &str) -> Value {
     )
 }
 
-/// A change of the plan resource to premium, or back to basic.
-fn plan_change_event(id: &str, addon_id: &str, premium: bool) -> Value {
-    let plan = if premium { "premium" } else { "basic" };
-    resource_event("PUT", id, Some(json!({"addon_id": addon_id, "plan": plan})))
-}
-
 fn resource_event(method: &str, id: &str, body: Option<Value>) -> Value {
     http_event(
         method,
@@ -287,6 +282,61 @@ fn resource_event(method: &str, id: &str, body: Option<Value>) -> Value {
         Some(id),
         body,
     )
+}
+
+/// What a binary is handed each time its turn comes.
+#[derive(Clone, Copy)]
+enum Workload {
+    Get,
+    Post,
+    Provision,
+    PlanChange,
+    Deprovision,
+}
+
+/// A binary of the table: its row name, its file, whether it runs with
+/// `PROVISIONER_URL`, and its workload.
+struct Binary {
+    name: &'static str,
+    file: &'static str,
+    vendor: bool,
+    workload: Workload,
+}
+
+/// The events of a round, shared by its warm and cold phases: plan changes
+/// alternate on one resource of their own, so each is a real change; a
+/// deprovision removes the resource the provision before it in the same
+/// turn created.
+struct Events {
+    plan_resource: (String, String),
+    premium: bool,
+    provisioned: Option<String>,
+}
+
+impl Events {
+    fn next(&mut self, workload: Workload) -> Value {
+        match workload {
+            Workload::Get => http_event("GET", "/", "/", None, None),
+            Workload::Post => http_event("POST", "/", "/", None, None),
+            Workload::Provision => provision_event(&tests::unique("perf")),
+            Workload::PlanChange => {
+                self.premium = !self.premium;
+                let plan = if self.premium { "premium" } else { "basic" };
+                let (id, addon_id) = &self.plan_resource;
+                resource_event("PUT", id, Some(json!({"addon_id": addon_id, "plan": plan})))
+            }
+            Workload::Deprovision => {
+                let id = self.provisioned.take().expect("a provision earlier in the turn");
+                resource_event("DELETE", &id, None)
+            }
+        }
+    }
+
+    fn answered(&mut self, workload: Workload, answer: &Value) {
+        if let Workload::Provision = workload {
+            self.provisioned = Some(id_of(answer));
+        }
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -353,64 +403,51 @@ async fn main() {
     // The floor twice: alone, and with the vendor's round trip that every
     // provision makes when PROVISIONER_URL is set.
     let vendor = !args.default_provisioner;
-    let mut binaries = vec![("hello", "perf_hello", false), ("floor", "perf_floor", false)];
+    let binary = |name, file, vendor, workload| Binary {
+        name,
+        file,
+        vendor,
+        workload,
+    };
+    let mut binaries = vec![
+        binary("hello", "perf_hello", false, Workload::Get),
+        binary("floor", "perf_floor", false, Workload::Post),
+    ];
     if vendor {
-        binaries.push(("floor+vendor", "perf_floor", true));
+        binaries.push(binary("floor+vendor", "perf_floor", true, Workload::Post));
     }
     binaries.extend([
-        ("provision", "provision", vendor),
-        ("plan-change", "plan-change", vendor),
-        ("deprovision", "deprovision", vendor),
+        binary("provision", "provision", vendor, Workload::Provision),
+        binary("plan-change", "plan-change", vendor, Workload::PlanChange),
+        binary("deprovision", "deprovision", vendor, Workload::Deprovision),
     ]);
-    let names: Vec<&str> = binaries.iter().map(|(name, _, _)| *name).collect();
+    let provision = binaries
+        .iter()
+        .position(|binary| matches!(binary.workload, Workload::Provision))
+        .expect("a provision binary");
     let mut rounds: HashMap<&str, Vec<Numbers>> = HashMap::new();
     for round in 0..args.rounds {
-        let count = args.invocations + 1;
-        let bin = |name: &str| args.dir.join(name);
         let mut instances = Vec::new();
-        for &(name, binary, with_vendor) in &binaries {
-            instances.push(Instance::start(&bin(binary), name, with_vendor).await);
+        for binary in &binaries {
+            instances.push(Instance::start(&args.dir, binary).await);
         }
-        let (hello, rest) = instances.split_first_mut().expect("hello");
-        let (floor, rest) = rest.split_first_mut().expect("the floor");
-        let (mut floor_vendor, rest) = if vendor {
-            let (floor_vendor, rest) = rest.split_first_mut().expect("the floor with the vendor");
-            (Some(floor_vendor), rest)
-        } else {
-            (None, rest)
+        // The plan resource is the provision instance's first invocation.
+        let addon_id = tests::unique("perf");
+        let plan_id = id_of(&instances[provision].invoke(provision_event(&addon_id)).await);
+        let mut events = Events {
+            plan_resource: (plan_id, addon_id),
+            premium: false,
+            provisioned: None,
         };
-        let [provision, plan_change, deprovision] = rest else {
-            unreachable!("the three lifecycle functions")
-        };
+
         // The binaries take turns, one invocation each, so all of them meet
         // DynamoDB Local in the same state (its table grows, its JVM warms
         // up) and none is favoured by its place in the round.
-        let mut plan_resource: Option<(String, String)> = None;
-        let mut premium = false;
-        for _ in 0..count {
-            hello.invoke(http_event("GET", "/", "/", None, None)).await;
-            floor.invoke(http_event("POST", "/", "/", None, None)).await;
-            if let Some(floor_vendor) = floor_vendor.as_deref_mut() {
-                floor_vendor
-                    .invoke(http_event("POST", "/", "/", None, None))
-                    .await;
+        for _ in 0..=args.invocations {
+            for (binary, instance) in binaries.iter().zip(&mut instances) {
+                let answer = instance.invoke(events.next(binary.workload)).await;
+                events.answered(binary.workload, &answer);
             }
-            // Plan changes alternate on one resource of their own (its
-            // provision is the instance's first invocation), so each is a
-            // real change; every other resource is deprovisioned right away.
-            if plan_resource.is_none() {
-                let addon_id = tests::unique("perf");
-                let id = id_of(&provision.invoke(provision_event(&addon_id)).await);
-                plan_resource = Some((id, addon_id));
-            }
-            let addon_id = tests::unique("perf");
-            let id = id_of(&provision.invoke(provision_event(&addon_id)).await);
-            let (plan_id, plan_addon) = plan_resource.as_ref().expect("provisioned above");
-            premium = !premium;
-            plan_change
-                .invoke(plan_change_event(plan_id, plan_addon, premium))
-                .await;
-            deprovision.invoke(resource_event("DELETE", &id, None)).await;
         }
         let warm: Vec<Run> = instances.into_iter().map(Instance::finish).collect();
 
@@ -418,34 +455,20 @@ async fn main() {
         // event, stopped. DynamoDB Local is warm by now, so these measure
         // the binaries' own start and first request rather than the JVM's
         // first transaction, which the first instance of a round may meet.
-        let (plan_id, plan_addon) = plan_resource.expect("provisioned in the warm phase");
         let mut cold_starts: Vec<Vec<Run>> = binaries.iter().map(|_| Vec::new()).collect();
         for _ in 0..args.cold_starts {
-            let mut provisioned = None;
-            for (&(name, binary, with_vendor), runs) in binaries.iter().zip(&mut cold_starts) {
-                let event = match name {
-                    "hello" => http_event("GET", "/", "/", None, None),
-                    "provision" => provision_event(&tests::unique("perf")),
-                    "plan-change" => {
-                        premium = !premium;
-                        plan_change_event(&plan_id, &plan_addon, premium)
-                    }
-                    "deprovision" => {
-                        let id: &String = provisioned.as_ref().expect("provision runs first");
-                        resource_event("DELETE", id, None)
-                    }
-                    _ => http_event("POST", "/", "/", None, None),
-                };
-                let mut instance = Instance::start(&bin(binary), name, with_vendor).await;
-                let answer = instance.invoke(event).await;
-                if name == "provision" {
-                    provisioned = Some(id_of(&answer));
-                }
+            for (binary, runs) in binaries.iter().zip(&mut cold_starts) {
+                let mut instance = Instance::start(&args.dir, binary).await;
+                let answer = instance.invoke(events.next(binary.workload)).await;
+                events.answered(binary.workload, &answer);
                 runs.push(instance.finish());
             }
         }
-        for ((name, run), cold) in names.iter().zip(&warm).zip(&cold_starts) {
-            rounds.entry(name).or_default().push(Numbers::of(run, cold));
+        for ((binary, run), cold) in binaries.iter().zip(&warm).zip(&cold_starts) {
+            rounds
+                .entry(binary.name)
+                .or_default()
+                .push(Numbers::of(run, cold));
         }
         eprintln!("perf: round {} of {} done", round + 1, args.rounds);
     }
@@ -462,7 +485,7 @@ async fn main() {
     println!("| binary | init ms | first ms | warm p50 ms | warm p99 ms | RSS MB | p50 / floor | cold / floor | RSS / floor |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let floor = rounds["floor"].clone();
-    for &name in &names {
+    for name in binaries.iter().map(|binary| binary.name) {
         let numbers = &rounds[name];
         let column = |f: fn(&Numbers) -> f64| numbers.iter().map(f).collect::<Vec<f64>>();
         let ratio = |f: fn(&Numbers) -> f64| {

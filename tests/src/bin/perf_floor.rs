@@ -47,8 +47,10 @@ impl Vendor {
 
     /// One signed provision request; its answer read to the end.
     async fn ask(&self, id: &str) -> Result<(), Error> {
+        // 64 hex digits, as the schema wants an idempotency key.
+        let key = format!("{id}{id}");
         let body = format!(
-            r#"{{"action":"provision","idempotency_key":"{id}{id}","resource_id":"res_{id}","marketplace":"clevercloud","marketplace_ids":{{"addon_id":"{id}"}},"plan":"basic","options":{{}}}}"#
+            r#"{{"action":"provision","idempotency_key":"{key}","resource_id":"res_{id}","marketplace":"clevercloud","marketplace_ids":{{"addon_id":"{id}"}},"plan":"basic","options":{{}}}}"#
         );
         let signed = signature::sign(&self.secret, chrono::Utc::now().timestamp(), body.as_bytes());
         let answer = self
@@ -56,7 +58,7 @@ impl Vendor {
             .post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(signature::HEADER, signed)
-            .header("Idempotency-Key", format!("{id}{id}"))
+            .header("Idempotency-Key", key)
             .body(body)
             .send()
             .await?
