@@ -23,7 +23,7 @@ lint-code:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 unit:
-	cargo test --workspace --exclude tests
+	cargo test --workspace --lib --bins
 
 lint-template: tools
 	$(TOOLS)/cfn-lint infra/template.yaml
