@@ -83,9 +83,12 @@ impl DynamoStore {
     /// The store a function uses, ready before its first request: the
     /// client is built from the environment and one read of an item that
     /// cannot exist resolves the credentials and opens the connection
-    /// during the Lambda init phase (full CPU, not billed on the first
-    /// request), so the first invocation costs what a warm one does. A
-    /// failure here only loses that head start.
+    /// (on AWS, the TLS handshake) during the Lambda init phase, which is
+    /// observed to run unthrottled even at small memory sizes, so the first
+    /// invocation costs what a warm one does. The read itself is one more
+    /// round trip in a cold start (`make perf`'s `floor+warm-up` row shows
+    /// what it costs against DynamoDB Local). A failure here only loses
+    /// that head start.
     pub async fn ready(aws: &aws_config::SdkConfig, table: String) -> Self {
         let store = Self::new(Client::new(aws), table);
         // Resource ids are `res_` + hex: this key is never an item.
@@ -93,6 +96,11 @@ impl DynamoStore {
             tracing::warn!(error = %err, "DynamoDB could not be reached during init");
         }
         store
+    }
+
+    /// The SDK client, for callers outside the store (`make perf`'s floor).
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// The table's name.

@@ -4,7 +4,7 @@
 //! `TransactWriteItems` of three puts) and `hello` (lambda_http alone), all
 //! built with the same profile and all on the same DynamoDB Local (the floor
 //! a second time with the vendor's round trip, when `PROVISIONER_URL` is
-//! set). Several rounds; per binary: warm p50 and p99 and peak RSS of one
+//! set, and a third with the functions' init-time warm-up read). Several rounds; per binary: warm p50 and p99 and peak RSS of one
 //! instance, then init (spawn → first `/next`) and first invocation, medians
 //! of several cold starts, and each as a ratio to the floor in the same
 //! round. Absolute times vary with the machine; the ratios are the result.
@@ -159,6 +159,9 @@ impl Instance {
         if !binary.vendor {
             command.env_remove("PROVISIONER_URL");
         }
+        if binary.warm_up {
+            command.env("FLOOR_WARM_UP", "1");
+        }
         let child: Child = command
             .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", &name)
@@ -295,11 +298,13 @@ enum Workload {
 }
 
 /// A binary of the table: its row name, its file, whether it runs with
-/// `PROVISIONER_URL`, and its workload.
+/// `PROVISIONER_URL`, whether the floor makes the functions' warm-up read
+/// at init (`FLOOR_WARM_UP`), and its workload.
 struct Binary {
     name: &'static str,
     file: &'static str,
     vendor: bool,
+    warm_up: bool,
     workload: Workload,
 }
 
@@ -400,26 +405,29 @@ fn median(values: &[f64]) -> f64 {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    // The floor twice: alone, and with the vendor's round trip that every
-    // provision makes when PROVISIONER_URL is set.
+    // The floor alone; with the warm-up read every function makes at init
+    // (its share of a cold start); and with the vendor's round trip that
+    // every provision makes when PROVISIONER_URL is set.
     let vendor = !args.default_provisioner;
-    let binary = |name, file, vendor, workload| Binary {
+    let binary = |name, file, vendor, warm_up, workload| Binary {
         name,
         file,
         vendor,
+        warm_up,
         workload,
     };
     let mut binaries = vec![
-        binary("hello", "perf_hello", false, Workload::Get),
-        binary("floor", "perf_floor", false, Workload::Post),
+        binary("hello", "perf_hello", false, false, Workload::Get),
+        binary("floor", "perf_floor", false, false, Workload::Post),
+        binary("floor+warm-up", "perf_floor", false, true, Workload::Post),
     ];
     if vendor {
-        binaries.push(binary("floor+vendor", "perf_floor", true, Workload::Post));
+        binaries.push(binary("floor+vendor", "perf_floor", true, false, Workload::Post));
     }
     binaries.extend([
-        binary("provision", "provision", vendor, Workload::Provision),
-        binary("plan-change", "plan-change", vendor, Workload::PlanChange),
-        binary("deprovision", "deprovision", vendor, Workload::Deprovision),
+        binary("provision", "provision", vendor, false, Workload::Provision),
+        binary("plan-change", "plan-change", vendor, false, Workload::PlanChange),
+        binary("deprovision", "deprovision", vendor, false, Workload::Deprovision),
     ]);
     let provision = binaries
         .iter()

@@ -7,6 +7,10 @@
 //! vendor's service first: one signed POST there (its answer read whole)
 //! before the transaction. `make perf` runs it both ways, so the vendor's
 //! own round trip can be told apart from the functions' work.
+//!
+//! With `FLOOR_WARM_UP` set it also makes, at init, the warm-up read every
+//! function makes there ([`DynamoStore::ready`]), so its share of a cold
+//! start shows on its own row.
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use lambda_http::{run, service_fn, Body, Error, Request, Response};
@@ -72,7 +76,12 @@ impl Vendor {
 async fn main() -> Result<(), Error> {
     let table = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set")?;
     let vendor = Vendor::from_env()?;
-    let client = DynamoStore::client_from_env().await;
+    let aws = shared::config::aws_sdk_config().await;
+    let client = if std::env::var_os("FLOOR_WARM_UP").is_some() {
+        DynamoStore::ready(&aws, table.clone()).await.client().clone()
+    } else {
+        aws_sdk_dynamodb::Client::new(&aws)
+    };
     run(service_fn(|_request: Request| {
         let (client, table, vendor) = (&client, &table, &vendor);
         async move {
