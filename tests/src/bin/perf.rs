@@ -3,11 +3,12 @@
 //! events one after the other — beside a floor binary (lambda_http + one
 //! `TransactWriteItems` of three puts) and `hello` (lambda_http alone), all
 //! built with the same profile and all on the same DynamoDB Local (the floor
-//! a second time with the vendor's round trip, when `PROVISIONER_URL` is
-//! set, and a third with the functions' init-time warm-up read). Several rounds; per binary: warm p50 and p99 and peak RSS of one
-//! instance, then init (spawn → first `/next`) and first invocation, medians
-//! of several cold starts, and each as a ratio to the floor in the same
-//! round. Absolute times vary with the machine; the ratios are the result.
+//! again with the functions' init-time warm-up read, and again with the
+//! vendor's round trip when `PROVISIONER_URL` is set). Several rounds; per
+//! binary: warm p50 and p99 and peak RSS of one instance, then init (spawn →
+//! first `/next`) and first invocation, medians of several cold starts, and
+//! each as a ratio to the floor in the same round. Absolute times vary with
+//! the machine; the ratios are the result.
 //!
 //! Run inside `scripts/stack.sh test` (it provides DynamoDB Local, the table
 //! and the variables `make run` uses); `make perf` does.
