@@ -31,6 +31,7 @@ lint-template: tools
 	$(TOOLS)/python scripts/check_routes.py infra/template.yaml Cargo.toml
 	$(TOOLS)/python scripts/check_policies.py infra/template.yaml shared/src/store/dynamo.rs
 	$(TOOLS)/python scripts/check_policies_test.py
+	$(TOOLS)/python scripts/check_aws_calls_test.py
 
 e2e: tools
 	bash scripts/stack.sh test bash scripts/e2e.sh
@@ -42,14 +43,14 @@ bench:
 ## Load test: N provision → plan change → deprovision cycles at concurrency C.
 load: tools
 	cargo build --release --package tests --bin load
-	WATCH_RELEASE=1 bash scripts/stack.sh test target/release/load --cycles $${N:-200} --concurrency $${C:-8}
+	RECORD_AWS_CALLS=0 WATCH_RELEASE=1 bash scripts/stack.sh test target/release/load --cycles $${N:-200} --concurrency $${C:-8}
 
 ## Each function's release binary as a Lambda instance against a floor binary
 ## and `hello`, on one DynamoDB Local: init, first, warm p50/p99, RSS and ratios.
 perf: tools
 	cargo build --release --package provision --package plan-change --package deprovision
 	cargo build --release --package tests --bin perf --bin perf_floor --bin perf_hello --bin fake_vendor
-	STANDIN_PROFILE=release bash scripts/stack.sh test target/release/perf --invocations $${N:-300} --rounds $${R:-3} $${PERF_ARGS:-}
+	RECORD_AWS_CALLS=0 STANDIN_PROFILE=release bash scripts/stack.sh test target/release/perf --invocations $${N:-300} --rounds $${R:-3} $${PERF_ARGS:-}
 
 ## Mutation testing of the security-critical modules (.cargo/mutants.toml),
 ## with the shared crate's unit tests only; fails if a viable mutant survives.

@@ -2,8 +2,10 @@
 
 - every statement that grants a DynamoDB action carries a `dynamodb:LeadingKeys` condition
   (ForAllValues:StringLike) listing `PREFIX#*` patterns, never a bare wildcard;
-- the functions a stranger can reach without the Basic-auth password (sso-login, dashboard)
-  can write no resource or add-on claim: an internet-facing bug there cannot overwrite one;
+- the functions a stranger can reach without the Basic-auth password (sso-login, dashboard,
+  cloud66-link) can write no Clever Cloud resource or add-on claim: an internet-facing bug
+  there cannot overwrite one (cloud66-link writes only `RESOURCE#res_c66_*`, the ids of
+  resources made through Cloud 66, which a Clever Cloud resource's id never matches);
 - no function's plain environment (nor the Globals') holds a secret: they come from SECRETS_ARN;
 - every route is on an HttpApi whose default route settings throttle it (rate and burst from
   template parameters), so a flood is cut before it costs Lambda time or DynamoDB writes;
@@ -21,14 +23,18 @@ import cfn_template
 
 WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 # Reached by anyone on the internet with no shared secret checked first.
-UNAUTHENTICATED = {"sso-login", "dashboard"}
+UNAUTHENTICATED = {"sso-login", "dashboard", "cloud66-link"}
 NEVER_WRITTEN_BY_UNAUTHENTICATED = {"RESOURCE", "CLEVERCLOUD_ADDON"}
+# The narrowed patterns an internet-facing function may write under those
+# prefixes: Cloud 66's resources (shared::cloud66::link::CLOUD66_RESOURCE_ID_PREFIX).
+WRITABLE_BY_UNAUTHENTICATED = {("RESOURCE", "res_c66_")}
 # The partition values of the PendingSync index (shared::model::SyncQueue).
 INDEX_QUEUES = {"pending", "failed"}
 
 
 def grants(template: dict):
-    """(binary, action, prefix) for every DynamoDB grant, and the problems found."""
+    """(binary, action, prefix, narrowing) for every DynamoDB grant (narrowing: what
+    `PREFIX#narrowing*` adds after the prefix, usually nothing), and the problems found."""
     found, problems = [], []
     for name, resource in template["Resources"].items():
         if resource.get("Type") != "AWS::Serverless::Function":
@@ -56,11 +62,11 @@ def grants(template: dict):
                         problems.append(f"{name}: index statement {dynamo} on {keys} is not a read of the sync queues")
                     continue
                 for key in keys:
-                    match = re.fullmatch(r"([A-Z0-9_]+)#\*", key)
+                    match = re.fullmatch(r"([A-Z0-9_]+)#([a-z0-9_]*)\*", key)
                     if not match:
                         problems.append(f"{name}: LeadingKeys entry {key!r} is not PREFIX#*")
                         continue
-                    found.extend((binary, action, match.group(1)) for action in dynamo)
+                    found.extend((binary, action, match.group(1), match.group(2)) for action in dynamo)
     return found, problems
 
 
@@ -121,10 +127,15 @@ def main(template_path: str, store_path: str) -> int:
         problems.append("could not read SECRET_VARS from shared/src/config.rs")
     problems += plain_secrets(template)
     problems += unthrottled(template)
-    for binary, action, prefix in found:
-        if binary in UNAUTHENTICATED and action in WRITES and prefix in NEVER_WRITTEN_BY_UNAUTHENTICATED:
-            problems.append(f"{binary} may {action} {prefix}# items; it must never write them")
-    granted = {prefix for _, _, prefix in found}
+    for binary, action, prefix, narrowing in found:
+        if (
+            binary in UNAUTHENTICATED
+            and action in WRITES
+            and prefix in NEVER_WRITTEN_BY_UNAUTHENTICATED
+            and (prefix, narrowing) not in WRITABLE_BY_UNAUTHENTICATED
+        ):
+            problems.append(f"{binary} may {action} {prefix}#{narrowing}* items; it must never write them")
+    granted = {prefix for _, _, prefix, _ in found}
     used = store_prefixes(store_path)
     for prefix in sorted(used - granted):
         problems.append(f"the store uses {prefix}# but no function is granted it")
@@ -134,7 +145,7 @@ def main(template_path: str, store_path: str) -> int:
         print(f"check_policies: {problem}", file=sys.stderr)
     if problems:
         return 1
-    binaries = sorted({binary for binary, _, _ in found})
+    binaries = sorted({binary for binary, *_ in found})
     print(f"check_policies: {len(found)} grants over {len(binaries)} functions, each limited by key prefix", file=sys.stderr)
     return 0
 

@@ -61,6 +61,18 @@ class CheckPolicies(unittest.TestCase):
         self.assertEqual(status, 1)
         self.assertIn("sso-login may dynamodb:PutItem RESOURCE#", errors)
 
+    def test_the_link_writing_clever_cloud_resources_fails(self):
+        broken = copy.deepcopy(self.template)
+        put = next(
+            s
+            for s in statements(broken, "Cloud66LinkFunction")
+            if "RESOURCE#res_c66_*" in s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        )
+        put["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] = ["RESOURCE#*"]
+        status, errors = run(broken)
+        self.assertEqual(status, 1)
+        self.assertIn("cloud66-link may dynamodb:PutItem RESOURCE#*", errors)
+
     def test_a_statement_without_leading_keys_fails(self):
         broken = copy.deepcopy(self.template)
         del statements(broken, "DashboardFunction")[0]["Condition"]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The tests that need the running stack (run by scripts/stack.sh test): the
 # Rust storage and end-to-end tests, `provider check` against the stack's own
-# manifest, then the browser test. All always run; the exit status is failure
+# manifest, the browser test, then the recorded AWS calls against the template. All always run; the exit status is failure
 # if any failed.
 set -uo pipefail
 status=0
@@ -10,4 +10,9 @@ echo "provider check --manifest $MANIFEST"
 target/debug/provider check --manifest "$MANIFEST" || status=1
 cargo build --quiet --package tests --bin sso_fixture || status=1
 node --test tests/browser/ || status=1
+# Every AWS call the functions made above, against their grants in the
+# template; and removing any one grant those calls needed must fail the check.
+if [[ -n "${AWS_CALL_RECORDING:-}" ]]; then
+  .tools/venv/bin/python scripts/check_aws_calls.py --each-grant infra/template.yaml "$AWS_CALL_RECORDING" || status=1
+fi
 exit "$status"

@@ -135,6 +135,30 @@ start "$RUN_DIR/dynamodb.log" java -Djava.library.path="$JAR_DIR/DynamoDBLocal_l
 DYNAMODB_PID="${PIDS[-1]}"
 dynamodb_answers() { curl -s -o /dev/null "http://127.0.0.1:$DYNAMODB_PORT"; }
 wait_until "DynamoDB Local" "$DYNAMODB_PID" 60 dynamodb_answers
+
+# In `test`, every AWS call goes through a recording proxy (unless
+# RECORD_AWS_CALLS=0, as make perf sets: it measures the functions, not a
+# proxy): scripts/check_aws_calls.py then holds each call a function made to
+# that function's grants in infra/template.yaml, which DynamoDB Local and
+# moto do not enforce.
+RECORDING=0
+if [[ "$MODE" == test && "${RECORD_AWS_CALLS:-1}" == 1 ]]; then
+  RECORDING=1
+  export AWS_CALL_RECORDING="$RUN_DIR/aws-calls.jsonl"
+  : >"$AWS_CALL_RECORDING"
+  # record_through NAME UPSTREAM: a recorder in front of UPSTREAM, whose
+  # URL it leaves in RECORDER_URL.
+  record_through() {
+    local port
+    port="$(free_port)"
+    start "$RUN_DIR/record-$1.log" "$ROOT/.tools/venv/bin/python" scripts/aws_call_recorder.py "$port" "$2" "$AWS_CALL_RECORDING"
+    RECORDER_URL="http://127.0.0.1:$port"
+    recorder_answers() { curl -s -o /dev/null "$RECORDER_URL/"; }
+    wait_until "the $1 call recorder" "${PIDS[-1]}" 30 recorder_answers
+  }
+  record_through dynamodb "$AWS_ENDPOINT_URL_DYNAMODB"
+  AWS_ENDPOINT_URL_DYNAMODB="$RECORDER_URL"
+fi
 "$ROOT/.tools/venv/bin/python" scripts/create_table.py infra/template.yaml "$TABLE_NAME"
 
 # In `test`, the functions read their secrets the way a deployment does: from
@@ -147,6 +171,10 @@ if [[ "$MODE" == test ]]; then
   secrets_answer() { curl -s -o /dev/null "http://127.0.0.1:$SECRETS_PORT/moto-api/"; }
   wait_until "the local Secrets Manager" "${PIDS[-1]}" 60 secrets_answer
   export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:$SECRETS_PORT"
+  if [[ "$RECORDING" == 1 ]]; then
+    record_through secretsmanager "$AWS_ENDPOINT_URL_SECRETS_MANAGER"
+    AWS_ENDPOINT_URL_SECRETS_MANAGER="$RECORDER_URL"
+  fi
   # The variables the functions read from the secret (shared::config::SECRET_VARS).
   mapfile -t SECRET_VARS < <(sed -n '/pub const SECRET_VARS/,/];/p' shared/src/config.rs | grep -o '"[A-Z0-9_]*"' | tr -d '"')
   SECRETS_ARN="$("$ROOT/.tools/moto/bin/python" scripts/create_secret.py "addon-provider-$$" "${SECRET_VARS[@]}")"

@@ -94,11 +94,16 @@ async fn main() -> ExitCode {
 
 async fn store() -> Result<DynamoStore, String> {
     let table = config::required(&config::process_env, "TABLE_NAME").map_err(|err| err.to_string())?;
-    Ok(DynamoStore::new(DynamoStore::client_from_env().await, table))
+    Ok(DynamoStore::new(
+        DynamoStore::client_from_env("provider").await,
+        table,
+    ))
 }
 
 async fn rotate(resource_id: &str) -> Result<serde_json::Value, String> {
-    let environment = config::Environment::load().await.map_err(|err| err.to_string())?;
+    let environment = config::Environment::load("provider")
+        .await
+        .map_err(|err| err.to_string())?;
     let lookup = environment.lookup();
     let addon_id = config::required(&lookup, "ADDON_ID").map_err(|err| err.to_string())?;
     let provisioner = VendorProvisioner::from_lookup(&lookup, &addon_id).map_err(|err| err.to_string())?;
@@ -109,7 +114,9 @@ async fn rotate(resource_id: &str) -> Result<serde_json::Value, String> {
 }
 
 async fn reconcile() -> Result<serde_json::Value, String> {
-    let environment = config::Environment::load().await.map_err(|err| err.to_string())?;
+    let environment = config::Environment::load("provider")
+        .await
+        .map_err(|err| err.to_string())?;
     let lookup = environment.lookup();
     let addon = CleverCloudConfig::from_lookup(&lookup).map_err(|err| err.to_string())?;
     let vendor = VendorClient::from_lookup(&lookup, &addon).map_err(|err| err.to_string())?;
@@ -120,7 +127,7 @@ async fn reconcile() -> Result<serde_json::Value, String> {
 }
 
 async fn sync_now(id: Option<&str>) -> Result<serde_json::Value, String> {
-    let platforms = sync::PlatformSync::from_env()
+    let platforms = sync::PlatformSync::from_env("provider")
         .await
         .map_err(|err| err.to_string())?;
     match id {

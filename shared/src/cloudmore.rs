@@ -70,7 +70,7 @@ impl CloudmoreConfig {
             ));
         }
         Ok(Some(Self {
-            base_url: config::base_url(
+            base_url: config::outbound_base_url(
                 "CLOUDMORE_API_URL",
                 config::optional(lookup, "CLOUDMORE_API_URL")
                     .unwrap_or_else(|| "https://api.cloudmore.com".into()),
@@ -169,7 +169,8 @@ impl CloudmoreClient {
             .await
             .map_err(|err| CloudmoreError::Unavailable(err.without_url().to_string()))?;
         let status = response.status();
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        // Read leniently: a 5xx's HTML is sorted by status below.
+        let body: serde_json::Value = serde_json::from_slice(&read_body(response).await?).unwrap_or_default();
         if status == StatusCode::BAD_REQUEST {
             return Err(match body["error"].as_str() {
                 Some("invalid_grant") => CloudmoreError::InvalidGrant,
@@ -179,7 +180,8 @@ impl CloudmoreClient {
                 other => CloudmoreError::Token(format!("400 {}", other.unwrap_or("without an error code"))),
             });
         }
-        if status.is_server_error() {
+        // A redirect is not followed (crate::outbound): no answer, retried.
+        if status.is_server_error() || status.is_redirection() {
             return Err(CloudmoreError::Unavailable(format!(
                 "token endpoint answered {status}"
             )));
@@ -219,14 +221,17 @@ impl CloudmoreClient {
                 .map_err(|err| CloudmoreError::Unavailable(err.without_url().to_string()))?;
             match response.status() {
                 StatusCode::UNAUTHORIZED if attempt == 0 => self.forget_token().await,
-                status if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS => {
+                status
+                    if status.is_server_error()
+                        || status.is_redirection()
+                        || status == StatusCode::TOO_MANY_REQUESTS =>
+                {
                     return Err(CloudmoreError::Unavailable(format!(
                         "{method} {path} answered {status}"
                     )))
                 }
                 status if !status.is_success() => {
-                    let message: String = response
-                        .text()
+                    let message: String = crate::outbound::read_text(response, MAX_MESSAGE_BYTES)
                         .await
                         .unwrap_or_default()
                         .chars()
@@ -258,15 +263,7 @@ impl CloudmoreClient {
         email: Option<&str>,
     ) -> Result<String, CloudmoreError> {
         let path = self.organizations_path();
-        let list: serde_json::Value =
-            self.call(Method::GET, &path, None)
-                .await?
-                .json()
-                .await
-                .map_err(|err| CloudmoreError::Api {
-                    status: 200,
-                    message: format!("unreadable organisation list: {err}"),
-                })?;
+        let list = read_json(self.call(Method::GET, &path, None).await?, "organisation list").await?;
         let existing = list
             .as_array()
             .into_iter()
@@ -291,7 +288,7 @@ impl CloudmoreClient {
         if let Some(id) = from_location {
             return Ok(id);
         }
-        let created: serde_json::Value = response.json().await.unwrap_or_default();
+        let created = read_json(response, "new organisation").await?;
         field(&created, "Id")
             .map(str::to_string)
             .ok_or(CloudmoreError::Api {
@@ -311,6 +308,26 @@ fn replace_after(now: Instant, expires_in: u64) -> Instant {
     now.checked_add(lifetime).unwrap_or(now)
 }
 
+/// The most of an error message that is read.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// An answer's body, within [`crate::outbound::MAX_PLATFORM_ANSWER_BYTES`].
+async fn read_body(response: reqwest::Response) -> Result<Vec<u8>, CloudmoreError> {
+    crate::outbound::read_limited(response, crate::outbound::MAX_PLATFORM_ANSWER_BYTES)
+        .await
+        .map_err(|err| CloudmoreError::Unavailable(err.to_string()))
+}
+
+/// A successful answer's JSON; unreadable JSON is an error, never taken for
+/// an empty answer (an empty organisation list would create a duplicate).
+async fn read_json(response: reqwest::Response, what: &str) -> Result<serde_json::Value, CloudmoreError> {
+    let status = response.status().as_u16();
+    serde_json::from_slice(&read_body(response).await?).map_err(|err| CloudmoreError::Api {
+        status,
+        message: format!("unreadable {what}: {err}"),
+    })
+}
+
 /// A string field, whatever the case of its name (`Id`, `id`).
 fn field<'a>(value: &'a serde_json::Value, name: &str) -> Option<&'a str> {
     value
@@ -323,6 +340,26 @@ fn field<'a>(value: &'a serde_json::Value, name: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbound::test_server;
+
+    #[tokio::test]
+    async fn a_redirected_token_request_is_retryable_and_its_credentials_go_nowhere_else() {
+        let elsewhere = test_server::serve(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()).await;
+        let cloudmore =
+            test_server::serve(test_server::redirect_to(&format!("{}/stolen", elsewhere.url))).await;
+        let lookup = |name: &str| match name {
+            "CLOUDMORE_API_URL" => Some(cloudmore.url.clone()),
+            "CLOUDMORE_CLIENT_SECRET" | "CLOUDMORE_PASSWORD" => Some("secret".into()),
+            "CLOUDMORE_USERNAME" => Some("admin".into()),
+            "CLOUDMORE_RESELLER_ID" => Some("reseller-1".into()),
+            _ => None,
+        };
+        let client = CloudmoreClient::new(CloudmoreConfig::from_lookup(&lookup).unwrap().unwrap());
+        let err = client.find_or_create_organization("Org", None).await.unwrap_err();
+        assert!(matches!(err, CloudmoreError::Unavailable(_)), "{err:?}");
+        assert_eq!(cloudmore.requests(), ["POST /connect/token HTTP/1.1"]);
+        assert!(elsewhere.requests().is_empty());
+    }
 
     #[test]
     fn token_lifetimes_are_clamped_and_never_overflow() {

@@ -67,19 +67,30 @@ pub struct Environment {
 /// build every client from it: clients built from one configuration share
 /// its HTTP client (one trust store loaded, one connection pool) and its
 /// credentials.
-pub async fn aws_sdk_config() -> aws_config::SdkConfig {
+///
+/// `caller` (the function's binary name) goes into every request's user
+/// agent as `app/<caller>`: CloudTrail shows which function made a call, and
+/// `make test` checks each recorded call against that function's grants in
+/// the template (scripts/check_aws_calls.py).
+pub async fn aws_sdk_config(caller: &str) -> aws_config::SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(std::time::Duration::from_secs(1))
         .operation_attempt_timeout(std::time::Duration::from_secs(2))
         .operation_timeout(std::time::Duration::from_secs(5))
         .build();
-    aws_config::from_env().timeout_config(timeouts).load().await
+    let loader = aws_config::from_env().timeout_config(timeouts);
+    match aws_config::AppName::new(caller.to_string()) {
+        Ok(app) => loader.app_name(app),
+        Err(_) => loader,
+    }
+    .load()
+    .await
 }
 
 impl Environment {
     /// [`Environment::load_with`] on a configuration of its own.
-    pub async fn load() -> Result<Self, ConfigError> {
-        Self::load_with(&aws_sdk_config().await).await
+    pub async fn load(caller: &str) -> Result<Self, ConfigError> {
+        Self::load_with(&aws_sdk_config(caller).await).await
     }
 
     /// Reads the secret named by `SECRETS_ARN`, if set, with a client built
@@ -183,6 +194,39 @@ pub fn base_url(var: &'static str, value: String) -> Result<String, ConfigError>
         return Err(ConfigError::new(var, "must be an absolute URL with a host"));
     }
     Ok(value.trim_end_matches('/').to_string())
+}
+
+/// [`base_url`] for an endpoint this service calls: [`outbound_url`]'s rule.
+pub fn outbound_base_url(var: &'static str, value: String) -> Result<String, ConfigError> {
+    outbound_url(var, base_url(var, value)?)
+}
+
+/// The URL of an endpoint this service calls (a platform's API, the
+/// vendor's provisioner): `https`, or plain `http` to this machine only (a
+/// local stand-in), so credentials and configs never cross a network in
+/// clear.
+pub fn outbound_url(var: &'static str, value: String) -> Result<String, ConfigError> {
+    let parsed = reqwest::Url::parse(&value).map_err(|_| ConfigError::new(var, "must be an absolute URL"))?;
+    match parsed.scheme() {
+        "https" => Ok(value),
+        "http" if is_loopback(&parsed) => Ok(value),
+        _ => Err(ConfigError::new(
+            var,
+            "must be an https:// URL (plain http only to this machine: localhost, 127.0.0.0/8, [::1])",
+        )),
+    }
+}
+
+/// `localhost`, 127.0.0.0/8 or `[::1]`.
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let address = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || address
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
 }
 
 /// The Clever Cloud add-on's identity and the lifecycle functions' settings.
@@ -357,6 +401,30 @@ pub(crate) mod tests {
         assert!(base_url("X", "a.example".into()).is_err());
         assert!(base_url("X", "https://".into()).is_err());
         assert!(base_url("X", "ftp://a".into()).is_err());
+    }
+
+    #[test]
+    fn outbound_urls_are_https_or_plain_http_to_this_machine_only() {
+        for allowed in [
+            "https://api.example/v2",
+            "http://localhost:9000/x",
+            "http://127.0.0.1:9000/x",
+            "http://127.8.9.10/x",
+            "http://[::1]:80/x",
+        ] {
+            assert_eq!(outbound_url("X", allowed.into()).unwrap(), allowed);
+        }
+        for refused in [
+            "http://api.example/v2",
+            "http://10.0.0.1/x",
+            "http://localhost.evil.example/x",
+            "http://128.0.0.1/x",
+            "ftp://localhost/x",
+            "not a url",
+        ] {
+            let err = outbound_url("X", refused.into()).unwrap_err();
+            assert_eq!(err.var, "X", "{refused}");
+        }
     }
 
     #[test]

@@ -26,10 +26,10 @@ impl<S> DashboardApi<S> {
 }
 
 impl DashboardApi<DynamoStore> {
-    pub async fn from_env() -> Result<Self, ConfigError> {
+    pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
         let table = config::required(&config::process_env, "TABLE_NAME")?;
         Ok(Self::new(
-            DynamoStore::ready(&config::aws_sdk_config().await, table).await,
+            DynamoStore::ready(&config::aws_sdk_config(function).await, table).await,
         ))
     }
 }

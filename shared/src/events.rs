@@ -34,12 +34,25 @@ pub fn detail_type(action: AuditAction) -> Option<&'static str> {
         AuditAction::Cloud66Linked => "Cloud 66 Linked",
         AuditAction::AccountCreated => "Account Created",
         AuditAction::Cloud66LinkRefused
+        | AuditAction::Cloud66AlreadyLinked
         | AuditAction::Cloud66LinkPending
         | AuditAction::VendorDetailsFetched
         | AuditAction::CloudmoreOrganizationRecorded
         | AuditAction::ConfigPushed => return None,
     })
 }
+
+/// The audit details an event may carry.
+const PUBLISHED_DETAILS: &[&str] = &[
+    "account_id",
+    "config_version",
+    "from_plan",
+    "to_plan",
+    "plan",
+    "organization_id",
+    "owner_id",
+    "uid",
+];
 
 /// One event, ready to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,8 +78,15 @@ pub fn lifecycle_event(key: &AuditKey, audit: &AuditEvent) -> Option<LifecycleEv
         "at": audit.at,
         "actor": audit.actor,
     });
-    if !audit.details.is_empty() {
-        detail["details"] = json!(audit.details);
+    // Ids and plans only: never an email, a config value or a partner's
+    // free text (Cloud 66's `message` can hold an address).
+    let details: std::collections::BTreeMap<&String, &String> = audit
+        .details
+        .iter()
+        .filter(|(name, _)| PUBLISHED_DETAILS.contains(&name.as_str()))
+        .collect();
+    if !details.is_empty() {
+        detail["details"] = json!(details);
     }
     Some(LifecycleEvent { detail_type, detail })
 }
@@ -170,5 +190,23 @@ mod tests {
         assert_eq!(created.detail["account_id"], "acc_1");
         assert!(lifecycle_event(&key(), &audit(AuditAction::Cloud66LinkPending)).is_none());
         assert!(lifecycle_event(&key(), &audit(AuditAction::VendorDetailsFetched)).is_none());
+        assert!(lifecycle_event(&key(), &audit(AuditAction::Cloud66AlreadyLinked)).is_none());
+    }
+
+    #[test]
+    fn no_event_carries_an_email_or_a_partners_free_text() {
+        let linked = AuditEvent::new(
+            SubjectKind::Account,
+            "acc_1",
+            AuditAction::Cloud66Linked,
+            "cloud66",
+            &Timestamp::now(),
+        )
+        .with_detail("uid", "uid_1")
+        .with_detail("message", "jane@example.com is already linked")
+        .with_detail("email", "jane@example.com");
+        let event = lifecycle_event(&key(), &linked).unwrap();
+        assert_eq!(event.detail["details"], serde_json::json!({"uid": "uid_1"}));
+        assert!(!event.detail.to_string().contains("jane@"), "{}", event.detail);
     }
 }

@@ -10,6 +10,20 @@ use maud::{html, Markup, DOCTYPE};
 const CONTENT_SECURITY_POLICY: &str =
     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// The page's policy with `origin` added to `form-action`: a form whose
+/// POST is answered by a redirect elsewhere (the Cloud 66 link's, back to
+/// Cloud 66) is blocked by browsers unless the redirect's target is allowed
+/// there too. `origin` must be a scheme and host this service checked.
+pub fn allow_form_redirect_to(response: &mut Response<Body>, origin: &str) {
+    let policy =
+        CONTENT_SECURITY_POLICY.replace("form-action 'self'", &format!("form-action 'self' {origin}"));
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+}
+
 /// A complete HTML page with the headers every page here carries.
 pub fn page(status: StatusCode, title: &str, content: Markup) -> Response<Body> {
     let markup = html! {
@@ -107,5 +121,19 @@ mod tests {
             "text/html; charset=utf-8"
         );
         assert!(response.headers().contains_key(header::CONTENT_SECURITY_POLICY));
+    }
+
+    #[test]
+    fn a_form_may_be_allowed_to_redirect_to_one_more_origin() {
+        let mut response = page(StatusCode::OK, "t", html! {});
+        allow_form_redirect_to(&mut response, "https://app.cloud66.com");
+        let policy = response.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(
+            policy.contains("form-action 'self' https://app.cloud66.com;"),
+            "{policy}"
+        );
+        assert!(policy.starts_with("default-src 'none'"), "{policy}");
     }
 }

@@ -231,8 +231,10 @@ pub enum AuditAction {
     PlanChanged,
     Deprovisioned,
     AccountCreated,
-    /// Cloud 66 accepted the link (or said it already held).
+    /// Cloud 66 accepted the link.
     Cloud66Linked,
+    /// Cloud 66 said the email was already linked; nothing was bound.
+    Cloud66AlreadyLinked,
     /// Cloud 66 refused the link; `details.message` says why.
     Cloud66LinkRefused,
     /// Cloud 66 did not answer in time or failed; the link stays pending.
@@ -379,6 +381,10 @@ pub enum LinkStatus {
     Linked,
     /// Cloud 66 refused it; `message` says why. A reload tries again.
     Refused,
+    /// Cloud 66 said the email is already linked. The user is sent back to
+    /// Cloud 66, but the uid is bound to nothing: the answer does not say
+    /// the uid is this email's, so the next attempt replaces it.
+    AlreadyLinked,
 }
 
 /// A Cloud 66 user's link (`uid`) to an account.

@@ -13,7 +13,7 @@ use maud::html;
 use sha2::{Digest, Sha256};
 
 /// The session cookie's name.
-pub const SESSION_COOKIE: &str = "addon_session";
+pub const SESSION_COOKIE: &str = "__Host-addon_session";
 /// Where a signed-in browser lands.
 pub const PANEL_PATH: &str = "/dashboard";
 /// Bytes of randomness in a session id (256 bits).
@@ -186,7 +186,7 @@ pub fn token_cookie(name: &str, value: &str, max_age: i64) -> Option<HeaderValue
 
 /// A `Set-Cookie` value that removes the session cookie.
 pub fn clearing_cookie() -> HeaderValue {
-    HeaderValue::from_static("addon_session=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Lax")
+    HeaderValue::from_static("__Host-addon_session=; Max-Age=0; Path=/; HttpOnly; Secure; SameSite=Lax")
 }
 
 #[cfg(test)]
@@ -256,7 +256,10 @@ mod tests {
         );
         assert_eq!(session_id(&headers), Some(id));
         let mut forged = HeaderMap::new();
-        forged.insert(header::COOKIE, HeaderValue::from_static("addon_session=<script>"));
+        forged.insert(
+            header::COOKIE,
+            HeaderValue::from_static("__Host-addon_session=<script>"),
+        );
         assert_eq!(session_id(&forged), None);
         assert_eq!(session_id(&HeaderMap::new()), None);
     }

@@ -22,8 +22,8 @@ pub struct SignInApi<S> {
 impl SignInApi<DynamoStore> {
     /// Reads `TABLE_NAME`, `ADDON_SSO_SALT`, `SSO_MAX_AGE_SECONDS`,
     /// `SESSION_TTL_SECONDS` and the `CLOUD66_*` variables.
-    pub async fn from_env() -> Result<Self, ConfigError> {
-        let aws = config::aws_sdk_config().await;
+    pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
+        let aws = config::aws_sdk_config(function).await;
         let environment = config::Environment::load_with(&aws).await?;
         let lookup = environment.lookup();
         let clevercloud = CleverCloudSso::from_lookup(&lookup)?;

@@ -2,7 +2,8 @@
 // @sparticuz/chromium carries, or $CHROMIUM, driven by playwright-core): a
 // page auto-posts a Clever Cloud SSO form to the local stack, the browser
 // follows the redirect to the panel; then a Cloud 66 callback; then a
-// replayed form must show the refusal page.
+// replayed form must show the refusal page; then a Cloud 66 link confirmed
+// on its page.
 // Screenshots of the panels land in tests/artifacts/.
 //
 // Run inside scripts/stack.sh test (make test), which sets E2E_BASE_URL etc.
@@ -120,5 +121,45 @@ test("a Cloud 66 callback lands on the account's panel", async () => {
   await page.waitForURL(`${base}/dashboard/signed-out`);
   await page.goto(`${base}/dashboard`);
   assert.equal(new URL(page.url()).pathname, "/dashboard/signed-out", "signed out after logout");
+  await context.close();
+});
+
+test("a Cloud 66 link is confirmed on its page after the sign-in, and only then posted", async () => {
+  const email = `link-${Date.now()}@example.com`;
+  const uid = `ok_browser_${Date.now()}`;
+  const back = "https://app.cloud66.com/partners/callback?state=browser";
+  const { cloud66_callback: callback } = fixture("res_unused", email);
+  const context = await browser.newContext();
+  const received = async () =>
+    (await (await fetch(`${process.env.E2E_PARTNER_URL}/received/${uid}`)).json()).length;
+  // Cloud 66 sends the user to the link; it asks for a Cloud 66 sign-in
+  // first (Cloud 66 itself is out of reach, so those redirects stop here).
+  const link = `${base}/cloud66/link?${new URLSearchParams({ uid, email, callback: back })}`;
+  const opened = await context.request.get(link, { maxRedirects: 0 });
+  assert.equal(opened.status(), 302);
+  assert.equal(opened.headers().location, "/cloud66/sso/start");
+  const start = await context.request.get(`${base}/cloud66/sso/start`, { maxRedirects: 0 });
+  assert.equal(start.status(), 302);
+  // Back from the sign-in: the confirmation page, and still nothing posted.
+  const page = await context.newPage();
+  await page.goto(`${base}${callback}`);
+  assert.equal(new URL(page.url()).pathname, "/cloud66/link/resume");
+  assert.equal(await page.textContent("#email"), email);
+  assert.equal(await page.textContent("#uid"), uid);
+  assert.equal(await page.textContent("#callback-host"), "app.cloud66.com");
+  assert.equal(await received(), 0, "nothing posted before the click");
+  await page.screenshot({ path: path.join(artifacts, "cloud66-link-confirm.png"), fullPage: true });
+  // The click posts the form; the stack links and sends the browser back
+  // to Cloud 66, which the page's policy lets the form's redirect reach
+  // (the request is made; this machine's closed network then fails it).
+  const [posted, , backOnCloud66] = await Promise.all([
+    page.waitForResponse((r) => r.url() === `${base}/cloud66/link` && r.request().method() === "POST"),
+    page.click("#confirm", { noWaitAfter: true }),
+    page.waitForRequest(back),
+  ]);
+  assert.equal(posted.status(), 302);
+  assert.equal(posted.headers().location, back);
+  assert.equal(backOnCloud66.isNavigationRequest(), true);
+  assert.equal(await received(), 1, "posted once, by the click");
   await context.close();
 });

@@ -396,6 +396,7 @@ impl FakeEventBridge {
         }
         let request: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
         let entries = request["Entries"].as_array().cloned().unwrap_or_default();
+        record_aws_call(&headers, &entries);
         let answers: Vec<serde_json::Value> = entries
             .iter()
             .map(|_| serde_json::json!({"EventId": shared::secret::random_hex(16)}))
@@ -428,6 +429,42 @@ impl FakeEventBridge {
     }
 }
 
+/// Appends the `PutEvents` call to the stack's recording of AWS calls
+/// (scripts/aws_call_recorder.py's format), as the recorder in front of
+/// DynamoDB Local does for the table: the template must grant it too.
+fn record_aws_call(headers: &HeaderMap, entries: &[serde_json::Value]) {
+    use std::io::Write;
+    let Ok(path) = std::env::var("AWS_CALL_RECORDING") else {
+        return;
+    };
+    let user_agent = ["x-amz-user-agent", "user-agent"]
+        .iter()
+        .filter_map(|name| headers.get(*name).and_then(|value| value.to_str().ok()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let caller = user_agent
+        .split_whitespace()
+        .find_map(|part| part.strip_prefix("app/"))
+        .unwrap_or("unknown");
+    let buses: std::collections::BTreeSet<String> = entries
+        .iter()
+        .map(|entry| entry["EventBusName"].as_str().unwrap_or("default").to_string())
+        .collect();
+    let checks: Vec<serde_json::Value> = buses
+        .iter()
+        .map(|bus| serde_json::json!({"action": "events:PutEvents", "resource": "event-bus", "key": bus}))
+        .collect();
+    let line = serde_json::json!({"caller": caller, "service": "events", "operation": "PutEvents", "checks": checks});
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("the AWS call recording");
+    // One write of the whole line: other processes append to the file too.
+    file.write_all(format!("{line}\n").as_bytes())
+        .expect("append to the AWS call recording");
+}
+
 /// The platform sync wired to stand-ins for Clever Cloud's vendor API (user
 /// `addon-name`, `vendor_password`) and for Cloudmore, on `store`.
 pub struct SyncWorld {
@@ -439,7 +476,11 @@ pub struct SyncWorld {
 }
 
 impl SyncWorld {
-    pub fn new(store: shared::store::DynamoStore, vendor_password: &str, cloudmore: FakeCloudmore) -> Self {
+    pub async fn new(
+        store: shared::store::DynamoStore,
+        vendor_password: &str,
+        cloudmore: FakeCloudmore,
+    ) -> Self {
         let (vendor, vendor_url) = FakeVendor::spawn("addon-name", vendor_password);
         let (cloudmore, cloudmore_url) = cloudmore.spawn();
         let cloudmore_config =
@@ -447,7 +488,7 @@ impl SyncWorld {
                 .expect("Cloudmore settings")
                 .expect("Cloudmore configured");
         let sync = shared::sync::PlatformSync::new(
-            store.clone(),
+            crate::acting_as("platform-sync", &store).await,
             shared::clevercloud::vendor::VendorClient::new(
                 vendor_url.clone(),
                 "addon-name".into(),

@@ -66,9 +66,19 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", shared::secret::random_hex(8))
 }
 
+/// The tests' own client: its calls (set-up, inspection) are no function's,
+/// so scripts/check_aws_calls.py does not hold them to a function's grants.
 pub async fn dynamo_client() -> aws_sdk_dynamodb::Client {
     stack_var("AWS_ENDPOINT_URL_DYNAMODB");
-    DynamoStore::client_from_env().await
+    DynamoStore::client_from_env("tests").await
+}
+
+/// `store`'s table through a client that names `function` in its user
+/// agent, for code run in process that stands for that function (the
+/// platform sync, the unverified link): its recorded calls are then held to
+/// that function's grants in the template, as the deployed function's are.
+pub async fn acting_as(function: &str, store: &DynamoStore) -> DynamoStore {
+    DynamoStore::new(DynamoStore::client_from_env(function).await, store.table())
 }
 
 pub async fn store() -> DynamoStore {
@@ -291,9 +301,60 @@ pub async fn visit(jar: &mut CookieJar, path_and_query: &str) -> reqwest::Respon
     response
 }
 
-/// A Cloud 66 user opening the link as Cloud 66 sends them, and signing in
-/// with Cloud 66 as `signs_in_as` when asked to: the answer the browser ends
-/// on (a redirect to `callback`, or a page).
+/// The hidden fields of the link's confirmation form in `page`, unescaped.
+pub fn confirmation_fields(page: &str) -> Vec<(String, String)> {
+    let unescape = |text: &str| {
+        text.replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&#39;", "'")
+            .replace("&amp;", "&")
+    };
+    page.split("<input ")
+        .skip(1)
+        .filter_map(|input| {
+            let attribute = |name: &str| {
+                let start = input.find(&format!("{name}=\""))? + name.len() + 2;
+                let length = input[start..].find('"')?;
+                Some(unescape(&input[start..start + length]))
+            };
+            Some((attribute("name")?, attribute("value")?))
+        })
+        .collect()
+}
+
+/// `POST /cloud66/link` from the stack's own page, as a browser sends the
+/// confirmation form: its `Origin`, the jar's cookies, `fields`.
+pub async fn post_confirmation(jar: &mut CookieJar, fields: &[(String, String)]) -> reqwest::Response {
+    let response = browser()
+        .post(format!("{}/cloud66/link", base_url()))
+        .header(reqwest::header::COOKIE, jar.header())
+        .header(reqwest::header::ORIGIN, base_url())
+        .form(fields)
+        .send()
+        .await
+        .expect("the stack answers");
+    jar.take_from(&response);
+    response
+}
+
+/// Confirms the link on the confirmation page `page` answered, as its user
+/// would by clicking; any other answer is returned as it is.
+pub async fn confirm_link(jar: &mut CookieJar, page: reqwest::Response) -> reqwest::Response {
+    if page.status() != reqwest::StatusCode::OK {
+        return page;
+    }
+    let fields = confirmation_fields(&page.text().await.expect("the confirmation page"));
+    assert!(
+        fields.iter().any(|(name, _)| name == "token"),
+        "a confirmation form: {fields:?}"
+    );
+    post_confirmation(jar, &fields).await
+}
+
+/// A Cloud 66 user opening the link as Cloud 66 sends them, signing in with
+/// Cloud 66 as `signs_in_as` when asked to, and confirming the link: the
+/// answer the browser ends on (a redirect to `callback`, or a page).
 pub async fn cloud66_link_as(uid: &str, email: &str, callback: &str, signs_in_as: &str) -> reqwest::Response {
     let mut jar = CookieJar::default();
     let link = reqwest::Url::parse_with_params(
@@ -309,7 +370,7 @@ pub async fn cloud66_link_as(uid: &str, email: &str, callback: &str, signs_in_as
             .and_then(|v| v.to_str().ok())
             == Some("/cloud66/sso/start");
     if !to_signin {
-        return first;
+        return confirm_link(&mut jar, first).await;
     }
     let started = visit(&mut jar, "/cloud66/sso/start").await;
     assert_eq!(started.status(), reqwest::StatusCode::FOUND, "sign-in starts");
@@ -333,13 +394,14 @@ pub async fn cloud66_link_as(uid: &str, email: &str, callback: &str, signs_in_as
         "/cloud66/link/resume",
         "a pending link comes next"
     );
-    visit(&mut jar, "/cloud66/link/resume").await
+    let confirmation = visit(&mut jar, "/cloud66/link/resume").await;
+    confirm_link(&mut jar, confirmation).await
 }
 
 /// The link with the documented opt-out (`CLOUD66_LINK_VERIFY=none`), run in
 /// process against DynamoDB Local and the stack's stand-in partner endpoint
 /// (the stack's own function runs the default, verified link).
-pub fn unverified_link_api(
+pub async fn unverified_link_api(
     store: DynamoStore,
     format: shared::cloud66::link::PayloadFormat,
     time_limit: std::time::Duration,
@@ -355,7 +417,7 @@ pub fn unverified_link_api(
         time_limit,
     );
     Cloud66LinkApi::new(
-        store,
+        acting_as("cloud66-link", &store).await,
         provisioner,
         partner,
         vec!["app.cloud66.com".into()],
@@ -364,7 +426,9 @@ pub fn unverified_link_api(
 }
 
 /// `GET /cloud66/link?uid=…&email=…&callback=…` handed to `api` as a
-/// `lambda_http::Request`; the status, the `Location` and the page.
+/// `lambda_http::Request` and, when it answers the confirmation page, the
+/// page's form posted back as the browser that got it would (its cookie, a
+/// same-origin `Origin`): the final status, `Location` and page.
 pub async fn open_in_process<P: shared::provisioner::Provisioner>(
     api: &shared::cloud66::link::Cloud66LinkApi<DynamoStore, P>,
     uid: &str,
@@ -381,9 +445,40 @@ pub async fn open_in_process<P: shared::provisioner::Provisioner>(
             ("email".to_string(), email.to_string()),
             ("callback".to_string(), callback.to_string()),
         ]));
-    let response = shared::cloud66::link::route(api, request)
+    let page = shared::cloud66::link::route(api, request)
         .await
         .unwrap_or_else(|never| match never {});
+    if page.status() != 200 {
+        return answer_of(page);
+    }
+    let cookie = page.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("cookie pair")
+        .to_string();
+    let fields = confirmation_fields(&String::from_utf8_lossy(page.body().as_ref()));
+    let form = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&fields)
+        .finish();
+    let confirmation = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/cloud66/link")
+        .header("host", "link.test")
+        .header("origin", "https://link.test")
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(lambda_http::Body::from(form))
+        .expect("request");
+    answer_of(
+        shared::cloud66::link::route(api, lambda_http::Request::from(confirmation))
+            .await
+            .unwrap_or_else(|never| match never {}),
+    )
+}
+
+fn answer_of(response: lambda_http::Response<lambda_http::Body>) -> (u16, Option<String>, String) {
     let location = response
         .headers()
         .get("location")
@@ -489,9 +584,12 @@ impl aws_sdk_dynamodb::config::Intercept for RequestLog {
 }
 
 /// The stack's table through a client that logs every request it sends.
-pub async fn counting_store() -> (DynamoStore, RequestLog) {
+///
+/// Its client names `function` in its user agent, as that function's own
+/// does (see [`acting_as`]).
+pub async fn counting_store(function: &str) -> (DynamoStore, RequestLog) {
     let log = RequestLog::default();
-    let base = dynamo_client().await;
+    let base = DynamoStore::client_from_env(function).await;
     let config = base.config().to_builder().interceptor(log.clone()).build();
     (
         DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), table_name()),

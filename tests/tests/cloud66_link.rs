@@ -119,7 +119,7 @@ async fn a_link_is_posted_as_json_recorded_and_redirected_and_a_reload_posts_not
 
 #[tokio::test]
 async fn a_link_can_be_posted_as_a_form() {
-    let api = unverified_link_api(store().await, PayloadFormat::Form, Duration::from_secs(3));
+    let api = unverified_link_api(store().await, PayloadFormat::Form, Duration::from_secs(3)).await;
     let (uid, email) = (unique("ok"), email_address());
     let (status, location, _) = open_in_process(&api, &uid, &email, CALLBACK).await;
     assert_eq!(status, 302);
@@ -130,14 +130,30 @@ async fn a_link_can_be_posted_as_a_form() {
 }
 
 #[tokio::test]
-async fn already_linked_counts_as_linked() {
+async fn an_already_linked_answer_sends_the_user_back_but_binds_nothing() {
     let (uid, email) = (unique("already"), email_address());
     let response = open_link(&uid, &email, CALLBACK).await;
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(response.headers()[header::LOCATION], CALLBACK);
     let link = link_item(&uid).await;
-    assert_eq!(string(&link, "status"), "linked");
+    assert_eq!(string(&link, "status"), "already_linked");
     assert!(string(&link, "message").contains("already linked"));
+    assert!(!link.contains_key("linked_at"));
+    let (_, _, audits) = account_for(&email).await;
+    assert!(
+        !actions(&audits).contains(&"cloud66_linked".to_string()),
+        "no Cloud 66 Linked event"
+    );
+    // Not bound: another email's attempt on the uid is tried (and posted), not refused with 409.
+    let other = email_address();
+    let again = open_link(&uid, &other, CALLBACK).await;
+    assert_eq!(again.status(), StatusCode::FOUND);
+    let posted: Vec<_> = received(&uid)
+        .await
+        .into_iter()
+        .map(|r| r["fields"]["user_email"].clone())
+        .collect();
+    assert_eq!(posted, [email.as_str(), other.as_str()]);
 }
 
 #[tokio::test]
@@ -347,10 +363,8 @@ async fn the_link_acts_only_after_its_user_signs_in_with_cloud66_as_that_email()
     assert_eq!(received(&uid).await.len(), 1);
 }
 
-#[tokio::test]
-async fn a_user_already_signed_in_with_cloud66_as_that_email_links_without_a_round_trip() {
-    let email = email_address();
-    // A Cloud 66 sign-in (through another link) leaves a session in the jar.
+/// A browser signed in with Cloud 66 as `email` (a session in the jar).
+async fn signed_in_as(email: &str) -> CookieJar {
     let mut jar = CookieJar::default();
     visit(&mut jar, "/cloud66/sso/start").await;
     let sso = shared::cloud66::sso::Cloud66Sso::from_lookup(&shared::config::process_env)
@@ -359,7 +373,7 @@ async fn a_user_already_signed_in_with_cloud66_as_that_email_links_without_a_rou
     let expires = (chrono::Utc::now() + chrono::Duration::minutes(1))
         .format("%Y-%m-%d %H:%M:%S UTC")
         .to_string();
-    let (multipass, signature) = sso.sign_in_as(&email, "Signed In", &expires);
+    let (multipass, signature) = sso.sign_in_as(email, &unique("Signed In"), &expires);
     let callback = reqwest::Url::parse_with_params(
         &format!("{}/cloud66/sso/callback", base_url()),
         &[("multipass", multipass), ("signature", signature)],
@@ -369,15 +383,127 @@ async fn a_user_already_signed_in_with_cloud66_as_that_email_links_without_a_rou
         visit(&mut jar, callback.as_str()).await.status(),
         StatusCode::SEE_OTHER
     );
-    assert!(jar.holds("addon_session"));
+    assert!(jar.holds("__Host-addon_session"));
+    jar
+}
+
+#[tokio::test]
+async fn a_user_already_signed_in_with_cloud66_as_that_email_confirms_without_a_round_trip() {
+    let email = email_address();
+    let mut jar = signed_in_as(&email).await;
     let uid = unique("ok");
-    let response = visit(&mut jar, &link_url(&uid, &email, CALLBACK)).await;
+    let page = visit(&mut jar, &link_url(&uid, &email, CALLBACK)).await;
+    assert_eq!(page.status(), StatusCode::OK, "the confirmation page");
+    assert!(
+        received(&uid).await.is_empty(),
+        "nothing posted before the confirmation"
+    );
+    let response = confirm_link(&mut jar, page).await;
     assert_eq!(response.status(), StatusCode::FOUND);
     assert_eq!(response.headers()[header::LOCATION], CALLBACK);
     assert_eq!(received(&uid).await.len(), 1);
     // The same session is not enough for another email.
     let other = visit(&mut jar, &link_url(&unique("ok"), &email_address(), CALLBACK)).await;
     assert_eq!(other.headers()[header::LOCATION], "/cloud66/sso/start");
+}
+
+/// What an attack left: nothing posted to Cloud 66 for `uid`, no link record.
+async fn assert_nothing_linked(uid: &str) {
+    assert!(received(uid).await.is_empty(), "nothing posted for {uid}");
+    assert!(
+        partition(&dynamo_client().await, &format!("CLOUD66_LINK#{uid}"))
+            .await
+            .is_empty(),
+        "no link record for {uid}"
+    );
+}
+
+#[tokio::test]
+async fn a_cross_site_get_carrying_the_victims_session_links_nothing() {
+    let victim = email_address();
+    let mut jar = signed_in_as(&victim).await;
+    let (_, account, _) = account_for(&victim).await;
+    let attacker_uid = unique("ok");
+    // The attacker's page sends the signed-in victim's browser to the link.
+    let response = browser()
+        .get(link_url(&attacker_uid, &victim, CALLBACK))
+        .header(header::COOKIE, jar.header())
+        .header("sec-fetch-site", "cross-site")
+        .header(header::REFERER, "https://attacker.example/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "only the confirmation page");
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains(&attacker_uid) && page.contains(&victim),
+        "it names the uid and the email"
+    );
+    assert_nothing_linked(&attacker_uid).await;
+    let (_, after, _) = account_for(&victim).await;
+    assert_eq!(
+        string_list(&after, "resource_ids"),
+        string_list(&account, "resource_ids"),
+        "nothing provisioned"
+    );
+    // Nor does an auto-submitted cross-site POST of the fields, token or not.
+    let fields = confirmation_fields(&page);
+    let forged = browser()
+        .post(format!("{}/cloud66/link", base_url()))
+        .header(header::COOKIE, jar.header())
+        .header(header::ORIGIN, "https://attacker.example")
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_nothing_linked(&attacker_uid).await;
+    jar.take_from(&forged);
+}
+
+#[tokio::test]
+async fn a_confirmation_without_this_browsers_token_for_this_request_links_nothing() {
+    let email = email_address();
+    let mut jar = signed_in_as(&email).await;
+    let uid = unique("ok");
+    let page = visit(&mut jar, &link_url(&uid, &email, CALLBACK)).await;
+    let fields = confirmation_fields(&page.text().await.unwrap());
+    let with = |name: &str, value: Option<String>| -> Vec<(String, String)> {
+        let mut changed: Vec<(String, String)> = fields.iter().filter(|(n, _)| n != name).cloned().collect();
+        if let Some(value) = value {
+            changed.push((name.to_string(), value));
+        }
+        changed
+    };
+    // No token.
+    let response = post_confirmation(&mut jar, &with("token", None)).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // Another session's token for the same request (the attacker's own).
+    let mut other = signed_in_as(&email).await;
+    let other_page = visit(&mut other, &link_url(&uid, &email, CALLBACK)).await;
+    let other_token = confirmation_fields(&other_page.text().await.unwrap())
+        .into_iter()
+        .find(|(name, _)| name == "token")
+        .unwrap()
+        .1;
+    let response = post_confirmation(&mut jar, &with("token", Some(other_token))).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // This browser's token, with the uid changed.
+    let changed_uid = unique("ok");
+    let response = post_confirmation(&mut jar, &with("uid", Some(changed_uid.clone()))).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_nothing_linked(&changed_uid).await;
+    // Everything right but no session cookie.
+    let response = post_confirmation(&mut CookieJar::default(), &fields).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_nothing_linked(&uid).await;
+    // The confirmed POST links once; posting it again posts nothing more.
+    let linked = post_confirmation(&mut jar, &fields).await;
+    assert_eq!(linked.status(), StatusCode::FOUND);
+    assert_eq!(linked.headers()[header::LOCATION], CALLBACK);
+    let again = post_confirmation(&mut jar, &fields).await;
+    assert_eq!(again.status(), StatusCode::FOUND);
+    assert_eq!(received(&uid).await.len(), 1, "linked once");
 }
 
 #[tokio::test]
@@ -456,7 +582,7 @@ async fn an_unverified_link_never_sends_an_existing_accounts_credentials_to_a_ui
     let victim_config = stored_config(&resource.unwrap());
 
     // An attacker's uid with the victim's email, where nobody signs in.
-    let api = unverified_link_api(store().await, PayloadFormat::Json, Duration::from_secs(3));
+    let api = unverified_link_api(store().await, PayloadFormat::Json, Duration::from_secs(3)).await;
     let uid = unique("invalid");
     let (status, location, page) = open_in_process(&api, &uid, &victim, CALLBACK).await;
     assert_eq!(status, 403, "{page}");
@@ -494,7 +620,7 @@ async fn an_unverified_link_never_sends_an_existing_accounts_credentials_to_a_ui
 #[tokio::test]
 async fn an_unverified_link_leaves_only_expiring_unconfirmed_items_until_cloud66_answers_200() {
     let email = email_address();
-    let api = unverified_link_api(store().await, PayloadFormat::Json, Duration::from_secs(1));
+    let api = unverified_link_api(store().await, PayloadFormat::Json, Duration::from_secs(1)).await;
     let client = dynamo_client().await;
 
     // Cloud 66 down: pending, with nothing but two expiring items.
@@ -589,7 +715,7 @@ where
 async fn two_concurrent_attempts_on_one_uid_with_different_emails_bind_it_to_the_one_cloud66_confirms() {
     race_for_one_uid(|uid, email| async move { open_link(&uid, &email, CALLBACK).await.status().as_u16() })
         .await;
-    let api = unverified_link_api(store().await, PayloadFormat::Json, Duration::from_secs(3));
+    let api = unverified_link_api(store().await, PayloadFormat::Json, Duration::from_secs(3)).await;
     let api = &api;
     race_for_one_uid(|uid, email| async move { open_in_process(api, &uid, &email, CALLBACK).await.0 }).await;
 }

@@ -40,8 +40,14 @@ async fn sync(store: &DynamoStore) -> PlatformSync<DynamoStore> {
         "addon-name".into(),
         Secret::new("unused"),
     );
-    let events = EventPublisher::from_env(&shared::config::aws_sdk_config().await).expect("event publisher");
-    PlatformSync::new(store.clone(), vendor, None, Some(events))
+    let events = EventPublisher::from_env(&shared::config::aws_sdk_config("platform-sync").await)
+        .expect("event publisher");
+    PlatformSync::new(
+        acting_as("platform-sync", store).await,
+        vendor,
+        None,
+        Some(events),
+    )
 }
 
 /// The stream records of a subject's audit items.

@@ -31,7 +31,7 @@ fn provisioner() -> DefaultProvisioner {
 
 async fn world() -> World {
     let cloudmore = FakeCloudmore::new(3600, Duration::from_secs(3600), None);
-    SyncWorld::new(store().await, VENDOR_PASSWORD, cloudmore)
+    SyncWorld::new(store().await, VENDOR_PASSWORD, cloudmore).await
 }
 
 /// Hands `records` to the sync as one batch; every record must succeed.
@@ -301,7 +301,7 @@ async fn reconcile_reports_drift_both_ways_and_deletes_nothing() {
 async fn an_unverified_cloud66_link_reaches_cloudmore_only_once_cloud66_answers_200() {
     const CALLBACK: &str = "https://app.cloud66.com/partners/callback";
     let world = world().await;
-    let api = unverified_link_api(world.store.clone(), PayloadFormat::Json, Duration::from_secs(3));
+    let api = unverified_link_api(world.store.clone(), PayloadFormat::Json, Duration::from_secs(3)).await;
     let email = format!("{}@example.com", unique("unverified"));
     let posts_before = *world.cloudmore.organization_posts.lock().unwrap();
 
@@ -325,4 +325,21 @@ async fn an_unverified_cloud66_link_reaches_cloudmore_only_once_cloud66_answers_
     records.extend(records_for(&format!("RESOURCE#{}", link.resource_id.unwrap())).await);
     deliver(&world, &records).await;
     assert_eq!(world.cloudmore.organizations_named(&email).len(), 1);
+}
+
+/// The function's own start-up, as Lambda runs it: the configuration and the
+/// secret (through SECRETS_ARN, as deployed), the table's warm-up read; then
+/// an empty batch. Its AWS calls are recorded as the function's, so the
+/// template's grants for them are checked too (scripts/check_aws_calls.py).
+#[tokio::test]
+async fn the_sync_starts_from_the_deployments_configuration_and_secret() {
+    assert!(
+        std::env::var("SECRETS_ARN").is_ok(),
+        "make test serves the secrets from a Secrets Manager secret"
+    );
+    let sync = sync::PlatformSync::from_env("platform-sync")
+        .await
+        .expect("the deployment's configuration");
+    let answer = sync.invoke(json!({"Records": []})).await.expect("an empty batch");
+    assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
 }

@@ -29,7 +29,7 @@ fn provision_request(addon_id: &str) -> ProvisionRequest {
 
 #[tokio::test]
 async fn a_new_provision_is_one_transaction_and_a_redelivery_adds_one_read() {
-    let (store, log) = counting_store().await;
+    let (store, log) = counting_store("provision").await;
     let lifecycle = lifecycle(store);
     let addon_id = unique("trips");
     let first = lifecycle.provision(provision_request(&addon_id)).await.unwrap();
@@ -45,14 +45,13 @@ async fn a_new_provision_is_one_transaction_and_a_redelivery_adds_one_read() {
 
 #[tokio::test]
 async fn a_deprovision_is_one_transaction_and_reads_only_when_its_condition_fails() {
-    let (store, log) = counting_store().await;
-    let lifecycle = lifecycle(store);
-    let id = lifecycle
+    let (store, log) = counting_store("deprovision").await;
+    let id = lifecycle(acting_as("provision", &store).await)
         .provision(provision_request(&unique("trips")))
         .await
         .unwrap()
         .id;
-    log.take();
+    let lifecycle = lifecycle(store);
     lifecycle.deprovision(&id).await.unwrap();
     assert_eq!(log.take(), ["TransactWriteItems"]);
     // A repeat: 200 after one read.
@@ -69,15 +68,14 @@ async fn a_deprovision_is_one_transaction_and_reads_only_when_its_condition_fail
 
 #[tokio::test]
 async fn a_plan_change_reads_once_and_writes_once_and_a_repeat_writes_nothing() {
-    let (store, log) = counting_store().await;
-    let lifecycle = lifecycle(store);
+    let (store, log) = counting_store("plan-change").await;
     let addon_id = unique("trips");
-    let id = lifecycle
+    let id = lifecycle(acting_as("provision", &store).await)
         .provision(provision_request(&addon_id))
         .await
         .unwrap()
         .id;
-    log.take();
+    let lifecycle = lifecycle(store);
     let change = || -> PlanChangeRequest {
         serde_json::from_value(serde_json::json!({"addon_id": addon_id, "plan": "premium"})).unwrap()
     };
@@ -89,13 +87,12 @@ async fn a_plan_change_reads_once_and_writes_once_and_a_repeat_writes_nothing() 
 
 #[tokio::test]
 async fn a_clever_cloud_sign_in_reads_the_resource_and_opens_the_session_and_the_panel_reads_two_items() {
-    let (store, log) = counting_store().await;
-    let id = lifecycle(store.clone())
+    let (store, log) = counting_store("sso-login").await;
+    let id = lifecycle(acting_as("provision", &store).await)
         .provision(provision_request(&unique("trips")))
         .await
         .unwrap()
         .id;
-    log.take();
     let sso = CleverCloudSso::new(Secret::new(stack_var("ADDON_SSO_SALT")), 300);
     let timestamp = chrono::Utc::now().timestamp().to_string();
     let signature = sso.signature(&id, "user_1", "jane@example.com", "", &timestamp);
@@ -135,12 +132,13 @@ async fn a_clever_cloud_sign_in_reads_the_resource_and_opens_the_session_and_the
         .header("cookie", cookie)
         .body(Body::Empty)
         .unwrap();
-    let response = dashboard::route(&DashboardApi::new(store), Request::from(panel))
+    let (panel_store, panel_log) = counting_store("dashboard").await;
+    let response = dashboard::route(&DashboardApi::new(panel_store), Request::from(panel))
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
-        log.take(),
+        panel_log.take(),
         ["GetItem", "GetItem"],
         "the session, then its resource"
     );

@@ -368,7 +368,7 @@ async fn a_cloud66_callback_from_a_browser_that_did_not_start_the_signin_opens_n
         assert!(
             !set_cookies
                 .iter()
-                .any(|c| c.to_str().unwrap().starts_with("addon_session=")),
+                .any(|c| c.to_str().unwrap().starts_with("__Host-addon_session=")),
             "{cookie:?}"
         );
         let (status, html) = page_text(response).await;
@@ -455,8 +455,8 @@ async fn bad_cloud66_callbacks_are_refused_with_a_403_page() {
 async fn the_panel_needs_a_valid_session_and_logout_ends_it() {
     for cookie in [
         None,
-        Some("addon_session=forged"),
-        Some(&*format!("addon_session={}", "ab".repeat(32))),
+        Some("__Host-addon_session=forged"),
+        Some(&*format!("__Host-addon_session={}", "ab".repeat(32))),
     ] {
         let response = panel(cookie).await;
         assert_eq!(response.status(), StatusCode::FOUND, "{cookie:?}");
@@ -485,7 +485,7 @@ async fn the_panel_needs_a_valid_session_and_logout_ends_it() {
     assert_eq!(logout.status(), StatusCode::SEE_OTHER);
     let cleared = logout.headers()[header::SET_COOKIE].to_str().unwrap();
     assert!(
-        cleared.starts_with("addon_session=;") && cleared.contains("Max-Age=0"),
+        cleared.starts_with("__Host-addon_session=;") && cleared.contains("Max-Age=0"),
         "{cleared}"
     );
     let after = panel(Some(&cookie)).await;

@@ -20,7 +20,7 @@ use tests::*;
 const VENDOR_PASSWORD: &str = "fault-test-password";
 
 async fn world_with(cloudmore: FakeCloudmore) -> World {
-    SyncWorld::new(isolated_store().await, VENDOR_PASSWORD, cloudmore)
+    SyncWorld::new(isolated_store().await, VENDOR_PASSWORD, cloudmore).await
 }
 
 async fn world() -> World {

@@ -7,6 +7,6 @@ use shared::cloud66::link::{self, Cloud66LinkApi};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let api = Cloud66LinkApi::from_env().await?;
+    let api = Cloud66LinkApi::from_env(env!("CARGO_PKG_NAME")).await?;
     run(service_fn(|request| link::route(&api, request))).await
 }

@@ -7,6 +7,6 @@ use shared::dashboard::{self, DashboardApi};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let api = DashboardApi::from_env().await?;
+    let api = DashboardApi::from_env(env!("CARGO_PKG_NAME")).await?;
     run(service_fn(|request| dashboard::route(&api, request))).await
 }

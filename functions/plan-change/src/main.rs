@@ -7,6 +7,6 @@ use shared::clevercloud::routes::{self, CleverCloudApi};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let api = CleverCloudApi::from_env().await?;
+    let api = CleverCloudApi::from_env(env!("CARGO_PKG_NAME")).await?;
     run(service_fn(|request| routes::change_plan(&api, request))).await
 }

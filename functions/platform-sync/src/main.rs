@@ -7,7 +7,7 @@ use shared::sync::PlatformSync;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let sync = PlatformSync::from_env().await?;
+    let sync = PlatformSync::from_env(env!("CARGO_PKG_NAME")).await?;
     run(service_fn(|event: LambdaEvent<serde_json::Value>| async {
         Ok::<_, Error>(sync.invoke(event.payload).await?)
     }))

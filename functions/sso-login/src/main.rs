@@ -7,6 +7,6 @@ use shared::sso_login::{self, SignInApi};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let api = SignInApi::from_env().await?;
+    let api = SignInApi::from_env(env!("CARGO_PKG_NAME")).await?;
     run(service_fn(|request| sso_login::route(&api, request))).await
 }

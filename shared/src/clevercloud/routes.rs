@@ -33,8 +33,8 @@ impl CleverCloudApi<DynamoStore, VendorProvisioner> {
     /// Reads `TABLE_NAME`, the `ADDON_*` variables and the provisioner's
     /// (`PROVISIONER_*` or `RESOURCE_BASE_URL`), and builds the DynamoDB client. A vendor with its own provisioner
     /// calls [`CleverCloudApi::new`] with it instead.
-    pub async fn from_env() -> Result<Self, ConfigError> {
-        let aws = config::aws_sdk_config().await;
+    pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
+        let aws = config::aws_sdk_config(function).await;
         let environment = config::Environment::load_with(&aws).await?;
         let lookup = environment.lookup();
         let addon = CleverCloudConfig::from_lookup(&lookup)?;

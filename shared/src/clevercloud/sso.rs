@@ -182,8 +182,10 @@ pub async fn login<S: ResourceReader + SessionStore>(
     } else {
         None
     };
+    // Only Clever Cloud's own resources: a Cloud 66 account's resource is
+    // not Clever Cloud's to sign in to, even with a valid salt.
     let resource = resource
-        .filter(|r| r.is_active())
+        .filter(|r| r.is_active() && r.platform == Platform::CleverCloud)
         .ok_or(Refusal::UnknownResource)?;
     let session = Session {
         platform: Platform::CleverCloud,
@@ -427,7 +429,7 @@ mod tests {
             assert_eq!(response.status(), lambda_http::http::StatusCode::SEE_OTHER);
             assert_eq!(response.headers()["location"], "/dashboard");
             let cookie = response.headers()["set-cookie"].to_str().unwrap();
-            assert!(cookie.starts_with("addon_session="), "{cookie}");
+            assert!(cookie.starts_with("__Host-addon_session="), "{cookie}");
             let stored = sessions
                 .store()
                 .sessions
@@ -463,6 +465,28 @@ mod tests {
             .await;
             assert!(matches!(
                 unknown,
+                Err(SignInError::Refused(Refusal::UnknownResource))
+            ));
+            assert!(sessions.store().sessions.lock().unwrap().is_empty());
+        }
+
+        #[tokio::test]
+        async fn a_resource_of_another_platform_opens_nothing() {
+            let id = "res_c66_0123456789abcdef0123456789abcdef";
+            let cloud66 = Resource::new(
+                id.into(),
+                Platform::Cloud66,
+                "acc_1".into(),
+                "cloud66".into(),
+                ConfigMap::default(),
+                &Timestamp::now(),
+            );
+            let sso = sso();
+            let sessions = Sessions::new(MemoryStore::with_resource(cloud66), 3600);
+            let form = signed_form(&sso, id);
+            let answer = login(&sso, &sessions, &post("application/x-www-form-urlencoded", form)).await;
+            assert!(matches!(
+                answer,
                 Err(SignInError::Refused(Refusal::UnknownResource))
             ));
             assert!(sessions.store().sessions.lock().unwrap().is_empty());

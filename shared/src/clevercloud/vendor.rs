@@ -71,7 +71,7 @@ impl VendorClient {
         lookup: &impl Fn(&str) -> Option<String>,
         addon: &CleverCloudConfig,
     ) -> Result<Self, ConfigError> {
-        let base_url = config::base_url(
+        let base_url = config::outbound_base_url(
             "CLEVERCLOUD_API_URL",
             config::optional(lookup, "CLEVERCLOUD_API_URL")
                 .unwrap_or_else(|| "https://api.clever-cloud.com/v2".into()),
@@ -102,8 +102,17 @@ impl VendorClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| retry_after_seconds(value, chrono::Utc::now()));
-        let body = response.text().await.map_err(unreachable)?;
-        if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        let body = crate::outbound::read_text(response, crate::outbound::MAX_PLATFORM_ANSWER_BYTES)
+            .await
+            .map_err(|err| VendorError::Unavailable {
+                reason: err.to_string(),
+                retry_after: None,
+            })?;
+        // A redirect is not followed (crate::outbound): no answer, retried.
+        if status.is_server_error()
+            || status.is_redirection()
+            || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        {
             return Err(VendorError::Unavailable {
                 reason: format!("HTTP {status}"),
                 retry_after,
@@ -192,6 +201,28 @@ fn urlencode(segment: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbound::test_server;
+
+    #[tokio::test]
+    async fn a_redirect_is_a_retryable_no_answer_and_the_config_goes_nowhere_else() {
+        let elsewhere = test_server::serve(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()).await;
+        let api = test_server::serve(test_server::redirect_to(&format!("{}/stolen", elsewhere.url))).await;
+        let client = VendorClient::new(api.url.clone(), "addon-name".into(), Secret::new("password"));
+        let config = ConfigMap(std::collections::BTreeMap::from([(
+            "A_TOKEN".into(),
+            "secret".into(),
+        )]));
+        let err = client.put_config("addon_1", &config).await.unwrap_err();
+        assert!(matches!(err, VendorError::Unavailable { .. }), "{err:?}");
+        assert!(elsewhere.requests().is_empty());
+        let huge = test_server::serve(test_server::chunked(
+            crate::outbound::MAX_PLATFORM_ANSWER_BYTES + 1,
+        ))
+        .await;
+        let client = VendorClient::new(huge.url.clone(), "addon-name".into(), Secret::new("password"));
+        let err = client.app("addon_1").await.unwrap_err();
+        assert!(matches!(err, VendorError::Unavailable { .. }), "{err:?}");
+    }
 
     #[test]
     fn retry_after_is_read_as_seconds_or_a_date_and_capped() {

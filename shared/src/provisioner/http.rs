@@ -18,7 +18,7 @@
 
 use super::{signature, ProvisionContext, Provisioner, ProvisionerError};
 use crate::config::{self, ConfigError};
-use crate::model::{ConfigMap, Platform, Resource};
+use crate::model::{ConfigMap, Platform, Resource, ResourceStatus};
 use crate::secret::Secret;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -83,15 +83,21 @@ fn marketplace(platform: Platform) -> &'static str {
 }
 
 /// What makes a marketplace event itself: a redelivery repeats all of it.
+/// An unconfirmed resource (an unverified Cloud 66 link's draft, whose
+/// marketplace id is a uid anyone may type) is its own event: were its key
+/// the uid's alone, whoever claimed it first, with their own email, would
+/// have the vendor replay their tenant to the uid's real owner.
 fn idempotency_key(action: Action, resource: &Resource, extra: &[&str]) -> String {
     let mut digest = Sha256::new();
     let action = serde_json::to_string(&action).unwrap_or_default();
+    let unconfirmed = (resource.status == ResourceStatus::Unconfirmed).then_some(resource.id.as_str());
     for part in [
         action.as_str(),
         marketplace(resource.platform),
         resource.addon_id.as_str(),
     ]
     .into_iter()
+    .chain(unconfirmed)
     .chain(extra.iter().copied())
     {
         // Length-prefixed, so no two different lists hash alike.
@@ -154,27 +160,12 @@ impl std::fmt::Debug for HttpProvisioner {
     }
 }
 
-/// `https`, or plain `http` to this machine only (the local stand-in).
-fn check_endpoint(url: String) -> Result<String, ConfigError> {
-    let parsed = reqwest::Url::parse(&url)
-        .map_err(|_| ConfigError::new("PROVISIONER_URL", "must be an absolute URL"))?;
-    let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
-    match parsed.scheme() {
-        "https" => Ok(url),
-        "http" if loopback => Ok(url),
-        _ => Err(ConfigError::new(
-            "PROVISIONER_URL",
-            "must be an https:// URL (plain http only to localhost)",
-        )),
-    }
-}
-
 impl HttpProvisioner {
     pub fn from_lookup(
         lookup: &impl Fn(&str) -> Option<String>,
         config_vars: Vec<String>,
     ) -> Result<Self, ConfigError> {
-        let url = check_endpoint(config::required(lookup, "PROVISIONER_URL")?)?;
+        let url = config::outbound_url("PROVISIONER_URL", config::required(lookup, "PROVISIONER_URL")?)?;
         let secret = config::required(lookup, "PROVISIONER_SIGNING_SECRET")?;
         if secret.chars().count() < MIN_SECRET_CHARS {
             return Err(ConfigError::new(
@@ -205,11 +196,7 @@ impl HttpProvisioner {
 
     pub fn new(url: String, secret: Secret, config_vars: Vec<String>, timeout: Duration) -> Self {
         Self {
-            client: crate::outbound::client_builder()
-                .connect_timeout(timeout)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default(),
+            client: crate::outbound::build(crate::outbound::client_builder().connect_timeout(timeout)),
             url,
             secret,
             config_vars,
@@ -325,23 +312,10 @@ impl VendorRequest<'_> {
 
 async fn read_answer(response: reqwest::Response) -> Result<Answer, ProvisionerError> {
     let status = response.status();
-    let too_large = response
-        .content_length()
-        .is_some_and(|length| length > MAX_ANSWER_BYTES as u64);
-    let body = if too_large {
-        Vec::new()
-    } else {
-        response
-            .bytes()
-            .await
-            .map_err(|err| ProvisionerError::Unavailable(format!("answer cut short: {}", err.without_url())))?
-            .to_vec()
-    };
-    if too_large || body.len() > MAX_ANSWER_BYTES {
-        return Err(ProvisionerError::Unavailable(format!(
-            "answer larger than {MAX_ANSWER_BYTES} bytes"
-        )));
-    }
+    let body = crate::outbound::read_limited(response, MAX_ANSWER_BYTES)
+        .await
+        .map_err(|err| ProvisionerError::Unavailable(err.to_string()))?;
+    // A 3xx is not followed (crate::outbound) and is no answer: retryable.
     match status.as_u16() {
         200..=299 => Ok(Answer::Ok(body)),
         404 => Ok(Answer::NotFound),
@@ -471,6 +445,21 @@ mod tests {
             key(Action::ChangePlan, &clevercloud, &["1", "premium"]),
             key(Action::ChangePlan, &clevercloud, &["1premium"])
         );
+        // Two unconfirmed drafts for one uid (two people typing it) are two
+        // events; each is the same event on every delivery.
+        let draft = |id: &str| Resource {
+            id: id.into(),
+            status: ResourceStatus::Unconfirmed,
+            ..resource(Platform::Cloud66)
+        };
+        assert_ne!(
+            key(Action::Provision, &draft("res_a"), &[]),
+            key(Action::Provision, &draft("res_b"), &[])
+        );
+        assert_eq!(
+            key(Action::Provision, &draft("res_a"), &[]),
+            key(Action::Provision, &draft("res_a"), &[])
+        );
     }
 
     #[test]
@@ -488,6 +477,41 @@ mod tests {
         assert_eq!(body["marketplace"], "cloud66");
         assert_eq!(body["marketplace_ids"]["account_id"], "addon_1");
         assert_eq!(body["config"]["A_URL"], "https://x");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_or_an_oversized_chunked_answer_is_a_retryable_failure() {
+        let elsewhere =
+            crate::outbound::test_server::serve(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec())
+                .await;
+        let redirecting = crate::outbound::test_server::serve(crate::outbound::test_server::redirect_to(
+            &format!("{}/stolen", elsewhere.url),
+        ))
+        .await;
+        let huge =
+            crate::outbound::test_server::serve(crate::outbound::test_server::chunked(MAX_ANSWER_BYTES + 1))
+                .await;
+        for (url, expected) in [(&redirecting.url, "307"), (&huge.url, "larger than")] {
+            let provisioner = HttpProvisioner::new(
+                url.clone(),
+                Secret::new("s".repeat(32)),
+                vec!["A_URL".into()],
+                Duration::from_secs(2),
+            );
+            let resource = resource(Platform::CleverCloud);
+            let err = provisioner
+                .provision(ProvisionContext {
+                    resource: &resource,
+                    email: None,
+                })
+                .await
+                .unwrap_err();
+            let ProvisionerError::Unavailable(reason) = err else {
+                panic!("{err:?}")
+            };
+            assert!(reason.contains(expected), "{reason}");
+        }
+        assert!(elsewhere.requests().is_empty(), "nothing re-sent to Location");
     }
 
     fn provisioner() -> HttpProvisioner {

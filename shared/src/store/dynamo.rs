@@ -109,8 +109,8 @@ impl DynamoStore {
     }
 
     /// A client on a configuration of its own ([`crate::config::aws_sdk_config`]).
-    pub async fn client_from_env() -> Client {
-        Client::new(&crate::config::aws_sdk_config().await)
+    pub async fn client_from_env(caller: &str) -> Client {
+        Client::new(&crate::config::aws_sdk_config(caller).await)
     }
 
     fn key(pk: String, sk: &str) -> Item {
@@ -723,15 +723,17 @@ impl LinkStore for DynamoStore {
         self.put_fresh(item).await
     }
 
-    async fn take_pending_link(
+    async fn get_pending_link(
         &self,
         token_fingerprint: &str,
         now: i64,
     ) -> Result<Option<PendingLink>, StoreError> {
-        self.take_single_use(Self::pending_link_key(token_fingerprint), now)
-            .await?
-            .map(|item| decode(item, "pending link"))
-            .transpose()
+        let Some(item) = self.get_item(Self::pending_link_key(token_fingerprint)).await? else {
+            return Ok(None);
+        };
+        let link: PendingLink = decode(item, "pending link")?;
+        // DynamoDB's TTL deletes expired items only eventually.
+        Ok((link.expires_at > now).then_some(link))
     }
 
     async fn ensure_account_resource(

@@ -229,9 +229,10 @@ pub trait LinkStore: AccountStore {
         link: &PendingLink,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Removes and returns a pending link, if it exists and has not expired
-    /// by `now`: it can be resumed once.
-    fn take_pending_link(
+    /// A pending link, if it exists and has not expired by `now` (a read:
+    /// the confirmation page it leads to may be shown again; the item's TTL
+    /// removes it).
+    fn get_pending_link(
         &self,
         token_fingerprint: &str,
         now: i64,

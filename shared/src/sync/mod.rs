@@ -69,8 +69,8 @@ impl PlatformSync<DynamoStore> {
     /// Reads `TABLE_NAME`, the add-on's id and password (`ADDON_ID`,
     /// `ADDON_PASSWORD`, `ADDON_CONFIG_VARS`), `CLEVERCLOUD_API_URL`, the
     /// optional `CLOUDMORE_*` variables and `EVENT_BUS_NAME`.
-    pub async fn from_env() -> Result<Self, ConfigError> {
-        let aws = config::aws_sdk_config().await;
+    pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
+        let aws = config::aws_sdk_config(function).await;
         let environment = config::Environment::load_with(&aws).await?;
         let lookup = environment.lookup();
         let addon = CleverCloudConfig::from_lookup(&lookup)?;

@@ -76,7 +76,7 @@ impl Vendor {
 async fn main() -> Result<(), Error> {
     let table = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set")?;
     let vendor = Vendor::from_env()?;
-    let aws = shared::config::aws_sdk_config().await;
+    let aws = shared::config::aws_sdk_config("perf_floor").await;
     let client = if std::env::var_os("FLOOR_WARM_UP").is_some() {
         DynamoStore::ready(&aws, table.clone()).await.client().clone()
     } else {

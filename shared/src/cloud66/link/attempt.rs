@@ -13,6 +13,12 @@ use crate::secret::random_hex;
 use crate::store::{LinkStore, StoreError, UpdateOutcome};
 use std::future::Future;
 
+/// How the ids of resources made through Cloud 66 begin. A Clever Cloud
+/// resource's id is `res_` and hex, so it never begins so: the template lets
+/// the internet-facing link function write `RESOURCE#res_c66_*` items only,
+/// and no bug there can overwrite a Clever Cloud resource.
+pub const CLOUD66_RESOURCE_ID_PREFIX: &str = "res_c66_";
+
 /// The plan recorded on resources provisioned through Cloud 66.
 const CLOUD66_PLAN: &str = "cloud66";
 /// How often saving a link is retried after losing to a concurrent save.
@@ -44,7 +50,7 @@ pub(super) fn settled(link: &Cloud66Link, request: &LinkRequest) -> Option<Outco
     match link.status {
         LinkStatus::Linked if link.email == request.email => Some(Outcome::Linked),
         LinkStatus::Linked => Some(Outcome::OtherAccount),
-        LinkStatus::Pending | LinkStatus::Refused => None,
+        LinkStatus::Pending | LinkStatus::Refused | LinkStatus::AlreadyLinked => None,
     }
 }
 
@@ -66,10 +72,11 @@ impl Recorded {
                 AuditAction::Cloud66Linked,
                 Outcome::Linked,
             ),
+            // Back to Cloud 66, but nothing is bound (LinkStatus::AlreadyLinked).
             PartnerAnswer::AlreadyLinked(message) => (
-                LinkStatus::Linked,
+                LinkStatus::AlreadyLinked,
                 Some(message),
-                AuditAction::Cloud66Linked,
+                AuditAction::Cloud66AlreadyLinked,
                 Outcome::Linked,
             ),
             PartnerAnswer::Refused(message) => (
@@ -137,7 +144,7 @@ pub(super) fn next_record(
 /// A new Cloud 66 resource for `addon_id`, with no config yet.
 pub(super) fn draft_resource(addon_id: &str, now: &Timestamp) -> Resource {
     Resource::new(
-        format!("res_{}", random_hex(16)),
+        format!("{CLOUD66_RESOURCE_ID_PREFIX}{}", random_hex(16)),
         Platform::Cloud66,
         addon_id.to_string(),
         CLOUD66_PLAN.into(),

@@ -16,11 +16,13 @@
 //! [`verified`] and [`unverified`] hold the account logic of each setting.
 
 mod attempt;
+pub mod confirm;
 pub mod partner;
 pub mod request;
 pub mod unverified;
 mod verified;
 
+pub use attempt::CLOUD66_RESOURCE_ID_PREFIX;
 pub use partner::{PartnerAnswer, PartnerClient, PayloadFormat};
 pub use request::{parse_link_query, LinkRequest};
 
@@ -32,8 +34,8 @@ use crate::provisioner::{Provisioner, ProvisionerError, VendorProvisioner};
 use crate::secret::random_hex;
 use crate::signin;
 use crate::store::{DynamoStore, LinkStore, ResourceReader, SessionStore, StoreError};
-use attempt::{settled, LinkError, Outcome};
-use lambda_http::http::{header, HeaderMap, StatusCode};
+use attempt::{LinkError, Outcome};
+use lambda_http::http::{header, HeaderMap, Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use maud::html;
 use reqwest::Url;
@@ -83,11 +85,11 @@ impl Cloud66LinkApi<DynamoStore, VendorProvisioner> {
     /// `CLOUD66_PARTNER_FORMAT`, `CLOUD66_PARTNER_TIME_LIMIT_SECONDS`,
     /// `CLOUD66_LINK_VERIFY` (with `CLOUD66_PROVIDER`) and the
     /// provisioner's variables (`ADDON_ID`, `ADDON_CONFIG_VARS`, `RESOURCE_BASE_URL`).
-    pub async fn from_env() -> Result<Self, ConfigError> {
-        let aws = config::aws_sdk_config().await;
+    pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
+        let aws = config::aws_sdk_config(function).await;
         let environment = config::Environment::load_with(&aws).await?;
         let lookup = environment.lookup();
-        let endpoint = config::base_url(
+        let endpoint = config::outbound_base_url(
             "CLOUD66_PARTNER_ENDPOINT",
             config::required(&lookup, "CLOUD66_PARTNER_ENDPOINT")?,
         )?;
@@ -141,14 +143,20 @@ pub async fn route<S: LinkStore + ResourceReader + SessionStore, P: Provisioner>
     api: &Cloud66LinkApi<S, P>,
     request: Request,
 ) -> Result<Response<Body>, Infallible> {
-    Ok(match request.uri().path() {
-        pending::RESUME_PATH => resume(api, &request).await,
-        _ => link(api, &request).await,
+    Ok(match (request.method(), request.uri().path()) {
+        (&Method::GET, pending::RESUME_PATH) => resume(api, &request).await,
+        (&Method::POST, confirm::FORM_PATH) => confirmed(api, &request).await,
+        (&Method::GET, _) => link(api, &request).await,
+        _ => html::not_found(),
     })
 }
 
-/// `GET /cloud66/link?uid=…&email=…&callback=…`
-async fn link<S: LinkStore + ResourceReader + SessionStore, P: Provisioner>(
+/// `GET /cloud66/link?uid=…&email=…&callback=…`: links nothing. It shows the
+/// confirmation page ([`confirm`]) to a user who may link (signed in with
+/// Cloud 66 as `email`, or anyone in the unverified setting), or sends the
+/// user to sign in first. It answers the same whatever the uid's state, so
+/// it tells a stranger nothing about who owns a uid.
+async fn link<S: LinkStore + SessionStore, P: Provisioner>(
     api: &Cloud66LinkApi<S, P>,
     request: &Request,
 ) -> Response<Body> {
@@ -164,23 +172,17 @@ async fn link<S: LinkStore + ResourceReader + SessionStore, P: Provisioner>(
         Ok(link_request) => link_request,
         Err(problems) => return invalid_request_page(&problems),
     };
-    // A uid already linked needs no sign-in to say so (reads only).
-    match api.store.get_link(&link_request.uid).await {
-        Ok(Some(existing)) => {
-            if let Some(outcome) = settled(&existing, &link_request) {
-                return respond(&link_request, Ok(outcome));
-            }
-        }
-        Ok(None) => {}
-        Err(err) => return respond(&link_request, Err(err.into())),
-    }
     if api.verification == Verification::Unverified {
-        return respond(&link_request, run(api, &link_request).await);
+        let secret = confirm::browser_secret(request.headers())
+            .unwrap_or_else(|| random_hex(confirm::BROWSER_SECRET_BYTES));
+        let mut response = confirm::page(&link_request, &confirm::token(&secret, &link_request));
+        confirm::set_browser_secret(&mut response, &secret);
+        return response;
     }
     match signed_in_as(api, request.headers(), &link_request.email).await {
         // Already signed in with Cloud 66 as this email: no round trip.
-        Ok(true) => respond(&link_request, run(api, &link_request).await),
-        Ok(false) => match await_signin(api, &link_request).await {
+        Ok(Some(session_id)) => confirm::page(&link_request, &confirm::token(&session_id, &link_request)),
+        Ok(None) => match await_signin(api, &link_request).await {
             Ok(response) => response,
             Err(err) => respond(&link_request, Err(err)),
         },
@@ -188,19 +190,71 @@ async fn link<S: LinkStore + ResourceReader + SessionStore, P: Provisioner>(
     }
 }
 
-/// Whether the browser holds a Cloud 66 session for `email`.
+/// `POST /cloud66/link`, the confirmation page's form: the one request that
+/// provisions, posts to Cloud 66 and redirects, and only when it is
+/// same-origin and its token is this browser's for exactly this request.
+async fn confirmed<S: LinkStore + ResourceReader + SessionStore, P: Provisioner>(
+    api: &Cloud66LinkApi<S, P>,
+    request: &Request,
+) -> Response<Body> {
+    if !confirm::is_same_origin(request.headers()) {
+        tracing::info!("link confirmation refused: not same-origin");
+        return confirm::refused_page();
+    }
+    let Some(form) = confirm::ConfirmForm::parse(request.body().as_ref()) else {
+        return invalid_request_page(&["The confirmation form could not be read.".to_string()]);
+    };
+    let link_request = match parse_link_query(
+        form.uid.as_deref(),
+        form.email.as_deref(),
+        form.callback.as_deref(),
+        &api.callback_hosts,
+    ) {
+        Ok(link_request) => link_request,
+        Err(problems) => return invalid_request_page(&problems),
+    };
+    let binding = match api.verification {
+        Verification::Unverified => confirm::browser_secret(request.headers()),
+        Verification::CloudSignIn => signin::session_id(request.headers()),
+    };
+    let token = form.token.unwrap_or_default();
+    if !binding.is_some_and(|binding| confirm::token_matches(&binding, &link_request, &token)) {
+        tracing::info!(uid = %link_request.uid, "link confirmation refused: not this browser's token for this request");
+        return confirm::refused_page();
+    }
+    if api.verification == Verification::CloudSignIn {
+        match signed_in_as(api, request.headers(), &link_request.email).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return signed_in_as_someone_else(&link_request),
+            Err(err) => return respond(&link_request, Err(err.into())),
+        }
+    }
+    respond(&link_request, run(api, &link_request).await)
+}
+
+/// The browser's session id, if it holds a Cloud 66 session for `email`.
 async fn signed_in_as<S: SessionStore>(
     api: &Cloud66LinkApi<S, impl Provisioner>,
     headers: &HeaderMap,
     email: &str,
-) -> Result<bool, StoreError> {
+) -> Result<Option<String>, StoreError> {
     let Some(session_id) = signin::session_id(headers) else {
-        return Ok(false);
+        return Ok(None);
     };
     let session = api.store.get_session(&session_id).await?;
-    Ok(session.is_some_and(|session| {
+    let for_email = session.is_some_and(|session| {
         session.platform == Platform::Cloud66 && session.email.as_deref() == Some(email)
-    }))
+    });
+    Ok(for_email.then_some(session_id))
+}
+
+fn signed_in_as_someone_else(link_request: &LinkRequest) -> Response<Body> {
+    tracing::info!(uid = %link_request.uid, "link refused: not signed in as the link's Cloud 66 user");
+    page(
+        StatusCode::FORBIDDEN,
+        "Signed in as someone else",
+        html! { p { "You signed in to Cloud 66 as a different user than the one this link is for, so nothing was linked. Start the integration again from your Cloud 66 dashboard." } },
+    )
 }
 
 /// Keeps the request server-side, bound to this browser, and sends the
@@ -228,8 +282,9 @@ async fn await_signin<S: LinkStore, P>(
 }
 
 /// `GET /cloud66/link/resume`, where the Cloud 66 sign-in sends a browser
-/// with a pending link: finishes it if the user signed in as its email.
-async fn resume<S: LinkStore + ResourceReader + SessionStore, P: Provisioner>(
+/// with a pending link: shows its confirmation page if the user signed in
+/// as its email (it links nothing itself).
+async fn resume<S: LinkStore + SessionStore, P: Provisioner>(
     api: &Cloud66LinkApi<S, P>,
     request: &Request,
 ) -> Response<Body> {
@@ -246,7 +301,7 @@ async fn resume<S: LinkStore + ResourceReader + SessionStore, P: Provisioner>(
     response
 }
 
-async fn resume_link<S: LinkStore + ResourceReader + SessionStore, P: Provisioner>(
+async fn resume_link<S: LinkStore + SessionStore, P: Provisioner>(
     api: &Cloud66LinkApi<S, P>,
     request: &Request,
 ) -> Result<Response<Body>, LinkError> {
@@ -254,7 +309,7 @@ async fn resume_link<S: LinkStore + ResourceReader + SessionStore, P: Provisione
     let waiting = match pending::token(request.headers()) {
         Some(token) => {
             api.store
-                .take_pending_link(&signin::fingerprint(&token), now)
+                .get_pending_link(&signin::fingerprint(&token), now)
                 .await?
         }
         None => None,
@@ -277,15 +332,13 @@ async fn resume_link<S: LinkStore + ResourceReader + SessionStore, P: Provisione
         Ok(link_request) => link_request,
         Err(problems) => return Ok(invalid_request_page(&problems)),
     };
-    if !signed_in_as(api, request.headers(), &link_request.email).await? {
-        tracing::info!(uid = %link_request.uid, "link refused: signed in as another Cloud 66 user");
-        return Ok(page(
-            StatusCode::FORBIDDEN,
-            "Signed in as someone else",
-            html! { p { "You signed in to Cloud 66 as a different user than the one this link is for, so nothing was linked. Start the integration again from your Cloud 66 dashboard." } },
-        ));
+    match signed_in_as(api, request.headers(), &link_request.email).await? {
+        Some(session_id) => Ok(confirm::page(
+            &link_request,
+            &confirm::token(&session_id, &link_request),
+        )),
+        None => Ok(signed_in_as_someone_else(&link_request)),
     }
-    Ok(respond(&link_request, run(api, &link_request).await))
 }
 
 /// The page or redirect for a link's outcome.

@@ -33,13 +33,16 @@ pub struct PartnerClient {
     time_limit: Duration,
 }
 
+/// The most of Cloud 66's answer that is read (a message, at most).
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 /// First pause between retries; it doubles after each.
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(200);
 
 impl PartnerClient {
     pub fn new(endpoint: String, format: PayloadFormat, time_limit: Duration) -> Self {
         Self {
-            http: crate::outbound::client_builder().build().unwrap_or_default(),
+            http: crate::outbound::build(crate::outbound::client_builder()),
             endpoint,
             format,
             time_limit,
@@ -74,14 +77,24 @@ impl PartnerClient {
                 PayloadFormat::Form => self.http.post(&self.endpoint).form(&fields),
             };
             let attempt = async {
-                let response = request.send().await?;
+                let response = request
+                    .send()
+                    .await
+                    .map_err(|err| format!("could not reach Cloud 66: {}", err.without_url()))?;
                 let status = response.status();
-                Ok::<_, reqwest::Error>((status, response.text().await?))
+                let body = crate::outbound::read_text(response, MAX_ANSWER_BYTES)
+                    .await
+                    .map_err(|err| format!("Cloud 66's answer could not be read: {err}"))?;
+                Ok::<_, String>((status, body))
             };
             match tokio::time::timeout(remaining, attempt).await {
                 Err(_) => return PartnerAnswer::NoAnswer("Cloud 66 did not answer in time".into()),
-                Ok(Err(err)) => last_failure = format!("could not reach Cloud 66: {}", err.without_url()),
+                Ok(Err(failure)) => last_failure = failure,
                 Ok(Ok((status, _))) if status.is_success() => return PartnerAnswer::Linked,
+                // Not followed (crate::outbound): a redirect is no answer.
+                Ok(Ok((status, _))) if status.is_redirection() => {
+                    last_failure = format!("Cloud 66 answered {status}, a redirect, which is not followed");
+                }
                 Ok(Ok((status, body))) if status.is_server_error() => {
                     last_failure = format!("Cloud 66 answered {status}: {}", partner_message(&body));
                 }
@@ -132,6 +145,30 @@ fn partner_message(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outbound::test_server;
+
+    #[tokio::test]
+    async fn a_redirect_is_no_answer_and_nothing_is_sent_where_it_points() {
+        let elsewhere = test_server::serve(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()).await;
+        let partner =
+            test_server::serve(test_server::redirect_to(&format!("{}/stolen", elsewhere.url))).await;
+        let client = PartnerClient::new(
+            format!("{}/partner", partner.url),
+            PayloadFormat::Json,
+            Duration::from_millis(300),
+        );
+        let config = ConfigMap(std::collections::BTreeMap::from([(
+            "A_TOKEN".into(),
+            "secret".into(),
+        )]));
+        let answer = client.post_link("uid_1", "a@example.com", &config).await;
+        let PartnerAnswer::NoAnswer(reason) = answer else {
+            panic!("a redirect must be no answer, not {answer:?}")
+        };
+        assert!(reason.contains("redirect"), "{reason}");
+        assert!(!partner.requests().is_empty());
+        assert!(elsewhere.requests().is_empty(), "the config went nowhere else");
+    }
 
     #[test]
     fn partner_messages_are_read_from_json_or_text() {
