@@ -167,6 +167,8 @@ fi
 WATCH_ENV=()
 if [[ "$MODE" == test ]]; then
   export ADDON_PASSWORD_PREVIOUS="${ADDON_PASSWORD_PREVIOUS:-local-dev-previous-password-9d1e22c0}"
+  # Warm instances re-read the secret this often (tests/tests/secret_rotation.rs).
+  export SECRETS_TTL_SECONDS="${SECRETS_TTL_SECONDS:-2}"
   start "$RUN_DIR/secrets.log" "$ROOT/.tools/moto/bin/moto_server" -H 127.0.0.1 -p "$SECRETS_PORT"
   secrets_answer() { curl -s -o /dev/null "http://127.0.0.1:$SECRETS_PORT/moto-api/"; }
   wait_until "the local Secrets Manager" "${PIDS[-1]}" 60 secrets_answer

@@ -147,7 +147,7 @@ async fn sync_now(id: Option<&str>) -> Result<serde_json::Value, String> {
             Ok(serde_json::json!({ "id": id, "outcome": settled }))
         }
         None => {
-            let report = platforms.sweep(true).await.map_err(|err| err.to_string())?;
+            let report = platforms.sweep(true, None).await.map_err(|err| err.to_string())?;
             if report.pending + report.failed > 0 {
                 return Err(serde_json::to_string(&report).unwrap_or_default());
             }

@@ -99,9 +99,17 @@ impl Environment {
         let Some(arn) = optional(&process_env, "SECRETS_ARN") else {
             return Ok(Self::default());
         };
-        let output = aws_sdk_secretsmanager::Client::new(aws)
+        Self::read_secret(&aws_sdk_secretsmanager::Client::new(aws), &arn).await
+    }
+
+    /// The secret `arn`'s values, read with `client`.
+    pub async fn read_secret(
+        client: &aws_sdk_secretsmanager::Client,
+        arn: &str,
+    ) -> Result<Self, ConfigError> {
+        let output = client
             .get_secret_value()
-            .secret_id(&arn)
+            .secret_id(arn)
             .send()
             .await
             .map_err(|err| {

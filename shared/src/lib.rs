@@ -16,6 +16,7 @@ pub mod http;
 pub mod model;
 pub mod outbound;
 pub mod provisioner;
+pub mod refresh;
 pub mod secret;
 pub mod signin;
 pub mod sso_login;

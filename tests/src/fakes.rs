@@ -73,6 +73,9 @@ pub struct FakeVendor {
     pub refused_calls: Mutex<usize>,
 }
 
+/// The scripted "status" of a call that hangs ([`FakeVendor::hang_next`]).
+const HANG: u16 = 0;
+
 /// Add-ons per `GET /vendor/apps` page, small so paging is exercised.
 pub const VENDOR_PAGE_SIZE: usize = 2;
 
@@ -98,6 +101,11 @@ impl FakeVendor {
         basic(headers) == Some((self.user.clone(), self.password.clone()))
     }
 
+    /// Scripts the next `count` calls to hang (no answer for a minute).
+    pub fn hang_next(&self, count: usize) {
+        self.fail_next(count, HANG, None);
+    }
+
     /// Scripts the next `count` calls to answer `status` (with `retry_after`).
     pub fn fail_next(&self, count: usize, status: u16, retry_after: Option<&'static str>) {
         let mut outage = self.outage.lock().unwrap();
@@ -105,9 +113,12 @@ impl FakeVendor {
     }
 
     /// The scripted answer for this call, if any is left.
-    fn scripted(&self) -> Option<Response> {
+    async fn scripted(&self) -> Option<Response> {
         let (status, retry_after) = self.outage.lock().unwrap().pop_front()?;
         *self.refused_calls.lock().unwrap() += 1;
+        if status == HANG {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        }
         let mut response = (StatusCode::from_u16(status).ok()?, "scripted failure").into_response();
         if let Some(seconds) = retry_after {
             response
@@ -142,7 +153,7 @@ impl FakeVendor {
         if !state.authorized(&headers) {
             return StatusCode::UNAUTHORIZED.into_response();
         }
-        if let Some(scripted) = state.scripted() {
+        if let Some(scripted) = state.scripted().await {
             return scripted;
         }
         state.gets.lock().unwrap().push(id.clone());
@@ -161,7 +172,7 @@ impl FakeVendor {
         if !state.authorized(&headers) {
             return StatusCode::UNAUTHORIZED.into_response();
         }
-        if let Some(scripted) = state.scripted() {
+        if let Some(scripted) = state.scripted().await {
             return scripted;
         }
         state.puts.lock().unwrap().push((id, body));

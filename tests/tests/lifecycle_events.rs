@@ -64,7 +64,7 @@ async fn audit_records(pk: &str) -> Vec<Value> {
 }
 
 async fn deliver(sync: &PlatformSync<DynamoStore>, records: &[Value]) {
-    let response = sync.handle(event(records)).await;
+    let response = sync.handle(event(records), None).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
 }
 

@@ -36,7 +36,7 @@ async fn world() -> World {
 
 /// Hands `records` to the sync as one batch; every record must succeed.
 async fn deliver(world: &World, records: &[Value]) {
-    let response = world.sync.handle(event(records)).await;
+    let response = world.sync.handle(event(records), None).await;
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
 }
 
@@ -203,7 +203,7 @@ async fn a_new_cloud66_account_gets_one_cloudmore_organization_even_when_redeliv
 }
 
 #[tokio::test]
-async fn a_poison_record_fails_alone_and_the_rest_of_its_batch_is_processed() {
+async fn a_poison_record_stops_its_batch_and_it_and_every_later_record_are_reported_in_order() {
     let world = world().await;
     let (_, _, first) = provisioned(&world).await;
     let poison = unique("poison");
@@ -242,22 +242,31 @@ async fn a_poison_record_fails_alone_and_the_rest_of_its_batch_is_processed() {
     batch.extend(item_records(&format!("RESOURCE#{second}"), "RESOURCE", "INSERT").await);
     assert_eq!(batch.len(), 3);
 
-    let response = world.sync.handle(event(&batch)).await;
+    let response = world.sync.handle(event(&batch), None).await;
     let failed: Vec<Option<String>> = response
         .batch_item_failures
         .iter()
         .map(|f| f.item_identifier.clone())
         .collect();
-    let poison_sequence = poison_record[0]["dynamodb"]["SequenceNumber"]
-        .as_str()
-        .map(str::to_string);
-    assert_eq!(failed, [poison_sequence], "only the poison record is reported");
-    for id in [first, second] {
-        assert!(
-            resource(&world.store, &id).await.vendor.is_some(),
-            "{id} processed despite the poison"
-        );
-    }
+    let sequence = |record: &Value| record["dynamodb"]["SequenceNumber"].as_str().map(str::to_string);
+    assert_eq!(
+        failed,
+        [sequence(&batch[1]), sequence(&batch[2])],
+        "the poison record and the one after it, so Lambda resumes from the poison and never runs a later record first"
+    );
+    assert!(
+        resource(&world.store, &first).await.vendor.is_some(),
+        "the record before the poison is processed"
+    );
+    assert!(
+        resource(&world.store, &second).await.vendor.is_none(),
+        "the record after the poison waits for its turn"
+    );
+    // Its turn: the retry from the poison on (once the poison is gone, as
+    // after its dead-lettering) processes the rest.
+    let response = world.sync.handle(event(&batch[2..]), None).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert!(resource(&world.store, &second).await.vendor.is_some());
 }
 
 #[tokio::test]
@@ -340,6 +349,9 @@ async fn the_sync_starts_from_the_deployments_configuration_and_secret() {
     let sync = sync::PlatformSync::from_env("platform-sync")
         .await
         .expect("the deployment's configuration");
-    let answer = sync.invoke(json!({"Records": []})).await.expect("an empty batch");
+    let answer = sync
+        .invoke(json!({"Records": []}), None)
+        .await
+        .expect("an empty batch");
     assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");
 }

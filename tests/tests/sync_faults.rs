@@ -98,7 +98,7 @@ async fn clever_cloud_down_longer_than_the_streams_retries_then_back_gets_the_ro
     let world = world().await;
     let owner = unique("owner");
     let provisioned = world.provision(&owner, true).await;
-    assert_eq!(world.sync.sweep(false).await.unwrap().settled, 1);
+    assert_eq!(world.sync.sweep(false, None).await.unwrap().settled, 1);
     let rotated = world.rotate(&provisioned.id).await;
 
     // Down through every delivery of the rotation's real stream record (the
@@ -114,7 +114,7 @@ async fn clever_cloud_down_longer_than_the_streams_retries_then_back_gets_the_ro
         .collect();
     assert_eq!(modifies.len(), 1);
     for _ in 0..6 {
-        let response = world.sync.handle(event(&modifies)).await;
+        let response = world.sync.handle(event(&modifies), None).await;
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
         let owed = world.resource(&rotated.id).await;
         assert!(
@@ -124,7 +124,7 @@ async fn clever_cloud_down_longer_than_the_streams_retries_then_back_gets_the_ro
         );
     }
     assert_eq!(*world.vendor.refused_calls.lock().unwrap(), 6);
-    let report = world.sync.sweep(false).await.unwrap();
+    let report = world.sync.sweep(false, None).await.unwrap();
     assert_eq!((report.pending, report.settled), (1, 0), "{report:?}");
     assert!(world.puts_for(&rotated.addon_id).is_empty());
     let owed = world.resource(&rotated.id).await;
@@ -143,9 +143,9 @@ async fn clever_cloud_down_longer_than_the_streams_retries_then_back_gets_the_ro
 
     // Back: the sweep pushes it once; later sweeps push nothing.
     world.vendor.outage.lock().unwrap().clear();
-    assert_eq!(world.sync.sweep(false).await.unwrap().settled, 1);
+    assert_eq!(world.sync.sweep(false, None).await.unwrap().settled, 1);
     assert_eq!(
-        world.sync.sweep(false).await.unwrap(),
+        world.sync.sweep(false, None).await.unwrap(),
         sync::SweepReport::default()
     );
     assert_eq!(
@@ -245,7 +245,7 @@ async fn cloudmore_refusing_does_not_stop_clever_cloud_and_is_recorded_as_final(
     );
     assert_eq!(stored.sync.sync_queue, Some(SyncQueue::Failed));
     // The schedule leaves a final failure alone; reconcile reports it.
-    assert_eq!(world.sync.sweep(false).await.unwrap().settled, 0);
+    assert_eq!(world.sync.sweep(false, None).await.unwrap().settled, 0);
     let owed = world.store.owed(SyncQueue::Failed).await.unwrap();
     assert_eq!(owed.len(), 1);
     assert_eq!(owed[0].subject, subject(&resource));
@@ -266,7 +266,7 @@ async fn two_resources_of_one_owner_settled_at_once_create_one_organization() {
     let (a, b) = (a.unwrap(), b.unwrap());
     assert!(a == Settled::Done || b == Settled::Done, "{a:?} {b:?}");
     // The loser (if it met the claim) is settled by the next sweep.
-    world.sync.sweep(false).await.unwrap();
+    world.sync.sweep(false, None).await.unwrap();
     for resource in [&first, &second] {
         assert!(!world.resource(&resource.id).await.sync.is_owed());
     }
@@ -353,4 +353,79 @@ async fn provider_reconcile_lists_an_unpushed_config_and_provider_sync_heals_it(
             .contains("400"),
         "{drift}"
     );
+}
+
+/// The INSERT stream record of each resource, in order.
+async fn inserts(world: &World, resources: &[&Resource]) -> Vec<serde_json::Value> {
+    let mut batch = Vec::new();
+    for resource in resources {
+        batch.extend(
+            records_in(world.store.table(), &format!("RESOURCE#{}", resource.id))
+                .await
+                .into_iter()
+                .filter(|record| {
+                    record["eventName"] == "INSERT" && record["dynamodb"]["Keys"]["sk"]["S"] == "RESOURCE"
+                }),
+        );
+    }
+    batch
+}
+
+#[tokio::test]
+async fn a_hanging_clever_cloud_stops_a_batch_before_the_deadline_with_every_unfinished_record_reported() {
+    let world = world().await;
+    let owner = unique("owner");
+    let (first, second) = (
+        world.provision(&owner, true).await,
+        world.provision(&owner, true).await,
+    );
+    let batch = inserts(&world, &[&first, &second]).await;
+    assert_eq!(batch.len(), 2);
+    world.vendor.hang_next(10);
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(2);
+    let response = world.sync.handle(event(&batch), Some(deadline)).await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "answered {took:?} after a 2 s deadline"
+    );
+    let reported: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    let sequences: Vec<_> = batch
+        .iter()
+        .map(|record| record["dynamodb"]["SequenceNumber"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(reported, sequences, "both records, to be retried");
+}
+
+#[tokio::test]
+async fn a_hanging_clever_cloud_stops_the_sweep_before_the_deadline_and_it_says_what_is_left() {
+    let world = world().await;
+    let owner = unique("owner");
+    world.provision(&owner, true).await;
+    world.provision(&owner, true).await;
+    world.vendor.hang_next(10);
+    let started = std::time::Instant::now();
+    let report = world
+        .sync
+        .sweep(false, Some(started + Duration::from_secs(2)))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!((report.settled, report.left), (0, 2), "{report:?}");
+    // An invocation past its deadline settles nothing and leaves everything.
+    let late = world
+        .sync
+        .sweep(false, Some(std::time::Instant::now()))
+        .await
+        .unwrap();
+    assert_eq!(late.left, 2, "{late:?}");
 }

@@ -8,8 +8,11 @@ use shared::sync::PlatformSync;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let sync = PlatformSync::from_env(env!("CARGO_PKG_NAME")).await?;
-    run(service_fn(|event: LambdaEvent<serde_json::Value>| async {
-        Ok::<_, Error>(sync.invoke(event.payload).await?)
+    run(service_fn(|event: LambdaEvent<serde_json::Value>| {
+        // Stop before Lambda's deadline, reporting what is left.
+        let deadline = shared::sync::deadline_from(event.context.deadline, std::time::SystemTime::now());
+        let sync = &sync;
+        async move { Ok::<_, Error>(sync.invoke(event.payload, Some(deadline)).await?) }
     }))
     .await
 }

@@ -6,6 +6,7 @@ use super::protocol::{PlanChangeRequest, ProvisionRequest};
 use crate::config::{self, CleverCloudConfig, ConfigError};
 use crate::http::{json_response, read_json, respond, ApiError, BasicCredentials};
 use crate::provisioner::{Provisioner, ProvisionerError, VendorProvisioner};
+use crate::refresh::{Fresh, SecretSource};
 use crate::store::{DynamoStore, ProvisionStore, ResourceWriter, StoreError};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -13,17 +14,23 @@ use serde::Serialize;
 use std::convert::Infallible;
 use std::future::Future;
 
-/// Everything a lifecycle function needs, built once at cold start.
+/// Everything a lifecycle function needs, built once at cold start; the
+/// Basic-auth credentials follow the secret (`crate::refresh`), so a
+/// password removed from it stops working within `SECRETS_TTL_SECONDS`.
 pub struct CleverCloudApi<S, P> {
-    credentials: BasicCredentials,
+    credentials: Fresh<BasicCredentials>,
     lifecycle: Lifecycle<S, P>,
+}
+
+fn credentials(config: &CleverCloudConfig) -> BasicCredentials {
+    BasicCredentials::new(config.addon_id.clone(), config.password.clone())
+        .with_previous(config.previous_password.clone())
 }
 
 impl<S, P: Provisioner> CleverCloudApi<S, P> {
     pub fn new(store: S, provisioner: P, config: CleverCloudConfig) -> Self {
         Self {
-            credentials: BasicCredentials::new(config.addon_id.clone(), config.password.clone())
-                .with_previous(config.previous_password.clone()),
+            credentials: Fresh::fixed(credentials(&config)),
             lifecycle: Lifecycle::new(store, provisioner, config),
         }
     }
@@ -35,13 +42,25 @@ impl CleverCloudApi<DynamoStore, VendorProvisioner> {
     /// calls [`CleverCloudApi::new`] with it instead.
     pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
         let aws = config::aws_sdk_config(function).await;
-        let environment = config::Environment::load_with(&aws).await?;
+        let source = SecretSource::from_lookup(&config::process_env, &aws)?;
+        let environment = match &source {
+            Some(source) => source.read().await?,
+            None => config::Environment::default(),
+        };
         let lookup = environment.lookup();
         let addon = CleverCloudConfig::from_lookup(&lookup)?;
         let table = config::required(&lookup, "TABLE_NAME")?;
         let provisioner = VendorProvisioner::from_lookup(&lookup, &addon.addon_id)?;
         let store = DynamoStore::ready(&aws, table).await;
-        Ok(Self::new(store, provisioner, addon))
+        let fresh = Fresh::new(source, &environment, |environment| {
+            Ok(credentials(&CleverCloudConfig::from_lookup(
+                &environment.lookup(),
+            )?))
+        })?;
+        Ok(Self {
+            credentials: fresh,
+            lifecycle: Lifecycle::new(store, provisioner, addon),
+        })
     }
 }
 
@@ -112,7 +131,7 @@ pub async fn provision<S: ProvisionStore, P: Provisioner>(
     api: &CleverCloudApi<S, P>,
     request: Request,
 ) -> Result<Response<Body>, Infallible> {
-    authenticated(&api.credentials, &request, async {
+    authenticated(&*api.credentials.get().await, &request, async {
         let body: ProvisionRequest = read_json(&request)?;
         Ok(api.lifecycle.provision(body).await?)
     })
@@ -124,7 +143,7 @@ pub async fn change_plan<S: ResourceWriter, P: Provisioner>(
     api: &CleverCloudApi<S, P>,
     request: Request,
 ) -> Result<Response<Body>, Infallible> {
-    authenticated(&api.credentials, &request, async {
+    authenticated(&*api.credentials.get().await, &request, async {
         let body: PlanChangeRequest = read_json(&request)?;
         Ok(api.lifecycle.change_plan(&path_id(&request), body).await?)
     })
@@ -136,7 +155,7 @@ pub async fn deprovision<S: ResourceWriter, P: Provisioner>(
     api: &CleverCloudApi<S, P>,
     request: Request,
 ) -> Result<Response<Body>, Infallible> {
-    authenticated(&api.credentials, &request, async {
+    authenticated(&*api.credentials.get().await, &request, async {
         Ok(api.lifecycle.deprovision(&path_id(&request)).await?)
     })
     .await

@@ -32,6 +32,7 @@ use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 /// The audit `actor` for changes the sync makes.
 pub const ACTOR: &str = "platform-sync";
@@ -56,6 +57,8 @@ pub enum SyncError {
     Contended(String),
     #[error("no resource {0}")]
     NotFound(String),
+    #[error("the invocation's deadline came first")]
+    OutOfTime,
 }
 
 pub struct PlatformSync<S> {
@@ -98,18 +101,30 @@ impl<S: SyncStore> PlatformSync<S> {
         }
     }
 
-    /// Processes a batch; failed records are reported by sequence number so
-    /// Lambda retries them (bisecting, then dead-lettering after its limit).
-    pub async fn handle(&self, event: Event) -> DynamoDbEventResponse {
+    /// Processes a batch in order, until `deadline`. A record that fails
+    /// stops the batch: it and every record after it are reported (by
+    /// sequence number), so Lambda resumes from it and never runs a later
+    /// record, a later lifecycle event say, before an earlier one. Records
+    /// not reached before the deadline are reported the same way, so a
+    /// hanging platform never times the whole batch out unreported.
+    pub async fn handle(&self, event: Event, deadline: Option<Instant>) -> DynamoDbEventResponse {
         let mut failures = Vec::new();
         for record in &event.records {
+            if !failures.is_empty() {
+                failures.push(batch_item_failure(record));
+                continue;
+            }
             // Boxed: the nested futures below are deep enough to exceed the
             // compiler's layout depth when inlined into the runtime's future.
-            if let Err(err) = Box::pin(self.apply(record)).await {
-                tracing::warn!(event_id = %record.event_id, error = %err, "stream record failed");
-                let mut failure = DynamoDbBatchItemFailure::default();
-                failure.item_identifier = record.change.sequence_number.clone();
-                failures.push(failure);
+            let applied = match time_left(deadline) {
+                Some(left) => tokio::time::timeout(left, Box::pin(self.apply(record)))
+                    .await
+                    .unwrap_or(Err(SyncError::OutOfTime)),
+                None => Box::pin(self.apply(record)).await,
+            };
+            if let Err(err) = applied {
+                tracing::warn!(event_id = %record.event_id, error = %err, "stream record failed; it and the rest of the batch are retried");
+                failures.push(batch_item_failure(record));
             }
         }
         let mut response = DynamoDbEventResponse::default();
@@ -117,19 +132,36 @@ impl<S: SyncStore> PlatformSync<S> {
         response
     }
 
-    /// One invocation of the function: a batch of stream records, or the
-    /// schedule's event, which sweeps.
-    pub async fn invoke(&self, payload: serde_json::Value) -> Result<serde_json::Value, SyncError> {
+    /// One invocation of the function, to finish before `deadline` (the
+    /// invocation's, less a margin): a batch of stream records, or the
+    /// schedule's event, which sweeps and always emits its metrics.
+    pub async fn invoke(
+        &self,
+        payload: serde_json::Value,
+        deadline: Option<Instant>,
+    ) -> Result<serde_json::Value, SyncError> {
         if payload.get("Records").is_some() {
             let event: Event = serde_json::from_value(payload).map_err(|err| SyncError::Undecodable {
                 entity: "stream event",
                 reason: err.to_string(),
             })?;
-            return Ok(serde_json::to_value(self.handle(event).await).unwrap_or_default());
+            return Ok(serde_json::to_value(self.handle(event, deadline).await).unwrap_or_default());
         }
-        let report = self.sweep(false).await?;
-        report.emit_metrics();
-        Ok(serde_json::to_value(&report).unwrap_or_default())
+        match self.sweep(false, deadline).await {
+            Ok(report) => {
+                report.emit_metrics();
+                Ok(serde_json::to_value(&report).unwrap_or_default())
+            }
+            Err(err) => {
+                // The index could not be read: say so in the metrics too.
+                SweepReport {
+                    unreadable: true,
+                    ..SweepReport::default()
+                }
+                .emit_metrics();
+                Err(err)
+            }
+        }
     }
 
     /// Settles everything owed (by the sparse index, oldest first), as the
@@ -137,18 +169,40 @@ impl<S: SyncStore> PlatformSync<S> {
     /// deliver, after an outage of any length. `include_failed` (an
     /// operator's `provider sync`) also retries final failures, and does
     /// not wait for a `Retry-After`.
-    pub async fn sweep(&self, include_failed: bool) -> Result<SweepReport, SyncError> {
+    /// Items not reached before `deadline` are counted in `left`.
+    pub async fn sweep(
+        &self,
+        include_failed: bool,
+        deadline: Option<Instant>,
+    ) -> Result<SweepReport, SyncError> {
         let mut owed = self.store.owed(SyncQueue::Pending).await?;
         if include_failed {
             owed.extend(self.store.owed(SyncQueue::Failed).await?);
         }
         let now = Timestamp::now();
         let mut report = SweepReport::default();
-        for item in owed {
-            let settled = if include_failed {
-                self.settle_now(&item.subject).await
-            } else {
-                self.settle(&item.subject).await
+        let total = owed.len();
+        for (index, item) in owed.into_iter().enumerate() {
+            let Some(left) = time_left(deadline)
+                .or(Some(Duration::MAX))
+                .filter(|left| !left.is_zero())
+            else {
+                report.left = total - index;
+                break;
+            };
+            let settling = async {
+                if include_failed {
+                    self.settle_now(&item.subject).await
+                } else {
+                    self.settle(&item.subject).await
+                }
+            };
+            let settled = match tokio::time::timeout(left, settling).await {
+                Ok(settled) => settled,
+                Err(_) => {
+                    report.left = total - index;
+                    break;
+                }
             };
             let settled = match settled {
                 Ok(settled) => settled,
@@ -240,31 +294,75 @@ pub struct SweepReport {
     pub failed: usize,
     /// How long the oldest still-pending item has been owed.
     pub oldest_pending_seconds: i64,
+    /// Items not reached before the invocation's deadline (the next sweep's).
+    pub left: usize,
+    /// The index of owed items could not be read at all.
+    pub unreadable: bool,
 }
 
 impl SweepReport {
     /// The CloudWatch metrics (embedded metric format: one JSON log line)
-    /// that the template's alarms watch.
+    /// that the template's alarms watch. A sweep that could not read the
+    /// index reports no `OldestPendingSyncSeconds` (the pending-age alarm
+    /// treats missing data as breaching) and `SweepsUnreadable` 1.
     pub fn emit_metrics(&self) {
-        let line = serde_json::json!({
-            "_aws": {
-                "Timestamp": chrono::Utc::now().timestamp_millis(),
-                "CloudWatchMetrics": [{
-                    "Namespace": METRICS_NAMESPACE,
-                    "Dimensions": [[]],
-                    "Metrics": [
-                        {"Name": "OldestPendingSyncSeconds", "Unit": "Seconds"},
-                        {"Name": "PendingSyncs", "Unit": "Count"},
-                        {"Name": "FailedSyncs", "Unit": "Count"},
-                    ],
-                }],
-            },
-            "OldestPendingSyncSeconds": self.oldest_pending_seconds,
+        println!("{}", self.metrics_line(chrono::Utc::now().timestamp_millis()));
+    }
+
+    fn metrics_line(&self, timestamp_millis: i64) -> serde_json::Value {
+        let mut metrics = vec![
+            serde_json::json!({"Name": "PendingSyncs", "Unit": "Count"}),
+            serde_json::json!({"Name": "FailedSyncs", "Unit": "Count"}),
+            serde_json::json!({"Name": "SyncsLeftForNextSweep", "Unit": "Count"}),
+            serde_json::json!({"Name": "SweepsUnreadable", "Unit": "Count"}),
+        ];
+        let mut line = serde_json::json!({
             "PendingSyncs": self.pending,
             "FailedSyncs": self.failed,
+            "SyncsLeftForNextSweep": self.left,
+            "SweepsUnreadable": u8::from(self.unreadable),
         });
-        println!("{line}");
+        if !self.unreadable {
+            metrics.insert(
+                0,
+                serde_json::json!({"Name": "OldestPendingSyncSeconds", "Unit": "Seconds"}),
+            );
+            line["OldestPendingSyncSeconds"] = self.oldest_pending_seconds.into();
+        }
+        line["_aws"] = serde_json::json!({
+            "Timestamp": timestamp_millis,
+            "CloudWatchMetrics": [{
+                "Namespace": METRICS_NAMESPACE,
+                "Dimensions": [[]],
+                "Metrics": metrics,
+            }],
+        });
+        line
     }
+}
+
+/// A stream record's report to Lambda: retry from this one.
+fn batch_item_failure(record: &EventRecord) -> DynamoDbBatchItemFailure {
+    let mut failure = DynamoDbBatchItemFailure::default();
+    failure.item_identifier = record.change.sequence_number.clone();
+    failure
+}
+
+/// What is left until `deadline` (zero once it has passed); `None` without one.
+fn time_left(deadline: Option<Instant>) -> Option<Duration> {
+    deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
+}
+
+/// How long before the invocation's own deadline the sync stops, to answer
+/// (and report what is left) before Lambda ends it.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
+
+/// The invocation's deadline (`deadline_ms`, Unix milliseconds, as Lambda
+/// gives it), less [`DEADLINE_MARGIN`], on this process's clock.
+pub fn deadline_from(deadline_ms: u64, now: std::time::SystemTime) -> Instant {
+    let deadline = std::time::UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    let left = deadline.duration_since(now).unwrap_or_default();
+    Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
 }
 
 /// The CloudWatch namespace of the sweep's metrics (the template's alarms use it).
@@ -390,4 +488,55 @@ pub async fn reconcile<S: SyncStore>(store: &S, vendor: &VendorClient) -> Result
         .map(|resource| resource.addon_id.clone())
         .collect();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_is_the_invocations_less_the_margin() {
+        let now = std::time::SystemTime::now();
+        let in_ten_seconds = now.duration_since(std::time::UNIX_EPOCH).unwrap() + Duration::from_secs(10);
+        let deadline = deadline_from(in_ten_seconds.as_millis() as u64, now);
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            left <= Duration::from_secs(7) && left > Duration::from_millis(6_900),
+            "{left:?}"
+        );
+        let past = deadline_from(0, now);
+        assert!(past <= Instant::now(), "a passed deadline leaves nothing");
+        assert_eq!(time_left(None), None);
+    }
+
+    #[test]
+    fn an_unreadable_sweep_reports_no_pending_age_so_its_alarm_breaches() {
+        let read = SweepReport {
+            pending: 2,
+            oldest_pending_seconds: 90,
+            left: 1,
+            ..SweepReport::default()
+        }
+        .metrics_line(1);
+        assert_eq!(read["OldestPendingSyncSeconds"], 90);
+        assert_eq!(read["SyncsLeftForNextSweep"], 1);
+        assert_eq!(read["SweepsUnreadable"], 0);
+        let names = |line: &serde_json::Value| -> Vec<String> {
+            line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|metric| metric["Name"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert!(names(&read).contains(&"OldestPendingSyncSeconds".to_string()));
+        let unreadable = SweepReport {
+            unreadable: true,
+            ..SweepReport::default()
+        }
+        .metrics_line(1);
+        assert!(unreadable.get("OldestPendingSyncSeconds").is_none());
+        assert!(!names(&unreadable).contains(&"OldestPendingSyncSeconds".to_string()));
+        assert_eq!(unreadable["SweepsUnreadable"], 1);
+    }
 }
