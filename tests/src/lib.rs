@@ -406,11 +406,40 @@ pub async fn unverified_link_api(
     format: shared::cloud66::link::PayloadFormat,
     time_limit: std::time::Duration,
 ) -> shared::cloud66::link::Cloud66LinkApi<DynamoStore, shared::provisioner::DefaultProvisioner> {
-    use shared::cloud66::link::{Cloud66LinkApi, PartnerClient, Verification};
     let provisioner = shared::provisioner::DefaultProvisioner::new(
         stack_var("RESOURCE_BASE_URL"),
         addon_config().config_vars,
     );
+    unverified_link_api_with(store, provisioner, format, time_limit).await
+}
+
+/// [`unverified_link_api`] with the stack's own provisioner (the stand-in
+/// vendor behind `PROVISIONER_URL`).
+pub async fn unverified_link_api_through_vendor(
+    store: DynamoStore,
+) -> shared::cloud66::link::Cloud66LinkApi<DynamoStore, shared::provisioner::VendorProvisioner> {
+    unverified_link_api_with(
+        store,
+        stack_provisioner(),
+        shared::cloud66::link::PayloadFormat::Json,
+        std::time::Duration::from_secs(3),
+    )
+    .await
+}
+
+/// The provisioner the stack's functions are configured with.
+pub fn stack_provisioner() -> shared::provisioner::VendorProvisioner {
+    shared::provisioner::VendorProvisioner::from_lookup(&config::process_env, &addon_config().addon_id)
+        .expect("the stack's PROVISIONER_* variables")
+}
+
+async fn unverified_link_api_with<P: shared::provisioner::Provisioner>(
+    store: DynamoStore,
+    provisioner: P,
+    format: shared::cloud66::link::PayloadFormat,
+    time_limit: std::time::Duration,
+) -> shared::cloud66::link::Cloud66LinkApi<DynamoStore, P> {
+    use shared::cloud66::link::{Cloud66LinkApi, PartnerClient, Verification};
     let partner = PartnerClient::new(
         format!("{}/partner", stack_var("E2E_PARTNER_URL")),
         format,

@@ -719,3 +719,184 @@ async fn two_concurrent_attempts_on_one_uid_with_different_emails_bind_it_to_the
     let api = &api;
     race_for_one_uid(|uid, email| async move { open_in_process(api, &uid, &email, CALLBACK).await.0 }).await;
 }
+
+/// The resource ids the stand-in vendor holds a tenant for.
+async fn held_at_vendor() -> Vec<String> {
+    reqwest::get(format!("{}/held", stack_var("E2E_VENDOR_URL")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// What the stand-in vendor was asked to provision for a uid, and answered.
+async fn vendor_provisions_for(uid: &str) -> Vec<serde_json::Value> {
+    let received: Vec<serde_json::Value> = reqwest::get(format!("{}/received", stack_var("E2E_VENDOR_URL")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    received
+        .into_iter()
+        .filter(|request| {
+            request["body"]["action"] == "provision"
+                && request["body"]["marketplace_ids"]["account_id"] == uid
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_unverified_attempt_leaves_no_tenant_at_the_vendor_once_its_ttl_removes_it() {
+    let store = store().await;
+    let api = unverified_link_api_through_vendor(store.clone()).await;
+    let (uid, email) = (unique("invalid"), email_address());
+    let (status, _, page) = open_in_process(&api, &uid, &email, CALLBACK).await;
+    assert_eq!(status, 403, "Cloud 66 refuses: {page}");
+    let resource_id = string(&link_item(&uid).await, "resource_id");
+    assert!(
+        held_at_vendor().await.contains(&resource_id),
+        "the attempt's tenant exists"
+    );
+
+    // Its TTL passes. DynamoDB Local does not expire items, so the delete
+    // DynamoDB's TTL would make is made by hand; the stream says the same.
+    let client = dynamo_client().await;
+    client
+        .delete_item()
+        .table_name(table_name())
+        .key("pk", AttributeValue::S(format!("RESOURCE#{resource_id}")))
+        .key("sk", AttributeValue::S("RESOURCE".into()))
+        .send()
+        .await
+        .unwrap();
+    let removed: Vec<_> = tests::stream::records_for(&format!("RESOURCE#{resource_id}"))
+        .await
+        .into_iter()
+        .filter(|record| record["eventName"] == "REMOVE")
+        .collect();
+    assert_eq!(removed.len(), 1);
+    let sync = shared::sync::PlatformSync::new(
+        acting_as("platform-sync", &store).await,
+        shared::clevercloud::vendor::VendorClient::new(
+            "http://127.0.0.1:9/v2".into(),
+            "addon-name".into(),
+            shared::secret::Secret::new("unused"),
+        ),
+        None,
+        None,
+    )
+    .with_provisioner(stack_provisioner());
+    let response = sync.handle(tests::stream::event(&removed), None).await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    assert!(
+        !held_at_vendor().await.contains(&resource_id),
+        "the vendor holds nothing for the expired attempt"
+    );
+}
+
+#[tokio::test]
+async fn two_unverified_attempts_on_one_uid_get_tenants_of_their_own_from_the_vendor() {
+    let api = unverified_link_api_through_vendor(store().await).await;
+    // A stranger types the uid first, with their own email; then its owner.
+    let uid = unique("invalid");
+    let (stranger, owner) = (email_address(), email_address());
+    assert_eq!(open_in_process(&api, &uid, &stranger, CALLBACK).await.0, 403);
+    assert_eq!(open_in_process(&api, &uid, &owner, CALLBACK).await.0, 403);
+    let provisions = vendor_provisions_for(&uid).await;
+    assert_eq!(provisions.len(), 2, "{provisions:#?}");
+    let keys: std::collections::BTreeSet<String> = provisions
+        .iter()
+        .map(|request| request["body"]["idempotency_key"].to_string())
+        .collect();
+    assert_eq!(keys.len(), 2, "one idempotency key per attempt, not per uid");
+    let configs: std::collections::BTreeSet<String> = provisions
+        .iter()
+        .map(|request| request["answer"]["body"]["config"].to_string())
+        .collect();
+    assert_eq!(
+        configs.len(),
+        2,
+        "the owner is never replayed the stranger's tenant"
+    );
+}
+
+/// `GET /cloud66/link` alone, handed to `api` in process: its status and page.
+async fn get_only<P: shared::provisioner::Provisioner>(
+    api: &shared::cloud66::link::Cloud66LinkApi<shared::store::DynamoStore, P>,
+    uid: &str,
+    email: &str,
+) -> (u16, String) {
+    use lambda_http::RequestExt;
+    let request = lambda_http::http::Request::builder()
+        .uri("/cloud66/link")
+        .body(lambda_http::Body::Empty)
+        .unwrap()
+        .with_query_string_parameters(std::collections::HashMap::from([
+            ("uid".to_string(), uid.to_string()),
+            ("email".to_string(), email.to_string()),
+            ("callback".to_string(), CALLBACK.to_string()),
+        ]));
+    let response = shared::cloud66::link::route(api, request)
+        .await
+        .unwrap_or_else(|never| match never {});
+    (
+        response.status().as_u16(),
+        String::from_utf8_lossy(response.body().as_ref()).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn an_unverified_link_reaches_neither_cloud66_nor_the_vendor_before_its_confirmation() {
+    let api = unverified_link_api_through_vendor(store().await).await;
+    let (uid, email) = (unique("ok"), email_address());
+    let (status, page) = get_only(&api, &uid, &email).await;
+    assert_eq!(status, 200, "the confirmation page: {page}");
+    assert!(page.contains("Link my account"));
+    assert!(received(&uid).await.is_empty(), "nothing posted to Cloud 66");
+    assert!(
+        vendor_provisions_for(&uid).await.is_empty(),
+        "nothing asked of the vendor"
+    );
+    assert_nothing_linked(&uid).await;
+    assert!(partition(&dynamo_client().await, &format!("EMAIL#{email}"))
+        .await
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_link_opened_without_a_session_answers_the_same_whatever_the_uids_state() {
+    // A uid linked to someone, and a uid nobody has used.
+    let (linked_uid, owner) = (unique("ok"), email_address());
+    assert_eq!(
+        open_link(&linked_uid, &owner, CALLBACK).await.status(),
+        StatusCode::FOUND
+    );
+    let stranger = email_address();
+    let mut answers = Vec::new();
+    for uid in [linked_uid.clone(), unique("ok")] {
+        let response = visit(&mut CookieJar::default(), &link_url(&uid, &stranger, CALLBACK)).await;
+        answers.push((
+            response.status(),
+            response.headers().get(header::LOCATION).cloned(),
+        ));
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "a stranger learns nothing of who owns a uid"
+    );
+    assert_eq!(answers[0].0, StatusCode::FOUND);
+    assert_eq!(answers[0].1.as_ref().unwrap(), "/cloud66/sso/start");
+    // In the unverified setting, the page is the same too (but for the token).
+    let api = unverified_link_api(store().await, PayloadFormat::Json, Duration::from_secs(3)).await;
+    let strip_token = |page: String| page.split("name=\"token\"").next().unwrap().to_string();
+    let (linked_status, linked_page) = get_only(&api, &linked_uid, &stranger).await;
+    let fresh_uid = unique("ok");
+    let (fresh_status, fresh_page) = get_only(&api, &fresh_uid, &stranger).await;
+    assert_eq!(linked_status, fresh_status);
+    assert_eq!(
+        strip_token(linked_page.replace(&linked_uid, "UID")),
+        strip_token(fresh_page.replace(&fresh_uid, "UID"))
+    );
+}

@@ -25,8 +25,10 @@ use crate::clevercloud::vendor::{VendorAppSummary, VendorClient, VendorError};
 use crate::cloudmore::{CloudmoreClient, CloudmoreConfig};
 use crate::config::{self, CleverCloudConfig, ConfigError};
 use crate::events::{lifecycle_event, EventPublisher, PublishError};
-use crate::model::{Account, AuditAction, AuditEvent, Platform, Resource, SubjectKind, SyncQueue, Timestamp};
-use crate::provisioner::{Provisioner, ProvisionerError};
+use crate::model::{
+    Account, AuditAction, AuditEvent, Platform, Resource, ResourceStatus, SubjectKind, SyncQueue, Timestamp,
+};
+use crate::provisioner::{Provisioner, ProvisionerError, VendorProvisioner};
 use crate::store::{change_resource, AuditKey, Change, DynamoStore, StoreError, SyncStore, SyncSubject};
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
@@ -66,6 +68,9 @@ pub struct PlatformSync<S> {
     vendor: VendorClient,
     cloudmore: Option<CloudmoreClient>,
     events: Option<EventPublisher>,
+    /// Tells the vendor's service about unconfirmed resources whose TTL
+    /// removed them ([`PlatformSync::with_provisioner`]).
+    provisioner: Option<VendorProvisioner>,
 }
 
 impl PlatformSync<DynamoStore> {
@@ -82,7 +87,8 @@ impl PlatformSync<DynamoStore> {
         let table = config::required(&lookup, "TABLE_NAME")?;
         let store = DynamoStore::ready(&aws, table).await;
         let events = EventPublisher::from_env(&aws)?;
-        Ok(Self::new(store, vendor, cloudmore, Some(events)))
+        let provisioner = VendorProvisioner::from_lookup(&lookup, &addon.addon_id)?;
+        Ok(Self::new(store, vendor, cloudmore, Some(events)).with_provisioner(provisioner))
     }
 }
 
@@ -98,6 +104,7 @@ impl<S: SyncStore> PlatformSync<S> {
             vendor,
             cloudmore,
             events,
+            provisioner: None,
         }
     }
 
@@ -232,7 +239,43 @@ impl<S: SyncStore> PlatformSync<S> {
         Ok(report)
     }
 
+    /// The provisioner that deprovisions, at the vendor, the unconfirmed
+    /// resources (an unverified Cloud 66 link's drafts, which Cloud 66 never
+    /// confirmed) that DynamoDB's TTL removes: a stranger's attempts leave
+    /// no tenant behind.
+    pub fn with_provisioner(self, provisioner: VendorProvisioner) -> Self {
+        Self {
+            provisioner: Some(provisioner),
+            ..self
+        }
+    }
+
+    /// A removed item: an unconfirmed resource is deprovisioned at the
+    /// vendor (the stream record is its only trace, so a failure fails the
+    /// record: Lambda retries it, then dead-letters it, which alarms).
+    async fn removed(&self, record: &EventRecord) -> Result<(), SyncError> {
+        let image = &record.change.old_image;
+        if !matches!(image.get("entity"), Some(serde_dynamo::AttributeValue::S(entity)) if entity == "resource")
+        {
+            return Ok(());
+        }
+        let resource: Resource = decode(image, "resource")?;
+        if resource.status != ResourceStatus::Unconfirmed {
+            return Ok(());
+        }
+        let Some(provisioner) = &self.provisioner else {
+            tracing::warn!(resource_id = %resource.id, "an expired unconfirmed resource, but no provisioner to tell");
+            return Ok(());
+        };
+        provisioner.deprovision(&resource).await?;
+        tracing::info!(resource_id = %resource.id, "an expired unconfirmed resource was deprovisioned at the vendor");
+        Ok(())
+    }
+
     async fn apply(&self, record: &EventRecord) -> Result<(), SyncError> {
+        if record.event_name == "REMOVE" {
+            return self.removed(record).await;
+        }
         let image = &record.change.new_image;
         let entity = match image.get("entity") {
             Some(serde_dynamo::AttributeValue::S(entity)) => entity.as_str(),

@@ -22,7 +22,8 @@
 //! | `gone` | 404 |
 //!
 //! `GET /received` lists every request, as JSON, with `signature_valid` and
-//! the `answer` it got (status, and body when 200).
+//! the `answer` it got (status, and body when 200); `GET /held` the
+//! resource ids it holds a tenant for (provisioned and not deprovisioned).
 //!
 //! Usage: fake_vendor PORT   (with PROVISIONER_SIGNING_SECRET, ADDON_CONFIG_VARS, RESOURCE_BASE_URL)
 
@@ -49,6 +50,8 @@ struct Vendor {
     /// Idempotency keys that have failed once (`flaky`).
     failed_once: Mutex<Vec<String>>,
     received: Mutex<Vec<Value>>,
+    /// Resource ids with a tenant: provisioned, not yet deprovisioned.
+    held: Mutex<std::collections::BTreeSet<String>>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -62,10 +65,12 @@ async fn main() {
         answered: Mutex::default(),
         failed_once: Mutex::default(),
         received: Mutex::default(),
+        held: Mutex::default(),
     });
     let app = Router::new()
         .route("/provision", post(provision))
         .route("/received", get(received))
+        .route("/held", get(held))
         .with_state(vendor);
     serve_on(port, app).await;
 }
@@ -149,8 +154,13 @@ impl Vendor {
             }
             _ => {}
         }
+        let resource_id = request["resource_id"].as_str().unwrap_or_default().to_string();
         if request["action"] == "deprovision" {
+            self.held.lock().unwrap().remove(&resource_id);
             return (StatusCode::OK, json!({}));
+        }
+        if request["action"] == "provision" {
+            self.held.lock().unwrap().insert(resource_id);
         }
         let config = self
             .answered
@@ -179,6 +189,10 @@ impl Vendor {
             .collect();
         Value::Object(config)
     }
+}
+
+async fn held(State(vendor): State<Arc<Vendor>>) -> Json<Vec<String>> {
+    Json(vendor.held.lock().unwrap().iter().cloned().collect())
 }
 
 async fn received(State(vendor): State<Arc<Vendor>>) -> Json<Vec<Value>> {
