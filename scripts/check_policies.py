@@ -29,7 +29,7 @@ NEVER_WRITTEN_BY_UNAUTHENTICATED = {"RESOURCE", "CLEVERCLOUD_ADDON"}
 # prefixes: Cloud 66's resources (shared::cloud66::link::CLOUD66_RESOURCE_ID_PREFIX).
 WRITABLE_BY_UNAUTHENTICATED = {("RESOURCE", "res_c66_")}
 # The partition values of the PendingSync index (shared::model::SyncQueue).
-INDEX_QUEUES = {"pending", "failed"}
+INDEX_QUEUES = {"pending", "failed", "unpublished"}
 
 
 def grants(template: dict):

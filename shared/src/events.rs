@@ -26,20 +26,7 @@ pub const SOURCE: &str = "addon-provider";
 /// The `detail-type` of each published change; other audit actions (link
 /// attempts, sync bookkeeping) stay internal.
 pub fn detail_type(action: AuditAction) -> Option<&'static str> {
-    Some(match action {
-        AuditAction::Provisioned => "Resource Provisioned",
-        AuditAction::PlanChanged => "Resource Plan Changed",
-        AuditAction::Deprovisioned => "Resource Deprovisioned",
-        AuditAction::CredentialsRotated => "Resource Config Rotated",
-        AuditAction::Cloud66Linked => "Cloud 66 Linked",
-        AuditAction::AccountCreated => "Account Created",
-        AuditAction::Cloud66LinkRefused
-        | AuditAction::Cloud66AlreadyLinked
-        | AuditAction::Cloud66LinkPending
-        | AuditAction::VendorDetailsFetched
-        | AuditAction::CloudmoreOrganizationRecorded
-        | AuditAction::ConfigPushed => return None,
-    })
+    action.detail_type()
 }
 
 /// The audit details an event may carry.

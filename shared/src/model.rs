@@ -249,6 +249,27 @@ pub enum AuditAction {
     ConfigPushed,
 }
 
+impl AuditAction {
+    /// The `detail-type` of the lifecycle event this action is published
+    /// as; other actions (link attempts, sync bookkeeping) stay internal.
+    pub fn detail_type(self) -> Option<&'static str> {
+        Some(match self {
+            AuditAction::Provisioned => "Resource Provisioned",
+            AuditAction::PlanChanged => "Resource Plan Changed",
+            AuditAction::Deprovisioned => "Resource Deprovisioned",
+            AuditAction::CredentialsRotated => "Resource Config Rotated",
+            AuditAction::Cloud66Linked => "Cloud 66 Linked",
+            AuditAction::AccountCreated => "Account Created",
+            AuditAction::Cloud66LinkRefused
+            | AuditAction::Cloud66AlreadyLinked
+            | AuditAction::Cloud66LinkPending
+            | AuditAction::VendorDetailsFetched
+            | AuditAction::CloudmoreOrganizationRecorded
+            | AuditAction::ConfigPushed => return None,
+        })
+    }
+}
+
 impl AuditEvent {
     pub fn new(
         subject_kind: SubjectKind,

@@ -150,3 +150,59 @@ async fn a_new_account_is_published_and_internal_bookkeeping_is_not() {
         "no email in events"
     );
 }
+
+/// A stream record that never reached the sync (dead-lettered, say): the
+/// sweep publishes its audit item's event once it is old enough, once.
+#[tokio::test]
+async fn an_event_the_stream_never_published_is_published_by_the_sweep_once() {
+    // A table of its own: the sweep reads every unpublished audit item.
+    let store = isolated_store().await;
+    let sync = sync(&store).await;
+    let lifecycle = Lifecycle::new(
+        store.clone(),
+        DefaultProvisioner::new("https://resources.example", addon().config_vars),
+        addon(),
+    );
+    let request: ProvisionRequest =
+        serde_json::from_value(provision_body(&unique("events"), "basic")).unwrap();
+    let id = lifecycle.provision(request).await.unwrap().id;
+    // Not yet old enough: nothing.
+    assert_eq!(
+        sync.publish_unpublished(std::time::Duration::from_secs(600), None)
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(event_bridge().about(&id).is_empty());
+    // Old enough (an age of zero stands for ten minutes later).
+    assert_eq!(
+        sync.publish_unpublished(std::time::Duration::ZERO, None)
+            .await
+            .unwrap(),
+        1
+    );
+    let published = event_bridge().about(&id);
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0]["DetailType"], "Resource Provisioned");
+    // Out of the queue: a second sweep publishes nothing, nor does the
+    // stream record arriving late.
+    assert_eq!(
+        sync.publish_unpublished(std::time::Duration::ZERO, None)
+            .await
+            .unwrap(),
+        0
+    );
+    let late: Vec<Value> = tests::stream::records_in(store.table(), &format!("RESOURCE#{id}"))
+        .await
+        .into_iter()
+        .filter(|record| {
+            record["eventName"] == "INSERT"
+                && record["dynamodb"]["Keys"]["sk"]["S"]
+                    .as_str()
+                    .is_some_and(|sk| sk.starts_with("AUDIT#"))
+        })
+        .collect();
+    assert_eq!(late.len(), 1);
+    deliver(&sync, &late).await;
+    assert_eq!(event_bridge().about(&id).len(), 1);
+}

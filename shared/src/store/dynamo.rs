@@ -147,7 +147,14 @@ impl DynamoStore {
         };
         // The random suffix keeps two events of the same millisecond apart.
         let sort = format!("AUDIT#{}#{}", event.at, random_hex(4));
-        Self::entity_item(event, Self::key(partition, &sort), "audit")
+        let mut item = Self::entity_item(event, Self::key(partition, &sort), "audit")?;
+        // An event to publish waits in the sparse index until it is: the
+        // sweep publishes what the stream did not (a dead-lettered record).
+        if event.action.detail_type().is_some() {
+            item.insert("sync_queue".into(), AttributeValue::S(UNPUBLISHED_QUEUE.into()));
+            item.insert("sync_since".into(), AttributeValue::S(event.at.clone()));
+        }
+        Ok(item)
     }
 
     fn account_key(id: &str) -> Item {
@@ -1026,13 +1033,58 @@ impl SyncStore for DynamoStore {
         Ok(item.is_some_and(|item| item.contains_key(PUBLISHED_AT)))
     }
 
+    async fn unpublished_audits(&self, before: &str) -> Result<Vec<(AuditKey, AuditEvent)>, StoreError> {
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(TableKeys::SYNC_INDEX)
+                .key_condition_expression("sync_queue = :queue AND sync_since < :before")
+                .expression_attribute_values(":queue", AttributeValue::S(UNPUBLISHED_QUEUE.into()))
+                .expression_attribute_values(":before", AttributeValue::S(before.into()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|err| classify("Query", err))?;
+            for keys in page.items.unwrap_or_default() {
+                let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) =
+                    (keys.get(TableKeys::PARTITION), keys.get(TableKeys::SORT))
+                else {
+                    continue;
+                };
+                // The index is eventually consistent: read the item itself.
+                let Some(item) = self.get_item(Self::key(pk.clone(), sk)).await? else {
+                    continue;
+                };
+                if item.contains_key(PUBLISHED_AT) {
+                    continue;
+                }
+                let audit: AuditEvent = decode(item, "audit")?;
+                found.push((
+                    AuditKey {
+                        pk: pk.clone(),
+                        sk: sk.clone(),
+                    },
+                    audit,
+                ));
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(found);
+            }
+        }
+    }
+
     async fn mark_audit_published(&self, key: &AuditKey) -> Result<(), StoreError> {
         let marked = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::key(key.pk.clone(), &key.sk)))
-            .update_expression("SET #published = :at")
+            .update_expression("SET #published = :at REMOVE sync_queue, sync_since")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#published", PUBLISHED_AT)
             .expression_attribute_values(":at", AttributeValue::S(Timestamp::now().to_string()))
@@ -1050,6 +1102,8 @@ impl SyncStore for DynamoStore {
 
 /// The attribute that marks an audit item's lifecycle event as published.
 const PUBLISHED_AT: &str = "published_at";
+/// The `PendingSync` queue of audit items whose event is not yet published.
+const UNPUBLISHED_QUEUE: &str = "unpublished";
 
 impl DynamoStore {
     fn owner_key(owner_id: &str) -> Item {

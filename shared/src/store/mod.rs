@@ -305,7 +305,16 @@ pub trait SyncStore: ResourceWriter + AccountStore {
     /// event (a redelivered stream record publishes nothing again).
     fn audit_published(&self, key: &AuditKey) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
-    /// Notes on the audit item that its lifecycle event was published.
+    /// Audit items whose lifecycle event is still unpublished, written
+    /// before `before` (RFC 3339), oldest first (the sparse index's
+    /// `unpublished` queue).
+    fn unpublished_audits(
+        &self,
+        before: &str,
+    ) -> impl Future<Output = Result<Vec<(AuditKey, AuditEvent)>, StoreError>> + Send;
+
+    /// Notes on the audit item that its lifecycle event was published (and
+    /// takes it out of the `unpublished` queue).
     fn mark_audit_published(&self, key: &AuditKey) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 

@@ -155,8 +155,13 @@ impl<S: SyncStore> PlatformSync<S> {
             return Ok(serde_json::to_value(self.handle(event, deadline).await).unwrap_or_default());
         }
         match self.sweep(false, deadline).await {
-            Ok(report) => {
+            Ok(mut report) => {
+                // Events the stream did not publish (a dead-lettered record);
+                // the metrics go out whatever happens to them.
+                let published = self.publish_unpublished(UNPUBLISHED_AGE, deadline).await;
+                report.published = *published.as_ref().unwrap_or(&0);
                 report.emit_metrics();
+                published?;
                 Ok(serde_json::to_value(&report).unwrap_or_default())
             }
             Err(err) => {
@@ -313,18 +318,57 @@ impl<S: SyncStore> PlatformSync<S> {
             pk: key_part("pk")?,
             sk: key_part("sk")?,
         };
-        let Some(event) = lifecycle_event(&key, &audit) else {
-            return Ok(());
-        };
         if self.store.audit_published(&key).await? {
             return Ok(());
         }
+        self.publish_audit(events, &key, &audit).await
+    }
+
+    /// Publishes one audit item's event and marks the item published.
+    async fn publish_audit(
+        &self,
+        events: &EventPublisher,
+        key: &AuditKey,
+        audit: &AuditEvent,
+    ) -> Result<(), SyncError> {
+        let Some(event) = lifecycle_event(key, audit) else {
+            return Ok(());
+        };
         events.publish(&event).await?;
-        self.store.mark_audit_published(&key).await?;
+        self.store.mark_audit_published(key).await?;
         tracing::info!(detail_type = event.detail_type, subject_id = %audit.subject_id, "published a lifecycle event");
         Ok(())
     }
+
+    /// Publishes the events of audit items older than `age` whose stream
+    /// record never published them (it was dead-lettered, say), oldest
+    /// first, until `deadline`: the sweep's second half. How many it
+    /// published.
+    pub async fn publish_unpublished(
+        &self,
+        age: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<usize, SyncError> {
+        let Some(events) = &self.events else {
+            return Ok(0);
+        };
+        let age = chrono::Duration::from_std(age).unwrap_or(chrono::Duration::zero());
+        let before = Timestamp(chrono::Utc::now() - age).to_string();
+        let mut published = 0;
+        for (key, audit) in self.store.unpublished_audits(&before).await? {
+            if time_left(deadline).is_some_and(|left| left.is_zero()) {
+                break;
+            }
+            self.publish_audit(events, &key, &audit).await?;
+            published += 1;
+        }
+        Ok(published)
+    }
 }
+
+/// How old an unpublished audit item is before the sweep publishes it: the
+/// stream normally does within seconds, and its retries take minutes.
+pub const UNPUBLISHED_AGE: Duration = Duration::from_secs(10 * 60);
 
 /// What a sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -341,6 +385,8 @@ pub struct SweepReport {
     pub left: usize,
     /// The index of owed items could not be read at all.
     pub unreadable: bool,
+    /// Lifecycle events the stream had not published, published now.
+    pub published: usize,
 }
 
 impl SweepReport {
