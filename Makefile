@@ -32,6 +32,7 @@ lint-template: tools
 	$(TOOLS)/python scripts/check_policies.py infra/template.yaml shared/src/store/dynamo.rs
 	$(TOOLS)/python scripts/check_policies_test.py
 	$(TOOLS)/python scripts/check_aws_calls_test.py
+	$(TOOLS)/python scripts/template_test.py
 
 e2e: tools
 	bash scripts/stack.sh test bash scripts/e2e.sh

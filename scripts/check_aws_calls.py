@@ -38,22 +38,24 @@ NOT_EXERCISED = {
 }
 
 
+def allow_statements(function: dict) -> list:
+    """A function resource's Allow statements, in order (the same objects, not copies)."""
+    return [
+        statement
+        for policy in function["Properties"].get("Policies", [])
+        if isinstance(policy, dict)
+        for statement in policy.get("Statement", [])
+        if statement.get("Effect") == "Allow"
+    ]
+
+
 def functions(template: dict) -> dict:
     """binary name -> (resource name, [statement, …])"""
-    found = {}
-    for name, resource in template["Resources"].items():
-        if resource.get("Type") != "AWS::Serverless::Function":
-            continue
-        binary = resource["Metadata"]["BuildProperties"]["Binary"]
-        statements = [
-            statement
-            for policy in resource["Properties"].get("Policies", [])
-            if isinstance(policy, dict)
-            for statement in policy.get("Statement", [])
-            if statement.get("Effect") == "Allow"
-        ]
-        found[binary] = (name, statements)
-    return found
+    return {
+        resource["Metadata"]["BuildProperties"]["Binary"]: (name, allow_statements(resource))
+        for name, resource in template["Resources"].items()
+        if resource.get("Type") == "AWS::Serverless::Function"
+    }
 
 
 def resource_kind(resource) -> str:
@@ -151,15 +153,8 @@ def without(template: dict, binary: str, grant) -> dict:
             continue
         if resource["Metadata"]["BuildProperties"]["Binary"] != binary:
             continue
-        statements = [
-            statement
-            for policy in resource["Properties"].get("Policies", [])
-            if isinstance(policy, dict)
-            for statement in policy.get("Statement", [])
-            if statement.get("Effect") == "Allow"
-        ]
         index, action, _, pattern = grant
-        statement = statements[index]
+        statement = allow_statements(resource)[index]
         patterns = leading_keys(statement)
         if pattern is not None and len(as_list(patterns)) > 1:
             statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] = [

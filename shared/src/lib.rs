@@ -10,6 +10,7 @@ pub mod cloud66;
 pub mod cloudmore;
 pub mod config;
 pub mod dashboard;
+pub mod deadline;
 pub mod events;
 pub mod html;
 pub mod http;

@@ -152,6 +152,19 @@ pub(crate) mod test_server {
         Server { url, requests }
     }
 
+    /// A server that accepts connections and never answers.
+    pub(crate) async fn silent() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        url
+    }
+
     /// A redirect to `location` that re-sends the body (307).
     pub(crate) fn redirect_to(location: &str) -> Vec<u8> {
         format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")

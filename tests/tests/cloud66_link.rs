@@ -900,3 +900,22 @@ async fn a_link_opened_without_a_session_answers_the_same_whatever_the_uids_stat
         strip_token(fresh_page.replace(&fresh_uid, "UID"))
     );
 }
+
+#[tokio::test]
+async fn a_partner_that_redirects_gets_no_credentials_re_sent_and_links_nothing() {
+    let (uid, email) = (unique("redirect"), email_address());
+    let started = Instant::now();
+    let response = open_link(&uid, &email, CALLBACK).await;
+    // A redirect is no answer: retried until the time limit, then pending.
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(
+        !received(&uid).await.is_empty(),
+        "the POST reached the partner endpoint"
+    );
+    assert!(
+        received(&format!("stolen-{uid}")).await.is_empty(),
+        "nothing re-sent to where the redirect pointed"
+    );
+    assert_eq!(string(&link_item(&uid).await, "status"), "pending");
+}

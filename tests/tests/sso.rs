@@ -495,3 +495,25 @@ async fn the_panel_needs_a_valid_session_and_logout_ends_it() {
         "the session must be gone from the table"
     );
 }
+
+/// A Cloud 66 account's resource (made by a link) is not Clever Cloud's to
+/// sign in to, whatever the form's signature.
+#[tokio::test]
+async fn clever_cloud_sso_refuses_a_resource_of_another_platform() {
+    let email = format!("{}@example.com", unique("sso_other"));
+    let linked = cloud66_link_as(&unique("ok"), &email, "https://app.cloud66.com/back", &email).await;
+    assert_eq!(linked.status(), StatusCode::FOUND);
+    let client = dynamo_client().await;
+    let claim = partition(&client, &format!("EMAIL#{email}")).await;
+    let account = partition(&client, &format!("ACCOUNT#{}", string(&claim[0], "owner_id"))).await;
+    let account = account
+        .iter()
+        .find(|item| string(item, "sk") == "ACCOUNT")
+        .unwrap();
+    let resource_id = string_list(account, "resource_ids")[0].clone();
+    assert!(resource_id.starts_with(shared::cloud66::link::CLOUD66_RESOURCE_ID_PREFIX));
+    let response = post_sso(&current_form(&resource_id, &now().to_string())).await;
+    let (status, page) = page_text(response).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+    assert!(page.contains("does not exist"), "{page}");
+}

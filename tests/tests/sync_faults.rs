@@ -429,3 +429,27 @@ async fn a_hanging_clever_cloud_stops_the_sweep_before_the_deadline_and_it_says_
         .unwrap();
     assert_eq!(late.left, 2, "{late:?}");
 }
+
+#[tokio::test]
+async fn two_settles_of_one_account_at_once_create_one_organization() {
+    let world = world().await;
+    let email = format!("{}@example.com", unique("race"));
+    let account = world
+        .store
+        .find_or_create_account(&email, None, "cloud66")
+        .await
+        .unwrap();
+    // Slow enough that both settles are in flight together.
+    *world.cloudmore.list_delay.lock().unwrap() = Duration::from_millis(300);
+    let subject = SyncSubject::Account(account.id.clone());
+    let (a, b) = tokio::join!(world.sync.settle(&subject), world.sync.settle(&subject));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a == Settled::Done || b == Settled::Done, "{a:?} {b:?}");
+    // The loser, which met the claim, is settled by the next sweep.
+    world.sync.sweep(false, None).await.unwrap();
+    let stored = world.store.get_account(&account.id).await.unwrap().unwrap();
+    assert!(stored.cloudmore_organization_id.is_some());
+    assert!(!stored.sync.is_owed(), "{:?}", stored.sync);
+    assert_eq!(world.cloudmore.organizations_named(&email).len(), 1);
+    assert_eq!(*world.cloudmore.organization_posts.lock().unwrap(), 1);
+}

@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
         // Stop before Lambda's deadline, reporting what is left.
         let deadline = shared::sync::deadline_from(event.context.deadline, std::time::SystemTime::now());
         let sync = &sync;
-        async move { Ok::<_, Error>(sync.invoke(event.payload, Some(deadline)).await?) }
+        async move { Ok::<_, Error>(sync.invoke(event.payload, deadline).await?) }
     }))
     .await
 }

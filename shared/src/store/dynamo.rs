@@ -905,6 +905,39 @@ impl SyncStore for DynamoStore {
         }
     }
 
+    async fn claim_account_organization(&self, account_id: &str, now: i64) -> Result<OwnerClaim, StoreError> {
+        let claimed = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::account_key(account_id)))
+            .update_expression("SET cloudmore_claimed_at = :now")
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(cloudmore_organization_id) \
+                 AND (attribute_not_exists(cloudmore_claimed_at) OR cloudmore_claimed_at < :abandoned)",
+            )
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(
+                ":abandoned",
+                AttributeValue::N((now - OWNER_CLAIM_SECONDS).to_string()),
+            )
+            .send()
+            .await;
+        match claimed {
+            Ok(_) => Ok(OwnerClaim::Claimed),
+            Err(SdkError::ServiceError(err)) if err.err().is_conditional_check_failed_exception() => {
+                Ok(match self.get_account(account_id).await? {
+                    Some(Account {
+                        cloudmore_organization_id: Some(organization),
+                        ..
+                    }) => OwnerClaim::Recorded(organization),
+                    _ => OwnerClaim::Busy,
+                })
+            }
+            Err(err) => Err(classify("UpdateItem", err)),
+        }
+    }
+
     async fn mark_sync(
         &self,
         subject: &SyncSubject,
@@ -959,42 +992,25 @@ impl SyncStore for DynamoStore {
             SyncQueue::Failed => "failed",
         };
         let mut subjects = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(TableKeys::SYNC_INDEX)
-                .key_condition_expression("sync_queue = :queue")
-                .expression_attribute_values(":queue", AttributeValue::S(queue.into()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|err| classify("Query", err))?;
-            for item in page.items.unwrap_or_default() {
-                let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(since))) =
-                    (item.get(TableKeys::PARTITION), item.get("sync_since"))
-                else {
-                    continue;
-                };
-                let subject = if let Some(id) = pk.strip_prefix("RESOURCE#") {
-                    SyncSubject::Resource(id.to_string())
-                } else if let Some(id) = pk.strip_prefix("ACCOUNT#") {
-                    SyncSubject::Account(id.to_string())
-                } else {
-                    continue;
-                };
-                subjects.push(Owed {
-                    subject,
-                    since: since.clone(),
-                });
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(subjects);
-            }
+        for item in self.queued(queue, None).await? {
+            let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(since))) =
+                (item.get(TableKeys::PARTITION), item.get("sync_since"))
+            else {
+                continue;
+            };
+            let subject = if let Some(id) = pk.strip_prefix("RESOURCE#") {
+                SyncSubject::Resource(id.to_string())
+            } else if let Some(id) = pk.strip_prefix("ACCOUNT#") {
+                SyncSubject::Account(id.to_string())
+            } else {
+                continue;
+            };
+            subjects.push(Owed {
+                subject,
+                since: since.clone(),
+            });
         }
+        Ok(subjects)
     }
 
     async fn all_resources(&self) -> Result<ResourceScan, StoreError> {
@@ -1035,47 +1051,29 @@ impl SyncStore for DynamoStore {
 
     async fn unpublished_audits(&self, before: &str) -> Result<Vec<(AuditKey, AuditEvent)>, StoreError> {
         let mut found = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(TableKeys::SYNC_INDEX)
-                .key_condition_expression("sync_queue = :queue AND sync_since < :before")
-                .expression_attribute_values(":queue", AttributeValue::S(UNPUBLISHED_QUEUE.into()))
-                .expression_attribute_values(":before", AttributeValue::S(before.into()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|err| classify("Query", err))?;
-            for keys in page.items.unwrap_or_default() {
-                let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) =
-                    (keys.get(TableKeys::PARTITION), keys.get(TableKeys::SORT))
-                else {
-                    continue;
-                };
-                // The index is eventually consistent: read the item itself.
-                let Some(item) = self.get_item(Self::key(pk.clone(), sk)).await? else {
-                    continue;
-                };
-                if item.contains_key(PUBLISHED_AT) {
-                    continue;
-                }
-                let audit: AuditEvent = decode(item, "audit")?;
-                found.push((
-                    AuditKey {
-                        pk: pk.clone(),
-                        sk: sk.clone(),
-                    },
-                    audit,
-                ));
+        for keys in self.queued(UNPUBLISHED_QUEUE, Some(before)).await? {
+            let (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) =
+                (keys.get(TableKeys::PARTITION), keys.get(TableKeys::SORT))
+            else {
+                continue;
+            };
+            // The index is eventually consistent: read the item itself.
+            let Some(item) = self.get_item(Self::key(pk.clone(), sk)).await? else {
+                continue;
+            };
+            if item.contains_key(PUBLISHED_AT) {
+                continue;
             }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(found);
-            }
+            let audit: AuditEvent = decode(item, "audit")?;
+            found.push((
+                AuditKey {
+                    pk: pk.clone(),
+                    sk: sk.clone(),
+                },
+                audit,
+            ));
         }
+        Ok(found)
     }
 
     async fn mark_audit_published(&self, key: &AuditKey) -> Result<(), StoreError> {
@@ -1104,6 +1102,40 @@ impl SyncStore for DynamoStore {
 const PUBLISHED_AT: &str = "published_at";
 /// The `PendingSync` queue of audit items whose event is not yet published.
 const UNPUBLISHED_QUEUE: &str = "unpublished";
+
+impl DynamoStore {
+    /// Every key in one queue of the sparse `PendingSync` index, oldest
+    /// first, owed since before `before` (RFC 3339) if given.
+    async fn queued(&self, queue: &str, before: Option<&str>) -> Result<Vec<Item>, StoreError> {
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(TableKeys::SYNC_INDEX)
+                .key_condition_expression(match before {
+                    Some(_) => "sync_queue = :queue AND sync_since < :before",
+                    None => "sync_queue = :queue",
+                })
+                .expression_attribute_values(":queue", AttributeValue::S(queue.into()));
+            if let Some(before) = before {
+                query = query.expression_attribute_values(":before", AttributeValue::S(before.into()));
+            }
+            let page = query
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|err| classify("Query", err))?;
+            keys.extend(page.items.unwrap_or_default());
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(keys);
+            }
+        }
+    }
+}
 
 impl DynamoStore {
     fn owner_key(owner_id: &str) -> Item {

@@ -283,6 +283,16 @@ pub trait SyncStore: ResourceWriter + AccountStore {
         now: i64,
     ) -> impl Future<Output = Result<OwnerClaim, StoreError>> + Send;
 
+    /// The same claim for a Cloud 66 account's organisation, held on the
+    /// account item itself (`cloudmore_claimed_at`, bookkeeping: the
+    /// version does not move): two settles of one account at once create
+    /// one organisation.
+    fn claim_account_organization(
+        &self,
+        account_id: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<OwnerClaim, StoreError>> + Send;
+
     /// Replaces what an item is owed (its sync attributes only), on
     /// condition that it is still at `expected_version`: a change made since
     /// (a rotation that owes a new push, say) is never cleared. The version

@@ -24,6 +24,7 @@ pub use settle::{Settled, PROVISIONING_GRACE_SECONDS};
 use crate::clevercloud::vendor::{VendorAppSummary, VendorClient, VendorError};
 use crate::cloudmore::{CloudmoreClient, CloudmoreConfig};
 use crate::config::{self, CleverCloudConfig, ConfigError};
+use crate::deadline::time_left;
 use crate::events::{lifecycle_event, EventPublisher, PublishError};
 use crate::model::{
     Account, AuditAction, AuditEvent, Platform, Resource, ResourceStatus, SubjectKind, SyncQueue, Timestamp,
@@ -437,21 +438,15 @@ fn batch_item_failure(record: &EventRecord) -> DynamoDbBatchItemFailure {
     failure
 }
 
-/// What is left until `deadline` (zero once it has passed); `None` without one.
-fn time_left(deadline: Option<Instant>) -> Option<Duration> {
-    deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()))
-}
-
 /// How long before the invocation's own deadline the sync stops, to answer
 /// (and report what is left) before Lambda ends it.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
 
 /// The invocation's deadline (`deadline_ms`, Unix milliseconds, as Lambda
-/// gives it), less [`DEADLINE_MARGIN`], on this process's clock.
-pub fn deadline_from(deadline_ms: u64, now: std::time::SystemTime) -> Instant {
-    let deadline = std::time::UNIX_EPOCH + Duration::from_millis(deadline_ms);
-    let left = deadline.duration_since(now).unwrap_or_default();
-    Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
+/// gives it), less [`DEADLINE_MARGIN`], on this process's clock (`None`
+/// where it is not a time: see [`crate::deadline::from_lambda`]).
+pub fn deadline_from(deadline_ms: u64, now: std::time::SystemTime) -> Option<Instant> {
+    crate::deadline::from_lambda(deadline_ms, now, DEADLINE_MARGIN)
 }
 
 /// The CloudWatch namespace of the sweep's metrics (the template's alarms use it).
@@ -584,18 +579,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_deadline_is_the_invocations_less_the_margin() {
+    fn the_sync_stops_three_seconds_before_lambdas_deadline() {
         let now = std::time::SystemTime::now();
         let in_ten_seconds = now.duration_since(std::time::UNIX_EPOCH).unwrap() + Duration::from_secs(10);
-        let deadline = deadline_from(in_ten_seconds.as_millis() as u64, now);
+        let deadline = deadline_from(in_ten_seconds.as_millis() as u64, now).unwrap();
         let left = deadline.saturating_duration_since(Instant::now());
         assert!(
             left <= Duration::from_secs(7) && left > Duration::from_millis(6_900),
             "{left:?}"
         );
-        let past = deadline_from(0, now);
-        assert!(past <= Instant::now(), "a passed deadline leaves nothing");
-        assert_eq!(time_left(None), None);
     }
 
     #[test]

@@ -308,12 +308,21 @@ impl<S: SyncStore> PlatformSync<S> {
         if let Some(settled) = not_now(&account.sync, &now, now_whatever) {
             return Ok(Some(settled));
         }
+        // Claimed before Cloudmore is asked, as an owner's is: a concurrent
+        // settle of the same account waits for this one's answer.
         let organization = match (&self.cloudmore, &account.cloudmore_organization_id) {
-            (Some(cloudmore), None) => Some(
-                cloudmore
-                    .find_or_create_organization(&account.email, Some(&account.email))
-                    .await,
-            ),
+            (Some(cloudmore), None) => match self.store.claim_account_organization(id, now.unix()).await? {
+                OwnerClaim::Claimed => Some(
+                    cloudmore
+                        .find_or_create_organization(&account.email, Some(&account.email))
+                        .await,
+                ),
+                // Recorded since it was read: read it again.
+                OwnerClaim::Recorded(_) => return Ok(None),
+                OwnerClaim::Busy => Some(Err(CloudmoreError::Unavailable(
+                    "the organisation is being created for this account by another delivery".into(),
+                ))),
+            },
             _ => None,
         };
         match organization {

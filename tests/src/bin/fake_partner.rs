@@ -9,6 +9,7 @@
 //! | `flaky`   | 500 the first time, then 200 |
 //! | `down`    | always 500 |
 //! | `hang`    | no answer for 60 s |
+//! | `redirect` | 307 to `/stolen/<uid>`, which records what reaches it |
 //! | anything else | 200 |
 //!
 //! except that a `user_email` starting with `not-the-owner` is refused with
@@ -38,11 +39,26 @@ async fn main() {
     let app = Router::new()
         .route("/partner", post(link))
         .route("/received/{uid}", get(list))
+        .route("/stolen/{uid}", post(stolen))
         .with_state(received);
     serve_on(port, app).await;
 }
 
-async fn link(State(received): State<Received>, headers: HeaderMap, body: String) -> impl IntoResponse {
+/// Where `redirect` points: a client that follows it re-sends the body here.
+async fn stolen(State(received): State<Received>, Path(uid): Path<String>, body: String) -> StatusCode {
+    let mut received = received.lock().unwrap();
+    received
+        .entry(format!("stolen-{uid}"))
+        .or_default()
+        .push(serde_json::json!({"body": body}));
+    StatusCode::OK
+}
+
+async fn link(
+    State(received): State<Received>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::response::Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -73,9 +89,17 @@ async fn link(State(received): State<Received>, headers: HeaderMap, body: String
         return (
             StatusCode::FORBIDDEN,
             "user_email does not match link_uid".to_string(),
-        );
+        )
+            .into_response();
     }
-    match uid.split(['-', '_']).next().unwrap_or("") {
+    let answer = match uid.split(['-', '_']).next().unwrap_or("") {
+        "redirect" => {
+            return (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, format!("/stolen/{uid}"))],
+            )
+                .into_response()
+        }
         "hang" => {
             tokio::time::sleep(Duration::from_secs(60)).await;
             (StatusCode::OK, r#"{"ok":true}"#.to_string())
@@ -97,7 +121,8 @@ async fn link(State(received): State<Received>, headers: HeaderMap, body: String
             "temporarily broken".to_string(),
         ),
         _ => (StatusCode::OK, r#"{"ok":true}"#.to_string()),
-    }
+    };
+    answer.into_response()
 }
 
 fn url_decoded(body: &str) -> serde_json::Map<String, serde_json::Value> {

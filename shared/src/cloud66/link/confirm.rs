@@ -282,6 +282,7 @@ mod tests {
         assert_eq!(form.callback.as_deref(), Some("https://x"));
         assert_eq!(form.token.as_deref(), Some("ab"));
         assert_eq!(ConfirmForm::parse(b"uid=u1&uid=u2"), None);
+        assert_eq!(MAX_FORM_BYTES, 8192, "the written limit");
         assert!(ConfirmForm::parse(&vec![b'a'; MAX_FORM_BYTES]).is_some());
         assert_eq!(ConfirmForm::parse(&vec![b'a'; MAX_FORM_BYTES + 1]), None);
     }

@@ -138,6 +138,10 @@ impl Cloud66LinkApi<DynamoStore, VendorProvisioner> {
     }
 }
 
+/// How long before Lambda's deadline the link stops waiting for Cloud 66,
+/// to record its answer (or its silence) and reply in time.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
+
 /// The `cloud66-link` function's routes.
 pub async fn route<S: LinkStore + ResourceReader + SessionStore, P: Provisioner>(
     api: &Cloud66LinkApi<S, P>,
@@ -229,7 +233,16 @@ async fn confirmed<S: LinkStore + ResourceReader + SessionStore, P: Provisioner>
             Err(err) => return respond(&link_request, Err(err.into())),
         }
     }
-    respond(&link_request, run(api, &link_request).await)
+    // Cloud 66's answer must come (and be recorded) before Lambda's deadline.
+    let deadline = request.lambda_context_ref().and_then(|context| {
+        crate::deadline::from_lambda(context.deadline, std::time::SystemTime::now(), DEADLINE_MARGIN)
+    });
+    tracing::info!(
+        uid = %link_request.uid,
+        budget_ms = crate::deadline::time_left(deadline).map(|left| left.as_millis() as u64),
+        "link confirmed; linking"
+    );
+    respond(&link_request, run(api, &link_request, deadline).await)
 }
 
 /// The browser's session id, if it holds a Cloud 66 session for `email`.
@@ -371,11 +384,14 @@ fn respond(link_request: &LinkRequest, outcome: Result<Outcome, LinkError>) -> R
 async fn run<S: LinkStore + ResourceReader, P: Provisioner>(
     api: &Cloud66LinkApi<S, P>,
     request: &LinkRequest,
+    deadline: Option<std::time::Instant>,
 ) -> Result<Outcome, LinkError> {
     match api.verification {
-        Verification::CloudSignIn => verified::run(&api.store, &api.provisioner, &api.partner, request).await,
+        Verification::CloudSignIn => {
+            verified::run(&api.store, &api.provisioner, &api.partner, request, deadline).await
+        }
         Verification::Unverified => {
-            unverified::run(&api.store, &api.provisioner, &api.partner, request).await
+            unverified::run(&api.store, &api.provisioner, &api.partner, request, deadline).await
         }
     }
 }

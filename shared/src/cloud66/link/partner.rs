@@ -51,14 +51,21 @@ impl PartnerClient {
 
     /// POSTs `link_uid`, `user_email` and the partner's fields (`config`),
     /// retrying network errors and 5xx with backoff until `time_limit` has
-    /// passed in all.
-    pub async fn post_link(&self, uid: &str, email: &str, config: &ConfigMap) -> PartnerAnswer {
+    /// passed in all, or `deadline` (the invocation's, less a margin) came,
+    /// whichever is first.
+    pub async fn post_link(
+        &self,
+        uid: &str,
+        email: &str,
+        config: &ConfigMap,
+        deadline: Option<Instant>,
+    ) -> PartnerAnswer {
         let mut fields = vec![
             ("link_uid".to_string(), uid.to_string()),
             ("user_email".to_string(), email.to_string()),
         ];
         fields.extend(config.0.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let deadline = Instant::now() + self.time_limit;
+        let deadline = crate::deadline::within(self.time_limit, deadline);
         let mut delay = FIRST_RETRY_DELAY;
         let mut last_failure = "no attempt was made".to_string();
         loop {
@@ -148,6 +155,26 @@ mod tests {
     use crate::outbound::test_server;
 
     #[tokio::test]
+    async fn the_invocations_deadline_cuts_the_time_limit_short() {
+        let client = PartnerClient::new(
+            format!("{}/partner", test_server::silent().await),
+            PayloadFormat::Json,
+            Duration::from_secs(20),
+        );
+        let started = Instant::now();
+        let deadline = Some(started + Duration::from_millis(300));
+        let answer = client
+            .post_link("uid_1", "a@example.com", &ConfigMap::default(), deadline)
+            .await;
+        assert!(matches!(answer, PartnerAnswer::NoAnswer(_)), "{answer:?}");
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "gave up {took:?} after a 300 ms deadline"
+        );
+    }
+
+    #[tokio::test]
     async fn a_redirect_is_no_answer_and_nothing_is_sent_where_it_points() {
         let elsewhere = test_server::serve(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()).await;
         let partner =
@@ -161,7 +188,7 @@ mod tests {
             "A_TOKEN".into(),
             "secret".into(),
         )]));
-        let answer = client.post_link("uid_1", "a@example.com", &config).await;
+        let answer = client.post_link("uid_1", "a@example.com", &config, None).await;
         let PartnerAnswer::NoAnswer(reason) = answer else {
             panic!("a redirect must be no answer, not {answer:?}")
         };

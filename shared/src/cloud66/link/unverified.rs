@@ -36,6 +36,7 @@ pub(super) async fn run<S: LinkStore + ResourceReader, P: Provisioner>(
     provisioner: &P,
     partner: &PartnerClient,
     request: &LinkRequest,
+    deadline: Option<std::time::Instant>,
 ) -> Result<Outcome, LinkError> {
     let Sending {
         resource,
@@ -46,7 +47,7 @@ pub(super) async fn run<S: LinkStore + ResourceReader, P: Provisioner>(
         Started::Sending(sending) => *sending,
     };
     let answer = partner
-        .post_link(&request.uid, &request.email, &resource.config)
+        .post_link(&request.uid, &request.email, &resource.config, deadline)
         .await;
     tracing::info!(uid = %request.uid, resource_id = %resource.id, answer = ?answer, "Cloud 66 answered an unverified link");
     record(store, request, &resource, attempt, stored, Recorded::of(answer)).await

@@ -16,6 +16,7 @@ pub(super) async fn run<S: LinkStore + ResourceReader, P: Provisioner>(
     provisioner: &P,
     partner: &PartnerClient,
     request: &LinkRequest,
+    deadline: Option<std::time::Instant>,
 ) -> Result<Outcome, LinkError> {
     let existing = store.get_link(&request.uid).await?;
     if let Some(outcome) = existing.as_ref().and_then(|link| settled(link, request)) {
@@ -24,7 +25,7 @@ pub(super) async fn run<S: LinkStore + ResourceReader, P: Provisioner>(
     let account = store.find_or_create_account(&request.email, None, ACTOR).await?;
     let resource = account_resource(store, provisioner, &account).await?;
     let answer = partner
-        .post_link(&request.uid, &request.email, &resource.config)
+        .post_link(&request.uid, &request.email, &resource.config, deadline)
         .await;
     tracing::info!(uid = %request.uid, account_id = %account.id, answer = ?answer, "Cloud 66 answered the link");
     record(store, request, &account, existing, Recorded::of(answer)).await
