@@ -55,6 +55,18 @@ impl SecretSource {
         }))
     }
 
+    /// The source `SECRETS_ARN` names, if any, and the values to start
+    /// with: the secret's, read now, or (without a secret) none, so plain
+    /// variables serve.
+    pub async fn load(aws: &aws_config::SdkConfig) -> Result<(Option<Self>, Environment), ConfigError> {
+        let source = Self::from_lookup(&config::process_env, aws)?;
+        let environment = match &source {
+            Some(source) => source.read().await?,
+            None => Environment::default(),
+        };
+        Ok((source, environment))
+    }
+
     /// The secret's values now.
     pub async fn read(&self) -> Result<Environment, ConfigError> {
         Environment::read_secret(&self.client, &self.arn).await

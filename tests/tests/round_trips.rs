@@ -106,11 +106,7 @@ async fn a_clever_cloud_sign_in_reads_the_resource_and_opens_the_session_and_the
             ("signature", &signature),
         ])
         .finish();
-    let api = SignInApi {
-        sessions: Sessions::new(store.clone(), 3600),
-        clevercloud: sso,
-        cloud66: None,
-    };
+    let api = SignInApi::new(Sessions::new(store.clone(), 3600), sso, None);
     let login = lambda_http::http::Request::builder()
         .method("POST")
         .uri("/clevercloud/sso/login")

@@ -1,4 +1,4 @@
-//! Revocation without a redeploy: the functions re-read their secret at most
+//! Revocation without a redeploy: the lifecycle and sign-in functions re-read their secret at most
 //! every `SECRETS_TTL_SECONDS` (scripts/stack.sh sets it low for `make test`),
 //! so a previous password removed from the secret stops working within that
 //! time in the warm instances `cargo lambda watch` keeps, and one put back
@@ -8,6 +8,9 @@
 use aws_sdk_secretsmanager::Client;
 use std::time::{Duration, Instant};
 use tests::*;
+
+/// The tests here change the stack's one secret: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn secrets() -> Client {
     Client::new(&shared::config::aws_sdk_config("tests").await)
@@ -47,26 +50,74 @@ async fn provision_with(market: &Marketplace, password: &str) -> u16 {
         .as_u16()
 }
 
-/// Polls until `password` gets `expected`, for at most the TTL and a margin;
-/// the seconds it took.
-async fn until(market: &Marketplace, password: &str, expected: u16) -> f64 {
+/// Polls `attempt` until it answers `expected`, for at most the TTL and a
+/// margin; the seconds it took.
+async fn until<F, Fut, T>(attempt: F, expected: T) -> f64
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = T>,
+    T: PartialEq + std::fmt::Debug,
+{
     let ttl: u64 = stack_var("SECRETS_TTL_SECONDS").parse().unwrap();
     let started = Instant::now();
     loop {
-        let status = provision_with(market, password).await;
-        if status == expected {
+        let answer = attempt().await;
+        if answer == expected {
             return started.elapsed().as_secs_f64();
         }
         assert!(
             started.elapsed() < Duration::from_secs(ttl + 5),
-            "still {status}, not {expected}, {ttl} s after the secret changed"
+            "still {answer:?}, not {expected:?}, {ttl} s after the secret changed"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
+/// Waits one TTL more: `cargo lambda watch` keeps several warm instances,
+/// and one that read the secret while it was changed holds that until its
+/// own TTL passes; the tests that follow see the stack's own secret.
+async fn every_instance_reads_again() {
+    let ttl: u64 = stack_var("SECRETS_TTL_SECONDS").parse().unwrap();
+    tokio::time::sleep(Duration::from_secs(ttl + 1)).await;
+}
+
+/// A Clever Cloud SSO form for `id` signed with `salt` (a user id of its
+/// own, so no two forms are one spent token): 303, or the refusal's reason.
+async fn sign_in_with(salt: &str, id: &str) -> Result<u16, String> {
+    let sso = shared::clevercloud::sso::CleverCloudSso::new(shared::secret::Secret::new(salt), 300);
+    let (user_id, timestamp) = (unique("user"), chrono::Utc::now().timestamp().to_string());
+    let signature = sso.signature(id, &user_id, "jane@example.com", "", &timestamp);
+    let response = browser()
+        .post(format!("{}/clevercloud/sso/login", base_url()))
+        .form(&[
+            ("id", id),
+            ("timestamp", &timestamp),
+            ("nav-data", ""),
+            ("email", "jane@example.com"),
+            ("user_id", &user_id),
+            ("signature", &signature),
+        ])
+        .send()
+        .await
+        .expect("the stack answers");
+    match response.status().as_u16() {
+        303 => Ok(303),
+        status
+            if response
+                .text()
+                .await
+                .unwrap_or_default()
+                .contains("not issued by the platform") =>
+        {
+            Err(format!("{status} bad signature"))
+        }
+        status => Err(format!("{status} for another reason")),
+    }
+}
+
 #[tokio::test]
 async fn a_previous_password_removed_from_the_secret_stops_working_within_the_ttl() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let market = Marketplace::from_env();
     let client = secrets().await;
     let original = secret_values(&client).await;
@@ -76,7 +127,7 @@ async fn a_previous_password_removed_from_the_secret_stops_working_within_the_tt
     let mut revoked = original.clone();
     revoked.remove("ADDON_PASSWORD_PREVIOUS");
     put_secret(&client, &revoked).await;
-    let took = until(&market, &previous, 401).await;
+    let took = until(|| provision_with(&market, &previous), 401).await;
     eprintln!("the previous password was refused {took:.1} s after it left the secret");
     assert_eq!(
         provision_with(&market, &market.password).await,
@@ -85,5 +136,43 @@ async fn a_previous_password_removed_from_the_secret_stops_working_within_the_tt
     );
 
     put_secret(&client, &original).await;
-    until(&market, &previous, 200).await;
+    until(|| provision_with(&market, &previous), 200).await;
+    every_instance_reads_again().await;
+}
+
+#[tokio::test]
+async fn a_replaced_sso_salt_stops_verifying_within_the_ttl() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let market = Marketplace::from_env();
+    let client = secrets().await;
+    let original = secret_values(&client).await;
+    let old_salt = original["ADDON_SSO_SALT"].as_str().unwrap().to_string();
+    let new_salt = format!("{old_salt}-rotated");
+    let (status, answer) = json(
+        market
+            .provision(provision_body(&unique("addon_salt"), "basic"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["id"].as_str().unwrap().to_string();
+    assert_eq!(sign_in_with(&old_salt, &id).await, Ok(303), "the salt in use");
+
+    let mut replaced = original.clone();
+    replaced.insert("ADDON_SSO_SALT".into(), new_salt.clone().into());
+    put_secret(&client, &replaced).await;
+    until(
+        || sign_in_with(&old_salt, &id),
+        Err("403 bad signature".to_string()),
+    )
+    .await;
+    assert_eq!(
+        sign_in_with(&new_salt, &id).await,
+        Ok(303),
+        "the new salt verifies"
+    );
+
+    put_secret(&client, &original).await;
+    until(|| sign_in_with(&old_salt, &id), Ok(303)).await;
+    every_instance_reads_again().await;
 }

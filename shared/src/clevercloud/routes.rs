@@ -42,11 +42,7 @@ impl CleverCloudApi<DynamoStore, VendorProvisioner> {
     /// calls [`CleverCloudApi::new`] with it instead.
     pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
         let aws = config::aws_sdk_config(function).await;
-        let source = SecretSource::from_lookup(&config::process_env, &aws)?;
-        let environment = match &source {
-            Some(source) => source.read().await?,
-            None => config::Environment::default(),
-        };
+        let (source, environment) = SecretSource::load(&aws).await?;
         let lookup = environment.lookup();
         let addon = CleverCloudConfig::from_lookup(&lookup)?;
         let table = config::required(&lookup, "TABLE_NAME")?;
