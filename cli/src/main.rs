@@ -100,10 +100,18 @@ async fn store() -> Result<DynamoStore, String> {
     ))
 }
 
-async fn rotate(resource_id: &str) -> Result<serde_json::Value, String> {
-    let environment = config::Environment::load("provider")
+/// The deployment's configuration with its secret's values (`SECRETS_ARN`),
+/// as the functions read it at cold start.
+async fn secret_environment() -> Result<config::Environment, String> {
+    let aws = config::aws_sdk_config("provider").await;
+    let (_, environment) = shared::refresh::SecretSource::load(&aws)
         .await
         .map_err(|err| err.to_string())?;
+    Ok(environment)
+}
+
+async fn rotate(resource_id: &str) -> Result<serde_json::Value, String> {
+    let environment = secret_environment().await?;
     let lookup = environment.lookup();
     let addon_id = config::required(&lookup, "ADDON_ID").map_err(|err| err.to_string())?;
     let provisioner = VendorProvisioner::from_lookup(&lookup, &addon_id).map_err(|err| err.to_string())?;
@@ -114,9 +122,7 @@ async fn rotate(resource_id: &str) -> Result<serde_json::Value, String> {
 }
 
 async fn reconcile() -> Result<serde_json::Value, String> {
-    let environment = config::Environment::load("provider")
-        .await
-        .map_err(|err| err.to_string())?;
+    let environment = secret_environment().await?;
     let lookup = environment.lookup();
     let addon = CleverCloudConfig::from_lookup(&lookup).map_err(|err| err.to_string())?;
     let vendor = VendorClient::from_lookup(&lookup, &addon).map_err(|err| err.to_string())?;

@@ -88,21 +88,8 @@ pub async fn aws_sdk_config(caller: &str) -> aws_config::SdkConfig {
 }
 
 impl Environment {
-    /// [`Environment::load_with`] on a configuration of its own.
-    pub async fn load(caller: &str) -> Result<Self, ConfigError> {
-        Self::load_with(&aws_sdk_config(caller).await).await
-    }
-
-    /// Reads the secret named by `SECRETS_ARN`, if set, with a client built
-    /// from `aws`.
-    pub async fn load_with(aws: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
-        let Some(arn) = optional(&process_env, "SECRETS_ARN") else {
-            return Ok(Self::default());
-        };
-        Self::read_secret(&aws_sdk_secretsmanager::Client::new(aws), &arn).await
-    }
-
-    /// The secret `arn`'s values, read with `client`.
+    /// The secret `arn`'s values, read with `client` (`SECRETS_ARN` is
+    /// resolved, and re-read on its TTL, by `crate::refresh::SecretSource`).
     pub async fn read_secret(
         client: &aws_sdk_secretsmanager::Client,
         arn: &str,

@@ -30,6 +30,7 @@ use crate::model::{
     Account, AuditAction, AuditEvent, Platform, Resource, ResourceStatus, SubjectKind, SyncQueue, Timestamp,
 };
 use crate::provisioner::{Provisioner, ProvisionerError, VendorProvisioner};
+use crate::refresh::SecretSource;
 use crate::store::{change_resource, AuditKey, Change, DynamoStore, StoreError, SyncStore, SyncSubject};
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
@@ -80,7 +81,9 @@ impl PlatformSync<DynamoStore> {
     /// optional `CLOUDMORE_*` variables and `EVENT_BUS_NAME`.
     pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
         let aws = config::aws_sdk_config(function).await;
-        let environment = config::Environment::load_with(&aws).await?;
+        // Read once: this function keeps what it builds from it until its
+        // next cold start.
+        let (_, environment) = SecretSource::load(&aws).await?;
         let lookup = environment.lookup();
         let addon = CleverCloudConfig::from_lookup(&lookup)?;
         let vendor = VendorClient::from_lookup(&lookup, &addon)?;

@@ -31,6 +31,7 @@ use crate::config::{self, ConfigError};
 use crate::html::{self, page, redirect};
 use crate::model::Platform;
 use crate::provisioner::{Provisioner, ProvisionerError, VendorProvisioner};
+use crate::refresh::SecretSource;
 use crate::secret::random_hex;
 use crate::signin;
 use crate::store::{DynamoStore, LinkStore, ResourceReader, SessionStore, StoreError};
@@ -87,7 +88,9 @@ impl Cloud66LinkApi<DynamoStore, VendorProvisioner> {
     /// provisioner's variables (`ADDON_ID`, `ADDON_CONFIG_VARS`, `RESOURCE_BASE_URL`).
     pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
         let aws = config::aws_sdk_config(function).await;
-        let environment = config::Environment::load_with(&aws).await?;
+        // Read once: this function keeps what it builds from it until its
+        // next cold start.
+        let (_, environment) = SecretSource::load(&aws).await?;
         let lookup = environment.lookup();
         let endpoint = config::outbound_base_url(
             "CLOUD66_PARTNER_ENDPOINT",
