@@ -23,7 +23,7 @@ import cfn_template
 
 WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 # Reached by anyone on the internet with no shared secret checked first.
-UNAUTHENTICATED = {"sso-login", "dashboard", "cloud66-link"}
+UNAUTHENTICATED = {"sso-login", "dashboard", "cloud66-link", "oidc"}
 NEVER_WRITTEN_BY_UNAUTHENTICATED = {"RESOURCE", "CLEVERCLOUD_ADDON"}
 # The narrowed patterns an internet-facing function may write under those
 # prefixes: Cloud 66's resources (shared::cloud66::link::CLOUD66_RESOURCE_ID_PREFIX).

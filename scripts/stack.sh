@@ -30,12 +30,14 @@ case "$MODE" in
     DYNAMODB_PORT="${DYNAMODB_PORT:-8000}"
     PARTNER_PORT="${PARTNER_PORT:-9001}"
     VENDOR_PORT="${VENDOR_PORT:-9002}"
+    APP_PORT="${APP_PORT:-9003}"
     ports=("$PORT" "$DYNAMODB_PORT")
     [[ -z "${CLOUD66_PARTNER_ENDPOINT:-}" ]] && ports+=("$PARTNER_PORT")
     [[ -z "${PROVISIONER_URL:-}" ]] && ports+=("$VENDOR_PORT")
+    [[ -z "${OIDC_CLIENTS:-}" ]] && ports+=("$APP_PORT")
     for port in "${ports[@]}"; do
       if port_in_use "$port"; then
-        echo "stack: port $port is already in use; set PORT / DYNAMODB_PORT / PARTNER_PORT / VENDOR_PORT to free ones" >&2
+        echo "stack: port $port is already in use; set PORT / DYNAMODB_PORT / PARTNER_PORT / VENDOR_PORT / APP_PORT to free ones" >&2
         exit 1
       fi
     done
@@ -46,6 +48,7 @@ case "$MODE" in
     DYNAMODB_PORT="$(free_port)"
     PARTNER_PORT="$(free_port)"
     VENDOR_PORT="$(free_port)"
+    APP_PORT="$(free_port)"
     SECRETS_PORT="$(free_port)"
     ;;
   *)
@@ -79,6 +82,27 @@ export CLOUD66_CALLBACK_HOSTS="${CLOUD66_CALLBACK_HOSTS:-app.cloud66.com}"
 export CLOUD66_PARTNER_FORMAT="${CLOUD66_PARTNER_FORMAT:-json}"
 export CLOUD66_PARTNER_TIME_LIMIT_SECONDS="${CLOUD66_PARTNER_TIME_LIMIT_SECONDS:-3}"
 export RESOURCE_BASE_URL="${RESOURCE_BASE_URL:-http://localhost:$PORT/resources}"
+# The OpenID Connect provider's issuer: this stack's own address.
+export PUBLIC_URL="${PUBLIC_URL:-http://127.0.0.1:$PORT}"
+# Without apps of your own, a stand-in vendor app (tests/standins/vendor_app.mjs,
+# on openid-client) is the registered client that marketplace sign-ins hand
+# the customer to; a second client, with no hand-off, is for the OIDC tests.
+if [[ -z "${OIDC_CLIENTS:-}" ]]; then
+  export OIDC_APP_URL="http://127.0.0.1:$APP_PORT"
+  export OIDC_APP_CLIENT_ID="vendor-app"
+  export OIDC_APP_CLIENT_SECRET="${OIDC_APP_CLIENT_SECRET:-local-dev-app-secret-8b1f03c6a4d2e597}"
+  export OIDC_TEST_CLIENT_ID="oidc-test"
+  export OIDC_TEST_CLIENT_SECRET="${OIDC_TEST_CLIENT_SECRET:-local-dev-test-client-secret-27c9e4f1}"
+  export OIDC_TEST_REDIRECT_URI="http://127.0.0.1:$APP_PORT/test/callback"
+  OIDC_CLIENTS="$(python3 -c 'import json, os; e = os.environ; print(json.dumps([
+    {"client_id": e["OIDC_APP_CLIENT_ID"], "client_secret": e["OIDC_APP_CLIENT_SECRET"],
+     "redirect_uris": [e["OIDC_APP_URL"] + "/app/callback"],
+     "initiate_login_uri": e["OIDC_APP_URL"] + "/app/login", "target_link_uri": e["OIDC_APP_URL"] + "/app/"},
+    {"client_id": e["OIDC_TEST_CLIENT_ID"], "client_secret": e["OIDC_TEST_CLIENT_SECRET"],
+     "redirect_uris": [e["OIDC_TEST_REDIRECT_URI"]]}]))')"
+  export OIDC_CLIENTS
+  START_VENDOR_APP=1
+fi
 export TABLE_NAME="${TABLE_NAME:-addon-provider-local}"
 export AWS_REGION="${AWS_REGION:-us-east-1}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
@@ -161,6 +185,19 @@ if [[ "$MODE" == test && "${RECORD_AWS_CALLS:-1}" == 1 ]]; then
 fi
 "$ROOT/.tools/venv/bin/python" scripts/create_table.py infra/template.yaml "$TABLE_NAME"
 
+# Build first, so watch's first invocation of each function is quick.
+# WATCH_RELEASE=1 (make load) serves optimised builds, as Lambda would run.
+BUILD_ARGS=()
+BUILD_DIR=target/debug
+[[ "${WATCH_RELEASE:-0}" == 1 ]] && BUILD_ARGS+=(--release) && BUILD_DIR=target/release
+cargo build --quiet --bins "${BUILD_ARGS[@]}"
+
+# A development signing key for the OpenID Connect provider, unless one is set.
+if [[ -z "${OIDC_SIGNING_KEY:-}" ]]; then
+  OIDC_SIGNING_KEY="$("$BUILD_DIR/provider" oidc-key)"
+  export OIDC_SIGNING_KEY
+fi
+
 # In `test`, the functions read their secrets the way a deployment does: from
 # one Secrets Manager secret (moto's, locally) named by SECRETS_ARN, and never
 # see them as plain variables. `run` keeps plain development values.
@@ -186,12 +223,6 @@ if [[ "$MODE" == test ]]; then
   done
 fi
 
-# Build first, so watch's first invocation of each function is quick.
-# WATCH_RELEASE=1 (make load) serves optimised builds, as Lambda would run.
-BUILD_ARGS=()
-[[ "${WATCH_RELEASE:-0}" == 1 ]] && BUILD_ARGS+=(--release)
-cargo build --quiet --bins "${BUILD_ARGS[@]}"
-
 if [[ "${START_FAKE_PARTNER:-0}" == 1 ]]; then
   start "$RUN_DIR/fake-partner.log" cargo run --quiet "${BUILD_ARGS[@]}" --package tests --bin fake_partner -- "$PARTNER_PORT"
   partner_answers() { curl -sf -o /dev/null "http://127.0.0.1:$PARTNER_PORT/received/ready"; }
@@ -210,6 +241,13 @@ if [[ "${START_FAKE_VENDOR:-0}" == 1 ]]; then
   export E2E_VENDOR_URL="http://127.0.0.1:$VENDOR_PORT"
 fi
 
+if [[ "${START_VENDOR_APP:-0}" == 1 ]]; then
+  start "$RUN_DIR/vendor-app.log" env OIDC_ISSUER="$PUBLIC_URL" node tests/standins/vendor_app.mjs "$APP_PORT"
+  app_answers() { curl -sf -o /dev/null "$OIDC_APP_URL/app/received"; }
+  wait_until "the stand-in vendor app" "${PIDS[-1]}" 60 app_answers
+  export E2E_APP_URL="$OIDC_APP_URL"
+fi
+
 # --disable-cors: API Gateway HTTP APIs add no CORS headers unless configured.
 WATCH_ARGS=(lambda watch --invoke-address 127.0.0.1 --invoke-port "$PORT" --concurrency "$WATCH_CONCURRENCY" --disable-cors)
 [[ "$MODE" == test ]] && WATCH_ARGS+=(--ignore-changes)
@@ -226,6 +264,7 @@ READY_CHECKS=(
   "POST /clevercloud/sso/login 400"
   "GET /dashboard 302"
   "GET /cloud66/link 400"
+  "GET /.well-known/openid-configuration 200"
 )
 routes_answer() {
   local check method path expected status
@@ -275,6 +314,8 @@ Add-on provider is running.
   API:            $LOCAL_URL   (routes: POST /clevercloud/resources, PUT|DELETE /clevercloud/resources/{id})
   SSO:            POST $LOCAL_URL/clevercloud/sso/login, GET $LOCAL_URL/cloud66/sso/start → Cloud 66 → $LOCAL_URL/cloud66/sso/callback
   Panel:          $LOCAL_URL/dashboard
+  OpenID Connect: $PUBLIC_URL/.well-known/openid-configuration
+  Vendor app:     ${OIDC_APP_URL:-(your OIDC_CLIENTS)}/app/   (sign-ins land here: OIDC_CLIENTS' initiate_login_uri)
   Cloud 66 link:  $LOCAL_URL/cloud66/link?uid=abc123&email=jon@smith.com&callback=https://app.cloud66.com/url
                   (link POSTs go to $CLOUD66_PARTNER_ENDPOINT)
   Provisioning:   signed POSTs to $PROVISIONER_URL

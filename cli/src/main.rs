@@ -7,6 +7,7 @@
 //! provider reconcile              compare Clever Cloud's add-on list with the table, report config drift
 //! provider sync [ID]              perform every pending or failed push now (or one item's)
 //! provider verify-signature ...   check an Addon-Signature header against a request body
+//! provider oidc-key [--json]      a new signing key for the OpenID Connect provider
 //! ```
 //!
 //! Config values and secrets are never printed.
@@ -65,6 +66,15 @@ enum Command {
         #[arg(long, default_value_t = signature::DEFAULT_TOLERANCE_SECONDS)]
         tolerance: i64,
     },
+    /// Print a new signing key for the OpenID Connect provider
+    /// (`OIDC_SIGNING_KEY`: 2048-bit RSA, PKCS#8 PEM); README "Rotating
+    /// the OIDC signing key" says where it goes.
+    OidcKey {
+        /// Print `{"OIDC_SIGNING_KEY": "<pem>", "kid": "<key id>"}`, ready
+        /// to merge into the secret, instead of the PEM.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[tokio::main]
@@ -79,6 +89,14 @@ async fn main() -> ExitCode {
             body,
             tolerance,
         } => verify_signature(&header, body.as_deref(), tolerance),
+        Command::OidcKey { json } => match oidc_key() {
+            Ok((pem, _)) if !json => {
+                print!("{pem}");
+                return ExitCode::SUCCESS;
+            }
+            Ok((pem, kid)) => Ok(serde_json::json!({ "OIDC_SIGNING_KEY": pem, "kid": kid })),
+            Err(message) => Err(message),
+        },
     };
     match result {
         Ok(output) => {
@@ -181,4 +199,11 @@ fn verify_signature(
     let now = chrono::Utc::now().timestamp();
     signature::verify(&Secret::new(secret), header, &body, now, tolerance).map_err(|err| err.to_string())?;
     Ok(serde_json::json!({ "valid": true }))
+}
+
+/// A new signing key and its key id (as the JWKS will publish it).
+fn oidc_key() -> Result<(String, String), String> {
+    let pem = shared::oidc::new_signing_key_pem()?;
+    let key = shared::oidc::SigningKey::from_pem("OIDC_SIGNING_KEY", &pem).map_err(|err| err.to_string())?;
+    Ok((pem.clone(), key.kid().to_string()))
 }

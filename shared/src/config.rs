@@ -41,7 +41,7 @@ pub fn process_env(name: &str) -> Option<String> {
 /// The variables that hold secrets. In a deployment they live in one AWS
 /// Secrets Manager secret (`SECRETS_ARN`), not in the function's plain
 /// configuration, which anyone with `lambda:GetFunctionConfiguration` reads.
-pub const SECRET_VARS: [&str; 7] = [
+pub const SECRET_VARS: [&str; 10] = [
     "ADDON_PASSWORD",
     "ADDON_PASSWORD_PREVIOUS",
     "ADDON_SSO_SALT",
@@ -49,6 +49,9 @@ pub const SECRET_VARS: [&str; 7] = [
     "CLOUDMORE_CLIENT_SECRET",
     "CLOUDMORE_PASSWORD",
     "PROVISIONER_SIGNING_SECRET",
+    "OIDC_CLIENTS",
+    "OIDC_SIGNING_KEY",
+    "OIDC_SIGNING_KEY_PREVIOUS",
 ];
 
 /// A function's configuration: the process environment, with the secrets of

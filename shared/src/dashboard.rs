@@ -1,19 +1,68 @@
 //! The vendor's panel: what a signed-in customer sees of their resource
 //! (Clever Cloud) or account (Cloud 66). Server-rendered; every value from
-//! outside is escaped by `maud`; config values are never shown.
+//! outside is escaped by `maud`; a config value is in no page: the panel's
+//! script fetches one when the customer asks (`POST /dashboard/config`).
 
 use crate::config::{self, ConfigError};
-use crate::html::{self, page, redirect};
-use crate::model::{Account, Platform, Resource, ResourceStatus};
+use crate::html::{self, is_same_origin, page, redirect};
+use crate::http::json_response;
+use crate::model::{Account, AuditEvent, Platform, Resource, ResourceStatus, Session};
 use crate::signin::{clearing_cookie, session_id};
-use crate::store::{AccountStore, DynamoStore, ResourceReader, SessionStore, StoreError};
-use lambda_http::http::{header, Method, StatusCode};
+use crate::store::{AccountStore, AuditReader, DynamoStore, ResourceReader, SessionStore, StoreError};
+use hmac::{Hmac, Mac};
+use lambda_http::http::{header, HeaderMap, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use maud::{html, Markup};
+use maud::{html, Markup, PreEscaped};
+use sha2::Sha256;
 use std::convert::Infallible;
 
 /// Where a browser without a valid session is sent.
 pub const SIGNED_OUT_PATH: &str = "/dashboard/signed-out";
+/// Where the panel asks for one config value (a same-origin POST).
+pub const CONFIG_PATH: &str = "/dashboard/config";
+/// The header carrying the panel's CSRF token on that POST.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// How many audit events the panel lists per resource.
+pub const RECENT_EVENTS: i32 = 20;
+/// Largest config request read.
+const MAX_CONFIG_FORM_BYTES: usize = 4 * 1024;
+
+/// The panel's only script: a config value is fetched when asked for (shown,
+/// or copied), never put in the page before. Allowed by its hash alone.
+const SCRIPT: &str = r#"
+const token = document.querySelector('meta[name="csrf-token"]').content;
+async function reveal(row) {
+  if (row.dataset.value !== undefined) return row.dataset.value;
+  const response = await fetch("/dashboard/config", {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded", "x-csrf-token": token },
+    body: new URLSearchParams({ resource_id: row.dataset.resource, name: row.dataset.name }),
+  });
+  const cell = row.querySelector(".value");
+  if (!response.ok) { cell.textContent = "could not be read; reload the page"; return undefined; }
+  const value = (await response.json()).value;
+  row.dataset.value = value;
+  cell.textContent = value;
+  return value;
+}
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("button[data-action]");
+  if (!button) return;
+  const value = await reveal(button.closest("tr"));
+  if (button.dataset.action === "copy" && value !== undefined) {
+    await navigator.clipboard.writeText(value);
+    button.textContent = "Copied";
+  }
+});
+"#;
+
+/// The platforms' consoles, for the way back.
+fn console_url(platform: Platform) -> &'static str {
+    match platform {
+        Platform::CleverCloud => "https://console.clever-cloud.com/",
+        Platform::Cloud66 => "https://app.cloud66.com/",
+    }
+}
 
 pub struct DashboardApi<S> {
     store: S,
@@ -35,12 +84,13 @@ impl DashboardApi<DynamoStore> {
 }
 
 /// The `dashboard` function's routes.
-pub async fn route<S: SessionStore + ResourceReader + AccountStore>(
+pub async fn route<S: SessionStore + ResourceReader + AccountStore + AuditReader>(
     api: &DashboardApi<S>,
     request: Request,
 ) -> Result<Response<Body>, Infallible> {
     let result = match (request.method(), request.uri().path()) {
         (&Method::GET, "/dashboard") => panel(api, &request).await,
+        (&Method::POST, CONFIG_PATH) => config_value(api, &request).await,
         (&Method::POST, "/dashboard/logout") => logout(api, &request).await,
         (&Method::GET, SIGNED_OUT_PATH) => Ok(signed_out()),
         _ => Ok(html::not_found()),
@@ -51,70 +101,149 @@ pub async fn route<S: SessionStore + ResourceReader + AccountStore>(
     }))
 }
 
-async fn panel<S: SessionStore + ResourceReader + AccountStore>(
-    api: &DashboardApi<S>,
-    request: &Request,
-) -> Result<Response<Body>, StoreError> {
-    let Some(id) = session_id(request.headers()) else {
-        return Ok(redirect(StatusCode::FOUND, SIGNED_OUT_PATH));
+/// The token the panel's config requests carry: an HMAC keyed by the
+/// session id, which only this browser holds (in an `HttpOnly` cookie), so
+/// no other site can make one.
+fn csrf_token(session_id: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(session_id.as_bytes())
+        .expect("HMAC accepts keys of any length");
+    mac.update(b"dashboard-config");
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn csrf_token_matches(session_id: &str, headers: &HeaderMap) -> bool {
+    let Some(token) = headers.get(CSRF_HEADER).and_then(|value| value.to_str().ok()) else {
+        return false;
     };
-    let Some(session) = api.store.get_session(&id).await? else {
-        return Ok(redirect(StatusCode::FOUND, SIGNED_OUT_PATH));
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(session_id.as_bytes())
+        .expect("HMAC accepts keys of any length");
+    mac.update(b"dashboard-config");
+    hex::decode(token).is_ok_and(|bytes| mac.verify_slice(&bytes).is_ok())
+}
+
+/// The session and the resources it may see: its Clever Cloud resource, or
+/// its Cloud 66 account's (with the account).
+async fn visible<S: SessionStore + ResourceReader + AccountStore>(
+    store: &S,
+    headers: &HeaderMap,
+) -> Result<Option<(String, Session, Option<Account>, Vec<Resource>)>, StoreError> {
+    let Some(id) = session_id(headers) else {
+        return Ok(None);
     };
-    let content = match session.platform {
-        Platform::CleverCloud => api
-            .store
-            .get_resource(&session.subject_id)
-            .await?
-            .map(|r| resource_panel(&r)),
-        Platform::Cloud66 => match api.store.get_account(&session.subject_id).await? {
+    let Some(session) = store.get_session(&id).await? else {
+        return Ok(None);
+    };
+    let (account, resources) = match session.platform {
+        Platform::CleverCloud => match store.get_resource(&session.subject_id).await? {
+            Some(resource) => (None, vec![resource]),
+            None => return Ok(None),
+        },
+        Platform::Cloud66 => match store.get_account(&session.subject_id).await? {
             Some(account) => {
                 let mut resources = Vec::new();
                 for id in &account.resource_ids {
-                    resources.extend(api.store.get_resource(id).await?);
+                    resources.extend(store.get_resource(id).await?);
                 }
-                Some(account_panel(&account, &resources))
+                (Some(account), resources)
             }
-            None => None,
+            None => return Ok(None),
         },
     };
-    let Some(content) = content else {
-        return Ok(redirect(StatusCode::FOUND, SIGNED_OUT_PATH));
-    };
-    Ok(page(
-        StatusCode::OK,
-        "Your add-on",
-        html! {
-            (content)
-            form method="post" action="/dashboard/logout" { button type="submit" { "Sign out" } }
-        },
-    ))
+    Ok(Some((id, session, account, resources)))
 }
 
-fn resource_panel(resource: &Resource) -> Markup {
-    let status = match resource.status {
+async fn panel<S: SessionStore + ResourceReader + AccountStore + AuditReader>(
+    api: &DashboardApi<S>,
+    request: &Request,
+) -> Result<Response<Body>, StoreError> {
+    let Some((id, session, account, resources)) = visible(&api.store, request.headers()).await? else {
+        return Ok(redirect(StatusCode::FOUND, SIGNED_OUT_PATH));
+    };
+    let mut sections = Vec::with_capacity(resources.len());
+    for resource in &resources {
+        let events = api.store.recent_events(&resource.id, RECENT_EVENTS).await?;
+        sections.push(resource_panel(resource, &events));
+    }
+    let content = html! {
+        @if let Some(account) = &account { (account_summary(account)) }
+        @if account.is_some() { h2 { "Resources" } }
+        @if resources.is_empty() { p #no-resources { "No resources yet." } }
+        @for section in sections { section { (section) } }
+        p { a #console href=(console_url(session.platform)) { "Back to the platform's console" } }
+        form method="post" action="/dashboard/logout" { button type="submit" { "Sign out" } }
+        script { (PreEscaped(SCRIPT)) }
+    };
+    let mut response = page(
+        StatusCode::OK,
+        "Your add-on",
+        html! { meta name="csrf-token" content=(csrf_token(&id)); (content) },
+    );
+    html::allow_inline_script(&mut response, SCRIPT);
+    Ok(response)
+}
+
+fn status_text(status: ResourceStatus) -> &'static str {
+    match status {
         ResourceStatus::Active => "active",
         ResourceStatus::Deprovisioned => "deprovisioned",
         ResourceStatus::Unconfirmed => "unconfirmed",
-    };
+    }
+}
+
+fn platform_text(platform: Platform) -> &'static str {
+    match platform {
+        Platform::CleverCloud => "Clever Cloud",
+        Platform::Cloud66 => "Cloud 66",
+    }
+}
+
+fn resource_panel(resource: &Resource, events: &[AuditEvent]) -> Markup {
     html! {
         dl {
             dt { "Resource" } dd { code { (resource.id) } }
             @if let Some(owner) = &resource.owner_name { dt { "Owner" } dd { (owner) } }
             dt { "Plan" } dd #plan { (resource.plan) }
-            dt { "Status" } dd { (status) }
+            dt { "Status" } dd #status { (status_text(resource.status)) }
+            dt { "Marketplace" } dd #marketplace { (platform_text(resource.platform)) }
+            dt { "Marketplace id" } dd #marketplace-id { code { (resource.addon_id) } }
             dt { "Created" } dd { (resource.created_at) }
         }
         h2 { "Config vars" }
-        table {
+        table.config {
             @for name in resource.config.names() {
-                tr { td { code { (name) } } td { "••••••••" } }
+                tr data-resource=(resource.id) data-name=(name) {
+                    td { code { (name) } }
+                    td { code.value { "••••••••" } }
+                    td {
+                        button type="button" data-action="show" { "Show" } " "
+                        button type="button" data-action="copy" { "Copy" }
+                    }
+                }
+            }
+        }
+        h2 { "Recent events" }
+        @if events.is_empty() { p { "None yet." } }
+        table.events {
+            @for event in events {
+                tr {
+                    td { (event.at) }
+                    td { (action_name(event)) }
+                    td { (event.actor) }
+                }
             }
         }
     }
 }
 
-fn account_panel(account: &Account, resources: &[Resource]) -> Markup {
+/// An audit action's stored name (`plan_changed`, …).
+fn action_name(event: &AuditEvent) -> String {
+    serde_json::to_value(event.action)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn account_summary(account: &Account) -> Markup {
     html! {
         dl {
             dt { "Account" } dd { code { (account.id) } }
@@ -122,14 +251,62 @@ fn account_panel(account: &Account, resources: &[Resource]) -> Markup {
             @if let Some(name) = &account.name { dt { "Name" } dd { (name) } }
             dt { "Created" } dd { (account.created_at) }
         }
-        h2 { "Resources" }
-        @if resources.is_empty() {
-            p #no-resources { "No resources yet." }
-        }
-        @for resource in resources {
-            section { (resource_panel(resource)) }
-        }
     }
+}
+
+/// `POST /dashboard/config` (`resource_id`, `name`): one config value of a
+/// resource this session may see, for the panel's script; same-origin,
+/// with the panel's CSRF token, never cached.
+async fn config_value<S: SessionStore + ResourceReader + AccountStore>(
+    api: &DashboardApi<S>,
+    request: &Request,
+) -> Result<Response<Body>, StoreError> {
+    let refuse = |status: StatusCode, error: &str| {
+        let mut response = json_response(status, &serde_json::json!({ "error": error }));
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+        response
+    };
+    if !is_same_origin(request.headers()) {
+        return Ok(refuse(StatusCode::FORBIDDEN, "cross_site_request"));
+    }
+    let Some((id, _, _, resources)) = visible(&api.store, request.headers()).await? else {
+        return Ok(refuse(StatusCode::UNAUTHORIZED, "not_signed_in"));
+    };
+    if !csrf_token_matches(&id, request.headers()) {
+        return Ok(refuse(StatusCode::FORBIDDEN, "bad_csrf_token"));
+    }
+    let body = request.body().as_ref();
+    if body.len() > MAX_CONFIG_FORM_BYTES {
+        return Ok(refuse(StatusCode::PAYLOAD_TOO_LARGE, "too_large"));
+    }
+    let field = |wanted: &str| {
+        form_urlencoded::parse(body)
+            .find(|(name, _)| name == wanted)
+            .map(|(_, value)| value.into_owned())
+    };
+    let (Some(resource_id), Some(name)) = (field("resource_id"), field("name")) else {
+        return Ok(refuse(StatusCode::BAD_REQUEST, "resource_id_and_name_required"));
+    };
+    let value = resources
+        .iter()
+        .find(|resource| resource.id == resource_id)
+        .and_then(|resource| resource.config.0.get(&name));
+    let Some(value) = value else {
+        return Ok(refuse(StatusCode::NOT_FOUND, "no_such_config_var"));
+    };
+    tracing::info!(resource_id = %resource_id, name = %name, "config value shown");
+    let mut response = json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "name": name, "value": value }),
+    );
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
 }
 
 async fn logout<S: SessionStore>(
@@ -177,12 +354,147 @@ mod tests {
                 &crate::model::Timestamp::now(),
             )
         };
-        let markup = resource_panel(&resource).into_string();
+        let markup = resource_panel(&resource, &[]).into_string();
         assert!(
             markup.contains("&lt;script&gt;") && !markup.contains("<script>"),
             "{markup}"
         );
         assert!(markup.contains("ADDON_NAME_TOKEN") && !markup.contains("s3cret-value"));
         assert!(markup.contains("premium"));
+    }
+
+    const SESSION_ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn signed_in_api() -> DashboardApi<crate::store::memory::MemoryStore> {
+        let resource = Resource {
+            config: ConfigMap(BTreeMap::from([(
+                "ADDON_NAME_TOKEN".into(),
+                "s3cret-value".into(),
+            )])),
+            ..Resource::new(
+                "res_1".into(),
+                Platform::CleverCloud,
+                "addon_1".into(),
+                "premium".into(),
+                ConfigMap::default(),
+                &crate::model::Timestamp::now(),
+            )
+        };
+        let store = crate::store::memory::MemoryStore::with_resource(resource);
+        store.sessions.lock().unwrap().insert(
+            SESSION_ID.into(),
+            Session {
+                platform: Platform::CleverCloud,
+                subject_id: "res_1".into(),
+                email: None,
+                nav_data: None,
+                created_at: "2026-12-01T00:00:00.000Z".into(),
+                expires_at: i64::MAX,
+                identity: None,
+            },
+        );
+        DashboardApi::new(store)
+    }
+
+    fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Request {
+        let mut builder = lambda_http::http::Request::builder()
+            .method(method)
+            .uri(format!("https://addon.example{path}"))
+            .header(
+                header::COOKIE,
+                format!("{}={SESSION_ID}", crate::signin::SESSION_COOKIE),
+            );
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(Body::Text(body.into())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_panel_shows_the_resource_and_no_config_value_and_allows_only_its_script() {
+        let api = signed_in_api();
+        let response = route(&api, request("GET", "/dashboard", &[], "")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = std::str::from_utf8(response.body().as_ref()).unwrap();
+        assert!(
+            body.contains("ADDON_NAME_TOKEN") && !body.contains("s3cret-value"),
+            "{body}"
+        );
+        for shown in [
+            "premium",
+            "addon_1",
+            "Clever Cloud",
+            "active",
+            "console.clever-cloud.com",
+        ] {
+            assert!(body.contains(shown), "{shown}");
+        }
+        assert!(body.contains(&csrf_token(SESSION_ID)));
+        let policy = response.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(SCRIPT));
+        assert!(
+            policy.contains(&format!("script-src 'sha256-{hash}'")),
+            "{policy}"
+        );
+        assert!(policy.contains("default-src 'none'") && policy.contains("frame-ancestors 'none'"));
+    }
+
+    #[tokio::test]
+    async fn a_config_value_is_given_same_origin_with_the_token_for_a_resource_the_session_sees() {
+        let api = signed_in_api();
+        let token = csrf_token(SESSION_ID);
+        let form = "resource_id=res_1&name=ADDON_NAME_TOKEN";
+        let same_origin = ("sec-fetch-site", "same-origin");
+        let ok = route(
+            &api,
+            request("POST", CONFIG_PATH, &[same_origin, (CSRF_HEADER, &token)], form),
+        )
+        .await
+        .unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert!(std::str::from_utf8(ok.body().as_ref())
+            .unwrap()
+            .contains("s3cret-value"));
+        assert_eq!(ok.headers()[header::CACHE_CONTROL], "no-store");
+        for (headers, body, status) in [
+            (
+                vec![("sec-fetch-site", "cross-site"), (CSRF_HEADER, token.as_str())],
+                form,
+                StatusCode::FORBIDDEN,
+            ),
+            (vec![same_origin], form, StatusCode::FORBIDDEN),
+            (
+                vec![same_origin, (CSRF_HEADER, &"00".repeat(32))],
+                form,
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                vec![same_origin, (CSRF_HEADER, &token)],
+                "resource_id=res_2&name=ADDON_NAME_TOKEN",
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                vec![same_origin, (CSRF_HEADER, &token)],
+                "resource_id=res_1&name=OTHER",
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                vec![same_origin, (CSRF_HEADER, &token)],
+                "name=ADDON_NAME_TOKEN",
+                StatusCode::BAD_REQUEST,
+            ),
+        ] {
+            let response = route(&api, request("POST", CONFIG_PATH, &headers, body))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), status, "{headers:?} {body}");
+            assert!(!std::str::from_utf8(response.body().as_ref())
+                .unwrap()
+                .contains("s3cret-value"));
+        }
     }
 }

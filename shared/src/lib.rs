@@ -15,6 +15,7 @@ pub mod events;
 pub mod html;
 pub mod http;
 pub mod model;
+pub mod oidc;
 pub mod outbound;
 pub mod provisioner;
 pub mod refresh;

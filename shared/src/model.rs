@@ -387,6 +387,14 @@ pub enum Platform {
 }
 
 impl Platform {
+    /// Its name as stored and as claimed (`clever_cloud`, `cloud66`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::CleverCloud => "clever_cloud",
+            Platform::Cloud66 => "cloud66",
+        }
+    }
+
     /// The default for records written before resources carried a platform.
     fn clevercloud() -> Self {
         Platform::CleverCloud
@@ -450,6 +458,85 @@ pub struct Session {
     pub created_at: String,
     /// Epoch seconds; DynamoDB's TTL attribute, and checked on every read.
     pub expires_at: i64,
+    /// Who signed in, as the marketplace vouched for it: what the OpenID
+    /// Connect provider tells the vendor's app (`crate::oidc`). Sessions
+    /// opened before it existed have none and sign in to the panel only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<SignedInIdentity>,
+}
+
+/// Who signed in through a marketplace, fixed at sign-in: the claims of the
+/// ID tokens the OpenID Connect provider issues for the session
+/// (docs/oidc.md "Claims").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedInIdentity {
+    /// `sub`: stable per marketplace account, different between accounts
+    /// ([`SignedInIdentity::subject_of`]).
+    pub subject: String,
+    pub platform: Platform,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Whether the marketplace signed the email (Clever Cloud's current
+    /// scheme and Cloud 66's multipass do; the legacy SHA-1 form does not).
+    #[serde(default)]
+    pub email_verified: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// This stack's id of the resource sold, its plan, and the
+    /// marketplace's own id for the add-on (absent for a Cloud 66 account
+    /// with no resource yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marketplace_id: Option<String>,
+    /// Unix seconds of the marketplace sign-in (`auth_time`).
+    pub auth_time: i64,
+}
+
+impl SignedInIdentity {
+    /// The `sub` of marketplace account `account` (a kind and an id, such as
+    /// `user:user_123`) on `platform`: an opaque digest, so it is stable,
+    /// distinct per account and platform, and reveals no marketplace id.
+    pub fn subject_of(platform: Platform, account: &str) -> String {
+        use sha2::{Digest, Sha256};
+        hex::encode(&Sha256::digest(format!("{}\n{account}", platform.as_str()))[..20])
+    }
+
+    /// The claims for `resource` (when there is one).
+    pub fn with_resource(mut self, resource: Option<&Resource>) -> Self {
+        if let Some(resource) = resource {
+            self.resource_id = Some(resource.id.clone());
+            self.plan = Some(resource.plan.clone());
+            self.marketplace_id = Some(resource.addon_id.clone());
+        }
+        self
+    }
+}
+
+/// What an OpenID Connect authorization code or access token grants
+/// (`crate::oidc`): the client it was issued to, the scopes, the nonce to
+/// echo, and who signed in. Stored under the token's SHA-256 only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OidcGrant {
+    pub client_id: String,
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    pub identity: SignedInIdentity,
+    /// Unix seconds; the item's TTL, and checked on every read.
+    pub expires_at: i64,
+}
+
+/// What an authorization code is bound to: redeeming it must present the
+/// same client and redirect URI, and the PKCE verifier of this challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeBinding {
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// `BASE64URL(SHA-256(code_verifier))` (RFC 7636, S256).
+    pub code_challenge: String,
 }
 
 /// A UTC instant, written as RFC 3339 with milliseconds so stored values sort

@@ -223,6 +223,7 @@ mod tests {
             nav_data: None,
             created_at: "2026-11-23T00:00:00.000Z".into(),
             expires_at: 0,
+            identity: None,
         };
         let before = chrono::Utc::now().timestamp();
         sessions

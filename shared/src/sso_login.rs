@@ -5,10 +5,11 @@ use crate::clevercloud::sso::{self as clevercloud_sso, CleverCloudSso};
 use crate::cloud66::sso::{self as cloud66_sso, Cloud66Sso};
 use crate::config::{self, ConfigError};
 use crate::html;
+use crate::oidc::{self, Clients, Issuer};
 use crate::refresh::{Fresh, SecretSource};
-use crate::signin::{Sessions, SignInError};
+use crate::signin::{Sessions, SignInError, PANEL_PATH};
 use crate::store::{AccountStore, DynamoStore, ResourceReader, SessionStore};
-use lambda_http::http::Method;
+use lambda_http::http::{header, HeaderValue, Method};
 use lambda_http::{Body, Request, Response};
 use std::convert::Infallible;
 
@@ -18,6 +19,8 @@ use std::convert::Infallible;
 pub struct SignInApi<S> {
     pub sessions: Sessions<S>,
     keys: Fresh<SignInKeys>,
+    /// The OpenID Connect provider's issuer, for the hand-off to the app.
+    issuer: Issuer,
 }
 
 /// What verifies each platform's sign-in.
@@ -25,6 +28,9 @@ pub struct SignInKeys {
     pub clevercloud: CleverCloudSso,
     /// `None` when Cloud 66 SSO is not configured.
     pub cloud66: Option<Cloud66Sso>,
+    /// The vendor's apps (`OIDC_CLIENTS`): one with an `initiate_login_uri`
+    /// takes the customer over after sign-in, instead of the panel.
+    pub clients: Clients,
 }
 
 impl SignInKeys {
@@ -33,16 +39,31 @@ impl SignInKeys {
         Ok(Self {
             clevercloud: CleverCloudSso::from_lookup(lookup)?,
             cloud66: Cloud66Sso::from_lookup(lookup)?,
+            clients: Clients::from_lookup(lookup)?,
         })
     }
 }
 
 impl<S> SignInApi<S> {
-    /// With fixed keys (tests, or a deployment without a secret).
+    /// With fixed keys and no app to hand off to (tests).
     pub fn new(sessions: Sessions<S>, clevercloud: CleverCloudSso, cloud66: Option<Cloud66Sso>) -> Self {
+        Self::with_keys(
+            sessions,
+            SignInKeys {
+                clevercloud,
+                cloud66,
+                clients: Clients::default(),
+            },
+            Issuer::FromApiGateway,
+        )
+    }
+
+    /// With fixed keys (tests).
+    pub fn with_keys(sessions: Sessions<S>, keys: SignInKeys, issuer: Issuer) -> Self {
         Self {
             sessions,
-            keys: Fresh::fixed(SignInKeys { clevercloud, cloud66 }),
+            keys: Fresh::fixed(keys),
+            issuer,
         }
     }
 }
@@ -58,11 +79,13 @@ impl SignInApi<DynamoStore> {
             SignInKeys::from_lookup(&environment.lookup())
         })?;
         let session_ttl = config::seconds(&lookup, "SESSION_TTL_SECONDS", 3600)?;
+        let issuer = Issuer::from_lookup(&lookup)?;
         let table = config::required(&lookup, "TABLE_NAME")?;
         let store = DynamoStore::ready(&aws, table).await;
         Ok(Self {
             sessions: Sessions::new(store, session_ttl),
             keys,
+            issuer,
         })
     }
 }
@@ -85,5 +108,96 @@ pub async fn route<S: ResourceReader + AccountStore + SessionStore>(
         }
         _ => Ok(html::not_found()),
     };
-    Ok(result.unwrap_or_else(SignInError::into_response))
+    Ok(match result {
+        Ok(response) => hand_off(response, &keys.clients, &api.issuer, &request),
+        Err(err) => SignInError::into_response(err),
+    })
+}
+
+/// A sign-in that lands on the panel lands in the vendor's app instead
+/// when one is registered to take the customer over (OIDC Core §4,
+/// third-party-initiated login; docs/oidc.md "The hand-off"). Anything
+/// else (a Cloud 66 link resuming, say) keeps its way.
+fn hand_off(
+    mut response: Response<Body>,
+    clients: &Clients,
+    issuer: &Issuer,
+    request: &Request,
+) -> Response<Body> {
+    let lands_on_panel = response
+        .headers()
+        .get(header::LOCATION)
+        .is_some_and(|location| location == PANEL_PATH);
+    let app_login = clients
+        .handoff()
+        .zip(issuer.for_request(request))
+        .and_then(|(client, issuer)| oidc::third_party_login_url(client, &issuer))
+        .and_then(|url| HeaderValue::from_str(&url).ok());
+    if let (true, Some(app_login)) = (lands_on_panel, app_login) {
+        response.headers_mut().insert(header::LOCATION, app_login);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::html::redirect;
+    use lambda_http::http::StatusCode;
+
+    const SECRET: &str = "app-secret-0123456789";
+
+    fn clients(initiate_login_uri: Option<&str>) -> Clients {
+        let extra = initiate_login_uri
+            .map(|uri| format!(r#","initiate_login_uri":"{uri}""#))
+            .unwrap_or_default();
+        Clients::from_json(&format!(
+            r#"[{{"client_id":"app","client_secret":"{SECRET}","redirect_uris":["https://app.example/cb"]{extra}}}]"#
+        ))
+        .unwrap()
+    }
+
+    fn location(response: &Response<Body>) -> &str {
+        response.headers()[header::LOCATION].to_str().unwrap()
+    }
+
+    #[test]
+    fn a_sign_in_bound_for_the_panel_goes_to_the_app_that_takes_over() {
+        let issuer = Issuer::Fixed("https://addon.example".into());
+        let request = Request::default();
+        let handed = hand_off(
+            redirect(StatusCode::SEE_OTHER, PANEL_PATH),
+            &clients(Some("https://app.example/login")),
+            &issuer,
+            &request,
+        );
+        assert_eq!(
+            location(&handed),
+            "https://app.example/login?iss=https%3A%2F%2Faddon.example&target_link_uri=https%3A%2F%2Fapp.example%2F"
+        );
+        // No app with an initiate_login_uri: the panel stays the landing.
+        let kept = hand_off(
+            redirect(StatusCode::SEE_OTHER, PANEL_PATH),
+            &clients(None),
+            &issuer,
+            &request,
+        );
+        assert_eq!(location(&kept), PANEL_PATH);
+        // A Cloud 66 link resuming keeps its way.
+        let resuming = hand_off(
+            redirect(StatusCode::SEE_OTHER, "/cloud66/link/resume"),
+            &clients(Some("https://app.example/login")),
+            &issuer,
+            &request,
+        );
+        assert_eq!(location(&resuming), "/cloud66/link/resume");
+        // No issuer known (no PUBLIC_URL, no API Gateway domain): the panel.
+        let unknown = hand_off(
+            redirect(StatusCode::SEE_OTHER, PANEL_PATH),
+            &clients(Some("https://app.example/login")),
+            &Issuer::FromApiGateway,
+            &request,
+        );
+        assert_eq!(location(&unknown), PANEL_PATH);
+    }
 }

@@ -1,9 +1,11 @@
 // Single sign-on in a real browser (the headless Chromium that the npm package
 // @sparticuz/chromium carries, or $CHROMIUM, driven by playwright-core): a
-// page auto-posts a Clever Cloud SSO form to the local stack, the browser
-// follows the redirect to the panel; then a Cloud 66 callback; then a
-// replayed form must show the refusal page; then a Cloud 66 link confirmed
-// on its page.
+// page auto-posts a Clever Cloud SSO form to the local stack, and the
+// browser lands signed in in the stand-in vendor app (registered with an
+// initiate_login_uri: the hand-off, then the OpenID Connect code flow it
+// runs with openid-client); the panel is still there, its config values
+// shown only when asked; a replayed form must show the refusal page; then a
+// Cloud 66 callback, and a Cloud 66 link confirmed on its page.
 // Screenshots of the panels land in tests/artifacts/.
 //
 // Run inside scripts/stack.sh test (make test), which sets E2E_BASE_URL etc.
@@ -20,8 +22,11 @@ const require = createRequire(import.meta.url);
 const { chromium } = require(path.join(root, ".tools/npm/node_modules/playwright-core"));
 const bundled = (await import(path.join(root, ".tools/npm/node_modules/@sparticuz/chromium/build/index.js"))).default;
 
-// Secure cookies are accepted over http only from localhost.
-const base = process.env.E2E_BASE_URL.replace("127.0.0.1", "localhost");
+// Chromium accepts Secure cookies over plain http on loopback (localhost and
+// 127.0.0.1); the stack's issuer (PUBLIC_URL) is its 127.0.0.1 address, so
+// the session the SSO sets is the one the app's authorize request carries.
+const base = process.env.E2E_BASE_URL;
+const app = process.env.E2E_APP_URL;
 const artifacts = path.join(root, "tests/artifacts");
 let browser;
 
@@ -81,15 +86,35 @@ function autoPostPage(form) {
     `<script>document.forms[0].submit()</script>`;
 }
 
-test("a Clever Cloud SSO form lands on the resource's panel, and its replay is refused", async () => {
+test("a Clever Cloud SSO lands signed in in the vendor's app; the panel shows values only when asked; a replay is refused", async () => {
   const resourceId = await provision("premium");
   const { clevercloud_form: form } = fixture(resourceId, "browser@example.com");
   const context = await browser.newContext();
   const page = await context.newPage();
-  await Promise.all([page.waitForURL(`${base}/dashboard`), page.setContent(autoPostPage(form))]);
+  await Promise.all([page.waitForURL(`${app}/app/`), page.setContent(autoPostPage(form))]);
+  assert.equal(await page.textContent("#signed-in"), `signed in as browser@example.com for ${resourceId}`);
+  assert.equal(await page.textContent("#plan"), "premium");
+  await page.screenshot({ path: path.join(artifacts, "oidc-vendor-app.png"), fullPage: true });
+
+  // The panel stays, for the same session.
+  const response = await page.goto(`${base}/dashboard`);
   assert.equal(await page.textContent("#plan"), "premium");
   assert.match(await page.textContent("main"), new RegExp(resourceId));
   assert.match(await page.textContent("main"), /Browser <Test> Org/);
+  assert.equal(await page.textContent("#marketplace"), "Clever Cloud");
+  assert.match(await page.textContent("main"), /provisioned/);
+  const html = await response.text();
+  const row = page.locator('tr[data-name="ADDON_NAME_TOKEN"]');
+  assert.equal(await row.locator(".value").textContent(), "••••••••");
+  await row.locator('button[data-action="show"]').click();
+  await page.waitForFunction(() => document.querySelector('tr[data-name="ADDON_NAME_TOKEN"] .value').textContent !== "••••••••");
+  const value = await row.locator(".value").textContent();
+  assert.match(value, /\S{8,}/);
+  assert.ok(!html.includes(value), "no value is in the page before it is asked for");
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
+  await row.locator('button[data-action="copy"]').click();
+  await page.waitForFunction(() => document.querySelector('tr[data-name="ADDON_NAME_TOKEN"] button[data-action="copy"]').textContent === "Copied");
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), value);
   await page.screenshot({ path: path.join(artifacts, "panel-clevercloud.png"), fullPage: true });
 
   const replay = await context.newPage();
@@ -102,7 +127,7 @@ test("a Clever Cloud SSO form lands on the resource's panel, and its replay is r
   await context.close();
 });
 
-test("a Cloud 66 callback lands on the account's panel", async () => {
+test("a Cloud 66 callback lands in the vendor's app, and on the account's panel", async () => {
   const email = `c66-${Date.now()}@example.com`;
   const { cloud66_callback: callback } = fixture("res_unused", email);
   const context = await browser.newContext();
@@ -112,7 +137,9 @@ test("a Cloud 66 callback lands on the account's panel", async () => {
   assert.equal(start.status(), 302);
   const page = await context.newPage();
   await page.goto(`${base}${callback}`);
-  assert.equal(new URL(page.url()).pathname, "/dashboard");
+  assert.equal(page.url(), `${app}/app/`);
+  assert.match(await page.textContent("#signed-in"), new RegExp(`signed in as ${email}`));
+  await page.goto(`${base}/dashboard`);
   assert.equal(await page.textContent("#email"), email);
   assert.equal(await page.textContent("#no-resources"), "No resources yet.");
   await page.screenshot({ path: path.join(artifacts, "panel-cloud66.png"), fullPage: true });

@@ -3,6 +3,10 @@
 //! Cloud 66's protocols correctly (in memory), and each [`Fault`] breaks one
 //! rule the way a real provider might. A check that passes against every
 //! fault would be worthless; the tests assert each fault is named.
+//!
+//! Its OpenID Connect provider is the real one (`shared::oidc::route`) over
+//! an in-memory store of its own; the `Oidc*` faults break it from outside:
+//! in that store, or in front of the route.
 
 use crate::fakes::serve;
 use axum::body::Bytes;
@@ -15,9 +19,12 @@ use base64::Engine as _;
 use chrono::Utc;
 use shared::clevercloud::sso::{parse_form, CleverCloudSso, Proof};
 use shared::cloud66::sso::{Cloud66Sso, KeyDerivation};
+use shared::model::{CodeBinding, OidcGrant, Platform, Session, SignedInIdentity};
+use shared::oidc::{Clients, Issuer, OidcApi, ProviderKeys, SigningKeys};
 use shared::secret::{random_hex, Secret};
+use shared::store::{OidcStore, OpenOutcome, SessionStore, StoreError};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 pub const ADDON_ID: &str = "check-standin";
@@ -26,6 +33,10 @@ pub const SSO_SALT: &str = "stand-in-sso-salt-0123456789abcdef";
 pub const CONFIG_VARS: [&str; 2] = ["CHECK_STANDIN_URL", "CHECK_STANDIN_TOKEN"];
 pub const CLOUD66_PROVIDER: &str = "check-standin";
 pub const CLOUD66_UID: &str = "standin-cloud66-uid-0123456789abcdef";
+/// The app registered with the stand-in's OpenID Connect provider.
+pub const OIDC_CLIENT_ID: &str = "check-app";
+pub const OIDC_CLIENT_SECRET: &str = "stand-in-oidc-client-secret-0123";
+pub const OIDC_REDIRECT_URI: &str = "https://app.check.example/callback";
 
 /// One way to get the protocol wrong, and the check that must say so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,10 +78,26 @@ pub enum Fault {
     DeprovisionRepeat404,
     /// A deprovisioned resource still signs in.
     DeprovisionedSignsIn,
+    /// An authorization code redeems more than once.
+    OidcCodeReusable,
+    /// The PKCE verifier is not checked.
+    OidcPkceIgnored,
+    /// Any client secret is accepted.
+    OidcSecretIgnored,
+    /// Authorize redirects to an unregistered redirect URI.
+    OidcRedirectsAnywhere,
+    /// Authorize redirects an unknown client back to the URI it names.
+    OidcUnknownClientRedirected,
+    /// `prompt=none` without a session shows a page instead of `login_required`.
+    OidcNoLoginRequired,
+    /// A new `sub` for every sign-in.
+    OidcSubPerSignIn,
+    /// The JWKS does not publish the key that signs.
+    OidcKeyNotPublished,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 18] = [
+    pub const ALL: [Fault; 26] = [
         Fault::AuthAfterLookup,
         Fault::NoChallenge,
         Fault::PasswordIgnored,
@@ -89,6 +116,14 @@ impl Fault {
         Fault::PlanChangeUnknown200,
         Fault::DeprovisionRepeat404,
         Fault::DeprovisionedSignsIn,
+        Fault::OidcCodeReusable,
+        Fault::OidcPkceIgnored,
+        Fault::OidcSecretIgnored,
+        Fault::OidcRedirectsAnywhere,
+        Fault::OidcUnknownClientRedirected,
+        Fault::OidcNoLoginRequired,
+        Fault::OidcSubPerSignIn,
+        Fault::OidcKeyNotPublished,
     ];
 
     /// The check that must fail against this fault.
@@ -112,6 +147,14 @@ impl Fault {
             Fault::PlanChangeUnknown200 => "plan_change.unknown_id",
             Fault::DeprovisionRepeat404 => "deprovision.repeat",
             Fault::DeprovisionedSignsIn => "sso.clevercloud.deprovisioned",
+            Fault::OidcCodeReusable => "oidc.code_reuse",
+            Fault::OidcPkceIgnored => "oidc.wrong_verifier",
+            Fault::OidcSecretIgnored => "oidc.wrong_secret",
+            Fault::OidcRedirectsAnywhere => "oidc.unregistered_redirect",
+            Fault::OidcUnknownClientRedirected => "oidc.unknown_client",
+            Fault::OidcNoLoginRequired => "oidc.no_session",
+            Fault::OidcSubPerSignIn => "oidc.sub_stability",
+            Fault::OidcKeyNotPublished => "oidc.flow",
         }
     }
 }
@@ -131,7 +174,115 @@ struct Books {
     claims: HashMap<String, String>,
     resources: HashMap<String, Resource>,
     spent: HashSet<String>,
-    sessions: HashSet<String>,
+    sessions: HashMap<String, Session>,
+    oidc_codes: HashMap<String, (CodeBinding, OidcGrant)>,
+    oidc_tokens: HashMap<String, OidcGrant>,
+}
+
+/// The stand-in's books as the OpenID Connect provider's store.
+#[derive(Clone)]
+struct Store {
+    books: Arc<Mutex<Books>>,
+    fault: Option<Fault>,
+}
+
+impl SessionStore for Store {
+    async fn open_session(&self, _: &str, _: i64, _: &str, _: &Session) -> Result<OpenOutcome, StoreError> {
+        Err(StoreError::Internal("the stand-in opens sessions itself".into()))
+    }
+
+    async fn get_session(&self, session_id: &str) -> Result<Option<Session>, StoreError> {
+        Ok(self.books.lock().unwrap().sessions.get(session_id).cloned())
+    }
+
+    async fn end_session(&self, session_id: &str) -> Result<(), StoreError> {
+        self.books.lock().unwrap().sessions.remove(session_id);
+        Ok(())
+    }
+
+    async fn begin_signin(&self, _: &str, _: i64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn finish_signin(&self, _: &str, _: i64) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+}
+
+impl OidcStore for Store {
+    async fn save_code(
+        &self,
+        code: &str,
+        binding: &CodeBinding,
+        grant: &OidcGrant,
+    ) -> Result<(), StoreError> {
+        let entry = (binding.clone(), grant.clone());
+        self.books.lock().unwrap().oidc_codes.insert(code.into(), entry);
+        Ok(())
+    }
+
+    async fn redeem_code(
+        &self,
+        code: &str,
+        binding: &CodeBinding,
+        now: i64,
+    ) -> Result<Option<OidcGrant>, StoreError> {
+        let mut books = self.books.lock().unwrap();
+        let matches = books.oidc_codes.get(code).is_some_and(|(bound, grant)| {
+            let challenge_ok =
+                bound.code_challenge == binding.code_challenge || self.fault == Some(Fault::OidcPkceIgnored);
+            bound.client_id == binding.client_id
+                && bound.redirect_uri == binding.redirect_uri
+                && challenge_ok
+                && grant.expires_at > now
+        });
+        if !matches {
+            return Ok(None);
+        }
+        if self.fault == Some(Fault::OidcCodeReusable) {
+            return Ok(books.oidc_codes.get(code).map(|(_, grant)| grant.clone()));
+        }
+        Ok(books.oidc_codes.remove(code).map(|(_, grant)| grant))
+    }
+
+    async fn save_access_token(&self, token: &str, grant: &OidcGrant) -> Result<(), StoreError> {
+        self.books
+            .lock()
+            .unwrap()
+            .oidc_tokens
+            .insert(token.into(), grant.clone());
+        Ok(())
+    }
+
+    async fn get_access_token(&self, token: &str, now: i64) -> Result<Option<OidcGrant>, StoreError> {
+        let books = self.books.lock().unwrap();
+        Ok(books
+            .oidc_tokens
+            .get(token)
+            .filter(|grant| grant.expires_at > now)
+            .cloned())
+    }
+}
+
+/// Two signing keys, made once per test process: the one that signs, and
+/// (for [`Fault::OidcKeyNotPublished`]) another.
+fn signing_pems() -> &'static [String; 2] {
+    static PEMS: OnceLock<[String; 2]> = OnceLock::new();
+    PEMS.get_or_init(|| {
+        let key = || shared::oidc::new_signing_key_pem().expect("an RSA key");
+        [key(), key()]
+    })
+}
+
+fn provider_keys(pem: &str) -> ProviderKeys {
+    ProviderKeys {
+        clients: Clients::from_json(&format!(
+            r#"[{{"client_id":"{OIDC_CLIENT_ID}","client_secret":"{OIDC_CLIENT_SECRET}","redirect_uris":["{OIDC_REDIRECT_URI}"]}}]"#
+        ))
+        .expect("the stand-in's client"),
+        signing: SigningKeys::from_lookup(&|var: &str| (var == "OIDC_SIGNING_KEY").then(|| pem.to_string()))
+            .expect("the stand-in's key"),
+    }
 }
 
 /// The status and error code of a refused request.
@@ -141,7 +292,9 @@ struct StandIn {
     fault: Option<Fault>,
     clevercloud: CleverCloudSso,
     cloud66: Cloud66Sso,
-    books: Mutex<Books>,
+    books: Arc<Mutex<Books>>,
+    /// The real provider, once the stand-in knows its own address (the issuer).
+    oidc: OnceLock<OidcApi<Store>>,
 }
 
 /// Serves the stand-in on a free loopback port; returns its base URL.
@@ -157,7 +310,8 @@ pub fn spawn(fault: Option<Fault>) -> String {
         fault,
         clevercloud: CleverCloudSso::new(Secret::new(SSO_SALT), MAX_AGE_SECONDS),
         cloud66,
-        books: Mutex::default(),
+        books: Arc::default(),
+        oidc: OnceLock::new(),
     });
     let router = Router::new()
         .route("/clevercloud/resources", post(provision))
@@ -169,8 +323,24 @@ pub fn spawn(fault: Option<Fault>) -> String {
         .route("/cloud66/sso/start", get(cloud66_start))
         .route("/cloud66/sso/callback", get(cloud66_callback))
         .route("/dashboard", get(dashboard))
-        .with_state(state);
-    serve(router)
+        .route("/.well-known/openid-configuration", get(oidc))
+        .route("/oidc/authorize", get(oidc))
+        .route("/oidc/token", post(oidc))
+        .route("/oidc/userinfo", get(oidc).post(oidc))
+        .route("/oidc/jwks", get(oidc))
+        .with_state(state.clone());
+    let base = serve(router);
+    let store = Store {
+        books: state.books.clone(),
+        fault,
+    };
+    let api = OidcApi::new(
+        store,
+        Issuer::Fixed(base.clone()),
+        provider_keys(&signing_pems()[0]),
+    );
+    assert!(state.oidc.set(api).is_ok(), "set once");
+    base
 }
 
 /// A manifest for the stand-in at `base`, as `make run` prints one.
@@ -287,15 +457,38 @@ impl StandIn {
         self.books.lock().unwrap().resources.contains_key(id)
     }
 
-    /// A session cookie and a 303 to the panel.
-    fn open_session(&self) -> Response {
-        let session = random_hex(16);
-        self.books.lock().unwrap().sessions.insert(session.clone());
+    /// A session (with who signed in, for the OpenID Connect provider), its
+    /// cookie, and a 303 to the panel.
+    fn open_session(&self, identity: Option<SignedInIdentity>) -> Response {
+        let session = random_hex(32);
+        let identity = identity.map(|mut identity| {
+            if self.has(Fault::OidcSubPerSignIn) {
+                identity.subject = random_hex(20);
+            }
+            identity
+        });
+        self.books.lock().unwrap().sessions.insert(
+            session.clone(),
+            Session {
+                platform: identity
+                    .as_ref()
+                    .map_or(Platform::Cloud66, |identity| identity.platform),
+                subject_id: String::new(),
+                email: None,
+                nav_data: None,
+                created_at: Utc::now().to_rfc3339(),
+                expires_at: i64::MAX,
+                identity,
+            },
+        );
         (
             StatusCode::SEE_OTHER,
             [
                 (header::LOCATION, "/dashboard".to_string()),
-                (header::SET_COOKIE, format!("session={session}; Path=/; HttpOnly")),
+                (
+                    header::SET_COOKIE,
+                    format!("__Host-addon_session={session}; Path=/; HttpOnly; Secure; SameSite=Lax"),
+                ),
             ],
         )
             .into_response()
@@ -458,20 +651,36 @@ async fn clevercloud_login(State(api): State<Arc<StandIn>>, body: Bytes) -> Resp
     if issued - now > FUTURE_TOLERANCE_SECONDS && !api.has(Fault::SsoNoFutureLimit) {
         return forbidden();
     }
-    {
+    let addon_id = {
         let mut books = api.books.lock().unwrap();
-        let signs_in = books
+        let resource = books
             .resources
             .get(&form.id)
-            .is_some_and(|resource| resource.active || api.has(Fault::DeprovisionedSignsIn));
-        if !signs_in {
+            .filter(|resource| resource.active || api.has(Fault::DeprovisionedSignsIn));
+        let Some(addon_id) = resource.map(|resource| resource.addon_id.clone()) else {
             return forbidden();
-        }
+        };
         if !books.spent.insert(given.clone()) && !api.has(Fault::SsoReplay) {
             return forbidden();
         }
-    }
-    api.open_session()
+        addon_id
+    };
+    let account = if form.user_id.is_empty() {
+        format!("resource:{}", form.id)
+    } else {
+        format!("user:{}", form.user_id)
+    };
+    api.open_session(Some(SignedInIdentity {
+        subject: SignedInIdentity::subject_of(Platform::CleverCloud, &account),
+        platform: Platform::CleverCloud,
+        email: Some(form.email.clone()).filter(|email| !email.is_empty()),
+        email_verified: matches!(form.proof, Proof::Signature(_)),
+        name: None,
+        resource_id: Some(form.id.clone()),
+        plan: Some("basic".into()),
+        marketplace_id: Some(addon_id),
+        auth_time: now,
+    }))
 }
 
 async fn cloud66_start(State(api): State<Arc<StandIn>>) -> Response {
@@ -487,7 +696,7 @@ async fn cloud66_callback(
     };
     let signed = signature.to_ascii_lowercase() == api.cloud66.signature(multipass);
     if !signed && api.has(Fault::Cloud66Unsigned) {
-        return api.open_session();
+        return api.open_session(None);
     }
     if api.cloud66.verify(multipass, signature, Utc::now()).is_err() {
         return forbidden();
@@ -495,7 +704,7 @@ async fn cloud66_callback(
     if !api.books.lock().unwrap().spent.insert(multipass.clone()) {
         return forbidden();
     }
-    api.open_session()
+    api.open_session(None)
 }
 
 async fn dashboard(State(api): State<Arc<StandIn>>, headers: HeaderMap) -> Response {
@@ -505,13 +714,65 @@ async fn dashboard(State(api): State<Arc<StandIn>>, headers: HeaderMap) -> Respo
         .and_then(|cookies| {
             cookies
                 .split(';')
-                .find_map(|pair| pair.trim().strip_prefix("session="))
+                .find_map(|pair| pair.trim().strip_prefix("__Host-addon_session="))
         })
         .map(str::to_string);
-    let signed_in = session.is_some_and(|session| api.books.lock().unwrap().sessions.contains(&session));
+    let signed_in = session.is_some_and(|session| api.books.lock().unwrap().sessions.contains_key(&session));
     if signed_in {
         (StatusCode::OK, "<p>panel</p>").into_response()
     } else {
         (StatusCode::FOUND, [(header::LOCATION, "/dashboard/signed-out")]).into_response()
     }
+}
+
+/// The OpenID Connect routes: the real provider, with the `Oidc*` faults
+/// that act in front of it.
+async fn oidc(State(api): State<Arc<StandIn>>, request: axum::extract::Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let query: HashMap<String, String> = parts
+        .uri
+        .query()
+        .map(|query| form_urlencoded::parse(query.as_bytes()).into_owned().collect())
+        .unwrap_or_default();
+    let param = |name: &str| query.get(name).map(String::as_str);
+    let path = parts.uri.path().to_string();
+    if path == "/oidc/authorize" {
+        let redirect = param("redirect_uri").unwrap_or_default();
+        let misdirected = (api.has(Fault::OidcRedirectsAnywhere) && redirect != OIDC_REDIRECT_URI)
+            || (api.has(Fault::OidcUnknownClientRedirected) && param("client_id") != Some(OIDC_CLIENT_ID));
+        if misdirected {
+            return (
+                StatusCode::FOUND,
+                [(header::LOCATION, format!("{redirect}?code=stolen"))],
+            )
+                .into_response();
+        }
+        let no_session = !parts.headers.contains_key(header::COOKIE);
+        if api.has(Fault::OidcNoLoginRequired) && no_session && param("prompt") == Some("none") {
+            return (StatusCode::OK, "<p>open the console</p>").into_response();
+        }
+    }
+    if path == "/oidc/token" && api.has(Fault::OidcSecretIgnored) {
+        let right = base64::engine::general_purpose::STANDARD
+            .encode(format!("{OIDC_CLIENT_ID}:{OIDC_CLIENT_SECRET}"));
+        parts
+            .headers
+            .insert(header::AUTHORIZATION, format!("Basic {right}").parse().unwrap());
+    }
+    if path == "/oidc/jwks" && api.has(Fault::OidcKeyNotPublished) {
+        let other = provider_keys(&signing_pems()[1]);
+        return Json(other.signing.expect("a key").jwks()).into_response();
+    }
+    let request = lambda_http::http::Request::from_parts(parts, lambda_http::Body::from(body.to_vec()));
+    let Some(provider) = api.oidc.get() else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let response = shared::oidc::route(provider, request)
+        .await
+        .unwrap_or_else(|never| match never {});
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, axum::body::Body::from(body.to_vec()))
 }

@@ -44,6 +44,9 @@ fn provider(args: &[&str]) -> Output {
         .env_remove("CLOUD66_BASE_URL")
         .env("CLOUD66_PROVIDER", broken_provider::CLOUD66_PROVIDER)
         .env("CLOUD66_PROVIDER_UID", broken_provider::CLOUD66_UID)
+        .env("OIDC_CHECK_CLIENT_ID", broken_provider::OIDC_CLIENT_ID)
+        .env("OIDC_CHECK_CLIENT_SECRET", broken_provider::OIDC_CLIENT_SECRET)
+        .env("OIDC_CHECK_REDIRECT_URI", broken_provider::OIDC_REDIRECT_URI)
         .output()
         .expect("run provider")
 }

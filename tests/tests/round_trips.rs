@@ -86,7 +86,8 @@ async fn a_plan_change_reads_once_and_writes_once_and_a_repeat_writes_nothing() 
 }
 
 #[tokio::test]
-async fn a_clever_cloud_sign_in_reads_the_resource_and_opens_the_session_and_the_panel_reads_two_items() {
+async fn a_clever_cloud_sign_in_reads_the_resource_and_opens_the_session_and_the_panel_and_oidc_make_the_fewest_round_trips(
+) {
     let (store, log) = counting_store("sso-login").await;
     let id = lifecycle(acting_as("provision", &store).await)
         .provision(provision_request(&unique("trips")))
@@ -125,7 +126,7 @@ async fn a_clever_cloud_sign_in_reads_the_resource_and_opens_the_session_and_the
 
     let panel = lambda_http::http::Request::builder()
         .uri("/dashboard")
-        .header("cookie", cookie)
+        .header("cookie", &cookie)
         .body(Body::Empty)
         .unwrap();
     let (panel_store, panel_log) = counting_store("dashboard").await;
@@ -135,7 +136,83 @@ async fn a_clever_cloud_sign_in_reads_the_resource_and_opens_the_session_and_the
     assert_eq!(response.status(), 200);
     assert_eq!(
         panel_log.take(),
-        ["GetItem", "GetItem"],
-        "the session, then its resource"
+        ["GetItem", "GetItem", "Query"],
+        "the session, then its resource, then its latest audit events"
+    );
+
+    // The OpenID Connect provider on the same session: an authorize is the
+    // session's read and the code's write; redeeming the code is one
+    // conditional delete, then the access token's write.
+    let secret = "round-trips-client-secret-0123";
+    let redirect = "https://app.example/cb";
+    let keys = shared::oidc::ProviderKeys {
+        clients: shared::oidc::Clients::from_json(&format!(
+            r#"[{{"client_id":"app","client_secret":"{secret}","redirect_uris":["{redirect}"]}}]"#
+        ))
+        .unwrap(),
+        signing: shared::oidc::SigningKeys::from_lookup(&|var: &str| {
+            (var == "OIDC_SIGNING_KEY").then(|| shared::oidc::new_signing_key_pem().unwrap())
+        })
+        .unwrap(),
+    };
+    let (oidc_store, oidc_log) = counting_store("oidc").await;
+    let issuer = shared::oidc::Issuer::Fixed("https://addon.example".into());
+    let oidc = shared::oidc::OidcApi::new(oidc_store, issuer, keys);
+    let verifier = "round-trips-verifier-0123456789-0123456789-0123456789";
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier));
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("client_id", "app"),
+            ("redirect_uri", redirect),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("state", "s"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ])
+        .finish();
+    let authorize = lambda_http::http::Request::builder()
+        .uri(format!("https://addon.example/oidc/authorize?{query}"))
+        .header("cookie", &cookie)
+        .body(Body::Empty)
+        .unwrap();
+    let response = shared::oidc::route(&oidc, authorize).await.unwrap();
+    assert_eq!(response.status(), 302);
+    assert_eq!(
+        oidc_log.take(),
+        ["GetItem", "PutItem"],
+        "the session, then the code"
+    );
+    let location = reqwest::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    let code = location
+        .query_pairs()
+        .find(|(name, _)| name == "code")
+        .unwrap()
+        .1
+        .into_owned();
+    let form = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect),
+            ("code_verifier", verifier),
+            ("client_id", "app"),
+            ("client_secret", secret),
+        ])
+        .finish();
+    let token = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("https://addon.example/oidc/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(form))
+        .unwrap();
+    let response = shared::oidc::route(&oidc, token).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        oidc_log.take(),
+        ["DeleteItem", "PutItem"],
+        "the code, then the access token"
     );
 }

@@ -69,7 +69,15 @@ async fn page_text(response: reqwest::Response) -> (StatusCode, String) {
 /// The session cookie from a sign-in answer, after checking its attributes.
 fn session_cookie(response: &reqwest::Response) -> String {
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert_eq!(response.headers()[header::LOCATION], "/dashboard");
+    // The stack registers a vendor app with an initiate_login_uri: the
+    // sign-in hands the customer to it (OIDC Core §4), not to the panel.
+    let location = response.headers()[header::LOCATION].to_str().unwrap();
+    let expected = format!(
+        "{}/app/login?iss={}&target_link_uri=",
+        stack_var("E2E_APP_URL"),
+        form_urlencoded::byte_serialize(stack_var("PUBLIC_URL").as_bytes()).collect::<String>()
+    );
+    assert!(location.starts_with(&expected), "{location}");
     let cookie = response.headers()[header::SET_COOKIE]
         .to_str()
         .unwrap()

@@ -308,3 +308,102 @@ async fn an_account_changed_since_it_was_read_is_read_again_not_refused() {
     assert_eq!(account.cloudmore_organization_id.as_deref(), Some("org_1"));
     assert_eq!(account.version, read_by_link.version + 2);
 }
+
+fn oidc_grant(expires_at: i64) -> shared::model::OidcGrant {
+    use shared::model::{Platform, SignedInIdentity};
+    shared::model::OidcGrant {
+        client_id: "app".into(),
+        scope: "openid email".into(),
+        nonce: Some("n".into()),
+        identity: SignedInIdentity {
+            subject: SignedInIdentity::subject_of(Platform::CleverCloud, "user:store"),
+            platform: Platform::CleverCloud,
+            email: Some("store@example.com".into()),
+            email_verified: true,
+            name: None,
+            resource_id: Some("res_store".into()),
+            plan: Some("basic".into()),
+            marketplace_id: Some("addon_store".into()),
+            auth_time: 0,
+        },
+        expires_at,
+    }
+}
+
+#[tokio::test]
+async fn an_oidc_code_is_redeemed_once_only_by_its_binding_and_never_after_it_expires() {
+    use shared::model::CodeBinding;
+    use shared::store::OidcStore;
+    let store = acting_as("oidc", &store().await).await;
+    let now = chrono::Utc::now().timestamp();
+    let binding = CodeBinding {
+        client_id: "app".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        code_challenge: "challenge".into(),
+    };
+    let code = unique("code");
+    store
+        .save_code(&code, &binding, &oidc_grant(now + 60))
+        .await
+        .unwrap();
+    for other in [
+        CodeBinding {
+            client_id: "other".into(),
+            ..binding.clone()
+        },
+        CodeBinding {
+            redirect_uri: "https://app.example/other".into(),
+            ..binding.clone()
+        },
+        CodeBinding {
+            code_challenge: "another".into(),
+            ..binding.clone()
+        },
+    ] {
+        assert_eq!(
+            store.redeem_code(&code, &other, now).await.unwrap(),
+            None,
+            "{other:?}"
+        );
+    }
+    assert_eq!(
+        store.redeem_code(&code, &binding, now).await.unwrap(),
+        Some(oidc_grant(now + 60)),
+        "the wrong attempts left it unspent"
+    );
+    assert_eq!(
+        store.redeem_code(&code, &binding, now).await.unwrap(),
+        None,
+        "spent"
+    );
+
+    // Expired, though DynamoDB's TTL has not removed it yet: refused, and kept
+    // for the TTL to remove.
+    let expired = unique("code");
+    store
+        .save_code(&expired, &binding, &oidc_grant(now - 1))
+        .await
+        .unwrap();
+    assert_eq!(store.redeem_code(&expired, &binding, now).await.unwrap(), None);
+    let item = partition(&dynamo_client().await, &format!("OIDC_CODE#{expired}")).await;
+    assert_eq!(item.len(), 1);
+    assert!(!item[0].contains_key("code"), "stored under its fingerprint only");
+}
+
+#[tokio::test]
+async fn an_oidc_access_token_answers_until_it_expires() {
+    use shared::store::OidcStore;
+    let store = acting_as("oidc", &store().await).await;
+    let now = chrono::Utc::now().timestamp();
+    let token = unique("token");
+    store
+        .save_access_token(&token, &oidc_grant(now + 600))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_access_token(&token, now).await.unwrap(),
+        Some(oidc_grant(now + 600))
+    );
+    assert_eq!(store.get_access_token(&token, now + 600).await.unwrap(), None);
+    assert_eq!(store.get_access_token(&unique("token"), now).await.unwrap(), None);
+}

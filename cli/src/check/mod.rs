@@ -5,6 +5,7 @@
 //! deprovisions everything it provisioned.
 
 mod lifecycle;
+mod oidc;
 mod probe;
 mod report;
 mod sso;
@@ -12,6 +13,7 @@ mod target;
 
 use clap::{Args, ValueEnum};
 use lifecycle::Lifecycle;
+use oidc::OidcChecks;
 use probe::Probe;
 use report::Report;
 use sso::SsoChecks;
@@ -20,8 +22,11 @@ use std::process::ExitCode;
 use target::Target;
 
 /// Secrets are read from the manifest file or the environment, never from
-/// flags: `ADDON_PASSWORD`, `ADDON_SSO_SALT`, and for Cloud 66
-/// `CLOUD66_PROVIDER`, `CLOUD66_PROVIDER_UID`, `CLOUD66_MULTIPASS_KEY`.
+/// flags: `ADDON_PASSWORD`, `ADDON_SSO_SALT`, for Cloud 66
+/// `CLOUD66_PROVIDER`, `CLOUD66_PROVIDER_UID`, `CLOUD66_MULTIPASS_KEY`, and
+/// for the OpenID Connect provider (when the deployment publishes one) the
+/// client `OIDC_CHECK_CLIENT_ID`, `OIDC_CHECK_CLIENT_SECRET`,
+/// `OIDC_CHECK_REDIRECT_URI`.
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// The Clever Cloud manifest (JSON), e.g. the one `make run` prints.
@@ -123,6 +128,9 @@ async fn run(target: &Target, probe: &Probe, print_lines: bool) -> Report {
     lifecycle.hostile_bodies(resource.as_ref(), &mut report).await;
     sso.clevercloud(resource.as_ref(), &mut report).await;
     sso.cloud66(&mut report).await;
+    OidcChecks::new(probe, target, &sso, &shared::config::process_env)
+        .run(resource.as_ref(), &mut report)
+        .await;
     lifecycle.plan_change(resource.as_ref(), &mut report).await;
     lifecycle.deprovision(resource.as_ref(), &mut report).await;
     sso.deprovisioned(resource.as_ref(), &mut report).await;

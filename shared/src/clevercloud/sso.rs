@@ -8,7 +8,7 @@
 
 use crate::config::{self, ConfigError};
 use crate::http::has_media_type;
-use crate::model::{Platform, Session, Timestamp};
+use crate::model::{Platform, Resource, Session, SignedInIdentity, Timestamp};
 use crate::secret::{constant_time_eq, Secret};
 use crate::signin::{Refusal, Sessions, SignInError};
 use crate::store::{ResourceReader, SessionStore};
@@ -187,17 +187,45 @@ pub async fn login<S: ResourceReader + SessionStore>(
     let resource = resource
         .filter(|r| r.is_active() && r.platform == Platform::CleverCloud)
         .ok_or(Refusal::UnknownResource)?;
+    let now = Timestamp::now();
+    let email = Some(form.email.clone()).filter(|email| !email.is_empty());
+    let identity = SignedInIdentity {
+        subject: SignedInIdentity::subject_of(Platform::CleverCloud, &account_of(&form, &resource)),
+        platform: Platform::CleverCloud,
+        // Only the current scheme signs the email (and the user id).
+        email_verified: email.is_some() && matches!(form.proof, Proof::Signature(_)),
+        email: email.clone(),
+        name: None,
+        resource_id: None,
+        plan: None,
+        marketplace_id: None,
+        auth_time: now.0.timestamp(),
+    }
+    .with_resource(Some(&resource));
     let session = Session {
         platform: Platform::CleverCloud,
         subject_id: resource.id,
-        email: Some(form.email.clone()).filter(|email| !email.is_empty()),
+        email,
         nav_data: Some(form.nav_data.clone()).filter(|nav| !nav.is_empty()),
-        created_at: Timestamp::now().to_string(),
+        created_at: now.to_string(),
         expires_at: 0,
+        identity: Some(identity),
     };
     sessions
         .open(&form.proof_text(), sso.token_lifetime_end(&form), session)
         .await
+}
+
+/// The Clever Cloud account signing in, as far as the form vouches for it:
+/// the user its signature covers (current scheme); the legacy scheme signs
+/// only the resource, so there it is the add-on's owner (the organisation
+/// or user the marketplace provisioned it for; docs/oidc.md "Claims").
+fn account_of(form: &SsoForm, resource: &Resource) -> String {
+    match (&form.proof, resource.owner_id.as_deref()) {
+        (Proof::Signature(_), _) if !form.user_id.is_empty() => format!("user:{}", form.user_id),
+        (_, Some(owner)) if !owner.is_empty() => format!("owner:{owner}"),
+        _ => format!("resource:{}", resource.id),
+    }
 }
 
 #[cfg(test)]

@@ -4,11 +4,11 @@
 use super::multipass::{self, MultipassKey};
 use super::pending;
 use crate::config::{self, ConfigError};
-use crate::model::{canonical_email, Platform, Session, Timestamp};
+use crate::model::{canonical_email, Platform, Session, SignedInIdentity, Timestamp};
 use crate::secret::random_hex;
 use crate::secret::{constant_time_eq, Secret};
 use crate::signin::{self, fingerprint, Refusal, Sessions, SignInError};
-use crate::store::{AccountStore, SessionStore};
+use crate::store::{AccountStore, ResourceReader, SessionStore};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use lambda_http::http::{header, HeaderMap, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -229,7 +229,7 @@ pub async fn start<S: SessionStore>(
 /// `GET /cloud66/sso/callback?multipass=…&signature=…`: verify, check that
 /// this browser started the sign-in, find or create the account by email,
 /// open a session.
-pub async fn callback<S: AccountStore + SessionStore>(
+pub async fn callback<S: AccountStore + ResourceReader + SessionStore>(
     sso: Option<&Cloud66Sso>,
     sessions: &Sessions<S>,
     request: &Request,
@@ -258,13 +258,33 @@ pub async fn callback<S: AccountStore + SessionStore>(
         .store()
         .find_or_create_account(&email, identity.name.as_deref(), ACTOR)
         .await?;
+    // The account's resource, for the claims of the vendor's app (crate::oidc).
+    let resource = match account.resource_ids.first() {
+        Some(id) => sessions.store().get_resource(id).await?,
+        None => None,
+    };
+    let now = Timestamp::now();
+    let signed_in = SignedInIdentity {
+        subject: SignedInIdentity::subject_of(Platform::Cloud66, &format!("account:{}", account.id)),
+        platform: Platform::Cloud66,
+        email: Some(account.email.clone()),
+        // The multipass is signed and encrypted by Cloud 66: it vouches for the email.
+        email_verified: true,
+        name: identity.name.clone(),
+        resource_id: None,
+        plan: None,
+        marketplace_id: None,
+        auth_time: now.0.timestamp(),
+    }
+    .with_resource(resource.as_ref().filter(|resource| resource.is_active()));
     let session = Session {
         platform: Platform::Cloud66,
         subject_id: account.id,
         email: Some(account.email),
         nav_data: None,
-        created_at: Timestamp::now().to_string(),
+        created_at: now.to_string(),
         expires_at: 0,
+        identity: Some(signed_in),
     };
     let mut response = sessions
         .open(&multipass, identity.expires.timestamp() + 60, session)

@@ -15,6 +15,8 @@
 //! | session              | `SESSION#<sha256 of id>`    | `SESSION`                |
 //! | Cloud 66 sign-in state | `SIGNIN_STATE#<sha256>`   | `SIGNIN_STATE`           |
 //! | pending Cloud 66 link | `PENDING_LINK#<sha256>`    | `PENDING_LINK`           |
+//! | OIDC authorization code | `OIDC_CODE#<sha256>`     | `OIDC_CODE`              |
+//! | OIDC access token    | `OIDC_TOKEN#<sha256>`       | `OIDC_TOKEN`             |
 //!
 //! The sparse index `PendingSync` (`sync_queue`, `sync_since`) lists the
 //! resources and accounts the platform sync still owes a push.
@@ -26,13 +28,13 @@
 //! cannot replay or hijack them; both expire through the TTL attribute.
 
 use super::{
-    AccountStore, AuditKey, CreateOutcome, LinkStore, OpenOutcome, Owed, OwnerClaim, ProvisionStore,
-    ResourceReader, ResourceScan, ResourceWriter, SessionStore, StoreError, SyncStore, SyncSubject,
-    UpdateOutcome, OWNER_CLAIM_SECONDS,
+    AccountStore, AuditKey, AuditReader, CreateOutcome, LinkStore, OidcStore, OpenOutcome, Owed, OwnerClaim,
+    ProvisionStore, ResourceReader, ResourceScan, ResourceWriter, SessionStore, StoreError, SyncStore,
+    SyncSubject, UpdateOutcome, OWNER_CLAIM_SECONDS,
 };
 use crate::model::{
-    Account, AuditAction, AuditEvent, Cloud66Link, PendingLink, Resource, Session, SubjectKind, SyncMark,
-    SyncQueue, Timestamp,
+    Account, AuditAction, AuditEvent, Cloud66Link, CodeBinding, OidcGrant, PendingLink, Resource, Session,
+    SubjectKind, SyncMark, SyncQueue, Timestamp,
 };
 use crate::secret::random_hex;
 use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -90,9 +92,21 @@ impl DynamoStore {
     /// what it costs against DynamoDB Local). A failure here only loses
     /// that head start.
     pub async fn ready(aws: &aws_config::SdkConfig, table: String) -> Self {
-        let store = Self::new(Client::new(aws), table);
         // Resource ids are `res_` + hex: this key is never an item.
-        if let Err(err) = store.get_item(Self::resource_key("warm-up")).await {
+        Self::warmed_up(aws, table, Self::resource_key("warm-up")).await
+    }
+
+    /// [`Self::ready`] for a function that may read sessions but no
+    /// resource (the `oidc` function): the warm-up reads a session key,
+    /// which its IAM policy allows.
+    pub async fn ready_for_sessions(aws: &aws_config::SdkConfig, table: String) -> Self {
+        // Session ids are 64 hex characters: this key is never an item.
+        Self::warmed_up(aws, table, Self::session_key("warm-up")).await
+    }
+
+    async fn warmed_up(aws: &aws_config::SdkConfig, table: String, never_an_item: Item) -> Self {
+        let store = Self::new(Client::new(aws), table);
+        if let Err(err) = store.get_item(never_an_item).await {
             tracing::warn!(error = %err, "DynamoDB could not be reached during init");
         }
         store
@@ -439,6 +453,28 @@ impl ResourceReader for DynamoStore {
     }
 }
 
+impl AuditReader for DynamoStore {
+    async fn recent_events(&self, resource_id: &str, limit: i32) -> Result<Vec<AuditEvent>, StoreError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :audit)")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("RESOURCE#{resource_id}")))
+            .expression_attribute_values(":audit", AttributeValue::S("AUDIT#".into()))
+            .scan_index_forward(false)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|err| classify("Query", err))?;
+        page.items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| decode(item, "audit event"))
+            .collect()
+    }
+}
+
 impl ProvisionStore for DynamoStore {
     async fn create_resource(
         &self,
@@ -665,6 +701,104 @@ impl SessionStore for DynamoStore {
             .take_single_use(Self::signin_state_key(state_fingerprint), now)
             .await?
             .is_some())
+    }
+}
+
+impl DynamoStore {
+    fn oidc_code_key(code_fingerprint: &str) -> Item {
+        Self::key(format!("OIDC_CODE#{code_fingerprint}"), "OIDC_CODE")
+    }
+
+    fn oidc_token_key(token_fingerprint: &str) -> Item {
+        Self::key(format!("OIDC_TOKEN#{token_fingerprint}"), "OIDC_TOKEN")
+    }
+
+    /// Writes a new item (a random token's: a collision is a bug).
+    async fn put_new_item(&self, item: Item, what: &str) -> Result<(), StoreError> {
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(err)) if err.err().is_conditional_check_failed_exception() => {
+                Err(StoreError::Internal(format!("{what} already exists")))
+            }
+            Err(err) => Err(classify("PutItem", err)),
+        }
+    }
+}
+
+impl OidcStore for DynamoStore {
+    async fn save_code(
+        &self,
+        code_fingerprint: &str,
+        binding: &CodeBinding,
+        grant: &OidcGrant,
+    ) -> Result<(), StoreError> {
+        let mut item = Self::entity_item(grant, Self::oidc_code_key(code_fingerprint), "oidc_code")?;
+        item.insert(
+            "redirect_uri".into(),
+            AttributeValue::S(binding.redirect_uri.clone()),
+        );
+        item.insert(
+            "code_challenge".into(),
+            AttributeValue::S(binding.code_challenge.clone()),
+        );
+        self.put_new_item(item, "authorization code").await
+    }
+
+    async fn redeem_code(
+        &self,
+        code_fingerprint: &str,
+        binding: &CodeBinding,
+        now: i64,
+    ) -> Result<Option<OidcGrant>, StoreError> {
+        // Every check is in the condition, so redemption is one round trip
+        // and a wrong client, redirect URI or verifier leaves the code unspent.
+        let taken = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::oidc_code_key(code_fingerprint)))
+            .condition_expression(
+                "attribute_exists(pk) AND expires_at > :now AND client_id = :client \
+                 AND redirect_uri = :redirect AND code_challenge = :challenge",
+            )
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":client", AttributeValue::S(binding.client_id.clone()))
+            .expression_attribute_values(":redirect", AttributeValue::S(binding.redirect_uri.clone()))
+            .expression_attribute_values(":challenge", AttributeValue::S(binding.code_challenge.clone()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await;
+        match taken {
+            Ok(output) => Ok(Some(decode(output.attributes.unwrap_or_default(), "oidc code")?)),
+            Err(SdkError::ServiceError(err)) if err.err().is_conditional_check_failed_exception() => Ok(None),
+            Err(err) => Err(classify("DeleteItem", err)),
+        }
+    }
+
+    async fn save_access_token(&self, token_fingerprint: &str, grant: &OidcGrant) -> Result<(), StoreError> {
+        let item = Self::entity_item(grant, Self::oidc_token_key(token_fingerprint), "oidc_token")?;
+        self.put_new_item(item, "access token").await
+    }
+
+    async fn get_access_token(
+        &self,
+        token_fingerprint: &str,
+        now: i64,
+    ) -> Result<Option<OidcGrant>, StoreError> {
+        let Some(item) = self.get_item(Self::oidc_token_key(token_fingerprint)).await? else {
+            return Ok(None);
+        };
+        let grant: OidcGrant = decode(item, "oidc token")?;
+        // DynamoDB deletes expired items lazily (within days): check here too.
+        Ok(Some(grant).filter(|grant| grant.expires_at > now))
     }
 }
 

@@ -3,8 +3,8 @@
 //! nothing, a sign-in state is spent once), with no storage behind it.
 //! Storage itself is tested against DynamoDB Local, never here.
 
-use super::{AccountStore, OpenOutcome, ResourceReader, SessionStore, StoreError};
-use crate::model::{Account, Resource, Session, Timestamp};
+use super::{AccountStore, AuditReader, OidcStore, OpenOutcome, ResourceReader, SessionStore, StoreError};
+use crate::model::{Account, AuditEvent, CodeBinding, OidcGrant, Resource, Session, Timestamp};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -17,6 +17,27 @@ pub struct MemoryStore {
     pub signin_states: Mutex<HashMap<String, i64>>,
     /// Accounts by email.
     pub accounts: Mutex<HashMap<String, Account>>,
+    /// OIDC codes by fingerprint, with what they are bound to.
+    pub oidc_codes: Mutex<HashMap<String, (CodeBinding, OidcGrant)>>,
+    /// OIDC access tokens by fingerprint.
+    pub oidc_tokens: Mutex<HashMap<String, OidcGrant>>,
+    /// Audit events, oldest first.
+    pub events: Mutex<Vec<AuditEvent>>,
+}
+
+impl AuditReader for MemoryStore {
+    async fn recent_events(&self, resource_id: &str, limit: i32) -> Result<Vec<AuditEvent>, StoreError> {
+        Ok(self
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .filter(|event| event.subject_id == resource_id)
+            .take(usize::try_from(limit).unwrap_or_default())
+            .cloned()
+            .collect())
+    }
 }
 
 impl MemoryStore {
@@ -77,6 +98,59 @@ impl SessionStore for MemoryStore {
     async fn finish_signin(&self, state_fingerprint: &str, now: i64) -> Result<bool, StoreError> {
         let expires_at = self.signin_states.lock().unwrap().remove(state_fingerprint);
         Ok(expires_at.is_some_and(|expires_at| expires_at > now))
+    }
+}
+
+impl OidcStore for MemoryStore {
+    async fn save_code(
+        &self,
+        code_fingerprint: &str,
+        binding: &CodeBinding,
+        grant: &OidcGrant,
+    ) -> Result<(), StoreError> {
+        self.oidc_codes
+            .lock()
+            .unwrap()
+            .insert(code_fingerprint.to_string(), (binding.clone(), grant.clone()));
+        Ok(())
+    }
+
+    async fn redeem_code(
+        &self,
+        code_fingerprint: &str,
+        binding: &CodeBinding,
+        now: i64,
+    ) -> Result<Option<OidcGrant>, StoreError> {
+        let mut codes = self.oidc_codes.lock().unwrap();
+        let usable = codes
+            .get(code_fingerprint)
+            .is_some_and(|(bound, grant)| bound == binding && grant.expires_at > now);
+        Ok(usable
+            .then(|| codes.remove(code_fingerprint))
+            .flatten()
+            .map(|(_, grant)| grant))
+    }
+
+    async fn save_access_token(&self, token_fingerprint: &str, grant: &OidcGrant) -> Result<(), StoreError> {
+        self.oidc_tokens
+            .lock()
+            .unwrap()
+            .insert(token_fingerprint.to_string(), grant.clone());
+        Ok(())
+    }
+
+    async fn get_access_token(
+        &self,
+        token_fingerprint: &str,
+        now: i64,
+    ) -> Result<Option<OidcGrant>, StoreError> {
+        Ok(self
+            .oidc_tokens
+            .lock()
+            .unwrap()
+            .get(token_fingerprint)
+            .filter(|grant| grant.expires_at > now)
+            .cloned())
     }
 }
 

@@ -9,7 +9,8 @@ pub mod memory;
 pub use dynamo::{DynamoStore, TableKeys};
 
 use crate::model::{
-    Account, AuditEvent, Cloud66Link, PendingLink, Resource, Session, SyncMark, SyncQueue, Timestamp,
+    Account, AuditEvent, Cloud66Link, CodeBinding, OidcGrant, PendingLink, Resource, Session, SyncMark,
+    SyncQueue, Timestamp,
 };
 use std::future::Future;
 
@@ -43,6 +44,15 @@ pub enum UpdateOutcome {
 pub trait ResourceReader: Send + Sync {
     /// A consistent read of one resource by this provider's id.
     fn get_resource(&self, id: &str) -> impl Future<Output = Result<Option<Resource>, StoreError>> + Send;
+}
+
+pub trait AuditReader: Send + Sync {
+    /// Resource `id`'s latest `limit` audit events, newest first.
+    fn recent_events(
+        &self,
+        resource_id: &str,
+        limit: i32,
+    ) -> impl Future<Output = Result<Vec<AuditEvent>, StoreError>> + Send;
 }
 
 pub trait ProvisionStore: Send + Sync {
@@ -176,6 +186,45 @@ pub trait SessionStore: Send + Sync {
         state_fingerprint: &str,
         now: i64,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// The OpenID Connect provider's codes and access tokens (`crate::oidc`),
+/// each stored under its SHA-256 fingerprint with a TTL and checked for
+/// expiry on every read.
+pub trait OidcStore: Send + Sync {
+    /// Keeps an authorization code's grant, bound to `binding`, until
+    /// `grant.expires_at`.
+    fn save_code(
+        &self,
+        code_fingerprint: &str,
+        binding: &CodeBinding,
+        grant: &OidcGrant,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Spends a code in one conditional delete: its grant, once, if it has
+    /// not expired by `now` and was bound to `binding`; `None` otherwise
+    /// (unknown, spent, expired, or another client, redirect URI or PKCE
+    /// challenge, which leaves it unspent).
+    fn redeem_code(
+        &self,
+        code_fingerprint: &str,
+        binding: &CodeBinding,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<OidcGrant>, StoreError>> + Send;
+
+    /// Keeps an access token's grant until `grant.expires_at`.
+    fn save_access_token(
+        &self,
+        token_fingerprint: &str,
+        grant: &OidcGrant,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// An access token's grant, if it exists and has not expired by `now`.
+    fn get_access_token(
+        &self,
+        token_fingerprint: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<OidcGrant>, StoreError>> + Send;
 }
 
 pub trait LinkStore: AccountStore {

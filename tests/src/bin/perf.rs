@@ -163,6 +163,9 @@ impl Instance {
         if binary.warm_up {
             command.env("FLOOR_WARM_UP", "1");
         }
+        if let Some(mode) = binary.floor_mode {
+            command.env("FLOOR_MODE", mode);
+        }
         let child: Child = command
             .env("AWS_LAMBDA_RUNTIME_API", address.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", &name)
@@ -205,7 +208,8 @@ impl Instance {
             .unwrap();
         self.latencies.push(handed.elapsed());
         let status = answer["statusCode"].as_u64().unwrap_or(200);
-        assert!(status < 300, "{} answered {answer}", self.name);
+        // An authorize answers 302 with its code.
+        assert!(status < 400, "{} answered {answer}", self.name);
         answer
     }
 
@@ -268,6 +272,109 @@ fn http_event(method: &str, path: &str, route: &str, id: Option<&str>, body: Opt
     event
 }
 
+/// The OpenID Connect client and session the `oidc` rows use: the stack's
+/// test client, and a session opened here as a marketplace sign-in would.
+struct OidcSetup {
+    cookie: String,
+    client_id: String,
+    client_secret: String,
+    redirect_uri: String,
+}
+
+/// A PKCE verifier, the same for every code (each code is new).
+const VERIFIER: &str = "perf-verifier-0123456789-0123456789-0123456789";
+
+impl OidcSetup {
+    async fn open() -> Self {
+        use shared::model::{Platform, Session, SignedInIdentity};
+        use shared::store::SessionStore;
+        let store = tests::store().await;
+        let session_id = shared::secret::random_hex(32);
+        let now = chrono::Utc::now().timestamp();
+        let session = Session {
+            platform: Platform::CleverCloud,
+            subject_id: "res_perf".into(),
+            email: Some("perf@example.com".into()),
+            nav_data: None,
+            created_at: chrono::Utc::now().to_rfc3339(),
+            expires_at: now + 3600,
+            identity: Some(SignedInIdentity {
+                subject: SignedInIdentity::subject_of(Platform::CleverCloud, "user:perf"),
+                platform: Platform::CleverCloud,
+                email: Some("perf@example.com".into()),
+                email_verified: true,
+                name: None,
+                resource_id: Some("res_perf".into()),
+                plan: Some("basic".into()),
+                marketplace_id: Some("addon_perf".into()),
+                auth_time: now,
+            }),
+        };
+        store
+            .open_session(&shared::secret::random_hex(32), now + 60, &session_id, &session)
+            .await
+            .expect("a session for the oidc rows");
+        Self {
+            cookie: format!("{}={session_id}", shared::signin::SESSION_COOKIE),
+            client_id: tests::stack_var("OIDC_TEST_CLIENT_ID"),
+            client_secret: tests::stack_var("OIDC_TEST_CLIENT_SECRET"),
+            redirect_uri: tests::stack_var("OIDC_TEST_REDIRECT_URI"),
+        }
+    }
+
+    fn authorize_event(&self) -> Value {
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(<sha2::Sha256 as sha2::Digest>::digest(VERIFIER));
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("client_id", self.client_id.as_str()),
+                ("redirect_uri", &self.redirect_uri),
+                ("response_type", "code"),
+                ("scope", "openid email"),
+                ("state", "perf"),
+                ("nonce", "perf"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+            ])
+            .finish();
+        let mut event = http_event("GET", "/oidc/authorize", "/oidc/authorize", None, None);
+        event["rawQueryString"] = query.into();
+        event["headers"]["cookie"] = self.cookie.clone().into();
+        event
+    }
+
+    fn token_event(&self, code: &str) -> Value {
+        let form = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &self.redirect_uri),
+                ("code_verifier", VERIFIER),
+                ("client_id", &self.client_id),
+                ("client_secret", &self.client_secret),
+            ])
+            .finish();
+        let mut event = http_event("POST", "/oidc/token", "/oidc/token", None, None);
+        event["headers"]["content-type"] = "application/x-www-form-urlencoded".into();
+        event["body"] = form.into();
+        event
+    }
+}
+
+/// The code in an authorize answer's `Location`.
+fn code_of(answer: &Value) -> String {
+    let location = answer["headers"]["location"]
+        .as_str()
+        .or_else(|| answer["multiValueHeaders"]["location"][0].as_str())
+        .unwrap_or_else(|| panic!("no Location in the authorize answer {answer}"));
+    reqwest::Url::parse(location)
+        .expect("an absolute Location")
+        .query_pairs()
+        .find(|(name, _)| name == "code")
+        .map(|(_, code)| code.into_owned())
+        .expect("a code in the authorize answer")
+}
+
 fn provision_event(addon_id: &str) -> Value {
     http_event(
         "POST",
@@ -296,17 +403,22 @@ enum Workload {
     Provision,
     PlanChange,
     Deprovision,
+    Authorize,
+    Token,
 }
 
 /// A binary of the table: its row name, its file, whether it runs with
 /// `PROVISIONER_URL`, whether the floor makes the functions' warm-up read
-/// at init (`FLOOR_WARM_UP`), and its workload.
+/// at init (`FLOOR_WARM_UP`), which floor it is (`FLOOR_MODE`), its
+/// workload, and the row its ratios are taken against.
 struct Binary {
     name: &'static str,
     file: &'static str,
     vendor: bool,
     warm_up: bool,
+    floor_mode: Option<&'static str>,
     workload: Workload,
+    floor: &'static str,
 }
 
 /// The events of a round, shared by its warm and cold phases: plan changes
@@ -317,6 +429,9 @@ struct Events {
     plan_resource: (String, String),
     premium: bool,
     provisioned: Option<String>,
+    oidc: OidcSetup,
+    /// The code the authorize before it in the same turn issued.
+    code: Option<String>,
 }
 
 impl Events {
@@ -335,12 +450,19 @@ impl Events {
                 let id = self.provisioned.take().expect("a provision earlier in the turn");
                 resource_event("DELETE", &id, None)
             }
+            Workload::Authorize => self.oidc.authorize_event(),
+            Workload::Token => {
+                let code = self.code.take().expect("an authorize earlier in the turn");
+                self.oidc.token_event(&code)
+            }
         }
     }
 
     fn answered(&mut self, workload: Workload, answer: &Value) {
-        if let Workload::Provision = workload {
-            self.provisioned = Some(id_of(answer));
+        match workload {
+            Workload::Provision => self.provisioned = Some(id_of(answer)),
+            Workload::Authorize => self.code = Some(code_of(answer)),
+            _ => {}
         }
     }
 }
@@ -415,7 +537,9 @@ async fn main() {
         file,
         vendor,
         warm_up,
+        floor_mode: None,
         workload,
+        floor: "floor",
     };
     let mut binaries = vec![
         binary("hello", "perf_hello", false, false, Workload::Get),
@@ -429,6 +553,24 @@ async fn main() {
         binary("provision", "provision", vendor, false, Workload::Provision),
         binary("plan-change", "plan-change", vendor, false, Workload::PlanChange),
         binary("deprovision", "deprovision", vendor, false, Workload::Deprovision),
+        // The OpenID Connect provider's calls, each against a floor of its
+        // own round trips (perf_floor's FLOOR_MODE), with the warm-up read.
+        Binary {
+            floor_mode: Some("authorize"),
+            ..binary("floor authorize", "perf_floor", false, true, Workload::Post)
+        },
+        Binary {
+            floor_mode: Some("token"),
+            ..binary("floor token", "perf_floor", false, true, Workload::Post)
+        },
+        Binary {
+            floor: "floor authorize",
+            ..binary("oidc authorize", "oidc", false, false, Workload::Authorize)
+        },
+        Binary {
+            floor: "floor token",
+            ..binary("oidc token", "oidc", false, false, Workload::Token)
+        },
     ]);
     let provision = binaries
         .iter()
@@ -447,6 +589,8 @@ async fn main() {
             plan_resource: (plan_id, addon_id),
             premium: false,
             provisioned: None,
+            oidc: OidcSetup::open().await,
+            code: None,
         };
 
         // The binaries take turns, one invocation each, so all of them meet
@@ -491,18 +635,18 @@ async fn main() {
         "{} rounds × ({} warm invocations of one instance + {} cold starts), release builds, one DynamoDB Local, {provisioner}\n",
         args.rounds, args.invocations, args.cold_starts
     );
-    println!("| binary | init ms | first ms | warm p50 ms | warm p99 ms | RSS MB | p50 / floor | cold / floor | RSS / floor |");
-    println!("|---|---|---|---|---|---|---|---|---|");
-    let floor = rounds["floor"].clone();
-    for name in binaries.iter().map(|binary| binary.name) {
+    println!("| binary | init ms | first ms | warm p50 ms | warm p99 ms | RSS MB | against | p50 / floor | cold / floor | RSS / floor |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (name, floor_name) in binaries.iter().map(|binary| (binary.name, binary.floor)) {
         let numbers = &rounds[name];
+        let floor = &rounds[floor_name];
         let column = |f: fn(&Numbers) -> f64| numbers.iter().map(f).collect::<Vec<f64>>();
         let ratio = |f: fn(&Numbers) -> f64| {
-            let ratios: Vec<f64> = numbers.iter().zip(&floor).map(|(n, fl)| f(n) / f(fl)).collect();
+            let ratios: Vec<f64> = numbers.iter().zip(floor).map(|(n, fl)| f(n) / f(fl)).collect();
             format!("{:.2} ({})", median(&ratios), range(&ratios, 2))
         };
         println!(
-            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {floor_name} | {} | {} | {} |",
             range(&column(|n| n.init), 1),
             range(&column(|n| n.first), 1),
             range(&column(|n| n.p50), 2),
@@ -513,5 +657,5 @@ async fn main() {
             ratio(|n| n.rss),
         );
     }
-    println!("\nRatios: median over the rounds (range), each binary against the floor of the same round.");
+    println!("\nRatios: median over the rounds (range), each binary against its floor (`against`) in the same round.");
 }

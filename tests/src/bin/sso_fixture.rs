@@ -2,7 +2,7 @@
 //! Cloud 66 SSO callback path, signed with the running stack's secrets, so the
 //! browser test can drive real sign-ins.
 //!
-//! Usage: sso_fixture RESOURCE_ID EMAIL   (inside scripts/stack.sh test)
+//! Usage: sso_fixture RESOURCE_ID EMAIL [USER_ID]   (inside scripts/stack.sh test)
 
 use shared::clevercloud::sso::CleverCloudSso;
 use shared::cloud66::sso::Cloud66Sso;
@@ -13,12 +13,13 @@ use tests::stack_var;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(resource_id), Some(email)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: sso_fixture RESOURCE_ID EMAIL");
+        eprintln!("usage: sso_fixture RESOURCE_ID EMAIL [USER_ID]");
         std::process::exit(2);
     };
+    let user_id = args.get(3).map_or("user_browser", String::as_str);
     let timestamp = chrono::Utc::now().timestamp().to_string();
     let clevercloud = CleverCloudSso::new(Secret::new(stack_var("ADDON_SSO_SALT")), 300);
-    let signature = clevercloud.signature(resource_id, "user_browser", email, "", &timestamp);
+    let signature = clevercloud.signature(resource_id, user_id, email, "", &timestamp);
     let cloud66 = Cloud66Sso::from_lookup(&config::process_env)
         .expect("CLOUD66_* variables")
         .expect("Cloud 66 SSO configured");
@@ -37,7 +38,7 @@ fn main() {
             "timestamp": timestamp,
             "nav-data": "",
             "email": email,
-            "user_id": "user_browser",
+            "user_id": user_id,
             "signature": signature,
         },
         "cloud66_callback": format!("{}?{}", callback.path(), callback.query().unwrap_or_default()),
