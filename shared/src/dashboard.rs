@@ -4,10 +4,10 @@
 //! script fetches one when the customer asks (`POST /dashboard/config`).
 
 use crate::config::{self, ConfigError};
-use crate::html::{self, is_same_origin, page, redirect};
+use crate::html::{self, page, redirect};
 use crate::http::json_response;
 use crate::model::{Account, AuditEvent, Platform, Resource, ResourceStatus, Session};
-use crate::signin::{clearing_cookie, session_id};
+use crate::signin::{clearing_cookie, is_same_origin, session_id};
 use crate::store::{AccountStore, AuditReader, DynamoStore, ResourceReader, SessionStore, StoreError};
 use hmac::{Hmac, Mac};
 use lambda_http::http::{header, HeaderMap, Method, StatusCode};
@@ -337,10 +337,9 @@ mod tests {
     use crate::model::ConfigMap;
     use std::collections::BTreeMap;
 
-    #[test]
-    fn the_resource_panel_escapes_outside_text_and_masks_config_values() {
-        let resource = Resource {
-            owner_name: Some("<script>alert(1)</script>".into()),
+    /// A premium Clever Cloud resource with one secret config value.
+    fn resource_with_secret() -> Resource {
+        Resource {
             config: ConfigMap(BTreeMap::from([(
                 "ADDON_NAME_TOKEN".into(),
                 "s3cret-value".into(),
@@ -353,6 +352,14 @@ mod tests {
                 ConfigMap::default(),
                 &crate::model::Timestamp::now(),
             )
+        }
+    }
+
+    #[test]
+    fn the_resource_panel_escapes_outside_text_and_masks_config_values() {
+        let resource = Resource {
+            owner_name: Some("<script>alert(1)</script>".into()),
+            ..resource_with_secret()
         };
         let markup = resource_panel(&resource, &[]).into_string();
         assert!(
@@ -366,21 +373,7 @@ mod tests {
     const SESSION_ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
     fn signed_in_api() -> DashboardApi<crate::store::memory::MemoryStore> {
-        let resource = Resource {
-            config: ConfigMap(BTreeMap::from([(
-                "ADDON_NAME_TOKEN".into(),
-                "s3cret-value".into(),
-            )])),
-            ..Resource::new(
-                "res_1".into(),
-                Platform::CleverCloud,
-                "addon_1".into(),
-                "premium".into(),
-                ConfigMap::default(),
-                &crate::model::Timestamp::now(),
-            )
-        };
-        let store = crate::store::memory::MemoryStore::with_resource(resource);
+        let store = crate::store::memory::MemoryStore::with_resource(resource_with_secret());
         store.sessions.lock().unwrap().insert(
             SESSION_ID.into(),
             Session {

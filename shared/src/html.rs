@@ -39,33 +39,6 @@ pub fn allow_inline_script(response: &mut Response<Body>, script: &str) {
     }
 }
 
-/// Whether a POST comes from a page of this site: `Sec-Fetch-Site:
-/// same-origin` where the browser sends it, else an `Origin` whose host is
-/// the request's own `Host` (over `https`, or `http` on loopback). A request
-/// with neither is refused: every browser sends `Origin` on a form POST.
-pub fn is_same_origin(headers: &lambda_http::http::HeaderMap) -> bool {
-    let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-    if let Some(site) = text("sec-fetch-site") {
-        return site.eq_ignore_ascii_case("same-origin");
-    }
-    let (Some(origin), Some(host)) = (text(header::ORIGIN.as_str()), text(header::HOST.as_str())) else {
-        return false;
-    };
-    let Ok(origin) = reqwest::Url::parse(origin) else {
-        return false;
-    };
-    let Some(origin_host) = origin.host_str() else {
-        return false;
-    };
-    let origin_authority = match origin.port() {
-        Some(port) => format!("{origin_host}:{port}"),
-        None => origin_host.to_string(),
-    };
-    let loopback = matches!(origin_host, "localhost" | "127.0.0.1" | "[::1]");
-    let scheme_ok = origin.scheme() == "https" || (origin.scheme() == "http" && loopback);
-    scheme_ok && origin.path() == "/" && origin_authority.eq_ignore_ascii_case(host)
-}
-
 /// A complete HTML page with the headers every page here carries.
 pub fn page(status: StatusCode, title: &str, content: Markup) -> Response<Body> {
     let markup = html! {

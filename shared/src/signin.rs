@@ -154,6 +154,33 @@ impl<S: SessionStore> Sessions<S> {
     }
 }
 
+/// Whether a POST comes from a page of this site: `Sec-Fetch-Site:
+/// same-origin` where the browser sends it, else an `Origin` whose host is
+/// the request's own `Host` (over `https`, or `http` on loopback). A request
+/// with neither is refused: every browser sends `Origin` on a form POST.
+pub fn is_same_origin(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return site.eq_ignore_ascii_case("same-origin");
+    }
+    let (Some(origin), Some(host)) = (text(header::ORIGIN.as_str()), text(header::HOST.as_str())) else {
+        return false;
+    };
+    let Ok(origin) = reqwest::Url::parse(origin) else {
+        return false;
+    };
+    let Some(origin_host) = origin.host_str() else {
+        return false;
+    };
+    let origin_authority = match origin.port() {
+        Some(port) => format!("{origin_host}:{port}"),
+        None => origin_host.to_string(),
+    };
+    let loopback = matches!(origin_host, "localhost" | "127.0.0.1" | "[::1]");
+    let scheme_ok = origin.scheme() == "https" || (origin.scheme() == "http" && loopback);
+    scheme_ok && origin.path() == "/" && origin_authority.eq_ignore_ascii_case(host)
+}
+
 /// The session id from the request's cookies, if it carries one.
 pub fn session_id(headers: &HeaderMap) -> Option<String> {
     random_cookie(headers, SESSION_COOKIE, SESSION_ID_BYTES)

@@ -476,6 +476,53 @@ mod tests {
         }
 
         #[tokio::test]
+        async fn the_session_carries_what_each_scheme_vouches_for() {
+            let id = "res_0123456789abcdef0123456789abcdef";
+            let sso = sso();
+            let identity_after = |form: String| {
+                let sessions = sessions();
+                let sso = sso.clone();
+                async move {
+                    login(&sso, &sessions, &post("application/x-www-form-urlencoded", form))
+                        .await
+                        .expect("signed in");
+                    let stored = sessions.store().sessions.lock().unwrap().values().next().cloned();
+                    stored.and_then(|session| session.identity).expect("an identity")
+                }
+            };
+            let current = identity_after(signed_form(&sso, id)).await;
+            assert_eq!(
+                current.subject,
+                SignedInIdentity::subject_of(Platform::CleverCloud, "user:user_1")
+            );
+            assert!(current.email_verified, "the SHA-512 form signs the email");
+            assert_eq!(current.resource_id.as_deref(), Some(id));
+            assert_eq!(current.plan.as_deref(), Some("basic"));
+            assert_eq!(current.marketplace_id.as_deref(), Some("addon_1"));
+            let timestamp = Utc::now().timestamp().to_string();
+            let other_user = sso.signature(id, "user_2", "jane@example.com", "", &timestamp);
+            let other = identity_after(format!(
+                "id={id}&timestamp={timestamp}&nav-data=&email=jane%40example.com&user_id=user_2&signature={other_user}"
+            ))
+            .await;
+            assert_ne!(other.subject, current.subject, "another account, another sub");
+            // The legacy form signs only the resource: its email is not vouched
+            // for, and the account is the add-on's (here, the resource itself:
+            // it was provisioned with no owner).
+            let token = sso.token(id, &timestamp);
+            let legacy = identity_after(format!(
+                "id={id}&token={token}&timestamp={timestamp}&nav-data=&email=jane%40example.com"
+            ))
+            .await;
+            assert!(!legacy.email_verified);
+            assert_eq!(legacy.email.as_deref(), Some("jane@example.com"));
+            assert_eq!(
+                legacy.subject,
+                SignedInIdentity::subject_of(Platform::CleverCloud, &format!("resource:{id}"))
+            );
+        }
+
+        #[tokio::test]
         async fn anything_but_a_signed_form_for_an_active_resource_opens_nothing() {
             let (sso, sessions) = (sso(), sessions());
             let form = signed_form(&sso, "res_0123456789abcdef0123456789abcdef");

@@ -1,7 +1,8 @@
 //! The vendor's apps registered as OpenID Connect clients (`OIDC_CLIENTS`, a
 //! JSON array in the deployment's secret; docs/oidc.md "Registering your
 //! app"): who may ask for a sign-in, where the answer may go, and where a
-//! marketplace sign-in hands the customer over.
+//! marketplace sign-in hands the customer over. A client secret rotates
+//! with an overlap: `client_secret_previous` is accepted beside the new one.
 
 use crate::config::{self, ConfigError};
 use crate::secret::Secret;
@@ -17,6 +18,8 @@ const MIN_SECRET_CHARS: usize = 16;
 pub struct OidcClient {
     pub id: String,
     secret: Secret,
+    /// Still accepted while the app moves to `secret` (a rotation's overlap).
+    previous_secret: Option<Secret>,
     /// Compared exactly (RFC 6749 §3.1.2.3, OIDC Core §3.1.2.1).
     pub redirect_uris: Vec<String>,
     /// Where a marketplace sign-in sends the customer to start the code flow
@@ -28,9 +31,14 @@ pub struct OidcClient {
 }
 
 impl OidcClient {
-    /// Whether `secret` is this client's, in constant time.
+    /// Whether `secret` is this client's (or, during a rotation, its
+    /// previous one), each compared in constant time.
     pub fn secret_matches(&self, secret: &str) -> bool {
-        self.secret.matches(secret.as_bytes())
+        let previous = self
+            .previous_secret
+            .as_ref()
+            .is_some_and(|previous| previous.matches(secret.as_bytes()));
+        self.secret.matches(secret.as_bytes()) | previous
     }
 
     pub fn allows_redirect_uri(&self, uri: &str) -> bool {
@@ -43,6 +51,8 @@ impl OidcClient {
 struct Entry {
     client_id: String,
     client_secret: String,
+    #[serde(default)]
+    client_secret_previous: Option<String>,
     redirect_uris: Vec<String>,
     #[serde(default)]
     initiate_login_uri: Option<String>,
@@ -69,7 +79,7 @@ impl Clients {
             ConfigError::new(
                 VAR,
                 format!(
-                    "must be a JSON array of {{client_id, client_secret, redirect_uris, initiate_login_uri?, target_link_uri?}}: {err}"
+                    "must be a JSON array of {{client_id, client_secret, client_secret_previous?, redirect_uris, initiate_login_uri?, target_link_uri?}}: {err}"
                 ),
             )
         })?;
@@ -83,10 +93,15 @@ impl Clients {
             if clients.iter().any(|client| client.id == id) {
                 return Err(fault("client_id is registered twice".into()));
             }
-            if entry.client_secret.chars().count() < MIN_SECRET_CHARS {
-                return Err(fault(format!(
-                    "client_secret must be at least {MIN_SECRET_CHARS} characters"
-                )));
+            let previous = entry
+                .client_secret_previous
+                .filter(|previous| !previous.is_empty());
+            for secret in std::iter::once(&entry.client_secret).chain(previous.as_ref()) {
+                if secret.chars().count() < MIN_SECRET_CHARS {
+                    return Err(fault(format!(
+                        "client_secret and client_secret_previous must be at least {MIN_SECRET_CHARS} characters"
+                    )));
+                }
             }
             if entry.redirect_uris.is_empty() {
                 return Err(fault("redirect_uris must list at least one URI".into()));
@@ -102,6 +117,7 @@ impl Clients {
             clients.push(OidcClient {
                 id,
                 secret: Secret::new(entry.client_secret),
+                previous_secret: previous.map(Secret::new),
                 redirect_uris: entry.redirect_uris,
                 initiate_login_uri: entry.initiate_login_uri,
                 target_link_uri: entry.target_link_uri,
@@ -171,6 +187,27 @@ mod tests {
         assert!(!client.allows_redirect_uri("https://app.example.com/cb/"));
         assert!(!client.allows_redirect_uri("https://app.example.com/cb?x=1"));
         assert!(clients.handoff().is_none());
+    }
+
+    #[test]
+    fn during_a_rotation_the_previous_client_secret_is_accepted_too() {
+        let text = format!(
+            r#"[{{"client_id":"app","client_secret":"{SECRET}","client_secret_previous":"old-secret-0123456789","redirect_uris":["https://a.example/cb"]}}]"#
+        );
+        let clients = Clients::from_json(&text).unwrap();
+        assert!(clients.authenticate("app", SECRET).is_some());
+        assert!(clients.authenticate("app", "old-secret-0123456789").is_some());
+        assert!(clients.authenticate("app", "old-secret-012345678").is_none());
+        let short = text.replace("old-secret-0123456789", "old");
+        assert!(Clients::from_json(&short)
+            .unwrap_err()
+            .to_string()
+            .contains("at least 16"));
+        // Emptied once the rotation is over: only the new secret.
+        let over = text.replace("old-secret-0123456789", "");
+        let clients = Clients::from_json(&over).unwrap();
+        assert!(clients.authenticate("app", SECRET).is_some());
+        assert!(clients.authenticate("app", "").is_none());
     }
 
     #[test]

@@ -50,11 +50,12 @@ impl SigningKey {
         jwk.common.key_id = Some(jwk.thumbprint(ThumbprintHash::SHA256));
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         jwk.common.key_algorithm = Some(KeyAlgorithm::RS256);
-        let key = Self { encoding, jwk };
-        // A key that cannot sign fails the cold start, not the first sign-in.
-        key.sign(&serde_json::json!({}))
-            .map_err(|_| unusable("could not sign with this key"))?;
-        Ok(key)
+        // Reading the public half above parsed the private key with aws-lc,
+        // so a key that cannot sign has failed the cold start already. No
+        // trial signature here: the first one seeds aws-lc's random
+        // generator (~70 ms), which on AWS the init-time TLS handshake does
+        // anyway, and which an authorize, needing no key, should not wait for.
+        Ok(Self { encoding, jwk })
     }
 
     /// The key id (`kid`): the public key's RFC 7638 thumbprint, so the same

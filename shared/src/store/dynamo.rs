@@ -712,25 +712,6 @@ impl DynamoStore {
     fn oidc_token_key(token_fingerprint: &str) -> Item {
         Self::key(format!("OIDC_TOKEN#{token_fingerprint}"), "OIDC_TOKEN")
     }
-
-    /// Writes a new item (a random token's: a collision is a bug).
-    async fn put_new_item(&self, item: Item, what: &str) -> Result<(), StoreError> {
-        match self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(err)) if err.err().is_conditional_check_failed_exception() => {
-                Err(StoreError::Internal(format!("{what} already exists")))
-            }
-            Err(err) => Err(classify("PutItem", err)),
-        }
-    }
 }
 
 impl OidcStore for DynamoStore {
@@ -749,7 +730,7 @@ impl OidcStore for DynamoStore {
             "code_challenge".into(),
             AttributeValue::S(binding.code_challenge.clone()),
         );
-        self.put_new_item(item, "authorization code").await
+        self.put_fresh(item).await
     }
 
     async fn redeem_code(
@@ -785,7 +766,7 @@ impl OidcStore for DynamoStore {
 
     async fn save_access_token(&self, token_fingerprint: &str, grant: &OidcGrant) -> Result<(), StoreError> {
         let item = Self::entity_item(grant, Self::oidc_token_key(token_fingerprint), "oidc_token")?;
-        self.put_new_item(item, "access token").await
+        self.put_fresh(item).await
     }
 
     async fn get_access_token(

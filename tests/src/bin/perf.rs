@@ -337,7 +337,7 @@ impl OidcSetup {
                 ("code_challenge_method", "S256"),
             ])
             .finish();
-        let mut event = http_event("GET", "/oidc/authorize", "/oidc/authorize", None, None);
+        let mut event = oidc_event("GET", "/oidc/authorize");
         event["rawQueryString"] = query.into();
         event["headers"]["cookie"] = self.cookie.clone().into();
         event
@@ -354,11 +354,20 @@ impl OidcSetup {
                 ("client_secret", &self.client_secret),
             ])
             .finish();
-        let mut event = http_event("POST", "/oidc/token", "/oidc/token", None, None);
+        let mut event = oidc_event("POST", "/oidc/token");
         event["headers"]["content-type"] = "application/x-www-form-urlencoded".into();
         event["body"] = form.into();
         event
     }
+}
+
+/// An event for the OpenID Connect provider: no marketplace credentials.
+fn oidc_event(method: &str, path: &str) -> Value {
+    let mut event = http_event(method, path, path, None, None);
+    if let Some(headers) = event["headers"].as_object_mut() {
+        headers.remove("authorization");
+    }
+    event
 }
 
 /// The code in an authorize answer's `Location`.
@@ -430,13 +439,14 @@ struct Events {
     premium: bool,
     provisioned: Option<String>,
     oidc: OidcSetup,
-    /// The code the authorize before it in the same turn issued.
-    code: Option<String>,
+    /// The code each binary file's authorize issued earlier in the turn
+    /// (the function's, and the floor's for the token floor).
+    codes: HashMap<&'static str, String>,
 }
 
 impl Events {
-    fn next(&mut self, workload: Workload) -> Value {
-        match workload {
+    fn next(&mut self, binary: &Binary) -> Value {
+        match binary.workload {
             Workload::Get => http_event("GET", "/", "/", None, None),
             Workload::Post => http_event("POST", "/", "/", None, None),
             Workload::Provision => provision_event(&tests::unique("perf")),
@@ -452,16 +462,21 @@ impl Events {
             }
             Workload::Authorize => self.oidc.authorize_event(),
             Workload::Token => {
-                let code = self.code.take().expect("an authorize earlier in the turn");
+                let code = self
+                    .codes
+                    .remove(binary.file)
+                    .expect("an authorize earlier in the turn");
                 self.oidc.token_event(&code)
             }
         }
     }
 
-    fn answered(&mut self, workload: Workload, answer: &Value) {
-        match workload {
+    fn answered(&mut self, binary: &Binary, answer: &Value) {
+        match binary.workload {
             Workload::Provision => self.provisioned = Some(id_of(answer)),
-            Workload::Authorize => self.code = Some(code_of(answer)),
+            Workload::Authorize => {
+                self.codes.insert(binary.file, code_of(answer));
+            }
             _ => {}
         }
     }
@@ -557,11 +572,11 @@ async fn main() {
         // own round trips (perf_floor's FLOOR_MODE), with the warm-up read.
         Binary {
             floor_mode: Some("authorize"),
-            ..binary("floor authorize", "perf_floor", false, true, Workload::Post)
+            ..binary("floor authorize", "perf_floor", false, true, Workload::Authorize)
         },
         Binary {
             floor_mode: Some("token"),
-            ..binary("floor token", "perf_floor", false, true, Workload::Post)
+            ..binary("floor token", "perf_floor", false, true, Workload::Token)
         },
         Binary {
             floor: "floor authorize",
@@ -590,7 +605,7 @@ async fn main() {
             premium: false,
             provisioned: None,
             oidc: OidcSetup::open().await,
-            code: None,
+            codes: HashMap::new(),
         };
 
         // The binaries take turns, one invocation each, so all of them meet
@@ -598,8 +613,8 @@ async fn main() {
         // up) and none is favoured by its place in the round.
         for _ in 0..=args.invocations {
             for (binary, instance) in binaries.iter().zip(&mut instances) {
-                let answer = instance.invoke(events.next(binary.workload)).await;
-                events.answered(binary.workload, &answer);
+                let answer = instance.invoke(events.next(binary)).await;
+                events.answered(binary, &answer);
             }
         }
         let warm: Vec<Run> = instances.into_iter().map(Instance::finish).collect();
@@ -612,8 +627,8 @@ async fn main() {
         for _ in 0..args.cold_starts {
             for (binary, runs) in binaries.iter().zip(&mut cold_starts) {
                 let mut instance = Instance::start(&args.dir, binary).await;
-                let answer = instance.invoke(events.next(binary.workload)).await;
-                events.answered(binary.workload, &answer);
+                let answer = instance.invoke(events.next(binary)).await;
+                events.answered(binary, &answer);
                 runs.push(instance.finish());
             }
         }

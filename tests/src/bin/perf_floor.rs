@@ -13,12 +13,16 @@
 //! start shows on its own row.
 //!
 //! With `FLOOR_MODE=authorize` it is the floor of an OpenID Connect
-//! authorize (a session's read and a code's conditional write), and with
-//! `FLOOR_MODE=token` of a token request (a code's conditional delete, the
-//! access token's write, and the one RS256 signature of the ID token that
-//! the contract requires, with the same crate and a key of the same size).
+//! authorize (the session's read, then a code's conditional write carrying
+//! the session's claims and what the code is bound to), and with
+//! `FLOOR_MODE=token` of a token request (that code's conditional delete,
+//! the access token's write, and the one RS256 signature of the ID token
+//! that the contract requires, with the same crate and a key of the same
+//! size). They are handed the same events as the `oidc` function, the token
+//! floor redeeming the codes the authorize floor issued.
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use base64::Engine as _;
 use lambda_http::{run, service_fn, Body, Error, Request, Response};
 use shared::provisioner::signature;
 use shared::secret::Secret;
@@ -85,58 +89,127 @@ enum Mode {
     Token(Box<shared::oidc::SigningKey>),
 }
 
-fn put_new(
-    client: &aws_sdk_dynamodb::Client,
-    table: &str,
-    pk: String,
-) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
-    client
-        .put_item()
-        .table_name(table)
-        .item("pk", AttributeValue::S(pk))
-        .item("sk", AttributeValue::S("FLOOR".into()))
-        .item(
-            "expires_at",
-            AttributeValue::N((chrono::Utc::now().timestamp() + 60).to_string()),
-        )
-        .condition_expression("attribute_not_exists(pk)")
+fn floor_key(pk: String) -> std::collections::HashMap<String, AttributeValue> {
+    std::collections::HashMap::from([
+        ("pk".to_string(), AttributeValue::S(pk)),
+        ("sk".to_string(), AttributeValue::S("FLOOR".into())),
+    ])
 }
 
-/// The OpenID Connect floors' round trips (and the token's signature).
-async fn oidc(mode: &Mode, client: &aws_sdk_dynamodb::Client, table: &str) -> Result<Response<Body>, Error> {
-    let id = shared::secret::random_hex(32);
+/// The OpenID Connect floors: what an authorize and a token request cannot
+/// avoid, on the same items as the function's (the session it reads, a code
+/// and a token carrying the session's claims).
+async fn oidc(
+    mode: &Mode,
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    request: Request,
+) -> Result<Response<Body>, Error> {
+    let now = chrono::Utc::now().timestamp();
     match mode {
         Mode::Authorize => {
-            client
+            // The session the cookie names, as the function reads it.
+            let session_id = request
+                .headers()
+                .get("cookie")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|cookie| cookie.split_once('='))
+                .map(|(_, id)| id.to_string())
+                .ok_or("no session cookie")?;
+            let session = client
                 .get_item()
                 .table_name(table)
-                .key("pk", AttributeValue::S(format!("FLOOR_SESSION#{id}")))
-                .key("sk", AttributeValue::S("FLOOR".into()))
+                .key(
+                    "pk",
+                    AttributeValue::S(format!("SESSION#{}", shared::signin::fingerprint(&session_id))),
+                )
+                .key("sk", AttributeValue::S("SESSION".into()))
                 .consistent_read(true)
                 .send()
+                .await?
+                .item
+                .ok_or("no session")?;
+            let query: std::collections::HashMap<String, String> =
+                form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
+                    .into_owned()
+                    .collect();
+            let code = shared::secret::random_hex(32);
+            let mut item = session;
+            item.extend(floor_key(format!(
+                "FLOOR_CODE#{}",
+                shared::signin::fingerprint(&code)
+            )));
+            for name in ["client_id", "redirect_uri", "code_challenge"] {
+                item.insert(
+                    name.into(),
+                    AttributeValue::S(query.get(name).cloned().unwrap_or_default()),
+                );
+            }
+            item.insert("expires_at".into(), AttributeValue::N((now + 60).to_string()));
+            client
+                .put_item()
+                .table_name(table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
                 .await?;
-            put_new(client, table, format!("FLOOR_CODE#{id}")).send().await?;
+            let redirect = query.get("redirect_uri").cloned().unwrap_or_default();
             Ok(Response::builder()
                 .status(302)
-                .header("location", format!("https://app.example/cb?code={id}"))
+                .header("location", format!("{redirect}?code={code}&state=perf"))
                 .body(Body::Empty)?)
         }
         Mode::Token(key) => {
-            client
+            let form: std::collections::HashMap<String, String> =
+                form_urlencoded::parse(request.body().as_ref())
+                    .into_owned()
+                    .collect();
+            let field = |name: &str| AttributeValue::S(form.get(name).cloned().unwrap_or_default());
+            let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+                <sha2::Sha256 as sha2::Digest>::digest(
+                    form.get("code_verifier").cloned().unwrap_or_default(),
+                ),
+            );
+            let code = form.get("code").cloned().unwrap_or_default();
+            let mut item = client
                 .delete_item()
                 .table_name(table)
-                .key("pk", AttributeValue::S(format!("FLOOR_CODE#{id}")))
-                .key("sk", AttributeValue::S("FLOOR".into()))
+                .set_key(Some(floor_key(format!(
+                    "FLOOR_CODE#{}",
+                    shared::signin::fingerprint(&code)
+                ))))
+                .condition_expression(
+                    "attribute_exists(pk) AND expires_at > :now AND client_id = :client \
+                     AND redirect_uri = :redirect AND code_challenge = :challenge",
+                )
+                .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+                .expression_attribute_values(":client", field("client_id"))
+                .expression_attribute_values(":redirect", field("redirect_uri"))
+                .expression_attribute_values(":challenge", AttributeValue::S(challenge))
                 .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
                 .send()
+                .await?
+                .attributes
+                .ok_or("no code")?;
+            let access_token = shared::secret::random_hex(32);
+            item.extend(floor_key(format!(
+                "FLOOR_TOKEN#{}",
+                shared::signin::fingerprint(&access_token)
+            )));
+            item.insert("expires_at".into(), AttributeValue::N((now + 600).to_string()));
+            client
+                .put_item()
+                .table_name(table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
                 .await?;
-            put_new(client, table, format!("FLOOR_TOKEN#{id}")).send().await?;
-            let id_token = key.sign(&serde_json::json!({"sub": id, "aud": "app"}))?;
+            let id_token = key.sign(&serde_json::json!({"sub": code, "aud": "app", "iat": now}))?;
             Ok(Response::builder()
                 .status(200)
                 .header("content-type", "application/json")
                 .body(Body::from(format!(
-                    r#"{{"access_token":"{id}","id_token":"{id_token}"}}"#
+                    r#"{{"access_token":"{access_token}","token_type":"Bearer","expires_in":600,"id_token":"{id_token}"}}"#
                 )))?)
         }
         Mode::Provision => Err("not an OpenID Connect floor".into()),
@@ -164,11 +237,11 @@ async fn main() -> Result<(), Error> {
     } else {
         aws_sdk_dynamodb::Client::new(&aws)
     };
-    run(service_fn(|_request: Request| {
+    run(service_fn(|request: Request| {
         let (client, table, vendor, mode) = (&client, &table, &vendor, &mode);
         async move {
             if !matches!(mode, Mode::Provision) {
-                return oidc(mode, client, table).await;
+                return oidc(mode, client, table, request).await;
             }
             let id = shared::secret::random_hex(16);
             if let Some(vendor) = vendor {

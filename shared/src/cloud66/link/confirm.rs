@@ -59,7 +59,7 @@ pub fn token_matches(binding: &str, request: &LinkRequest, token: &str) -> bool 
     }
 }
 
-pub use crate::html::is_same_origin;
+pub use crate::signin::is_same_origin;
 
 /// The confirmation form as posted.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
