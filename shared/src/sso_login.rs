@@ -36,10 +36,20 @@ pub struct SignInKeys {
 impl SignInKeys {
     /// `ADDON_SSO_SALT`, `SSO_MAX_AGE_SECONDS` and the `CLOUD66_*` variables.
     pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let clients = Clients::from_lookup(lookup)?;
+        // An app to hand customers to, with no provider to sign them in
+        // there, would strand every sign-in: refuse it here too, as the
+        // `oidc` function does.
+        if !clients.is_empty() && config::optional(lookup, oidc::keys::SIGNING_KEY_VAR).is_none() {
+            return Err(ConfigError::new(
+                oidc::keys::SIGNING_KEY_VAR,
+                "is missing, but OIDC_CLIENTS registers clients (`provider oidc-key` prints a new key)",
+            ));
+        }
         Ok(Self {
             clevercloud: CleverCloudSso::from_lookup(lookup)?,
             cloud66: Cloud66Sso::from_lookup(lookup)?,
-            clients: Clients::from_lookup(lookup)?,
+            clients,
         })
     }
 }
@@ -159,6 +169,25 @@ mod tests {
 
     fn location(response: &Response<Body>) -> &str {
         response.headers()[header::LOCATION].to_str().unwrap()
+    }
+
+    #[test]
+    fn registered_apps_without_a_signing_key_stop_the_cold_start() {
+        let registration = format!(
+            r#"[{{"client_id":"app","client_secret":"{SECRET}","redirect_uris":["https://app.example/cb"]}}]"#
+        );
+        let lookup = |key: Option<&'static str>| {
+            let registration = registration.clone();
+            move |var: &str| match var {
+                "ADDON_SSO_SALT" => Some("salt-0123456789abcdef".to_string()),
+                "OIDC_CLIENTS" => Some(registration.clone()),
+                "OIDC_SIGNING_KEY" => key.map(str::to_string),
+                _ => None,
+            }
+        };
+        let err = SignInKeys::from_lookup(&lookup(None)).err().expect("refused");
+        assert!(err.to_string().contains("OIDC_SIGNING_KEY"), "{err}");
+        assert!(SignInKeys::from_lookup(&lookup(Some("-----BEGIN PRIVATE KEY-----"))).is_ok());
     }
 
     #[test]
