@@ -88,6 +88,16 @@ pub async fn authorize<S: SessionStore + OidcStore>(
     store: &S,
     request: &Request,
 ) -> Response<Body> {
+    authorize_at(provider, store, request, chrono::Utc::now().timestamp()).await
+}
+
+/// [`authorize`] at `now` (Unix seconds).
+pub async fn authorize_at<S: SessionStore + OidcStore>(
+    provider: &Provider<'_>,
+    store: &S,
+    request: &Request,
+    now: i64,
+) -> Response<Body> {
     let Some(query) = single_valued(request.uri().query().unwrap_or_default()) else {
         return refused("A parameter is repeated or too long.");
     };
@@ -162,7 +172,6 @@ pub async fn authorize<S: SessionStore + OidcStore>(
         },
         None => None,
     };
-    let now = chrono::Utc::now().timestamp();
     // Signing in happens at the marketplace only: this service cannot ask
     // the customer again, so a sign-in that must be fresh (prompt=login, an
     // exceeded max_age) is one the app must get from the console.

@@ -211,6 +211,13 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_of_16_characters_is_enough_and_one_given_twice_still_matches() {
+        let text = r#"[{"client_id":"app","client_secret":"sixteen-chars-ok","client_secret_previous":"sixteen-chars-ok","redirect_uris":["https://a.example/cb"]}]"#;
+        let clients = Clients::from_json(text).unwrap();
+        assert!(clients.authenticate("app", "sixteen-chars-ok").is_some());
+    }
+
+    #[test]
     fn the_handoff_is_the_first_client_with_an_initiate_login_uri() {
         let text = format!(
             r#"[{{"client_id":"a","client_secret":"{SECRET}","redirect_uris":["https://a.example/cb"]}},
@@ -265,6 +272,18 @@ mod tests {
                     r#"[{{"client_id":"a b","client_secret":"{SECRET}","redirect_uris":["https://a.example/cb"]}}]"#
                 ),
                 "without spaces",
+            ),
+            (
+                format!(
+                    r#"[{{"client_id":"a:b","client_secret":"{SECRET}","redirect_uris":["https://a.example/cb"]}}]"#
+                ),
+                "without spaces or ':'",
+            ),
+            (
+                format!(
+                    r#"[{{"client_id":" ","client_secret":"{SECRET}","redirect_uris":["https://a.example/cb"]}}]"#
+                ),
+                "non-empty",
             ),
         ] {
             let err = Clients::from_json(&text).expect_err(&text).to_string();

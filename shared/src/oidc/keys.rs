@@ -184,6 +184,16 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_key_longer_than_2048_bits_is_accepted_too() {
+        use aws_lc_rs::encoding::AsDer;
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa3072).unwrap();
+        let der = pair.as_der().unwrap();
+        let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
+        let key = SigningKey::from_pem(SIGNING_KEY_VAR, &pem).expect("a 3072-bit key");
+        assert!(key.sign(&serde_json::json!({})).is_ok());
+    }
+
+    #[test]
     fn a_one_line_key_with_escaped_newlines_reads_as_the_same_key() {
         let escaped = test_pem(0).replace('\n', "\\n");
         let a = SigningKey::from_pem(SIGNING_KEY_VAR, test_pem(0)).unwrap();

@@ -709,4 +709,229 @@ mod tests {
             Some("https://app.example.com/")
         );
     }
+
+    /// The provider `api` serves, for calling a route's handler directly.
+    async fn with_provider<T>(api: &OidcApi<MemoryStore>, call: impl AsyncFnOnce(&Provider<'_>) -> T) -> T {
+        let keys = api.keys.get().await;
+        let provider = Provider {
+            issuer: ISSUER,
+            clients: &keys.clients,
+            signing: keys.signing.as_ref().unwrap(),
+        };
+        call(&provider).await
+    }
+
+    async fn authorize_at(api: &OidcApi<MemoryStore>, query: &str, now: i64) -> Response<Body> {
+        let request = lambda_http::http::Request::builder()
+            .uri(format!("{ISSUER}{AUTHORIZE_PATH}?{query}"))
+            .header(header::COOKIE, format!("{SESSION_COOKIE}={SESSION_ID}"))
+            .body(Body::Empty)
+            .unwrap();
+        with_provider(api, async |provider| {
+            authorize::authorize_at(provider, &api.store, &request, now).await
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn max_age_counts_from_the_marketplace_sign_in_and_must_be_a_whole_number() {
+        let api = api(true);
+        let auth_time = api.store.sessions.lock().unwrap()[SESSION_ID]
+            .identity
+            .as_ref()
+            .unwrap()
+            .auth_time;
+        let outcome = |response: Response<Body>| {
+            let url = location(&response);
+            param(&url, "error").unwrap_or_else(|| "code".into())
+        };
+        for (max_age, elapsed, expected) in [
+            ("60", 60, "code"),
+            ("60", 61, "login_required"),
+            ("0", 0, "code"),
+            ("0", 1, "login_required"),
+            ("-1", 0, "invalid_request"),
+            ("soon", 0, "invalid_request"),
+        ] {
+            let query = authorize_query(&[("max_age", Some(max_age))]);
+            let response = authorize_at(&api, &query, auth_time + elapsed).await;
+            assert_eq!(
+                outcome(response),
+                expected,
+                "max_age {max_age}, {elapsed} s after sign-in"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_code_lives_exactly_sixty_seconds_and_only_query_responses_are_served() {
+        let api = api(true);
+        let now = 1_800_000_000;
+        let response = authorize_at(&api, &authorize_query(&[("response_mode", Some("query"))]), now).await;
+        assert!(param(&location(&response), "code").is_some());
+        let expiries: Vec<i64> = api
+            .store
+            .oidc_codes
+            .lock()
+            .unwrap()
+            .values()
+            .map(|(_, grant)| grant.expires_at)
+            .collect();
+        assert_eq!(expiries, [now + 60]);
+        let fragment = authorize_at(
+            &api,
+            &authorize_query(&[("response_mode", Some("fragment"))]),
+            now,
+        )
+        .await;
+        assert_eq!(
+            param(&location(&fragment), "error").as_deref(),
+            Some("invalid_request")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_parameter_may_be_2048_characters_and_no_longer() {
+        let api = api(true);
+        let state = |length: usize| "s".repeat(length);
+        let longest = authorize(&api, &authorize_query(&[("state", Some(&state(2048)))]), true).await;
+        assert_eq!(longest.status(), StatusCode::FOUND);
+        assert_eq!(param(&location(&longest), "state"), Some(state(2048)));
+        let longer = authorize(&api, &authorize_query(&[("state", Some(&state(2049)))]), true).await;
+        assert_eq!(longer.status(), StatusCode::BAD_REQUEST);
+        assert!(longer.headers().get(header::LOCATION).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_token_request_may_be_16_kib_and_no_larger() {
+        let api = api(true);
+        // The grant, padded with filler fields to exactly `size` bytes.
+        let form_of = |code: &str, size: usize| {
+            let mut form = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(grant(code, VERIFIER))
+                .extend_pairs([("client_id", "app"), ("client_secret", SECRET)])
+                .finish();
+            let mut filler = 0;
+            while form.len() < size {
+                let room = size - form.len();
+                let head = format!("&f{filler}=");
+                let take = room.saturating_sub(head.len()).min(2000);
+                form.push_str(&head);
+                form.push_str(&"a".repeat(take));
+                filler += 1;
+            }
+            assert_eq!(form.len(), size, "a form of the size wanted");
+            form
+        };
+        let post = |body: String| {
+            lambda_http::http::Request::builder()
+                .method("POST")
+                .uri(format!("{ISSUER}{TOKEN_PATH}"))
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::Text(body))
+                .unwrap()
+        };
+        let code = code(&api).await;
+        let refused = route(&api, post(form_of(&code, 16 * 1024 + 1))).await.unwrap();
+        assert_eq!(json(&refused)["error"], "invalid_request");
+        let redeemed = route(&api, post(form_of(&code, 16 * 1024))).await.unwrap();
+        assert_eq!(redeemed.status(), StatusCode::OK, "{:?}", redeemed.body());
+    }
+
+    #[tokio::test]
+    async fn an_access_token_lives_ten_minutes_and_odd_requests_are_invalid() {
+        let api = api(true);
+        let code = code(&api).await;
+        // Basic for one client, the form naming another.
+        let mut other = grant(&code, VERIFIER);
+        other.push(("client_id", "someone-else"));
+        let refused = token(&api, &other, Some(("app", SECRET))).await;
+        assert_eq!(
+            (refused.status(), json(&refused)["error"].clone()),
+            (StatusCode::BAD_REQUEST, "invalid_request".into())
+        );
+        // Not a form.
+        let request = lambda_http::http::Request::builder()
+            .method("POST")
+            .uri(format!("{ISSUER}{TOKEN_PATH}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::Text("{}".into()))
+            .unwrap();
+        assert_eq!(
+            json(&route(&api, request).await.unwrap())["error"],
+            "invalid_request"
+        );
+        let before = chrono::Utc::now().timestamp();
+        assert_eq!(
+            token(&api, &grant(&code, VERIFIER), Some(("app", SECRET)))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+        let after = chrono::Utc::now().timestamp();
+        let expiries: Vec<i64> = api
+            .store
+            .oidc_tokens
+            .lock()
+            .unwrap()
+            .values()
+            .map(|grant| grant.expires_at)
+            .collect();
+        assert_eq!(expiries.len(), 1);
+        assert!(
+            (before + 600..=after + 600).contains(&expiries[0]),
+            "{expiries:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_jwks_route_publishes_the_keys_for_caches() {
+        let api = api(false);
+        let request = lambda_http::http::Request::builder()
+            .uri(format!("{ISSUER}{JWKS_PATH}"))
+            .body(Body::Empty)
+            .unwrap();
+        let response = route(&api, request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "public, max-age=300");
+        let keys = json(&response)["keys"].as_array().cloned().unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0]["kty"], "RSA");
+        assert!(keys[0].get("d").is_none(), "no private part");
+    }
+
+    #[test]
+    fn without_public_url_the_issuer_is_api_gateways_reported_domain() {
+        use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext;
+        use lambda_http::RequestExt as _;
+        let with_domain = |domain: Option<&str>| {
+            let mut context = ApiGatewayV2httpRequestContext::default();
+            context.domain_name = domain.map(str::to_string);
+            lambda_http::http::Request::builder()
+                .uri("/x")
+                .body(Body::Empty)
+                .unwrap()
+                .with_request_context(lambda_http::request::RequestContext::ApiGatewayV2(context))
+        };
+        let issuer = Issuer::FromApiGateway;
+        assert_eq!(
+            issuer.for_request(&with_domain(Some("abc.execute-api.eu-west-1.amazonaws.com"))),
+            Some("https://abc.execute-api.eu-west-1.amazonaws.com".into())
+        );
+        for odd in [
+            None,
+            Some(""),
+            Some("evil.example/path"),
+            Some("a b"),
+            Some("x_y"),
+        ] {
+            assert_eq!(issuer.for_request(&with_domain(odd)), None, "{odd:?}");
+        }
+        // A fixed issuer ignores what the request says.
+        let fixed = Issuer::Fixed(ISSUER.into());
+        assert_eq!(
+            fixed.for_request(&with_domain(Some("other.example"))),
+            Some(ISSUER.into())
+        );
+    }
 }
