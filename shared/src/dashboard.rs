@@ -105,20 +105,21 @@ pub async fn route<S: SessionStore + ResourceReader + AccountStore + AuditReader
 /// session id, which only this browser holds (in an `HttpOnly` cookie), so
 /// no other site can make one.
 fn csrf_token(session_id: &str) -> String {
+    hex::encode(csrf_mac(session_id).finalize().into_bytes())
+}
+
+fn csrf_mac(session_id: &str) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(session_id.as_bytes())
         .expect("HMAC accepts keys of any length");
     mac.update(b"dashboard-config");
-    hex::encode(mac.finalize().into_bytes())
+    mac
 }
 
 fn csrf_token_matches(session_id: &str, headers: &HeaderMap) -> bool {
     let Some(token) = headers.get(CSRF_HEADER).and_then(|value| value.to_str().ok()) else {
         return false;
     };
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(session_id.as_bytes())
-        .expect("HMAC accepts keys of any length");
-    mac.update(b"dashboard-config");
-    hex::decode(token).is_ok_and(|bytes| mac.verify_slice(&bytes).is_ok())
+    hex::decode(token).is_ok_and(|bytes| csrf_mac(session_id).verify_slice(&bytes).is_ok())
 }
 
 /// The session and the resources it may see: its Clever Cloud resource, or

@@ -96,6 +96,22 @@ fn floor_key(pk: String) -> std::collections::HashMap<String, AttributeValue> {
     ])
 }
 
+/// Writes `item`, which must be new (a fresh code or token), as the function does.
+async fn put_new(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    item: std::collections::HashMap<String, AttributeValue>,
+) -> Result<(), Error> {
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await?;
+    Ok(())
+}
+
 /// The OpenID Connect floors: what an authorize and a token request cannot
 /// avoid, on the same items as the function's (the session it reads, a code
 /// and a token carrying the session's claims).
@@ -146,13 +162,7 @@ async fn oidc(
                 );
             }
             item.insert("expires_at".into(), AttributeValue::N((now + 60).to_string()));
-            client
-                .put_item()
-                .table_name(table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await?;
+            put_new(client, table, item).await?;
             let redirect = query.get("redirect_uri").cloned().unwrap_or_default();
             Ok(Response::builder()
                 .status(302)
@@ -197,13 +207,7 @@ async fn oidc(
                 shared::signin::fingerprint(&access_token)
             )));
             item.insert("expires_at".into(), AttributeValue::N((now + 600).to_string()));
-            client
-                .put_item()
-                .table_name(table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await?;
+            put_new(client, table, item).await?;
             let id_token = key.sign(&serde_json::json!({"sub": code, "aud": "app", "iat": now}))?;
             Ok(Response::builder()
                 .status(200)
