@@ -5,7 +5,7 @@ SHELL := /bin/bash
 TOOLS := .tools/venv/bin
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test tools lint-code lint-template unit e2e bench load perf mutants sizes build deploy
+.PHONY: run test tools lint-code lint-template unit e2e bench load perf mutants sizes build secrets deploy manifest teardown
 
 ## Serve every function on 127.0.0.1:${PORT:-9000} with DynamoDB Local on ${DYNAMODB_PORT:-8000}.
 run:
@@ -33,6 +33,8 @@ lint-template: tools
 	$(TOOLS)/python scripts/check_policies_test.py
 	$(TOOLS)/python scripts/check_aws_calls_test.py
 	$(TOOLS)/python scripts/template_test.py
+	$(TOOLS)/python scripts/check_config_reference.py infra/template.yaml shared/src docs/operating.md
+	$(TOOLS)/python scripts/check_config_reference_test.py
 
 e2e: tools
 	bash scripts/stack.sh test bash scripts/e2e.sh
@@ -62,10 +64,36 @@ mutants:
 sizes: tools
 	bash scripts/sizes.sh
 
-## `sam build` and `sam deploy --guided` with the project's own cargo-lambda and
-## SAM CLI on the PATH (arm64 bootstraps in .aws-sam/build/).
+## `sam build` with the project's own cargo-lambda and SAM CLI on the PATH
+## (arm64 bootstraps in .aws-sam/build/).
 build: tools
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" sam build --template-file infra/template.yaml
 
+## The deployment's secret, made once before the first deploy (docs/deploying.md):
+## `make secrets NAME=my-addon/provider` prints the ARN `make deploy` asks for.
+secrets:
+	@test -n "$(NAME)" || { echo "usage: make secrets NAME=<secret name>" >&2; exit 2; }
+	cargo build --quiet --package provider-cli
+	target/debug/provider secrets init --name "$(NAME)"
+
+## `sam deploy`: guided the first time (it writes samconfig.toml), then
+## non-interactive with what samconfig.toml holds.
 deploy: build
-	PATH="$(CURDIR)/$(TOOLS):$$PATH" sam deploy --guided
+	if [[ -f samconfig.toml ]]; then \
+	  PATH="$(CURDIR)/$(TOOLS):$$PATH" sam deploy; \
+	else \
+	  PATH="$(CURDIR)/$(TOOLS):$$PATH" sam deploy --guided; \
+	fi
+
+## The production Clever Cloud manifest of stack STACK, from its outputs and
+## its secret (secrets in it: keep it out of version control).
+manifest: tools
+	@test -n "$(STACK)" || { echo "usage: make manifest STACK=<stack name>" >&2; exit 2; }
+	@$(TOOLS)/python scripts/deployment.py manifest "$(STACK)"
+
+## Deletes stack STACK; says what stays (the table, the secret). With
+## RETAINED=delete removes those too: docs/operating.md, "Teardown".
+teardown: tools
+	@test -n "$(STACK)" || { echo "usage: make teardown STACK=<stack name> [RETAINED=delete]" >&2; exit 2; }
+	$(TOOLS)/python scripts/deployment.py retained "$(STACK)" $(if $(filter delete,$(RETAINED)),--delete,)
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" sam delete --stack-name "$(STACK)" --no-prompts

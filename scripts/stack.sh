@@ -20,6 +20,9 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# The string at key $1 of the JSON object on standard input.
+json_field() { python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
 port_in_use() {
   python3 -c 'import socket, sys; s = socket.socket(); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))) != 0)' "$1"
 }
@@ -122,7 +125,11 @@ cleanup() {
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Whichever way the stack is told to stop (Ctrl-C, kill, a closed terminal),
+# the EXIT trap stops every service it started.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 # Each service gets its own process group, so stopping it stops its children
 # (watch runs one process per function instance).
@@ -216,7 +223,9 @@ if [[ "$MODE" == test ]]; then
   fi
   # The variables the functions read from the secret (shared::config::SECRET_VARS).
   mapfile -t SECRET_VARS < <(sed -n '/pub const SECRET_VARS/,/];/p' shared/src/config.rs | grep -o '"[A-Z0-9_]*"' | tr -d '"')
-  SECRETS_ARN="$("$ROOT/.tools/moto/bin/python" scripts/create_secret.py "addon-provider-$$" "${SECRET_VARS[@]}")"
+  # Made as a deployment's is (`make secrets`): `provider secrets init`,
+  # here with the development values already in the environment.
+  SECRETS_ARN="$("$BUILD_DIR/provider" secrets init --name "addon-provider-$$" --json | json_field SecretsArn)"
   export SECRETS_ARN
   for var in "${SECRET_VARS[@]}"; do
     WATCH_ENV+=(-u "$var")
@@ -300,6 +309,10 @@ print(json.dumps({
     },
 }, indent=2))
 PY
+if [[ "$MODE" == run ]]; then
+  # One stable path for the running stack's manifest, whatever the run.
+  cp "$MANIFEST" "$ROOT/.run/manifest.json"
+fi
 if [[ "$MODE" == test ]]; then
   set +e
   "$@"
@@ -322,15 +335,16 @@ Add-on provider is running.
   DynamoDB Local: http://127.0.0.1:$DYNAMODB_PORT   table $TABLE_NAME
   Logs:           $RUN_DIR/
 
-Clever Cloud test manifest (also in $MANIFEST):
+Clever Cloud test manifest (also in .run/manifest.json):
 $(cat "$MANIFEST")
 
-Try it:
-  curl -s -u "$ADDON_ID:\$ADDON_PASSWORD" -H 'Content-Type: application/json' \\
+Try it (the development password is filled in):
+  curl -s -u '$ADDON_ID:$ADDON_PASSWORD' -H 'Content-Type: application/json' \\
     -d '{"addon_id":"addon_xxx","plan":"basic","region":"EU"}' $LOCAL_URL/clevercloud/resources
 
 Check it as the marketplaces would (from another terminal, in this directory):
-  target/debug/provider check --manifest $MANIFEST
+  export PATH="\$PWD/target/debug:\$PATH"
+  provider check --manifest .run/manifest.json
 
 Ctrl-C stops everything.
 MSG

@@ -62,9 +62,11 @@ class Template(unittest.TestCase):
 
     def test_secrets_arn_takes_a_full_arn_only(self):
         pattern = re.compile(self.parameters["SecretsArn"]["AllowedPattern"])
-        for accepted in ["", "arn:aws:secretsmanager:eu-west-1:123456789012:secret:addon/provider-AbC123"]:
+        for accepted in ["arn:aws:secretsmanager:eu-west-1:123456789012:secret:addon/provider-AbC123"]:
             self.assertTrue(pattern.fullmatch(accepted), accepted)
+        self.assertNotIn("Default", self.parameters["SecretsArn"], "the secret is made by `make secrets`, first")
         for refused in [
+            "",
             "addon-provider",
             "arn:aws:secretsmanager:eu-west-1:123456789012:secret:addon-provider",
             "arn:aws:secretsmanager:eu-west-1:1234:secret:addon-AbC123",
@@ -74,6 +76,62 @@ class Template(unittest.TestCase):
         decrypt = self.resources["SecretsKeyDecryptPolicy"]
         self.assertEqual(decrypt["Condition"], "HasSecretsKmsKey")
         self.assertEqual(decrypt["Properties"]["PolicyDocument"]["Statement"][0]["Action"], "kms:Decrypt")
+
+    def test_no_secret_passes_through_a_parameter_or_sub(self):
+        for name, parameter in self.parameters.items():
+            self.assertNotIn("NoEcho", parameter, f"{name}: secrets live in the secret `make secrets` writes")
+        secrets = [r for r in self.resources.values() if r["Type"] == "AWS::SecretsManager::Secret"]
+        self.assertEqual(secrets, [], "the template makes no secret from text")
+
+    def test_every_function_has_a_log_group_alarms_and_a_configuration_error_metric(self):
+        functions = {name: r for name, r in self.resources.items() if r["Type"] == "AWS::Serverless::Function"}
+        alarms = {name: r for name, r in self.resources.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+        groups = {r["Properties"]["LogGroupName"]: r for r in self.resources.values() if r["Type"] == "AWS::Logs::LogGroup"}
+
+        def names(alarm, metric):
+            dims = alarm["Properties"].get("Dimensions", [])
+            return alarm["Properties"].get("MetricName") == metric and [d["Value"] for d in dims] == [function]
+
+        for function, resource in functions.items():
+            group = groups.get(f"/aws/lambda/${{{function}}}")
+            self.assertIsNotNone(group, function)
+            self.assertEqual(group["Properties"]["RetentionInDays"], "LogRetentionDays", function)
+            self.assertEqual(group.get("Condition"), resource.get("Condition"), function)
+            for metric in ["Errors", "Throttles"]:
+                self.assertTrue(any(names(a, metric) for a in alarms.values()), f"{function} {metric}")
+            routes = {
+                (e["Properties"]["Method"], e["Properties"]["Path"])
+                for e in resource["Properties"].get("Events", {}).values()
+                if e["Type"] == "HttpApi"
+            }
+            if routes:
+                five = [
+                    a for a in alarms.values()
+                    if any(
+                        m.get("MetricStat", {}).get("Metric", {}).get("MetricName") == "5xx"
+                        for m in a["Properties"].get("Metrics", [])
+                    )
+                    and {
+                        tuple(d["Value"] for d in m["MetricStat"]["Metric"]["Dimensions"] if d["Name"] in ("Method", "Resource"))
+                        for m in a["Properties"]["Metrics"] if "MetricStat" in m
+                    } == routes
+                ]
+                self.assertEqual(len(five), 1, f"{function}: one 5xx alarm over exactly its routes")
+        filters = [r for r in self.resources.values() if r["Type"] == "AWS::Logs::MetricFilter"]
+        self.assertEqual(len(filters), len(functions))
+        for f in filters:
+            self.assertIn("configuration error", f["Properties"]["FilterPattern"])
+        with open("shared/src/config.rs", encoding="utf-8") as handle:
+            self.assertIn('"configuration error: ', handle.read(), "the filter matches what a function prints")
+        self.assertIn("ConfigurationErrorAlarm", alarms)
+        for name, alarm in alarms.items():
+            self.assertEqual(alarm["Properties"]["AlarmActions"], ["AlarmTopic"], name)
+        self.assertTrue(self.resources["HttpApi"]["Properties"]["DefaultRouteSettings"]["DetailedMetricsEnabled"])
+
+    def test_resource_base_url_is_required_only_by_the_default_provisioner(self):
+        self.assertEqual(self.parameters["ResourceBaseUrl"]["Default"], "")
+        rule = self.template["Rules"]["DefaultProvisionerNeedsResourceBaseUrl"]
+        self.assertEqual(rule["RuleCondition"], ["ProvisionerUrl", ""])
 
     def test_each_function_timeout_covers_the_budgets_inside_it_under_the_gateways(self):
         vendor_seconds = self.parameters["ProvisionerTimeoutMs"]["MaxValue"] / 1000

@@ -2,30 +2,41 @@
 //! functions (environment variables, AWS credentials from the usual chain).
 //!
 //! ```text
-//! provider check --manifest FILE  test a deployment against the marketplaces' contracts
-//! provider rotate RESOURCE_ID     fresh secret config values; the stream pushes them to Clever Cloud
-//! provider reconcile              compare Clever Cloud's add-on list with the table, report config drift
-//! provider sync [ID]              perform every pending or failed push now (or one item's)
-//! provider verify-signature ...   check an Addon-Signature header against a request body
-//! provider oidc-key [--json]      a new signing key for the OpenID Connect provider
+//! provider check --manifest FILE   test a deployment against the marketplaces' contracts
+//! provider show ID                 a resource (or account) and its audit history
+//! provider rotate RESOURCE_ID      fresh secret config values; the stream pushes them to Clever Cloud
+//! provider reconcile               compare Clever Cloud's add-on list with the table, report drift
+//! provider sync [ID]               perform every pending or failed push now (or one item's)
+//! provider secrets init|rotate     create the deployment's secret, rotate one of its values
+//! provider verify-signature ...    check an Addon-Signature header against a request body
+//! provider oidc-key                a new signing key for the OpenID Connect provider
 //! ```
 //!
-//! Config values and secrets are never printed.
+//! One convention for every command (docs/operating.md, "The provider
+//! command"): exit 0 when all is well; 1 for findings, drift or something
+//! still owed; 2 for a usage or configuration error; 3 when AWS or a
+//! platform cannot be reached. `--json` prints one JSON document on stdout,
+//! errors included (`{"error": …, "exit": N}`). Config values and secrets
+//! are never printed.
 
 mod check;
+mod secrets;
 
 use clap::{Parser, Subcommand};
-use shared::clevercloud::vendor::VendorClient;
-use shared::config::{self, CleverCloudConfig};
-use shared::provisioner::{signature, VendorProvisioner};
+use shared::clevercloud::vendor::{VendorClient, VendorError};
+use shared::config::{self, CleverCloudConfig, ConfigError};
+use shared::provisioner::{signature, ProvisionerError, VendorProvisioner};
 use shared::secret::Secret;
-use shared::store::{DynamoStore, SyncSubject};
-use shared::sync;
+use shared::store::{AuditReader, DynamoStore, ResourceReader, StoreError, SyncSubject};
+use shared::sync::{self, SyncError};
 use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(name = "provider", version, about = "The add-on provider's command line")]
 struct Cli {
+    /// Print one JSON document on standard output, errors included.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,28 +44,46 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Test a deployment (local, staging, production) against the
-    /// marketplaces' contracts; exits non-zero when any check fails.
+    /// marketplaces' contracts. Changes: provisions, signs in to and
+    /// deprovisions test resources on it (docs/checking.md); exits 1 when
+    /// any check fails.
     Check(check::CheckArgs),
-    /// Give a resource fresh secret config values (JSON on stdout: the names
-    /// of the vars rotated); the stream pushes them to Clever Cloud.
+    /// Show a resource (`res_…`) with its latest audit events. Changes
+    /// nothing; config values are not shown, only their names.
+    Show {
+        /// This provider's resource id.
+        id: String,
+        /// How many audit events, newest first.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i32).range(1..=1000))]
+        events: i32,
+    },
+    /// Give a resource fresh secret config values. Changes: the resource's
+    /// config (and the vendor's, through PROVISIONER_URL); the stream then
+    /// pushes it to Clever Cloud. Prints the names of the vars rotated.
     Rotate {
         /// This provider's resource id (`res_…`).
         resource_id: String,
+        /// Print what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
-    /// Compare Clever Cloud's add-on list with the table and print the
-    /// differences as JSON, with config versions Clever Cloud has not
-    /// confirmed and pushes that failed for good; changes nothing.
+    /// Compare Clever Cloud's add-on list with the table, with config
+    /// versions Clever Cloud has not confirmed and pushes that failed for
+    /// good. Changes nothing; exits 1 on any drift.
     Reconcile,
     /// Perform every pending or failed push to Clever Cloud and Cloudmore
-    /// now, whatever a platform said before (JSON report on stdout);
-    /// idempotent. Exits 1 when something is still owed.
+    /// now, whatever a platform said before. Changes: the platforms, and the
+    /// items' sync marks; idempotent. Exits 1 when something is still owed.
     Sync {
         /// Only this resource (`res_…`) or Cloud 66 account (`acc_…`).
         id: Option<String>,
     },
+    /// Create the deployment's secret, or rotate one of its values.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     /// Check a provisioning request's `Addon-Signature` header against its
-    /// body, with the secret from PROVISIONER_SIGNING_SECRET; exits 1 when
-    /// it does not hold.
+    /// body, with the secret from PROVISIONER_SIGNING_SECRET. Changes
+    /// nothing; exits 1 when it does not hold.
     VerifySignature {
         /// The header's value: `t=<unix seconds>,v1=<hex>`.
         #[arg(long)]
@@ -67,51 +96,139 @@ enum Command {
         tolerance: i64,
     },
     /// Print a new signing key for the OpenID Connect provider
-    /// (`OIDC_SIGNING_KEY`: 2048-bit RSA, PKCS#8 PEM); README "Rotating
-    /// the OIDC signing key" says where it goes.
-    OidcKey {
-        /// Print `{"OIDC_SIGNING_KEY": "<pem>", "kid": "<key id>"}`, ready
-        /// to merge into the secret, instead of the PEM.
-        #[arg(long)]
-        json: bool,
-    },
+    /// (`OIDC_SIGNING_KEY`: 2048-bit RSA, PKCS#8 PEM). Changes nothing;
+    /// `provider secrets rotate OIDC_SIGNING_KEY` puts one in the secret.
+    /// With --json: `{"OIDC_SIGNING_KEY": "<pem>", "kid": "<key id>"}`.
+    OidcKey,
+}
+
+/// What a command found: all well (exit 0), or something to act on (exit 1),
+/// its report printed either way.
+pub enum Outcome {
+    Done(serde_json::Value),
+    Findings(serde_json::Value),
+}
+
+/// Why a command could not do its work.
+#[derive(Debug)]
+pub enum Failure {
+    /// Exit 1: the command ran and failed (a refusal, a missing resource).
+    Failed(String),
+    /// Exit 2: wrong arguments or configuration; nothing was attempted.
+    Usage(String),
+    /// Exit 3: AWS or a platform could not be reached.
+    Unreachable(String),
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Failed(_) => 1,
+            Failure::Usage(_) => 2,
+            Failure::Unreachable(_) => 3,
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Failure::Failed(message) | Failure::Usage(message) | Failure::Unreachable(message) => message,
+        }
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(err: ConfigError) -> Self {
+        Failure::Usage(err.to_string())
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => Failure::Unreachable(err.to_string()),
+            StoreError::Internal(_) => Failure::Failed(err.to_string()),
+        }
+    }
+}
+
+impl From<SyncError> for Failure {
+    fn from(err: SyncError) -> Self {
+        let message = err.to_string();
+        match err {
+            SyncError::Store(err) => err.into(),
+            SyncError::Vendor(VendorError::Unavailable { .. })
+            | SyncError::Provisioner(ProvisionerError::Unavailable(_))
+            | SyncError::OutOfTime => Failure::Unreachable(message),
+            _ => Failure::Failed(message),
+        }
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let result = match Cli::parse().command {
-        Command::Check(args) => return check::main(args).await,
-        Command::Rotate { resource_id } => rotate(&resource_id).await,
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Help and version are no error; every usage error exits 2.
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let json = cli.json;
+    let result = match cli.command {
+        Command::Check(args) => return check::main(args, json).await,
+        Command::Show { id, events } => show(&id, events).await,
+        Command::Rotate { resource_id, dry_run } => rotate(&resource_id, dry_run).await,
         Command::Reconcile => reconcile().await,
         Command::Sync { id } => sync_now(id.as_deref()).await,
+        Command::Secrets(command) => secrets::run(command).await,
         Command::VerifySignature {
             header,
             body,
             tolerance,
         } => verify_signature(&header, body.as_deref(), tolerance),
-        Command::OidcKey { json } => match oidc_key() {
+        Command::OidcKey => match oidc_key() {
             Ok((pem, _)) if !json => {
                 print!("{pem}");
                 return ExitCode::SUCCESS;
             }
-            Ok((pem, kid)) => Ok(serde_json::json!({ "OIDC_SIGNING_KEY": pem, "kid": kid })),
-            Err(message) => Err(message),
+            Ok((pem, kid)) => Ok(Outcome::Done(
+                serde_json::json!({ "OIDC_SIGNING_KEY": pem, "kid": kid }),
+            )),
+            Err(message) => Err(Failure::Failed(message)),
         },
     };
+    report(result, json)
+}
+
+/// Prints the outcome by the convention and gives its exit status.
+fn report(result: Result<Outcome, Failure>, json: bool) -> ExitCode {
     match result {
-        Ok(output) => {
+        Ok(Outcome::Done(output)) => {
             println!("{output}");
             ExitCode::SUCCESS
         }
-        Err(message) => {
-            eprintln!("provider: {message}");
+        Ok(Outcome::Findings(output)) => {
+            println!("{output}");
             ExitCode::FAILURE
+        }
+        Err(failure) => {
+            let code = failure.exit_code();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": failure.message(), "exit": code })
+                );
+            } else {
+                eprintln!("provider: {}", failure.message());
+            }
+            ExitCode::from(code)
         }
     }
 }
 
-async fn store() -> Result<DynamoStore, String> {
-    let table = config::required(&config::process_env, "TABLE_NAME").map_err(|err| err.to_string())?;
+async fn store() -> Result<DynamoStore, Failure> {
+    let table = config::required(&config::process_env, "TABLE_NAME")?;
     Ok(DynamoStore::new(
         DynamoStore::client_from_env("provider").await,
         table,
@@ -120,40 +237,75 @@ async fn store() -> Result<DynamoStore, String> {
 
 /// The deployment's configuration with its secret's values (`SECRETS_ARN`),
 /// as the functions read it at cold start.
-async fn secret_environment() -> Result<config::Environment, String> {
+async fn secret_environment() -> Result<config::Environment, Failure> {
     let aws = config::aws_sdk_config("provider").await;
-    let (_, environment) = shared::refresh::SecretSource::load(&aws)
-        .await
-        .map_err(|err| err.to_string())?;
+    let (_, environment) = shared::refresh::SecretSource::load(&aws).await?;
     Ok(environment)
 }
 
-async fn rotate(resource_id: &str) -> Result<serde_json::Value, String> {
-    let environment = secret_environment().await?;
-    let lookup = environment.lookup();
-    let addon_id = config::required(&lookup, "ADDON_ID").map_err(|err| err.to_string())?;
-    let provisioner = VendorProvisioner::from_lookup(&lookup, &addon_id).map_err(|err| err.to_string())?;
-    let rotated = sync::rotate_credentials(&store().await?, &provisioner, resource_id)
-        .await
-        .map_err(|err| err.to_string())?;
-    Ok(serde_json::json!({ "resource_id": resource_id, "rotated": rotated }))
+async fn show(id: &str, events: i32) -> Result<Outcome, Failure> {
+    let store = store().await?;
+    let resource = store
+        .get_resource(id)
+        .await?
+        .ok_or_else(|| Failure::Failed(format!("no resource {id}")))?;
+    let history = store.recent_events(id, events).await?;
+    let mut shown = serde_json::to_value(&resource).map_err(|err| Failure::Failed(err.to_string()))?;
+    // Names only: a config value is a customer's credential.
+    shown["config"] = serde_json::json!(resource.config.names().collect::<Vec<_>>());
+    Ok(Outcome::Done(
+        serde_json::json!({ "resource": shown, "events": history }),
+    ))
 }
 
-async fn reconcile() -> Result<serde_json::Value, String> {
+async fn rotate(resource_id: &str, dry_run: bool) -> Result<Outcome, Failure> {
     let environment = secret_environment().await?;
     let lookup = environment.lookup();
-    let addon = CleverCloudConfig::from_lookup(&lookup).map_err(|err| err.to_string())?;
-    let vendor = VendorClient::from_lookup(&lookup, &addon).map_err(|err| err.to_string())?;
-    let report = sync::reconcile(&store().await?, &vendor)
-        .await
-        .map_err(|err| err.to_string())?;
-    serde_json::to_value(report).map_err(|err| err.to_string())
+    let addon_id = config::required(&lookup, "ADDON_ID")?;
+    let provisioner = VendorProvisioner::from_lookup(&lookup, &addon_id)?;
+    let store = store().await?;
+    if dry_run {
+        let resource = store
+            .get_resource(resource_id)
+            .await?
+            .filter(|resource| resource.is_active())
+            .ok_or_else(|| Failure::Failed(format!("no active resource {resource_id}")))?;
+        let asks = match provisioner {
+            VendorProvisioner::Http(_) => "the vendor's endpoint (PROVISIONER_URL), with action rotate",
+            VendorProvisioner::Default(_) => "the default provisioner: every var but *_URL gets a new value",
+        };
+        return Ok(Outcome::Done(serde_json::json!({
+            "dry_run": true,
+            "resource_id": resource_id,
+            "config_vars": resource.config.names().collect::<Vec<_>>(),
+            "config_version": resource.config_version,
+            "would_write_config_version": resource.config_version + 1,
+            "new_values_from": asks,
+        })));
+    }
+    let rotated = sync::rotate_credentials(&store, &provisioner, resource_id).await?;
+    Ok(Outcome::Done(
+        serde_json::json!({ "resource_id": resource_id, "rotated": rotated }),
+    ))
 }
 
-async fn sync_now(id: Option<&str>) -> Result<serde_json::Value, String> {
-    let platforms = sync::PlatformSync::from_env("provider")
-        .await
-        .map_err(|err| err.to_string())?;
+async fn reconcile() -> Result<Outcome, Failure> {
+    let environment = secret_environment().await?;
+    let lookup = environment.lookup();
+    let addon = CleverCloudConfig::from_lookup(&lookup)?;
+    let vendor = VendorClient::from_lookup(&lookup, &addon)?;
+    let report = sync::reconcile(&store().await?, &vendor).await?;
+    let drift = report.has_drift();
+    let report = serde_json::to_value(report).map_err(|err| Failure::Failed(err.to_string()))?;
+    Ok(if drift {
+        Outcome::Findings(report)
+    } else {
+        Outcome::Done(report)
+    })
+}
+
+async fn sync_now(id: Option<&str>) -> Result<Outcome, Failure> {
+    let platforms = sync::PlatformSync::from_env("provider").await?;
     match id {
         Some(id) => {
             let subject = if id.starts_with("acc_") {
@@ -161,21 +313,23 @@ async fn sync_now(id: Option<&str>) -> Result<serde_json::Value, String> {
             } else {
                 SyncSubject::Resource(id.to_string())
             };
-            let settled = platforms
-                .settle_now(&subject)
-                .await
-                .map_err(|err| err.to_string())?;
-            if settled != sync::Settled::Done {
-                return Err(serde_json::json!({ "id": id, "outcome": settled }).to_string());
-            }
-            Ok(serde_json::json!({ "id": id, "outcome": settled }))
+            let settled = platforms.settle_now(&subject).await?;
+            let report = serde_json::json!({ "id": id, "outcome": settled });
+            Ok(if settled == sync::Settled::Done {
+                Outcome::Done(report)
+            } else {
+                Outcome::Findings(report)
+            })
         }
         None => {
-            let report = platforms.sweep(true, None).await.map_err(|err| err.to_string())?;
-            if report.pending + report.failed > 0 {
-                return Err(serde_json::to_string(&report).unwrap_or_default());
-            }
-            serde_json::to_value(report).map_err(|err| err.to_string())
+            let report = platforms.sweep(true, None).await?;
+            let owed = report.pending + report.failed > 0;
+            let report = serde_json::to_value(report).map_err(|err| Failure::Failed(err.to_string()))?;
+            Ok(if owed {
+                Outcome::Findings(report)
+            } else {
+                Outcome::Done(report)
+            })
         }
     }
 }
@@ -184,21 +338,22 @@ fn verify_signature(
     header: &str,
     body: Option<&std::path::Path>,
     tolerance: i64,
-) -> Result<serde_json::Value, String> {
-    let secret = config::required(&config::process_env, "PROVISIONER_SIGNING_SECRET")
-        .map_err(|err| err.to_string())?;
+) -> Result<Outcome, Failure> {
+    let secret = config::required(&config::process_env, "PROVISIONER_SIGNING_SECRET")?;
     let body = match body {
-        Some(path) => std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?,
+        Some(path) => std::fs::read(path)
+            .map_err(|err| Failure::Usage(format!("cannot read {}: {err}", path.display())))?,
         None => {
             let mut bytes = Vec::new();
             std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
-                .map_err(|err| format!("cannot read standard input: {err}"))?;
+                .map_err(|err| Failure::Usage(format!("cannot read standard input: {err}")))?;
             bytes
         }
     };
     let now = chrono::Utc::now().timestamp();
-    signature::verify(&Secret::new(secret), header, &body, now, tolerance).map_err(|err| err.to_string())?;
-    Ok(serde_json::json!({ "valid": true }))
+    signature::verify(&Secret::new(secret), header, &body, now, tolerance)
+        .map_err(|err| Failure::Failed(err.to_string()))?;
+    Ok(Outcome::Done(serde_json::json!({ "valid": true })))
 }
 
 /// A new signing key and its key id (as the JWKS will publish it).

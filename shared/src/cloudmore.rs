@@ -1,4 +1,4 @@
-//! Cloudmore's Systems API (cloudmore-systems-api.txt): an OAuth 2.0 client
+//! Cloudmore's Systems API (docs/cloudmore.md): an OAuth 2.0 client
 //! using the password grant, with JWT bearer tokens cached until shortly
 //! before they expire, used to keep the vendor's customer organisations in
 //! its Cloudmore reseller account.
@@ -7,7 +7,8 @@
 //! `CLOUDMORE_PASSWORD` and `CLOUDMORE_RESELLER_ID` are set. The secret and
 //! the password never appear in a log line or an error.
 
-use crate::config::{self, ConfigError};
+use crate::config::{self, ConfigError, Environment};
+use crate::refresh::{Fresh, SecretSource};
 use crate::secret::Secret;
 use reqwest::{Method, StatusCode};
 use std::time::{Duration, Instant};
@@ -35,6 +36,11 @@ pub struct CloudmoreConfig {
     pub client_secret: Secret,
     pub username: String,
     pub password: Secret,
+    /// During a rotation (`CLOUDMORE_CLIENT_SECRET_PREVIOUS`,
+    /// `CLOUDMORE_PASSWORD_PREVIOUS`): tried when Cloudmore refuses the
+    /// current ones, so the secret can change before Cloudmore does.
+    pub previous_client_secret: Option<Secret>,
+    pub previous_password: Option<Secret>,
     pub reseller_id: String,
     pub client_auth: ClientAuth,
 }
@@ -78,6 +84,9 @@ impl CloudmoreConfig {
             client_secret: Secret::new(config::required(lookup, "CLOUDMORE_CLIENT_SECRET")?),
             username: config::required(lookup, "CLOUDMORE_USERNAME")?,
             password: Secret::new(config::required(lookup, "CLOUDMORE_PASSWORD")?),
+            previous_client_secret: config::optional(lookup, "CLOUDMORE_CLIENT_SECRET_PREVIOUS")
+                .map(Secret::new),
+            previous_password: config::optional(lookup, "CLOUDMORE_PASSWORD_PREVIOUS").map(Secret::new),
             reseller_id,
             client_auth,
         }))
@@ -116,15 +125,40 @@ struct CachedToken {
 /// invocations of a warm function.
 pub struct CloudmoreClient {
     http: reqwest::Client,
-    config: CloudmoreConfig,
+    config: Fresh<CloudmoreConfig>,
     token: Mutex<Option<CachedToken>>,
 }
 
 impl CloudmoreClient {
     pub fn new(config: CloudmoreConfig) -> Self {
-        let http = crate::outbound::platform_client();
+        Self::following(Fresh::fixed(config))
+    }
+
+    /// A client whose credentials follow the secret (re-read every
+    /// `SECRETS_TTL_SECONDS`), or `None` when Cloudmore is not configured.
+    /// A re-read that turns Cloudmore off keeps the credentials in hand
+    /// until the next cold start.
+    pub fn from_secret(
+        source: Option<SecretSource>,
+        environment: &Environment,
+    ) -> Result<Option<Self>, ConfigError> {
+        if CloudmoreConfig::from_lookup(&environment.lookup())?.is_none() {
+            return Ok(None);
+        }
+        let config = Fresh::new(source, environment, |environment| {
+            CloudmoreConfig::from_lookup(&environment.lookup())?.ok_or_else(|| {
+                ConfigError::new(
+                    "CLOUDMORE_CLIENT_SECRET",
+                    "is no longer set; Cloudmore stays on until the next cold start",
+                )
+            })
+        })?;
+        Ok(Some(Self::following(config)))
+    }
+
+    fn following(config: Fresh<CloudmoreConfig>) -> Self {
         Self {
-            http,
+            http: crate::outbound::platform_client(),
             config,
             token: Mutex::new(None),
         }
@@ -146,22 +180,50 @@ impl CloudmoreClient {
         *self.token.lock().await = None;
     }
 
-    /// `POST /connect/token` with the password grant, exactly as documented.
+    /// A token for the current credentials or, when Cloudmore refuses
+    /// them (`invalid_grant`, `invalid_client`) and a rotation is under way,
+    /// for the previous ones.
     async fn request_token(&self) -> Result<CachedToken, CloudmoreError> {
-        let config = &self.config;
+        let config = self.config.get().await;
+        let current = self
+            .request_token_with(&config, &config.client_secret, &config.password)
+            .await;
+        match current {
+            Err(CloudmoreError::InvalidGrant | CloudmoreError::InvalidClient)
+                if config.previous_client_secret.is_some() || config.previous_password.is_some() =>
+            {
+                tracing::info!("Cloudmore refused the current credentials; trying the previous ones");
+                let secret = config
+                    .previous_client_secret
+                    .as_ref()
+                    .unwrap_or(&config.client_secret);
+                let password = config.previous_password.as_ref().unwrap_or(&config.password);
+                self.request_token_with(&config, secret, password).await
+            }
+            other => other,
+        }
+    }
+
+    /// `POST /connect/token` with the password grant, exactly as documented.
+    async fn request_token_with(
+        &self,
+        config: &CloudmoreConfig,
+        client_secret: &Secret,
+        password: &Secret,
+    ) -> Result<CachedToken, CloudmoreError> {
         let mut form = vec![
             ("grant_type", "password"),
             ("scope", "api"),
             ("username", config.username.as_str()),
-            ("password", config.password.expose()),
+            ("password", password.expose()),
         ];
         let mut request = self.http.post(format!("{}/connect/token", config.base_url));
         match config.client_auth {
             ClientAuth::Form => {
                 form.push(("client_id", CLIENT_ID));
-                form.push(("client_secret", config.client_secret.expose()));
+                form.push(("client_secret", client_secret.expose()));
             }
-            ClientAuth::Basic => request = request.basic_auth(CLIENT_ID, Some(config.client_secret.expose())),
+            ClientAuth::Basic => request = request.basic_auth(CLIENT_ID, Some(client_secret.expose())),
         }
         let response = request
             .form(&form)
@@ -208,9 +270,10 @@ impl CloudmoreClient {
     ) -> Result<reqwest::Response, CloudmoreError> {
         for attempt in 0..2 {
             let token = self.token().await?;
+            let base_url = self.config.get().await.base_url.clone();
             let mut request = self
                 .http
-                .request(method.clone(), format!("{}{path}", self.config.base_url))
+                .request(method.clone(), format!("{base_url}{path}"))
                 .bearer_auth(token.expose());
             if let Some(body) = body {
                 request = request.json(body);
@@ -251,8 +314,11 @@ impl CloudmoreClient {
         })
     }
 
-    fn organizations_path(&self) -> String {
-        format!("/api/resellers/{}/Organizations", self.config.reseller_id)
+    async fn organizations_path(&self) -> String {
+        format!(
+            "/api/resellers/{}/Organizations",
+            self.config.get().await.reseller_id
+        )
     }
 
     /// The id of the organisation named `name`, creating it if the reseller
@@ -262,7 +328,7 @@ impl CloudmoreClient {
         name: &str,
         email: Option<&str>,
     ) -> Result<String, CloudmoreError> {
-        let path = self.organizations_path();
+        let path = self.organizations_path().await;
         let list = read_json(self.call(Method::GET, &path, None).await?, "organisation list").await?;
         let existing = list
             .as_array()

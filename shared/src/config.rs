@@ -41,14 +41,22 @@ pub fn process_env(name: &str) -> Option<String> {
 /// The variables that hold secrets. In a deployment they live in one AWS
 /// Secrets Manager secret (`SECRETS_ARN`), not in the function's plain
 /// configuration, which anyone with `lambda:GetFunctionConfiguration` reads.
-pub const SECRET_VARS: [&str; 10] = [
+/// Each `*_PREVIOUS` is the value being rotated out, still accepted (or, for
+/// outbound credentials, still tried) until the rotation ends
+/// (docs/operating.md, "Rotating secrets").
+pub const SECRET_VARS: [&str; 15] = [
     "ADDON_PASSWORD",
     "ADDON_PASSWORD_PREVIOUS",
     "ADDON_SSO_SALT",
+    "ADDON_SSO_SALT_PREVIOUS",
     "CLOUD66_PROVIDER_UID",
+    "CLOUD66_PROVIDER_UID_PREVIOUS",
     "CLOUDMORE_CLIENT_SECRET",
+    "CLOUDMORE_CLIENT_SECRET_PREVIOUS",
     "CLOUDMORE_PASSWORD",
+    "CLOUDMORE_PASSWORD_PREVIOUS",
     "PROVISIONER_SIGNING_SECRET",
+    "PROVISIONER_SIGNING_SECRET_PREVIOUS",
     "OIDC_CLIENTS",
     "OIDC_SIGNING_KEY",
     "OIDC_SIGNING_KEY_PREVIOUS",

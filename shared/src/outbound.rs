@@ -116,24 +116,41 @@ pub(crate) mod test_server {
     pub(crate) struct Server {
         pub url: String,
         pub requests: Arc<Mutex<Vec<String>>>,
+        pub heads: Arc<Mutex<Vec<String>>>,
     }
 
     impl Server {
+        /// Each request's first line.
         pub(crate) fn requests(&self) -> Vec<String> {
             self.requests.lock().unwrap().clone()
+        }
+
+        /// Each request's line and headers.
+        pub(crate) fn heads(&self) -> Vec<String> {
+            self.heads.lock().unwrap().clone()
         }
     }
 
     /// Serves `answer`, a whole response (status line, headers, body).
     pub(crate) async fn serve(answer: Vec<u8>) -> Server {
+        serve_each(vec![answer]).await
+    }
+
+    /// Answers the n-th connection with `answers[n]`, and every one after
+    /// the last with the last.
+    pub(crate) async fn serve_each(answers: Vec<Vec<u8>>) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let log = requests.clone();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let (log, head_log) = (requests.clone(), heads.clone());
         tokio::spawn(async move {
+            let mut served = 0;
             while let Ok((mut socket, _)) = listener.accept().await {
-                let answer = answer.clone();
+                let answer = answers[served.min(answers.len() - 1)].clone();
+                served += 1;
                 let log = log.clone();
+                let head_log = head_log.clone();
                 tokio::spawn(async move {
                     let mut head = Vec::new();
                     let mut byte = [0u8; 1];
@@ -144,12 +161,13 @@ pub(crate) mod test_server {
                     log.lock()
                         .unwrap()
                         .push(head.lines().next().unwrap_or_default().to_string());
+                    head_log.lock().unwrap().push(head);
                     let _ = socket.write_all(&answer).await;
                     let _ = socket.shutdown().await;
                 });
             }
         });
-        Server { url, requests }
+        Server { url, requests, heads }
     }
 
     /// A server that accepts connections and never answers.

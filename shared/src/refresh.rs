@@ -2,7 +2,7 @@
 //! a warm instance re-reads the secret at most every `SECRETS_TTL_SECONDS`
 //! (default 300; 0 reads it on every call), so a password removed from the
 //! secret stops working within that time, with no redeploy and no wait for
-//! instances to be recycled (README "Security").
+//! instances to be recycled (docs/security.md).
 //!
 //! A failed re-read keeps the values in hand (an outage of Secrets Manager
 //! must not turn into an outage of the service) and tries again shortly;

@@ -143,3 +143,51 @@ fn cloudmore_is_enabled_only_by_its_variables_and_half_a_configuration_is_named(
     let err = half.unwrap_err();
     assert!(err.var.starts_with("CLOUDMORE_"), "{err}");
 }
+
+/// A rotation: the secret already holds the new password (and keeps the
+/// old one as `CLOUDMORE_PASSWORD_PREVIOUS`) while Cloudmore still has the
+/// old one. The organisation is still made, with the previous password, and
+/// once Cloudmore has the new one the current password serves first.
+#[tokio::test]
+async fn during_a_rotation_the_previous_credentials_serve_until_cloudmore_has_the_new_ones() {
+    let (fake, url) = FakeCloudmore::new(3600, Duration::from_secs(3600), None).spawn();
+    let lookup = fake.lookup(&url, "form");
+    let cloudmore_password = fake.password.clone();
+    let rotating = move |name: &str| match name {
+        "CLOUDMORE_PASSWORD" => Some("the-new-password-not-yet-at-cloudmore".to_string()),
+        "CLOUDMORE_PASSWORD_PREVIOUS" => Some(cloudmore_password.clone()),
+        other => lookup(other),
+    };
+    let config = CloudmoreConfig::from_lookup(&rotating).unwrap().unwrap();
+    CloudmoreClient::new(config)
+        .find_or_create_organization(&unique("org"), None)
+        .await
+        .unwrap();
+    let passwords: Vec<String> = fake
+        .token_requests
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|request| request.fields["password"].clone())
+        .collect();
+    assert_eq!(
+        passwords,
+        [
+            "the-new-password-not-yet-at-cloudmore".to_string(),
+            fake.password.clone()
+        ],
+        "the current password first, then the previous one"
+    );
+
+    // Without the previous password the same secret is refused, as before.
+    let lookup = fake.lookup(&url, "form");
+    let new_only = move |name: &str| match name {
+        "CLOUDMORE_PASSWORD" => Some("the-new-password-not-yet-at-cloudmore".to_string()),
+        other => lookup(other),
+    };
+    let err = CloudmoreClient::new(CloudmoreConfig::from_lookup(&new_only).unwrap().unwrap())
+        .find_or_create_organization(&unique("org"), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err, CloudmoreError::InvalidGrant);
+}

@@ -1,7 +1,7 @@
 //! The HTTP provisioner end to end: the stack's functions call the stand-in
 //! vendor endpoint (tests/src/bin/fake_vendor.rs) that `make test` starts and
 //! points `PROVISIONER_URL` at. Each failure mode of the vendor becomes the
-//! marketplace answer the README states, and nothing is stored on failure.
+//! marketplace answer docs/provisioner.md states, and nothing is stored on failure.
 
 use serde_json::{json, Value};
 use shared::provisioner::signature;
@@ -246,7 +246,7 @@ async fn no_signature_or_signing_secret_reaches_the_function_logs() {
     assert!(!log.contains("Addon-Signature"));
 }
 
-/// The README's verifiers (Python, Node) and `provider verify-signature`
+/// docs/provisioner.md's verifiers (Python, Node) and `provider verify-signature`
 /// accept a real signature and refuse a tampered body, a wrong secret and a
 /// stale timestamp.
 #[test]

@@ -1,7 +1,7 @@
 //! How many DynamoDB round trips each call makes, counted on the real SDK
 //! client against DynamoDB Local (a logging interceptor): each one is
 //! milliseconds on real DynamoDB, so the rule is the fewest the protocol
-//! allows (README, "Performance").
+//! allows (docs/performance.md).
 
 use lambda_http::{Body, Request};
 use shared::clevercloud::sso::CleverCloudSso;

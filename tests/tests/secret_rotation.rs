@@ -176,3 +176,103 @@ async fn a_replaced_sso_salt_stops_verifying_within_the_ttl() {
     until(|| sign_in_with(&old_salt, &id), Ok(303)).await;
     every_instance_reads_again().await;
 }
+
+#[tokio::test]
+async fn a_salt_rotation_accepts_both_salts_until_the_previous_one_leaves_the_secret() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let market = Marketplace::from_env();
+    let client = secrets().await;
+    let original = secret_values(&client).await;
+    let old_salt = original["ADDON_SSO_SALT"].as_str().unwrap().to_string();
+    let new_salt = format!("{old_salt}-next");
+    let (status, answer) = json(
+        market
+            .provision(provision_body(&unique("addon_salt"), "basic"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let id = answer["id"].as_str().unwrap().to_string();
+
+    // Step 1: the new salt in the secret, the old one as the previous.
+    let mut rotating = original.clone();
+    rotating.insert("ADDON_SSO_SALT".into(), new_salt.clone().into());
+    rotating.insert("ADDON_SSO_SALT_PREVIOUS".into(), old_salt.clone().into());
+    put_secret(&client, &rotating).await;
+    until(|| sign_in_with(&new_salt, &id), Ok(303)).await;
+    assert_eq!(
+        sign_in_with(&old_salt, &id).await,
+        Ok(303),
+        "the manifest's salt still verifies"
+    );
+
+    // Step 2 (once Clever Cloud has the new manifest): the previous one leaves.
+    let mut done = rotating.clone();
+    done.remove("ADDON_SSO_SALT_PREVIOUS");
+    put_secret(&client, &done).await;
+    until(
+        || sign_in_with(&old_salt, &id),
+        Err("403 bad signature".to_string()),
+    )
+    .await;
+    assert_eq!(sign_in_with(&new_salt, &id).await, Ok(303));
+
+    put_secret(&client, &original).await;
+    until(|| sign_in_with(&old_salt, &id), Ok(303)).await;
+    every_instance_reads_again().await;
+}
+
+/// The stand-in vendor keeps the signing secret it started with: during a
+/// rotation requests are signed with the new and the previous secret, so it
+/// still accepts them; once the previous one leaves the secret (before the
+/// vendor changed), it refuses them and the marketplace gets a 422.
+#[tokio::test]
+async fn a_signing_secret_rotation_signs_with_both_until_it_ends() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    if std::env::var("PROVISIONER_URL").is_err() {
+        eprintln!("skipped: the stack runs the default provisioner");
+        return;
+    }
+    let market = Marketplace::from_env();
+    let client = secrets().await;
+    let original = secret_values(&client).await;
+    let old_secret = original["PROVISIONER_SIGNING_SECRET"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let provision = || async {
+        market
+            .provision(provision_body(&unique("addon_signing"), "basic"))
+            .await
+            .status()
+            .as_u16()
+    };
+    assert_eq!(provision().await, 200);
+
+    let mut rotating = original.clone();
+    rotating.insert(
+        "PROVISIONER_SIGNING_SECRET".into(),
+        format!("{old_secret}-next-signing-secret").into(),
+    );
+    rotating.insert(
+        "PROVISIONER_SIGNING_SECRET_PREVIOUS".into(),
+        old_secret.clone().into(),
+    );
+    put_secret(&client, &rotating).await;
+    // Every instance reads the rotating secret; the vendor accepts throughout.
+    let ttl: u64 = stack_var("SECRETS_TTL_SECONDS").parse().unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(ttl + 1) {
+        assert_eq!(provision().await, 200, "a request the vendor could not verify");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let mut ended = rotating.clone();
+    ended.remove("PROVISIONER_SIGNING_SECRET_PREVIOUS");
+    put_secret(&client, &ended).await;
+    until(provision, 422).await;
+
+    put_secret(&client, &original).await;
+    until(provision, 200).await;
+    every_instance_reads_again().await;
+}

@@ -292,9 +292,12 @@ async fn a_token_answer_with_an_absurd_expires_in_does_not_panic() {
 }
 
 /// The `provider` command line against the isolated table and stand-ins,
-/// with the secrets in plain variables (as `make run` has them).
-fn provider(world: &World, args: &[&str]) -> (bool, serde_json::Value) {
-    let output = std::process::Command::new(workspace_binary("provider"))
+/// with the secrets in plain variables (as `make run` has them): its exit
+/// status and the JSON it printed on standard output (reports and, with
+/// `--json`, errors: the CLI's one convention).
+fn provider_with(world: &World, args: &[&str], env: &[(&str, &str)]) -> (i32, serde_json::Value) {
+    let mut command = std::process::Command::new(workspace_binary("provider"));
+    command
         .args(args)
         .env_remove("SECRETS_ARN")
         .env("TABLE_NAME", world.store.table())
@@ -302,18 +305,23 @@ fn provider(world: &World, args: &[&str]) -> (bool, serde_json::Value) {
         .env("ADDON_ID", "addon-name")
         .env("ADDON_PASSWORD", VENDOR_PASSWORD)
         .env("ADDON_CONFIG_VARS", "ADDON_NAME_URL,ADDON_NAME_TOKEN")
-        .env_remove("CLOUDMORE_API_URL")
-        .output()
-        .unwrap();
+        .env_remove("CLOUDMORE_API_URL");
+    for (name, value) in env {
+        match *value {
+            "" => command.env_remove(name),
+            value => command.env(name, value),
+        };
+    }
+    let output = command.output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let printed = if output.status.success() {
-        stdout.to_string()
-    } else {
-        stderr.trim_start_matches("provider: ").to_string()
-    };
-    let value = serde_json::from_str(printed.trim()).unwrap_or_else(|_| panic!("{stdout} {stderr}"));
-    (output.status.success(), value)
+    let value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("stdout {stdout} stderr {stderr}"));
+    (output.status.code().unwrap_or(-1), value)
+}
+
+fn provider(world: &World, args: &[&str]) -> (i32, serde_json::Value) {
+    provider_with(world, args, &[])
 }
 
 #[tokio::test]
@@ -325,12 +333,13 @@ async fn provider_reconcile_lists_an_unpushed_config_and_provider_sync_heals_it(
     world.vendor.fail_next(1, 500, None);
     world.sync.settle(&subject(&rotated)).await.unwrap();
 
-    let (ok, drift) = provider(&world, &["reconcile"]);
-    assert!(ok, "{drift}");
+    // Drift is a finding: exit 1, the report on standard output.
+    let (status, drift) = provider(&world, &["reconcile"]);
+    assert_eq!(status, 1, "{drift}");
     assert_eq!(drift["config_behind"], json!([rotated.addon_id]));
 
-    let (ok, report) = provider(&world, &["sync"]);
-    assert!(ok, "{report}");
+    let (status, report) = provider(&world, &["sync"]);
+    assert_eq!(status, 0, "{report}");
     assert_eq!(report["settled"], 1);
     assert_eq!(
         world.puts_for(&rotated.addon_id),
@@ -342,10 +351,11 @@ async fn provider_reconcile_lists_an_unpushed_config_and_provider_sync_heals_it(
     // One item, refused for good: reported, exit status 1.
     world.vendor.fail_next(1, 400, None);
     let again = world.rotate(&resource.id).await;
-    let (ok, outcome) = provider(&world, &["sync", &again.id]);
-    assert!(!ok);
+    let (status, outcome) = provider(&world, &["sync", &again.id]);
+    assert_eq!(status, 1, "{outcome}");
     assert_eq!(outcome["outcome"]["state"], "failed", "{outcome}");
-    let (_, drift) = provider(&world, &["reconcile"]);
+    let (status, drift) = provider(&world, &["reconcile"]);
+    assert_eq!(status, 1);
     assert!(
         drift["sync_failed"][&again.addon_id]
             .as_str()
@@ -353,6 +363,64 @@ async fn provider_reconcile_lists_an_unpushed_config_and_provider_sync_heals_it(
             .contains("400"),
         "{drift}"
     );
+}
+
+/// The CLI's exit codes: 0 ok, 1 findings, 2 usage or configuration, 3
+/// unreachable; with `--json` every error is a JSON document on stdout.
+#[tokio::test]
+async fn provider_exit_codes_follow_one_convention() {
+    let world = world().await;
+    let resource = world.provision(&unique("owner"), true).await;
+
+    let (status, shown) = provider(&world, &["show", &resource.id, "--json"]);
+    assert_eq!(status, 0, "{shown}");
+    assert_eq!(shown["resource"]["id"], json!(resource.id));
+    assert_eq!(
+        shown["resource"]["config"],
+        json!(["ADDON_NAME_TOKEN", "ADDON_NAME_URL"]),
+        "names, never values"
+    );
+    assert_eq!(shown["events"][0]["action"], "provisioned", "{shown}");
+
+    let (status, plan) = provider(&world, &["rotate", &resource.id, "--dry-run"]);
+    assert_eq!(status, 0, "{plan}");
+    assert_eq!(
+        plan["would_write_config_version"],
+        json!(resource.config_version + 1)
+    );
+    let (_, after) = provider(&world, &["show", &resource.id]);
+    assert_eq!(
+        after["resource"]["config_version"],
+        json!(resource.config_version),
+        "a dry run writes nothing"
+    );
+
+    let (status, missing) = provider(&world, &["show", "res_missing", "--json"]);
+    assert_eq!((status, missing["exit"].clone()), (1, json!(1)), "{missing}");
+
+    let (status, usage) = provider_with(&world, &["--json", "reconcile"], &[("ADDON_ID", "")]);
+    assert_eq!(status, 2, "{usage}");
+    assert!(usage["error"].as_str().unwrap().contains("ADDON_ID"), "{usage}");
+
+    let (status, unreachable) = provider_with(
+        &world,
+        &["show", &resource.id, "--json"],
+        &[("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")],
+    );
+    assert_eq!(status, 3, "{unreachable}");
+
+    let (status, unreachable) = provider_with(
+        &world,
+        &["reconcile", "--json"],
+        &[("CLEVERCLOUD_API_URL", "http://127.0.0.1:9")],
+    );
+    assert_eq!(status, 3, "{unreachable}");
+
+    let clap = std::process::Command::new(workspace_binary("provider"))
+        .args(["show"])
+        .output()
+        .unwrap();
+    assert_eq!(clap.status.code(), Some(2), "a missing argument is a usage error");
 }
 
 /// The INSERT stream record of each resource, in order.

@@ -1,7 +1,7 @@
 //! `provider check`: a conformance suite a vendor runs against any deployment
 //! (the local stack, staging, production). It calls the deployment exactly as
 //! Clever Cloud and Cloud 66 do, judges each answer against the platforms'
-//! documents (PROTOCOL-NOTES.md), prints a line per check and a summary, and
+//! documents (docs/clevercloud.md, docs/cloud66.md, docs/oidc.md), prints a line per check and a summary, and
 //! deprovisions everything it provisioned.
 
 mod lifecycle;
@@ -64,9 +64,6 @@ pub struct CheckArgs {
     /// How many identical provisions to send at once.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(2..=200))]
     concurrency: u16,
-    /// Print one JSON document instead of lines.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -86,18 +83,22 @@ impl Endpoints {
 
 /// Exit status: 0 when every check passed, 1 when any failed, 2 when the
 /// target could not be set up (nothing was sent).
-pub async fn main(args: CheckArgs) -> ExitCode {
+pub async fn main(args: CheckArgs, json: bool) -> ExitCode {
     let setup = Target::resolve(&args, &shared::config::process_env)
         .and_then(|target| Probe::new().map(|probe| (target, probe)));
     let (target, probe) = match setup {
         Ok(setup) => setup,
         Err(message) => {
-            eprintln!("provider check: {message}");
+            if json {
+                println!("{}", serde_json::json!({ "error": message, "exit": 2 }));
+            } else {
+                eprintln!("provider check: {message}");
+            }
             return ExitCode::from(2);
         }
     };
-    let report = run(&target, &probe, !args.json).await;
-    if args.json {
+    let report = run(&target, &probe, !json).await;
+    if json {
         println!("{}", report.to_json(&target.base_url));
     } else {
         println!("{}", report.summary());

@@ -1,4 +1,4 @@
-//! The platform's request and response bodies (see PROTOCOL-NOTES.md).
+//! The platform's request and response bodies (docs/clevercloud.md).
 
 use crate::model::ConfigMap;
 use serde::{Deserialize, Serialize};

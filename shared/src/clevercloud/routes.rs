@@ -46,7 +46,8 @@ impl CleverCloudApi<DynamoStore, VendorProvisioner> {
         let lookup = environment.lookup();
         let addon = CleverCloudConfig::from_lookup(&lookup)?;
         let table = config::required(&lookup, "TABLE_NAME")?;
-        let provisioner = VendorProvisioner::from_lookup(&lookup, &addon.addon_id)?;
+        let mut provisioner = VendorProvisioner::from_lookup(&lookup, &addon.addon_id)?;
+        provisioner.follow_secret(source.clone(), &environment)?;
         let store = DynamoStore::ready(&aws, table).await;
         let fresh = Fresh::new(source, &environment, |environment| {
             Ok(credentials(&CleverCloudConfig::from_lookup(

@@ -1,5 +1,5 @@
 //! Clever Cloud single sign-on: the console POSTs a form to the manifest's
-//! `sso_url`. Two schemes are in use (PROTOCOL-NOTES.md):
+//! `sso_url`. Two schemes are in use (docs/clevercloud.md):
 //! - current: `signature` = hex SHA-512 of `id:user_id:email:nav-data:sso_salt:timestamp`;
 //! - legacy: `token` = hex SHA-1 of `id:sso_salt:timestamp`.
 //!
@@ -103,6 +103,9 @@ fn parse_timestamp(text: &str) -> Option<i64> {
 #[derive(Debug, Clone)]
 pub struct CleverCloudSso {
     salt: Secret,
+    /// During a rotation (`ADDON_SSO_SALT_PREVIOUS`): Clever Cloud signs
+    /// with the manifest's salt, which changes after the secret does.
+    previous_salt: Option<Secret>,
     max_age_seconds: i64,
 }
 
@@ -110,43 +113,61 @@ impl CleverCloudSso {
     pub fn new(salt: Secret, max_age_seconds: i64) -> Self {
         Self {
             salt,
+            previous_salt: None,
             max_age_seconds,
         }
     }
 
-    /// `ADDON_SSO_SALT` and `SSO_MAX_AGE_SECONDS` (default 300).
+    /// Accepts sign-ins made with `previous` too.
+    pub fn with_previous_salt(mut self, previous: Option<Secret>) -> Self {
+        self.previous_salt = previous;
+        self
+    }
+
+    /// `ADDON_SSO_SALT`, `ADDON_SSO_SALT_PREVIOUS` and `SSO_MAX_AGE_SECONDS`
+    /// (default 300).
     pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let salt = Secret::new(config::required(lookup, "ADDON_SSO_SALT")?);
+        let previous = config::optional(lookup, "ADDON_SSO_SALT_PREVIOUS").map(Secret::new);
         let max_age = config::seconds(lookup, "SSO_MAX_AGE_SECONDS", 300)?;
-        Ok(Self::new(salt, max_age))
+        Ok(Self::new(salt, max_age).with_previous_salt(previous))
     }
 
     /// The current scheme's `signature`.
     pub fn signature(&self, id: &str, user_id: &str, email: &str, nav_data: &str, timestamp: &str) -> String {
-        let salt = self.salt.expose();
-        hex::encode(Sha512::digest(format!(
-            "{id}:{user_id}:{email}:{nav_data}:{salt}:{timestamp}"
-        )))
+        signature_with(&self.salt, id, user_id, email, nav_data, timestamp)
     }
 
     /// The legacy scheme's `token`.
     pub fn token(&self, id: &str, timestamp: &str) -> String {
-        hex::encode(Sha1::digest(format!("{id}:{}:{timestamp}", self.salt.expose())))
+        token_with(&self.salt, id, timestamp)
     }
 
-    /// Checks the proof (in constant time), then the timestamp's age.
-    pub fn verify(&self, form: &SsoForm, now: DateTime<Utc>) -> Result<(), Refusal> {
+    /// Whether `form`'s proof was made with `salt` (in constant time).
+    fn signed_with(salt: &Secret, form: &SsoForm) -> bool {
         let expected = match form.proof {
-            Proof::Signature(_) => self.signature(
+            Proof::Signature(_) => signature_with(
+                salt,
                 &form.id,
                 &form.user_id,
                 &form.email,
                 &form.nav_data,
                 &form.timestamp,
             ),
-            Proof::Token(_) => self.token(&form.id, &form.timestamp),
+            Proof::Token(_) => token_with(salt, &form.id, &form.timestamp),
         };
-        if !constant_time_eq(expected.as_bytes(), form.proof_text().as_bytes()) {
+        constant_time_eq(expected.as_bytes(), form.proof_text().as_bytes())
+    }
+
+    /// Checks the proof (in constant time) with the salt, or the previous
+    /// one during a rotation, then the timestamp's age.
+    pub fn verify(&self, form: &SsoForm, now: DateTime<Utc>) -> Result<(), Refusal> {
+        let signed = Self::signed_with(&self.salt, form)
+            || self
+                .previous_salt
+                .as_ref()
+                .is_some_and(|previous| Self::signed_with(previous, form));
+        if !signed {
             return Err(Refusal::BadSignature);
         }
         let issued = parse_timestamp(&form.timestamp).ok_or(Refusal::MalformedRequest)?;
@@ -164,6 +185,24 @@ impl CleverCloudSso {
     fn token_lifetime_end(&self, form: &SsoForm) -> i64 {
         parse_timestamp(&form.timestamp).unwrap_or_default() + self.max_age_seconds + FUTURE_TOLERANCE_SECONDS
     }
+}
+
+fn signature_with(
+    salt: &Secret,
+    id: &str,
+    user_id: &str,
+    email: &str,
+    nav_data: &str,
+    timestamp: &str,
+) -> String {
+    let salt = salt.expose();
+    hex::encode(Sha512::digest(format!(
+        "{id}:{user_id}:{email}:{nav_data}:{salt}:{timestamp}"
+    )))
+}
+
+fn token_with(salt: &Secret, id: &str, timestamp: &str) -> String {
+    hex::encode(Sha1::digest(format!("{id}:{}:{timestamp}", salt.expose())))
 }
 
 /// `POST /clevercloud/sso/login`: verify, check the resource, open a session.
@@ -312,6 +351,46 @@ mod tests {
             other_salt.verify(&legacy(now, &token(now)), at(now)),
             Err(Refusal::BadSignature)
         );
+    }
+
+    #[test]
+    fn during_a_salt_rotation_both_salts_verify_and_only_they_do() {
+        let now = 1_700_000_000;
+        let old = CleverCloudSso::new(Secret::new("the previous salt"), 300);
+        let new = CleverCloudSso::new(Secret::new("the new salt"), 300);
+        let rotating = CleverCloudSso::new(Secret::new("the new salt"), 300)
+            .with_previous_salt(Some(Secret::new("the previous salt")));
+        let stranger = CleverCloudSso::new(Secret::new("a stranger's salt"), 300);
+        let signed_by = |sso: &CleverCloudSso| {
+            let signature = sso.signature("res_1", "user_1", "a@b.c", "", &now.to_string());
+            let token = sso.token("res_1", &now.to_string());
+            [
+                form(&format!(
+                    "id=res_1&timestamp={now}&nav-data=&email=a%40b.c&user_id=user_1&signature={signature}"
+                )),
+                form(&format!("id=res_1&token={token}&timestamp={now}")),
+            ]
+        };
+        for form in signed_by(&old).iter().chain(&signed_by(&new)) {
+            assert_eq!(rotating.verify(form, at(now)), Ok(()));
+        }
+        for form in &signed_by(&stranger) {
+            assert_eq!(rotating.verify(form, at(now)), Err(Refusal::BadSignature));
+        }
+        for form in &signed_by(&old) {
+            assert_eq!(
+                new.verify(form, at(now)),
+                Err(Refusal::BadSignature),
+                "once the rotation ends"
+            );
+        }
+        let from_lookup = CleverCloudSso::from_lookup(&|name: &str| match name {
+            "ADDON_SSO_SALT" => Some("the new salt".to_string()),
+            "ADDON_SSO_SALT_PREVIOUS" => Some("the previous salt".to_string()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(from_lookup.verify(&signed_by(&old)[0], at(now)), Ok(()));
     }
 
     #[test]

@@ -3,10 +3,12 @@
 //! credentials. Not usable during the provision call, so only the
 //! asynchronous sync calls it.
 
-use crate::config::{self, CleverCloudConfig, ConfigError};
+use crate::config::{self, CleverCloudConfig, ConfigError, Environment};
 use crate::model::ConfigMap;
+use crate::refresh::{Fresh, SecretSource};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// `GET /vendor/apps/{addonId}` (the fields this provider keeps).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,23 +49,79 @@ pub enum VendorError {
     Rejected { status: u16, message: String },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct VendorClient {
     http: reqwest::Client,
     base_url: String,
     user: String,
-    password: Secret,
+    passwords: Arc<Fresh<Passwords>>,
+}
+
+impl std::fmt::Debug for VendorClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VendorClient")
+            .field("base_url", &self.base_url)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `ADDON_PASSWORD` and, during its rotation, `ADDON_PASSWORD_PREVIOUS`:
+/// until Clever Cloud has the new manifest it knows only the previous one.
+struct Passwords {
+    current: Secret,
+    previous: Option<Secret>,
+}
+
+impl Passwords {
+    fn of(addon: &CleverCloudConfig) -> Self {
+        Self {
+            current: addon.password.clone(),
+            previous: addon.previous_password.clone(),
+        }
+    }
 }
 
 impl VendorClient {
     pub fn new(base_url: String, user: String, password: Secret) -> Self {
-        let http = crate::outbound::platform_client();
-        Self {
-            http,
+        Self::with_passwords(
             base_url,
             user,
-            password,
+            Passwords {
+                current: password,
+                previous: None,
+            },
+        )
+    }
+
+    fn with_passwords(base_url: String, user: String, passwords: Passwords) -> Self {
+        Self {
+            http: crate::outbound::platform_client(),
+            base_url,
+            user,
+            passwords: Arc::new(Fresh::fixed(passwords)),
         }
+    }
+
+    /// A client that, during a password rotation, tries `previous` when
+    /// Clever Cloud refuses `current` with a 401.
+    pub fn rotating(base_url: String, user: String, current: Secret, previous: Option<Secret>) -> Self {
+        Self::with_passwords(base_url, user, Passwords { current, previous })
+    }
+
+    /// Re-reads the passwords with the rest of the secret (every
+    /// `SECRETS_TTL_SECONDS`), so a rotation needs no redeploy.
+    pub fn follow_secret(
+        &mut self,
+        source: Option<SecretSource>,
+        environment: &Environment,
+    ) -> Result<(), ConfigError> {
+        self.passwords = Arc::new(Fresh::new(source, environment, |environment| {
+            Ok(Passwords::of(&CleverCloudConfig::from_lookup(
+                &environment.lookup(),
+            )?))
+        })?);
+        Ok(())
     }
 
     /// `CLEVERCLOUD_API_URL` with the add-on's id and password.
@@ -76,10 +134,10 @@ impl VendorClient {
             config::optional(lookup, "CLEVERCLOUD_API_URL")
                 .unwrap_or_else(|| "https://api.clever-cloud.com/v2".into()),
         )?;
-        Ok(Self::new(
+        Ok(Self::with_passwords(
             base_url,
             addon.addon_id.clone(),
-            addon.password.clone(),
+            Passwords::of(addon),
         ))
     }
 
@@ -91,11 +149,27 @@ impl VendorClient {
             reason: err.without_url().to_string(),
             retry_after: None,
         };
-        let response = request
-            .basic_auth(&self.user, Some(self.password.expose()))
+        let passwords = self.passwords.get().await;
+        // The previous password's request is made before the first is sent:
+        // a body can be cloned only while the builder is unsent.
+        let with_previous = passwords.previous.as_ref().and_then(|previous| {
+            request
+                .try_clone()
+                .map(|request| request.basic_auth(&self.user, Some(previous.expose())))
+        });
+        let mut response = request
+            .basic_auth(&self.user, Some(passwords.current.expose()))
             .send()
             .await
             .map_err(unreachable)?;
+        if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+            if let Some(request) = with_previous {
+                // During a password rotation Clever Cloud may still hold the
+                // previous manifest (docs/operating.md, "Rotating secrets").
+                tracing::info!("the vendor API refused the current password; trying the previous one");
+                response = request.send().await.map_err(unreachable)?;
+            }
+        }
         let status = response.status();
         let retry_after = response
             .headers()
@@ -222,6 +296,59 @@ mod tests {
         let client = VendorClient::new(huge.url.clone(), "addon-name".into(), Secret::new("password"));
         let err = client.app("addon_1").await.unwrap_err();
         assert!(matches!(err, VendorError::Unavailable { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_401_with_the_current_password_is_tried_again_with_the_previous_one() {
+        let refused = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec();
+        let app = br#"{"id":"addon_1","name":"app"}"#;
+        let found = [
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                app.len()
+            )
+            .into_bytes(),
+            app.to_vec(),
+        ]
+        .concat();
+        let api = test_server::serve_each(vec![refused.clone(), found]).await;
+        let client = VendorClient::rotating(
+            api.url.clone(),
+            "addon-name".into(),
+            Secret::new("new-password"),
+            Some(Secret::new("old-password")),
+        );
+        assert_eq!(client.app("addon_1").await.unwrap().name.as_deref(), Some("app"));
+        let sent: Vec<String> = api.heads().iter().map(|head| authorization(head)).collect();
+        assert_eq!(sent, [basic("new-password"), basic("old-password")]);
+
+        // Without a previous password a 401 is final, and asked once.
+        let api = test_server::serve_each(vec![refused.clone(), refused]).await;
+        let client = VendorClient::new(api.url.clone(), "addon-name".into(), Secret::new("new-password"));
+        let err = client.app("addon_1").await.unwrap_err();
+        assert!(
+            matches!(err, VendorError::Rejected { status: 401, .. }),
+            "{err:?}"
+        );
+        assert_eq!(api.requests().len(), 1);
+    }
+
+    fn basic(password: &str) -> String {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("addon-name:{password}"))
+        )
+    }
+
+    fn authorization(head: &str) -> String {
+        head.lines()
+            .find_map(|line| {
+                line.strip_prefix("authorization: ")
+                    .or_else(|| line.strip_prefix("Authorization: "))
+            })
+            .unwrap_or_default()
+            .to_string()
     }
 
     #[test]

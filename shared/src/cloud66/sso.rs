@@ -37,6 +37,10 @@ pub struct Cloud66Sso {
     provider: String,
     signing_key: Secret,
     key: MultipassKey,
+    /// During a rotation of the UID (`CLOUD66_PROVIDER_UID_PREVIOUS`): the
+    /// previous UID's signing and multipass keys, tried when the current
+    /// one's signature does not match.
+    previous: Option<(Secret, MultipassKey)>,
 }
 
 /// What a valid multipass says.
@@ -94,7 +98,21 @@ impl Cloud66Sso {
             "CLOUD66_BASE_URL",
             config::optional(lookup, "CLOUD66_BASE_URL").unwrap_or_else(|| "https://app.cloud66.com".into()),
         )?;
-        Self::new(base_url, provider, &uid, derivation).map(Some)
+        let sso = Self::new(base_url, provider, &uid, derivation)?;
+        match config::optional(lookup, "CLOUD66_PROVIDER_UID_PREVIOUS") {
+            None => Ok(Some(sso)),
+            Some(previous) => sso
+                .with_previous_uid(&previous, derivation)
+                .map_err(|err| ConfigError::new("CLOUD66_PROVIDER_UID_PREVIOUS", err.problem))
+                .map(Some),
+        }
+    }
+
+    /// Accepts callbacks signed and encrypted with the previous UID too.
+    pub fn with_previous_uid(mut self, uid: &str, derivation: KeyDerivation) -> Result<Self, ConfigError> {
+        let previous = Self::new(self.base_url.clone(), self.provider.clone(), uid, derivation)?;
+        self.previous = Some((previous.signing_key, previous.key));
+        Ok(self)
     }
 
     /// The UID must be at least 32 ASCII characters: its first 16 make the
@@ -125,6 +143,7 @@ impl Cloud66Sso {
             signing_key: Secret::new(&uid[16..32]),
             provider,
             key,
+            previous: None,
         })
     }
 
@@ -135,11 +154,26 @@ impl Cloud66Sso {
 
     /// The signature Cloud 66 sends beside `multipass`.
     pub fn signature(&self, multipass: &str) -> String {
-        let digest = Sha256::new()
-            .chain_update(self.signing_key.expose())
-            .chain_update(multipass)
-            .finalize();
-        hex::encode(digest)
+        signature_with(&self.signing_key, multipass)
+    }
+
+    /// The multipass key of the UID that signed `multipass`, if one did:
+    /// the current UID's, or during a rotation the previous one's.
+    fn key_that_signed(&self, multipass: &str, signature: &str) -> Option<&MultipassKey> {
+        let signature = signature.trim().to_ascii_lowercase();
+        let signed = |signing_key: &Secret| {
+            constant_time_eq(
+                signature_with(signing_key, multipass).as_bytes(),
+                signature.as_bytes(),
+            )
+        };
+        if signed(&self.signing_key) {
+            return Some(&self.key);
+        }
+        self.previous
+            .as_ref()
+            .filter(|(signing_key, _)| signed(signing_key))
+            .map(|(_, key)| key)
     }
 
     /// Checks the signature (before any decryption), decrypts, and reads the
@@ -150,14 +184,10 @@ impl Cloud66Sso {
         signature: &str,
         now: DateTime<Utc>,
     ) -> Result<Cloud66Identity, Refusal> {
-        let expected = self.signature(multipass);
-        if !constant_time_eq(
-            expected.as_bytes(),
-            signature.trim().to_ascii_lowercase().as_bytes(),
-        ) {
-            return Err(Refusal::BadSignature);
-        }
-        let plaintext = multipass::decode(&self.key, multipass).map_err(|_| Refusal::Malformed)?;
+        let key = self
+            .key_that_signed(multipass, signature)
+            .ok_or(Refusal::BadSignature)?;
+        let plaintext = multipass::decode(key, multipass).map_err(|_| Refusal::Malformed)?;
         let claims: serde_json::Value = serde_json::from_slice(&plaintext).map_err(|_| Refusal::Malformed)?;
         let email = claims
             .get("email")
@@ -185,6 +215,14 @@ impl Cloud66Sso {
         let signature = self.signature(&multipass);
         (multipass, signature)
     }
+}
+
+fn signature_with(signing_key: &Secret, multipass: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(signing_key.expose())
+        .chain_update(multipass)
+        .finalize();
+    hex::encode(digest)
 }
 
 /// The cookie that binds a Cloud 66 sign-in to the browser that started it.
@@ -415,6 +453,58 @@ mod tests {
         }
         assert_eq!(parse_expires(&serde_json::json!("soon")), None);
         assert_eq!(parse_expires(&serde_json::json!(null)), None);
+    }
+
+    #[test]
+    fn during_a_uid_rotation_callbacks_of_either_uid_sign_in_and_no_other() {
+        const NEW_UID: &str = "ZYXWVUTSRQPONMLKjihgfedcba987654-the-new-one";
+        for derivation in [KeyDerivation::Uid, KeyDerivation::Gem] {
+            let old = sso(derivation);
+            let new = Cloud66Sso::new(
+                "https://app.cloud66.com".into(),
+                "acme".into(),
+                NEW_UID,
+                derivation,
+            )
+            .unwrap();
+            let rotating = Cloud66Sso::new(
+                "https://app.cloud66.com".into(),
+                "acme".into(),
+                NEW_UID,
+                derivation,
+            )
+            .unwrap()
+            .with_previous_uid(UID, derivation)
+            .unwrap();
+            for (who, issuer) in [("old", &old), ("new", &new)] {
+                let (multipass, signature) =
+                    issuer.sign_in_as(&format!("{who}@corp.com"), "K", "2030-01-01 00:00:00 UTC");
+                let identity = rotating.verify(&multipass, &signature, now()).unwrap();
+                assert_eq!(identity.email, format!("{who}@corp.com"));
+            }
+            let (multipass, signature) = old.sign_in_as("old@corp.com", "K", "2030-01-01 00:00:00 UTC");
+            assert_eq!(
+                new.verify(&multipass, &signature, now()),
+                Err(Refusal::BadSignature),
+                "after the rotation"
+            );
+            // The previous UID's signature with the current UID's encryption is no callback at all.
+            let (mixed, _) = new.sign_in_as("mixed@corp.com", "K", "2030-01-01 00:00:00 UTC");
+            let mixed_signature = old.signature(&mixed);
+            assert_eq!(
+                rotating.verify(&mixed, &mixed_signature, now()),
+                Err(Refusal::Malformed)
+            );
+        }
+        let lookup = |name: &str| match name {
+            "CLOUD66_PROVIDER" => Some("acme".to_string()),
+            "CLOUD66_PROVIDER_UID" => Some(NEW_UID_FOR_LOOKUP.to_string()),
+            "CLOUD66_PROVIDER_UID_PREVIOUS" => Some("too-short".to_string()),
+            _ => None,
+        };
+        const NEW_UID_FOR_LOOKUP: &str = "ZYXWVUTSRQPONMLKjihgfedcba987654-the-new-one";
+        let err = Cloud66Sso::from_lookup(&lookup).unwrap_err();
+        assert_eq!(err.var, "CLOUD66_PROVIDER_UID_PREVIOUS");
     }
 
     #[test]

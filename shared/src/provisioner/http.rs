@@ -17,13 +17,15 @@
 //! - Nothing here logs or returns a config value, the secret or a signature.
 
 use super::{signature, ProvisionContext, Provisioner, ProvisionerError};
-use crate::config::{self, ConfigError};
+use crate::config::{self, ConfigError, Environment};
 use crate::model::{ConfigMap, Platform, Resource, ResourceStatus};
+use crate::refresh::{Fresh, SecretSource};
 use crate::secret::Secret;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Default time budget for one call, retries included: well inside the
@@ -141,14 +143,50 @@ impl<'a> VendorRequest<'a> {
     }
 }
 
-/// The vendor's endpoint, its signing secret and the time budget.
+/// The vendor's endpoint, its signing secrets and the time budget.
 #[derive(Clone)]
 pub struct HttpProvisioner {
     client: reqwest::Client,
     url: String,
-    secret: Secret,
+    secrets: Arc<Fresh<SigningSecrets>>,
     config_vars: Vec<String>,
     timeout: Duration,
+}
+
+/// `PROVISIONER_SIGNING_SECRET` and, during its rotation,
+/// `PROVISIONER_SIGNING_SECRET_PREVIOUS`: every request is then signed with
+/// both (docs/operating.md, "Rotating secrets").
+pub struct SigningSecrets {
+    current: Secret,
+    previous: Option<Secret>,
+}
+
+impl SigningSecrets {
+    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let read = |var: &'static str, value: String| {
+            if value.chars().count() < MIN_SECRET_CHARS {
+                return Err(ConfigError::new(
+                    var,
+                    format!("must be at least {MIN_SECRET_CHARS} characters"),
+                ));
+            }
+            Ok(Secret::new(value))
+        };
+        let current = read(
+            "PROVISIONER_SIGNING_SECRET",
+            config::required(lookup, "PROVISIONER_SIGNING_SECRET")?,
+        )?;
+        let previous = config::optional(lookup, "PROVISIONER_SIGNING_SECRET_PREVIOUS")
+            .map(|value| read("PROVISIONER_SIGNING_SECRET_PREVIOUS", value))
+            .transpose()?;
+        Ok(Self { current, previous })
+    }
+
+    fn header(&self, timestamp: i64, body: &[u8]) -> String {
+        let mut secrets = vec![&self.current];
+        secrets.extend(&self.previous);
+        signature::sign_with_each(&secrets, timestamp, body)
+    }
 }
 
 impl std::fmt::Debug for HttpProvisioner {
@@ -166,13 +204,7 @@ impl HttpProvisioner {
         config_vars: Vec<String>,
     ) -> Result<Self, ConfigError> {
         let url = config::outbound_url("PROVISIONER_URL", config::required(lookup, "PROVISIONER_URL")?)?;
-        let secret = config::required(lookup, "PROVISIONER_SIGNING_SECRET")?;
-        if secret.chars().count() < MIN_SECRET_CHARS {
-            return Err(ConfigError::new(
-                "PROVISIONER_SIGNING_SECRET",
-                format!("must be at least {MIN_SECRET_CHARS} characters"),
-            ));
-        }
+        let secrets = SigningSecrets::from_lookup(lookup)?;
         let timeout_ms = match config::optional(lookup, "PROVISIONER_TIMEOUT_MS") {
             None => DEFAULT_TIMEOUT_MS,
             Some(value) => value
@@ -186,22 +218,48 @@ impl HttpProvisioner {
                     )
                 })?,
         };
-        Ok(Self::new(
+        Ok(Self::signing_with(
             url,
-            Secret::new(secret),
+            secrets,
             config_vars,
             Duration::from_millis(timeout_ms),
         ))
     }
 
     pub fn new(url: String, secret: Secret, config_vars: Vec<String>, timeout: Duration) -> Self {
+        let secrets = SigningSecrets {
+            current: secret,
+            previous: None,
+        };
+        Self::signing_with(url, secrets, config_vars, timeout)
+    }
+
+    fn signing_with(
+        url: String,
+        secrets: SigningSecrets,
+        config_vars: Vec<String>,
+        timeout: Duration,
+    ) -> Self {
         Self {
             client: crate::outbound::build(crate::outbound::client_builder().connect_timeout(timeout)),
             url,
-            secret,
+            secrets: Arc::new(Fresh::fixed(secrets)),
             config_vars,
             timeout,
         }
+    }
+
+    /// Re-reads the signing secrets with the rest of the secret (every
+    /// `SECRETS_TTL_SECONDS`), so a rotation needs no redeploy.
+    pub fn follow_secret(
+        &mut self,
+        source: Option<SecretSource>,
+        environment: &Environment,
+    ) -> Result<(), ConfigError> {
+        self.secrets = Arc::new(Fresh::new(source, environment, |environment| {
+            SigningSecrets::from_lookup(&environment.lookup())
+        })?);
+        Ok(())
     }
 
     /// Sends the signed request within the time budget and sorts the answer.
@@ -211,10 +269,11 @@ impl HttpProvisioner {
             idempotency_key,
         } = request?;
         let deadline = Instant::now() + self.timeout;
+        let secrets = self.secrets.get().await;
         let mut retried = false;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let signed = signature::sign(&self.secret, chrono::Utc::now().timestamp(), &body);
+            let signed = secrets.header(chrono::Utc::now().timestamp(), &body);
             let sent = self
                 .client
                 .post(&self.url)

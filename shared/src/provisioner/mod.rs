@@ -112,6 +112,21 @@ impl VendorProvisioner {
     }
 }
 
+impl VendorProvisioner {
+    /// The vendor's signing secrets follow the secret (re-read every
+    /// `SECRETS_TTL_SECONDS`); the default provisioner holds no secret.
+    pub fn follow_secret(
+        &mut self,
+        source: Option<crate::refresh::SecretSource>,
+        environment: &crate::config::Environment,
+    ) -> Result<(), ConfigError> {
+        match self {
+            Self::Default(_) => Ok(()),
+            Self::Http(provisioner) => provisioner.follow_secret(source, environment),
+        }
+    }
+}
+
 impl Provisioner for VendorProvisioner {
     async fn provision(&self, context: ProvisionContext<'_>) -> Result<ConfigMap, ProvisionerError> {
         match self {

@@ -24,8 +24,20 @@ fn mac(secret: &Secret, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
 
 /// The header value for `body` sent at `timestamp`.
 pub fn sign(secret: &Secret, timestamp: i64, body: &[u8]) -> String {
-    let digest = mac(secret, timestamp, body).finalize().into_bytes();
-    format!("t={timestamp},v1={}", hex::encode(digest))
+    sign_with_each(&[secret], timestamp, body)
+}
+
+/// The header value with one `v1=` per secret, in order: during a rotation
+/// of the signing secret the request is signed with the new and the previous
+/// one, so a vendor holding either verifies it (`verify` needs one match).
+pub fn sign_with_each(secrets: &[&Secret], timestamp: i64, body: &[u8]) -> String {
+    let mut header = format!("t={timestamp}");
+    for secret in secrets {
+        let digest = mac(secret, timestamp, body).finalize().into_bytes();
+        header.push_str(",v1=");
+        header.push_str(&hex::encode(digest));
+    }
+    header
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -97,7 +109,7 @@ mod tests {
 
     #[test]
     fn matches_an_independent_hmac_sha256() {
-        // The signed text is "<t>.<body>", as the README's Python and Node
+        // The signed text is "<t>.<body>", as docs/provisioner.md's Python and Node
         // verifiers compute it.
         let header = sign(&Secret::new("Jefe"), 1_700_000_000, b"{}");
         let expected_text = b"1700000000.{}";
@@ -192,5 +204,31 @@ mod tests {
                 "{header}"
             );
         }
+    }
+
+    #[test]
+    fn during_a_rotation_each_secret_signs_and_either_one_verifies() {
+        let new = secret();
+        let previous = Secret::new("whsec_previous_0123456789abcdef012345");
+        let header = sign_with_each(&[&new, &previous], 1_700_000_000, b"{}");
+        let values: Vec<&str> = header.split(',').collect();
+        assert_eq!(values.len(), 3, "{header}");
+        assert_eq!(values[0], "t=1700000000");
+        assert_eq!(
+            format!("{},{}", values[0], values[1]),
+            sign(&new, 1_700_000_000, b"{}")
+        );
+        assert_eq!(
+            format!("{},{}", values[0], values[2]),
+            sign(&previous, 1_700_000_000, b"{}")
+        );
+        for holder in [&new, &previous] {
+            assert_eq!(verify(holder, &header, b"{}", 1_700_000_000, 300), Ok(()));
+        }
+        let stranger = Secret::new("whsec_stranger_0123456789abcdef012345");
+        assert_eq!(
+            verify(&stranger, &header, b"{}", 1_700_000_000, 300),
+            Err(SignatureError::Mismatch)
+        );
     }
 }

@@ -22,7 +22,7 @@ mod settle;
 pub use settle::{Settled, PROVISIONING_GRACE_SECONDS};
 
 use crate::clevercloud::vendor::{VendorAppSummary, VendorClient, VendorError};
-use crate::cloudmore::{CloudmoreClient, CloudmoreConfig};
+use crate::cloudmore::CloudmoreClient;
 use crate::config::{self, CleverCloudConfig, ConfigError};
 use crate::deadline::time_left;
 use crate::events::{lifecycle_event, EventPublisher, PublishError};
@@ -81,17 +81,20 @@ impl PlatformSync<DynamoStore> {
     /// optional `CLOUDMORE_*` variables and `EVENT_BUS_NAME`.
     pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
         let aws = config::aws_sdk_config(function).await;
-        // Read once: this function keeps what it builds from it until its
-        // next cold start.
-        let (_, environment) = SecretSource::load(&aws).await?;
+        // The platforms' credentials and the provisioner's signing secrets
+        // follow the secret (re-read every SECRETS_TTL_SECONDS), so a
+        // rotation needs no redeploy.
+        let (source, environment) = SecretSource::load(&aws).await?;
         let lookup = environment.lookup();
         let addon = CleverCloudConfig::from_lookup(&lookup)?;
-        let vendor = VendorClient::from_lookup(&lookup, &addon)?;
-        let cloudmore = CloudmoreConfig::from_lookup(&lookup)?.map(CloudmoreClient::new);
+        let mut vendor = VendorClient::from_lookup(&lookup, &addon)?;
+        vendor.follow_secret(source.clone(), &environment)?;
+        let cloudmore = CloudmoreClient::from_secret(source.clone(), &environment)?;
         let table = config::required(&lookup, "TABLE_NAME")?;
         let store = DynamoStore::ready(&aws, table).await;
         let events = EventPublisher::from_env(&aws)?;
-        let provisioner = VendorProvisioner::from_lookup(&lookup, &addon.addon_id)?;
+        let mut provisioner = VendorProvisioner::from_lookup(&lookup, &addon.addon_id)?;
+        provisioner.follow_secret(source, &environment)?;
         Ok(Self::new(store, vendor, cloudmore, Some(events)).with_provisioner(provisioner))
     }
 }
@@ -523,6 +526,19 @@ pub struct ReconcileReport {
     /// Items a platform refused for good, with its words: add-on id or
     /// account id → error.
     pub sync_failed: BTreeMap<String, String>,
+}
+
+impl ReconcileReport {
+    /// Whether anything differs, is behind or failed: what an operator acts on.
+    pub fn has_drift(&self) -> bool {
+        !(self.unknown_here.is_empty()
+            && self.deprovisioned_here.is_empty()
+            && self.unknown_there.is_empty()
+            && self.plan_mismatch.is_empty()
+            && self.unreadable_here.is_empty()
+            && self.config_behind.is_empty()
+            && self.sync_failed.is_empty())
+    }
 }
 
 pub async fn reconcile<S: SyncStore>(store: &S, vendor: &VendorClient) -> Result<ReconcileReport, SyncError> {

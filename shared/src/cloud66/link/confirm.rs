@@ -1,4 +1,4 @@
-//! The link's confirmation step (docs: README "Security", the Cloud 66 link).
+//! The link's confirmation step (docs/cloud66.md, docs/security.md).
 //!
 //! A link posts an account's credentials to Cloud 66 for a uid that arrives
 //! in a URL anyone can craft, and a signed-in user's browser follows a

@@ -1,4 +1,4 @@
-//! The Cloud 66 link flow (cloud66-partner-integration.md): Cloud 66 sends
+//! The Cloud 66 link flow (docs/cloud66.md): Cloud 66 sends
 //! its user to `GET /cloud66/link?uid=…&email=…&callback=…`; the partner
 //! POSTs `link_uid`, `user_email` and the resource's config to its partner
 //! endpoint and sends the user back to `callback`.
@@ -88,9 +88,9 @@ impl Cloud66LinkApi<DynamoStore, VendorProvisioner> {
     /// provisioner's variables (`ADDON_ID`, `ADDON_CONFIG_VARS`, `RESOURCE_BASE_URL`).
     pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
         let aws = config::aws_sdk_config(function).await;
-        // Read once: this function keeps what it builds from it until its
-        // next cold start.
-        let (_, environment) = SecretSource::load(&aws).await?;
+        // The provisioner's signing secrets follow the secret (re-read every
+        // SECRETS_TTL_SECONDS); the rest is kept until the next cold start.
+        let (source, environment) = SecretSource::load(&aws).await?;
         let lookup = environment.lookup();
         let endpoint = config::outbound_base_url(
             "CLOUD66_PARTNER_ENDPOINT",
@@ -127,7 +127,8 @@ impl Cloud66LinkApi<DynamoStore, VendorProvisioner> {
             ));
         }
         let addon_id = config::required(&lookup, "ADDON_ID")?;
-        let provisioner = VendorProvisioner::from_lookup(&lookup, &addon_id)?;
+        let mut provisioner = VendorProvisioner::from_lookup(&lookup, &addon_id)?;
+        provisioner.follow_secret(source, &environment)?;
         let table = config::required(&lookup, "TABLE_NAME")?;
         let store = DynamoStore::ready(&aws, table).await;
         let partner = PartnerClient::new(endpoint, format, Duration::from_secs(time_limit.unsigned_abs()));

@@ -1,6 +1,6 @@
 //! The client of the vendor's Cloud 66 partner endpoint: the POST of
 //! `link_uid`, `user_email` and the partner's fields, and what Cloud 66's
-//! answer means (cloud66-partner-integration.md).
+//! answer means (docs/cloud66.md).
 
 use crate::model::ConfigMap;
 use std::time::{Duration, Instant};

@@ -1,0 +1,316 @@
+//! `provider secrets`: the deployment's one Secrets Manager secret (a JSON
+//! object whose keys are `shared::config::SECRET_VARS`), created and rotated
+//! through the SDK from JSON built here, so no character in a value can make
+//! it unreadable, and no value is ever printed (docs/operating.md).
+
+use crate::{Failure, Outcome};
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, SdkError};
+use clap::Subcommand;
+use serde_json::{json, Map, Value};
+use shared::config::SECRET_VARS;
+
+#[derive(Subcommand)]
+pub enum SecretsCommand {
+    /// Create the deployment's secret NAME. Changes: one new secret in
+    /// Secrets Manager. ADDON_PASSWORD, ADDON_SSO_SALT and
+    /// PROVISIONER_SIGNING_SECRET are generated (192 random bits each), and
+    /// OIDC_SIGNING_KEY too when OIDC_CLIENTS is given; any secret variable
+    /// set in the environment (CLOUD66_PROVIDER_UID, CLOUDMORE_PASSWORD, …)
+    /// is taken from there instead. Prints the ARN to give `make deploy`.
+    Init {
+        /// The secret's name, e.g. `my-addon/provider`.
+        #[arg(long)]
+        name: String,
+        /// Print what would be stored (names only) and create nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Start, or with --finish end, the rotation of one secret variable in
+    /// the secret SECRETS_ARN names. Changes: that secret's value. Start:
+    /// the current value moves to VAR_PREVIOUS (still accepted, or still
+    /// tried, everywhere) and VAR gets a new one, generated or read from
+    /// standard input (--stdin); finish: VAR_PREVIOUS is removed. Running
+    /// functions pick either up within SECRETS_TTL_SECONDS.
+    Rotate {
+        /// ADDON_PASSWORD, ADDON_SSO_SALT, PROVISIONER_SIGNING_SECRET,
+        /// OIDC_SIGNING_KEY, CLOUD66_PROVIDER_UID, CLOUDMORE_CLIENT_SECRET or
+        /// CLOUDMORE_PASSWORD.
+        var: String,
+        /// End the rotation: remove VAR_PREVIOUS.
+        #[arg(long)]
+        finish: bool,
+        /// Read the new value from standard input (a partner's new UID,
+        /// Cloudmore's new password) instead of generating one.
+        #[arg(long)]
+        stdin: bool,
+        /// Print what would change (names only) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// What a value is made of when the project generates it.
+fn generate(var: &str) -> Option<Result<String, Failure>> {
+    match var {
+        "ADDON_PASSWORD" | "ADDON_SSO_SALT" | "PROVISIONER_SIGNING_SECRET" => {
+            Some(Ok(shared::secret::random_hex(24)))
+        }
+        "OIDC_SIGNING_KEY" => Some(shared::oidc::new_signing_key_pem().map_err(Failure::Failed)),
+        _ => None,
+    }
+}
+
+/// What to do once a rotation has started or ended: the runbook's next step.
+fn next_step(var: &str, finish: bool) -> &'static str {
+    match (var, finish) {
+        ("ADDON_PASSWORD" | "ADDON_SSO_SALT", false) => {
+            "put the new value in Clever Cloud's manifest (`make manifest` prints it) and submit it; once Clever Cloud uses it, run this again with --finish"
+        }
+        ("PROVISIONER_SIGNING_SECRET", false) => {
+            "requests are now signed with both secrets; give your service the new one, then run this again with --finish"
+        }
+        ("OIDC_SIGNING_KEY", false) => {
+            "the JWKS publishes both keys and the new one signs; after 15 minutes run this again with --finish"
+        }
+        ("CLOUD66_PROVIDER_UID", false) => {
+            "callbacks signed with either UID are accepted; once Cloud 66 uses the new UID, run this again with --finish"
+        }
+        ("CLOUDMORE_CLIENT_SECRET" | "CLOUDMORE_PASSWORD", false) => {
+            "change it at Cloudmore now (the previous value is tried while Cloudmore refuses the new one); then run this again with --finish"
+        }
+        (_, true) => "done: the previous value stops working within SECRETS_TTL_SECONDS",
+        _ => "",
+    }
+}
+
+fn is_rotatable(var: &str) -> bool {
+    SECRET_VARS.contains(&var) && SECRET_VARS.contains(&format!("{var}_PREVIOUS").as_str())
+}
+
+pub async fn run(command: SecretsCommand) -> Result<Outcome, Failure> {
+    match command {
+        SecretsCommand::Init { name, dry_run } => init(&name, dry_run, &shared::config::process_env).await,
+        SecretsCommand::Rotate {
+            var,
+            finish,
+            stdin,
+            dry_run,
+        } => rotate(&var, finish, stdin, dry_run).await,
+    }
+}
+
+/// The secret's first values: from `lookup` where set, generated where the
+/// project can make them.
+fn initial_values(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<(Map<String, Value>, Vec<&'static str>), Failure> {
+    let mut values = Map::new();
+    let mut generated = Vec::new();
+    for var in SECRET_VARS {
+        if let Some(value) = shared::config::optional(lookup, var) {
+            values.insert(var.into(), value.into());
+        } else if var == "OIDC_SIGNING_KEY" && shared::config::optional(lookup, "OIDC_CLIENTS").is_none() {
+            // No app registered: no provider to sign for.
+        } else if let Some(value) = generate(var) {
+            values.insert(var.into(), value?.into());
+            generated.push(var);
+        }
+    }
+    Ok((values, generated))
+}
+
+async fn init(
+    name: &str,
+    dry_run: bool,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Outcome, Failure> {
+    let (values, generated) = initial_values(lookup)?;
+    let names: Vec<&String> = values.keys().collect();
+    if dry_run {
+        return Ok(Outcome::Done(json!({
+            "dry_run": true, "name": name, "would_store": names, "would_generate": generated,
+        })));
+    }
+    let client = client().await;
+    let created = client
+        .create_secret()
+        .name(name)
+        .description("The marketplace add-on provider's secrets (docs/operating.md)")
+        .secret_string(Value::Object(values.clone()).to_string())
+        .send()
+        .await
+        .map_err(|err| sdk_failure("create the secret", err))?;
+    Ok(Outcome::Done(json!({
+        "SecretsArn": created.arn().unwrap_or_default(),
+        "stored": names,
+        "generated": generated,
+    })))
+}
+
+async fn rotate(var: &str, finish: bool, stdin: bool, dry_run: bool) -> Result<Outcome, Failure> {
+    if !is_rotatable(var) {
+        let rotatable: Vec<&str> = SECRET_VARS.iter().copied().filter(|v| is_rotatable(v)).collect();
+        return Err(Failure::Usage(format!(
+            "{var} is not a secret that rotates; one of {}",
+            rotatable.join(", ")
+        )));
+    }
+    let arn = shared::config::required(&shared::config::process_env, "SECRETS_ARN")
+        .map_err(|err| Failure::Usage(err.to_string()))?;
+    let client = client().await;
+    let read = client
+        .get_secret_value()
+        .secret_id(&arn)
+        .send()
+        .await
+        .map_err(|err| sdk_failure("read the secret", err))?;
+    let mut values: Map<String, Value> = serde_json::from_str(read.secret_string().unwrap_or("{}"))
+        .map_err(|_| Failure::Failed("the secret is not a JSON object".into()))?;
+    let previous_var = format!("{var}_PREVIOUS");
+    let under_way = values
+        .get(&previous_var)
+        .and_then(Value::as_str)
+        .is_some_and(|value| !value.is_empty());
+    let changed = if finish {
+        if !under_way {
+            return Err(Failure::Usage(format!(
+                "no rotation of {var} is under way ({previous_var} is empty)"
+            )));
+        }
+        values.remove(&previous_var);
+        vec![previous_var.clone()]
+    } else {
+        if under_way {
+            return Err(Failure::Usage(format!(
+                "a rotation of {var} is under way ({previous_var} is set): finish it first with --finish"
+            )));
+        }
+        let current = values
+            .get(var)
+            .and_then(Value::as_str)
+            .filter(|value| !value.is_empty())
+            .ok_or_else(|| Failure::Usage(format!("the secret has no {var} to rotate")))?
+            .to_string();
+        let new = if dry_run {
+            String::new()
+        } else if stdin {
+            read_stdin()?
+        } else {
+            match generate(var) {
+                Some(value) => value?,
+                None => {
+                    return Err(Failure::Usage(format!(
+                        "{var} comes from the platform: pipe its new value in with --stdin"
+                    )))
+                }
+            }
+        };
+        if !dry_run && new == current {
+            return Err(Failure::Usage(format!("the new {var} is the current one")));
+        }
+        values.insert(previous_var.clone(), current.into());
+        values.insert(var.into(), new.into());
+        vec![var.to_string(), previous_var.clone()]
+    };
+    let step = if finish { "finish" } else { "start" };
+    if dry_run {
+        return Ok(Outcome::Done(
+            json!({ "dry_run": true, "var": var, "step": step, "would_change": changed }),
+        ));
+    }
+    client
+        .put_secret_value()
+        .secret_id(&arn)
+        .secret_string(Value::Object(values).to_string())
+        .send()
+        .await
+        .map_err(|err| sdk_failure("write the secret", err))?;
+    Ok(Outcome::Done(json!({
+        "var": var, "step": step, "changed": changed, "next": next_step(var, finish),
+    })))
+}
+
+fn read_stdin() -> Result<String, Failure> {
+    let mut value = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)
+        .map_err(|err| Failure::Usage(format!("cannot read standard input: {err}")))?;
+    let value = value.trim_end_matches(['\n', '\r']).to_string();
+    if value.is_empty() {
+        return Err(Failure::Usage("standard input held no value".into()));
+    }
+    Ok(value)
+}
+
+async fn client() -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(&shared::config::aws_sdk_config("provider").await)
+}
+
+/// Secrets Manager out of reach is exit 3; its refusal (no such secret,
+/// access denied, a name taken) is a failure of the command.
+fn sdk_failure<E, R>(what: &str, err: SdkError<E, R>) -> Failure
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let message = format!("could not {what}: {}", DisplayErrorContext(&err));
+    match err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Failure::Unreachable(message),
+        _ => Failure::Failed(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_values_come_from_the_environment_or_are_generated_and_never_twice() {
+        let lookup = |name: &str| match name {
+            "ADDON_PASSWORD" => Some("from-the-environment".to_string()),
+            "CLOUD66_PROVIDER_UID" => Some("u\"i\\d".to_string()),
+            _ => None,
+        };
+        let (values, generated) = initial_values(&lookup).unwrap();
+        assert_eq!(values["ADDON_PASSWORD"], "from-the-environment");
+        assert_eq!(values["CLOUD66_PROVIDER_UID"], "u\"i\\d");
+        assert_eq!(generated, ["ADDON_SSO_SALT", "PROVISIONER_SIGNING_SECRET"]);
+        assert_eq!(values["ADDON_SSO_SALT"].as_str().unwrap().len(), 48);
+        assert!(!values.contains_key("OIDC_SIGNING_KEY"), "no app, no key");
+        assert!(
+            !values.contains_key("CLOUDMORE_PASSWORD"),
+            "only the platform gives it"
+        );
+        let text = Value::Object(values).to_string();
+        let back: Map<String, Value> = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            back["CLOUD66_PROVIDER_UID"], "u\"i\\d",
+            "quotes and backslashes survive"
+        );
+        let again = initial_values(&|_: &str| None).unwrap().0;
+        let (_, first) = initial_values(&|_: &str| None).unwrap();
+        assert_eq!(first.len(), 3);
+        assert_ne!(
+            again["ADDON_PASSWORD"],
+            initial_values(&|_: &str| None).unwrap().0["ADDON_PASSWORD"]
+        );
+    }
+
+    #[test]
+    fn only_secrets_with_a_previous_slot_rotate() {
+        for var in [
+            "ADDON_PASSWORD",
+            "ADDON_SSO_SALT",
+            "PROVISIONER_SIGNING_SECRET",
+            "OIDC_SIGNING_KEY",
+            "CLOUD66_PROVIDER_UID",
+            "CLOUDMORE_CLIENT_SECRET",
+            "CLOUDMORE_PASSWORD",
+        ] {
+            assert!(is_rotatable(var), "{var}");
+            assert!(!next_step(var, false).is_empty(), "{var}");
+        }
+        for var in ["OIDC_CLIENTS", "ADDON_PASSWORD_PREVIOUS", "TABLE_NAME"] {
+            assert!(!is_rotatable(var), "{var}");
+        }
+    }
+}
