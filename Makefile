@@ -5,15 +5,16 @@ SHELL := /bin/bash
 TOOLS := .tools/venv/bin
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test tools lint-code lint-template unit e2e bench load perf mutants sizes build secrets deploy manifest teardown
+.PHONY: run test tools lint-code lint-template unit e2e signals bench load perf mutants sizes build secrets deploy manifest teardown
 
 ## Serve every function on 127.0.0.1:${PORT:-9000} with DynamoDB Local on ${DYNAMODB_PORT:-8000}.
 run:
 	bash scripts/stack.sh run
 
 ## Formatting, clippy, unit tests, template lints, then storage, end-to-end and
-## browser tests against a DynamoDB Local and cargo lambda watch on free ports.
-test: lint-code unit lint-template e2e
+## browser tests against a DynamoDB Local and cargo lambda watch on free ports,
+## and the stacks' shutdown on each signal.
+test: lint-code unit lint-template e2e signals
 
 tools:
 	bash scripts/install-tools.sh
@@ -38,6 +39,10 @@ lint-template: tools
 
 e2e: tools
 	bash scripts/stack.sh test bash scripts/e2e.sh
+
+## `make run` and the test stack stop everything on SIGINT, SIGTERM and SIGHUP.
+signals: tools
+	$(TOOLS)/python scripts/stack_signals_test.py
 
 ## Criterion benchmark of the provision path without storage.
 bench:

@@ -115,12 +115,32 @@ export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$DYNAMODB_PORT"
 export WATCH_CONCURRENCY="${WATCH_CONCURRENCY:-4}"
 export SAM_CLI_TELEMETRY=0
 
-RUN_DIR="$ROOT/.run/$MODE-$$"
+RUN_DIR="${STACK_RUN_DIR:-$ROOT/.run/$MODE-$$}"
 mkdir -p "$RUN_DIR"
 PIDS=()
+# Every port a service started here listens on (written to $RUN_DIR/ports
+# once all answer; scripts/stack_signals_test.py checks they are all freed).
+LISTEN_PORTS=()
 cleanup() {
+  # A second signal must not cut the cleanup short: `make` passes the SIGTERM
+  # its process group got on to this shell, so it often arrives twice.
+  trap '' INT TERM HUP
+  local pid alive waited
   for pid in "${PIDS[@]}"; do
     kill -TERM -- "-$pid" 2>/dev/null || true
+  done
+  # A service that ignores SIGTERM, or takes over 10 s to stop, is killed:
+  # nothing may outlive the stack holding a port.
+  for waited in $(seq 100); do
+    alive=0
+    for pid in "${PIDS[@]}"; do
+      kill -0 -- "-$pid" 2>/dev/null && alive=1
+    done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for pid in "${PIDS[@]}"; do
+    kill -KILL -- "-$pid" 2>/dev/null || true
   done
   wait 2>/dev/null || true
 }
@@ -184,6 +204,7 @@ if [[ "$MODE" == test && "${RECORD_AWS_CALLS:-1}" == 1 ]]; then
     port="$(free_port)"
     start "$RUN_DIR/record-$1.log" "$ROOT/.tools/venv/bin/python" scripts/aws_call_recorder.py "$port" "$2" "$AWS_CALL_RECORDING"
     RECORDER_URL="http://127.0.0.1:$port"
+    LISTEN_PORTS+=("$port")
     recorder_answers() { curl -s -o /dev/null "$RECORDER_URL/"; }
     wait_until "the $1 call recorder" "${PIDS[-1]}" 30 recorder_answers
   }
@@ -284,6 +305,13 @@ routes_answer() {
   done
 }
 wait_until "cargo lambda watch" "$WATCH_PID" 600 routes_answer
+
+LISTEN_PORTS+=("$PORT" "$DYNAMODB_PORT")
+[[ "${START_FAKE_PARTNER:-0}" == 1 ]] && LISTEN_PORTS+=("$PARTNER_PORT")
+[[ "${START_FAKE_VENDOR:-0}" == 1 ]] && LISTEN_PORTS+=("$VENDOR_PORT")
+[[ "${START_VENDOR_APP:-0}" == 1 ]] && LISTEN_PORTS+=("$APP_PORT")
+[[ "$MODE" == test ]] && LISTEN_PORTS+=("$SECRETS_PORT")
+printf '%s\n' "${LISTEN_PORTS[@]}" >"$RUN_DIR/ports"
 
 export E2E_BASE_URL="http://127.0.0.1:$PORT"
 export E2E_FUNCTION_LOG="$RUN_DIR/watch.log"
