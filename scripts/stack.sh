@@ -238,6 +238,8 @@ if [[ "$MODE" == test ]]; then
   secrets_answer() { curl -s -o /dev/null "http://127.0.0.1:$SECRETS_PORT/moto-api/"; }
   wait_until "the local Secrets Manager" "${PIDS[-1]}" 60 secrets_answer
   export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:$SECRETS_PORT"
+  # The same local AWS serves the tests' other services (the dead-letter queue's SQS).
+  export MOTO_URL="http://127.0.0.1:$SECRETS_PORT"
   if [[ "$RECORDING" == 1 ]]; then
     record_through secretsmanager "$AWS_ENDPOINT_URL_SECRETS_MANAGER"
     AWS_ENDPOINT_URL_SECRETS_MANAGER="$RECORDER_URL"

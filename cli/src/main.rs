@@ -8,6 +8,7 @@
 //! provider reconcile               compare Clever Cloud's add-on list with the table, report drift
 //! provider sync [ID]               perform every pending or failed push now (or one item's)
 //! provider secrets init|rotate     create the deployment's secret, rotate one of its values
+//! provider dlq list|redrive        the platform sync's dead-letter queue
 //! provider verify-signature ...    check an Addon-Signature header against a request body
 //! provider oidc-key                a new signing key for the OpenID Connect provider
 //! ```
@@ -20,6 +21,7 @@
 //! are never printed.
 
 mod check;
+mod dlq;
 mod secrets;
 
 use clap::{Parser, Subcommand};
@@ -81,6 +83,10 @@ enum Command {
     /// Create the deployment's secret, or rotate one of its values.
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
+    /// The platform sync's dead-letter queue (SYNC_DEAD_LETTER_QUEUE_URL,
+    /// the stack output SyncDeadLetterQueueUrl): list, or redrive.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// Check a provisioning request's `Addon-Signature` header against its
     /// body, with the secret from PROVISIONER_SIGNING_SECRET. Changes
     /// nothing; exits 1 when it does not hold.
@@ -182,6 +188,7 @@ async fn main() -> ExitCode {
         Command::Reconcile => reconcile().await,
         Command::Sync { id } => sync_now(id.as_deref()).await,
         Command::Secrets(command) => secrets::run(command).await,
+        Command::Dlq(command) => dlq::run(command).await,
         Command::VerifySignature {
             header,
             body,

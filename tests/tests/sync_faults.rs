@@ -521,3 +521,66 @@ async fn two_settles_of_one_account_at_once_create_one_organization() {
     assert_eq!(world.cloudmore.organizations_named(&email).len(), 1);
     assert_eq!(*world.cloudmore.organization_posts.lock().unwrap(), 1);
 }
+
+/// What Lambda sends the dead-letter queue for a stream batch that failed.
+const DEAD_LETTER: &str = r#"{"requestContext":{"requestId":"0f2c","functionArn":"arn:aws:lambda:us-east-1:123456789012:function:sync","condition":"RetryAttemptsExhausted","approximateInvokeCount":6},"responseContext":{"statusCode":200,"executedVersion":"$LATEST","functionError":"Unhandled"},"version":"1.0","timestamp":"2026-12-03T10:00:00.000Z","DDBStreamBatchInfo":{"shardId":"shardId-000001","startSequenceNumber":"1000","endSequenceNumber":"1002","approximateArrivalOfFirstRecord":"2026-12-03T09:58:00Z","approximateArrivalOfLastRecord":"2026-12-03T09:58:01Z","batchSize":3,"streamArn":"arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2026"}}"#;
+
+#[tokio::test]
+async fn provider_dlq_lists_the_batches_and_redrives_them_once_nothing_is_owed() {
+    let moto = std::env::var("MOTO_URL").expect("the test stack's local AWS (scripts/stack.sh)");
+    let world = world().await;
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&shared::config::aws_sdk_config("tests").await)
+            .endpoint_url(&moto)
+            .build(),
+    );
+    let queue = sqs
+        .create_queue()
+        .queue_name(unique("dead-letters"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body(DEAD_LETTER)
+        .send()
+        .await
+        .unwrap();
+    let env = [
+        ("SYNC_DEAD_LETTER_QUEUE_URL", queue.as_str()),
+        ("AWS_ENDPOINT_URL_SQS", moto.as_str()),
+    ];
+
+    let (status, listed) = provider_with(&world, &["dlq", "list"], &env);
+    assert_eq!(status, 1, "a dead letter is a finding: {listed}");
+    assert_eq!(listed["messages"], 1);
+    assert_eq!(listed["batches"][0]["batch_size"], 3);
+    assert_eq!(listed["batches"][0]["shard_id"], "shardId-000001");
+
+    // Clever Cloud refuses the owed fetch for good: the redrive keeps the letter.
+    world.provision(&unique("owner"), true).await;
+    world.vendor.fail_next(1, 400, None);
+    let (status, kept) = provider_with(&world, &["dlq", "redrive"], &env);
+    assert_eq!(status, 1, "{kept}");
+    assert_eq!(kept["deleted"], 0);
+    assert_eq!(kept["sweep"]["failed"], 1, "{kept}");
+    let (_, listed) = provider_with(&world, &["dlq", "list"], &env);
+    assert_eq!(listed["messages"], 1, "kept, and visible again");
+
+    // Clever Cloud answers now: everything settles, and the letter goes.
+    let (status, done) = provider_with(&world, &["dlq", "redrive"], &env);
+    assert_eq!(status, 0, "{done}");
+    assert_eq!(done["deleted"], 1);
+    let (status, listed) = provider_with(&world, &["dlq", "list"], &env);
+    assert_eq!((status, listed["messages"].clone()), (0, json!(0)), "{listed}");
+
+    let (status, usage) = provider_with(
+        &world,
+        &["dlq", "list", "--json"],
+        &[("SYNC_DEAD_LETTER_QUEUE_URL", "")],
+    );
+    assert_eq!(status, 2, "{usage}");
+}
