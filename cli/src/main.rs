@@ -23,6 +23,7 @@
 mod check;
 mod dlq;
 mod secrets;
+mod stack;
 
 use clap::{Parser, Subcommand};
 use shared::clevercloud::vendor::{VendorClient, VendorError};
@@ -39,6 +40,17 @@ struct Cli {
     /// Print one JSON document on standard output, errors included.
     #[arg(long, global = true)]
     json: bool,
+    /// Aim at this deployed stack: the table, the secret, the queue and the
+    /// rest are read from its outputs and parameters (and, for `check`, the
+    /// URLs and the secret's values), not from the environment.
+    #[arg(long, global = true, value_name = "NAME")]
+    stack: Option<String>,
+    /// The AWS region (AWS_REGION otherwise).
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// The AWS profile (AWS_PROFILE otherwise).
+    #[arg(long, global = true)]
+    profile: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -170,9 +182,8 @@ impl From<SyncError> for Failure {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+fn main() -> ExitCode {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
             // Help and version are no error; every usage error exits 2.
@@ -180,6 +191,44 @@ async fn main() -> ExitCode {
             return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
         }
     };
+    // The process environment is changed here, before any other thread
+    // exists; the commands then read it as the functions read theirs.
+    if let Some(region) = &cli.region {
+        std::env::set_var("AWS_REGION", region);
+    }
+    if let Some(profile) = &cli.profile {
+        std::env::set_var("AWS_PROFILE", profile);
+    }
+    if let Some(name) = cli.stack.clone() {
+        let for_check = matches!(cli.command, Command::Check(_));
+        let read = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|err| Failure::Failed(err.to_string()))
+            .and_then(|runtime| runtime.block_on(stack::Deployed::read(&name, for_check)));
+        match read {
+            Ok(deployed) => {
+                for (var, value) in &deployed.env {
+                    std::env::set_var(var, value);
+                }
+                if let Command::Check(args) = &mut cli.command {
+                    args.aim_at(
+                        &deployed.outputs,
+                        deployed.env.get("ADDON_ID"),
+                        deployed.env.get("ADDON_CONFIG_VARS"),
+                    );
+                }
+            }
+            Err(failure) => return report(Err(failure), cli.json),
+        }
+    }
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(err) => report(Err(Failure::Failed(err.to_string())), cli.json),
+    }
+}
+
+async fn run(cli: Cli) -> ExitCode {
     let json = cli.json;
     let result = match cli.command {
         Command::Check(args) => return check::main(args, json).await,

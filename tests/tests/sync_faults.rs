@@ -584,3 +584,79 @@ async fn provider_dlq_lists_the_batches_and_redrives_them_once_nothing_is_owed()
     );
     assert_eq!(status, 2, "{usage}");
 }
+
+/// `--stack NAME` reads the table, the queue and the add-on's settings from
+/// a stack's outputs and parameters (moto's CloudFormation here), with none
+/// of them in the environment.
+#[tokio::test]
+async fn provider_aims_at_a_stack_by_its_name() {
+    let moto = std::env::var("MOTO_URL").expect("the test stack's local AWS (scripts/stack.sh)");
+    let world = world().await;
+    let resource = world.provision(&unique("owner"), true).await;
+    let cloudformation = aws_sdk_cloudformation::Client::from_conf(
+        aws_sdk_cloudformation::config::Builder::from(&shared::config::aws_sdk_config("tests").await)
+            .endpoint_url(&moto)
+            .build(),
+    );
+    let name = unique("stack").replace('_', "-");
+    let template = json!({
+        "Parameters": {
+            "AddonId": {"Type": "String"},
+            "AddonConfigVars": {"Type": "String"},
+            "ProvisionerUrl": {"Type": "String", "Default": ""},
+        },
+        "Resources": {"DeadLetters": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "TableName": {"Value": world.store.table()},
+            "SyncDeadLetterQueueUrl": {"Value": {"Ref": "DeadLetters"}},
+        },
+    });
+    let parameter = |key: &str, value: &str| {
+        aws_sdk_cloudformation::types::Parameter::builder()
+            .parameter_key(key)
+            .parameter_value(value)
+            .build()
+    };
+    cloudformation
+        .create_stack()
+        .stack_name(&name)
+        .template_body(template.to_string())
+        .parameters(parameter("AddonId", "addon-name"))
+        .parameters(parameter("AddonConfigVars", "ADDON_NAME_URL,ADDON_NAME_TOKEN"))
+        .send()
+        .await
+        .unwrap();
+    let nothing_set = [
+        ("TABLE_NAME", ""),
+        ("ADDON_ID", ""),
+        ("ADDON_CONFIG_VARS", ""),
+        ("PROVISIONER_URL", ""),
+        ("AWS_ENDPOINT_URL_CLOUDFORMATION", moto.as_str()),
+        ("AWS_ENDPOINT_URL_SQS", moto.as_str()),
+    ];
+    let (status, shown) = provider_with(&world, &["--stack", &name, "show", &resource.id], &nothing_set);
+    assert_eq!(status, 0, "{shown}");
+    assert_eq!(shown["resource"]["id"], json!(resource.id));
+    let (status, plan) = provider_with(
+        &world,
+        &["rotate", &resource.id, "--dry-run", "--stack", &name],
+        &nothing_set,
+    );
+    assert_eq!(
+        status, 0,
+        "the add-on's settings come from the parameters: {plan}"
+    );
+    let (status, letters) = provider_with(&world, &["dlq", "list", "--stack", &name], &nothing_set);
+    assert_eq!((status, letters["messages"].clone()), (0, json!(0)), "{letters}");
+
+    let (status, missing) = provider_with(
+        &world,
+        &["--stack", "no-such-stack", "show", &resource.id, "--json"],
+        &nothing_set,
+    );
+    assert_eq!(status, 2, "{missing}");
+    assert!(
+        missing["error"].as_str().unwrap().contains("no-such-stack"),
+        "{missing}"
+    );
+}

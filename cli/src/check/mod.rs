@@ -66,6 +66,38 @@ pub struct CheckArgs {
     concurrency: u16,
 }
 
+impl CheckArgs {
+    /// `--stack`: the stack's URLs, id and config vars, where no flag or
+    /// manifest gives them.
+    pub fn aim_at(
+        &mut self,
+        outputs: &std::collections::BTreeMap<String, String>,
+        addon_id: Option<&String>,
+        config_vars: Option<&String>,
+    ) {
+        if self.manifest.is_some() {
+            return;
+        }
+        let edge = outputs.get("EdgeUrl");
+        let url = |output: &str, path: &str| {
+            edge.map(|edge| format!("{edge}{path}"))
+                .or_else(|| outputs.get(output).cloned())
+        };
+        self.base_url = self
+            .base_url
+            .take()
+            .or_else(|| url("ManifestBaseUrl", "/clevercloud/resources"));
+        self.sso_url = self
+            .sso_url
+            .take()
+            .or_else(|| url("ManifestSsoUrl", "/clevercloud/sso/login"));
+        self.addon_id = self.addon_id.take().or_else(|| addon_id.cloned());
+        if self.config_vars.is_none() {
+            self.config_vars = config_vars.map(|vars| shared::config::comma_list(vars));
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Endpoints {
     Production,

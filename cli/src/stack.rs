@@ -1,0 +1,122 @@
+//! `--stack NAME`: aims every command at a deployed stack, reading what the
+//! functions are configured with from the stack itself (its outputs and
+//! parameters, and for `check` its secret) instead of hand-set variables.
+
+use crate::Failure;
+use aws_sdk_cloudformation::error::{DisplayErrorContext, SdkError};
+use std::collections::BTreeMap;
+
+/// Outputs, then parameters, and the variable each one is.
+const FROM_OUTPUTS: [(&str, &str); 4] = [
+    ("TableName", "TABLE_NAME"),
+    ("StackSecretsArn", "SECRETS_ARN"),
+    ("SyncDeadLetterQueueUrl", "SYNC_DEAD_LETTER_QUEUE_URL"),
+    ("LifecycleEventBus", "EVENT_BUS_NAME"),
+];
+const FROM_PARAMETERS: [(&str, &str); 14] = [
+    ("AddonId", "ADDON_ID"),
+    ("AddonConfigVars", "ADDON_CONFIG_VARS"),
+    ("AddonPlans", "ADDON_PLANS"),
+    ("ProvisionerUrl", "PROVISIONER_URL"),
+    ("ProvisionerTimeoutMs", "PROVISIONER_TIMEOUT_MS"),
+    ("ResourceBaseUrl", "RESOURCE_BASE_URL"),
+    ("CleverCloudApiUrl", "CLEVERCLOUD_API_URL"),
+    ("CloudmoreApiUrl", "CLOUDMORE_API_URL"),
+    ("CloudmoreUsername", "CLOUDMORE_USERNAME"),
+    ("CloudmoreResellerId", "CLOUDMORE_RESELLER_ID"),
+    ("CloudmoreClientAuth", "CLOUDMORE_CLIENT_AUTH"),
+    ("Cloud66Provider", "CLOUD66_PROVIDER"),
+    ("Cloud66MultipassKey", "CLOUD66_MULTIPASS_KEY"),
+    ("PublicUrl", "PUBLIC_URL"),
+];
+/// The secret's values `provider check` needs, as the manifest would give them.
+const CHECK_SECRETS: [&str; 3] = ["ADDON_PASSWORD", "ADDON_SSO_SALT", "CLOUD66_PROVIDER_UID"];
+
+/// A deployed stack, read.
+pub struct Deployed {
+    /// Variables to set, as the functions have them.
+    pub env: BTreeMap<&'static str, String>,
+    pub outputs: BTreeMap<String, String>,
+}
+
+impl Deployed {
+    /// The stack named `name`, with the secret's values `check` needs when
+    /// `for_check`.
+    pub async fn read(name: &str, for_check: bool) -> Result<Self, Failure> {
+        let aws = shared::config::aws_sdk_config("provider").await;
+        let described = aws_sdk_cloudformation::Client::new(&aws)
+            .describe_stacks()
+            .stack_name(name)
+            .send()
+            .await
+            .map_err(|err| sdk_failure(name, err))?;
+        let stack = described
+            .stacks()
+            .first()
+            .ok_or_else(|| Failure::Usage(format!("no stack {name}")))?;
+        let outputs: BTreeMap<String, String> = stack
+            .outputs()
+            .iter()
+            .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
+            .collect();
+        let parameters: BTreeMap<String, String> = stack
+            .parameters()
+            .iter()
+            .filter_map(|p| Some((p.parameter_key()?.to_string(), p.parameter_value()?.to_string())))
+            .collect();
+        let mut env = BTreeMap::new();
+        for (key, var) in FROM_OUTPUTS {
+            if let Some(value) = outputs.get(key).filter(|value| !value.is_empty()) {
+                env.insert(var, value.clone());
+            }
+        }
+        for (key, var) in FROM_PARAMETERS {
+            if let Some(value) = parameters.get(key).filter(|value| !value.is_empty()) {
+                env.insert(var, value.clone());
+            }
+        }
+        if !env.contains_key("TABLE_NAME") {
+            return Err(Failure::Usage(format!(
+                "stack {name} has no TableName output: is it this project's stack?"
+            )));
+        }
+        if for_check {
+            if let Some(arn) = env.get("SECRETS_ARN") {
+                let secret = aws_sdk_secretsmanager::Client::new(&aws)
+                    .get_secret_value()
+                    .secret_id(arn)
+                    .send()
+                    .await
+                    .map_err(|err| {
+                        Failure::Failed(format!(
+                            "could not read the stack's secret: {}",
+                            aws_sdk_secretsmanager::error::DisplayErrorContext(&err)
+                        ))
+                    })?;
+                let values: BTreeMap<String, serde_json::Value> =
+                    serde_json::from_str(secret.secret_string().unwrap_or("{}"))
+                        .map_err(|_| Failure::Failed("the stack's secret is not a JSON object".into()))?;
+                for var in CHECK_SECRETS {
+                    if let Some(value) = values.get(var).and_then(serde_json::Value::as_str) {
+                        env.insert(var, value.to_string());
+                    }
+                }
+            }
+        }
+        Ok(Self { env, outputs })
+    }
+}
+
+fn sdk_failure<E, R>(name: &str, err: SdkError<E, R>) -> Failure
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let message = format!("could not read stack {name}: {}", DisplayErrorContext(&err));
+    match err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Failure::Unreachable(message),
+        // CloudFormation answers a stack that does not exist with a ValidationError.
+        _ if message.contains("does not exist") => Failure::Usage(message),
+        _ => Failure::Failed(message),
+    }
+}
