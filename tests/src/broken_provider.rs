@@ -94,10 +94,16 @@ pub enum Fault {
     OidcSubPerSignIn,
     /// The JWKS does not publish the key that signs.
     OidcKeyNotPublished,
+    /// The session cookie is readable by scripts (no `HttpOnly`).
+    SessionCookieScriptReadable,
+    /// The session cookie has no `__Host-` prefix and names a `Domain`.
+    SessionCookieSharedWithSubdomains,
+    /// A plan change takes longer than the response budget.
+    SlowPlanChange,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 26] = [
+    pub const ALL: [Fault; 29] = [
         Fault::AuthAfterLookup,
         Fault::NoChallenge,
         Fault::PasswordIgnored,
@@ -124,6 +130,9 @@ impl Fault {
         Fault::OidcNoLoginRequired,
         Fault::OidcSubPerSignIn,
         Fault::OidcKeyNotPublished,
+        Fault::SessionCookieScriptReadable,
+        Fault::SessionCookieSharedWithSubdomains,
+        Fault::SlowPlanChange,
     ];
 
     /// The check that must fail against this fault.
@@ -155,6 +164,9 @@ impl Fault {
             Fault::OidcNoLoginRequired => "oidc.no_session",
             Fault::OidcSubPerSignIn => "oidc.sub_stability",
             Fault::OidcKeyNotPublished => "oidc.flow",
+            Fault::SessionCookieScriptReadable => "sso.clevercloud.cookie",
+            Fault::SessionCookieSharedWithSubdomains => "sso.cloud66.cookie",
+            Fault::SlowPlanChange => "timing.budget",
         }
     }
 }
@@ -481,14 +493,18 @@ impl StandIn {
                 identity,
             },
         );
+        let cookie = if self.has(Fault::SessionCookieScriptReadable) {
+            format!("__Host-addon_session={session}; Path=/; Secure; SameSite=Lax")
+        } else if self.has(Fault::SessionCookieSharedWithSubdomains) {
+            format!("addon_session={session}; Path=/; Domain=example.com; HttpOnly; Secure; SameSite=Lax")
+        } else {
+            format!("__Host-addon_session={session}; Path=/; HttpOnly; Secure; SameSite=Lax")
+        };
         (
             StatusCode::SEE_OTHER,
             [
                 (header::LOCATION, "/dashboard".to_string()),
-                (
-                    header::SET_COOKIE,
-                    format!("__Host-addon_session={session}; Path=/; HttpOnly; Secure; SameSite=Lax"),
-                ),
+                (header::SET_COOKIE, cookie),
             ],
         )
             .into_response()
@@ -569,6 +585,9 @@ async fn change_plan(
         Ok(fields) => fields,
         Err(refusal) => return api.error(refusal),
     };
+    if api.has(Fault::SlowPlanChange) {
+        tokio::time::sleep(std::time::Duration::from_millis(3300)).await;
+    }
     let books = api.books.lock().unwrap();
     match books.resources.get(&id).filter(|resource| resource.active) {
         Some(resource) if resource.addon_id != fields["addon_id"] => {
@@ -684,7 +703,18 @@ async fn clevercloud_login(State(api): State<Arc<StandIn>>, body: Bytes) -> Resp
 }
 
 async fn cloud66_start(State(api): State<Arc<StandIn>>) -> Response {
-    (StatusCode::FOUND, [(header::LOCATION, api.cloud66.signin_url())]).into_response()
+    let state = format!(
+        "__Host-cloud66_signin={}; Max-Age=300; Path=/; HttpOnly; Secure; SameSite=Lax",
+        random_hex(32)
+    );
+    (
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, api.cloud66.signin_url()),
+            (header::SET_COOKIE, state),
+        ],
+    )
+        .into_response()
 }
 
 async fn cloud66_callback(

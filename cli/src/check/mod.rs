@@ -168,5 +168,6 @@ async fn run(target: &Target, probe: &Probe, print_lines: bool) -> Report {
     lifecycle.deprovision(resource.as_ref(), &mut report).await;
     sso.deprovisioned(resource.as_ref(), &mut report).await;
     lifecycle.clean_up(&mut report).await;
+    report.record("timing.budget", probe.within(probe::RESPONSE_BUDGET));
     report
 }

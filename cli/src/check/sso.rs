@@ -179,7 +179,10 @@ impl<'a> SsoChecks<'a> {
         match resource {
             Some(resource) => {
                 let form = self.signed_form(&signer, &resource.id, 0);
-                report.record(names[0], self.signed_in(self.post(&form).await, sso_url).await);
+                let answer = self.post(&form).await;
+                let cookie = answer.clone().and_then(|answer| answer.cookie_attributes());
+                report.record(names[0], self.signed_in(answer, sso_url).await);
+                report.record("sso.clevercloud.cookie", cookie);
                 let legacy = self.token_form(&signer, &resource.id);
                 report.record(names[1], self.signed_in(self.post(&legacy).await, sso_url).await);
                 report.record(names[2], forbidden(self.post(&form).await));
@@ -192,7 +195,7 @@ impl<'a> SsoChecks<'a> {
                 report.record(names[5], forbidden(self.post(&future).await));
             }
             None => {
-                for name in &names[..6] {
+                for name in names[..6].iter().chain(&["sso.clevercloud.cookie"]) {
                     report.skip(name, "needs a provisioned resource (provision.new failed)");
                 }
             }
@@ -246,7 +249,7 @@ impl<'a> SsoChecks<'a> {
             "sso.cloud66.expired",
         ];
         let Some(sso) = &self.target.cloud66 else {
-            for name in names {
+            for name in names.iter().chain(&["sso.cloud66.cookie"]) {
                 report.skip(
                     name,
                     "Cloud 66 not configured here (CLOUD66_PROVIDER, CLOUD66_PROVIDER_UID)",
@@ -259,7 +262,7 @@ impl<'a> SsoChecks<'a> {
             .send(self.probe.http.get(self.target.url("/cloud66/sso/start")))
             .await;
         let cookies = start.as_ref().map(Answer::cookies).unwrap_or_default();
-        report.record(names[0], redirects_to(start, &sso.signin_url()));
+        report.record(names[0], redirects_to(start.clone(), &sso.signin_url()));
 
         let expires = |minutes| {
             (Utc::now() + Duration::minutes(minutes))
@@ -269,11 +272,16 @@ impl<'a> SsoChecks<'a> {
         let email = &self.target.cloud66_email;
         let (multipass, signature) = sso.sign_in_as(email, "provider check", &expires(5));
         let callback = self.target.url("/cloud66/sso/callback");
-        report.record(
-            names[1],
-            self.signed_in(self.callback(&cookies, &multipass, &signature).await, &callback)
-                .await,
-        );
+        let answer = self.callback(&cookies, &multipass, &signature).await;
+        // The sign-in state `start` set, and the session the callback set.
+        let cookie = match (&start, &answer) {
+            (Ok(start), Ok(answer)) => start
+                .cookie_attributes()
+                .and_then(|state| Ok(format!("{state}; {}", answer.cookie_attributes()?))),
+            (Err(why), _) | (_, Err(why)) => Err(why.clone()),
+        };
+        report.record(names[1], self.signed_in(answer, &callback).await);
+        report.record("sso.cloud66.cookie", cookie);
         // The start is repeated for each refusal, so that a refusal is about
         // the callback alone and not about a spent sign-in state.
         let fresh_start = || async {
