@@ -357,7 +357,7 @@ mod tests {
     fn an_answer_over_the_budget_is_named_and_one_within_is_not() {
         let quick = ("GET /a".to_string(), Duration::from_millis(2999));
         let slow = ("PUT /b".to_string(), Duration::from_millis(3001));
-        let verdict = judge_timings(&[quick.clone()], RESPONSE_BUDGET).unwrap();
+        let verdict = judge_timings(std::slice::from_ref(&quick), RESPONSE_BUDGET).unwrap();
         assert!(verdict.contains("slowest 2999 ms, GET /a"), "{verdict}");
         let verdict = judge_timings(&[quick, slow], RESPONSE_BUDGET).unwrap_err();
         assert_eq!(verdict, "1 of 2 answers over 3 s: PUT /b 3001 ms");
