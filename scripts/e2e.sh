@@ -7,10 +7,22 @@ set -uo pipefail
 status=0
 cargo test --package tests --no-fail-fast || status=1
 echo "provider check --manifest $MANIFEST"
+# `provider check` cleans up after itself (--cleanup, the default): the table
+# must be as it found it, key for key.
+table_keys() { .tools/moto/bin/python scripts/table_keys.py "$TABLE_NAME"; }
+keys_before="$(table_keys)" || status=1
 # The OIDC checks act as the stack's test client (scripts/stack.sh).
 OIDC_CHECK_CLIENT_ID="${OIDC_TEST_CLIENT_ID:-}" OIDC_CHECK_CLIENT_SECRET="${OIDC_TEST_CLIENT_SECRET:-}" \
   OIDC_CHECK_REDIRECT_URI="${OIDC_TEST_REDIRECT_URI:-}" \
   target/debug/provider check --manifest "$MANIFEST" || status=1
+keys_after="$(table_keys)" || status=1
+if [[ "$keys_before" != "$keys_after" ]]; then
+  echo "provider check left the table changed (< before, > after):"
+  diff <(echo "$keys_before") <(echo "$keys_after") | head -50
+  status=1
+else
+  echo "provider check left the table as it found it ($(echo "$keys_before" | wc -l) items)"
+fi
 cargo build --quiet --package tests --bin sso_fixture || status=1
 node --test tests/browser/ || status=1
 # Every AWS call the functions made above, against their grants in the

@@ -37,7 +37,9 @@ fn check(fault: Option<Fault>) -> (Option<i32>, HashMap<String, String>, serde_j
 fn provider(args: &[&str]) -> Output {
     Command::new(workspace_binary("provider"))
         .args(args)
-        // The secrets come from the manifest; the stack's own must not leak in.
+        // The secrets come from the manifest; the stack's own must not leak in,
+        // nor its table (the stand-in keeps no records to clean up).
+        .env_remove("TABLE_NAME")
         .env_remove("ADDON_PASSWORD")
         .env_remove("ADDON_SSO_SALT")
         .env_remove("CLOUD66_MULTIPASS_KEY")

@@ -4,6 +4,7 @@
 //! documents (docs/clevercloud.md, docs/cloud66.md, docs/oidc.md), prints a line per check and a summary, and
 //! deprovisions everything it provisioned.
 
+mod cleanup;
 mod lifecycle;
 mod oidc;
 mod probe;
@@ -12,10 +13,12 @@ mod sso;
 mod target;
 
 use clap::{Args, ValueEnum};
+use cleanup::Cleanup;
 use lifecycle::Lifecycle;
 use oidc::OidcChecks;
 use probe::Probe;
 use report::Report;
+use shared::config;
 use sso::SsoChecks;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +64,15 @@ pub struct CheckArgs {
     /// is created on the deployment if absent).
     #[arg(long, default_value = "provider-check@example.com")]
     cloud66_email: String,
+    /// Remove every record the run made from the deployment's table at the
+    /// end (the default; needs TABLE_NAME or --stack, and read and delete
+    /// rights on the table).
+    #[arg(long, overrides_with = "no_cleanup")]
+    cleanup: bool,
+    /// Keep the run's records (deprovisioned resources, sessions, the Cloud 66
+    /// account) in the table.
+    #[arg(long)]
+    no_cleanup: bool,
     /// How many identical provisions to send at once.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u16).range(2..=200))]
     concurrency: u16,
@@ -129,7 +141,27 @@ pub async fn main(args: CheckArgs, json: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let report = run(&target, &probe, !json).await;
+    let cleanup = match (
+        args.no_cleanup,
+        config::optional(&config::process_env, "TABLE_NAME"),
+    ) {
+        (true, _) => Err("--no-cleanup: the run's records stay".to_string()),
+        (false, None) => Err("no TABLE_NAME (or --stack): the run's records stay in the table".to_string()),
+        (false, Some(table)) => {
+            let cleanup = Cleanup::new(table, &target.cloud66_email).await;
+            match cleanup.before().await {
+                Ok(before) => Ok((cleanup, before)),
+                Err(why) => Err(format!("the table could not be read before the run: {why}")),
+            }
+        }
+    };
+    let mut report = run(&target, &probe, !json).await;
+    match cleanup {
+        Ok((cleanup, before)) => {
+            report.record("cleanup.table", cleanup.run(&probe.traces, &before).await);
+        }
+        Err(why) => report.skip("cleanup.table", why),
+    }
     if json {
         println!("{}", report.to_json(&target.base_url));
     } else {

@@ -2,6 +2,7 @@
 //! answers kept whole (status, headers, body) so each check can judge them.
 //! Redirects are never followed: where they lead is part of what is checked.
 
+use super::cleanup::Traces;
 use reqwest::header::{self, HeaderMap};
 use reqwest::RequestBuilder;
 use std::sync::{Arc, Mutex};
@@ -18,6 +19,8 @@ pub struct Probe {
     pub http: reqwest::Client,
     /// How long each request sent through [`Probe::send`] took to answer.
     timings: Arc<Mutex<Vec<(String, Duration)>>>,
+    /// What names the records the run makes, for `--cleanup`.
+    pub traces: Arc<Traces>,
 }
 
 impl Probe {
@@ -30,6 +33,7 @@ impl Probe {
         Ok(Self {
             http,
             timings: Arc::default(),
+            traces: Arc::default(),
         })
     }
 
@@ -39,8 +43,12 @@ impl Probe {
         let (client, request) = request.build_split();
         let request = request.map_err(|err| format!("no request: {}", err.without_url()))?;
         let label = format!("{} {}", request.method(), request.url().path());
+        self.traces.request(&request);
         let started = Instant::now();
         let answer = self.read(client.execute(request).await).await;
+        if let Ok(answer) = &answer {
+            self.traces.answer(answer);
+        }
         self.timings
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -1,0 +1,363 @@
+//! `provider check --cleanup` (the default): after the run, every record the
+//! run made in the deployment's table is removed, so a check leaves a
+//! production table as it found it (docs/checking.md).
+//!
+//! The check calls the deployment only over HTTP, as a marketplace does, so
+//! it knows its records by what it sent and received: the resources it
+//! provisioned and their add-on ids, the cookies it was given (sessions,
+//! sign-in states), the sign-in proofs it spent, the authorization codes and
+//! access tokens it held, and the Cloud 66 account its email made. Each of
+//! those names exactly the items it made (the table keys a token by its
+//! SHA-256, `shared::signin::fingerprint`); nothing else is touched.
+
+use super::probe::Answer;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use shared::signin::fingerprint;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+/// The owner every provision of the check names (lifecycle.rs).
+pub const CHECK_OWNER_ID: &str = "orga_provider_check";
+
+/// What the run sent and received that names a record it made.
+#[derive(Default)]
+pub struct Traces {
+    seen: Mutex<Seen>,
+}
+
+#[derive(Default, Clone)]
+struct Seen {
+    resource_ids: BTreeSet<String>,
+    addon_ids: BTreeSet<String>,
+    cookie_values: BTreeSet<String>,
+    proofs: BTreeSet<String>,
+    codes: BTreeSet<String>,
+    access_tokens: BTreeSet<String>,
+}
+
+impl Traces {
+    fn with<T>(&self, change: impl FnOnce(&mut Seen) -> T) -> T {
+        change(
+            &mut self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// A request about to be sent: the add-on ids it provisions, the
+    /// sign-in proofs and codes it spends, the bearer token it shows.
+    pub fn request(&self, request: &reqwest::Request) {
+        let query: Vec<(String, String)> = request.url().query_pairs().into_owned().collect();
+        let body = request
+            .body()
+            .and_then(reqwest::Body::as_bytes)
+            .unwrap_or_default();
+        let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+        let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+        let bearer = request
+            .headers()
+            .get(reqwest::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::to_string);
+        self.with(|seen| {
+            for (name, value) in query.iter().chain(&form) {
+                match name.as_str() {
+                    // Clever Cloud's proofs are spent as lower-case hex; a
+                    // Cloud 66 multipass as sent.
+                    "signature" | "token" => {
+                        seen.proofs.insert(value.to_ascii_lowercase());
+                    }
+                    "multipass" => {
+                        seen.proofs.insert(value.clone());
+                    }
+                    "code" => {
+                        seen.codes.insert(value.clone());
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(addon_id) = json.as_ref().and_then(|json| json["addon_id"].as_str()) {
+                seen.addon_ids.insert(addon_id.to_string());
+            }
+            seen.access_tokens.extend(bearer);
+        });
+    }
+
+    /// An answer: the cookies it sets, the code a redirect carries, the
+    /// resource a provision made, the access token a token answer gives.
+    pub fn answer(&self, answer: &Answer) {
+        let cookies: Vec<String> = answer
+            .cookies()
+            .iter()
+            .filter_map(|pair| pair.split_once('=').map(|(_, value)| value.to_string()))
+            .collect();
+        let code = answer
+            .header(reqwest::header::LOCATION)
+            .and_then(|location| reqwest::Url::parse(location).ok())
+            .and_then(|url| {
+                url.query_pairs()
+                    .find(|(name, _)| name == "code")
+                    .map(|(_, code)| code.into_owned())
+            });
+        let json = answer.json();
+        self.with(|seen| {
+            seen.cookie_values.extend(cookies);
+            seen.codes.extend(code);
+            if let Some(json) = &json {
+                if let (Some(id), true) = (json["id"].as_str(), json.get("config").is_some()) {
+                    seen.resource_ids.insert(id.to_string());
+                }
+                if let Some(token) = json["access_token"].as_str() {
+                    seen.access_tokens.insert(token.to_string());
+                }
+            }
+        });
+    }
+
+    /// Every single item the run may have made, by key, besides the
+    /// resources' and the account's partitions.
+    fn single_items(&self) -> Vec<(String, &'static str)> {
+        let seen = self.with(|seen| seen.clone());
+        let mut keys = Vec::new();
+        for addon_id in &seen.addon_ids {
+            keys.push((format!("CLEVERCLOUD_ADDON#{addon_id}"), "CLEVERCLOUD_ADDON"));
+        }
+        for value in &seen.cookie_values {
+            let hash = fingerprint(value);
+            keys.push((format!("SESSION#{hash}"), "SESSION"));
+            keys.push((format!("SIGNIN_STATE#{hash}"), "SIGNIN_STATE"));
+            keys.push((format!("PENDING_LINK#{hash}"), "PENDING_LINK"));
+        }
+        for proof in &seen.proofs {
+            keys.push((format!("SSO_TOKEN#{}", fingerprint(proof)), "SSO_TOKEN"));
+        }
+        for code in &seen.codes {
+            keys.push((format!("OIDC_CODE#{}", fingerprint(code)), "OIDC_CODE"));
+        }
+        for token in &seen.access_tokens {
+            keys.push((format!("OIDC_TOKEN#{}", fingerprint(token)), "OIDC_TOKEN"));
+        }
+        keys
+    }
+
+    fn resource_ids(&self) -> BTreeSet<String> {
+        self.with(|seen| seen.resource_ids.clone())
+    }
+}
+
+/// The table as it was before the run, where the run may reuse a record: the
+/// Cloud 66 account of the check's email, the check's Clever Cloud owner.
+pub struct Before {
+    account_existed: bool,
+    owner_existed: bool,
+}
+
+pub struct Cleanup {
+    client: Client,
+    table: String,
+    email: String,
+}
+
+impl Cleanup {
+    pub async fn new(table: String, cloud66_email: &str) -> Self {
+        Self {
+            client: Client::new(&shared::config::aws_sdk_config("provider").await),
+            table,
+            // As the deployment keys it (one email rule: trimmed, ASCII lower case).
+            email: cloud66_email.trim().to_ascii_lowercase(),
+        }
+    }
+
+    pub async fn before(&self) -> Result<Before, String> {
+        Ok(Before {
+            account_existed: self
+                .get(&format!("EMAIL#{}", self.email), "EMAIL")
+                .await?
+                .is_some(),
+            owner_existed: self
+                .get(
+                    &format!("CLEVERCLOUD_OWNER#{CHECK_OWNER_ID}"),
+                    "CLEVERCLOUD_OWNER",
+                )
+                .await?
+                .is_some(),
+        })
+    }
+
+    /// Removes what the run made; how many items.
+    pub async fn run(&self, traces: &Traces, before: &Before) -> Result<String, String> {
+        let mut deleted = 0;
+        for id in traces.resource_ids() {
+            deleted += self.delete_partition(&format!("RESOURCE#{id}")).await?;
+        }
+        for (pk, sk) in traces.single_items() {
+            deleted += self.delete(&pk, sk).await?;
+        }
+        if !before.owner_existed {
+            deleted += self
+                .delete(
+                    &format!("CLEVERCLOUD_OWNER#{CHECK_OWNER_ID}"),
+                    "CLEVERCLOUD_OWNER",
+                )
+                .await?;
+        }
+        if !before.account_existed {
+            let claim = format!("EMAIL#{}", self.email);
+            if let Some(item) = self.get(&claim, "EMAIL").await? {
+                if let Some(AttributeValue::S(account)) = item.get("owner_id") {
+                    deleted += self.delete_partition(&format!("ACCOUNT#{account}")).await?;
+                    deleted += self
+                        .delete(&format!("CLOUD66_ACCOUNT#{account}"), "CLOUD66_ACCOUNT")
+                        .await?;
+                }
+                deleted += self.delete(&claim, "EMAIL").await?;
+            }
+        }
+        Ok(format!(
+            "{deleted} items the run made removed from {}",
+            self.table
+        ))
+    }
+
+    fn key(pk: &str, sk: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_string(), AttributeValue::S(pk.to_string())),
+            ("sk".to_string(), AttributeValue::S(sk.to_string())),
+        ])
+    }
+
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<HashMap<String, AttributeValue>>, String> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|err| {
+                format!(
+                    "could not read {pk}: {}",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(&err)
+                )
+            })?;
+        Ok(item.item().cloned())
+    }
+
+    /// Deletes one item; 1 if it was there.
+    async fn delete(&self, pk: &str, sk: &str) -> Result<usize, String> {
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key(pk, sk)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|err| {
+                format!(
+                    "could not delete {pk}: {}",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(&err)
+                )
+            })?;
+        Ok(usize::from(deleted.attributes().is_some()))
+    }
+
+    /// Deletes every item of partition `pk` (a subject and its history).
+    async fn delete_partition(&self, pk: &str) -> Result<usize, String> {
+        let mut deleted = 0;
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
+                .projection_expression("pk, sk")
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|err| {
+                    format!(
+                        "could not read {pk}: {}",
+                        aws_sdk_dynamodb::error::DisplayErrorContext(&err)
+                    )
+                })?;
+            for item in page.items() {
+                if let Some(AttributeValue::S(sk)) = item.get("sk") {
+                    deleted += self.delete(pk, sk).await?;
+                }
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(deleted);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_traces_name_each_record_a_run_makes_by_its_key() {
+        let traces = Traces::default();
+        let http = reqwest::Client::new();
+        let sso = http
+            .post("https://example.com/clevercloud/sso/login")
+            .form(&[("id", "res_1"), ("signature", "ABCD")])
+            .build()
+            .unwrap();
+        traces.request(&sso);
+        let provision = http
+            .post("https://example.com/clevercloud/resources")
+            .json(&serde_json::json!({"addon_id": "addon_check_1"}))
+            .build()
+            .unwrap();
+        traces.request(&provision);
+        let callback = http
+            .get("https://example.com/cloud66/sso/callback?multipass=Mp%2B1&signature=ff")
+            .build()
+            .unwrap();
+        traces.request(&callback);
+        let userinfo = http
+            .get("https://example.com/oidc/userinfo")
+            .bearer_auth("at-1")
+            .build()
+            .unwrap();
+        traces.request(&userinfo);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.append(
+            reqwest::header::SET_COOKIE,
+            "__Host-addon_session=s1; Path=/".parse().unwrap(),
+        );
+        headers.append(
+            reqwest::header::LOCATION,
+            "https://app.example/cb?code=c1&state=x".parse().unwrap(),
+        );
+        traces.answer(&Answer {
+            status: 303,
+            headers,
+            body: br#"{"id":"res_1","config":{}}"#.to_vec(),
+        });
+        let keys: BTreeSet<String> = traces.single_items().into_iter().map(|(pk, _)| pk).collect();
+        for expected in [
+            "CLEVERCLOUD_ADDON#addon_check_1".to_string(),
+            format!("SSO_TOKEN#{}", fingerprint("abcd")),
+            format!("SSO_TOKEN#{}", fingerprint("Mp+1")),
+            format!("SESSION#{}", fingerprint("s1")),
+            format!("SIGNIN_STATE#{}", fingerprint("s1")),
+            format!("OIDC_CODE#{}", fingerprint("c1")),
+            format!("OIDC_TOKEN#{}", fingerprint("at-1")),
+        ] {
+            assert!(keys.contains(&expected), "{expected} in {keys:?}");
+        }
+        assert_eq!(traces.resource_ids(), BTreeSet::from(["res_1".to_string()]));
+    }
+}
