@@ -5,8 +5,7 @@
 //! (docs/sync.md). So a redrive settles everything owed now, as
 //! `provider sync` does, and only then removes the messages (docs/runbook.md).
 
-use crate::{Failure, Outcome};
-use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
+use crate::{aws_failure, Failure, Outcome};
 use clap::Subcommand;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -65,7 +64,7 @@ pub async fn run(command: DlqCommand) -> Result<Outcome, Failure> {
                     .receipt_handle(&letter.receipt)
                     .send()
                     .await
-                    .map_err(|err| sdk_failure("delete a message", err))?;
+                    .map_err(|err| aws_failure("delete a message", err))?;
             }
             Ok(Outcome::Done(report(letters.len())))
         }
@@ -85,7 +84,7 @@ async fn read_all(client: &aws_sdk_sqs::Client, queue: &str) -> Result<Vec<Lette
             .wait_time_seconds(0)
             .send()
             .await
-            .map_err(|err| sdk_failure("read the queue", err))?;
+            .map_err(|err| aws_failure("read the queue", err))?;
         let messages = received.messages();
         if messages.is_empty() {
             break;
@@ -133,21 +132,9 @@ async fn release(client: &aws_sdk_sqs::Client, queue: &str, letters: &[Letter]) 
             .visibility_timeout(0)
             .send()
             .await
-            .map_err(|err| sdk_failure("release a message", err))?;
+            .map_err(|err| aws_failure("release a message", err))?;
     }
     Ok(())
-}
-
-fn sdk_failure<E, R>(what: &str, err: SdkError<E, R>) -> Failure
-where
-    E: std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    let message = format!("could not {what}: {}", DisplayErrorContext(&err));
-    match err {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Failure::Unreachable(message),
-        _ => Failure::Failed(message),
-    }
 }
 
 #[cfg(test)]

@@ -154,6 +154,22 @@ impl Failure {
     }
 }
 
+/// An AWS SDK error by the convention: AWS out of reach is exit 3; its
+/// refusal (no such secret, access denied, a name taken) a failure of the
+/// command.
+pub fn aws_failure<E, R>(what: &str, err: aws_sdk_sqs::error::SdkError<E, R>) -> Failure
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
+    let message = format!("could not {what}: {}", DisplayErrorContext(&err));
+    match err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Failure::Unreachable(message),
+        _ => Failure::Failed(message),
+    }
+}
+
 impl From<ConfigError> for Failure {
     fn from(err: ConfigError) -> Self {
         Failure::Usage(err.to_string())

@@ -3,8 +3,7 @@
 //! through the SDK from JSON built here, so no character in a value can make
 //! it unreadable, and no value is ever printed (docs/operating.md).
 
-use crate::{Failure, Outcome};
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, SdkError};
+use crate::{aws_failure, Failure, Outcome};
 use clap::Subcommand;
 use serde_json::{json, Map, Value};
 use shared::config::SECRET_VARS;
@@ -139,7 +138,7 @@ async fn init(
         .secret_string(Value::Object(values.clone()).to_string())
         .send()
         .await
-        .map_err(|err| sdk_failure("create the secret", err))?;
+        .map_err(|err| aws_failure("create the secret", err))?;
     Ok(Outcome::Done(json!({
         "SecretsArn": created.arn().unwrap_or_default(),
         "stored": names,
@@ -163,7 +162,7 @@ async fn rotate(var: &str, finish: bool, stdin: bool, dry_run: bool) -> Result<O
         .secret_id(&arn)
         .send()
         .await
-        .map_err(|err| sdk_failure("read the secret", err))?;
+        .map_err(|err| aws_failure("read the secret", err))?;
     let mut values: Map<String, Value> = serde_json::from_str(read.secret_string().unwrap_or("{}"))
         .map_err(|_| Failure::Failed("the secret is not a JSON object".into()))?;
     let previous_var = format!("{var}_PREVIOUS");
@@ -224,7 +223,7 @@ async fn rotate(var: &str, finish: bool, stdin: bool, dry_run: bool) -> Result<O
         .secret_string(Value::Object(values).to_string())
         .send()
         .await
-        .map_err(|err| sdk_failure("write the secret", err))?;
+        .map_err(|err| aws_failure("write the secret", err))?;
     Ok(Outcome::Done(json!({
         "var": var, "step": step, "changed": changed, "next": next_step(var, finish),
     })))
@@ -243,20 +242,6 @@ fn read_stdin() -> Result<String, Failure> {
 
 async fn client() -> aws_sdk_secretsmanager::Client {
     aws_sdk_secretsmanager::Client::new(&shared::config::aws_sdk_config("provider").await)
-}
-
-/// Secrets Manager out of reach is exit 3; its refusal (no such secret,
-/// access denied, a name taken) is a failure of the command.
-fn sdk_failure<E, R>(what: &str, err: SdkError<E, R>) -> Failure
-where
-    E: std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    let message = format!("could not {what}: {}", DisplayErrorContext(&err));
-    match err {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Failure::Unreachable(message),
-        _ => Failure::Failed(message),
-    }
 }
 
 #[cfg(test)]

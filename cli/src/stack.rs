@@ -3,7 +3,7 @@
 //! parameters, and for `check` its secret) instead of hand-set variables.
 
 use crate::Failure;
-use aws_sdk_cloudformation::error::{DisplayErrorContext, SdkError};
+use aws_sdk_cloudformation::error::SdkError;
 use std::collections::BTreeMap;
 
 /// Outputs, then parameters, and the variable each one is.
@@ -112,11 +112,9 @@ where
     E: std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let message = format!("could not read stack {name}: {}", DisplayErrorContext(&err));
-    match err {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Failure::Unreachable(message),
+    match crate::aws_failure(&format!("read stack {name}"), err) {
         // CloudFormation answers a stack that does not exist with a ValidationError.
-        _ if message.contains("does not exist") => Failure::Usage(message),
-        _ => Failure::Failed(message),
+        Failure::Failed(message) if message.contains("does not exist") => Failure::Usage(message),
+        failure => failure,
     }
 }

@@ -115,6 +115,18 @@ async fn sign_in_with(salt: &str, id: &str) -> Result<u16, String> {
     }
 }
 
+/// A new resource's id, to sign in to.
+async fn provisioned(market: &Marketplace) -> String {
+    let (status, answer) = json(
+        market
+            .provision(provision_body(&unique("addon_salt"), "basic"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    answer["id"].as_str().unwrap().to_string()
+}
+
 #[tokio::test]
 async fn a_previous_password_removed_from_the_secret_stops_working_within_the_ttl() {
     let _alone = ONE_AT_A_TIME.lock().await;
@@ -148,14 +160,7 @@ async fn a_replaced_sso_salt_stops_verifying_within_the_ttl() {
     let original = secret_values(&client).await;
     let old_salt = original["ADDON_SSO_SALT"].as_str().unwrap().to_string();
     let new_salt = format!("{old_salt}-rotated");
-    let (status, answer) = json(
-        market
-            .provision(provision_body(&unique("addon_salt"), "basic"))
-            .await,
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
-    let id = answer["id"].as_str().unwrap().to_string();
+    let id = provisioned(&market).await;
     assert_eq!(sign_in_with(&old_salt, &id).await, Ok(303), "the salt in use");
 
     let mut replaced = original.clone();
@@ -185,14 +190,7 @@ async fn a_salt_rotation_accepts_both_salts_until_the_previous_one_leaves_the_se
     let original = secret_values(&client).await;
     let old_salt = original["ADDON_SSO_SALT"].as_str().unwrap().to_string();
     let new_salt = format!("{old_salt}-next");
-    let (status, answer) = json(
-        market
-            .provision(provision_body(&unique("addon_salt"), "basic"))
-            .await,
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
-    let id = answer["id"].as_str().unwrap().to_string();
+    let id = provisioned(&market).await;
 
     // Step 1: the new salt in the secret, the old one as the previous.
     let mut rotating = original.clone();

@@ -238,12 +238,7 @@ impl Cleanup {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|err| {
-                format!(
-                    "could not read {pk}: {}",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(&err)
-                )
-            })?;
+            .map_err(|err| failed("read", pk, err))?;
         Ok(item.item().cloned())
     }
 
@@ -257,12 +252,7 @@ impl Cleanup {
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await
-            .map_err(|err| {
-                format!(
-                    "could not delete {pk}: {}",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(&err)
-                )
-            })?;
+            .map_err(|err| failed("delete", pk, err))?;
         Ok(usize::from(deleted.attributes().is_some()))
     }
 
@@ -282,12 +272,7 @@ impl Cleanup {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|err| {
-                    format!(
-                        "could not read {pk}: {}",
-                        aws_sdk_dynamodb::error::DisplayErrorContext(&err)
-                    )
-                })?;
+                .map_err(|err| failed("read", pk, err))?;
             for item in page.items() {
                 if let Some(AttributeValue::S(sk)) = item.get("sk") {
                     deleted += self.delete(pk, sk).await?;
@@ -299,6 +284,18 @@ impl Cleanup {
             }
         }
     }
+}
+
+/// Why a read or delete of `pk` failed, for the `cleanup.table` line.
+fn failed<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    what: &str,
+    pk: &str,
+    err: aws_sdk_dynamodb::error::SdkError<E, R>,
+) -> String {
+    format!(
+        "could not {what} {pk}: {}",
+        aws_sdk_dynamodb::error::DisplayErrorContext(&err)
+    )
 }
 
 #[cfg(test)]
