@@ -36,6 +36,7 @@ lint-template: tools
 	$(TOOLS)/python scripts/template_test.py
 	$(TOOLS)/python scripts/check_config_reference.py infra/template.yaml shared/src docs/operating.md
 	$(TOOLS)/python scripts/check_config_reference_test.py
+	.tools/moto/bin/python scripts/deployment_test.py
 
 e2e: tools
 	bash scripts/stack.sh test bash scripts/e2e.sh

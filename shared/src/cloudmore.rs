@@ -406,6 +406,20 @@ fn field<'a>(value: &'a serde_json::Value, name: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_follows_the_secret_only_when_cloudmore_is_configured() {
+        assert!(CloudmoreClient::from_secret(None, &Environment::default())
+            .unwrap()
+            .is_none());
+        // Half a configuration (the secret's password, no user name or
+        // reseller) stops the function, naming what is missing.
+        let half = Environment::from_secret_string(r#"{"CLOUDMORE_PASSWORD": "pw"}"#).unwrap();
+        let err = CloudmoreClient::from_secret(None, &half)
+            .err()
+            .expect("half a configuration");
+        assert!(err.var.starts_with("CLOUDMORE_"), "{err}");
+    }
     use crate::outbound::test_server;
 
     #[tokio::test]

@@ -185,9 +185,28 @@ async fn during_a_rotation_the_previous_credentials_serve_until_cloudmore_has_th
         "CLOUDMORE_PASSWORD" => Some("the-new-password-not-yet-at-cloudmore".to_string()),
         other => lookup(other),
     };
+    let asked_before = fake.token_requests.lock().unwrap().len();
     let err = CloudmoreClient::new(CloudmoreConfig::from_lookup(&new_only).unwrap().unwrap())
         .find_or_create_organization(&unique("org"), None)
         .await
         .unwrap_err();
     assert_eq!(err, CloudmoreError::InvalidGrant);
+    assert_eq!(
+        fake.token_requests.lock().unwrap().len(),
+        asked_before + 1,
+        "without a previous value there is nothing to try again"
+    );
+
+    // Only the previous client secret (the password unchanged) falls back too.
+    let lookup = fake.lookup(&url, "form");
+    let cloudmore_secret = fake.client_secret.clone();
+    let secret_rotating = move |name: &str| match name {
+        "CLOUDMORE_CLIENT_SECRET" => Some("the-new-secret-not-yet-at-cloudmore".to_string()),
+        "CLOUDMORE_CLIENT_SECRET_PREVIOUS" => Some(cloudmore_secret.clone()),
+        other => lookup(other),
+    };
+    CloudmoreClient::new(CloudmoreConfig::from_lookup(&secret_rotating).unwrap().unwrap())
+        .find_or_create_organization(&unique("org"), None)
+        .await
+        .unwrap();
 }

@@ -142,6 +142,17 @@ fn a_target_without_endpoints_is_a_usage_error_and_sends_nothing() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--manifest"), "{stderr}");
+    // The flag it names is the one clap accepts.
+    assert!(stderr.contains("--addon-id"), "{stderr}");
+    let output = provider(&["check", "--base-url", "https://a.example/clevercloud/resources"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("give --manifest, --stack or --addon-id"),
+        "{stderr}"
+    );
+    let output = provider(&["check", "--addon-id", "addon-name"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--base-url"), "{stderr}");
     let output = provider(&["check", "--concurrency", "1", "--manifest", "x.json"]);
     assert_eq!(output.status.code(), Some(2), "clap refuses a concurrency of 1");
 }

@@ -291,6 +291,47 @@ async fn a_token_answer_with_an_absurd_expires_in_does_not_panic() {
     assert!(!stored.sync.is_owed());
 }
 
+/// `provider check`'s own test owner and Cloud 66 email are test traffic:
+/// settled with no Cloudmore organisation, so a check leaves none behind;
+/// any other owner of the same run gets one.
+#[tokio::test]
+async fn the_checks_own_test_identities_get_no_cloudmore_organisation() {
+    let world = world().await;
+    let checked = world.provision(shared::sync::CHECK_OWNER_ID, true).await;
+    assert_eq!(
+        world.sync.settle(&subject(&checked)).await.unwrap(),
+        Settled::Done
+    );
+    let account = world
+        .store
+        .find_or_create_account(shared::sync::CHECK_EMAIL, None, "cloud66")
+        .await
+        .unwrap();
+    let account_subject = SyncSubject::Account(account.id.clone());
+    assert_eq!(world.sync.settle(&account_subject).await.unwrap(), Settled::Done);
+    assert!(!world
+        .store
+        .get_account(&account.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .sync
+        .is_owed());
+    assert_eq!(*world.cloudmore.organization_posts.lock().unwrap(), 0);
+    assert!(world.cloudmore.organizations.lock().unwrap().is_empty());
+
+    let customer = world.provision(&unique("owner"), true).await;
+    assert_eq!(
+        world.sync.settle(&subject(&customer)).await.unwrap(),
+        Settled::Done
+    );
+    assert_eq!(
+        *world.cloudmore.organization_posts.lock().unwrap(),
+        1,
+        "a customer's owner gets one"
+    );
+}
+
 /// The `provider` command line against the isolated table and stand-ins,
 /// with the secrets in plain variables (as `make run` has them): its exit
 /// status and the JSON it printed on standard output (reports and, with

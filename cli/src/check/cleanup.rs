@@ -17,8 +17,9 @@ use shared::signin::fingerprint;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
-/// The owner every provision of the check names (lifecycle.rs).
-pub const CHECK_OWNER_ID: &str = "orga_provider_check";
+/// The owner every provision of the check names (lifecycle.rs); the sync
+/// makes no Cloudmore organisation for it.
+pub use shared::sync::CHECK_OWNER_ID;
 
 /// What the run sent and received that names a record it made.
 #[derive(Default)]

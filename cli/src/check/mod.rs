@@ -62,7 +62,7 @@ pub struct CheckArgs {
     cloud66_url: Option<String>,
     /// The Cloud 66 user the sign-in checks use (an account with this email
     /// is created on the deployment if absent).
-    #[arg(long, default_value = "provider-check@example.com")]
+    #[arg(long, default_value = shared::sync::CHECK_EMAIL)]
     cloud66_email: String,
     /// Remove every record the run made from the deployment's table at the
     /// end (the default; needs TABLE_NAME or --stack, and read and delete

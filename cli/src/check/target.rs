@@ -67,18 +67,26 @@ impl Target {
                 .map(str::to_string)
         };
         let endpoints = args.endpoints.manifest_key();
-        let required = |flag: Option<&String>, path: &[&str], what: &str| {
-            flag.cloned()
+        // `flag` names the option exactly as clap spells it.
+        let required = |given: Option<&String>, path: &[&str], what: &str, flag: &str| {
+            given
+                .cloned()
                 .or_else(|| from_manifest(path))
-                .ok_or_else(|| format!("no {what}: give --manifest or {}", flag_name(what)))
+                .ok_or_else(|| format!("no {what}: give --manifest, --stack or {flag}"))
         };
-        let addon_id = required(args.addon_id.as_ref(), &["id"], "add-on id")?;
+        let addon_id = required(args.addon_id.as_ref(), &["id"], "add-on id", "--addon-id")?;
         let base_url = required(
             args.base_url.as_ref(),
             &["api", endpoints, "base_url"],
             "base URL",
+            "--base-url",
         )?;
-        let sso_url = required(args.sso_url.as_ref(), &["api", endpoints, "sso_url"], "SSO URL")?;
+        let sso_url = required(
+            args.sso_url.as_ref(),
+            &["api", endpoints, "sso_url"],
+            "SSO URL",
+            "--sso-url",
+        )?;
         let config_vars = match &args.config_vars {
             Some(vars) => vars.clone(),
             None => manifest
@@ -130,10 +138,6 @@ impl Target {
         let root = self.root_url.as_str().trim_end_matches('/');
         format!("{root}{path}")
     }
-}
-
-fn flag_name(what: &str) -> String {
-    format!("--{}", what.replace(' ', "-").to_ascii_lowercase())
 }
 
 /// The deployment's root: the SSO URL less this project's

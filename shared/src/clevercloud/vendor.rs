@@ -298,6 +298,36 @@ mod tests {
         assert!(matches!(err, VendorError::Unavailable { .. }), "{err:?}");
     }
 
+    #[test]
+    fn following_a_secret_that_cannot_make_the_credentials_is_refused() {
+        let mut client = VendorClient::new(
+            "https://api.example/v2".into(),
+            "addon-name".into(),
+            Secret::new("pw"),
+        );
+        // No ADDON_ID or ADDON_PASSWORD anywhere: a cold start stops, naming one.
+        let err = client
+            .follow_secret(None, &Environment::default())
+            .expect_err("nothing to make the credentials from");
+        assert!(err.var.starts_with("ADDON_"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_names_the_api_and_never_a_password() {
+        let client = VendorClient::rotating(
+            "https://api.example/v2".into(),
+            "addon-name".into(),
+            Secret::new("current-password-xyz"),
+            Some(Secret::new("previous-password-xyz")),
+        );
+        let printed = format!("{client:?}");
+        assert!(
+            printed.contains("https://api.example/v2") && printed.contains("addon-name"),
+            "{printed}"
+        );
+        assert!(!printed.contains("password-xyz"), "{printed}");
+    }
+
     #[tokio::test]
     async fn a_401_with_the_current_password_is_tried_again_with_the_previous_one() {
         let refused = b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec();

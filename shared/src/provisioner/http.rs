@@ -458,6 +458,50 @@ impl Provisioner for HttpProvisioner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn during_a_rotation_the_header_carries_a_signature_for_each_secret() {
+        let current = "current-signing-secret-0123456789abcdef";
+        let previous = "previous-signing-secret-0123456789abcdef";
+        let lookup = |name: &str| match name {
+            "PROVISIONER_SIGNING_SECRET" => Some(current.to_string()),
+            "PROVISIONER_SIGNING_SECRET_PREVIOUS" => Some(previous.to_string()),
+            _ => None,
+        };
+        let header = SigningSecrets::from_lookup(&lookup)
+            .unwrap()
+            .header(1_700_000_000, b"{}");
+        assert_eq!(header.matches("v1=").count(), 2, "{header}");
+        for secret in [current, previous] {
+            assert_eq!(
+                signature::verify(&Secret::new(secret), &header, b"{}", 1_700_000_000, 300),
+                Ok(())
+            );
+        }
+        let short = |name: &str| match name {
+            "PROVISIONER_SIGNING_SECRET" => Some(current.to_string()),
+            "PROVISIONER_SIGNING_SECRET_PREVIOUS" => Some("short".to_string()),
+            _ => None,
+        };
+        let err = SigningSecrets::from_lookup(&short)
+            .err()
+            .expect("a short previous secret");
+        assert_eq!(err.var, "PROVISIONER_SIGNING_SECRET_PREVIOUS");
+    }
+
+    #[test]
+    fn following_a_secret_that_holds_no_signing_secret_is_refused() {
+        let mut provisioner = HttpProvisioner::new(
+            "https://vendor.example/provision".into(),
+            Secret::new("current-signing-secret-0123456789abcdef"),
+            vec![],
+            Duration::from_secs(1),
+        );
+        let err = provisioner
+            .follow_secret(None, &Environment::default())
+            .expect_err("no PROVISIONER_SIGNING_SECRET in the secret");
+        assert_eq!(err.var, "PROVISIONER_SIGNING_SECRET");
+    }
     use crate::model::Timestamp;
 
     fn resource(platform: Platform) -> Resource {

@@ -38,6 +38,13 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+/// The Clever Cloud owner every provision of `provider check` names, and the
+/// Cloud 66 email it signs in with by default: test traffic, never a
+/// customer, so no Cloudmore organisation is made for either (a check must
+/// leave nothing behind, docs/checking.md).
+pub const CHECK_OWNER_ID: &str = "orga_provider_check";
+pub const CHECK_EMAIL: &str = "provider-check@example.com";
+
 /// The audit `actor` for changes the sync makes.
 pub const ACTOR: &str = "platform-sync";
 /// Re-reads after losing a version race, per record.

@@ -1,0 +1,92 @@
+"""`make manifest` and `make teardown` (scripts/deployment.py) against moto's CloudFormation, Secrets Manager
+and DynamoDB, in process: the manifest comes from the stack's outputs, parameters and secret, quotes and all;
+teardown's --delete removes the retained table (deletion protection first) and schedules the secret's deletion.
+
+Usage: .tools/moto/bin/python scripts/deployment_test.py
+"""
+
+import io
+import json
+import os
+import sys
+import unittest
+from contextlib import redirect_stdout
+
+for var, value in {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+}.items():
+    os.environ[var] = value
+for var in [v for v in os.environ if v.startswith("AWS_ENDPOINT_URL") or v in ("AWS_PROFILE", "AWS_REGION")]:
+    del os.environ[var]
+
+import boto3  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(__file__))
+import deployment  # noqa: E402
+
+
+def stack(outputs: dict, parameters: dict) -> None:
+    template = {
+        "Parameters": {name: {"Type": "String"} for name in parameters},
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {name: {"Value": value} for name, value in outputs.items()},
+    }
+    boto3.client("cloudformation").create_stack(
+        StackName="my-addon",
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+    )
+
+
+class Deployment(unittest.TestCase):
+    @mock_aws
+    def test_the_manifest_is_the_stacks_urls_and_the_secrets_values(self):
+        secret = boto3.client("secretsmanager").create_secret(
+            Name="my-addon/provider",
+            SecretString=json.dumps({"ADDON_PASSWORD": 'pa"ss\\word', "ADDON_SSO_SALT": "the-salt"}),
+        )["ARN"]
+        stack(
+            {
+                "ManifestBaseUrl": "https://api.example/clevercloud/resources",
+                "ManifestSsoUrl": "https://api.example/clevercloud/sso/login",
+                "StackSecretsArn": secret,
+                "TableName": "table",
+            },
+            {"AddonId": "addon-name", "AddonConfigVars": "ADDON_NAME_URL, ADDON_NAME_TOKEN"},
+        )
+        manifest = deployment.manifest("my-addon")
+        self.assertEqual(manifest["id"], "addon-name")
+        self.assertEqual(manifest["api"]["password"], 'pa"ss\\word')
+        self.assertEqual(manifest["api"]["sso_salt"], "the-salt")
+        self.assertEqual(manifest["api"]["config_vars"], ["ADDON_NAME_URL", "ADDON_NAME_TOKEN"])
+        self.assertEqual(manifest["api"]["production"]["base_url"], "https://api.example/clevercloud/resources")
+        self.assertEqual(manifest["api"]["production"]["sso_url"], "https://api.example/clevercloud/sso/login")
+
+    @mock_aws
+    def test_teardown_names_what_stays_and_removes_it_only_when_asked(self):
+        secret = boto3.client("secretsmanager").create_secret(Name="my-addon/provider", SecretString="{}")["ARN"]
+        dynamodb = boto3.client("dynamodb")
+        dynamodb.create_table(
+            TableName="table",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+            DeletionProtectionEnabled=True,
+        )
+        stack({"StackSecretsArn": secret, "TableName": "table"}, {"AddonId": "addon-name"})
+        with redirect_stdout(io.StringIO()) as printed:
+            deployment.retained("my-addon", delete=False)
+        self.assertEqual(json.loads(printed.getvalue()), {"retained": {"table": "table", "secret": secret}})
+        self.assertIn("table", dynamodb.list_tables()["TableNames"], "nothing removed unless asked")
+        with redirect_stdout(io.StringIO()):
+            deployment.retained("my-addon", delete=True)
+        self.assertNotIn("table", dynamodb.list_tables()["TableNames"])
+        described = boto3.client("secretsmanager").describe_secret(SecretId=secret)
+        self.assertIn("DeletedDate", described, "the secret's deletion is scheduled")
+
+
+if __name__ == "__main__":
+    unittest.main()
