@@ -247,7 +247,10 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> ExitCode {
     let json = cli.json;
     let result = match cli.command {
-        Command::Check(args) => return check::main(args, json).await,
+        Command::Check(args) => match check::main(args, json).await {
+            Ok(code) => return code,
+            Err(failure) => Err(failure),
+        },
         Command::Show { id, events } => show(&id, events).await,
         Command::Rotate { resource_id, dry_run } => rotate(&resource_id, dry_run).await,
         Command::Reconcile => reconcile().await,

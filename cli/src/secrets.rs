@@ -154,8 +154,7 @@ async fn rotate(var: &str, finish: bool, stdin: bool, dry_run: bool) -> Result<O
             rotatable.join(", ")
         )));
     }
-    let arn = shared::config::required(&shared::config::process_env, "SECRETS_ARN")
-        .map_err(|err| Failure::Usage(err.to_string()))?;
+    let arn = shared::config::required(&shared::config::process_env, "SECRETS_ARN")?;
     let client = client().await;
     let read = client
         .get_secret_value()

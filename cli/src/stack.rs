@@ -82,23 +82,15 @@ impl Deployed {
         }
         if for_check {
             if let Some(arn) = env.get("SECRETS_ARN") {
-                let secret = aws_sdk_secretsmanager::Client::new(&aws)
-                    .get_secret_value()
-                    .secret_id(arn)
-                    .send()
+                // Read as the functions read it, with the same checks.
+                let client = aws_sdk_secretsmanager::Client::new(&aws);
+                let secret = shared::config::Environment::read_secret(&client, arn)
                     .await
-                    .map_err(|err| {
-                        Failure::Failed(format!(
-                            "could not read the stack's secret: {}",
-                            aws_sdk_secretsmanager::error::DisplayErrorContext(&err)
-                        ))
-                    })?;
-                let values: BTreeMap<String, serde_json::Value> =
-                    serde_json::from_str(secret.secret_string().unwrap_or("{}"))
-                        .map_err(|_| Failure::Failed("the stack's secret is not a JSON object".into()))?;
+                    .map_err(|err| Failure::Failed(format!("the stack's secret: {err}")))?;
+                let lookup = secret.lookup();
                 for var in CHECK_SECRETS {
-                    if let Some(value) = values.get(var).and_then(serde_json::Value::as_str) {
-                        env.insert(var, value.to_string());
+                    if let Some(value) = shared::config::optional(&lookup, var) {
+                        env.insert(var, value);
                     }
                 }
             }

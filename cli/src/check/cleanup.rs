@@ -17,10 +17,6 @@ use shared::signin::fingerprint;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
-/// The owner every provision of the check names (lifecycle.rs); the sync
-/// makes no Cloudmore organisation for it.
-pub use shared::sync::CHECK_OWNER_ID;
-
 /// What the run sent and received that names a record it made.
 #[derive(Default)]
 pub struct Traces {
@@ -150,10 +146,11 @@ impl Traces {
 }
 
 /// The table as it was before the run, where the run may reuse a record: the
-/// Cloud 66 account of the check's email, the check's Clever Cloud owner.
+/// Cloud 66 account of the check's email. (The check's Clever Cloud owner
+/// gets no owner record: the sync makes no Cloudmore organisation for
+/// `shared::sync::CHECK_OWNER_ID`.)
 pub struct Before {
     account_existed: bool,
-    owner_existed: bool,
 }
 
 pub struct Cleanup {
@@ -178,13 +175,6 @@ impl Cleanup {
                 .get(&format!("EMAIL#{}", self.email), "EMAIL")
                 .await?
                 .is_some(),
-            owner_existed: self
-                .get(
-                    &format!("CLEVERCLOUD_OWNER#{CHECK_OWNER_ID}"),
-                    "CLEVERCLOUD_OWNER",
-                )
-                .await?
-                .is_some(),
         })
     }
 
@@ -196,14 +186,6 @@ impl Cleanup {
         }
         for (pk, sk) in traces.single_items() {
             deleted += self.delete(&pk, sk).await?;
-        }
-        if !before.owner_existed {
-            deleted += self
-                .delete(
-                    &format!("CLEVERCLOUD_OWNER#{CHECK_OWNER_ID}"),
-                    "CLEVERCLOUD_OWNER",
-                )
-                .await?;
         }
         if !before.account_existed {
             let claim = format!("EMAIL#{}", self.email);

@@ -73,7 +73,7 @@ impl<'a> Lifecycle<'a> {
     fn provision_body(&self, addon_id: &str) -> Value {
         json!({
             "addon_id": addon_id,
-            "owner_id": super::cleanup::CHECK_OWNER_ID,
+            "owner_id": shared::sync::CHECK_OWNER_ID,
             "owner_name": "provider check",
             "user_id": "user_provider_check",
             "plan": self.target.plan,

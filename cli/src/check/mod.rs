@@ -125,22 +125,13 @@ impl Endpoints {
     }
 }
 
-/// Exit status: 0 when every check passed, 1 when any failed, 2 when the
-/// target could not be set up (nothing was sent).
-pub async fn main(args: CheckArgs, json: bool) -> ExitCode {
-    let setup = Target::resolve(&args, &shared::config::process_env)
-        .and_then(|target| Probe::new().map(|probe| (target, probe)));
-    let (target, probe) = match setup {
-        Ok(setup) => setup,
-        Err(message) => {
-            if json {
-                println!("{}", serde_json::json!({ "error": message, "exit": 2 }));
-            } else {
-                eprintln!("provider check: {message}");
-            }
-            return ExitCode::from(2);
-        }
-    };
+/// Exit status: 0 when every check passed, 1 when any failed; a target that
+/// could not be set up (nothing was sent) is a usage failure (exit 2), which
+/// the caller reports by the CLI's convention.
+pub async fn main(args: CheckArgs, json: bool) -> Result<ExitCode, crate::Failure> {
+    let (target, probe) = Target::resolve(&args, &shared::config::process_env)
+        .and_then(|target| Probe::new().map(|probe| (target, probe)))
+        .map_err(crate::Failure::Usage)?;
     let cleanup = match (
         args.no_cleanup,
         config::optional(&config::process_env, "TABLE_NAME"),
@@ -167,11 +158,11 @@ pub async fn main(args: CheckArgs, json: bool) -> ExitCode {
     } else {
         println!("{}", report.summary());
     }
-    if report.failed() {
+    Ok(if report.failed() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    }
+    })
 }
 
 /// Every check, in the order a marketplace would meet them.

@@ -127,67 +127,10 @@ impl Answer {
         }
     }
 
-    /// `name=value` of each cookie the answer sets, attributes dropped.
-    pub fn cookies(&self) -> Vec<String> {
+    /// Each `Set-Cookie` header that sets a value (a cleared cookie is left
+    /// out), whole.
+    fn cookies_set(&self) -> impl Iterator<Item = &str> {
         self.headers
-            .get_all(header::SET_COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .filter_map(|cookie| cookie.split(';').next())
-            .map(|pair| pair.trim().to_string())
-            .filter(|pair| pair.contains('=') && !pair.ends_with('='))
-            .collect()
-    }
-
-    /// The status and a short piece of the body, for a failure's reason.
-    pub fn describe(&self) -> String {
-        let text = String::from_utf8_lossy(&self.body);
-        let text: String = text.chars().take(160).collect();
-        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        if text.is_empty() {
-            format!("{}", self.status)
-        } else {
-            format!("{} {text:?}", self.status)
-        }
-    }
-}
-
-/// Whether every call answered within `budget`, naming the ones that did not.
-fn judge_timings(timings: &[(String, Duration)], budget: Duration) -> Result<String, String> {
-    let slow: Vec<String> = timings
-        .iter()
-        .filter(|(_, took)| *took > budget)
-        .map(|(label, took)| format!("{label} {} ms", took.as_millis()))
-        .collect();
-    if !slow.is_empty() {
-        return Err(format!(
-            "{} of {} answers over {} s: {}",
-            slow.len(),
-            timings.len(),
-            budget.as_secs(),
-            slow.join(", ")
-        ));
-    }
-    let slowest = timings.iter().max_by_key(|(_, took)| *took);
-    Ok(match slowest {
-        Some((label, took)) => format!(
-            "{} answers, each within {} s (slowest {} ms, {label})",
-            timings.len(),
-            budget.as_secs(),
-            took.as_millis()
-        ),
-        None => "no answer to time".to_string(),
-    })
-}
-
-impl Answer {
-    /// The cookies this answer sets hold a session or sign-in state: each
-    /// must be `__Host-` (this host only, over HTTPS, the whole site),
-    /// `HttpOnly`, `Secure` and `SameSite` Lax or Strict, with `Path=/` and
-    /// no `Domain`.
-    pub fn cookie_attributes(&self) -> Result<String, String> {
-        let set: Vec<&str> = self
-            .headers
             .get_all(header::SET_COOKIE)
             .iter()
             .filter_map(|value| value.to_str().ok())
@@ -195,7 +138,21 @@ impl Answer {
                 let pair = cookie.split(';').next().unwrap_or_default().trim();
                 pair.contains('=') && !pair.ends_with('=')
             })
-            .collect();
+    }
+
+    /// `name=value` of each cookie the answer sets, attributes dropped.
+    pub fn cookies(&self) -> Vec<String> {
+        self.cookies_set()
+            .map(|cookie| cookie.split(';').next().unwrap_or_default().trim().to_string())
+            .collect()
+    }
+
+    /// The cookies this answer sets hold a session or sign-in state: each
+    /// must be `__Host-` (this host only, over HTTPS, the whole site),
+    /// `HttpOnly`, `Secure` and `SameSite` Lax or Strict, with `Path=/` and
+    /// no `Domain`.
+    pub fn cookie_attributes(&self) -> Result<String, String> {
+        let set: Vec<&str> = self.cookies_set().collect();
         if set.is_empty() {
             return Err(format!("no cookie set; answer {}", self.describe()));
         }
@@ -249,6 +206,45 @@ impl Answer {
             Err(faults.join("; "))
         }
     }
+    /// The status and a short piece of the body, for a failure's reason.
+    pub fn describe(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        let text: String = text.chars().take(160).collect();
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if text.is_empty() {
+            format!("{}", self.status)
+        } else {
+            format!("{} {text:?}", self.status)
+        }
+    }
+}
+
+/// Whether every call answered within `budget`, naming the ones that did not.
+fn judge_timings(timings: &[(String, Duration)], budget: Duration) -> Result<String, String> {
+    let slow: Vec<String> = timings
+        .iter()
+        .filter(|(_, took)| *took > budget)
+        .map(|(label, took)| format!("{label} {} ms", took.as_millis()))
+        .collect();
+    if !slow.is_empty() {
+        return Err(format!(
+            "{} of {} answers over {} s: {}",
+            slow.len(),
+            timings.len(),
+            budget.as_secs(),
+            slow.join(", ")
+        ));
+    }
+    let slowest = timings.iter().max_by_key(|(_, took)| *took);
+    Ok(match slowest {
+        Some((label, took)) => format!(
+            "{} answers, each within {} s (slowest {} ms, {label})",
+            timings.len(),
+            budget.as_secs(),
+            took.as_millis()
+        ),
+        None => "no answer to time".to_string(),
+    })
 }
 
 /// The `Cookie` header that sends back `cookies`.
