@@ -634,9 +634,19 @@ async fn provider_aims_at_a_stack_by_its_name() {
     let moto = std::env::var("MOTO_URL").expect("the test stack's local AWS (scripts/stack.sh)");
     let world = world().await;
     let resource = world.provision(&unique("owner"), true).await;
+    // CreateStack is not idempotent, and moto can take longer than the
+    // functions' 2 s attempt limit on a loaded machine: a retried attempt
+    // would find its own stack "already exists". One attempt, time to answer.
     let cloudformation = aws_sdk_cloudformation::Client::from_conf(
         aws_sdk_cloudformation::config::Builder::from(&shared::config::aws_sdk_config("tests").await)
             .endpoint_url(&moto)
+            .retry_config(aws_sdk_cloudformation::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_sdk_cloudformation::config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .operation_timeout(Duration::from_secs(60))
+                    .build(),
+            )
             .build(),
     );
     let name = unique("stack").replace('_', "-");
