@@ -91,11 +91,12 @@ deploy: build
 	  PATH="$(CURDIR)/$(TOOLS):$$PATH" sam deploy --guided; \
 	fi
 
-## The production Clever Cloud manifest of stack STACK, from its outputs and
-## its secret (secrets in it: keep it out of version control).
+## The production manifest of stack STACK for MARKETPLACE (clevercloud, the
+## default, or heroku), from its outputs and its secret (secrets in it: keep
+## it out of version control).
 manifest: tools
-	@test -n "$(STACK)" || { echo "usage: make manifest STACK=<stack name>" >&2; exit 2; }
-	@$(TOOLS)/python scripts/deployment.py manifest "$(STACK)"
+	@test -n "$(STACK)" || { echo "usage: make manifest STACK=<stack name> [MARKETPLACE=clevercloud|heroku]" >&2; exit 2; }
+	@$(TOOLS)/python scripts/deployment.py manifest "$(STACK)" "$(or $(MARKETPLACE),clevercloud)"
 
 ## Deletes stack STACK; says what stays (the table, the secret). With
 ## RETAINED=delete removes those too: docs/operating.md, "Teardown".

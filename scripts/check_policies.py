@@ -3,7 +3,7 @@
 - every statement that grants a DynamoDB action carries a `dynamodb:LeadingKeys` condition
   (ForAllValues:StringLike) listing `PREFIX#*` patterns, never a bare wildcard;
 - the functions a stranger can reach without the Basic-auth password (sso-login, dashboard,
-  cloud66-link) can write no Clever Cloud resource or add-on claim: an internet-facing bug
+  cloud66-link) can write no Clever Cloud or Heroku resource or add-on claim: an internet-facing bug
   there cannot overwrite one (cloud66-link writes only `RESOURCE#res_c66_*`, the ids of
   resources made through Cloud 66, which a Clever Cloud resource's id never matches);
 - no function's plain environment (nor the Globals') holds a secret: they come from SECRETS_ARN;
@@ -24,7 +24,7 @@ import cfn_template
 WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 # Reached by anyone on the internet with no shared secret checked first.
 UNAUTHENTICATED = {"sso-login", "dashboard", "cloud66-link", "oidc"}
-NEVER_WRITTEN_BY_UNAUTHENTICATED = {"RESOURCE", "CLEVERCLOUD_ADDON"}
+NEVER_WRITTEN_BY_UNAUTHENTICATED = {"RESOURCE", "CLEVERCLOUD_ADDON", "HEROKU_ADDON"}
 # The narrowed patterns an internet-facing function may write under those
 # prefixes: Cloud 66's resources (shared::cloud66::link::CLOUD66_RESOURCE_ID_PREFIX).
 WRITABLE_BY_UNAUTHENTICATED = {("RESOURCE", "res_c66_")}

@@ -1,7 +1,7 @@
-"""A deployed stack, read through its outputs: the production Clever Cloud manifest (`make manifest`), and
+"""A deployed stack, read through its outputs: the production manifests (`make manifest`), and
 what a teardown leaves behind (`make teardown`).
 
-Usage: python deployment.py manifest STACK
+Usage: python deployment.py manifest STACK [clevercloud|heroku]
        python deployment.py retained STACK [--delete]
 AWS credentials and region come from the usual chain (AWS_PROFILE, AWS_REGION, ...). Uses the boto3 that the
 SAM CLI in .tools/venv brings.
@@ -11,6 +11,8 @@ import json
 import sys
 
 import boto3
+
+import manifests
 
 
 def stack(name: str) -> dict:
@@ -24,28 +26,26 @@ def secret(arn: str) -> dict:
     return json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
 
 
-def manifest(name: str) -> dict:
-    """The manifest Clever Cloud's add-on API documents, from the stack's outputs and its secret."""
+def manifest(name: str, marketplace: str = "clevercloud") -> dict:
+    """The manifest the marketplace's add-on API documents, from the stack's outputs and its secret."""
     deployed = stack(name)
     outputs, parameters = deployed["outputs"], deployed["parameters"]
     values = secret(outputs["StackSecretsArn"])
-    addon_id = parameters["AddonId"]
-    production = {"base_url": outputs["ManifestBaseUrl"], "sso_url": outputs["ManifestSsoUrl"]}
-    if "EdgeUrl" in outputs:
-        edge = outputs["EdgeUrl"]
-        production = {"base_url": f"{edge}/clevercloud/resources", "sso_url": f"{edge}/clevercloud/sso/login"}
-    return {
-        "id": addon_id,
-        "name": addon_id,
-        "api": {
-            "config_vars": [v.strip() for v in parameters["AddonConfigVars"].split(",") if v.strip()],
-            "regions": ["eu"],
-            "password": values["ADDON_PASSWORD"],
-            "sso_salt": values["ADDON_SSO_SALT"],
-            "production": production,
-            "test": production,
-        },
-    }
+    base_url = outputs.get("EdgeUrl") or outputs["ApiUrl"]
+    if marketplace == "heroku":
+        if not parameters.get("HerokuAddonId"):
+            raise SystemExit(f"stack {name} does not sell on Heroku: its HerokuAddonId parameter is empty")
+        config_vars = manifests.names(parameters.get("HerokuConfigVars") or parameters["AddonConfigVars"])
+        return manifests.heroku(
+            parameters["HerokuAddonId"], config_vars, values["HEROKU_PASSWORD"], values["HEROKU_SSO_SALT"], base_url
+        )
+    return manifests.clevercloud(
+        parameters["AddonId"],
+        manifests.names(parameters["AddonConfigVars"]),
+        values["ADDON_PASSWORD"],
+        values["ADDON_SSO_SALT"],
+        base_url,
+    )
 
 
 def retained(name: str, delete: bool) -> int:
@@ -66,7 +66,7 @@ def retained(name: str, delete: bool) -> int:
 
 def main(argv: list) -> int:
     if len(argv) >= 2 and argv[0] == "manifest":
-        print(json.dumps(manifest(argv[1]), indent=2))
+        print(json.dumps(manifest(argv[1], *argv[2:3]), indent=2))
         return 0
     if len(argv) >= 2 and argv[0] == "retained":
         return retained(argv[1], "--delete" in argv[2:])

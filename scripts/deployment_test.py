@@ -50,8 +50,7 @@ class Deployment(unittest.TestCase):
         )["ARN"]
         stack(
             {
-                "ManifestBaseUrl": "https://api.example/clevercloud/resources",
-                "ManifestSsoUrl": "https://api.example/clevercloud/sso/login",
+                "ApiUrl": "https://api.example",
                 "StackSecretsArn": secret,
                 "TableName": "table",
             },
@@ -64,6 +63,30 @@ class Deployment(unittest.TestCase):
         self.assertEqual(manifest["api"]["config_vars"], ["ADDON_NAME_URL", "ADDON_NAME_TOKEN"])
         self.assertEqual(manifest["api"]["production"]["base_url"], "https://api.example/clevercloud/resources")
         self.assertEqual(manifest["api"]["production"]["sso_url"], "https://api.example/clevercloud/sso/login")
+
+    @mock_aws
+    def test_the_heroku_manifest_is_v3_with_herokus_names_and_secrets(self):
+        secret = boto3.client("secretsmanager").create_secret(
+            Name="my-addon/provider",
+            SecretString=json.dumps({"HEROKU_PASSWORD": "hk-pass", "HEROKU_SSO_SALT": "hk-salt"}),
+        )["ARN"]
+        parameters = {"AddonId": "addon-name", "AddonConfigVars": "ADDON_NAME_URL,ADDON_NAME_TOKEN", "HerokuAddonId": ""}
+        stack({"ApiUrl": "https://api.example", "StackSecretsArn": secret, "TableName": "table"}, parameters)
+        with self.assertRaises(SystemExit) as refused:
+            deployment.manifest("my-addon", "heroku")
+        self.assertIn("HerokuAddonId", str(refused.exception))
+        boto3.client("cloudformation").delete_stack(StackName="my-addon")
+        parameters.update({"HerokuAddonId": "my-addon", "HerokuConfigVars": "MY_ADDON_URL,MY_ADDON_TOKEN"})
+        stack({"ApiUrl": "https://api.example", "StackSecretsArn": secret, "TableName": "table"}, parameters)
+        manifest = deployment.manifest("my-addon", "heroku")
+        self.assertEqual(manifest["id"], "my-addon")
+        api = manifest["api"]
+        self.assertEqual(api["version"], "3")
+        self.assertEqual((api["password"], api["sso_salt"]), ("hk-pass", "hk-salt"))
+        self.assertEqual(api["config_vars"], ["MY_ADDON_URL", "MY_ADDON_TOKEN"])
+        self.assertEqual(api["config_vars_prefix"], "MY_ADDON")
+        self.assertEqual(api["production"]["base_url"], "https://api.example/heroku/resources")
+        self.assertEqual(api["production"]["sso_url"], "https://api.example/heroku/sso/login")
 
     @mock_aws
     def test_teardown_names_what_stays_and_removes_it_only_when_asked(self):

@@ -65,6 +65,10 @@ export ADDON_PASSWORD="${ADDON_PASSWORD:-local-dev-password-44ca82ddf8d4e74d}"
 export ADDON_SSO_SALT="${ADDON_SSO_SALT:-local-dev-sso-salt-fcb5b3add85d65e1}"
 export ADDON_CONFIG_VARS="${ADDON_CONFIG_VARS:-ADDON_NAME_URL,ADDON_NAME_TOKEN}"
 export ADDON_PLANS="${ADDON_PLANS-basic,premium}"
+# The same add-on sold on Heroku (docs/heroku.md); HEROKU_ADDON_ID= turns it off.
+export HEROKU_ADDON_ID="${HEROKU_ADDON_ID-addon-name}"
+export HEROKU_PASSWORD="${HEROKU_PASSWORD:-local-dev-heroku-password-3b9e51d07c2a}"
+export HEROKU_SSO_SALT="${HEROKU_SSO_SALT:-local-dev-heroku-sso-salt-a61f0e9c84d2}"
 export CLOUD66_PROVIDER="${CLOUD66_PROVIDER-acme-local}"
 export CLOUD66_PROVIDER_UID="${CLOUD66_PROVIDER_UID-local-dev-cloud66-uid-0123456789abcdef}"
 export CLOUD66_MULTIPASS_KEY="${CLOUD66_MULTIPASS_KEY:-uid}"
@@ -322,26 +326,16 @@ export E2E_FUNCTION_LOG="$RUN_DIR/watch.log"
 # `provider check` reads in `test`.
 export MANIFEST="$RUN_DIR/manifest.json"
 LOCAL_URL="http://localhost:$PORT"
-python3 - "$LOCAL_URL" >"$MANIFEST" <<'PY'
-import json, os, sys
-url = sys.argv[1]
-local = {"base_url": f"{url}/clevercloud/resources", "sso_url": f"{url}/clevercloud/sso/login"}
-print(json.dumps({
-    "id": os.environ["ADDON_ID"],
-    "name": os.environ["ADDON_ID"],
-    "api": {
-        "config_vars": [v.strip() for v in os.environ["ADDON_CONFIG_VARS"].split(",") if v.strip()],
-        "regions": ["eu"],
-        "password": os.environ["ADDON_PASSWORD"],
-        "sso_salt": os.environ["ADDON_SSO_SALT"],
-        "production": local,
-        "test": local,
-    },
-}, indent=2))
-PY
+python3 "$ROOT/scripts/manifests.py" clevercloud "$LOCAL_URL" >"$MANIFEST"
+# And Heroku's v3 manifest, when the add-on is sold there.
+export HEROKU_MANIFEST="$RUN_DIR/heroku-manifest.json"
+if [[ -n "$HEROKU_ADDON_ID" ]]; then
+  python3 "$ROOT/scripts/manifests.py" heroku "$LOCAL_URL" >"$HEROKU_MANIFEST"
+fi
 if [[ "$MODE" == run ]]; then
   # One stable path for the running stack's manifest, whatever the run.
   cp "$MANIFEST" "$ROOT/.run/manifest.json"
+  [[ -f "$HEROKU_MANIFEST" ]] && cp "$HEROKU_MANIFEST" "$ROOT/.run/heroku-manifest.json"
 fi
 if [[ "$MODE" == test ]]; then
   set +e
@@ -354,8 +348,9 @@ fi
 cat <<MSG
 
 Add-on provider is running.
-  API:            $LOCAL_URL   (routes: POST /clevercloud/resources, PUT|DELETE /clevercloud/resources/{id})
-  SSO:            POST $LOCAL_URL/clevercloud/sso/login, GET $LOCAL_URL/cloud66/sso/start → Cloud 66 → $LOCAL_URL/cloud66/sso/callback
+  API:            $LOCAL_URL   (routes: POST /clevercloud/resources, PUT|DELETE /clevercloud/resources/{id},
+                  and Heroku's: POST /heroku/resources, PUT|DELETE /heroku/resources/{uuid})
+  SSO:            POST $LOCAL_URL/clevercloud/sso/login, POST $LOCAL_URL/heroku/sso/login, GET $LOCAL_URL/cloud66/sso/start → Cloud 66 → $LOCAL_URL/cloud66/sso/callback
   Panel:          $LOCAL_URL/dashboard
   OpenID Connect: $PUBLIC_URL/.well-known/openid-configuration
   Vendor app:     ${OIDC_APP_URL:-(your OIDC_CLIENTS)}/app/   (sign-ins land here: OIDC_CLIENTS' initiate_login_uri)
@@ -367,6 +362,9 @@ Add-on provider is running.
 
 Clever Cloud test manifest (also in .run/manifest.json):
 $(cat "$MANIFEST")
+
+Heroku v3 test manifest (also in .run/heroku-manifest.json):
+$(cat "$HEROKU_MANIFEST" 2>/dev/null || echo "  (not sold on Heroku: HEROKU_ADDON_ID is empty)")
 
 Try it (the development password is filled in):
   curl -s -u '$ADDON_ID:$ADDON_PASSWORD' -H 'Content-Type: application/json' \\

@@ -51,9 +51,11 @@ pub enum SecretsCommand {
 /// What a value is made of when the project generates it.
 fn generate(var: &str) -> Option<Result<String, Failure>> {
     match var {
-        "ADDON_PASSWORD" | "ADDON_SSO_SALT" | "PROVISIONER_SIGNING_SECRET" => {
-            Some(Ok(shared::secret::random_hex(24)))
-        }
+        "ADDON_PASSWORD"
+        | "ADDON_SSO_SALT"
+        | "HEROKU_PASSWORD"
+        | "HEROKU_SSO_SALT"
+        | "PROVISIONER_SIGNING_SECRET" => Some(Ok(shared::secret::random_hex(24))),
         "OIDC_SIGNING_KEY" => Some(shared::oidc::new_signing_key_pem().map_err(Failure::Failed)),
         _ => None,
     }
@@ -64,6 +66,9 @@ fn next_step(var: &str, finish: bool) -> &'static str {
     match (var, finish) {
         ("ADDON_PASSWORD" | "ADDON_SSO_SALT", false) => {
             "put the new value in Clever Cloud's manifest (`make manifest` prints it) and submit it; once Clever Cloud uses it, run this again with --finish"
+        }
+        ("HEROKU_PASSWORD" | "HEROKU_SSO_SALT", false) => {
+            "put the new value in the Heroku manifest (`make manifest STACK=<stack> MARKETPLACE=heroku` prints it) and push it (`heroku addons:admin:manifest:push`); once Heroku uses it, run this again with --finish"
         }
         ("PROVISIONER_SIGNING_SECRET", false) => {
             "requests are now signed with both secrets; give your service the new one, then run this again with --finish"
@@ -257,7 +262,15 @@ mod tests {
         let (values, generated) = initial_values(&lookup).unwrap();
         assert_eq!(values["ADDON_PASSWORD"], "from-the-environment");
         assert_eq!(values["CLOUD66_PROVIDER_UID"], "u\"i\\d");
-        assert_eq!(generated, ["ADDON_SSO_SALT", "PROVISIONER_SIGNING_SECRET"]);
+        assert_eq!(
+            generated,
+            [
+                "ADDON_SSO_SALT",
+                "HEROKU_PASSWORD",
+                "HEROKU_SSO_SALT",
+                "PROVISIONER_SIGNING_SECRET"
+            ]
+        );
         assert_eq!(values["ADDON_SSO_SALT"].as_str().unwrap().len(), 48);
         assert!(!values.contains_key("OIDC_SIGNING_KEY"), "no app, no key");
         assert!(
@@ -272,7 +285,7 @@ mod tests {
         );
         let again = initial_values(&|_: &str| None).unwrap().0;
         let (_, first) = initial_values(&|_: &str| None).unwrap();
-        assert_eq!(first.len(), 3);
+        assert_eq!(first.len(), 5);
         assert_ne!(
             again["ADDON_PASSWORD"],
             initial_values(&|_: &str| None).unwrap().0["ADDON_PASSWORD"]

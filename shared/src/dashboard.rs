@@ -56,11 +56,12 @@ document.addEventListener("click", async (event) => {
 });
 "#;
 
-/// The platforms' consoles, for the way back.
-fn console_url(platform: Platform) -> &'static str {
-    match platform {
-        Platform::CleverCloud => "https://console.clever-cloud.com/",
-        Platform::Cloud66 => "https://app.cloud66.com/",
+/// The platform's console, for the way back.
+fn console_url(session: &Session) -> String {
+    match session.platform {
+        Platform::CleverCloud => "https://console.clever-cloud.com/".to_string(),
+        Platform::Cloud66 => "https://app.cloud66.com/".to_string(),
+        Platform::Heroku => crate::heroku::sso::dashboard_url(session.nav_data.as_deref()),
     }
 }
 
@@ -135,7 +136,7 @@ async fn visible<S: SessionStore + ResourceReader + AccountStore>(
         return Ok(None);
     };
     let (account, resources) = match session.platform {
-        Platform::CleverCloud => match store.get_resource(&session.subject_id).await? {
+        Platform::CleverCloud | Platform::Heroku => match store.get_resource(&session.subject_id).await? {
             Some(resource) => (None, vec![resource]),
             None => return Ok(None),
         },
@@ -170,7 +171,7 @@ async fn panel<S: SessionStore + ResourceReader + AccountStore + AuditReader>(
         @if account.is_some() { h2 { "Resources" } }
         @if resources.is_empty() { p #no-resources { "No resources yet." } }
         @for section in sections { section { (section) } }
-        p { a #console href=(console_url(session.platform)) { "Back to the platform's console" } }
+        p { a #console href=(console_url(&session)) { "Back to the platform's console" } }
         form method="post" action="/dashboard/logout" { button type="submit" { "Sign out" } }
         script { (PreEscaped(SCRIPT)) }
     };
@@ -195,6 +196,7 @@ fn platform_text(platform: Platform) -> &'static str {
     match platform {
         Platform::CleverCloud => "Clever Cloud",
         Platform::Cloud66 => "Cloud 66",
+        Platform::Heroku => "Heroku",
     }
 }
 

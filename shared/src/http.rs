@@ -222,6 +222,20 @@ fn parse_basic(value: &str) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
+/// A marketplace's text field `field`, if acceptable: non-empty, without
+/// control characters, at most `max` bytes; else why not, naming it.
+pub fn bounded(field: &str, value: String, max: usize) -> Result<String, String> {
+    if value.trim().is_empty() {
+        Err(format!("field `{field}` must not be empty"))
+    } else if value.len() > max {
+        Err(format!("field `{field}` is longer than {max} bytes"))
+    } else if value.chars().any(char::is_control) {
+        Err(format!("field `{field}` contains control characters"))
+    } else {
+        Ok(value)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -44,8 +44,11 @@ pub struct Resource {
     #[serde(default = "Platform::clevercloud")]
     pub platform: Platform,
     /// The marketplace's id for it: Clever Cloud's `addon_id` / `heroku_id`,
-    /// or for Cloud 66 the account it was provisioned for.
+    /// Heroku's `uuid`, or for Cloud 66 the account it was provisioned for.
     pub addon_id: String,
+    /// The marketplace's name for it (Heroku's `name`, e.g. `acme-primary-db`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub plan: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_id: Option<String>,
@@ -176,6 +179,7 @@ impl Resource {
             platform,
             addon_id,
             plan,
+            name: None,
             owner_id: None,
             owner_name: None,
             user_id: None,
@@ -384,6 +388,7 @@ pub struct PendingLink {
 pub enum Platform {
     CleverCloud,
     Cloud66,
+    Heroku,
 }
 
 impl Platform {
@@ -392,6 +397,7 @@ impl Platform {
         match self {
             Platform::CleverCloud => "clever_cloud",
             Platform::Cloud66 => "cloud66",
+            Platform::Heroku => "heroku",
         }
     }
 

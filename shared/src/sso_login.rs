@@ -4,6 +4,7 @@
 use crate::clevercloud::sso::{self as clevercloud_sso, CleverCloudSso};
 use crate::cloud66::sso::{self as cloud66_sso, Cloud66Sso};
 use crate::config::{self, ConfigError};
+use crate::heroku::sso::{self as heroku_sso, HerokuSso};
 use crate::html;
 use crate::oidc::{self, Clients, Issuer};
 use crate::refresh::{Fresh, SecretSource};
@@ -28,13 +29,16 @@ pub struct SignInKeys {
     pub clevercloud: CleverCloudSso,
     /// `None` when Cloud 66 SSO is not configured.
     pub cloud66: Option<Cloud66Sso>,
+    /// `None` when the add-on is not sold on Heroku.
+    pub heroku: Option<HerokuSso>,
     /// The vendor's apps (`OIDC_CLIENTS`): one with an `initiate_login_uri`
     /// takes the customer over after sign-in, instead of the panel.
     pub clients: Clients,
 }
 
 impl SignInKeys {
-    /// `ADDON_SSO_SALT`, `SSO_MAX_AGE_SECONDS` and the `CLOUD66_*` variables.
+    /// `ADDON_SSO_SALT`, `SSO_MAX_AGE_SECONDS`, the `CLOUD66_*` and the
+    /// `HEROKU_*` variables.
     pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let clients = Clients::from_lookup(lookup)?;
         // An app to hand customers to, with no provider to sign them in
@@ -49,6 +53,7 @@ impl SignInKeys {
         Ok(Self {
             clevercloud: CleverCloudSso::from_lookup(lookup)?,
             cloud66: Cloud66Sso::from_lookup(lookup)?,
+            heroku: HerokuSso::from_lookup(lookup)?,
             clients,
         })
     }
@@ -62,6 +67,7 @@ impl<S> SignInApi<S> {
             SignInKeys {
                 clevercloud,
                 cloud66,
+                heroku: None,
                 clients: Clients::default(),
             },
             Issuer::FromApiGateway,
@@ -109,6 +115,9 @@ pub async fn route<S: ResourceReader + AccountStore + SessionStore>(
     let result = match (request.method(), request.uri().path()) {
         (&Method::POST, "/clevercloud/sso/login") => {
             clevercloud_sso::login(&keys.clevercloud, &api.sessions, &request).await
+        }
+        (&Method::POST, "/heroku/sso/login") => {
+            heroku_sso::login(keys.heroku.as_ref(), &api.sessions, &request).await
         }
         (&Method::GET, "/cloud66/sso/start") => {
             cloud66_sso::start(keys.cloud66.as_ref(), &api.sessions).await

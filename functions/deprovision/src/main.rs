@@ -1,12 +1,12 @@
 //! `deprovision` Lambda: wires configuration, the DynamoDB store and the default
-//! provisioner into [`shared::clevercloud::routes::deprovision`].
+//! provisioner into [`shared::marketplaces::deprovision`].
 
 use lambda_http::{run, service_fn, Error};
-use shared::clevercloud::routes::{self, CleverCloudApi};
+use shared::marketplaces::{self, LifecycleApis};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let api = CleverCloudApi::from_env(env!("CARGO_PKG_NAME")).await?;
-    run(service_fn(|request| routes::deprovision(&api, request))).await
+    let apis = LifecycleApis::from_env(env!("CARGO_PKG_NAME")).await?;
+    run(service_fn(|request| marketplaces::deprovision(&apis, request))).await
 }

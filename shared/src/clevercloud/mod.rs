@@ -3,7 +3,8 @@
 //! into the vendor's panel (`sso`).
 //!
 //! `protocol` holds the wire types exactly as the platform sends and expects
-//! them, `lifecycle` the rules (idempotency, versions, audit), and `routes`
+//! them, `lifecycle` their way into and out of the marketplace-neutral rules
+//! (`crate::lifecycle`), and `routes`
 //! the HTTP handlers the Lambda functions run.
 
 mod lifecycle;
@@ -12,7 +13,8 @@ pub mod routes;
 pub mod sso;
 pub mod vendor;
 
-pub use lifecycle::{is_valid_resource_id, Lifecycle, LifecycleError};
+pub use crate::lifecycle::{is_valid_resource_id, LifecycleError};
+pub use lifecycle::Lifecycle;
 pub use protocol::{
     DeprovisionResponse, PlanChangeRequest, PlanChangeResponse, ProvisionRequest, ProvisionResponse,
 };

@@ -1,5 +1,6 @@
 //! The platform's request and response bodies (docs/clevercloud.md).
 
+use crate::http::bounded;
 use crate::model::ConfigMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -89,19 +90,6 @@ fn addon_id(addon_id: Option<String>, heroku_id: Option<String>) -> Result<Strin
         .or(heroku_id)
         .ok_or_else(|| "missing field `addon_id` (or `heroku_id`)".to_string())?;
     bounded("addon_id", id, MAX_ID_LEN)
-}
-
-/// A non-empty string without control characters, at most `max` bytes.
-fn bounded(field: &str, value: String, max: usize) -> Result<String, String> {
-    if value.trim().is_empty() {
-        Err(format!("field `{field}` must not be empty"))
-    } else if value.len() > max {
-        Err(format!("field `{field}` is longer than {max} bytes"))
-    } else if value.chars().any(char::is_control) {
-        Err(format!("field `{field}` contains control characters"))
-    } else {
-        Ok(value)
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

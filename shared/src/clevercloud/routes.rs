@@ -1,13 +1,13 @@
 //! The HTTP face of the lifecycle: one handler per route, each checking
 //! Basic auth before it looks at anything else.
 
-use super::lifecycle::{Lifecycle, LifecycleError};
+use super::lifecycle::Lifecycle;
 use super::protocol::{PlanChangeRequest, ProvisionRequest};
-use crate::config::{self, CleverCloudConfig, ConfigError};
+use crate::config::{CleverCloudConfig, ConfigError, Environment};
 use crate::http::{json_response, read_json, respond, ApiError, BasicCredentials};
-use crate::provisioner::{Provisioner, ProvisionerError, VendorProvisioner};
+use crate::provisioner::{Provisioner, VendorProvisioner};
 use crate::refresh::{Fresh, SecretSource};
-use crate::store::{DynamoStore, ProvisionStore, ResourceWriter, StoreError};
+use crate::store::{DynamoStore, ProvisionStore, ResourceWriter};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
@@ -36,20 +36,16 @@ impl<S, P: Provisioner> CleverCloudApi<S, P> {
     }
 }
 
-impl CleverCloudApi<DynamoStore, VendorProvisioner> {
-    /// Reads `TABLE_NAME`, the `ADDON_*` variables and the provisioner's
-    /// (`PROVISIONER_*` or `RESOURCE_BASE_URL`), and builds the DynamoDB client. A vendor with its own provisioner
-    /// calls [`CleverCloudApi::new`] with it instead.
-    pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
-        let aws = config::aws_sdk_config(function).await;
-        let (source, environment) = SecretSource::load(&aws).await?;
-        let lookup = environment.lookup();
-        let addon = CleverCloudConfig::from_lookup(&lookup)?;
-        let table = config::required(&lookup, "TABLE_NAME")?;
-        let mut provisioner = VendorProvisioner::from_lookup(&lookup, &addon.addon_id)?;
-        provisioner.follow_secret(source.clone(), &environment)?;
-        let store = DynamoStore::ready(&aws, table).await;
-        let fresh = Fresh::new(source, &environment, |environment| {
+impl<S, P: Provisioner> CleverCloudApi<S, P> {
+    /// Reads the `ADDON_*` variables; the credentials follow the secret.
+    pub fn from_environment(
+        source: Option<SecretSource>,
+        environment: &Environment,
+        store: S,
+        provisioner: P,
+    ) -> Result<Self, ConfigError> {
+        let addon = CleverCloudConfig::from_lookup(&environment.lookup())?;
+        let fresh = Fresh::new(source, environment, |environment| {
             Ok(credentials(&CleverCloudConfig::from_lookup(
                 &environment.lookup(),
             )?))
@@ -61,39 +57,13 @@ impl CleverCloudApi<DynamoStore, VendorProvisioner> {
     }
 }
 
-impl From<LifecycleError> for ApiError {
-    fn from(err: LifecycleError) -> Self {
-        let message = err.to_string();
-        match err {
-            LifecycleError::NotFound => ApiError::not_found(message),
-            LifecycleError::AddonIdMismatch => ApiError::bad_request("addon_id_mismatch", message),
-            LifecycleError::PlanNotAllowed(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plan_not_allowed", message)
-            }
-            LifecycleError::AlreadyDeprovisioned => {
-                ApiError::new(StatusCode::CONFLICT, "deprovisioned", message)
-            }
-            LifecycleError::Store(StoreError::Unavailable(detail)) => {
-                tracing::warn!(%detail, "storage unavailable");
-                ApiError::unavailable("storage_unavailable", "storage is unavailable; retry later")
-            }
-            LifecycleError::Provisioner(ProvisionerError::Refused { status, message }) => {
-                tracing::info!(vendor_status = status, "the vendor's service refused");
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "vendor_refused", message)
-            }
-            LifecycleError::Provisioner(ProvisionerError::Unavailable(detail)) => {
-                tracing::warn!(%detail, "provisioner failed");
-                ApiError::unavailable(
-                    "provisioner_unavailable",
-                    "the service could not act on the resource; retry later",
-                )
-            }
-            LifecycleError::Contended => ApiError::unavailable("busy", message),
-            LifecycleError::Store(StoreError::Internal(_)) | LifecycleError::ConfigMismatch { .. } => {
-                tracing::error!(error = %message, "lifecycle request failed");
-                ApiError::internal()
-            }
-        }
+impl CleverCloudApi<DynamoStore, VendorProvisioner> {
+    /// Reads `TABLE_NAME`, the `ADDON_*` variables and the provisioner's
+    /// (`PROVISIONER_*` or `RESOURCE_BASE_URL`), and builds the DynamoDB client. A vendor with its own provisioner
+    /// calls [`CleverCloudApi::new`] with it instead.
+    pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
+        let (source, environment, store, provisioner) = crate::lifecycle::parts_from_env(function).await?;
+        Self::from_environment(source, &environment, store, provisioner)
     }
 }
 

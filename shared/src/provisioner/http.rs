@@ -57,16 +57,19 @@ pub struct VendorRequest<'a> {
     /// This provider's id; may differ between deliveries of one provision
     /// until one of them is stored (key on `idempotency_key`).
     pub resource_id: &'a str,
-    /// `clevercloud` or `cloud66`.
+    /// `clevercloud`, `cloud66` or `heroku`.
     pub marketplace: &'static str,
     /// The marketplace's own ids (`addon_id`, `owner_id`, `user_id` from
-    /// Clever Cloud; `account_id` for Cloud 66).
+    /// Clever Cloud; `account_id` for Cloud 66; `uuid` for Heroku).
     pub marketplace_ids: BTreeMap<&'static str, &'a str>,
     pub plan: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub previous_plan: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<&'a str>,
+    /// The marketplace's name for the add-on (Heroku).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
     pub options: &'a BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub owner_name: Option<&'a str>,
@@ -81,6 +84,7 @@ fn marketplace(platform: Platform) -> &'static str {
     match platform {
         Platform::CleverCloud => "clevercloud",
         Platform::Cloud66 => "cloud66",
+        Platform::Heroku => "heroku",
     }
 }
 
@@ -125,6 +129,9 @@ impl<'a> VendorRequest<'a> {
             Platform::Cloud66 => {
                 marketplace_ids.insert("account_id", resource.addon_id.as_str());
             }
+            Platform::Heroku => {
+                marketplace_ids.insert("uuid", resource.addon_id.as_str());
+            }
         }
         Self {
             action,
@@ -135,6 +142,7 @@ impl<'a> VendorRequest<'a> {
             plan: &resource.plan,
             previous_plan: None,
             region: resource.region.as_deref(),
+            name: resource.name.as_deref(),
             options: &resource.options,
             owner_name: resource.owner_name.as_deref(),
             email: None,

@@ -5,6 +5,7 @@
 //! | resource             | `RESOURCE#<id>`             | `RESOURCE`               |
 //! | audit event          | `RESOURCE#<id>`             | `AUDIT#<time>#<random>`  |
 //! | add-on id claim      | `CLEVERCLOUD_ADDON#<addon>` | `CLEVERCLOUD_ADDON`      |
+//! | Heroku add-on claim  | `HEROKU_ADDON#<uuid>`       | `HEROKU_ADDON`           |
 //! | account              | `ACCOUNT#<id>`              | `ACCOUNT`                |
 //! | account audit event  | `ACCOUNT#<id>`              | `AUDIT#<time>#<random>`  |
 //! | email claim          | `EMAIL#<normalised email>`  | `EMAIL`                  |
@@ -33,8 +34,8 @@ use super::{
     SyncSubject, UpdateOutcome, OWNER_CLAIM_SECONDS,
 };
 use crate::model::{
-    Account, AuditAction, AuditEvent, Cloud66Link, CodeBinding, OidcGrant, PendingLink, Resource, Session,
-    SubjectKind, SyncMark, SyncQueue, Timestamp,
+    Account, AuditAction, AuditEvent, Cloud66Link, CodeBinding, OidcGrant, PendingLink, Platform, Resource,
+    Session, SubjectKind, SyncMark, SyncQueue, Timestamp,
 };
 use crate::secret::random_hex;
 use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -138,8 +139,15 @@ impl DynamoStore {
         Self::key(format!("RESOURCE#{id}"), "RESOURCE")
     }
 
-    fn addon_claim_key(addon_id: &str) -> Item {
-        Self::key(format!("CLEVERCLOUD_ADDON#{addon_id}"), "CLEVERCLOUD_ADDON")
+    /// Each marketplace's ids are claimed under its own prefix: two
+    /// marketplaces may use the same id for different add-ons.
+    fn addon_claim_key(platform: Platform, addon_id: &str) -> Item {
+        match platform {
+            Platform::Heroku => Self::key(format!("HEROKU_ADDON#{addon_id}"), "HEROKU_ADDON"),
+            Platform::CleverCloud | Platform::Cloud66 => {
+                Self::key(format!("CLEVERCLOUD_ADDON#{addon_id}"), "CLEVERCLOUD_ADDON")
+            }
+        }
     }
 
     fn entity_item<T: serde::Serialize>(value: &T, key: Item, entity: &str) -> Result<Item, StoreError> {
@@ -486,7 +494,11 @@ impl ProvisionStore for DynamoStore {
             self.put_new(Self::audit_item(event)?)?,
         ];
         match self
-            .create_claimed(Self::addon_claim_key(&resource.addon_id), &resource.id, actions)
+            .create_claimed(
+                Self::addon_claim_key(resource.platform, &resource.addon_id),
+                &resource.id,
+                actions,
+            )
             .await?
         {
             Claimed::Created => Ok(CreateOutcome::Created),
@@ -508,25 +520,29 @@ impl ResourceWriter for DynamoStore {
     async fn deprovision_unread(
         &self,
         id: &str,
+        platform: Platform,
         at: &Timestamp,
         event: &AuditEvent,
     ) -> Result<UpdateOutcome, StoreError> {
         let value = |text: &str| AttributeValue::S(text.to_string());
+        // Resources written before they carried a platform are Clever Cloud's.
+        let owned = if platform == Platform::CleverCloud {
+            "(platform = :platform OR attribute_not_exists(platform))"
+        } else {
+            "platform = :platform"
+        };
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(Self::resource_key(id)))
             .update_expression(
                 "SET #status = :deprovisioned, deprovisioned_at = :at, updated_at = :at, #version = #version + :one",
             )
-            // Resources written before they carried a platform are Clever Cloud's.
-            .condition_expression(
-                "#status = :active AND (platform = :clevercloud OR attribute_not_exists(platform))",
-            )
+            .condition_expression(format!("#status = :active AND {owned}"))
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#version", "version")
             .expression_attribute_values(":deprovisioned", value("deprovisioned"))
             .expression_attribute_values(":active", value("active"))
-            .expression_attribute_values(":clevercloud", value("clever_cloud"))
+            .expression_attribute_values(":platform", value(platform.as_str()))
             .expression_attribute_values(":at", value(&at.to_string()))
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .build()

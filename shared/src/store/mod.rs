@@ -9,8 +9,8 @@ pub mod memory;
 pub use dynamo::{DynamoStore, TableKeys};
 
 use crate::model::{
-    Account, AuditEvent, Cloud66Link, CodeBinding, OidcGrant, PendingLink, Resource, Session, SyncMark,
-    SyncQueue, Timestamp,
+    Account, AuditEvent, Cloud66Link, CodeBinding, OidcGrant, PendingLink, Platform, Resource, Session,
+    SyncMark, SyncQueue, Timestamp,
 };
 use std::future::Future;
 
@@ -108,13 +108,14 @@ where
 }
 
 pub trait ResourceWriter: ResourceReader {
-    /// Marks an active Clever Cloud resource deprovisioned at `at` and
+    /// Marks an active resource of `platform` deprovisioned at `at` and
     /// appends `event`, in one transaction with nothing read first: `Stale`
-    /// (nothing written) when the resource is absent, not Clever Cloud's, or
+    /// (nothing written) when the resource is absent, another platform's, or
     /// not active — the caller reads to tell which.
     fn deprovision_unread(
         &self,
         id: &str,
+        platform: Platform,
         at: &Timestamp,
         event: &AuditEvent,
     ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;

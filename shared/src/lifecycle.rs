@@ -1,0 +1,329 @@
+//! The marketplace-neutral lifecycle: provision once per marketplace id,
+//! change plans without losing concurrent updates, deprovision
+//! idempotently, audit every change. Each marketplace's protocol module
+//! (`crate::clevercloud`, `crate::heroku`) turns its wire format into these
+//! calls and their answers back into its own.
+
+use crate::config::{self, ConfigError, Environment};
+use crate::http::ApiError;
+use crate::model::{
+    AuditAction, AuditEvent, ConfigMap, Platform, Resource, ResourceStatus, SubjectKind, Timestamp,
+};
+use crate::provisioner::{ProvisionContext, Provisioner, ProvisionerError, VendorProvisioner};
+use crate::refresh::SecretSource;
+use crate::store::{
+    change_resource, Change, CreateOutcome, DynamoStore, ProvisionStore, ResourceWriter, StoreError,
+    UpdateOutcome,
+};
+use lambda_http::http::StatusCode;
+use std::future::Future;
+
+/// What every lifecycle function starts from, whatever the marketplace:
+/// its configuration (the secret's values over the environment's), the
+/// DynamoDB store on `TABLE_NAME`, and the vendor's provisioner
+/// (`PROVISIONER_*`, or `RESOURCE_BASE_URL`), its signing secrets
+/// following the secret.
+pub async fn parts_from_env(
+    function: &str,
+) -> Result<(Option<SecretSource>, Environment, DynamoStore, VendorProvisioner), ConfigError> {
+    let aws = config::aws_sdk_config(function).await;
+    let (source, environment) = SecretSource::load(&aws).await?;
+    let (table, mut provisioner) = {
+        let lookup = environment.lookup();
+        let addon_id = config::required(&lookup, "ADDON_ID")?;
+        let table = config::required(&lookup, "TABLE_NAME")?;
+        (table, VendorProvisioner::from_lookup(&lookup, &addon_id)?)
+    };
+    provisioner.follow_secret(source.clone(), &environment)?;
+    let store = DynamoStore::ready(&aws, table).await;
+    Ok((source, environment, store, provisioner))
+}
+
+/// How often a plan change or deprovision re-reads and retries after losing
+/// a race on the resource's version. Each lost round means another writer
+/// won, so this bounds the number of concurrent writers served in one call.
+const VERSION_ATTEMPTS: u32 = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("no active resource with this id")]
+    NotFound,
+    #[error("addon_id does not match the resource's add-on id")]
+    AddonIdMismatch,
+    #[error("plan {0:?} is not one of this add-on's plans")]
+    PlanNotAllowed(String),
+    #[error("this add-on id was provisioned and has since been deprovisioned")]
+    AlreadyDeprovisioned,
+    #[error(transparent)]
+    Provisioner(#[from] ProvisionerError),
+    #[error("the provisioner returned config vars {returned:?}, but the manifest lists {expected:?}")]
+    ConfigMismatch {
+        returned: Vec<String>,
+        expected: Vec<String>,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the resource kept changing under concurrent requests")]
+    Contended,
+}
+
+/// A resource id this provider could have issued; anything else cannot exist,
+/// and is answered 404 without a lookup (DynamoDB rejects oversized keys).
+pub fn is_valid_resource_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// What the lifecycle needs to know of the marketplace it serves.
+#[derive(Debug, Clone)]
+pub struct Marketplace {
+    pub platform: Platform,
+    /// The audit `actor` for changes this marketplace asked for.
+    pub actor: &'static str,
+    /// The config vars the vendor's provisioner answers, in the manifest's
+    /// order: a marketplace gets exactly these, no more, no less.
+    pub config_vars: Vec<String>,
+    /// Plan slugs the vendor sells here; `None` accepts any.
+    pub plans: Option<Vec<String>>,
+}
+
+impl Marketplace {
+    pub fn accepts_plan(&self, plan: &str) -> bool {
+        self.plans
+            .as_ref()
+            .is_none_or(|plans| plans.iter().any(|allowed| allowed == plan))
+    }
+}
+
+pub struct Lifecycle<S, P> {
+    store: S,
+    provisioner: P,
+    marketplace: Marketplace,
+}
+
+impl<S, P: Provisioner> Lifecycle<S, P> {
+    pub fn new(store: S, provisioner: P, marketplace: Marketplace) -> Self {
+        Self {
+            store,
+            provisioner,
+            marketplace,
+        }
+    }
+
+    pub fn marketplace(&self) -> &Marketplace {
+        &self.marketplace
+    }
+
+    fn check_plan(&self, plan: &str) -> Result<(), LifecycleError> {
+        if self.marketplace.accepts_plan(plan) {
+            Ok(())
+        } else {
+            Err(LifecycleError::PlanNotAllowed(plan.to_string()))
+        }
+    }
+
+    /// The marketplace gets exactly the manifest's config vars, no more, no less.
+    fn check_config(&self, config: &ConfigMap) -> Result<(), LifecycleError> {
+        let mut expected = self.marketplace.config_vars.clone();
+        expected.sort();
+        let returned: Vec<String> = config.names().map(str::to_string).collect();
+        if returned == expected {
+            Ok(())
+        } else {
+            Err(LifecycleError::ConfigMismatch { returned, expected })
+        }
+    }
+
+    fn event(&self, id: &str, action: AuditAction, now: &Timestamp) -> AuditEvent {
+        AuditEvent::new(SubjectKind::Resource, id, action, self.marketplace.actor, now)
+    }
+}
+
+fn still_active(resource: Resource) -> Result<Resource, LifecycleError> {
+    if resource.is_active() {
+        Ok(resource)
+    } else {
+        Err(LifecycleError::AlreadyDeprovisioned)
+    }
+}
+
+impl<S: ProvisionStore, P: Provisioner> Lifecycle<S, P> {
+    /// Provisions `resource` (built by the marketplace's protocol, its
+    /// config still empty), or returns the one already provisioned for the
+    /// same marketplace id (the platforms deliver at least once).
+    ///
+    /// One round trip for a new add-on: the transaction's claim condition
+    /// tells a redelivery from a new add-on, so nothing is read first (a
+    /// redelivery costs the transaction and one read of the winner).
+    pub async fn provision(
+        &self,
+        mut resource: Resource,
+        now: &Timestamp,
+    ) -> Result<Resource, LifecycleError> {
+        self.check_plan(&resource.plan)?;
+        debug_assert_eq!(resource.platform, self.marketplace.platform);
+        resource.config = self
+            .provisioner
+            .provision(ProvisionContext {
+                resource: &resource,
+                email: None,
+            })
+            .await?;
+        self.check_config(&resource.config)?;
+        let event = self
+            .event(&resource.id, AuditAction::Provisioned, now)
+            .with_detail("plan", &resource.plan);
+        match self.store.create_resource(&resource, &event).await? {
+            CreateOutcome::Created => {
+                tracing::info!(resource_id = %resource.id, plan = %resource.plan, "resource provisioned");
+                still_active(resource)
+            }
+            CreateOutcome::Existing(existing) => {
+                tracing::info!(resource_id = %existing.id, "provision redelivered; answering with the existing resource");
+                still_active(*existing)
+            }
+        }
+    }
+}
+
+impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
+    /// A version-conditional change of one of this marketplace's resources
+    /// (see [`change_resource`]); another marketplace's resource is not its
+    /// to change, and is as unknown to it as an id never issued.
+    async fn change<T, Decision>(
+        &self,
+        id: &str,
+        mut decide: impl FnMut(Option<Resource>) -> Decision,
+    ) -> Result<T, LifecycleError>
+    where
+        Decision: Future<Output = Result<Change<T>, LifecycleError>>,
+    {
+        if !is_valid_resource_id(id) {
+            return Err(LifecycleError::NotFound);
+        }
+        let platform = self.marketplace.platform;
+        change_resource(&self.store, id, VERSION_ATTEMPTS, |current: Option<Resource>| {
+            decide(current.filter(|r| r.platform == platform))
+        })
+        .await?
+        .ok_or(LifecycleError::Contended)
+    }
+
+    /// Moves active resource `id` to `plan` and answers its config then.
+    /// `addon_id`, when the marketplace sends it, must be the resource's.
+    /// The current plan again is a redelivery: answered, nothing written.
+    pub async fn change_plan(
+        &self,
+        id: &str,
+        plan: &str,
+        addon_id: Option<&str>,
+    ) -> Result<ConfigMap, LifecycleError> {
+        self.check_plan(plan)?;
+        self.change(id, |current| async move {
+            let current = current
+                .filter(Resource::is_active)
+                .ok_or(LifecycleError::NotFound)?;
+            if addon_id.is_some_and(|addon_id| current.addon_id != addon_id) {
+                return Err(LifecycleError::AddonIdMismatch);
+            }
+            if current.plan == plan {
+                return Ok(Change::Done(current.config));
+            }
+            let config = self.provisioner.change_plan(&current, plan).await?;
+            self.check_config(&config)?;
+            let now = Timestamp::now();
+            let event = self
+                .event(id, AuditAction::PlanChanged, &now)
+                .with_detail("from_plan", &current.plan)
+                .with_detail("to_plan", plan);
+            let updated = Resource {
+                plan: plan.to_string(),
+                config: config.clone(),
+                version: current.version + 1,
+                updated_at: now.to_string(),
+                ..current
+            };
+            Ok(Change::Write(updated, event, config))
+        })
+        .await
+    }
+
+    /// Marks the resource deprovisioned (the record stays, with the time).
+    /// A repeat succeeds; an id that never existed is `NotFound`.
+    pub async fn deprovision(&self, id: &str) -> Result<(), LifecycleError> {
+        if !self.provisioner.deprovision_reads_resource() && is_valid_resource_id(id) {
+            // One round trip for an active resource; only when its condition
+            // fails is the resource read, to tell a repeat from an unknown id.
+            let now = Timestamp::now();
+            let event = self.event(id, AuditAction::Deprovisioned, &now);
+            if self
+                .store
+                .deprovision_unread(id, self.marketplace.platform, &now, &event)
+                .await?
+                == UpdateOutcome::Updated
+            {
+                tracing::info!(resource_id = %id, "resource deprovisioned");
+                return Ok(());
+            }
+        }
+        self.change(id, |current| async move {
+            let current = current.ok_or(LifecycleError::NotFound)?;
+            if !current.is_active() {
+                return Ok(Change::Done(()));
+            }
+            self.provisioner.deprovision(&current).await?;
+            let now = Timestamp::now();
+            let event = self.event(id, AuditAction::Deprovisioned, &now);
+            let updated = Resource {
+                status: ResourceStatus::Deprovisioned,
+                deprovisioned_at: Some(now.to_string()),
+                version: current.version + 1,
+                updated_at: now.to_string(),
+                ..current
+            };
+            Ok(Change::Write(updated, event, ()))
+        })
+        .await
+    }
+}
+
+/// Every marketplace hears the same statuses: 404 for an unknown id, 422
+/// for a plan or an answer it cannot have, 503 with `Retry-After` for
+/// anything worth retrying.
+impl From<LifecycleError> for ApiError {
+    fn from(err: LifecycleError) -> Self {
+        let message = err.to_string();
+        match err {
+            LifecycleError::NotFound => ApiError::not_found(message),
+            LifecycleError::AddonIdMismatch => ApiError::bad_request("addon_id_mismatch", message),
+            LifecycleError::PlanNotAllowed(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plan_not_allowed", message)
+            }
+            LifecycleError::AlreadyDeprovisioned => {
+                ApiError::new(StatusCode::CONFLICT, "deprovisioned", message)
+            }
+            LifecycleError::Store(StoreError::Unavailable(detail)) => {
+                tracing::warn!(%detail, "storage unavailable");
+                ApiError::unavailable("storage_unavailable", "storage is unavailable; retry later")
+            }
+            LifecycleError::Provisioner(ProvisionerError::Refused { status, message }) => {
+                tracing::info!(vendor_status = status, "the vendor's service refused");
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "vendor_refused", message)
+            }
+            LifecycleError::Provisioner(ProvisionerError::Unavailable(detail)) => {
+                tracing::warn!(%detail, "provisioner failed");
+                ApiError::unavailable(
+                    "provisioner_unavailable",
+                    "the service could not act on the resource; retry later",
+                )
+            }
+            LifecycleError::Contended => ApiError::unavailable("busy", message),
+            LifecycleError::Store(StoreError::Internal(_)) | LifecycleError::ConfigMismatch { .. } => {
+                tracing::error!(error = %message, "lifecycle request failed");
+                ApiError::internal()
+            }
+        }
+    }
+}

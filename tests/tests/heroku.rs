@@ -1,0 +1,414 @@
+//! Heroku's Add-on Partner API v3 end to end (docs/heroku.md): the lifecycle
+//! calls and single sign-on through `cargo lambda watch`, state checked in
+//! DynamoDB Local.
+
+use base64::Engine;
+use reqwest::{header, redirect::Policy, Method, StatusCode};
+use serde_json::json;
+use shared::heroku::sso::{parse_form, HerokuSso};
+use shared::heroku::HerokuNames;
+use shared::secret::Secret;
+use tests::*;
+
+const V3: &str = "application/vnd.heroku-addons+json; version=3";
+
+#[derive(Clone)]
+struct Heroku {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Heroku {
+    fn from_env() -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            base: format!("{}/heroku/resources", base_url()),
+        }
+    }
+
+    fn authed(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .basic_auth(stack_var("HEROKU_ADDON_ID"), Some(stack_var("HEROKU_PASSWORD")))
+            .header(header::ACCEPT, V3)
+    }
+
+    async fn provision(&self, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        json(self.authed(Method::POST, "").json(body).send().await.unwrap()).await
+    }
+
+    async fn change_plan(&self, uuid: &str, plan: &str) -> (u16, serde_json::Value) {
+        let request = self
+            .authed(Method::PUT, &format!("/{uuid}"))
+            .json(&json!({ "plan": plan }));
+        json(request.send().await.unwrap()).await
+    }
+
+    async fn deprovision(&self, uuid: &str) -> reqwest::Response {
+        self.authed(Method::DELETE, &format!("/{uuid}"))
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn new_uuid() -> String {
+    let hex = shared::secret::random_hex(16);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// The body Heroku's v3 documentation shows, for `uuid`.
+fn provision_body(uuid: &str, plan: &str) -> serde_json::Value {
+    json!({
+        "uuid": uuid,
+        "name": "acme-inc-primary-database",
+        "plan": plan,
+        "region": "amazon-web-services::us-east-1",
+        "callback_url": format!("https://api.heroku.com/addons/{uuid}"),
+        "oauth_grant": {"code": "01234567-89ab-cdef-0123-456789abcdef", "expires_at": "2026-12-03T05:00:00+00:00", "type": "authorization_code"},
+        "options": {"foo": "bar", "baz": "true"},
+        "log_input_url": "https://token:t.01234567@1.us.logplex.io/logs",
+        "log_drain_token": "d.01234567",
+    })
+}
+
+/// Heroku's names for the config vars, as the functions were started with.
+fn heroku_names() -> Vec<String> {
+    let names = HerokuNames::from_lookup(&shared::config::process_env).expect("the stack's config vars");
+    let mut names: Vec<String> = names.heroku_names().map(str::to_string).collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn every_heroku_route_answers_401_with_a_challenge_before_anything_else() {
+    let heroku = Heroku::from_env();
+    let unknown = new_uuid();
+    for (method, path) in [
+        (Method::POST, String::new()),
+        (Method::PUT, format!("/{unknown}")),
+        (Method::DELETE, format!("/{unknown}")),
+        (Method::DELETE, "/not-a-uuid".to_string()),
+    ] {
+        let url = format!("{}{path}", heroku.base);
+        let attempts = [
+            heroku.http.request(method.clone(), &url),
+            heroku
+                .http
+                .request(method.clone(), &url)
+                .basic_auth(stack_var("HEROKU_ADDON_ID"), Some("wrong")),
+            // Clever Cloud's credentials are not Heroku's.
+            heroku
+                .http
+                .request(method.clone(), &url)
+                .basic_auth(stack_var("ADDON_ID"), Some(stack_var("ADDON_PASSWORD"))),
+        ];
+        for request in attempts {
+            let response = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body("{not json")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+            let challenge = response.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+            assert!(challenge.starts_with("Basic "), "{challenge}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_provision_answers_the_id_and_herokus_config_and_redeliveries_the_same() {
+    let heroku = Heroku::from_env();
+    let uuid = new_uuid();
+    let body = provision_body(&uuid.to_uppercase(), "basic");
+    // Twenty deliveries at once, as a retrying platform might make them.
+    let mut deliveries = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (heroku, body) = (heroku.clone(), body.clone());
+        deliveries.spawn(async move { heroku.provision(&body).await });
+    }
+    let answers = deliveries.join_all().await;
+    let (status, first) = &answers[0];
+    assert_eq!(*status, 200, "{first}");
+    let id = first["id"].as_str().unwrap();
+    assert_eq!(id, format!("res_hk_{uuid}"));
+    assert!(first["message"].as_str().unwrap().contains("basic"));
+    let config = first["config"].as_object().unwrap();
+    let mut names: Vec<String> = config.keys().cloned().collect();
+    names.sort();
+    assert_eq!(names, heroku_names());
+    for (status, answer) in &answers {
+        assert_eq!((*status, answer), (200, first), "every delivery answers alike");
+    }
+    // One resource, one claim, one audit event.
+    let client = dynamo_client().await;
+    let resource = partition(&client, &format!("RESOURCE#{id}")).await;
+    assert_eq!(
+        resource.len(),
+        2,
+        "the resource and one audit event: {resource:?}"
+    );
+    assert_eq!(partition(&client, &format!("HEROKU_ADDON#{uuid}")).await.len(), 1);
+    let item = resource
+        .iter()
+        .find(|item| string(item, "sk") == "RESOURCE")
+        .unwrap();
+    assert_eq!(string(item, "platform"), "heroku");
+    assert_eq!(string(item, "addon_id"), uuid);
+    assert_eq!(string(item, "name"), "acme-inc-primary-database");
+    assert_eq!(string(item, "region"), "amazon-web-services::us-east-1");
+    let stored = format!("{:?}", item);
+    assert!(
+        !stored.contains("01234567-89ab-cdef-0123-456789abcdef"),
+        "the OAuth grant is not stored in plain"
+    );
+}
+
+#[tokio::test]
+async fn bad_provisions_are_refused_with_the_right_status_and_store_nothing() {
+    let heroku = Heroku::from_env();
+    let uuid = new_uuid();
+    let (status, body) = heroku.provision(&provision_body(&uuid, "no-such-plan")).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("no-such-plan"));
+    let (status, body) = heroku
+        .provision(&json!({"uuid": "not-a-uuid", "plan": "basic"}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("uuid"));
+    let (status, _) = heroku.provision(&json!({"uuid": uuid})).await;
+    assert_eq!(status, 400);
+    let client = dynamo_client().await;
+    assert!(partition(&client, &format!("HEROKU_ADDON#{uuid}"))
+        .await
+        .is_empty());
+    assert!(partition(&client, &format!("RESOURCE#res_hk_{uuid}"))
+        .await
+        .is_empty());
+}
+
+#[tokio::test]
+async fn no_accept_header_is_refused() {
+    let heroku = Heroku::from_env();
+    for accept in [V3, "application/json", "text/plain", "*/*", ""] {
+        let uuid = new_uuid();
+        let response = heroku
+            .authed(Method::POST, "")
+            .header(header::ACCEPT, accept)
+            .json(&provision_body(&uuid, "basic"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "Accept: {accept}");
+        let deprovision = heroku
+            .authed(Method::DELETE, &format!("/{uuid}"))
+            .header(header::ACCEPT, accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deprovision.status(), StatusCode::NO_CONTENT, "Accept: {accept}");
+    }
+}
+
+#[tokio::test]
+async fn plan_changes_and_deprovisions_answer_herokus_codes() {
+    let heroku = Heroku::from_env();
+    let uuid = new_uuid();
+    let (status, provisioned) = heroku.provision(&provision_body(&uuid, "basic")).await;
+    assert_eq!(status, 200, "{provisioned}");
+
+    let (status, changed) = heroku.change_plan(&uuid, "premium").await;
+    assert_eq!(status, 200, "{changed}");
+    assert!(changed["message"].as_str().unwrap().contains("premium"));
+    let mut names: Vec<String> = changed["config"].as_object().unwrap().keys().cloned().collect();
+    names.sort();
+    assert_eq!(names, heroku_names());
+    // The current plan again: a no-op, answered alike, nothing written.
+    let client = dynamo_client().await;
+    let before = partition(&client, &format!("RESOURCE#res_hk_{uuid}")).await.len();
+    let (status, again) = heroku.change_plan(&uuid.to_uppercase(), "premium").await;
+    assert_eq!((status, &again["config"]), (200, &changed["config"]));
+    assert_eq!(
+        partition(&client, &format!("RESOURCE#res_hk_{uuid}")).await.len(),
+        before
+    );
+    let (status, refused) = heroku.change_plan(&uuid, "gold").await;
+    assert_eq!(status, 422, "{refused}");
+    let (status, _) = heroku.change_plan(&new_uuid(), "premium").await;
+    assert_eq!(status, 404);
+    let (status, _) = heroku.change_plan("not-a-uuid", "premium").await;
+    assert_eq!(status, 404);
+
+    let gone = heroku.deprovision(&uuid).await;
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    assert!(gone.bytes().await.unwrap().is_empty(), "204 has no body");
+    assert_eq!(
+        heroku.deprovision(&uuid).await.status(),
+        StatusCode::NO_CONTENT,
+        "a repeat"
+    );
+    assert_eq!(
+        heroku.deprovision(&new_uuid()).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let (status, _) = heroku.change_plan(&uuid, "basic").await;
+    assert_eq!(status, 404, "a deprovisioned add-on has no plan to change");
+}
+
+#[tokio::test]
+async fn heroku_and_clever_cloud_cannot_touch_each_others_resources() {
+    let heroku = Heroku::from_env();
+    let market = Marketplace::from_env();
+    let (status, clevercloud) = json(
+        market
+            .provision(tests::provision_body(&unique("cc"), "basic"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let clevercloud_id = clevercloud["id"].as_str().unwrap();
+    let uuid = new_uuid();
+    let (status, _) = heroku.provision(&provision_body(&uuid, "basic")).await;
+    assert_eq!(status, 200);
+    // Clever Cloud's routes with the Heroku resource's id: unknown to them.
+    let response = market.deprovision(&format!("res_hk_{uuid}")).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    // And Heroku's cannot name a Clever Cloud resource at all.
+    assert_eq!(
+        heroku.deprovision(clevercloud_id).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(heroku.deprovision(&uuid).await.status(), StatusCode::NO_CONTENT);
+}
+
+fn sso() -> HerokuSso {
+    HerokuSso::new(Secret::new(stack_var("HEROKU_SSO_SALT")), None, 300)
+}
+
+fn nav_data() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(r#"{"addon":"Addon Name","appname":"my-app-42","addons":[]}"#)
+}
+
+/// The form Heroku's dashboard posts, its `field` proof made with `signer`.
+fn sso_form(uuid: &str, field: &str, timestamp: i64, signer: &HerokuSso) -> String {
+    let body = |proof: &str| {
+        format!(
+            "id=res_hk_{uuid}&resource_id={uuid}&timestamp={timestamp}&email=jane%40example.com&user_id=0f1e2d3c-user&app=my-app-42&context_app=my-app-42&nav-data={}&{field}={proof}",
+            nav_data()
+        )
+    };
+    let proof = signer.sign(&parse_form(body("0").as_bytes()).unwrap());
+    body(&proof)
+}
+
+async fn post_sso(form: String) -> reqwest::Response {
+    Heroku::from_env()
+        .http
+        .post(format!("{}/heroku/sso/login", base_url()))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn provisioned() -> String {
+    let uuid = new_uuid();
+    let (status, body) = Heroku::from_env()
+        .provision(&provision_body(&uuid, "basic"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    uuid
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+#[tokio::test]
+async fn each_sso_proof_signs_in_once_and_the_panel_links_back_to_the_app() {
+    for field in ["user_scoped_resource_token", "resource_token", "token"] {
+        let uuid = provisioned().await;
+        let form = sso_form(&uuid, field, now(), &sso());
+        let response = post_sso(form.clone()).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{field}");
+        let cookie = response.headers()[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .to_string();
+        for attribute in ["__Host-", "HttpOnly", "Secure", "SameSite=Lax"] {
+            assert!(cookie.contains(attribute), "{field}: {cookie}");
+        }
+        let pair = cookie.split(';').next().unwrap().to_string();
+        let panel = Heroku::from_env()
+            .http
+            .get(format!("{}/dashboard", base_url()))
+            .header(header::COOKIE, &pair)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(panel.status(), StatusCode::OK);
+        let html = panel.text().await.unwrap();
+        assert!(html.contains(&format!("res_hk_{uuid}")), "{field}: {html}");
+        assert!(
+            html.contains("https://dashboard.heroku.com/apps/my-app-42/resources"),
+            "{html}"
+        );
+        // Single use.
+        assert_eq!(
+            post_sso(form).await.status(),
+            StatusCode::FORBIDDEN,
+            "{field} replayed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn forged_stale_future_and_foreign_sso_forms_are_refused() {
+    let uuid = provisioned().await;
+    let stranger = HerokuSso::new(Secret::new("not the salt"), None, 300);
+    for field in ["user_scoped_resource_token", "resource_token", "token"] {
+        for (form, why) in [
+            (sso_form(&uuid, field, now(), &stranger), "another salt"),
+            (sso_form(&uuid, field, now() - 301, &sso()), "too old"),
+            (sso_form(&uuid, field, now() + 120, &sso()), "from the future"),
+            (
+                sso_form(&new_uuid(), field, now(), &sso()),
+                "an add-on never provisioned",
+            ),
+        ] {
+            let response = post_sso(form).await;
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{field}: {why}");
+            assert!(response.headers().get(header::SET_COOKIE).is_none());
+        }
+    }
+    // A Heroku proof over a deprovisioned add-on signs nobody in.
+    assert_eq!(
+        Heroku::from_env().deprovision(&uuid).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let response = post_sso(sso_form(&uuid, "resource_token", now(), &sso())).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // A valid weaker proof does not rescue a forged user-scoped one.
+    let live = provisioned().await;
+    let form = format!(
+        "{}&user_scoped_resource_token=00",
+        sso_form(&live, "resource_token", now(), &sso())
+    );
+    assert_eq!(post_sso(form).await.status(), StatusCode::FORBIDDEN);
+    // Malformed: no proof at all.
+    let response = post_sso(format!("resource_id={live}&timestamp={}", now())).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
