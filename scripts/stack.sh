@@ -34,13 +34,15 @@ case "$MODE" in
     PARTNER_PORT="${PARTNER_PORT:-9001}"
     VENDOR_PORT="${VENDOR_PORT:-9002}"
     APP_PORT="${APP_PORT:-9003}"
+    HEROKU_PORT="${HEROKU_PORT:-9004}"
     ports=("$PORT" "$DYNAMODB_PORT")
+    [[ -z "${HEROKU_API_URL:-}" ]] && ports+=("$HEROKU_PORT")
     [[ -z "${CLOUD66_PARTNER_ENDPOINT:-}" ]] && ports+=("$PARTNER_PORT")
     [[ -z "${PROVISIONER_URL:-}" ]] && ports+=("$VENDOR_PORT")
     [[ -z "${OIDC_CLIENTS:-}" ]] && ports+=("$APP_PORT")
     for port in "${ports[@]}"; do
       if port_in_use "$port"; then
-        echo "stack: port $port is already in use; set PORT / DYNAMODB_PORT / PARTNER_PORT / VENDOR_PORT / APP_PORT to free ones" >&2
+        echo "stack: port $port is already in use; set PORT / DYNAMODB_PORT / PARTNER_PORT / VENDOR_PORT / APP_PORT / HEROKU_PORT to free ones" >&2
         exit 1
       fi
     done
@@ -52,6 +54,7 @@ case "$MODE" in
     PARTNER_PORT="$(free_port)"
     VENDOR_PORT="$(free_port)"
     APP_PORT="$(free_port)"
+    HEROKU_PORT="$(free_port)"
     SECRETS_PORT="$(free_port)"
     ;;
   *)
@@ -69,6 +72,15 @@ export ADDON_PLANS="${ADDON_PLANS-basic,premium}"
 export HEROKU_ADDON_ID="${HEROKU_ADDON_ID-addon-name}"
 export HEROKU_PASSWORD="${HEROKU_PASSWORD:-local-dev-heroku-password-3b9e51d07c2a}"
 export HEROKU_SSO_SALT="${HEROKU_SSO_SALT:-local-dev-heroku-sso-salt-a61f0e9c84d2}"
+export HEROKU_CLIENT_SECRET="${HEROKU_CLIENT_SECRET:-local-dev-heroku-client-secret-0d4c7e2b}"
+export HEROKU_TOKEN_KEY="${HEROKU_TOKEN_KEY:-6c6f63616c2d6465762d6865726f6b752d746f6b656e2d6b65792d2d2d2d2d21}"
+# Without Heroku's own endpoints, a stand-in answers the OAuth token
+# endpoint and the Platform API (tests/src/bin/fake_heroku.rs).
+if [[ -z "${HEROKU_API_URL:-}" ]]; then
+  export HEROKU_API_URL="http://127.0.0.1:$HEROKU_PORT"
+  export HEROKU_ID_URL="http://127.0.0.1:$HEROKU_PORT"
+  START_FAKE_HEROKU=1
+fi
 export CLOUD66_PROVIDER="${CLOUD66_PROVIDER-acme-local}"
 export CLOUD66_PROVIDER_UID="${CLOUD66_PROVIDER_UID-local-dev-cloud66-uid-0123456789abcdef}"
 export CLOUD66_MULTIPASS_KEY="${CLOUD66_MULTIPASS_KEY:-uid}"
@@ -277,6 +289,13 @@ if [[ "${START_FAKE_VENDOR:-0}" == 1 ]]; then
   export E2E_VENDOR_URL="http://127.0.0.1:$VENDOR_PORT"
 fi
 
+if [[ "${START_FAKE_HEROKU:-0}" == 1 ]]; then
+  start "$RUN_DIR/fake-heroku.log" "$BUILD_DIR/fake_heroku" "$HEROKU_PORT"
+  heroku_answers() { curl -sf -o /dev/null "http://127.0.0.1:$HEROKU_PORT/received/ready"; }
+  wait_until "the stand-in Heroku" "${PIDS[-1]}" 60 heroku_answers
+  export E2E_HEROKU_URL="$HEROKU_API_URL"
+fi
+
 if [[ "${START_VENDOR_APP:-0}" == 1 ]]; then
   start "$RUN_DIR/vendor-app.log" env OIDC_ISSUER="$PUBLIC_URL" node tests/standins/vendor_app.mjs "$APP_PORT"
   app_answers() { curl -sf -o /dev/null "$OIDC_APP_URL/app/received"; }
@@ -315,6 +334,7 @@ wait_until "cargo lambda watch" "$WATCH_PID" 600 routes_answer
 LISTEN_PORTS+=("$PORT" "$DYNAMODB_PORT")
 [[ "${START_FAKE_PARTNER:-0}" == 1 ]] && LISTEN_PORTS+=("$PARTNER_PORT")
 [[ "${START_FAKE_VENDOR:-0}" == 1 ]] && LISTEN_PORTS+=("$VENDOR_PORT")
+[[ "${START_FAKE_HEROKU:-0}" == 1 ]] && LISTEN_PORTS+=("$HEROKU_PORT")
 [[ "${START_VENDOR_APP:-0}" == 1 ]] && LISTEN_PORTS+=("$APP_PORT")
 [[ "$MODE" == test ]] && LISTEN_PORTS+=("$SECRETS_PORT")
 printf '%s\n' "${LISTEN_PORTS[@]}" >"$RUN_DIR/ports"

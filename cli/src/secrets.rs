@@ -56,6 +56,8 @@ fn generate(var: &str) -> Option<Result<String, Failure>> {
         | "HEROKU_PASSWORD"
         | "HEROKU_SSO_SALT"
         | "PROVISIONER_SIGNING_SECRET" => Some(Ok(shared::secret::random_hex(24))),
+        // 256 bits for AES-256-GCM, as 64 hex digits.
+        "HEROKU_TOKEN_KEY" => Some(Ok(shared::secret::random_hex(32))),
         "OIDC_SIGNING_KEY" => Some(shared::oidc::new_signing_key_pem().map_err(Failure::Failed)),
         _ => None,
     }
@@ -69,6 +71,12 @@ fn next_step(var: &str, finish: bool) -> &'static str {
         }
         ("HEROKU_PASSWORD" | "HEROKU_SSO_SALT", false) => {
             "put the new value in the Heroku manifest (`make manifest STACK=<stack> MARKETPLACE=heroku` prints it) and push it (`heroku addons:admin:manifest:push`); once Heroku uses it, run this again with --finish"
+        }
+        ("HEROKU_TOKEN_KEY", false) => {
+            "the new key seals from now on and the previous one still opens; once every Heroku add-on's tokens were refreshed (an access token lasts 8 h: wait a day), run this again with --finish"
+        }
+        ("HEROKU_CLIENT_SECRET", false) => {
+            "the previous secret is tried while Heroku refuses the new one; change it in Heroku's partner portal, then run this again with --finish"
         }
         ("PROVISIONER_SIGNING_SECRET", false) => {
             "requests are now signed with both secrets; give your service the new one, then run this again with --finish"
@@ -268,6 +276,7 @@ mod tests {
                 "ADDON_SSO_SALT",
                 "HEROKU_PASSWORD",
                 "HEROKU_SSO_SALT",
+                "HEROKU_TOKEN_KEY",
                 "PROVISIONER_SIGNING_SECRET"
             ]
         );
@@ -285,7 +294,7 @@ mod tests {
         );
         let again = initial_values(&|_: &str| None).unwrap().0;
         let (_, first) = initial_values(&|_: &str| None).unwrap();
-        assert_eq!(first.len(), 5);
+        assert_eq!(first.len(), 6);
         assert_ne!(
             again["ADDON_PASSWORD"],
             initial_values(&|_: &str| None).unwrap().0["ADDON_PASSWORD"]

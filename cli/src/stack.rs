@@ -13,13 +13,15 @@ const FROM_OUTPUTS: [(&str, &str); 4] = [
     ("SyncDeadLetterQueueUrl", "SYNC_DEAD_LETTER_QUEUE_URL"),
     ("LifecycleEventBus", "EVENT_BUS_NAME"),
 ];
-const FROM_PARAMETERS: [(&str, &str); 17] = [
+const FROM_PARAMETERS: [(&str, &str); 19] = [
     ("AddonId", "ADDON_ID"),
     ("AddonConfigVars", "ADDON_CONFIG_VARS"),
     ("AddonPlans", "ADDON_PLANS"),
     ("HerokuAddonId", "HEROKU_ADDON_ID"),
     ("HerokuConfigVars", "HEROKU_CONFIG_VARS"),
     ("HerokuPlans", "HEROKU_PLANS"),
+    ("HerokuApiUrl", "HEROKU_API_URL"),
+    ("HerokuIdUrl", "HEROKU_ID_URL"),
     ("ProvisionerUrl", "PROVISIONER_URL"),
     ("ProvisionerTimeoutMs", "PROVISIONER_TIMEOUT_MS"),
     ("ResourceBaseUrl", "RESOURCE_BASE_URL"),

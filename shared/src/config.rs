@@ -44,7 +44,7 @@ pub fn process_env(name: &str) -> Option<String> {
 /// Each `*_PREVIOUS` is the value being rotated out, still accepted (or, for
 /// outbound credentials, still tried) until the rotation ends
 /// (docs/operating.md, "Rotating secrets").
-pub const SECRET_VARS: [&str; 19] = [
+pub const SECRET_VARS: [&str; 23] = [
     "ADDON_PASSWORD",
     "ADDON_PASSWORD_PREVIOUS",
     "ADDON_SSO_SALT",
@@ -53,6 +53,10 @@ pub const SECRET_VARS: [&str; 19] = [
     "HEROKU_PASSWORD_PREVIOUS",
     "HEROKU_SSO_SALT",
     "HEROKU_SSO_SALT_PREVIOUS",
+    "HEROKU_CLIENT_SECRET",
+    "HEROKU_CLIENT_SECRET_PREVIOUS",
+    "HEROKU_TOKEN_KEY",
+    "HEROKU_TOKEN_KEY_PREVIOUS",
     "CLOUD66_PROVIDER_UID",
     "CLOUD66_PROVIDER_UID_PREVIOUS",
     "CLOUDMORE_CLIENT_SECRET",

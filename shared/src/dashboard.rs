@@ -189,6 +189,8 @@ fn status_text(status: ResourceStatus) -> &'static str {
         ResourceStatus::Active => "active",
         ResourceStatus::Deprovisioned => "deprovisioned",
         ResourceStatus::Unconfirmed => "unconfirmed",
+        ResourceStatus::Provisioning => "provisioning",
+        ResourceStatus::Expired => "expired",
     }
 }
 

@@ -7,9 +7,9 @@
 use crate::config::{self, ConfigError, Environment};
 use crate::http::ApiError;
 use crate::model::{
-    AuditAction, AuditEvent, ConfigMap, Platform, Resource, ResourceStatus, SubjectKind, Timestamp,
+    AuditAction, AuditEvent, ConfigMap, Platform, Resource, ResourceStatus, SubjectKind, SyncMark, Timestamp,
 };
-use crate::provisioner::{ProvisionContext, Provisioner, ProvisionerError, VendorProvisioner};
+use crate::provisioner::{ProvisionContext, Provisioner, ProvisionerError, Provisioning, VendorProvisioner};
 use crate::refresh::SecretSource;
 use crate::store::{
     change_resource, Change, CreateOutcome, DynamoStore, ProvisionStore, ResourceWriter, StoreError,
@@ -54,6 +54,12 @@ pub enum LifecycleError {
     PlanNotAllowed(String),
     #[error("this add-on id was provisioned and has since been deprovisioned")]
     AlreadyDeprovisioned,
+    #[error("the add-on is still being provisioned; try again once it is ready")]
+    StillProvisioning,
+    #[error("the resource is not waiting for its provision to finish (it is {0})")]
+    NotProvisioning(&'static str),
+    #[error("the resource was provisioned with another config")]
+    ProvisionedOtherwise,
     #[error(transparent)]
     Provisioner(#[from] ProvisionerError),
     #[error("the provisioner returned config vars {returned:?}, but the manifest lists {expected:?}")]
@@ -87,6 +93,9 @@ pub struct Marketplace {
     pub config_vars: Vec<String>,
     /// Plan slugs the vendor sells here; `None` accepts any.
     pub plans: Option<Vec<String>>,
+    /// Whether the marketplace can wait for a provision the vendor's
+    /// service finishes later (Heroku's 202; docs/provisioner.md).
+    pub asynchronous: bool,
 }
 
 impl Marketplace {
@@ -116,6 +125,11 @@ impl<S, P: Provisioner> Lifecycle<S, P> {
         &self.marketplace
     }
 
+    /// The vendor's provisioner, to check its calls.
+    pub fn provisioner(&self) -> &P {
+        &self.provisioner
+    }
+
     fn check_plan(&self, plan: &str) -> Result<(), LifecycleError> {
         if self.marketplace.accepts_plan(plan) {
             Ok(())
@@ -141,11 +155,11 @@ impl<S, P: Provisioner> Lifecycle<S, P> {
     }
 }
 
-fn still_active(resource: Resource) -> Result<Resource, LifecycleError> {
-    if resource.is_active() {
-        Ok(resource)
-    } else {
-        Err(LifecycleError::AlreadyDeprovisioned)
+/// A provision's answer: the resource, ready or still provisioning.
+fn still_live(resource: Resource) -> Result<Resource, LifecycleError> {
+    match resource.status {
+        ResourceStatus::Active | ResourceStatus::Provisioning => Ok(resource),
+        _ => Err(LifecycleError::AlreadyDeprovisioned),
     }
 }
 
@@ -164,25 +178,43 @@ impl<S: ProvisionStore, P: Provisioner> Lifecycle<S, P> {
     ) -> Result<Resource, LifecycleError> {
         self.check_plan(&resource.plan)?;
         debug_assert_eq!(resource.platform, self.marketplace.platform);
-        resource.config = self
-            .provisioner
-            .provision(ProvisionContext {
-                resource: &resource,
-                email: None,
-            })
-            .await?;
-        self.check_config(&resource.config)?;
+        let context = ProvisionContext {
+            resource: &resource,
+            email: None,
+        };
+        let outcome = if self.marketplace.asynchronous {
+            self.provisioner.provision_or_pending(context).await?
+        } else {
+            Provisioning::Ready(self.provisioner.provision(context).await?)
+        };
+        let action = match outcome {
+            Provisioning::Ready(config) => {
+                self.check_config(&config)?;
+                resource.config = config;
+                AuditAction::Provisioned
+            }
+            Provisioning::Pending => {
+                // Nothing to give the marketplace yet: the vendor calls
+                // back ([`Lifecycle::finish_provision`]), then the sync
+                // tells the marketplace; until then the sync watches the
+                // marketplace's deadline.
+                resource.status = ResourceStatus::Provisioning;
+                resource.config = ConfigMap::default();
+                resource.sync = SyncMark::owed(now);
+                AuditAction::ProvisionStarted
+            }
+        };
         let event = self
-            .event(&resource.id, AuditAction::Provisioned, now)
+            .event(&resource.id, action, now)
             .with_detail("plan", &resource.plan);
         match self.store.create_resource(&resource, &event).await? {
             CreateOutcome::Created => {
-                tracing::info!(resource_id = %resource.id, plan = %resource.plan, "resource provisioned");
-                still_active(resource)
+                tracing::info!(resource_id = %resource.id, plan = %resource.plan, status = ?resource.status, "resource provisioned");
+                still_live(resource)
             }
             CreateOutcome::Existing(existing) => {
                 tracing::info!(resource_id = %existing.id, "provision redelivered; answering with the existing resource");
-                still_active(*existing)
+                still_live(*existing)
             }
         }
     }
@@ -223,8 +255,11 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
         self.check_plan(plan)?;
         self.change(id, |current| async move {
             let current = current
-                .filter(Resource::is_active)
+                .filter(|r| matches!(r.status, ResourceStatus::Active | ResourceStatus::Provisioning))
                 .ok_or(LifecycleError::NotFound)?;
+            if current.status == ResourceStatus::Provisioning {
+                return Err(LifecycleError::StillProvisioning);
+            }
             if addon_id.is_some_and(|addon_id| current.addon_id != addon_id) {
                 return Err(LifecycleError::AddonIdMismatch);
             }
@@ -250,6 +285,46 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
         .await
     }
 
+    /// The vendor's service finished provision `id` with `config`: the
+    /// resource becomes active, and the marketplace is owed the config and
+    /// word that it is ready (the sync's: `crate::sync`). Idempotent: the
+    /// same config again changes nothing.
+    pub async fn finish_provision(&self, id: &str, config: ConfigMap) -> Result<Resource, LifecycleError> {
+        self.check_config(&config)?;
+        let config = &config;
+        self.change(id, |current| async move {
+            let current = current.ok_or(LifecycleError::NotFound)?;
+            match current.status {
+                ResourceStatus::Provisioning => {}
+                ResourceStatus::Active if current.config == *config => return Ok(Change::Done(current)),
+                ResourceStatus::Active => return Err(LifecycleError::ProvisionedOtherwise),
+                ResourceStatus::Deprovisioned => {
+                    return Err(LifecycleError::NotProvisioning("deprovisioned"))
+                }
+                ResourceStatus::Expired => return Err(LifecycleError::NotProvisioning("expired")),
+                ResourceStatus::Unconfirmed => return Err(LifecycleError::NotProvisioning("unconfirmed")),
+            }
+            let now = Timestamp::now();
+            let event = self
+                .event(id, AuditAction::Provisioned, &now)
+                .with_detail("plan", &current.plan);
+            let updated = Resource {
+                status: ResourceStatus::Active,
+                config: config.clone(),
+                config_version: 1,
+                // Version 1 is owed: the marketplace's answer carried none.
+                pushed_config_version: 0,
+                announce_ready: true,
+                sync: current.sync.still_owed(&now),
+                version: current.version + 1,
+                updated_at: now.to_string(),
+                ..current
+            };
+            Ok(Change::Write(updated.clone(), event, updated))
+        })
+        .await
+    }
+
     /// Marks the resource deprovisioned (the record stays, with the time).
     /// A repeat succeeds; an id that never existed is `NotFound`.
     pub async fn deprovision(&self, id: &str) -> Result<(), LifecycleError> {
@@ -270,9 +345,11 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
         }
         self.change(id, |current| async move {
             let current = current.ok_or(LifecycleError::NotFound)?;
-            if !current.is_active() {
+            if current.status == ResourceStatus::Deprovisioned {
                 return Ok(Change::Done(()));
             }
+            // A provision still pending, or given up on, goes too: the
+            // vendor's service hears of it (again; it answers 404 if gone).
             self.provisioner.deprovision(&current).await?;
             let now = Timestamp::now();
             let event = self.event(id, AuditAction::Deprovisioned, &now);
@@ -303,6 +380,12 @@ impl From<LifecycleError> for ApiError {
             }
             LifecycleError::AlreadyDeprovisioned => {
                 ApiError::new(StatusCode::CONFLICT, "deprovisioned", message)
+            }
+            LifecycleError::StillProvisioning => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "still_provisioning", message)
+            }
+            LifecycleError::NotProvisioning(_) | LifecycleError::ProvisionedOtherwise => {
+                ApiError::new(StatusCode::CONFLICT, "not_provisioning", message)
             }
             LifecycleError::Store(StoreError::Unavailable(detail)) => {
                 tracing::warn!(%detail, "storage unavailable");

@@ -43,7 +43,9 @@ enum Route<'a, S, P> {
 }
 
 fn route<'a, S, P>(apis: &'a LifecycleApis<S, P>, request: &Request) -> Route<'a, S, P> {
-    if request.uri().path().starts_with("/heroku/") {
+    let path = request.uri().path();
+    // The vendor's completion calls: only Heroku waits for a provision.
+    if path.starts_with("/heroku/") || path.starts_with("/vendor/") {
         apis.heroku.as_ref().map_or(Route::NotSold, Route::Heroku)
     } else {
         Route::CleverCloud(&apis.clevercloud)
@@ -54,13 +56,17 @@ fn not_sold() -> Response<Body> {
     ApiError::not_found("this add-on is not sold on this marketplace").into_response()
 }
 
-/// `POST /{marketplace}/resources`
-pub async fn provision<S: ProvisionStore, P: Provisioner>(
+/// `POST /{marketplace}/resources`, and the vendor's
+/// `POST /vendor/resources/{id}/provisioned` that finishes a pending one.
+pub async fn provision<S: ProvisionStore + ResourceWriter, P: Provisioner>(
     apis: &LifecycleApis<S, P>,
     request: Request,
 ) -> Result<Response<Body>, Infallible> {
     match route(apis, &request) {
         Route::CleverCloud(api) => clevercloud::provision(api, request).await,
+        Route::Heroku(api) if request.uri().path().starts_with("/vendor/") => {
+            Ok(heroku::vendor_finished(api, request).await)
+        }
         Route::Heroku(api) => Ok(heroku::provision(api, request).await),
         Route::NotSold => Ok(not_sold()),
     }

@@ -33,6 +33,12 @@ pub enum ResourceStatus {
     /// that Cloud 66 has not confirmed: in no account, and removed by its TTL
     /// unless Cloud 66 answers 200.
     Unconfirmed,
+    /// The vendor's service answered that it finishes later (asynchronous
+    /// provisioning, Heroku): no config yet, until it calls back.
+    Provisioning,
+    /// Still provisioning when the marketplace gave up on it (Heroku: 12 h);
+    /// the vendor's service was told to deprovision it.
+    Expired,
 }
 
 /// One provisioned add-on instance.
@@ -88,9 +94,46 @@ pub struct Resource {
     /// `PUT /vendor/apps/{addonId}` of it succeeds.
     #[serde(default = "first_version")]
     pub pushed_config_version: u64,
+    /// Provisioned asynchronously and not yet announced ready to the
+    /// marketplace (Heroku's provision action), which the sync owes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub announce_ready: bool,
+    /// Heroku's OAuth grant and tokens, sealed (`crate::heroku::tokens`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heroku: Option<HerokuAuthorization>,
     /// What the platforms are still owed about this resource.
     #[serde(flatten)]
     pub sync: SyncMark,
+}
+
+/// A Heroku add-on's OAuth credentials (docs/heroku.md, "The OAuth grant"),
+/// each sealed with `HEROKU_TOKEN_KEY` and bound to its resource: the table
+/// never holds them in plain.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HerokuAuthorization {
+    /// The grant's code, until exchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+    /// Unix seconds: past this the grant cannot be exchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_expires_at: Option<i64>,
+    /// The access and refresh tokens, once exchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<String>,
+    /// Unix seconds: the access token's end (refreshed before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_expires_at: Option<i64>,
+}
+
+impl fmt::Debug for HerokuAuthorization {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HerokuAuthorization")
+            .field("grant", &self.grant.as_ref().map(|_| "sealed"))
+            .field("grant_expires_at", &self.grant_expires_at)
+            .field("tokens", &self.tokens.as_ref().map(|_| "sealed"))
+            .field("access_expires_at", &self.access_expires_at)
+            .finish()
+    }
 }
 
 fn first_version() -> u64 {
@@ -196,6 +239,8 @@ impl Resource {
             expires_at: None,
             config_version: 1,
             pushed_config_version: 1,
+            announce_ready: false,
+            heroku: None,
             sync: SyncMark::default(),
         }
     }
@@ -251,6 +296,15 @@ pub enum AuditAction {
     CloudmoreOrganizationRecorded,
     /// Clever Cloud confirmed a `config_version` (`PUT /vendor/apps/{addonId}`).
     ConfigPushed,
+    /// The vendor's service will finish the provision later (asynchronous);
+    /// `Provisioned` follows when it does.
+    ProvisionStarted,
+    /// Still provisioning at the marketplace's deadline: given up.
+    ProvisionExpired,
+    /// The marketplace was told the resource is ready (Heroku's provision action).
+    ReadyAnnounced,
+    /// Heroku's OAuth grant was exchanged, or its tokens refreshed.
+    AuthorizationRenewed,
 }
 
 impl AuditAction {
@@ -261,6 +315,7 @@ impl AuditAction {
             AuditAction::Provisioned => "Resource Provisioned",
             AuditAction::PlanChanged => "Resource Plan Changed",
             AuditAction::Deprovisioned => "Resource Deprovisioned",
+            AuditAction::ProvisionExpired => "Resource Provision Expired",
             AuditAction::CredentialsRotated => "Resource Config Rotated",
             AuditAction::Cloud66Linked => "Cloud 66 Linked",
             AuditAction::AccountCreated => "Account Created",
@@ -269,7 +324,10 @@ impl AuditAction {
             | AuditAction::Cloud66LinkPending
             | AuditAction::VendorDetailsFetched
             | AuditAction::CloudmoreOrganizationRecorded
-            | AuditAction::ConfigPushed => return None,
+            | AuditAction::ConfigPushed
+            | AuditAction::ProvisionStarted
+            | AuditAction::ReadyAnnounced
+            | AuditAction::AuthorizationRenewed => return None,
         })
     }
 }

@@ -104,6 +104,32 @@ pub async fn read_text(response: reqwest::Response, limit: usize) -> Result<Stri
     Ok(String::from_utf8_lossy(&read_limited(response, limit).await?).into_owned())
 }
 
+/// Longest `Retry-After` believed: a larger one waits for the next sweep anyway.
+const MAX_RETRY_AFTER_SECONDS: u64 = 60 * 60;
+
+/// `Retry-After` as seconds from `now`: delta-seconds or an HTTP date
+/// (RFC 9110), capped at an hour; `None` if unreadable.
+pub fn retry_after_seconds(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<u64> {
+    let value = value.trim();
+    let seconds = match value.parse::<u64>() {
+        Ok(seconds) => seconds,
+        Err(_) => {
+            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+            u64::try_from((at.with_timezone(&chrono::Utc) - now).num_seconds()).unwrap_or(0)
+        }
+    };
+    Some(seconds.min(MAX_RETRY_AFTER_SECONDS))
+}
+
+/// The `Retry-After` of a platform's answer, in seconds from now.
+pub fn retry_after(response: &reqwest::Response) -> Option<u64> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| retry_after_seconds(value, chrono::Utc::now()))
+}
+
 /// A raw HTTP/1.1 server on loopback for the outbound clients' tests: it
 /// answers every connection with one fixed response and records each
 /// request's first line, so a test sees both what a client did with an
@@ -211,6 +237,27 @@ pub(crate) mod test_server {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_a_date_and_capped() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(retry_after_seconds("120", now), Some(120));
+        assert_eq!(retry_after_seconds(" 0 ", now), Some(0));
+        assert_eq!(
+            retry_after_seconds("Mon, 23 Nov 2026 10:02:00 GMT", now),
+            Some(120)
+        );
+        assert_eq!(
+            retry_after_seconds("Mon, 23 Nov 2026 09:00:00 GMT", now),
+            Some(0),
+            "a past date"
+        );
+        assert_eq!(retry_after_seconds("99999999999999999999", now), None);
+        assert_eq!(retry_after_seconds("18446744073709551615", now), Some(3600));
+        assert_eq!(retry_after_seconds("soon", now), None);
+    }
 
     #[tokio::test]
     async fn no_client_follows_a_redirect_and_the_body_goes_nowhere_else() {

@@ -6,7 +6,7 @@ use base64::Engine;
 use reqwest::{header, redirect::Policy, Method, StatusCode};
 use serde_json::json;
 use shared::heroku::sso::{parse_form, HerokuSso};
-use shared::heroku::HerokuNames;
+use shared::heroku::{resource_id as heroku_id, HerokuNames};
 use shared::secret::Secret;
 use tests::*;
 
@@ -53,6 +53,10 @@ impl Heroku {
             .await
             .unwrap()
     }
+}
+
+fn resource_id(uuid: &str) -> String {
+    heroku_id(uuid).expect("a uuid")
 }
 
 fn new_uuid() -> String {
@@ -142,7 +146,7 @@ async fn a_provision_answers_the_id_and_herokus_config_and_redeliveries_the_same
     let (status, first) = &answers[0];
     assert_eq!(*status, 200, "{first}");
     let id = first["id"].as_str().unwrap();
-    assert_eq!(id, format!("res_hk_{uuid}"));
+    assert_eq!(id, format!("res_hk_{}", uuid.replace('-', "")));
     assert!(first["message"].as_str().unwrap().contains("basic"));
     let config = first["config"].as_object().unwrap();
     let mut names: Vec<String> = config.keys().cloned().collect();
@@ -193,7 +197,7 @@ async fn bad_provisions_are_refused_with_the_right_status_and_store_nothing() {
     assert!(partition(&client, &format!("HEROKU_ADDON#{uuid}"))
         .await
         .is_empty());
-    assert!(partition(&client, &format!("RESOURCE#res_hk_{uuid}"))
+    assert!(partition(&client, &format!("RESOURCE#{}", resource_id(&uuid)))
         .await
         .is_empty());
 }
@@ -236,11 +240,15 @@ async fn plan_changes_and_deprovisions_answer_herokus_codes() {
     assert_eq!(names, heroku_names());
     // The current plan again: a no-op, answered alike, nothing written.
     let client = dynamo_client().await;
-    let before = partition(&client, &format!("RESOURCE#res_hk_{uuid}")).await.len();
+    let before = partition(&client, &format!("RESOURCE#{}", resource_id(&uuid)))
+        .await
+        .len();
     let (status, again) = heroku.change_plan(&uuid.to_uppercase(), "premium").await;
     assert_eq!((status, &again["config"]), (200, &changed["config"]));
     assert_eq!(
-        partition(&client, &format!("RESOURCE#res_hk_{uuid}")).await.len(),
+        partition(&client, &format!("RESOURCE#{}", resource_id(&uuid)))
+            .await
+            .len(),
         before
     );
     let (status, refused) = heroku.change_plan(&uuid, "gold").await;
@@ -282,7 +290,7 @@ async fn heroku_and_clever_cloud_cannot_touch_each_others_resources() {
     let (status, _) = heroku.provision(&provision_body(&uuid, "basic")).await;
     assert_eq!(status, 200);
     // Clever Cloud's routes with the Heroku resource's id: unknown to them.
-    let response = market.deprovision(&format!("res_hk_{uuid}")).await;
+    let response = market.deprovision(&resource_id(&uuid)).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     // And Heroku's cannot name a Clever Cloud resource at all.
     assert_eq!(
@@ -305,7 +313,8 @@ fn nav_data() -> String {
 fn sso_form(uuid: &str, field: &str, timestamp: i64, signer: &HerokuSso) -> String {
     let body = |proof: &str| {
         format!(
-            "id=res_hk_{uuid}&resource_id={uuid}&timestamp={timestamp}&email=jane%40example.com&user_id=0f1e2d3c-user&app=my-app-42&context_app=my-app-42&nav-data={}&{field}={proof}",
+            "id={}&resource_id={uuid}&timestamp={timestamp}&email=jane%40example.com&user_id=0f1e2d3c-user&app=my-app-42&context_app=my-app-42&nav-data={}&{field}={proof}",
+            resource_id(uuid),
             nav_data()
         )
     };
@@ -361,7 +370,7 @@ async fn each_sso_proof_signs_in_once_and_the_panel_links_back_to_the_app() {
             .unwrap();
         assert_eq!(panel.status(), StatusCode::OK);
         let html = panel.text().await.unwrap();
-        assert!(html.contains(&format!("res_hk_{uuid}")), "{field}: {html}");
+        assert!(html.contains(&resource_id(&uuid)), "{field}: {html}");
         assert!(
             html.contains("https://dashboard.heroku.com/apps/my-app-42/resources"),
             "{html}"

@@ -22,6 +22,9 @@ pub fn marketplace(config: &CleverCloudConfig) -> Marketplace {
         actor: ACTOR,
         config_vars: config.config_vars.clone(),
         plans: config.plans.clone(),
+        // Clever Cloud waits for no provision: a vendor's "pending" is a 503,
+        // and Clever Cloud's retry asks again.
+        asynchronous: false,
     }
 }
 

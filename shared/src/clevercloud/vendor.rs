@@ -171,11 +171,7 @@ impl VendorClient {
             }
         }
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| retry_after_seconds(value, chrono::Utc::now()));
+        let retry_after = crate::outbound::retry_after(&response);
         let body = crate::outbound::read_text(response, crate::outbound::MAX_PLATFORM_ANSWER_BYTES)
             .await
             .map_err(|err| VendorError::Unavailable {
@@ -249,23 +245,6 @@ impl VendorClient {
             retry_after: None,
         })
     }
-}
-
-/// Longest `Retry-After` believed: a larger one waits for the next sweep anyway.
-const MAX_RETRY_AFTER_SECONDS: u64 = 60 * 60;
-
-/// `Retry-After` as seconds from `now`: delta-seconds or an HTTP date
-/// (RFC 9110), capped at an hour; `None` if unreadable.
-fn retry_after_seconds(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<u64> {
-    let value = value.trim();
-    let seconds = match value.parse::<u64>() {
-        Ok(seconds) => seconds,
-        Err(_) => {
-            let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-            u64::try_from((at.with_timezone(&chrono::Utc) - now).num_seconds()).unwrap_or(0)
-        }
-    };
-    Some(seconds.min(MAX_RETRY_AFTER_SECONDS))
 }
 
 fn urlencode(segment: &str) -> String {
@@ -379,26 +358,5 @@ mod tests {
             })
             .unwrap_or_default()
             .to_string()
-    }
-
-    #[test]
-    fn retry_after_is_read_as_seconds_or_a_date_and_capped() {
-        let now = chrono::DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
-            .unwrap()
-            .with_timezone(&chrono::Utc);
-        assert_eq!(retry_after_seconds("120", now), Some(120));
-        assert_eq!(retry_after_seconds(" 0 ", now), Some(0));
-        assert_eq!(
-            retry_after_seconds("Mon, 23 Nov 2026 10:02:00 GMT", now),
-            Some(120)
-        );
-        assert_eq!(
-            retry_after_seconds("Mon, 23 Nov 2026 09:00:00 GMT", now),
-            Some(0),
-            "a past date"
-        );
-        assert_eq!(retry_after_seconds("99999999999999999999", now), None);
-        assert_eq!(retry_after_seconds("18446744073709551615", now), Some(3600));
-        assert_eq!(retry_after_seconds("soon", now), None);
     }
 }

@@ -7,9 +7,11 @@
 //! lifecycle functions run over the marketplace-neutral `crate::lifecycle`.
 
 mod config;
+pub mod platform;
 mod protocol;
 pub mod routes;
 pub mod sso;
+pub mod tokens;
 
 pub use config::{HerokuConfig, HerokuNames};
 pub use protocol::{PlanChangeRequest, ProvisionRequest};
@@ -20,8 +22,10 @@ pub const ACTOR: &str = "heroku";
 /// This provider's id for Heroku add-on `uuid`: derived, not drawn, so that
 /// the later calls, which carry only the uuid, find the resource with one
 /// read, and so that every delivery of a provision names the same resource.
+/// It is the uuid's 32 hex digits after [`RESOURCE_ID_PREFIX`], the same
+/// shape as every other resource id (`res_`, a marketplace's mark, 32 hex).
 pub fn resource_id(uuid: &str) -> Option<String> {
-    protocol::canonical_uuid(uuid).map(|uuid| format!("{RESOURCE_ID_PREFIX}{uuid}"))
+    protocol::canonical_uuid(uuid).map(|uuid| format!("{RESOURCE_ID_PREFIX}{}", uuid.replace('-', "")))
 }
 
 /// Every Heroku resource's id starts so (the IAM policies narrow on it).

@@ -33,6 +33,36 @@ pub struct ProvisionRequest {
     pub region: Option<String>,
     pub callback_url: Option<String>,
     pub options: BTreeMap<String, String>,
+    /// The add-on's OAuth grant, to exchange within minutes (docs/heroku.md).
+    pub oauth_grant: Option<OauthGrant>,
+}
+
+/// `oauth_grant`: a code and until when it may be exchanged.
+#[derive(Clone, PartialEq, Deserialize)]
+pub struct OauthGrant {
+    pub code: String,
+    /// ISO 8601, as Heroku sends it.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+impl std::fmt::Debug for OauthGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OauthGrant")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OauthGrant {
+    /// Unix seconds after which the code is useless: its `expires_at`, or
+    /// five minutes after `now` when Heroku gave none readable.
+    pub fn expires_at_unix(&self, now: i64) -> i64 {
+        self.expires_at
+            .as_deref()
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+            .map_or(now + 300, |at| at.timestamp())
+    }
 }
 
 #[derive(Deserialize)]
@@ -43,6 +73,7 @@ struct RawProvisionRequest {
     region: Option<String>,
     callback_url: Option<String>,
     options: Option<BTreeMap<String, serde_json::Value>>,
+    oauth_grant: Option<OauthGrant>,
 }
 
 impl TryFrom<RawProvisionRequest> for ProvisionRequest {
@@ -70,6 +101,13 @@ impl TryFrom<RawProvisionRequest> for ProvisionRequest {
             region: text("region", raw.region)?,
             callback_url: text("callback_url", raw.callback_url)?,
             options,
+            oauth_grant: match raw.oauth_grant {
+                Some(grant) => Some(OauthGrant {
+                    code: bounded("oauth_grant.code", grant.code, MAX_ID_LEN)?,
+                    expires_at: grant.expires_at,
+                }),
+                None => None,
+            },
         })
     }
 }
@@ -101,6 +139,14 @@ pub struct ProvisionResponse {
     pub id: String,
     /// Under Heroku's names (`HEROKU_CONFIG_VARS`).
     pub config: BTreeMap<String, String>,
+    pub message: String,
+}
+
+/// 202: the vendor's service finishes it later; Heroku hears through the
+/// Platform API (docs/heroku.md, "Asynchronous provisioning").
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PendingResponse {
+    pub id: String,
     pub message: String,
 }
 
@@ -139,6 +185,10 @@ mod tests {
         assert_eq!(request.options["foo"], "bar");
         assert_eq!(request.options["baz"], "true");
         assert_eq!(request.options["n"], "3");
+        let grant = request.oauth_grant.unwrap();
+        assert_eq!(grant.code, "c");
+        assert_eq!(grant.expires_at_unix(0), 1_796_274_000);
+        assert!(!format!("{grant:?}").contains("\"c\""), "the code is not printed");
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //! marketplace-neutral lifecycle keyed by the add-on's `uuid`.
 
 use super::config::{HerokuConfig, HerokuNames};
-use super::protocol::{PlanChangeRequest, PlanChangeResponse, ProvisionRequest, ProvisionResponse};
+use super::protocol::{
+    PendingResponse, PlanChangeRequest, PlanChangeResponse, ProvisionRequest, ProvisionResponse,
+};
+use super::tokens::TokenKeys;
 use super::{resource_id, ACTOR};
 use crate::config::{self, ConfigError, Environment};
 use crate::http::{json_response, read_json, respond, ApiError, BasicCredentials};
 use crate::lifecycle::{Lifecycle, LifecycleError, Marketplace};
-use crate::model::{ConfigMap, Platform, Resource, Timestamp};
+use crate::model::{ConfigMap, HerokuAuthorization, Platform, Resource, ResourceStatus, SyncMark, Timestamp};
 use crate::provisioner::Provisioner;
 use crate::refresh::{Fresh, SecretSource};
 use crate::store::{ProvisionStore, ResourceWriter};
@@ -18,14 +21,29 @@ use std::future::Future;
 /// Heroku's side of a lifecycle function, built once at cold start; the
 /// Basic-auth credentials follow the secret (`crate::refresh`).
 pub struct HerokuApi<S, P> {
-    credentials: Fresh<BasicCredentials>,
+    secrets: Fresh<HerokuSecrets>,
     lifecycle: Lifecycle<S, P>,
     names: HerokuNames,
 }
 
-fn credentials(config: &HerokuConfig) -> BasicCredentials {
-    BasicCredentials::new(config.addon_id.clone(), config.password.clone())
-        .with_previous(config.previous_password.clone())
+/// What follows the secret: Heroku's Basic-auth credentials and the keys
+/// that seal its OAuth grants.
+pub struct HerokuSecrets {
+    credentials: BasicCredentials,
+    keys: TokenKeys,
+}
+
+impl HerokuSecrets {
+    fn from_lookup(
+        config: &HerokuConfig,
+        lookup: &impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            credentials: BasicCredentials::new(config.addon_id.clone(), config.password.clone())
+                .with_previous(config.previous_password.clone()),
+            keys: TokenKeys::from_lookup(lookup)?,
+        })
+    }
 }
 
 /// Heroku's share of the manifest: the vendor's config vars (renamed on
@@ -36,19 +54,11 @@ fn marketplace(config: &HerokuConfig, vendor_config_vars: Vec<String>) -> Market
         actor: ACTOR,
         config_vars: vendor_config_vars,
         plans: config.plans.clone(),
+        asynchronous: true,
     }
 }
 
 impl<S, P: Provisioner> HerokuApi<S, P> {
-    /// With fixed credentials (tests).
-    pub fn new(store: S, provisioner: P, config: HerokuConfig, vendor_config_vars: Vec<String>) -> Self {
-        Self {
-            credentials: Fresh::fixed(credentials(&config)),
-            lifecycle: Lifecycle::new(store, provisioner, marketplace(&config, vendor_config_vars)),
-            names: config.names,
-        }
-    }
-
     /// `None` when the deployment does not sell on Heroku
     /// (`HEROKU_ADDON_ID` unset); the credentials follow the secret.
     pub fn from_environment(
@@ -63,12 +73,13 @@ impl<S, P: Provisioner> HerokuApi<S, P> {
         };
         let vendor_config_vars = config::comma_list(&config::required(&lookup, "ADDON_CONFIG_VARS")?);
         let fresh = Fresh::new(source, environment, |environment| {
-            let heroku = HerokuConfig::from_lookup(&environment.lookup())?
+            let lookup = environment.lookup();
+            let heroku = HerokuConfig::from_lookup(&lookup)?
                 .ok_or_else(|| ConfigError::new("HEROKU_ADDON_ID", "was removed from the secret"))?;
-            Ok(credentials(&heroku))
+            HerokuSecrets::from_lookup(&heroku, &lookup)
         })?;
         Ok(Some(Self {
-            credentials: fresh,
+            secrets: fresh,
             lifecycle: Lifecycle::new(store, provisioner, marketplace(&heroku, vendor_config_vars)),
             names: heroku.names,
         }))
@@ -102,21 +113,36 @@ fn path_resource_id(request: &Request) -> Result<String, ApiError> {
         .ok_or_else(|| LifecycleError::NotFound.into())
 }
 
-/// `POST /heroku/resources`: 200 with the config; a redelivery, however
-/// many at once, answers the same `id` and config.
+/// `POST /heroku/resources`: 200 with the config, or 202 when the vendor's
+/// service finishes later; a redelivery, however many at once, answers the
+/// same. The OAuth grant is sealed onto the resource and owed an exchange
+/// (the sync's, within the grant's minutes).
 pub async fn provision<S: ProvisionStore, P: Provisioner>(
     api: &HerokuApi<S, P>,
     request: Request,
 ) -> Response<Body> {
-    authenticated(&*api.credentials.get().await, &request, async {
+    let secrets = api.secrets.get().await;
+    authenticated(&secrets.credentials, &request, async {
         let body: ProvisionRequest = read_json(&request)?;
         let now = Timestamp::now();
         let id = resource_id(&body.uuid).ok_or_else(ApiError::internal)?;
+        let authorization = body.oauth_grant.map(|grant| HerokuAuthorization {
+            grant: Some(secrets.keys.seal(&id, grant.code.as_bytes())),
+            grant_expires_at: Some(grant.expires_at_unix(now.unix())),
+            tokens: None,
+            access_expires_at: None,
+        });
         let resource = Resource {
             name: body.name,
             region: body.region,
             callback_url: body.callback_url,
             options: body.options,
+            sync: if authorization.is_some() {
+                SyncMark::owed(&now)
+            } else {
+                SyncMark::default()
+            },
+            heroku: authorization,
             ..Resource::new(
                 id,
                 Platform::Heroku,
@@ -127,6 +153,15 @@ pub async fn provision<S: ProvisionStore, P: Provisioner>(
             )
         };
         let resource = api.lifecycle.provision(resource, &now).await?;
+        if resource.status == ResourceStatus::Provisioning {
+            return Ok(json_response(
+                StatusCode::ACCEPTED,
+                &PendingResponse {
+                    message: format!("Your add-on is being provisioned on plan {}.", resource.plan),
+                    id: resource.id,
+                },
+            ));
+        }
         Ok(json_response(
             StatusCode::OK,
             &ProvisionResponse {
@@ -145,7 +180,7 @@ pub async fn change_plan<S: ResourceWriter, P: Provisioner>(
     api: &HerokuApi<S, P>,
     request: Request,
 ) -> Response<Body> {
-    authenticated(&*api.credentials.get().await, &request, async {
+    authenticated(&api.secrets.get().await.credentials, &request, async {
         let id = path_resource_id(&request)?;
         let body: PlanChangeRequest = read_json(&request)?;
         let config = api.lifecycle.change_plan(&id, &body.plan, None).await?;
@@ -166,7 +201,7 @@ pub async fn deprovision<S: ResourceWriter, P: Provisioner>(
     api: &HerokuApi<S, P>,
     request: Request,
 ) -> Response<Body> {
-    authenticated(&*api.credentials.get().await, &request, async {
+    authenticated(&api.secrets.get().await.credentials, &request, async {
         let id = path_resource_id(&request)?;
         api.lifecycle.deprovision(&id).await?;
         let mut response = Response::new(Body::Empty);
@@ -174,4 +209,73 @@ pub async fn deprovision<S: ResourceWriter, P: Provisioner>(
         Ok(response)
     })
     .await
+}
+
+/// The vendor's completion call: exactly the config, nothing else.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Completion {
+    config: std::collections::BTreeMap<String, String>,
+}
+
+/// `POST /vendor/resources/{id}/provisioned`: the vendor's service finished
+/// a provision it answered 202 to, and sends the config, signed as this
+/// provider signs its calls to it (docs/provisioner.md, "Asynchronous
+/// provisioning"). The signature comes first; then 200, again 200 for the
+/// same config, 409 for a resource not waiting (or finished otherwise),
+/// 422 for a config that is not exactly the manifest's vars.
+pub async fn vendor_finished<S: ResourceWriter, P: Provisioner>(
+    api: &HerokuApi<S, P>,
+    request: Request,
+) -> Response<Body> {
+    respond(
+        async {
+            let header = request
+                .headers()
+                .get(crate::provisioner::signature::HEADER)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default();
+            let now = Timestamp::now().unix();
+            match api
+                .lifecycle
+                .provisioner()
+                .verify_vendor_call(header, request.body().as_ref(), now)
+                .await
+            {
+                None => {
+                    return Err(ApiError::not_found(
+                        "no vendor service is configured to finish provisions",
+                    ))
+                }
+                Some(Err(err)) => {
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "bad_signature",
+                        err.to_string(),
+                    ))
+                }
+                Some(Ok(())) => {}
+            }
+            let id = request
+                .path_parameters_ref()
+                .and_then(|params| params.first("id"))
+                .filter(|id| id.starts_with(super::RESOURCE_ID_PREFIX))
+                .map(str::to_string)
+                .ok_or_else(|| ApiError::from(LifecycleError::NotFound))?;
+            let body: Completion = read_json(&request)?;
+            match api.lifecycle.finish_provision(&id, ConfigMap(body.config)).await {
+                Ok(_) => Ok(json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({"id": id, "status": "provisioned"}),
+                )),
+                Err(err @ LifecycleError::ConfigMismatch { .. }) => Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "config_mismatch",
+                    err.to_string(),
+                )),
+                Err(err) => Err(err.into()),
+            }
+        }
+        .await,
+    )
 }

@@ -16,7 +16,7 @@
 //!   budget (`PROVISIONER_TIMEOUT_MS`).
 //! - Nothing here logs or returns a config value, the secret or a signature.
 
-use super::{signature, ProvisionContext, Provisioner, ProvisionerError};
+use super::{signature, ProvisionContext, Provisioner, ProvisionerError, Provisioning};
 use crate::config::{self, ConfigError, Environment};
 use crate::model::{ConfigMap, Platform, Resource, ResourceStatus};
 use crate::refresh::{Fresh, SecretSource};
@@ -195,6 +195,16 @@ impl SigningSecrets {
         secrets.extend(&self.previous);
         signature::sign_with_each(&secrets, timestamp, body)
     }
+
+    /// A call from the vendor's service, signed with either secret during a
+    /// rotation: the worst answer is the current secret's.
+    fn verify(&self, header: &str, body: &[u8], now: i64) -> Result<(), signature::SignatureError> {
+        let tolerance = signature::DEFAULT_TOLERANCE_SECONDS;
+        signature::verify(&self.current, header, body, now, tolerance).or_else(|err| match &self.previous {
+            Some(previous) if signature::verify(previous, header, body, now, tolerance).is_ok() => Ok(()),
+            _ => Err(err),
+        })
+    }
 }
 
 impl std::fmt::Debug for HttpProvisioner {
@@ -320,6 +330,10 @@ impl HttpProvisioner {
     async fn config_call(&self, request: Encoded) -> Result<ConfigMap, ProvisionerError> {
         match self.call(request).await? {
             Answer::Ok(body) => self.read_config(&body),
+            Answer::Accepted => Err(ProvisionerError::Unavailable(
+                "the vendor answered 202 (pending), but this marketplace needs the config in its answer"
+                    .into(),
+            )),
             Answer::NotFound => Err(ProvisionerError::Refused {
                 status: 404,
                 message: "the vendor does not know this resource".into(),
@@ -355,6 +369,7 @@ impl HttpProvisioner {
 
 enum Answer {
     Ok(Vec<u8>),
+    Accepted,
     NotFound,
 }
 
@@ -384,6 +399,9 @@ async fn read_answer(response: reqwest::Response) -> Result<Answer, ProvisionerE
         .map_err(|err| ProvisionerError::Unavailable(err.to_string()))?;
     // A 3xx is not followed (crate::outbound) and is no answer: retryable.
     match status.as_u16() {
+        // Accepted: the vendor's service finishes the provision later and
+        // calls back (docs/provisioner.md, "Asynchronous provisioning").
+        202 => Ok(Answer::Accepted),
         200..=299 => Ok(Answer::Ok(body)),
         404 => Ok(Answer::NotFound),
         status @ 400..=499 => Err(ProvisionerError::Refused {
@@ -423,6 +441,27 @@ impl Provisioner for HttpProvisioner {
         self.config_call(request)
     }
 
+    fn provision_or_pending(
+        &self,
+        context: ProvisionContext<'_>,
+    ) -> impl Future<Output = Result<Provisioning, ProvisionerError>> + Send {
+        let request = VendorRequest {
+            email: context.email,
+            ..VendorRequest::new(Action::Provision, context.resource, &[])
+        }
+        .encode();
+        async move {
+            match self.call(request).await? {
+                Answer::Accepted => Ok(Provisioning::Pending),
+                Answer::Ok(body) => self.read_config(&body).map(Provisioning::Ready),
+                Answer::NotFound => Err(ProvisionerError::Refused {
+                    status: 404,
+                    message: "the vendor does not know this resource".into(),
+                }),
+            }
+        }
+    }
+
     fn change_plan(
         &self,
         resource: &Resource,
@@ -445,6 +484,15 @@ impl Provisioner for HttpProvisioner {
         let version = resource.version.to_string();
         let request = VendorRequest::new(Action::Rotate, resource, &[&resource.id, &version]).encode();
         self.config_call(request)
+    }
+
+    async fn verify_vendor_call(
+        &self,
+        header: &str,
+        body: &[u8],
+        now: i64,
+    ) -> Option<Result<(), signature::SignatureError>> {
+        Some(self.secrets.get().await.verify(header, body, now))
     }
 
     /// Gone is gone: 2xx or 404. Anything else, a refusal included, leaves

@@ -47,12 +47,33 @@ pub enum ProvisionerError {
     Refused { status: u16, message: String },
 }
 
+/// What a provision came to, where the marketplace can wait for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provisioning {
+    /// Ready now, with these config values.
+    Ready(ConfigMap),
+    /// The vendor's service finishes later and then calls the stack with
+    /// the config (docs/provisioner.md, "Asynchronous provisioning").
+    Pending,
+}
+
 pub trait Provisioner: Send + Sync {
     /// Config values for a new resource: exactly one per configured config var.
     fn provision(
         &self,
         context: ProvisionContext<'_>,
     ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send;
+
+    /// As [`Self::provision`], for a marketplace that can wait (Heroku): the
+    /// vendor's service may answer that it finishes later. By default every
+    /// provision is ready at once.
+    fn provision_or_pending(
+        &self,
+        context: ProvisionContext<'_>,
+    ) -> impl Future<Output = Result<Provisioning, ProvisionerError>> + Send {
+        let ready = self.provision(context);
+        async move { ready.await.map(Provisioning::Ready) }
+    }
 
     /// Config values after a plan change. By default they stay as they are.
     fn change_plan(
@@ -78,6 +99,19 @@ pub trait Provisioner: Send + Sync {
     /// deprovisioned, and again if the marketplace retries after a failure.
     fn deprovision(&self, _resource: &Resource) -> impl Future<Output = Result<(), ProvisionerError>> + Send {
         ready(Ok(()))
+    }
+
+    /// Checks the `Addon-Signature` of a call from the vendor's service
+    /// (docs/provisioner.md, "Asynchronous provisioning"), made as this
+    /// provider signs its own calls. `None` when no vendor service is
+    /// configured to make one.
+    fn verify_vendor_call(
+        &self,
+        _header: &str,
+        _body: &[u8],
+        _now: i64,
+    ) -> impl Future<Output = Option<Result<(), signature::SignatureError>>> + Send {
+        ready(None)
     }
 
     /// Whether [`Self::deprovision`] needs the stored resource (to tell the
@@ -135,6 +169,16 @@ impl Provisioner for VendorProvisioner {
         }
     }
 
+    async fn provision_or_pending(
+        &self,
+        context: ProvisionContext<'_>,
+    ) -> Result<Provisioning, ProvisionerError> {
+        match self {
+            Self::Default(provisioner) => provisioner.provision_or_pending(context).await,
+            Self::Http(provisioner) => provisioner.provision_or_pending(context).await,
+        }
+    }
+
     async fn change_plan(&self, resource: &Resource, new_plan: &str) -> Result<ConfigMap, ProvisionerError> {
         match self {
             Self::Default(provisioner) => provisioner.change_plan(resource, new_plan).await,
@@ -153,6 +197,18 @@ impl Provisioner for VendorProvisioner {
         match self {
             Self::Default(provisioner) => provisioner.deprovision(resource).await,
             Self::Http(provisioner) => provisioner.deprovision(resource).await,
+        }
+    }
+
+    async fn verify_vendor_call(
+        &self,
+        header: &str,
+        body: &[u8],
+        now: i64,
+    ) -> Option<Result<(), signature::SignatureError>> {
+        match self {
+            Self::Default(_) => None,
+            Self::Http(provisioner) => provisioner.verify_vendor_call(header, body, now).await,
         }
     }
 

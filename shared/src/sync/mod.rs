@@ -17,8 +17,10 @@
 //! table or the event bus cannot be reached or an image cannot be decoded: a
 //! platform's failure is kept on the item, for the sweep.
 
+mod heroku;
 mod settle;
 
+pub use heroku::{HerokuSync, PROVISION_LIMIT_SECONDS};
 pub use settle::{Settled, PROVISIONING_GRACE_SECONDS};
 
 use crate::clevercloud::vendor::{VendorAppSummary, VendorClient, VendorError};
@@ -26,16 +28,20 @@ use crate::cloudmore::CloudmoreClient;
 use crate::config::{self, CleverCloudConfig, ConfigError};
 use crate::deadline::time_left;
 use crate::events::{lifecycle_event, EventPublisher, PublishError};
+use crate::heroku::platform::HerokuClient;
+use crate::heroku::tokens::TokenKeys;
+use crate::heroku::HerokuNames;
 use crate::model::{
     Account, AuditAction, AuditEvent, Platform, Resource, ResourceStatus, SubjectKind, SyncQueue, Timestamp,
 };
 use crate::provisioner::{Provisioner, ProvisionerError, VendorProvisioner};
-use crate::refresh::SecretSource;
+use crate::refresh::{Fresh, SecretSource};
 use crate::store::{change_resource, AuditKey, Change, DynamoStore, StoreError, SyncStore, SyncSubject};
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The Clever Cloud owner every provision of `provider check` names, and the
@@ -80,6 +86,10 @@ pub struct PlatformSync<S> {
     /// Tells the vendor's service about unconfirmed resources whose TTL
     /// removed them ([`PlatformSync::with_provisioner`]).
     provisioner: Option<VendorProvisioner>,
+    /// `None` when the add-on is not sold on Heroku.
+    heroku: Option<HerokuSync>,
+    /// What time it is: the system's, or a test's.
+    clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
 }
 
 impl PlatformSync<DynamoStore> {
@@ -101,8 +111,20 @@ impl PlatformSync<DynamoStore> {
         let store = DynamoStore::ready(&aws, table).await;
         let events = EventPublisher::from_env(&aws)?;
         let mut provisioner = VendorProvisioner::from_lookup(&lookup, &addon.addon_id)?;
-        provisioner.follow_secret(source, &environment)?;
-        Ok(Self::new(store, vendor, cloudmore, Some(events)).with_provisioner(provisioner))
+        provisioner.follow_secret(source.clone(), &environment)?;
+        let heroku = match config::optional(&lookup, "HEROKU_ADDON_ID") {
+            Some(_) => Some(HerokuSync {
+                client: HerokuClient::from_secret(source.clone(), &environment)?,
+                keys: Arc::new(Fresh::new(source, &environment, |environment| {
+                    TokenKeys::from_lookup(&environment.lookup())
+                })?),
+                names: HerokuNames::from_lookup(&lookup)?,
+            }),
+            None => None,
+        };
+        Ok(Self::new(store, vendor, cloudmore, Some(events))
+            .with_provisioner(provisioner)
+            .with_heroku(heroku))
     }
 }
 
@@ -119,7 +141,23 @@ impl<S: SyncStore> PlatformSync<S> {
             cloudmore,
             events,
             provisioner: None,
+            heroku: None,
+            clock: Arc::new(Timestamp::now),
         }
+    }
+
+    /// Heroku's side (`None`: the add-on is not sold there).
+    pub fn with_heroku(self, heroku: Option<HerokuSync>) -> Self {
+        Self { heroku, ..self }
+    }
+
+    /// Settles as if it were the time `clock` says (tests of deadlines).
+    pub fn with_clock(self, clock: Arc<dyn Fn() -> Timestamp + Send + Sync>) -> Self {
+        Self { clock, ..self }
+    }
+
+    fn now(&self) -> Timestamp {
+        (self.clock)()
     }
 
     /// Processes a batch in order, until `deadline`. A record that fails
@@ -247,6 +285,7 @@ impl<S: SyncStore> PlatformSync<S> {
                 .max(0);
             match settled {
                 Settled::Done => report.settled += 1,
+                Settled::Scheduled { .. } => report.scheduled += 1,
                 Settled::Failed { .. } => report.failed += 1,
                 Settled::Pending { .. } | Settled::Waiting { .. } => {
                     report.pending += 1;
@@ -391,8 +430,12 @@ pub struct SweepReport {
     pub settled: usize,
     /// Items still owed something, to be retried.
     pub pending: usize,
-    /// Items a platform refused for good.
+    /// Items a platform refused for good (or a marketplace's deadline
+    /// passed): the `FailedSyncs` alarm.
     pub failed: usize,
+    /// Items with nothing to do yet (a provision the vendor's service is
+    /// still finishing), not failing and not counted as pending.
+    pub scheduled: usize,
     /// How long the oldest still-pending item has been owed.
     pub oldest_pending_seconds: i64,
     /// Items not reached before the invocation's deadline (the next sweep's).

@@ -27,17 +27,17 @@ pub const PROVISIONING_GRACE_SECONDS: i64 = 5 * 60;
 
 /// Whether a failed push is worth trying again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Retry {
+pub(super) enum Retry {
     /// Yes; not before this many seconds, if the platform said so.
     After(Option<u64>),
     Never,
 }
 
 #[derive(Debug, Clone)]
-struct Failure {
-    step: &'static str,
-    message: String,
-    retry: Retry,
+pub(super) struct Failure {
+    pub step: &'static str,
+    pub message: String,
+    pub retry: Retry,
 }
 
 fn vendor_failure(step: &'static str, err: VendorError, young: bool) -> Failure {
@@ -79,13 +79,21 @@ pub enum Settled {
     Failed { error: String },
     /// Not tried now: a platform asked to wait until `retry_at`.
     Waiting { retry_at: i64 },
+    /// Nothing failed, nothing to do before `at` (a provision the vendor's
+    /// service is still finishing, until the marketplace's deadline).
+    Scheduled { at: i64 },
 }
 
 impl Settled {
-    fn of(mark: &SyncMark) -> Self {
+    pub(super) fn of(mark: &SyncMark) -> Self {
         let error = mark.sync_error.clone().unwrap_or_default();
         match mark.sync_queue {
             None => Settled::Done,
+            Some(SyncQueue::Pending) if mark.sync_error.is_none() && mark.sync_retry_at.is_some() => {
+                Settled::Scheduled {
+                    at: mark.sync_retry_at.unwrap_or_default(),
+                }
+            }
             Some(SyncQueue::Failed) => Settled::Failed { error },
             Some(SyncQueue::Pending) => Settled::Pending {
                 error,
@@ -98,7 +106,7 @@ impl Settled {
 /// The mark after an attempt: cleared when nothing is owed and nothing
 /// failed; otherwise owed since the same moment, in the queue the failures
 /// call for.
-fn next_mark(previous: &SyncMark, owes: bool, failures: &[Failure], now: &Timestamp) -> SyncMark {
+pub(super) fn next_mark(previous: &SyncMark, owes: bool, failures: &[Failure], now: &Timestamp) -> SyncMark {
     if failures.is_empty() {
         return if owes {
             previous.still_owed(now)
@@ -138,7 +146,7 @@ fn resource_owes(resource: &Resource) -> bool {
         && (resource.vendor.is_none() || resource.pushed_config_version < resource.config_version)
 }
 
-fn age_seconds(created_at: &str, now: &Timestamp) -> i64 {
+pub(super) fn age_seconds(created_at: &str, now: &Timestamp) -> i64 {
     chrono::DateTime::parse_from_rfc3339(created_at)
         .map(|created| now.unix() - created.timestamp())
         .unwrap_or(i64::MAX)
@@ -176,9 +184,12 @@ impl<S: SyncStore> PlatformSync<S> {
         let Some(resource) = self.store.get_resource(id).await? else {
             return Ok(Some(Settled::Done));
         };
-        let now = Timestamp::now();
+        let now = self.now();
         if let Some(settled) = not_now(&resource.sync, &now, now_whatever) {
             return Ok(Some(settled));
+        }
+        if resource.platform == Platform::Heroku {
+            return self.try_settle_heroku(resource, &now).await;
         }
         let mut failures = Vec::new();
         let mut details = None;
@@ -376,9 +387,13 @@ fn not_now(mark: &SyncMark, now: &Timestamp, now_whatever: bool) -> Option<Settl
         None => Some(Settled::Done),
         _ if now_whatever => None,
         Some(SyncQueue::Failed) => Some(Settled::of(mark)),
-        Some(SyncQueue::Pending) => mark
-            .sync_retry_at
-            .filter(|retry_at| *retry_at > now.unix())
-            .map(|retry_at| Settled::Waiting { retry_at }),
+        Some(SyncQueue::Pending) => {
+            mark.sync_retry_at
+                .filter(|retry_at| *retry_at > now.unix())
+                .map(|retry_at| match mark.sync_error {
+                    None => Settled::Scheduled { at: retry_at },
+                    Some(_) => Settled::Waiting { retry_at },
+                })
+        }
     }
 }

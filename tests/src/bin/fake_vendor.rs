@@ -20,6 +20,7 @@
 //! | `refuse` | 422 `{"message": "The plan is full for this organisation."}` |
 //! | `flaky` | 500 the first time for an idempotency key, then as usual |
 //! | `gone` | 404 |
+//! | `pending` | 202 `{"message": "provisioning"}`: finished later by a signed completion call |
 //!
 //! `GET /received` lists every request, as JSON, with `signature_valid` and
 //! the `answer` it got (status, and body when 200); `GET /held` the
@@ -139,6 +140,11 @@ impl Vendor {
             Some("error") => return (StatusCode::INTERNAL_SERVER_ERROR, json!({})),
             Some("bad-body") => return (StatusCode::OK, json!({"config": {}})),
             Some("gone") => return (StatusCode::NOT_FOUND, json!({})),
+            Some("pending") if request["action"] == "provision" => {
+                let resource_id = request["resource_id"].as_str().unwrap_or_default().to_string();
+                self.held.lock().unwrap().insert(resource_id);
+                return (StatusCode::ACCEPTED, json!({"message": "provisioning"}));
+            }
             Some("refuse") => {
                 return (
                     StatusCode::UNPROCESSABLE_ENTITY,

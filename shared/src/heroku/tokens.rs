@@ -1,0 +1,164 @@
+//! Heroku's OAuth credentials sealed at rest (docs/heroku.md, "The OAuth
+//! grant"): AES-256-GCM (aws-lc-rs) under `HEROKU_TOKEN_KEY`, a fresh random
+//! nonce each time, and the resource's id as associated data, so a sealed
+//! value copied onto another resource does not open. During a rotation
+//! (`HEROKU_TOKEN_KEY_PREVIOUS`) values sealed under the previous key still
+//! open; each refresh seals under the current one.
+
+use crate::config::{self, ConfigError};
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+/// Marks the format, so another can follow.
+const VERSION: &str = "v1.";
+
+/// The key as configured: 32 bytes, written as 64 hex digits.
+struct Key([u8; 32]);
+
+impl Key {
+    fn parse(var: &'static str, text: &str) -> Result<Self, ConfigError> {
+        let bytes = hex::decode(text.trim())
+            .map_err(|_| ConfigError::new(var, "must be 64 hex digits (32 random bytes)"))?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| ConfigError::new(var, "must be 64 hex digits (32 random bytes)"))?;
+        Ok(Self(bytes))
+    }
+
+    fn aead(&self) -> LessSafeKey {
+        // A 32-byte key is exactly what AES-256-GCM takes.
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.0).expect("a 32-byte AES-256 key"))
+    }
+}
+
+/// `HEROKU_TOKEN_KEY` and, during its rotation, `HEROKU_TOKEN_KEY_PREVIOUS`.
+pub struct TokenKeys {
+    current: Key,
+    previous: Option<Key>,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKeys(..)")
+    }
+}
+
+impl TokenKeys {
+    pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let current = Key::parse("HEROKU_TOKEN_KEY", &config::required(lookup, "HEROKU_TOKEN_KEY")?)?;
+        let previous = config::optional(lookup, "HEROKU_TOKEN_KEY_PREVIOUS")
+            .map(|text| Key::parse("HEROKU_TOKEN_KEY_PREVIOUS", &text))
+            .transpose()?;
+        Ok(Self { current, previous })
+    }
+
+    /// `plain` sealed for resource `resource_id`.
+    pub fn seal(&self, resource_id: &str, plain: &[u8]) -> String {
+        let mut nonce = [0u8; NONCE_LEN];
+        // The operating system's generator failing is not survivable.
+        getrandom::fill(&mut nonce).expect("the operating system's random generator");
+        let mut sealed = plain.to_vec();
+        self.current
+            .aead()
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(resource_id.as_bytes()),
+                &mut sealed,
+            )
+            .expect("AES-GCM seals any message under 64 GiB");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        format!("{VERSION}{}", URL_SAFE_NO_PAD.encode(out))
+    }
+
+    /// What `sealed` holds, if one of the keys sealed it for `resource_id`.
+    pub fn open(&self, resource_id: &str, sealed: &str) -> Option<Vec<u8>> {
+        let bytes = URL_SAFE_NO_PAD.decode(sealed.strip_prefix(VERSION)?).ok()?;
+        if bytes.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+        std::iter::once(&self.current)
+            .chain(self.previous.as_ref())
+            .find_map(|key| {
+                let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+                let mut buffer = ciphertext.to_vec();
+                let plain = key
+                    .aead()
+                    .open_in_place(nonce, Aad::from(resource_id.as_bytes()), &mut buffer)
+                    .ok()?;
+                Some(plain.to_vec())
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    const OTHER: &str = "ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+    fn keys(current: &str, previous: Option<&str>) -> TokenKeys {
+        TokenKeys::from_lookup(&|name: &str| match name {
+            "HEROKU_TOKEN_KEY" => Some(current.to_string()),
+            "HEROKU_TOKEN_KEY_PREVIOUS" => previous.map(str::to_string),
+            _ => None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_sealed_value_opens_for_its_resource_only_and_hides_its_text() {
+        let keys = keys(KEY, None);
+        let sealed = keys.seal("res_hk_1", b"access-token-value");
+        assert!(!sealed.contains("access-token-value"));
+        assert_eq!(
+            keys.open("res_hk_1", &sealed).as_deref(),
+            Some(&b"access-token-value"[..])
+        );
+        assert_eq!(keys.open("res_hk_2", &sealed), None, "bound to its resource");
+        assert_ne!(
+            sealed,
+            keys.seal("res_hk_1", b"access-token-value"),
+            "a fresh nonce each time"
+        );
+        // Any changed byte fails the tag.
+        let mut tampered = sealed.clone().into_bytes();
+        let last = tampered.len() - 2;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        assert_eq!(
+            keys.open("res_hk_1", std::str::from_utf8(&tampered).unwrap()),
+            None
+        );
+        assert_eq!(keys.open("res_hk_1", "v1."), None);
+        assert_eq!(keys.open("res_hk_1", "plain"), None);
+    }
+
+    #[test]
+    fn during_a_rotation_values_sealed_under_the_previous_key_still_open() {
+        let old = keys(OTHER, None);
+        let sealed = old.seal("res_hk_1", b"t");
+        assert_eq!(
+            keys(KEY, Some(OTHER)).open("res_hk_1", &sealed).as_deref(),
+            Some(&b"t"[..])
+        );
+        assert_eq!(keys(KEY, None).open("res_hk_1", &sealed), None);
+    }
+
+    #[test]
+    fn a_key_that_is_not_32_bytes_of_hex_stops_the_start() {
+        for bad in [
+            "",
+            "00",
+            "zz0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+            &format!("{KEY}00"),
+        ] {
+            let err =
+                TokenKeys::from_lookup(&|name: &str| (name == "HEROKU_TOKEN_KEY").then(|| bad.to_string()))
+                    .unwrap_err();
+            assert_eq!(err.var, "HEROKU_TOKEN_KEY", "{bad:?}");
+        }
+    }
+}

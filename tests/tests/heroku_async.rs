@@ -1,0 +1,348 @@
+//! Heroku's asynchronous provisioning and OAuth grant end to end
+//! (docs/heroku.md): the provision and the vendor's completion call through
+//! `cargo lambda watch`, the platform sync run in process (as its stream
+//! handler runs it) against the stand-in Heroku, which records what it
+//! receives; state checked in DynamoDB Local.
+
+use reqwest::{header, Method, StatusCode};
+use serde_json::{json, Value};
+use shared::config::Environment;
+use shared::heroku::platform::HerokuClient;
+use shared::heroku::tokens::TokenKeys;
+use shared::heroku::HerokuNames;
+use shared::model::{ResourceStatus, Timestamp};
+use shared::provisioner::signature;
+use shared::secret::Secret;
+use shared::store::{ResourceReader, SyncSubject};
+use shared::sync::{HerokuSync, PlatformSync, Settled, PROVISION_LIMIT_SECONDS};
+use std::sync::Arc;
+use tests::*;
+
+fn new_uuid() -> String {
+    let hex = shared::secret::random_hex(16);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+fn resource_id(uuid: &str) -> String {
+    shared::heroku::resource_id(uuid).unwrap()
+}
+
+async fn provision(uuid: &str, code: &str, pending: bool) -> (u16, Value) {
+    let mut options = json!({});
+    if pending {
+        options["stand-in"] = "pending".into();
+    }
+    let body = json!({
+        "uuid": uuid, "name": "acme-db", "plan": "basic", "region": "amazon-web-services::us-east-1",
+        "callback_url": format!("https://api.heroku.com/addons/{uuid}"),
+        "oauth_grant": {"code": code, "expires_at": (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339(), "type": "authorization_code"},
+        "options": options,
+    });
+    let response = reqwest::Client::new()
+        .post(format!("{}/heroku/resources", base_url()))
+        .basic_auth(stack_var("HEROKU_ADDON_ID"), Some(stack_var("HEROKU_PASSWORD")))
+        .header(header::ACCEPT, "application/vnd.heroku-addons+json; version=3")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    json(response).await
+}
+
+/// The sync as the platform-sync function builds it, with `clock`.
+async fn sync(clock: Option<Timestamp>) -> PlatformSync<shared::store::DynamoStore> {
+    let environment = Environment::default();
+    let lookup = environment.lookup();
+    let heroku = HerokuSync {
+        client: HerokuClient::from_secret(None, &environment).expect("the stack's HEROKU_* variables"),
+        keys: Arc::new(shared::refresh::Fresh::fixed(
+            TokenKeys::from_lookup(&lookup).expect("HEROKU_TOKEN_KEY"),
+        )),
+        names: HerokuNames::from_lookup(&lookup).unwrap(),
+    };
+    let vendor = shared::clevercloud::vendor::VendorClient::new(
+        "http://127.0.0.1:9".into(),
+        "addon-name".into(),
+        Secret::new("unused"),
+    );
+    let sync = PlatformSync::new(
+        acting_as("platform-sync", &store().await).await,
+        vendor,
+        None,
+        None,
+    )
+    .with_provisioner(stack_provisioner())
+    .with_heroku(Some(heroku));
+    match clock {
+        Some(at) => sync.with_clock(Arc::new(move || at)),
+        None => sync,
+    }
+}
+
+async fn settle(sync: &PlatformSync<shared::store::DynamoStore>, id: &str) -> Settled {
+    sync.settle(&SyncSubject::Resource(id.to_string()))
+        .await
+        .expect("settled")
+}
+
+async fn heroku_received(key: &str) -> Vec<Value> {
+    reqwest::get(format!("{}/received/{key}", stack_var("E2E_HEROKU_URL")))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn token_requests() -> Vec<Value> {
+    heroku_received("tokens").await
+}
+
+/// The vendor's completion call, signed with `secret`.
+async fn vendor_finishes(id: &str, body: &Value, secret: &str) -> (u16, Value) {
+    let body = serde_json::to_vec(body).unwrap();
+    let signed = signature::sign(&Secret::new(secret), chrono::Utc::now().timestamp(), &body);
+    let response = reqwest::Client::new()
+        .request(
+            Method::POST,
+            format!("{}/vendor/resources/{id}/provisioned", base_url()),
+        )
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(signature::HEADER, signed)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    json(response).await
+}
+
+fn vendor_config(id: &str) -> Value {
+    json!({"config": {"ADDON_NAME_URL": format!("https://db.example/{id}"), "ADDON_NAME_TOKEN": "t0k3n-from-the-vendor"}})
+}
+
+async fn raw_item(id: &str) -> String {
+    let items = partition(&dynamo_client().await, &format!("RESOURCE#{id}")).await;
+    let item = items
+        .iter()
+        .find(|item| string(item, "sk") == "RESOURCE")
+        .expect("the resource");
+    format!("{item:?}")
+}
+
+#[tokio::test]
+async fn a_pending_provision_is_finished_by_the_vendor_then_set_and_announced_on_heroku() {
+    let uuid = new_uuid();
+    let id = resource_id(&uuid);
+    let code = format!("ok-{uuid}");
+    let (status, body) = provision(&uuid, &code, true).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["id"], id.as_str());
+    assert!(
+        body.get("config").is_none(),
+        "no config before the vendor's call: {body}"
+    );
+    let (status, again) = provision(&uuid, &code, true).await;
+    assert_eq!((status, &again), (202, &body), "a redelivery answers alike");
+    let stored = store().await.get_resource(&id).await.unwrap().unwrap();
+    assert_eq!(stored.status, ResourceStatus::Provisioning);
+    assert!(
+        !raw_item(&id).await.contains(&code),
+        "the grant is sealed, never in plain"
+    );
+
+    // The stream's settle exchanges the grant, once.
+    let sync = sync(None).await;
+    let before = token_requests().await.len();
+    let settled = settle(&sync, &id).await;
+    assert!(matches!(settled, Settled::Scheduled { .. }), "{settled:?}");
+    assert_eq!(
+        settle(&sync, &id).await,
+        settled,
+        "nothing more until the vendor calls"
+    );
+    let exchanges = &token_requests().await[before..];
+    assert_eq!(exchanges.len(), 1, "{exchanges:?}");
+    assert_eq!(exchanges[0]["grant_type"], "authorization_code");
+    assert_eq!(exchanges[0]["status"], 200);
+    assert!(
+        !raw_item(&id).await.contains("hk-access-"),
+        "the tokens are sealed too"
+    );
+    assert!(
+        heroku_received(&uuid).await.is_empty(),
+        "nothing set before the vendor finishes"
+    );
+
+    // A plan change must wait.
+    let response = reqwest::Client::new()
+        .put(format!("{}/heroku/resources/{uuid}", base_url()))
+        .basic_auth(stack_var("HEROKU_ADDON_ID"), Some(stack_var("HEROKU_PASSWORD")))
+        .json(&json!({"plan": "premium"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The vendor's call: signed, exactly the config vars.
+    let secret = stack_var("PROVISIONER_SIGNING_SECRET");
+    let (status, _) = vendor_finishes(
+        &id,
+        &vendor_config(&id),
+        "not-the-signing-secret-0123456789abcdef",
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = vendor_finishes(&id, &json!({"config": {"ADDON_NAME_URL": "u"}}), &secret).await;
+    assert_eq!(status, 422);
+    let (status, _) = vendor_finishes(&resource_id(&new_uuid()), &vendor_config(&id), &secret).await;
+    assert_eq!(status, 404);
+    let (status, body) = vendor_finishes(&id, &vendor_config(&id), &secret).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = vendor_finishes(&id, &vendor_config(&id), &secret).await;
+    assert_eq!(status, 200, "the same call again changes nothing");
+    let (status, _) = vendor_finishes(
+        &id,
+        &json!({"config": {"ADDON_NAME_URL": "v", "ADDON_NAME_TOKEN": "w"}}),
+        &secret,
+    )
+    .await;
+    assert_eq!(status, 409, "finished otherwise");
+
+    // The sync sets the config, then marks the add-on provisioned.
+    assert_eq!(settle(&sync, &id).await, Settled::Done);
+    let calls = heroku_received(&uuid).await;
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0]["call"], "config");
+    assert_eq!(calls[0]["status"], 200);
+    let names: Vec<String> = HerokuNames::from_lookup(&shared::config::process_env)
+        .unwrap()
+        .heroku_names()
+        .map(str::to_string)
+        .collect();
+    let sent: Vec<&str> = calls[0]["body"]["config"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|var| var["name"].as_str().unwrap())
+        .collect();
+    for name in &names {
+        assert!(sent.contains(&name.as_str()), "{name} in {sent:?}");
+    }
+    assert!(calls[0]["body"].to_string().contains("t0k3n-from-the-vendor"));
+    assert_eq!(calls[1]["call"], "provision");
+    assert_eq!(calls[1]["status"], 200);
+    let stored = store().await.get_resource(&id).await.unwrap().unwrap();
+    assert_eq!(stored.status, ResourceStatus::Active);
+    assert!(!stored.announce_ready && stored.pushed_config_version == 1 && !stored.sync.is_owed());
+    assert_eq!(settle(&sync, &id).await, Settled::Done);
+    assert_eq!(heroku_received(&uuid).await.len(), 2, "nothing sent twice");
+}
+
+#[tokio::test]
+async fn tokens_about_to_end_are_refreshed_before_a_rotated_config_is_set() {
+    let uuid = new_uuid();
+    let id = resource_id(&uuid);
+    let (status, body) = provision(&uuid, &format!("shortlived-{uuid}"), false).await;
+    assert_eq!(status, 200, "{body}");
+    let sync = sync(None).await;
+    assert_eq!(
+        settle(&sync, &id).await,
+        Settled::Done,
+        "the grant exchanged, nothing else owed"
+    );
+    let before = token_requests().await.len();
+    let names = shared::sync::rotate_credentials(&store().await, &stack_provisioner(), &id)
+        .await
+        .unwrap();
+    assert!(!names.is_empty());
+    assert_eq!(settle(&sync, &id).await, Settled::Done);
+    let requests = &token_requests().await[before..];
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0]["grant_type"], "refresh_token");
+    assert_eq!(requests[0]["status"], 200);
+    let calls = heroku_received(&uuid).await;
+    assert_eq!(calls.len(), 1, "the rotated config, set once: {calls:?}");
+    assert_eq!(
+        (calls[0]["call"].as_str(), calls[0]["status"].as_u64()),
+        (Some("config"), Some(200))
+    );
+    let stored = store().await.get_resource(&id).await.unwrap().unwrap();
+    assert_eq!((stored.config_version, stored.pushed_config_version), (2, 2));
+}
+
+#[tokio::test]
+async fn a_provision_unfinished_after_twelve_hours_is_given_up_and_deprovisioned_at_the_vendor() {
+    let uuid = new_uuid();
+    let id = resource_id(&uuid);
+    let (status, _) = provision(&uuid, &format!("ok-{uuid}"), true).await;
+    assert_eq!(status, 202);
+    let created = store().await.get_resource(&id).await.unwrap().unwrap().created_at;
+    let created = chrono::DateTime::parse_from_rfc3339(&created).unwrap().to_utc();
+    let at = |seconds: i64| Timestamp(created + chrono::Duration::seconds(seconds));
+    assert!(matches!(
+        settle(&sync(None).await, &id).await,
+        Settled::Scheduled { .. }
+    ));
+    let almost = settle(&sync(Some(at(PROVISION_LIMIT_SECONDS - 60))).await, &id).await;
+    assert!(matches!(almost, Settled::Scheduled { .. }), "{almost:?}");
+    let held = |ids: Vec<String>| ids.contains(&id);
+    let vendor_holds = || async {
+        let ids: Vec<String> = reqwest::get(format!("{}/held", stack_var("E2E_VENDOR_URL")))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        held(ids)
+    };
+    assert!(
+        vendor_holds().await,
+        "the vendor holds a tenant while it provisions"
+    );
+    let expired = settle(&sync(Some(at(PROVISION_LIMIT_SECONDS + 1))).await, &id).await;
+    match &expired {
+        Settled::Failed { error } => assert!(error.contains("12 hours"), "{error}"),
+        other => panic!("expected a final failure (it alarms), got {other:?}"),
+    }
+    assert!(!vendor_holds().await, "the vendor was told to deprovision it");
+    let stored = store().await.get_resource(&id).await.unwrap().unwrap();
+    assert_eq!(stored.status, ResourceStatus::Expired);
+    // The vendor calling late changes nothing; Heroku's DELETE still ends it.
+    let (status, _) =
+        vendor_finishes(&id, &vendor_config(&id), &stack_var("PROVISIONER_SIGNING_SECRET")).await;
+    assert_eq!(status, 409);
+    let response = reqwest::Client::new()
+        .delete(format!("{}/heroku/resources/{uuid}", base_url()))
+        .basic_auth(stack_var("HEROKU_ADDON_ID"), Some(stack_var("HEROKU_PASSWORD")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn a_refused_grant_fails_for_good_and_a_down_token_server_is_retried() {
+    let sync = sync(None).await;
+    let refused = new_uuid();
+    assert_eq!(
+        provision(&refused, &format!("refused-{refused}"), false).await.0,
+        200
+    );
+    match settle(&sync, &resource_id(&refused)).await {
+        Settled::Failed { error } => assert!(error.contains("exchange") && error.contains("400"), "{error}"),
+        other => panic!("expected a final failure, got {other:?}"),
+    }
+    let down = new_uuid();
+    assert_eq!(provision(&down, &format!("down-{down}"), false).await.0, 200);
+    match settle(&sync, &resource_id(&down)).await {
+        Settled::Pending { error, .. } => assert!(error.contains("503"), "{error}"),
+        other => panic!("expected a retry, got {other:?}"),
+    }
+}
