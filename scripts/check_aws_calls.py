@@ -35,6 +35,9 @@ NOT_EXERCISED = {
         "a provision whose claim transaction collided with a concurrent one (TransactionConflict) "
         "reads the claim to learn the winner; only a race that DynamoDB Local seldom produces reaches it"
     ),
+    "provision dynamodb:GetItem table HEROKU_ADDON#*": (
+        "the same read for a Heroku provision's claim (keyed by Heroku's uuid), reached only by the same race"
+    ),
 }
 
 

@@ -228,11 +228,7 @@ fn main() -> ExitCode {
                     std::env::set_var(var, value);
                 }
                 if let Command::Check(args) = &mut cli.command {
-                    args.aim_at(
-                        &deployed.outputs,
-                        deployed.env.get("ADDON_ID"),
-                        deployed.env.get("ADDON_CONFIG_VARS"),
-                    );
+                    args.aim_at(&deployed.outputs, &deployed.env);
                 }
             }
             Err(failure) => return report(Err(failure), cli.json),

@@ -35,7 +35,13 @@ const FROM_PARAMETERS: [(&str, &str); 19] = [
     ("PublicUrl", "PUBLIC_URL"),
 ];
 /// The secret's values `provider check` needs, as the manifest would give them.
-const CHECK_SECRETS: [&str; 3] = ["ADDON_PASSWORD", "ADDON_SSO_SALT", "CLOUD66_PROVIDER_UID"];
+const CHECK_SECRETS: [&str; 5] = [
+    "ADDON_PASSWORD",
+    "ADDON_SSO_SALT",
+    "HEROKU_PASSWORD",
+    "HEROKU_SSO_SALT",
+    "CLOUD66_PROVIDER_UID",
+];
 
 /// A deployed stack, read.
 pub struct Deployed {

@@ -3,6 +3,7 @@
 //! function behind `cargo lambda watch`. The stack's addresses and the
 //! add-on's settings arrive in environment variables.
 
+pub mod broken_heroku;
 pub mod broken_provider;
 pub mod fakes;
 pub mod stream;

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::process::{Command, Output};
+use tests::broken_heroku::{self, HerokuFault};
 use tests::broken_provider::{self, Fault};
 use tests::workspace_binary;
 
@@ -11,10 +12,25 @@ use tests::workspace_binary;
 /// and every check's outcome by name.
 fn check(fault: Option<Fault>) -> (Option<i32>, HashMap<String, String>, serde_json::Value) {
     let base = broken_provider::spawn(fault);
+    check_with(&[], broken_provider::manifest(&base))
+}
+
+/// `provider check --marketplace heroku --json` against the Heroku stand-in with `fault`.
+fn check_heroku(fault: Option<HerokuFault>) -> (Option<i32>, HashMap<String, String>, serde_json::Value) {
+    let base = broken_heroku::spawn(fault);
+    check_with(&["--marketplace", "heroku"], broken_heroku::manifest(&base))
+}
+
+fn check_with(
+    flags: &[&str],
+    manifest_json: serde_json::Value,
+) -> (Option<i32>, HashMap<String, String>, serde_json::Value) {
     let manifest =
         std::env::temp_dir().join(format!("provider-check-{}.json", shared::secret::random_hex(6)));
-    std::fs::write(&manifest, broken_provider::manifest(&base).to_string()).expect("write the manifest");
-    let output = provider(&["check", "--json", "--manifest", manifest.to_str().unwrap()]);
+    std::fs::write(&manifest, manifest_json.to_string()).expect("write the manifest");
+    let mut args = vec!["check", "--json", "--manifest", manifest.to_str().unwrap()];
+    args.extend(flags);
+    let output = provider(&args);
     let _ = std::fs::remove_file(&manifest);
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
         panic!(
@@ -42,6 +58,8 @@ fn provider(args: &[&str]) -> Output {
         .env_remove("TABLE_NAME")
         .env_remove("ADDON_PASSWORD")
         .env_remove("ADDON_SSO_SALT")
+        .env_remove("HEROKU_PASSWORD")
+        .env_remove("HEROKU_SSO_SALT")
         .env_remove("CLOUD66_MULTIPASS_KEY")
         .env_remove("CLOUD66_BASE_URL")
         .env("CLOUD66_PROVIDER", broken_provider::CLOUD66_PROVIDER)
@@ -90,6 +108,42 @@ fn each_fault_fails_the_check_it_breaks() {
         );
         assert_eq!(status, Some(1), "{fault:?}: exit status");
         assert!(report["failed"].as_u64() >= Some(1));
+    }
+}
+
+#[test]
+fn a_correct_heroku_provider_passes_every_heroku_check() {
+    let (status, outcomes, report) = check_heroku(None);
+    let not_passed: Vec<_> = outcomes
+        .iter()
+        .filter(|(name, outcome)| *outcome != "pass" && *name != "cleanup.table")
+        .collect();
+    assert!(not_passed.is_empty(), "{not_passed:?}\n{report:#}");
+    assert_eq!(status, Some(0));
+    for fault in HerokuFault::ALL {
+        assert!(outcomes.contains_key(fault.expected_failure()), "{fault:?}");
+    }
+    // Heroku's checks only: no Clever Cloud call was made.
+    assert!(!outcomes
+        .keys()
+        .any(|name| name.starts_with("sso.clevercloud") || name.starts_with("oidc.")));
+}
+
+#[test]
+fn each_heroku_fault_fails_the_check_it_breaks() {
+    let runs: Vec<_> = HerokuFault::ALL
+        .into_iter()
+        .map(|fault| (fault, std::thread::spawn(move || check_heroku(Some(fault)))))
+        .collect();
+    for (fault, run) in runs {
+        let (status, outcomes, report) = run.join().expect("check thread");
+        let expected = fault.expected_failure();
+        assert_eq!(
+            outcomes.get(expected).map(String::as_str),
+            Some("fail"),
+            "{fault:?} must fail {expected}:\n{report:#}"
+        );
+        assert_eq!(status, Some(1), "{fault:?}: exit status");
     }
 }
 

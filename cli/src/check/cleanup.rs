@@ -27,6 +27,7 @@ pub struct Traces {
 struct Seen {
     resource_ids: BTreeSet<String>,
     addon_ids: BTreeSet<String>,
+    heroku_uuids: BTreeSet<String>,
     cookie_values: BTreeSet<String>,
     proofs: BTreeSet<String>,
     codes: BTreeSet<String>,
@@ -64,7 +65,7 @@ impl Traces {
                 match name.as_str() {
                     // Clever Cloud's proofs are spent as lower-case hex; a
                     // Cloud 66 multipass as sent.
-                    "signature" | "token" => {
+                    "signature" | "token" | "resource_token" | "user_scoped_resource_token" => {
                         seen.proofs.insert(value.to_ascii_lowercase());
                     }
                     "multipass" => {
@@ -78,6 +79,13 @@ impl Traces {
             }
             if let Some(addon_id) = json.as_ref().and_then(|json| json["addon_id"].as_str()) {
                 seen.addon_ids.insert(addon_id.to_string());
+            }
+            // A Heroku provision: its claim, and the resource its uuid names.
+            if let Some(uuid) = json.as_ref().and_then(|json| json["uuid"].as_str()) {
+                if let Some(id) = shared::heroku::resource_id(uuid) {
+                    seen.heroku_uuids.insert(uuid.to_ascii_lowercase());
+                    seen.resource_ids.insert(id);
+                }
             }
             seen.access_tokens.extend(bearer);
         });
@@ -121,6 +129,9 @@ impl Traces {
         let mut keys = Vec::new();
         for addon_id in &seen.addon_ids {
             keys.push((format!("CLEVERCLOUD_ADDON#{addon_id}"), "CLEVERCLOUD_ADDON"));
+        }
+        for uuid in &seen.heroku_uuids {
+            keys.push((format!("HEROKU_ADDON#{uuid}"), "HEROKU_ADDON"));
         }
         for value in &seen.cookie_values {
             let hash = fingerprint(value);

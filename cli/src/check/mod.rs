@@ -5,6 +5,7 @@
 //! deprovisions everything it provisioned.
 
 mod cleanup;
+mod heroku;
 mod lifecycle;
 mod oidc;
 mod probe;
@@ -32,7 +33,11 @@ use target::Target;
 /// `OIDC_CHECK_REDIRECT_URI`.
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// The Clever Cloud manifest (JSON), e.g. the one `make run` prints.
+    /// Which marketplace's protocol to check: Clever Cloud's (with Cloud 66
+    /// and the OpenID Connect provider) or Heroku's (docs/heroku.md).
+    #[arg(long, value_enum, default_value_t = Marketplace::Clevercloud)]
+    marketplace: Marketplace,
+    /// The marketplace's manifest (JSON), e.g. one `make run` prints.
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
     /// Which of the manifest's endpoints to call.
@@ -84,12 +89,29 @@ impl CheckArgs {
     pub fn aim_at(
         &mut self,
         outputs: &std::collections::BTreeMap<String, String>,
-        addon_id: Option<&String>,
-        config_vars: Option<&String>,
+        env: &std::collections::BTreeMap<&'static str, String>,
     ) {
         if self.manifest.is_some() {
             return;
         }
+        if self.marketplace == Marketplace::Heroku {
+            let root = outputs.get("EdgeUrl").or_else(|| outputs.get("ApiUrl"));
+            let url = |path: &str| root.map(|root| format!("{root}{path}"));
+            self.base_url = self.base_url.take().or_else(|| url("/heroku/resources"));
+            self.sso_url = self.sso_url.take().or_else(|| url("/heroku/sso/login"));
+            self.addon_id = self
+                .addon_id
+                .take()
+                .or_else(|| env.get("HEROKU_ADDON_ID").cloned());
+            if self.config_vars.is_none() {
+                self.config_vars = env
+                    .get("HEROKU_CONFIG_VARS")
+                    .or_else(|| env.get("ADDON_CONFIG_VARS"))
+                    .map(|vars| shared::config::comma_list(vars));
+            }
+            return;
+        }
+        let (addon_id, config_vars) = (env.get("ADDON_ID"), env.get("ADDON_CONFIG_VARS"));
         let edge = outputs.get("EdgeUrl");
         let url = |output: &str, path: &str| {
             edge.map(|edge| format!("{edge}{path}"))
@@ -108,6 +130,12 @@ impl CheckArgs {
             self.config_vars = config_vars.map(|vars| shared::config::comma_list(vars));
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Marketplace {
+    Clevercloud,
+    Heroku,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -169,6 +197,10 @@ pub async fn main(args: CheckArgs, json: bool) -> Result<ExitCode, crate::Failur
 async fn run(target: &Target, probe: &Probe, print_lines: bool) -> Report {
     let mut report = Report::new(print_lines);
     target::check_shape(target, &mut report);
+    if target.marketplace == Marketplace::Heroku {
+        heroku::run(target, probe, &mut report).await;
+        return report;
+    }
     let mut lifecycle = Lifecycle::new(probe, target);
     let sso = SsoChecks::new(probe, target);
     lifecycle.authentication(&mut report).await;

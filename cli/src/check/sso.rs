@@ -76,7 +76,7 @@ impl<'a> SsoChecks<'a> {
 
     /// A sign-in that opens a session: a 2xx, or a redirect that, followed
     /// with the cookies it set, answers 200.
-    async fn signed_in(&self, answer: Result<Answer, String>, base: &str) -> Result<String, String> {
+    pub async fn signed_in(&self, answer: Result<Answer, String>, base: &str) -> Result<String, String> {
         let answer = answer?;
         let cookies = answer.cookies();
         if cookies.is_empty() {

@@ -12,6 +12,7 @@ use std::fmt;
 
 /// Where the lifecycle and SSO requests go, and with what.
 pub struct Target {
+    pub marketplace: super::Marketplace,
     pub addon_id: String,
     pub password: Secret,
     pub sso_salt: Option<Secret>,
@@ -106,9 +107,14 @@ impl Target {
                 .or_else(|| from_manifest(path))
                 .map(Secret::new)
         };
-        let password = secret("ADDON_PASSWORD", &["api", "password"])
-            .ok_or("no password: set ADDON_PASSWORD or give a --manifest with api.password")?;
-        let sso_salt = secret("ADDON_SSO_SALT", &["api", "sso_salt"]);
+        let (password_var, salt_var) = match args.marketplace {
+            super::Marketplace::Clevercloud => ("ADDON_PASSWORD", "ADDON_SSO_SALT"),
+            super::Marketplace::Heroku => ("HEROKU_PASSWORD", "HEROKU_SSO_SALT"),
+        };
+        let password = secret(password_var, &["api", "password"]).ok_or(format!(
+            "no password: set {password_var} or give a --manifest with api.password"
+        ))?;
+        let sso_salt = secret(salt_var, &["api", "sso_salt"]);
         let sso =
             Url::parse(&sso_url).map_err(|err| format!("the SSO URL {sso_url:?} is not a URL: {err}"))?;
         let root_url = match &args.cloud66_url {
@@ -117,6 +123,7 @@ impl Target {
         };
         let cloud66 = Cloud66Sso::from_lookup(lookup).map_err(|err| err.to_string())?;
         Ok(Self {
+            marketplace: args.marketplace,
             addon_id,
             password,
             sso_salt,
@@ -133,6 +140,21 @@ impl Target {
         })
     }
 
+    /// For a Heroku manifest: `api.version` is `"3"` (flags only: nothing to check).
+    pub fn manifest_version_3(&self) -> Result<String, String> {
+        match self
+            .manifest
+            .as_ref()
+            .map(|manifest| manifest.pointer("/api/version"))
+        {
+            None => Ok("no manifest given (flags only)".into()),
+            Some(Some(serde_json::Value::String(version))) if version == "3" => {
+                Ok("api.version \"3\"".into())
+            }
+            Some(other) => Err(format!("api.version is {other:?}; Heroku's v3 API needs \"3\"")),
+        }
+    }
+
     /// A path under the deployment's root (`/cloud66/sso/start`, `/dashboard`).
     pub fn url(&self, path: &str) -> String {
         let root = self.root_url.as_str().trim_end_matches('/');
@@ -145,7 +167,10 @@ impl Target {
 fn root_of(sso: &Url) -> Url {
     let mut root = sso.clone();
     root.set_query(None);
-    let path = sso.path().strip_suffix("/clevercloud/sso/login").unwrap_or("");
+    let path = ["/clevercloud/sso/login", "/heroku/sso/login"]
+        .iter()
+        .find_map(|suffix| sso.path().strip_suffix(suffix))
+        .unwrap_or("");
     root.set_path(path);
     root
 }
@@ -167,13 +192,23 @@ fn is_loopback(url: &Url) -> bool {
 /// only, the same rules apply to what the flags give.
 pub fn check_shape(target: &Target, report: &mut Report) {
     report.record("manifest.id", check_id(&target.addon_id));
+    // Heroku's manifest names the prefix (`api.config_vars_prefix`);
+    // Clever Cloud's derives it from the id.
+    let named_prefix = target
+        .manifest
+        .as_ref()
+        .filter(|_| target.marketplace == super::Marketplace::Heroku)
+        .and_then(|manifest| manifest.pointer("/api/config_vars_prefix"))
+        .and_then(serde_json::Value::as_str)
+        .map(|prefix| format!("{prefix}_"));
+    let prefix = named_prefix.unwrap_or_else(|| config_var_prefix(&target.addon_id));
     report.record(
         "manifest.config_vars",
-        check_config_vars(&target.addon_id, &target.config_vars),
+        check_config_vars(&prefix, &target.config_vars),
     );
     match &target.manifest {
         Some(manifest) => {
-            report.record("manifest.regions", check_regions(manifest));
+            report.record("manifest.regions", check_regions(manifest, target.marketplace));
             report.record("manifest.secrets", check_secrets(manifest));
         }
         None => {
@@ -197,16 +232,15 @@ fn check_id(id: &str) -> Result<String, String> {
     }
 }
 
-fn check_config_vars(addon_id: &str, vars: &[String]) -> Result<String, String> {
+fn check_config_vars(prefix: &str, vars: &[String]) -> Result<String, String> {
     if vars.is_empty() {
         return Err("config_vars is empty".into());
     }
-    let prefix = config_var_prefix(addon_id);
     let wrong: Vec<&String> = vars
         .iter()
         .filter(|var| {
             var.len() <= prefix.len()
-                || !var.starts_with(&prefix)
+                || !var.starts_with(prefix)
                 || !var
                     .chars()
                     .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
@@ -224,11 +258,19 @@ fn check_config_vars(addon_id: &str, vars: &[String]) -> Result<String, String> 
     Ok(format!("{} vars, each starting with {prefix:?}", vars.len()))
 }
 
-fn check_regions(manifest: &serde_json::Value) -> Result<String, String> {
+/// Clever Cloud's manifest must list `eu`; Heroku's names its own regions
+/// (`us`, `eu`, …), at least one.
+fn check_regions(manifest: &serde_json::Value, marketplace: super::Marketplace) -> Result<String, String> {
     let regions = manifest
         .pointer("/api/regions")
         .and_then(serde_json::Value::as_array)
         .ok_or("api.regions is missing")?;
+    if marketplace == super::Marketplace::Heroku {
+        return match regions.iter().filter_map(serde_json::Value::as_str).count() {
+            0 => Err("api.regions names no region".into()),
+            count => Ok(format!("{count} regions")),
+        };
+    }
     if regions.iter().any(|region| region.as_str() == Some("eu")) {
         Ok("contains \"eu\"".into())
     } else {
@@ -271,7 +313,7 @@ mod tests {
     #[test]
     fn config_vars_need_the_prefix_upper_case_and_no_repeat() {
         let vars = |list: &[&str]| list.iter().map(|v| v.to_string()).collect::<Vec<_>>();
-        assert!(check_config_vars("addon-name", &vars(&["ADDON_NAME_URL"])).is_ok());
+        assert!(check_config_vars("ADDON_NAME_", &vars(&["ADDON_NAME_URL"])).is_ok());
         for bad in [
             vec![],
             vars(&["OTHER_URL"]),
@@ -279,7 +321,7 @@ mod tests {
             vars(&["addon_name_url"]),
             vars(&["ADDON_NAME_URL", "ADDON_NAME_URL"]),
         ] {
-            assert!(check_config_vars("addon-name", &bad).is_err(), "{bad:?}");
+            assert!(check_config_vars("ADDON_NAME_", &bad).is_err(), "{bad:?}");
         }
     }
 
