@@ -196,12 +196,13 @@ async fn rotate(var: &str, finish: bool, stdin: bool, dry_run: bool) -> Result<O
                 "a rotation of {var} is under way ({previous_var} is set): finish it first with --finish"
             )));
         }
+        // No value yet (a marketplace taken up after the secret was made):
+        // the first one is set, with nothing to keep accepting.
         let current = values
             .get(var)
             .and_then(Value::as_str)
             .filter(|value| !value.is_empty())
-            .ok_or_else(|| Failure::Usage(format!("the secret has no {var} to rotate")))?
-            .to_string();
+            .map(str::to_string);
         let new = if dry_run {
             String::new()
         } else if stdin {
@@ -216,12 +217,17 @@ async fn rotate(var: &str, finish: bool, stdin: bool, dry_run: bool) -> Result<O
                 }
             }
         };
-        if !dry_run && new == current {
+        if !dry_run && current.as_deref() == Some(new.as_str()) {
             return Err(Failure::Usage(format!("the new {var} is the current one")));
         }
-        values.insert(previous_var.clone(), current.into());
         values.insert(var.into(), new.into());
-        vec![var.to_string(), previous_var.clone()]
+        match current {
+            Some(current) => {
+                values.insert(previous_var.clone(), current.into());
+                vec![var.to_string(), previous_var.clone()]
+            }
+            None => vec![var.to_string()],
+        }
     };
     let step = if finish { "finish" } else { "start" };
     if dry_run {
@@ -236,8 +242,13 @@ async fn rotate(var: &str, finish: bool, stdin: bool, dry_run: bool) -> Result<O
         .send()
         .await
         .map_err(|err| aws_failure("write the secret", err))?;
+    let next = if !finish && changed.len() == 1 {
+        "the first value is set; nothing was being replaced, so there is nothing to finish"
+    } else {
+        next_step(var, finish)
+    };
     Ok(Outcome::Done(json!({
-        "var": var, "step": step, "changed": changed, "next": next_step(var, finish),
+        "var": var, "step": step, "changed": changed, "next": next,
     })))
 }
 

@@ -34,6 +34,7 @@ const PUBLISHED_DETAILS: &[&str] = &[
     "account_id",
     "config_version",
     "from_plan",
+    "marketplace",
     "to_plan",
     "plan",
     "organization_id",

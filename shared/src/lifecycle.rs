@@ -150,8 +150,11 @@ impl<S, P: Provisioner> Lifecycle<S, P> {
         }
     }
 
+    /// An audit event naming the marketplace: the lifecycle events carry
+    /// it, so the vendor's systems tell a Heroku add-on from a Clever Cloud one.
     fn event(&self, id: &str, action: AuditAction, now: &Timestamp) -> AuditEvent {
         AuditEvent::new(SubjectKind::Resource, id, action, self.marketplace.actor, now)
+            .with_detail("marketplace", self.marketplace.platform.as_str())
     }
 }
 

@@ -115,6 +115,7 @@ async fn each_change_of_a_resource_is_published_once_in_order_without_secrets() 
     }
     assert_eq!(published[1]["Detail"]["details"]["from_plan"], "basic");
     assert_eq!(published[1]["Detail"]["details"]["to_plan"], "premium");
+    assert_eq!(published[1]["Detail"]["details"]["marketplace"], "clever_cloud");
     let everything = serde_json::to_string(&published).unwrap();
     for value in provisioned.config.0.values() {
         assert!(

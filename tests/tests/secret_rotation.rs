@@ -274,3 +274,78 @@ async fn a_signing_secret_rotation_signs_with_both_until_it_ends() {
     until(provision, 200).await;
     every_instance_reads_again().await;
 }
+
+/// `provider secrets rotate VAR --stdin` on a secret of its own: a first
+/// value (a marketplace taken up after the secret was made) is set with no
+/// previous one; a later value keeps the first as `_PREVIOUS` until
+/// `--finish`. The values never reach the output.
+#[tokio::test]
+async fn the_cli_sets_a_first_value_then_rotates_it_with_an_overlap() {
+    let client = secrets().await;
+    let arn = client
+        .create_secret()
+        .name(format!("rotation-cli-{}", unique("s")))
+        .secret_string(r#"{"ADDON_PASSWORD":"a-password-0123456789"}"#)
+        .send()
+        .await
+        .expect("a secret of the test's own")
+        .arn()
+        .unwrap()
+        .to_string();
+    // The CLI as an operator runs it (blocking: a few quick runs).
+    let rotate = |stdin: Option<&'static str>, finish: bool| {
+        let mut child = std::process::Command::new(workspace_binary("provider"))
+            .args(["secrets", "rotate", "HEROKU_CLIENT_SECRET"])
+            .args(stdin.map(|_| "--stdin"))
+            .args(finish.then_some("--finish"))
+            .env("SECRETS_ARN", &arn)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run provider");
+        let mut input = child.stdin.take().unwrap();
+        if let Some(value) = stdin {
+            std::io::Write::write_all(&mut input, value.as_bytes()).unwrap();
+        }
+        drop(input);
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+        )
+    };
+    let values = |arn: String| {
+        let client = client.clone();
+        async move {
+            let output = client.get_secret_value().secret_id(arn).send().await.unwrap();
+            serde_json::from_str::<serde_json::Value>(output.secret_string().unwrap()).unwrap()
+        }
+    };
+    let (status, printed) = rotate(Some("first-client-secret"), false);
+    assert_eq!(status, Some(0), "{printed}");
+    assert!(
+        printed.contains("nothing to finish") && !printed.contains("first-client-secret"),
+        "{printed}"
+    );
+    let held = values(arn.clone()).await;
+    assert_eq!(held["HEROKU_CLIENT_SECRET"], "first-client-secret");
+    assert!(held.get("HEROKU_CLIENT_SECRET_PREVIOUS").is_none());
+    assert_eq!(
+        held["ADDON_PASSWORD"], "a-password-0123456789",
+        "the rest is kept"
+    );
+    let (status, printed) = rotate(Some("second-client-secret"), false);
+    assert_eq!(status, Some(0), "{printed}");
+    let held = values(arn.clone()).await;
+    assert_eq!(
+        (
+            &held["HEROKU_CLIENT_SECRET"],
+            &held["HEROKU_CLIENT_SECRET_PREVIOUS"]
+        ),
+        (&"second-client-secret".into(), &"first-client-secret".into())
+    );
+    assert_eq!(rotate(None, true).0, Some(0));
+    let held = values(arn).await;
+    assert!(held.get("HEROKU_CLIENT_SECRET_PREVIOUS").is_none());
+    assert_eq!(held["HEROKU_CLIENT_SECRET"], "second-client-secret");
+}

@@ -93,7 +93,11 @@ impl HerokuChecks<'_> {
             Some(uuid) => format!("{}/{uuid}", self.target.base_url),
             None => self.target.base_url.clone(),
         };
-        let request = self.probe.http.request(method, url).header(header::ACCEPT, accept);
+        let request = self
+            .probe
+            .http
+            .request(method, url)
+            .header(header::ACCEPT, accept);
         let (user, password) = (&self.target.addon_id, self.target.password.expose());
         match credentials {
             Credentials::Right => request.basic_auth(user, Some(password)),

@@ -349,10 +349,20 @@ mod tests {
     #[test]
     fn regions_and_secrets_follow_the_documentation() {
         let manifest = serde_json::json!({"api": {"regions": ["eu"], "password": "p".repeat(16), "sso_salt": "s".repeat(16)}});
-        assert!(check_regions(&manifest).is_ok());
+        let (clevercloud, heroku) = (
+            super::super::Marketplace::Clevercloud,
+            super::super::Marketplace::Heroku,
+        );
+        assert!(check_regions(&manifest, clevercloud).is_ok());
         assert!(check_secrets(&manifest).is_ok());
         let short = serde_json::json!({"api": {"regions": ["us"], "password": "p".repeat(15), "sso_salt": "s".repeat(16)}});
-        assert!(check_regions(&short).is_err());
+        assert!(
+            check_regions(&short, clevercloud).is_err(),
+            "Clever Cloud needs eu"
+        );
+        assert!(check_regions(&short, heroku).is_ok(), "Heroku names its own");
+        let none = serde_json::json!({"api": {"regions": []}});
+        assert!(check_regions(&none, heroku).is_err());
         let why = check_secrets(&short).unwrap_err();
         assert!(why.contains("api.password"), "{why}");
     }

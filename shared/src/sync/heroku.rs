@@ -152,7 +152,8 @@ impl<S: SyncStore> PlatformSync<S> {
                 updated.version += 1;
                 updated.updated_at = now.to_string();
                 let mut event =
-                    AuditEvent::new(SubjectKind::Resource, &current.id, outcome.action(), ACTOR, now);
+                    AuditEvent::new(SubjectKind::Resource, &current.id, outcome.action(), ACTOR, now)
+                        .with_detail("marketplace", current.platform.as_str());
                 if let Some(version) = outcome.pushed {
                     event = event.with_detail("config_version", &version.to_string());
                 }

@@ -239,10 +239,16 @@ impl Instance {
 
 /// An API Gateway HTTP API (payload 2.0) event.
 fn http_event(method: &str, path: &str, route: &str, id: Option<&str>, body: Option<Value>) -> Value {
+    // Each marketplace's own credentials, as it sends them.
+    let (user, password) = if path.starts_with("/heroku/") {
+        ("HEROKU_ADDON_ID", "HEROKU_PASSWORD")
+    } else {
+        ("ADDON_ID", "ADDON_PASSWORD")
+    };
     let basic = base64::engine::general_purpose::STANDARD.encode(format!(
         "{}:{}",
-        std::env::var("ADDON_ID").unwrap_or_default(),
-        std::env::var("ADDON_PASSWORD").unwrap_or_default()
+        std::env::var(user).unwrap_or_default(),
+        std::env::var(password).unwrap_or_default()
     ));
     let mut event = json!({
         "version": "2.0",
@@ -394,6 +400,38 @@ fn provision_event(addon_id: &str) -> Value {
     )
 }
 
+/// Heroku's provision for a new add-on, with its OAuth grant (sealed by the
+/// function as it is in production).
+fn heroku_provision_event() -> (String, Value) {
+    let hex = shared::secret::random_hex(16);
+    let uuid = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    );
+    let body = json!({
+        "uuid": uuid, "name": "perf", "plan": "basic", "region": "amazon-web-services::us-east-1",
+        "callback_url": format!("https://api.heroku.com/addons/{uuid}"),
+        "oauth_grant": {"code": format!("perf-{hex}"), "expires_at": "2099-01-01T00:00:00Z", "type": "authorization_code"},
+        "options": {},
+    });
+    let event = http_event("POST", "/heroku/resources", "/heroku/resources", None, Some(body));
+    (uuid, event)
+}
+
+fn heroku_resource_event(method: &str, uuid: &str, body: Option<Value>) -> Value {
+    http_event(
+        method,
+        &format!("/heroku/resources/{uuid}"),
+        "/heroku/resources/{id}",
+        Some(uuid),
+        body,
+    )
+}
+
 fn resource_event(method: &str, id: &str, body: Option<Value>) -> Value {
     http_event(
         method,
@@ -412,6 +450,9 @@ enum Workload {
     Provision,
     PlanChange,
     Deprovision,
+    HerokuProvision,
+    HerokuPlanChange,
+    HerokuDeprovision,
     Authorize,
     Token,
 }
@@ -438,6 +479,11 @@ struct Events {
     plan_resource: (String, String),
     premium: bool,
     provisioned: Option<String>,
+    /// The same for Heroku's rows, by uuid.
+    heroku_plan_uuid: String,
+    heroku_premium: bool,
+    heroku_provisioned: Option<String>,
+    heroku_provisioning: Option<String>,
     oidc: OidcSetup,
     /// The code each binary file's authorize issued earlier in the turn
     /// (the function's, and the floor's for the token floor).
@@ -460,6 +506,23 @@ impl Events {
                 let id = self.provisioned.take().expect("a provision earlier in the turn");
                 resource_event("DELETE", &id, None)
             }
+            Workload::HerokuProvision => {
+                let (uuid, event) = heroku_provision_event();
+                self.heroku_provisioning = Some(uuid);
+                event
+            }
+            Workload::HerokuPlanChange => {
+                self.heroku_premium = !self.heroku_premium;
+                let plan = if self.heroku_premium { "premium" } else { "basic" };
+                heroku_resource_event("PUT", &self.heroku_plan_uuid, Some(json!({ "plan": plan })))
+            }
+            Workload::HerokuDeprovision => {
+                let uuid = self
+                    .heroku_provisioned
+                    .take()
+                    .expect("a Heroku provision earlier in the turn");
+                heroku_resource_event("DELETE", &uuid, None)
+            }
             Workload::Authorize => self.oidc.authorize_event(),
             Workload::Token => {
                 let code = self
@@ -474,6 +537,10 @@ impl Events {
     fn answered(&mut self, binary: &Binary, answer: &Value) {
         match binary.workload {
             Workload::Provision => self.provisioned = Some(id_of(answer)),
+            Workload::HerokuProvision => {
+                id_of(answer);
+                self.heroku_provisioned = self.heroku_provisioning.take();
+            }
             Workload::Authorize => {
                 self.codes.insert(binary.file, code_of(answer));
             }
@@ -568,6 +635,28 @@ async fn main() {
         binary("provision", "provision", vendor, false, Workload::Provision),
         binary("plan-change", "plan-change", vendor, false, Workload::PlanChange),
         binary("deprovision", "deprovision", vendor, false, Workload::Deprovision),
+        // Heroku's routes of the same functions, under the same rule.
+        binary(
+            "heroku provision",
+            "provision",
+            vendor,
+            false,
+            Workload::HerokuProvision,
+        ),
+        binary(
+            "heroku plan-change",
+            "plan-change",
+            vendor,
+            false,
+            Workload::HerokuPlanChange,
+        ),
+        binary(
+            "heroku deprovision",
+            "deprovision",
+            vendor,
+            false,
+            Workload::HerokuDeprovision,
+        ),
         // The OpenID Connect provider's calls, each against a floor of its
         // own round trips (perf_floor's FLOOR_MODE), with the warm-up read.
         Binary {
@@ -600,10 +689,20 @@ async fn main() {
         // The plan resource is the provision instance's first invocation.
         let addon_id = tests::unique("perf");
         let plan_id = id_of(&instances[provision].invoke(provision_event(&addon_id)).await);
+        let heroku = binaries
+            .iter()
+            .position(|binary| matches!(binary.workload, Workload::HerokuProvision))
+            .expect("a Heroku provision binary");
+        let (heroku_plan_uuid, event) = heroku_provision_event();
+        id_of(&instances[heroku].invoke(event).await);
         let mut events = Events {
             plan_resource: (plan_id, addon_id),
             premium: false,
             provisioned: None,
+            heroku_plan_uuid,
+            heroku_premium: false,
+            heroku_provisioned: None,
+            heroku_provisioning: None,
             oidc: OidcSetup::open().await,
             codes: HashMap::new(),
         };
