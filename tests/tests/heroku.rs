@@ -421,3 +421,29 @@ async fn forged_stale_future_and_foreign_sso_forms_are_refused() {
     let response = post_sso(format!("resource_id={live}&timestamp={}", now())).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn the_vendors_refusal_is_a_422_and_its_outage_a_503_to_retry_with_nothing_stored() {
+    let heroku = Heroku::from_env();
+    let refused = new_uuid();
+    let mut body = provision_body(&refused, "basic");
+    body["options"] = json!({"stand-in": "refuse"});
+    let (status, answer) = heroku.provision(&body).await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["message"], "The plan is full for this organisation.");
+    let down = new_uuid();
+    body["uuid"] = down.clone().into();
+    body["options"] = json!({"stand-in": "error"});
+    let response = heroku.authed(Method::POST, "").json(&body).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key(header::RETRY_AFTER));
+    let client = dynamo_client().await;
+    for uuid in [&refused, &down] {
+        assert!(partition(&client, &format!("HEROKU_ADDON#{uuid}"))
+            .await
+            .is_empty());
+        assert!(partition(&client, &format!("RESOURCE#{}", resource_id(uuid)))
+            .await
+            .is_empty());
+    }
+}

@@ -346,3 +346,49 @@ async fn a_refused_grant_fails_for_good_and_a_down_token_server_is_retried() {
         other => panic!("expected a retry, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn reconcile_names_heroku_add_ons_behind_or_without_tokens_until_sync_settles_them() {
+    // The table's Clever Cloud side is judged against a vendor API of its
+    // own; only the Heroku findings are this test's.
+    let (_, vendor_url) = tests::fakes::FakeVendor::spawn("addon-name", "reconcile-password");
+    let vendor = shared::clevercloud::vendor::VendorClient::new(
+        vendor_url,
+        "addon-name".into(),
+        Secret::new("reconcile-password"),
+    );
+    let reconcile = || async { shared::sync::reconcile(&store().await, &vendor).await.unwrap() };
+    let refused = new_uuid();
+    assert_eq!(
+        provision(&refused, &format!("refused-{refused}"), false).await.0,
+        200
+    );
+    let pending = new_uuid();
+    assert_eq!(provision(&pending, &format!("ok-{pending}"), true).await.0, 202);
+    let report = reconcile().await;
+    assert!(report.heroku_without_tokens.contains(&refused), "{report:?}");
+    assert!(
+        report.heroku_without_tokens.contains(&pending),
+        "not exchanged yet: {report:?}"
+    );
+    assert!(report.has_drift());
+    let sync = sync(None).await;
+    settle(&sync, &resource_id(&pending)).await;
+    let id = resource_id(&pending);
+    let (status, _) =
+        vendor_finishes(&id, &vendor_config(&id), &stack_var("PROVISIONER_SIGNING_SECRET")).await;
+    assert_eq!(status, 200);
+    let report = reconcile().await;
+    assert!(!report.heroku_without_tokens.contains(&pending), "{report:?}");
+    assert!(
+        report.heroku_behind.contains(&pending),
+        "finished, not yet sent: {report:?}"
+    );
+    assert_eq!(settle(&sync, &id).await, Settled::Done);
+    let report = reconcile().await;
+    assert!(!report.heroku_behind.contains(&pending), "{report:?}");
+    assert!(
+        report.heroku_without_tokens.contains(&refused),
+        "still: nothing can reach Heroku for it"
+    );
+}

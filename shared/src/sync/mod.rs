@@ -556,8 +556,9 @@ pub async fn rotate_credentials<S: SyncStore, P: Provisioner>(
 }
 
 /// Drift between Clever Cloud's list of add-ons and the table, config
-/// versions Clever Cloud has not confirmed, and pushes that ended in a final
-/// error. Reports only; `provider sync` heals what it can.
+/// versions Clever Cloud or Heroku has not confirmed, Heroku add-ons that
+/// cannot be reached, and pushes that ended in a final error. Reports only;
+/// `provider sync` heals what it can.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct ReconcileReport {
     /// Add-on ids Clever Cloud knows that have no resource here.
@@ -576,6 +577,12 @@ pub struct ReconcileReport {
     /// Items a platform refused for good, with its words: add-on id or
     /// account id → error.
     pub sync_failed: BTreeMap<String, String>,
+    /// Heroku add-ons (uuids) whose config or provisioned mark Heroku has
+    /// not been given yet: `provider sync` sends them.
+    pub heroku_behind: Vec<String>,
+    /// Heroku add-ons (uuids) with no OAuth tokens (the grant never came,
+    /// or could not be exchanged): nothing can be sent to Heroku for them.
+    pub heroku_without_tokens: Vec<String>,
 }
 
 impl ReconcileReport {
@@ -587,13 +594,33 @@ impl ReconcileReport {
             && self.plan_mismatch.is_empty()
             && self.unreadable_here.is_empty()
             && self.config_behind.is_empty()
-            && self.sync_failed.is_empty())
+            && self.sync_failed.is_empty()
+            && self.heroku_behind.is_empty()
+            && self.heroku_without_tokens.is_empty())
     }
 }
 
 pub async fn reconcile<S: SyncStore>(store: &S, vendor: &VendorClient) -> Result<ReconcileReport, SyncError> {
     let there: Vec<VendorAppSummary> = vendor.all_apps().await?;
+    let (mut heroku_without_tokens, mut heroku_behind) = (Vec::new(), Vec::new());
     let scan = store.all_resources().await?;
+    // Heroku offers providers no list of their add-ons: its side is judged
+    // from the table alone (what is owed to it, and what cannot be sent).
+    for resource in scan.resources.iter().filter(|r| r.platform == Platform::Heroku) {
+        let live = matches!(
+            resource.status,
+            ResourceStatus::Active | ResourceStatus::Provisioning
+        );
+        let tokens = resource.heroku.as_ref().is_some_and(|auth| auth.tokens.is_some());
+        if live && !tokens {
+            heroku_without_tokens.push(resource.addon_id.clone());
+        }
+        if resource.is_active()
+            && (resource.pushed_config_version < resource.config_version || resource.announce_ready)
+        {
+            heroku_behind.push(resource.addon_id.clone());
+        }
+    }
     let here: BTreeMap<String, Resource> = scan
         .resources
         .into_iter()
@@ -602,6 +629,8 @@ pub async fn reconcile<S: SyncStore>(store: &S, vendor: &VendorClient) -> Result
         .collect();
     let mut report = ReconcileReport {
         unreadable_here: scan.unreadable,
+        heroku_without_tokens,
+        heroku_behind,
         ..ReconcileReport::default()
     };
     let listed: BTreeSet<&str> = there.iter().map(|app| app.addon_id.as_str()).collect();
