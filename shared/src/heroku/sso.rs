@@ -190,19 +190,20 @@ pub async fn login<S: ResourceReader + SessionStore>(
     }
     let form = parse_form(request.body().as_ref())?;
     sso.verify(&form, Utc::now())?;
+    // The resource the proof signs: the uuid's, or for the legacy token
+    // this provider's own id (an id it could not have issued is not looked up).
     let id = match form.kind {
-        ProofKind::Legacy => Some(form.id.clone()).filter(|id| id.starts_with(super::RESOURCE_ID_PREFIX)),
+        ProofKind::Legacy => Some(form.id.clone()).filter(|id| crate::lifecycle::is_valid_resource_id(id)),
         ProofKind::UserScoped | ProofKind::Resource => resource_id(&form.uuid),
     };
     let resource = match id {
-        Some(id) if crate::lifecycle::is_valid_resource_id(&id) => sessions.store().get_resource(&id).await?,
-        _ => None,
+        Some(id) => sessions.store().get_resource(&id).await?,
+        None => None,
     };
     // Only Heroku's own resources: another marketplace's is not Heroku's to
     // sign in to, even with a valid salt.
     let resource = resource
         .filter(|r| r.is_active() && r.platform == Platform::Heroku)
-        .filter(|r| form.kind == ProofKind::Legacy || r.addon_id == form.uuid.to_ascii_lowercase())
         .ok_or(Refusal::UnknownResource)?;
     let now = Timestamp::now();
     let user_scoped = form.kind == ProofKind::UserScoped;
@@ -392,13 +393,194 @@ mod tests {
                 "{body}"
             );
         }
-        let big = format!(
-            "resource_id={UUID}&timestamp={NOW}&resource_token={}",
-            "a".repeat(MAX_FORM_BYTES)
-        );
-        assert_eq!(parse_form(big.as_bytes()), Err(Refusal::MalformedRequest));
+        // Up to the limit exactly, a form is read; one byte more, refused.
+        let head = format!("resource_id={UUID}&timestamp={NOW}&resource_token=ab&app=");
+        let at_limit = format!("{head}{}", "a".repeat(MAX_FORM_BYTES - head.len()));
+        assert_eq!(at_limit.len(), 16 * 1024);
+        assert!(parse_form(at_limit.as_bytes()).is_ok());
+        let over = format!("{at_limit}a");
+        assert_eq!(parse_form(over.as_bytes()), Err(Refusal::MalformedRequest));
         for timestamp in ["", "1e9", "-5", "1700000000.5", "9999999999999"] {
             assert_eq!(unix_seconds(timestamp), None, "{timestamp}");
+        }
+    }
+
+    mod login {
+        use super::*;
+        use crate::model::{ConfigMap, Resource, ResourceStatus};
+        use crate::store::memory::MemoryStore;
+        use lambda_http::http::StatusCode;
+
+        fn post(content_type: &str, body: String) -> Request {
+            lambda_http::http::Request::builder()
+                .method("POST")
+                .uri("/heroku/sso/login")
+                .header("content-type", content_type)
+                .body(Body::from(body))
+                .unwrap()
+        }
+
+        fn resource(platform: Platform, status: ResourceStatus) -> Resource {
+            Resource {
+                status,
+                ..Resource::new(
+                    resource_id(UUID).unwrap(),
+                    platform,
+                    UUID.into(),
+                    "basic".into(),
+                    ConfigMap::default(),
+                    &Timestamp::now(),
+                )
+            }
+        }
+
+        fn sessions(resource: Resource) -> Sessions<MemoryStore> {
+            Sessions::new(MemoryStore::with_resource(resource), 3600)
+        }
+
+        /// Heroku's form, signed now, as `user_id` (empty: none sent).
+        fn form(field: &str, user_id: &str, id: &str) -> String {
+            let body = |proof: &str| {
+                format!(
+                    "id={id}&resource_id={UUID}&timestamp={}&email=jane%40example.com&user_id={user_id}&nav-data=nav&{field}={proof}",
+                    Utc::now().timestamp()
+                )
+            };
+            body(&sso().sign(&parse_form(body("0").as_bytes()).unwrap()))
+        }
+
+        async fn sign_in(
+            sessions: &Sessions<MemoryStore>,
+            body: String,
+        ) -> Result<Response<Body>, SignInError> {
+            login(
+                Some(&sso()),
+                sessions,
+                &post("application/x-www-form-urlencoded", body),
+            )
+            .await
+        }
+
+        fn stored(sessions: &Sessions<MemoryStore>) -> Vec<Session> {
+            sessions
+                .store()
+                .sessions
+                .lock()
+                .unwrap()
+                .values()
+                .cloned()
+                .collect()
+        }
+
+        #[tokio::test]
+        async fn each_proof_opens_one_session_on_the_heroku_resource_and_says_what_it_vouches_for() {
+            let id = resource_id(UUID).unwrap();
+            for (field, user, subject, verified) in [
+                ("user_scoped_resource_token", "u-1", "user:u-1".to_string(), true),
+                ("user_scoped_resource_token", "", format!("resource:{id}"), true),
+                ("resource_token", "u-1", format!("resource:{id}"), false),
+                ("token", "u-1", format!("resource:{id}"), false),
+            ] {
+                let sessions = sessions(resource(Platform::Heroku, ResourceStatus::Active));
+                let body = form(field, user, &id);
+                let response = sign_in(&sessions, body.clone()).await.expect("signed in");
+                assert_eq!(response.status(), StatusCode::SEE_OTHER, "{field}");
+                let stored = stored(&sessions);
+                assert_eq!(stored.len(), 1);
+                let session = &stored[0];
+                assert_eq!(
+                    (session.platform, session.subject_id.as_str()),
+                    (Platform::Heroku, id.as_str())
+                );
+                assert_eq!(session.nav_data.as_deref(), Some("nav"));
+                let identity = session.identity.clone().unwrap();
+                assert_eq!(
+                    identity.subject,
+                    SignedInIdentity::subject_of(Platform::Heroku, &subject),
+                    "{field} {user:?}"
+                );
+                assert_eq!(identity.email_verified, verified, "{field}");
+                assert_eq!(identity.marketplace_id.as_deref(), Some(UUID));
+                // The proof stays spent for as long as it could be accepted.
+                let issued = parse_form(body.as_bytes())
+                    .unwrap()
+                    .timestamp
+                    .parse::<i64>()
+                    .unwrap();
+                let spent: Vec<i64> = sessions
+                    .store()
+                    .spent_tokens
+                    .lock()
+                    .unwrap()
+                    .values()
+                    .copied()
+                    .collect();
+                assert_eq!(spent, [issued + 300 + FUTURE_TOLERANCE_SECONDS], "{field}");
+                let replay = sign_in(&sessions, body).await;
+                assert!(
+                    matches!(replay, Err(SignInError::Refused(Refusal::Replayed))),
+                    "{field}"
+                );
+            }
+        }
+
+        #[tokio::test]
+        async fn only_an_active_heroku_resource_signs_in() {
+            let id = resource_id(UUID).unwrap();
+            for (resource, why) in [
+                (
+                    resource(Platform::Heroku, ResourceStatus::Deprovisioned),
+                    "deprovisioned",
+                ),
+                (
+                    resource(Platform::Heroku, ResourceStatus::Provisioning),
+                    "still provisioning",
+                ),
+                (
+                    resource(Platform::CleverCloud, ResourceStatus::Active),
+                    "another marketplace's",
+                ),
+            ] {
+                let sessions = sessions(resource);
+                for field in ["user_scoped_resource_token", "token"] {
+                    let answer = sign_in(&sessions, form(field, "u-1", &id)).await;
+                    assert!(
+                        matches!(answer, Err(SignInError::Refused(Refusal::UnknownResource))),
+                        "{why} {field}"
+                    );
+                }
+                assert!(stored(&sessions).is_empty());
+            }
+            // The legacy token names this provider's id: another one is not this add-on.
+            let sessions = sessions(resource(Platform::Heroku, ResourceStatus::Active));
+            for other in ["res_0123456789abcdef0123456789abcdef", "res_hk_no such id"] {
+                let answer = sign_in(&sessions, form("token", "u-1", other)).await;
+                assert!(
+                    matches!(answer, Err(SignInError::Refused(Refusal::UnknownResource))),
+                    "{other}"
+                );
+            }
+            let json = login(
+                Some(&sso()),
+                &sessions,
+                &post("application/json", form("token", "u-1", &id)),
+            )
+            .await;
+            assert!(matches!(
+                json,
+                Err(SignInError::Refused(Refusal::MalformedRequest))
+            ));
+            let unconfigured = login(
+                None,
+                &sessions,
+                &post("application/x-www-form-urlencoded", form("token", "u-1", &id)),
+            )
+            .await;
+            assert!(matches!(
+                unconfigured,
+                Err(SignInError::Refused(Refusal::NotConfigured))
+            ));
+            assert!(stored(&sessions).is_empty());
         }
     }
 

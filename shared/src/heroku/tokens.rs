@@ -75,10 +75,7 @@ impl TokenKeys {
     /// What `sealed` holds, if one of the keys sealed it for `resource_id`.
     pub fn open(&self, resource_id: &str, sealed: &str) -> Option<Vec<u8>> {
         let bytes = URL_SAFE_NO_PAD.decode(sealed.strip_prefix(VERSION)?).ok()?;
-        if bytes.len() < NONCE_LEN {
-            return None;
-        }
-        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+        let (nonce, ciphertext) = bytes.split_at_checked(NONCE_LEN)?;
         std::iter::once(&self.current)
             .chain(self.previous.as_ref())
             .find_map(|key| {
@@ -134,6 +131,12 @@ mod tests {
         );
         assert_eq!(keys.open("res_hk_1", "v1."), None);
         assert_eq!(keys.open("res_hk_1", "plain"), None);
+    }
+
+    #[test]
+    fn the_keys_never_print() {
+        let printed = format!("{:?}", keys(KEY, Some(OTHER)));
+        assert_eq!(printed, "TokenKeys(..)");
     }
 
     #[test]
