@@ -51,6 +51,20 @@ pub fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
+/// 128 random bits as a UUID's text (8-4-4-4-12 lower-case hex), the shape
+/// of Heroku's add-on ids: for the checks and tests that play Heroku.
+pub fn random_uuid() -> String {
+    let hex = random_hex(16);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 //! The `sso-login` routes that use it live in [`crate::sso_login`].
 
 use crate::html;
-use crate::model::Session;
+use crate::model::{Resource, Session, SignedInIdentity, Timestamp};
 use crate::secret::random_hex;
 use crate::store::{OpenOutcome, SessionStore, StoreError};
 use lambda_http::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -125,7 +125,82 @@ impl<S> Sessions<S> {
     }
 }
 
+/// How far ahead of our clock a marketplace's sign-in timestamp may be
+/// (clock skew).
+pub const FUTURE_TOLERANCE_SECONDS: i64 = 60;
+
+/// A signed sign-in form issued at `issued` (Unix seconds) is fresh at
+/// `now`: at most `max_age_seconds` old, at most
+/// [`FUTURE_TOLERANCE_SECONDS`] ahead.
+pub fn check_fresh(issued: i64, now: i64, max_age_seconds: i64) -> Result<(), Refusal> {
+    if issued > now + FUTURE_TOLERANCE_SECONDS {
+        return Err(Refusal::FromTheFuture);
+    }
+    if now - issued > max_age_seconds {
+        return Err(Refusal::Expired);
+    }
+    Ok(())
+}
+
+/// Until when a proof issued at `issued` must stay spent: past that it is
+/// refused as expired anyway.
+pub fn spent_until(issued: i64, max_age_seconds: i64) -> i64 {
+    issued + max_age_seconds + FUTURE_TOLERANCE_SECONDS
+}
+
+/// A verified marketplace sign-in to one resource, and what its proof
+/// vouches for (docs/oidc.md "Claims").
+pub struct ResourceSignIn<'a> {
+    /// The active resource the proof signs, of the signing marketplace.
+    pub resource: Resource,
+    /// Who signs in, as [`SignedInIdentity::subject_of`] takes it
+    /// (`user:…` when the proof signs the user, else the add-on's).
+    pub account: String,
+    /// The email the form gave (empty: none).
+    pub email: &'a str,
+    /// Whether the proof signs that email.
+    pub email_signed: bool,
+    /// The marketplace's navigation data (empty: none).
+    pub nav_data: &'a str,
+}
+
 impl<S: SessionStore> Sessions<S> {
+    /// Spends `proof` (until `proof_expires_at`) and opens the session of
+    /// `sign_in`, with the identity the OpenID Connect provider tells the
+    /// vendor's app.
+    pub async fn open_on_resource(
+        &self,
+        proof: &str,
+        proof_expires_at: i64,
+        sign_in: ResourceSignIn<'_>,
+    ) -> Result<Response<Body>, SignInError> {
+        let now = Timestamp::now();
+        let platform = sign_in.resource.platform;
+        let email = Some(sign_in.email.to_string()).filter(|email| !email.is_empty());
+        let identity = SignedInIdentity {
+            subject: SignedInIdentity::subject_of(platform, &sign_in.account),
+            platform,
+            email_verified: sign_in.email_signed && email.is_some(),
+            email: email.clone(),
+            name: None,
+            resource_id: None,
+            plan: None,
+            marketplace_id: None,
+            auth_time: now.0.timestamp(),
+        }
+        .with_resource(Some(&sign_in.resource));
+        let session = Session {
+            platform,
+            subject_id: sign_in.resource.id,
+            email,
+            nav_data: Some(sign_in.nav_data.to_string()).filter(|nav| !nav.is_empty()),
+            created_at: now.to_string(),
+            expires_at: 0,
+            identity: Some(identity),
+        };
+        self.open(proof, proof_expires_at, session).await
+    }
+
     /// Spends the sign-in token and opens `session` (its expiry set here);
     /// answers 303 to the panel with the session cookie.
     pub async fn open(

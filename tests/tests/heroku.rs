@@ -60,15 +60,7 @@ fn resource_id(uuid: &str) -> String {
 }
 
 fn new_uuid() -> String {
-    let hex = shared::secret::random_hex(16);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    shared::secret::random_uuid()
 }
 
 /// The body Heroku's v3 documentation shows, for `uuid`.

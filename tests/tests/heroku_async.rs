@@ -19,15 +19,7 @@ use std::sync::Arc;
 use tests::*;
 
 fn new_uuid() -> String {
-    let hex = shared::secret::random_hex(16);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    shared::secret::random_uuid()
 }
 
 fn resource_id(uuid: &str) -> String {

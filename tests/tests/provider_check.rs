@@ -10,13 +10,13 @@ use tests::workspace_binary;
 
 /// `provider check --json` against a stand-in with `fault`: its exit status
 /// and every check's outcome by name.
-fn check(fault: Option<Fault>) -> (Option<i32>, HashMap<String, String>, serde_json::Value) {
+fn check(fault: Option<Fault>) -> Run {
     let base = broken_provider::spawn(fault);
     check_with(&[], broken_provider::manifest(&base))
 }
 
 /// `provider check --marketplace heroku --json` against the Heroku stand-in with `fault`.
-fn check_heroku(fault: Option<HerokuFault>) -> (Option<i32>, HashMap<String, String>, serde_json::Value) {
+fn check_heroku(fault: Option<HerokuFault>) -> Run {
     let base = broken_heroku::spawn(fault);
     check_with(&["--marketplace", "heroku"], broken_heroku::manifest(&base))
 }
@@ -93,14 +93,25 @@ fn a_correct_provider_passes_every_check() {
 
 #[test]
 fn each_fault_fails_the_check_it_breaks() {
-    // Each fault has its own stand-in and its own run; they run side by side.
-    let runs: Vec<_> = Fault::ALL
-        .into_iter()
-        .map(|fault| (fault, std::thread::spawn(move || check(Some(fault)))))
+    each_fails(&Fault::ALL, Fault::expected_failure, check);
+}
+
+type Run = (Option<i32>, HashMap<String, String>, serde_json::Value);
+
+/// Each fault has its own stand-in and its own run, side by side: each must
+/// fail the check named for it, and the run exit 1.
+fn each_fails<F: Copy + std::fmt::Debug + Send + 'static>(
+    faults: &[F],
+    expected_failure: fn(F) -> &'static str,
+    check: fn(Option<F>) -> Run,
+) {
+    let runs: Vec<_> = faults
+        .iter()
+        .map(|&fault| (fault, std::thread::spawn(move || check(Some(fault)))))
         .collect();
     for (fault, run) in runs {
         let (status, outcomes, report) = run.join().expect("check thread");
-        let expected = fault.expected_failure();
+        let expected = expected_failure(fault);
         assert_eq!(
             outcomes.get(expected).map(String::as_str),
             Some("fail"),
@@ -131,20 +142,7 @@ fn a_correct_heroku_provider_passes_every_heroku_check() {
 
 #[test]
 fn each_heroku_fault_fails_the_check_it_breaks() {
-    let runs: Vec<_> = HerokuFault::ALL
-        .into_iter()
-        .map(|fault| (fault, std::thread::spawn(move || check_heroku(Some(fault)))))
-        .collect();
-    for (fault, run) in runs {
-        let (status, outcomes, report) = run.join().expect("check thread");
-        let expected = fault.expected_failure();
-        assert_eq!(
-            outcomes.get(expected).map(String::as_str),
-            Some("fail"),
-            "{fault:?} must fail {expected}:\n{report:#}"
-        );
-        assert_eq!(status, Some(1), "{fault:?}: exit status");
-    }
+    each_fails(&HerokuFault::ALL, HerokuFault::expected_failure, check_heroku);
 }
 
 #[test]

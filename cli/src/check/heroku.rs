@@ -4,6 +4,7 @@
 //! each token form and each refusal, plan change and deprovision with
 //! Heroku's codes, and sign-in refused once the add-on is gone.
 
+use super::lifecycle::{with_credentials, Credentials};
 use super::probe::{Answer, Probe};
 use super::report::Report;
 use super::sso::SsoChecks;
@@ -22,14 +23,6 @@ const STALE_SECONDS: i64 = 6 * 60;
 /// A timestamp this far ahead must be refused.
 const FUTURE_SECONDS: i64 = 60 * 60;
 
-#[derive(Debug, Clone, Copy)]
-enum Credentials {
-    Right,
-    Missing,
-    WrongPassword,
-    WrongUser,
-}
-
 /// An add-on this run provisioned: its uuid, the id and config answered.
 struct Provisioned {
     uuid: String,
@@ -38,15 +31,7 @@ struct Provisioned {
 
 /// A uuid no other run uses.
 fn fresh_uuid() -> String {
-    let hex = random_hex(16);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    shared::secret::random_uuid()
 }
 
 struct HerokuChecks<'a> {
@@ -98,13 +83,7 @@ impl HerokuChecks<'_> {
             .http
             .request(method, url)
             .header(header::ACCEPT, accept);
-        let (user, password) = (&self.target.addon_id, self.target.password.expose());
-        match credentials {
-            Credentials::Right => request.basic_auth(user, Some(password)),
-            Credentials::Missing => request,
-            Credentials::WrongPassword => request.basic_auth(user, Some(format!("{password}-wrong"))),
-            Credentials::WrongUser => request.basic_auth(format!("{user}-wrong"), Some(password)),
-        }
+        with_credentials(request, self.target, credentials)
     }
 
     /// The body Heroku's documentation shows.

@@ -21,11 +21,26 @@ pub struct Provisioned {
 }
 
 #[derive(Debug, Clone, Copy)]
-enum Credentials {
+pub(super) enum Credentials {
     Right,
     Missing,
     WrongPassword,
     WrongUser,
+}
+
+/// `request` with the manifest's Basic credentials, or missing or wrong ones.
+pub(super) fn with_credentials(
+    request: RequestBuilder,
+    target: &Target,
+    credentials: Credentials,
+) -> RequestBuilder {
+    let (user, password) = (&target.addon_id, target.password.expose());
+    match credentials {
+        Credentials::Right => request.basic_auth(user, Some(password)),
+        Credentials::Missing => request,
+        Credentials::WrongPassword => request.basic_auth(user, Some(format!("{password}-wrong"))),
+        Credentials::WrongUser => request.basic_auth(format!("{user}-wrong"), Some(password)),
+    }
 }
 
 /// Sends lifecycle calls for one target and remembers every id it was given.
@@ -59,14 +74,7 @@ impl<'a> Lifecycle<'a> {
             Some(id) => format!("{}/{id}", self.target.base_url),
             None => self.target.base_url.clone(),
         };
-        let request = self.probe.http.request(method, url);
-        let (user, password) = (&self.target.addon_id, self.target.password.expose());
-        match credentials {
-            Credentials::Right => request.basic_auth(user, Some(password)),
-            Credentials::Missing => request,
-            Credentials::WrongPassword => request.basic_auth(user, Some(format!("{password}-wrong"))),
-            Credentials::WrongUser => request.basic_auth(format!("{user}-wrong"), Some(password)),
-        }
+        with_credentials(self.probe.http.request(method, url), self.target, credentials)
     }
 
     /// The documented provision body.

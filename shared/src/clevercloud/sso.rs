@@ -8,9 +8,9 @@
 
 use crate::config::{self, ConfigError};
 use crate::http::has_media_type;
-use crate::model::{Platform, Resource, Session, SignedInIdentity, Timestamp};
+use crate::model::{Platform, Resource};
 use crate::secret::{constant_time_eq, Secret};
-use crate::signin::{Refusal, Sessions, SignInError};
+use crate::signin::{check_fresh, spent_until, Refusal, ResourceSignIn, Sessions, SignInError};
 use crate::store::{ResourceReader, SessionStore};
 use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, Response};
@@ -18,8 +18,6 @@ use sha1::Sha1;
 use sha2::{Digest, Sha512};
 use std::collections::HashMap;
 
-/// How far ahead of our clock a timestamp may be (clock skew).
-const FUTURE_TOLERANCE_SECONDS: i64 = 60;
 /// Largest SSO form read.
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
@@ -171,19 +169,15 @@ impl CleverCloudSso {
             return Err(Refusal::BadSignature);
         }
         let issued = parse_timestamp(&form.timestamp).ok_or(Refusal::MalformedRequest)?;
-        let now = now.timestamp();
-        if issued > now + FUTURE_TOLERANCE_SECONDS {
-            return Err(Refusal::FromTheFuture);
-        }
-        if now - issued > self.max_age_seconds {
-            return Err(Refusal::Expired);
-        }
-        Ok(())
+        check_fresh(issued, now.timestamp(), self.max_age_seconds)
     }
 
     /// Until when a token must stay spent: past that it is refused as expired.
     fn token_lifetime_end(&self, form: &SsoForm) -> i64 {
-        parse_timestamp(&form.timestamp).unwrap_or_default() + self.max_age_seconds + FUTURE_TOLERANCE_SECONDS
+        spent_until(
+            parse_timestamp(&form.timestamp).unwrap_or_default(),
+            self.max_age_seconds,
+        )
     }
 }
 
@@ -226,32 +220,16 @@ pub async fn login<S: ResourceReader + SessionStore>(
     let resource = resource
         .filter(|r| r.is_active() && r.platform == Platform::CleverCloud)
         .ok_or(Refusal::UnknownResource)?;
-    let now = Timestamp::now();
-    let email = Some(form.email.clone()).filter(|email| !email.is_empty());
-    let identity = SignedInIdentity {
-        subject: SignedInIdentity::subject_of(Platform::CleverCloud, &account_of(&form, &resource)),
-        platform: Platform::CleverCloud,
+    let sign_in = ResourceSignIn {
+        account: account_of(&form, &resource),
+        resource,
+        email: &form.email,
         // Only the current scheme signs the email (and the user id).
-        email_verified: email.is_some() && matches!(form.proof, Proof::Signature(_)),
-        email: email.clone(),
-        name: None,
-        resource_id: None,
-        plan: None,
-        marketplace_id: None,
-        auth_time: now.0.timestamp(),
-    }
-    .with_resource(Some(&resource));
-    let session = Session {
-        platform: Platform::CleverCloud,
-        subject_id: resource.id,
-        email,
-        nav_data: Some(form.nav_data.clone()).filter(|nav| !nav.is_empty()),
-        created_at: now.to_string(),
-        expires_at: 0,
-        identity: Some(identity),
+        email_signed: matches!(form.proof, Proof::Signature(_)),
+        nav_data: &form.nav_data,
     };
     sessions
-        .open(&form.proof_text(), sso.token_lifetime_end(&form), session)
+        .open_on_resource(&form.proof_text(), sso.token_lifetime_end(&form), sign_in)
         .await
 }
 
@@ -468,7 +446,7 @@ mod tests {
         );
         let legacy = form(&body);
         let end = sso.token_lifetime_end(&legacy);
-        assert_eq!(end, issued + 300 + FUTURE_TOLERANCE_SECONDS);
+        assert_eq!(end, issued + 300 + 60);
         // The last instant it is accepted is within what is remembered...
         assert_eq!(sso.verify(&legacy, at(issued + 300)), Ok(()));
         assert!(end >= issued + 300);
@@ -492,7 +470,7 @@ mod tests {
 
     mod login {
         use super::*;
-        use crate::model::{ConfigMap, Platform, Resource, Timestamp};
+        use crate::model::{ConfigMap, Platform, Resource, SignedInIdentity, Timestamp};
         use crate::store::memory::MemoryStore;
 
         fn post(content_type: &str, body: String) -> Request {

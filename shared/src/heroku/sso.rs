@@ -10,9 +10,9 @@
 use super::resource_id;
 use crate::config::{self, ConfigError};
 use crate::http::has_media_type;
-use crate::model::{Platform, Session, SignedInIdentity, Timestamp};
+use crate::model::Platform;
 use crate::secret::{constant_time_eq, Secret};
-use crate::signin::{Refusal, Sessions, SignInError};
+use crate::signin::{check_fresh, spent_until, Refusal, ResourceSignIn, Sessions, SignInError};
 use crate::store::{ResourceReader, SessionStore};
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -21,8 +21,6 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 
-/// How far ahead of our clock a timestamp may be (clock skew).
-const FUTURE_TOLERANCE_SECONDS: i64 = 60;
 /// Largest SSO form read.
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
@@ -154,19 +152,15 @@ impl HerokuSso {
             return Err(Refusal::BadSignature);
         }
         let issued = unix_seconds(&form.timestamp).ok_or(Refusal::MalformedRequest)?;
-        let now = now.timestamp();
-        if issued > now + FUTURE_TOLERANCE_SECONDS {
-            return Err(Refusal::FromTheFuture);
-        }
-        if now - issued > self.max_age_seconds {
-            return Err(Refusal::Expired);
-        }
-        Ok(())
+        check_fresh(issued, now.timestamp(), self.max_age_seconds)
     }
 
     /// Until when a proof must stay spent: past that it is refused as expired.
     fn proof_lifetime_end(&self, form: &SsoForm) -> i64 {
-        unix_seconds(&form.timestamp).unwrap_or_default() + self.max_age_seconds + FUTURE_TOLERANCE_SECONDS
+        spent_until(
+            unix_seconds(&form.timestamp).unwrap_or_default(),
+            self.max_age_seconds,
+        )
     }
 }
 
@@ -205,9 +199,7 @@ pub async fn login<S: ResourceReader + SessionStore>(
     let resource = resource
         .filter(|r| r.is_active() && r.platform == Platform::Heroku)
         .ok_or(Refusal::UnknownResource)?;
-    let now = Timestamp::now();
     let user_scoped = form.kind == ProofKind::UserScoped;
-    let email = Some(form.email.clone()).filter(|email| !email.is_empty());
     // Only the user-scoped token signs the user and the email; the others
     // vouch for the add-on alone (docs/oidc.md "Claims").
     let account = if user_scoped && !form.user_id.is_empty() {
@@ -215,29 +207,15 @@ pub async fn login<S: ResourceReader + SessionStore>(
     } else {
         format!("resource:{}", resource.id)
     };
-    let identity = SignedInIdentity {
-        subject: SignedInIdentity::subject_of(Platform::Heroku, &account),
-        platform: Platform::Heroku,
-        email_verified: user_scoped && email.is_some(),
-        email: email.clone(),
-        name: None,
-        resource_id: None,
-        plan: None,
-        marketplace_id: None,
-        auth_time: now.0.timestamp(),
-    }
-    .with_resource(Some(&resource));
-    let session = Session {
-        platform: Platform::Heroku,
-        subject_id: resource.id,
-        email,
-        nav_data: Some(form.nav_data.clone()).filter(|nav| !nav.is_empty()),
-        created_at: now.to_string(),
-        expires_at: 0,
-        identity: Some(identity),
+    let sign_in = ResourceSignIn {
+        resource,
+        account,
+        email: &form.email,
+        email_signed: user_scoped,
+        nav_data: &form.nav_data,
     };
     sessions
-        .open(&form.proof, sso.proof_lifetime_end(&form), session)
+        .open_on_resource(&form.proof, sso.proof_lifetime_end(&form), sign_in)
         .await
 }
 
@@ -407,7 +385,7 @@ mod tests {
 
     mod login {
         use super::*;
-        use crate::model::{ConfigMap, Resource, ResourceStatus};
+        use crate::model::{ConfigMap, Resource, ResourceStatus, Session, SignedInIdentity, Timestamp};
         use crate::store::memory::MemoryStore;
         use lambda_http::http::StatusCode;
 
@@ -515,7 +493,7 @@ mod tests {
                     .values()
                     .copied()
                     .collect();
-                assert_eq!(spent, [issued + 300 + FUTURE_TOLERANCE_SECONDS], "{field}");
+                assert_eq!(spent, [issued + 300 + 60], "{field}");
                 let replay = sign_in(&sessions, body).await;
                 assert!(
                     matches!(replay, Err(SignInError::Refused(Refusal::Replayed))),

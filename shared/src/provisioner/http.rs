@@ -334,10 +334,7 @@ impl HttpProvisioner {
                 "the vendor answered 202 (pending), but this marketplace needs the config in its answer"
                     .into(),
             )),
-            Answer::NotFound => Err(ProvisionerError::Refused {
-                status: 404,
-                message: "the vendor does not know this resource".into(),
-            }),
+            Answer::NotFound => Err(unknown_to_vendor()),
         }
     }
 
@@ -364,6 +361,14 @@ impl HttpProvisioner {
             return Err(bad(&format!("lacks {missing:?}")));
         }
         Ok(ConfigMap(values))
+    }
+}
+
+/// A 404 where the vendor's service must know the resource: a refusal.
+fn unknown_to_vendor() -> ProvisionerError {
+    ProvisionerError::Refused {
+        status: 404,
+        message: "the vendor does not know this resource".into(),
     }
 }
 
@@ -454,10 +459,7 @@ impl Provisioner for HttpProvisioner {
             match self.call(request).await? {
                 Answer::Accepted => Ok(Provisioning::Pending),
                 Answer::Ok(body) => self.read_config(&body).map(Provisioning::Ready),
-                Answer::NotFound => Err(ProvisionerError::Refused {
-                    status: 404,
-                    message: "the vendor does not know this resource".into(),
-                }),
+                Answer::NotFound => Err(unknown_to_vendor()),
             }
         }
     }

@@ -403,19 +403,11 @@ fn provision_event(addon_id: &str) -> Value {
 /// Heroku's provision for a new add-on, with its OAuth grant (sealed by the
 /// function as it is in production).
 fn heroku_provision_event() -> (String, Value) {
-    let hex = shared::secret::random_hex(16);
-    let uuid = format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    );
+    let uuid = shared::secret::random_uuid();
     let body = json!({
         "uuid": uuid, "name": "perf", "plan": "basic", "region": "amazon-web-services::us-east-1",
         "callback_url": format!("https://api.heroku.com/addons/{uuid}"),
-        "oauth_grant": {"code": format!("perf-{hex}"), "expires_at": "2099-01-01T00:00:00Z", "type": "authorization_code"},
+        "oauth_grant": {"code": format!("perf-{uuid}"), "expires_at": "2099-01-01T00:00:00Z", "type": "authorization_code"},
         "options": {},
     });
     let event = http_event("POST", "/heroku/resources", "/heroku/resources", None, Some(body));
