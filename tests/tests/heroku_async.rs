@@ -93,8 +93,9 @@ async fn heroku_received(key: &str) -> Vec<Value> {
         .unwrap()
 }
 
-async fn token_requests() -> Vec<Value> {
-    heroku_received("tokens").await
+/// The token requests about one grant (its exchange, then refreshes).
+async fn token_requests(code: &str) -> Vec<Value> {
+    heroku_received(&format!("tokens-{code}")).await
 }
 
 /// The vendor's completion call, signed with `secret`.
@@ -151,7 +152,6 @@ async fn a_pending_provision_is_finished_by_the_vendor_then_set_and_announced_on
 
     // The stream's settle exchanges the grant, once.
     let sync = sync(None).await;
-    let before = token_requests().await.len();
     let settled = settle(&sync, &id).await;
     assert!(matches!(settled, Settled::Scheduled { .. }), "{settled:?}");
     assert_eq!(
@@ -159,7 +159,7 @@ async fn a_pending_provision_is_finished_by_the_vendor_then_set_and_announced_on
         settled,
         "nothing more until the vendor calls"
     );
-    let exchanges = &token_requests().await[before..];
+    let exchanges = token_requests(&code).await;
     assert_eq!(exchanges.len(), 1, "{exchanges:?}");
     assert_eq!(exchanges[0]["grant_type"], "authorization_code");
     assert_eq!(exchanges[0]["status"], 200);
@@ -241,7 +241,8 @@ async fn a_pending_provision_is_finished_by_the_vendor_then_set_and_announced_on
 async fn tokens_about_to_end_are_refreshed_before_a_rotated_config_is_set() {
     let uuid = new_uuid();
     let id = resource_id(&uuid);
-    let (status, body) = provision(&uuid, &format!("shortlived-{uuid}"), false).await;
+    let code = format!("shortlived-{uuid}");
+    let (status, body) = provision(&uuid, &code, false).await;
     assert_eq!(status, 200, "{body}");
     let sync = sync(None).await;
     assert_eq!(
@@ -249,16 +250,16 @@ async fn tokens_about_to_end_are_refreshed_before_a_rotated_config_is_set() {
         Settled::Done,
         "the grant exchanged, nothing else owed"
     );
-    let before = token_requests().await.len();
+    assert_eq!(token_requests(&code).await.len(), 1, "the exchange");
     let names = shared::sync::rotate_credentials(&store().await, &stack_provisioner(), &id)
         .await
         .unwrap();
     assert!(!names.is_empty());
     assert_eq!(settle(&sync, &id).await, Settled::Done);
-    let requests = &token_requests().await[before..];
-    assert_eq!(requests.len(), 1, "{requests:?}");
-    assert_eq!(requests[0]["grant_type"], "refresh_token");
-    assert_eq!(requests[0]["status"], 200);
+    let requests = token_requests(&code).await;
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(requests[1]["grant_type"], "refresh_token");
+    assert_eq!(requests[1]["status"], 200);
     let calls = heroku_received(&uuid).await;
     assert_eq!(calls.len(), 1, "the rotated config, set once: {calls:?}");
     assert_eq!(
@@ -306,6 +307,17 @@ async fn a_provision_unfinished_after_twelve_hours_is_given_up_and_deprovisioned
     assert!(!vendor_holds().await, "the vendor was told to deprovision it");
     let stored = store().await.get_resource(&id).await.unwrap().unwrap();
     assert_eq!(stored.status, ResourceStatus::Expired);
+    // Reported once: the expired add-on owes nothing, so `provider sync`
+    // does not keep failing on it.
+    assert!(!stored.sync.is_owed(), "{:?}", stored.sync);
+    let again = sync(Some(at(PROVISION_LIMIT_SECONDS + 120))).await;
+    assert_eq!(
+        again
+            .settle_now(&SyncSubject::Resource(id.clone()))
+            .await
+            .unwrap(),
+        Settled::Done
+    );
     // The vendor calling late changes nothing; Heroku's DELETE still ends it.
     let (status, _) =
         vendor_finishes(&id, &vendor_config(&id), &stack_var("PROVISIONER_SIGNING_SECRET")).await;
@@ -337,6 +349,21 @@ async fn a_refused_grant_fails_for_good_and_a_down_token_server_is_retried() {
         Settled::Pending { error, .. } => assert!(error.contains("503"), "{error}"),
         other => panic!("expected a retry, got {other:?}"),
     }
+    // Deprovisioned before its grant was exchanged: owed nothing, Heroku not asked.
+    let gone = new_uuid();
+    assert_eq!(provision(&gone, &format!("ok-{gone}"), false).await.0, 200);
+    let response = reqwest::Client::new()
+        .delete(format!("{}/heroku/resources/{gone}", base_url()))
+        .basic_auth(stack_var("HEROKU_ADDON_ID"), Some(stack_var("HEROKU_PASSWORD")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(settle(&sync, &resource_id(&gone)).await, Settled::Done);
+    assert!(
+        token_requests(&format!("ok-{gone}")).await.is_empty(),
+        "no exchange for a deprovisioned add-on"
+    );
 }
 
 #[tokio::test]

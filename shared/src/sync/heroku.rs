@@ -4,8 +4,8 @@
 //! (`PATCH /addons/{uuid}/config`), an asynchronous provision announced
 //! (`POST /addons/{uuid}/actions/provision`) once its config is set, and a
 //! provision still pending at Heroku's deadline given up: the vendor's
-//! service is told to deprovision it, and the item fails for good, which
-//! alarms (`FailedSyncs`).
+//! service is told to deprovision it, and that settle reports a final
+//! failure, which alarms (`FailedSyncs`); the expired item owes nothing more.
 //!
 //! Results are merged onto the item as it is when written (a vendor's
 //! completion may land in between): a grant is exchanged once, and the
@@ -17,8 +17,7 @@ use crate::heroku::platform::{HerokuClient, HerokuError, Issued, Tokens};
 use crate::heroku::tokens::TokenKeys;
 use crate::heroku::HerokuNames;
 use crate::model::{
-    AuditAction, AuditEvent, HerokuAuthorization, Resource, ResourceStatus, SubjectKind, SyncMark, SyncQueue,
-    Timestamp,
+    AuditAction, AuditEvent, HerokuAuthorization, Resource, ResourceStatus, SubjectKind, SyncMark, Timestamp,
 };
 use crate::provisioner::Provisioner;
 use crate::refresh::Fresh;
@@ -27,6 +26,9 @@ use std::sync::Arc;
 
 /// Heroku removes an add-on not marked provisioned within 12 hours.
 pub const PROVISION_LIMIT_SECONDS: i64 = 12 * 60 * 60;
+/// What the operator reads when a provision is given up.
+const EXPIRED: &str = "Heroku provision expired: the vendor's service did not finish it within 12 hours; \
+                       Heroku removes the add-on, and the vendor's service was told to deprovision it";
 /// An access token this close to its end is refreshed before use.
 const REFRESH_MARGIN_SECONDS: i64 = 120;
 
@@ -60,6 +62,13 @@ fn final_failure(step: &'static str, message: &str) -> Failure {
 
 /// Whether a Heroku resource is still owed anything.
 fn owes(resource: &Resource) -> bool {
+    // A deprovisioned or expired add-on is owed nothing any more.
+    if !matches!(
+        resource.status,
+        ResourceStatus::Active | ResourceStatus::Provisioning
+    ) {
+        return false;
+    }
     let unexchanged = resource
         .heroku
         .as_ref()
@@ -157,7 +166,15 @@ impl<S: SyncStore> PlatformSync<S> {
                 if let Some(version) = outcome.pushed {
                     event = event.with_detail("config_version", &version.to_string());
                 }
-                let settled = Settled::of(&updated.sync);
+                // An expiry is reported once, as a final failure (it
+                // alarms); the item then owes nothing more.
+                let settled = if outcome.expired {
+                    Settled::Failed {
+                        error: EXPIRED.into(),
+                    }
+                } else {
+                    Settled::of(&updated.sync)
+                };
                 Ok(Change::Write(updated, event, settled))
             },
         )
@@ -167,6 +184,13 @@ impl<S: SyncStore> PlatformSync<S> {
 
     async fn attempt_heroku(&self, heroku: &HerokuSync, resource: &Resource, now: &Timestamp) -> Outcome {
         let mut outcome = Outcome::default();
+        if !matches!(
+            resource.status,
+            ResourceStatus::Active | ResourceStatus::Provisioning
+        ) {
+            // Deprovisioned or expired: nothing to exchange or send.
+            return outcome;
+        }
         let age = super::settle::age_seconds(&resource.created_at, now);
         if resource.status == ResourceStatus::Provisioning && age >= PROVISION_LIMIT_SECONDS {
             // Heroku has removed it, unbilled: the vendor's tenant must go too.
@@ -297,17 +321,6 @@ fn seal_into(
 /// provision given up on fails for good (and alarms); one still pending
 /// waits, failing nothing, until Heroku's deadline or the vendor's call.
 fn mark_after(resource: &Resource, previous: &SyncMark, outcome: &Outcome, now: &Timestamp) -> SyncMark {
-    if outcome.expired || resource.status == ResourceStatus::Expired {
-        return SyncMark {
-            sync_queue: Some(SyncQueue::Failed),
-            sync_error: Some(
-                "Heroku provision expired: the vendor's service did not finish it within 12 hours; \
-                 Heroku removes the add-on, and the vendor's service was told to deprovision it"
-                    .into(),
-            ),
-            ..previous.still_owed(now)
-        };
-    }
     let mut mark = next_mark(previous, owes(resource), &outcome.failures, now);
     if resource.status == ResourceStatus::Provisioning && outcome.failures.is_empty() {
         let created = now.unix() - super::settle::age_seconds(&resource.created_at, now);

@@ -17,8 +17,10 @@
 //! | `refused-…` | 400 `invalid_grant` |
 //! | anything else | tokens for 28799 s, as Heroku's fixture |
 //!
-//! `GET /received/{uuid}` lists the Platform API calls for an add-on, and
-//! `GET /received/tokens` the token requests (grant type and outcome).
+//! `GET /received/{uuid}` lists the Platform API calls for an add-on,
+//! `GET /received/tokens` the token requests (grant type and outcome), and
+//! `GET /received/tokens-{code}` those of one grant (its exchange and the
+//! refreshes of the tokens it gave).
 //!
 //! Usage: fake_heroku PORT   (with HEROKU_CLIENT_SECRET)
 
@@ -42,7 +44,8 @@ struct Heroku {
     spent_codes: Mutex<HashSet<String>>,
     /// Live access tokens → their end (Unix seconds).
     access_tokens: Mutex<HashMap<String, i64>>,
-    refresh_tokens: Mutex<HashSet<String>>,
+    /// Live refresh tokens → the grant code they descend from.
+    refresh_tokens: Mutex<HashMap<String, String>>,
     received: Mutex<HashMap<String, Vec<Value>>>,
 }
 
@@ -79,14 +82,17 @@ impl Heroku {
             .push(entry);
     }
 
-    fn issue(&self, seconds: i64) -> Value {
+    fn issue(&self, seconds: i64, code: &str) -> Value {
         let (access, refresh) = (
             format!("hk-access-{}", random_hex(16)),
             format!("hk-refresh-{}", random_hex(16)),
         );
         let end = chrono::Utc::now().timestamp() + seconds;
         self.access_tokens.lock().unwrap().insert(access.clone(), end);
-        self.refresh_tokens.lock().unwrap().insert(refresh.clone());
+        self.refresh_tokens
+            .lock()
+            .unwrap()
+            .insert(refresh.clone(), code.to_string());
         json!({
             "access_token": access, "refresh_token": refresh, "expires_in": seconds,
             "token_type": "Bearer", "user_id": "01234567-0000-0000-0000-000000000000", "session_nonce": null,
@@ -113,6 +119,18 @@ async fn token(State(heroku): State<Arc<Heroku>>, body: String) -> Response {
     let field = |name: &str| fields.get(name).cloned().unwrap_or_default();
     let grant_type = field("grant_type");
     let secret_ok = heroku.client_secrets.contains(&field("client_secret"));
+    // The grant each request concerns: its code, or the code the refresh
+    // token descends from.
+    let code = if grant_type == "refresh_token" {
+        heroku
+            .refresh_tokens
+            .lock()
+            .unwrap()
+            .get(&field("refresh_token"))
+            .cloned()
+    } else {
+        Some(field("code"))
+    };
     let answer = if !secret_ok {
         error(StatusCode::UNAUTHORIZED, "unauthorized", "Invalid client secret")
     } else if grant_type == "authorization_code" {
@@ -126,19 +144,13 @@ async fn token(State(heroku): State<Arc<Heroku>>, body: String) -> Response {
             ),
             "down" => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Try again later"),
             "refused" => error(StatusCode::BAD_REQUEST, "invalid_grant", "The grant is invalid"),
-            "shortlived" => Json(heroku.issue(60)).into_response(),
-            _ => Json(heroku.issue(28799)).into_response(),
+            "shortlived" => Json(heroku.issue(60, &code)).into_response(),
+            _ => Json(heroku.issue(28799, &code)).into_response(),
         }
     } else if grant_type == "refresh_token" {
-        if heroku
-            .refresh_tokens
-            .lock()
-            .unwrap()
-            .contains(&field("refresh_token"))
-        {
-            Json(heroku.issue(28799)).into_response()
-        } else {
-            error(StatusCode::BAD_REQUEST, "invalid_grant", "Unknown refresh token")
+        match &code {
+            Some(code) => Json(heroku.issue(28799, code)).into_response(),
+            None => error(StatusCode::BAD_REQUEST, "invalid_grant", "Unknown refresh token"),
         }
     } else {
         error(
@@ -147,10 +159,11 @@ async fn token(State(heroku): State<Arc<Heroku>>, body: String) -> Response {
             "Unsupported grant type",
         )
     };
-    heroku.record(
-        "tokens",
-        json!({"grant_type": grant_type, "client_secret_valid": secret_ok, "status": answer.status().as_u16()}),
-    );
+    let entry = json!({"grant_type": grant_type, "client_secret_valid": secret_ok, "status": answer.status().as_u16()});
+    heroku.record("tokens", entry.clone());
+    if let Some(code) = code {
+        heroku.record(&format!("tokens-{code}"), entry);
+    }
     answer
 }
 
