@@ -222,6 +222,24 @@ fn parse_basic(value: &str) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
+/// Checks Basic auth, then runs `action`, rendering its error as JSON:
+/// credentials come first, so a caller without them learns nothing about
+/// ids or bodies. A future does nothing until awaited, so `action` runs
+/// only after the check.
+pub async fn authenticated(
+    credentials: &BasicCredentials,
+    request: &Request,
+    action: impl std::future::Future<Output = Result<Response<Body>, ApiError>>,
+) -> Response<Body> {
+    respond(
+        async {
+            credentials.verify(request.headers())?;
+            action.await
+        }
+        .await,
+    )
+}
+
 /// A marketplace's text field `field`, if acceptable: non-empty, without
 /// control characters, at most `max` bytes; else why not, naming it.
 pub fn bounded(field: &str, value: String, max: usize) -> Result<String, String> {

@@ -73,20 +73,10 @@ fn provider(args: &[&str]) -> Output {
 
 #[test]
 fn a_correct_provider_passes_every_check() {
-    let (status, outcomes, report) = check(None);
+    let (outcomes, report) = all_pass(check(None), &Fault::ALL, Fault::expected_failure);
     // The stand-in keeps no table, so there is nothing to clean up: the one
     // check that says so is skipped, naming why.
     assert_eq!(outcomes.get("cleanup.table").map(String::as_str), Some("skip"));
-    let not_passed: Vec<_> = outcomes
-        .iter()
-        .filter(|(name, outcome)| *outcome != "pass" && *name != "cleanup.table")
-        .collect();
-    assert!(not_passed.is_empty(), "{not_passed:?}\n{report:#}");
-    assert_eq!(status, Some(0));
-    // Every check named by a fault exists, so no fault test can pass vacuously.
-    for fault in Fault::ALL {
-        assert!(outcomes.contains_key(fault.expected_failure()), "{fault:?}");
-    }
     assert_eq!(report["failed"], 0);
     assert_eq!(report["passed"].as_u64(), Some(outcomes.len() as u64 - 1));
 }
@@ -97,6 +87,26 @@ fn each_fault_fails_the_check_it_breaks() {
 }
 
 type Run = (Option<i32>, HashMap<String, String>, serde_json::Value);
+
+/// A run against a correct stand-in: every check passes (bar the cleanup,
+/// which has no table to clean), exit 0, and every check a fault names
+/// exists, so no fault test can pass vacuously. The outcomes and report.
+fn all_pass<F: Copy + std::fmt::Debug>(
+    (status, outcomes, report): Run,
+    faults: &[F],
+    expected_failure: fn(F) -> &'static str,
+) -> (HashMap<String, String>, serde_json::Value) {
+    let not_passed: Vec<_> = outcomes
+        .iter()
+        .filter(|(name, outcome)| *outcome != "pass" && *name != "cleanup.table")
+        .collect();
+    assert!(not_passed.is_empty(), "{not_passed:?}\n{report:#}");
+    assert_eq!(status, Some(0));
+    for &fault in faults {
+        assert!(outcomes.contains_key(expected_failure(fault)), "{fault:?}");
+    }
+    (outcomes, report)
+}
 
 /// Each fault has its own stand-in and its own run, side by side: each must
 /// fail the check named for it, and the run exit 1.
@@ -124,16 +134,11 @@ fn each_fails<F: Copy + std::fmt::Debug + Send + 'static>(
 
 #[test]
 fn a_correct_heroku_provider_passes_every_heroku_check() {
-    let (status, outcomes, report) = check_heroku(None);
-    let not_passed: Vec<_> = outcomes
-        .iter()
-        .filter(|(name, outcome)| *outcome != "pass" && *name != "cleanup.table")
-        .collect();
-    assert!(not_passed.is_empty(), "{not_passed:?}\n{report:#}");
-    assert_eq!(status, Some(0));
-    for fault in HerokuFault::ALL {
-        assert!(outcomes.contains_key(fault.expected_failure()), "{fault:?}");
-    }
+    let (outcomes, _) = all_pass(
+        check_heroku(None),
+        &HerokuFault::ALL,
+        HerokuFault::expected_failure,
+    );
     // Heroku's checks only: no Clever Cloud call was made.
     assert!(!outcomes
         .keys()

@@ -4,7 +4,7 @@
 use super::lifecycle::Lifecycle;
 use super::protocol::{PlanChangeRequest, ProvisionRequest};
 use crate::config::{CleverCloudConfig, ConfigError, Environment};
-use crate::http::{json_response, read_json, respond, ApiError, BasicCredentials};
+use crate::http::{self, json_response, read_json, ApiError, BasicCredentials};
 use crate::provisioner::{Provisioner, VendorProvisioner};
 use crate::refresh::{Fresh, SecretSource};
 use crate::store::{DynamoStore, ProvisionStore, ResourceWriter};
@@ -75,22 +75,18 @@ fn path_id(request: &Request) -> String {
         .to_string()
 }
 
-/// Authenticates, runs `action`, and renders its answer as 200 JSON or its
+/// Authenticates ([`http::authenticated`]), runs `action`, and renders its answer as 200 JSON or its
 /// error as the matching 4xx/5xx JSON error. Credentials come first, so an
 /// unauthenticated caller learns nothing about ids or bodies.
 async fn authenticated<T: Serialize>(
     credentials: &BasicCredentials,
     request: &Request,
-    // A future does nothing until awaited, so `action` runs only after the check.
     action: impl Future<Output = Result<T, ApiError>>,
 ) -> Result<Response<Body>, Infallible> {
-    Ok(respond(
-        async {
-            credentials.verify(request.headers())?;
-            Ok(json_response(StatusCode::OK, &action.await?))
-        }
-        .await,
-    ))
+    Ok(http::authenticated(credentials, request, async {
+        Ok(json_response(StatusCode::OK, &action.await?))
+    })
+    .await)
 }
 
 /// `POST /clevercloud/resources`

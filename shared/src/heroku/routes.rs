@@ -8,7 +8,7 @@ use super::protocol::{
 use super::tokens::TokenKeys;
 use super::{resource_id, ACTOR};
 use crate::config::{self, ConfigError, Environment};
-use crate::http::{json_response, read_json, respond, ApiError, BasicCredentials};
+use crate::http::{authenticated, json_response, read_json, respond, ApiError, BasicCredentials};
 use crate::lifecycle::{Lifecycle, LifecycleError, Marketplace};
 use crate::model::{ConfigMap, HerokuAuthorization, Platform, Resource, ResourceStatus, SyncMark, Timestamp};
 use crate::provisioner::Provisioner;
@@ -16,7 +16,6 @@ use crate::refresh::{Fresh, SecretSource};
 use crate::store::{ProvisionStore, ResourceWriter};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
-use std::future::Future;
 
 /// Heroku's side of a lifecycle function, built once at cold start; the
 /// Basic-auth credentials follow the secret (`crate::refresh`).
@@ -84,23 +83,6 @@ impl<S, P: Provisioner> HerokuApi<S, P> {
             names: heroku.names,
         }))
     }
-}
-
-/// Authenticates, then runs `action`; credentials come first, so a caller
-/// without them learns nothing about uuids or bodies.
-async fn authenticated(
-    credentials: &BasicCredentials,
-    request: &Request,
-    // A future does nothing until awaited, so `action` runs only after the check.
-    action: impl Future<Output = Result<Response<Body>, ApiError>>,
-) -> Response<Body> {
-    respond(
-        async {
-            credentials.verify(request.headers())?;
-            action.await
-        }
-        .await,
-    )
 }
 
 /// The resource a later call's path names: Heroku's uuid, which cannot

@@ -21,7 +21,7 @@ use crate::model::{
 };
 use crate::provisioner::Provisioner;
 use crate::refresh::Fresh;
-use crate::store::{change_resource, Change, SyncStore, SyncSubject, UpdateOutcome};
+use crate::store::{change_resource, Change, SyncStore, SyncSubject};
 use std::sync::Arc;
 
 /// Heroku removes an add-on not marked provisioned within 12 hours.
@@ -127,12 +127,7 @@ impl<S: SyncStore> PlatformSync<S> {
         if !outcome.changes_the_item() {
             let mark = mark_after(&resource, &resource.sync, &outcome, now);
             let subject = SyncSubject::Resource(resource.id.clone());
-            return Ok(
-                match self.store.mark_sync(&subject, resource.version, &mark).await? {
-                    UpdateOutcome::Updated => Some(Settled::of(&mark)),
-                    UpdateOutcome::Stale => None,
-                },
-            );
+            return self.record_mark(&subject, resource.version, &mark).await;
         }
         let outcome = &outcome;
         let id = resource.id.clone();

@@ -153,6 +153,21 @@ pub(super) fn age_seconds(created_at: &str, now: &Timestamp) -> i64 {
 }
 
 impl<S: SyncStore> PlatformSync<S> {
+    /// Writes `mark` alone (nothing else changed), on condition of the
+    /// version read: what it settles to, or `None` when a concurrent change
+    /// won (read again).
+    pub(super) async fn record_mark(
+        &self,
+        subject: &SyncSubject,
+        version: u64,
+        mark: &SyncMark,
+    ) -> Result<Option<Settled>, SyncError> {
+        Ok(match self.store.mark_sync(subject, version, mark).await? {
+            UpdateOutcome::Updated => Some(Settled::of(mark)),
+            UpdateOutcome::Stale => None,
+        })
+    }
+
     /// Performs what `subject` is owed, as the stream and the sweep do: not
     /// before a platform's `Retry-After`, and not if it failed for good.
     pub async fn settle(&self, subject: &SyncSubject) -> Result<Settled, SyncError> {
@@ -224,12 +239,7 @@ impl<S: SyncStore> PlatformSync<S> {
         if details.is_none() && pushed.is_none() {
             let mark = next_mark(&resource.sync, resource_owes(&resource), &failures, &now);
             let subject = SyncSubject::Resource(id.to_string());
-            return Ok(
-                match self.store.mark_sync(&subject, resource.version, &mark).await? {
-                    UpdateOutcome::Updated => Some(Settled::of(&mark)),
-                    UpdateOutcome::Stale => None,
-                },
-            );
+            return self.record_mark(&subject, resource.version, &mark).await;
         }
         // Results to keep: merged onto the item as it is now.
         let (details, failures) = (&details, &failures);
@@ -369,12 +379,7 @@ impl<S: SyncStore> PlatformSync<S> {
                     .collect();
                 let mark = next_mark(&account.sync, false, &failures, &now);
                 let subject = SyncSubject::Account(id.to_string());
-                Ok(
-                    match self.store.mark_sync(&subject, account.version, &mark).await? {
-                        UpdateOutcome::Updated => Some(Settled::of(&mark)),
-                        UpdateOutcome::Stale => None,
-                    },
-                )
+                self.record_mark(&subject, account.version, &mark).await
             }
         }
     }
