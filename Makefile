@@ -92,10 +92,10 @@ deploy: build
 	fi
 
 ## The production manifest of stack STACK for MARKETPLACE (clevercloud, the
-## default, or heroku), from its outputs and its secret (secrets in it: keep
+## default, heroku or scalingo), from its outputs and its secret (secrets in it: keep
 ## it out of version control).
 manifest: tools
-	@test -n "$(STACK)" || { echo "usage: make manifest STACK=<stack name> [MARKETPLACE=clevercloud|heroku]" >&2; exit 2; }
+	@test -n "$(STACK)" || { echo "usage: make manifest STACK=<stack name> [MARKETPLACE=clevercloud|heroku|scalingo]" >&2; exit 2; }
 	@$(TOOLS)/python scripts/deployment.py manifest "$(STACK)" "$(or $(MARKETPLACE),clevercloud)"
 
 ## Deletes stack STACK; says what stays (the table, the secret). With

@@ -38,6 +38,9 @@ NOT_EXERCISED = {
     "provision dynamodb:GetItem table HEROKU_ADDON#*": (
         "the same read for a Heroku provision's claim (keyed by Heroku's uuid), reached only by the same race"
     ),
+    "provision dynamodb:GetItem table SCALINGO_ADDON#*": (
+        "the same read for a Scalingo provision's claim (keyed by its uuid), reached only by the same race"
+    ),
 }
 
 

@@ -24,7 +24,7 @@ import cfn_template
 WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 # Reached by anyone on the internet with no shared secret checked first.
 UNAUTHENTICATED = {"sso-login", "dashboard", "cloud66-link", "oidc"}
-NEVER_WRITTEN_BY_UNAUTHENTICATED = {"RESOURCE", "CLEVERCLOUD_ADDON", "HEROKU_ADDON"}
+NEVER_WRITTEN_BY_UNAUTHENTICATED = {"RESOURCE", "CLEVERCLOUD_ADDON", "HEROKU_ADDON", "SCALINGO_ADDON"}
 # The narrowed patterns an internet-facing function may write under those
 # prefixes: Cloud 66's resources (shared::cloud66::link::CLOUD66_RESOURCE_ID_PREFIX).
 WRITABLE_BY_UNAUTHENTICATED = {("RESOURCE", "res_c66_")}

@@ -1,7 +1,7 @@
 """A deployed stack, read through its outputs: the production manifests (`make manifest`), and
 what a teardown leaves behind (`make teardown`).
 
-Usage: python deployment.py manifest STACK [clevercloud|heroku]
+Usage: python deployment.py manifest STACK [clevercloud|heroku|scalingo]
        python deployment.py retained STACK [--delete]
 AWS credentials and region come from the usual chain (AWS_PROFILE, AWS_REGION, ...). Uses the boto3 that the
 SAM CLI in .tools/venv brings.
@@ -32,6 +32,17 @@ def manifest(name: str, marketplace: str = "clevercloud") -> dict:
     outputs, parameters = deployed["outputs"], deployed["parameters"]
     values = secret(outputs["StackSecretsArn"])
     base_url = outputs.get("EdgeUrl") or outputs["ApiUrl"]
+    if marketplace == "scalingo":
+        if not parameters.get("ScalingoUsername"):
+            raise SystemExit(f"stack {name} does not sell on Scalingo: its ScalingoUsername parameter is empty")
+        return manifests.scalingo(
+            parameters["ScalingoUsername"],
+            manifests.names(parameters["AddonConfigVars"]),
+            values["SCALINGO_PASSWORD"],
+            values["SCALINGO_SSO_SALT"],
+            manifests.names(parameters.get("ScalingoPlans") or parameters.get("AddonPlans") or ""),
+            base_url,
+        )
     if marketplace == "heroku":
         if not parameters.get("HerokuAddonId"):
             raise SystemExit(f"stack {name} does not sell on Heroku: its HerokuAddonId parameter is empty")

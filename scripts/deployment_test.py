@@ -89,6 +89,29 @@ class Deployment(unittest.TestCase):
         self.assertEqual(api["production"]["sso_url"], "https://api.example/heroku/sso/login")
 
     @mock_aws
+    def test_the_scalingo_manifest_has_its_own_username_secrets_and_plans(self):
+        secret = boto3.client("secretsmanager").create_secret(
+            Name="my-addon/provider",
+            SecretString=json.dumps({"SCALINGO_PASSWORD": "sc-pass", "SCALINGO_SSO_SALT": "sc-salt"}),
+        )["ARN"]
+        parameters = {"AddonId": "addon-name", "AddonConfigVars": "ADDON_NAME_URL,ADDON_NAME_TOKEN", "ScalingoUsername": ""}
+        stack({"ApiUrl": "https://api.example", "StackSecretsArn": secret, "TableName": "table"}, parameters)
+        with self.assertRaises(SystemExit) as refused:
+            deployment.manifest("my-addon", "scalingo")
+        self.assertIn("ScalingoUsername", str(refused.exception))
+        boto3.client("cloudformation").delete_stack(StackName="my-addon")
+        parameters.update({"ScalingoUsername": "my-addon-sc", "AddonPlans": "basic,premium", "ScalingoPlans": ""})
+        stack({"ApiUrl": "https://api.example", "StackSecretsArn": secret, "TableName": "table"}, parameters)
+        manifest = deployment.manifest("my-addon", "scalingo")
+        self.assertEqual((manifest["name"], manifest["username"]), ("my-addon-sc", "my-addon-sc"))
+        self.assertEqual((manifest["password"], manifest["sso_salt"]), ("sc-pass", "sc-salt"))
+        self.assertEqual(manifest["config_vars"], ["ADDON_NAME_URL", "ADDON_NAME_TOKEN"])
+        self.assertEqual(manifest["production"]["base_url"], "https://api.example/scalingo/resources")
+        self.assertEqual(manifest["test"]["sso_url"], "https://api.example/scalingo/sso")
+        self.assertEqual([plan["name"] for plan in manifest["plans"]], ["basic", "premium"])
+        self.assertEqual(set(manifest["plans"][0]), {"name", "display_name", "price", "description"})
+
+    @mock_aws
     def test_teardown_names_what_stays_and_removes_it_only_when_asked(self):
         secret = boto3.client("secretsmanager").create_secret(Name="my-addon/provider", SecretString="{}")["ARN"]
         dynamodb = boto3.client("dynamodb")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The tests that need the running stack (run by scripts/stack.sh test): the
 # Rust storage and end-to-end tests, `provider check` against the stack's own
-# manifests (Clever Cloud's, then Heroku's), the browser test, then the recorded AWS calls against the template. All always run; the exit status is failure
+# manifests (Clever Cloud's, Heroku's, then Scalingo's), the browser test, then the recorded AWS calls against the template. All always run; the exit status is failure
 # if any failed.
 set -uo pipefail
 status=0
@@ -17,6 +17,8 @@ OIDC_CHECK_CLIENT_ID="${OIDC_TEST_CLIENT_ID:-}" OIDC_CHECK_CLIENT_SECRET="${OIDC
   target/debug/provider check --manifest "$MANIFEST" || status=1
 echo "provider check --marketplace heroku --manifest $HEROKU_MANIFEST"
 target/debug/provider check --marketplace heroku --manifest "$HEROKU_MANIFEST" || status=1
+echo "provider check --marketplace scalingo --manifest $SCALINGO_MANIFEST"
+target/debug/provider check --marketplace scalingo --manifest "$SCALINGO_MANIFEST" || status=1
 keys_after="$(table_keys)" || status=1
 if [[ "$keys_before" != "$keys_after" ]]; then
   echo "provider check left the table changed (< before, > after):"

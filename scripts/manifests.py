@@ -4,7 +4,7 @@ One builder per marketplace, used by `make run` / the test stack (local URLs, de
 `make manifest` (a deployed stack's outputs and secret). Manifests hold the secrets: keep them out of
 version control.
 
-Usage: python manifests.py clevercloud|heroku BASE_URL   (values from the environment)
+Usage: python manifests.py clevercloud|heroku|scalingo BASE_URL   (values from the environment)
 """
 
 import json
@@ -63,8 +63,37 @@ def heroku(addon_id: str, config_vars: list, password: str, sso_salt: str, base_
     }
 
 
+def scalingo(username: str, config_vars: list, password: str, sso_salt: str, plans: list, base_url: str) -> dict:
+    """Scalingo's manifest, sent to Scalingo by e-mail (docs/scalingo.md, "The manifest"). Prices are EUR per 30
+    days and descriptions are the vendor's to write: both are placeholders here."""
+    urls = {"base_url": f"{base_url}/scalingo/resources", "sso_url": f"{base_url}/scalingo/sso"}
+    return {
+        "name": username,
+        "username": username,
+        "password": password,
+        "sso_salt": sso_salt,
+        "config_vars": config_vars,
+        "production": urls,
+        "test": urls,
+        "plans": [
+            {"name": plan, "display_name": plan.replace("-", " ").title(), "price": 0, "description": f"The {plan} plan"}
+            for plan in plans
+        ],
+    }
+
+
 def from_environment(marketplace: str, base_url: str) -> dict:
     env = os.environ
+    if marketplace == "scalingo":
+        plans = names(env.get("SCALINGO_PLANS") or env.get("ADDON_PLANS") or "")
+        return scalingo(
+            env["SCALINGO_USERNAME"],
+            names(env["ADDON_CONFIG_VARS"]),
+            env["SCALINGO_PASSWORD"],
+            env["SCALINGO_SSO_SALT"],
+            plans,
+            base_url,
+        )
     if marketplace == "heroku":
         config_vars = names(env.get("HEROKU_CONFIG_VARS") or env["ADDON_CONFIG_VARS"])
         return heroku(env["HEROKU_ADDON_ID"], config_vars, env["HEROKU_PASSWORD"], env["HEROKU_SSO_SALT"], base_url)
@@ -74,7 +103,7 @@ def from_environment(marketplace: str, base_url: str) -> dict:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("clevercloud", "heroku"):
+    if len(sys.argv) != 3 or sys.argv[1] not in ("clevercloud", "heroku", "scalingo"):
         print(__doc__, file=sys.stderr)
         sys.exit(2)
     print(json.dumps(from_environment(sys.argv[1], sys.argv[2]), indent=2))

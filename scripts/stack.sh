@@ -35,14 +35,16 @@ case "$MODE" in
     VENDOR_PORT="${VENDOR_PORT:-9002}"
     APP_PORT="${APP_PORT:-9003}"
     HEROKU_PORT="${HEROKU_PORT:-9004}"
+    SCALINGO_PORT="${SCALINGO_PORT:-9005}"
     ports=("$PORT" "$DYNAMODB_PORT")
     [[ -z "${HEROKU_API_URL:-}" ]] && ports+=("$HEROKU_PORT")
+    [[ -z "${SCALINGO_API_URL:-}" ]] && ports+=("$SCALINGO_PORT")
     [[ -z "${CLOUD66_PARTNER_ENDPOINT:-}" ]] && ports+=("$PARTNER_PORT")
     [[ -z "${PROVISIONER_URL:-}" ]] && ports+=("$VENDOR_PORT")
     [[ -z "${OIDC_CLIENTS:-}" ]] && ports+=("$APP_PORT")
     for port in "${ports[@]}"; do
       if port_in_use "$port"; then
-        echo "stack: port $port is already in use; set PORT / DYNAMODB_PORT / PARTNER_PORT / VENDOR_PORT / APP_PORT / HEROKU_PORT to free ones" >&2
+        echo "stack: port $port is already in use; set PORT / DYNAMODB_PORT / PARTNER_PORT / VENDOR_PORT / APP_PORT / HEROKU_PORT / SCALINGO_PORT to free ones" >&2
         exit 1
       fi
     done
@@ -55,6 +57,7 @@ case "$MODE" in
     VENDOR_PORT="$(free_port)"
     APP_PORT="$(free_port)"
     HEROKU_PORT="$(free_port)"
+    SCALINGO_PORT="$(free_port)"
     SECRETS_PORT="$(free_port)"
     ;;
   *)
@@ -80,6 +83,16 @@ if [[ -z "${HEROKU_API_URL:-}" ]]; then
   export HEROKU_API_URL="http://127.0.0.1:$HEROKU_PORT"
   export HEROKU_ID_URL="http://127.0.0.1:$HEROKU_PORT"
   START_FAKE_HEROKU=1
+fi
+# And on Scalingo (docs/scalingo.md); SCALINGO_USERNAME= turns it off.
+export SCALINGO_USERNAME="${SCALINGO_USERNAME-addon-name-scalingo}"
+export SCALINGO_PASSWORD="${SCALINGO_PASSWORD:-local-dev-scalingo-password-7e1d93c05b48}"
+export SCALINGO_SSO_SALT="${SCALINGO_SSO_SALT:-local-dev-scalingo-sso-salt-c29a4f8e61b7}"
+# Without Scalingo's own API, a stand-in answers its provider API
+# (tests/src/bin/fake_scalingo.rs).
+if [[ -z "${SCALINGO_API_URL:-}" ]]; then
+  export SCALINGO_API_URL="http://127.0.0.1:$SCALINGO_PORT"
+  START_FAKE_SCALINGO=1
 fi
 export CLOUD66_PROVIDER="${CLOUD66_PROVIDER-acme-local}"
 export CLOUD66_PROVIDER_UID="${CLOUD66_PROVIDER_UID-local-dev-cloud66-uid-0123456789abcdef}"
@@ -296,6 +309,13 @@ if [[ "${START_FAKE_HEROKU:-0}" == 1 ]]; then
   export E2E_HEROKU_URL="$HEROKU_API_URL"
 fi
 
+if [[ "${START_FAKE_SCALINGO:-0}" == 1 ]]; then
+  start "$RUN_DIR/fake-scalingo.log" "$BUILD_DIR/fake_scalingo" "$SCALINGO_PORT"
+  scalingo_answers() { curl -sf -o /dev/null "http://127.0.0.1:$SCALINGO_PORT/received/ready"; }
+  wait_until "the stand-in Scalingo" "${PIDS[-1]}" 60 scalingo_answers
+  export E2E_SCALINGO_URL="$SCALINGO_API_URL"
+fi
+
 if [[ "${START_VENDOR_APP:-0}" == 1 ]]; then
   start "$RUN_DIR/vendor-app.log" env OIDC_ISSUER="$PUBLIC_URL" node tests/standins/vendor_app.mjs "$APP_PORT"
   app_answers() { curl -sf -o /dev/null "$OIDC_APP_URL/app/received"; }
@@ -335,6 +355,7 @@ LISTEN_PORTS+=("$PORT" "$DYNAMODB_PORT")
 [[ "${START_FAKE_PARTNER:-0}" == 1 ]] && LISTEN_PORTS+=("$PARTNER_PORT")
 [[ "${START_FAKE_VENDOR:-0}" == 1 ]] && LISTEN_PORTS+=("$VENDOR_PORT")
 [[ "${START_FAKE_HEROKU:-0}" == 1 ]] && LISTEN_PORTS+=("$HEROKU_PORT")
+[[ "${START_FAKE_SCALINGO:-0}" == 1 ]] && LISTEN_PORTS+=("$SCALINGO_PORT")
 [[ "${START_VENDOR_APP:-0}" == 1 ]] && LISTEN_PORTS+=("$APP_PORT")
 [[ "$MODE" == test ]] && LISTEN_PORTS+=("$SECRETS_PORT")
 printf '%s\n' "${LISTEN_PORTS[@]}" >"$RUN_DIR/ports"
@@ -352,10 +373,16 @@ export HEROKU_MANIFEST="$RUN_DIR/heroku-manifest.json"
 if [[ -n "$HEROKU_ADDON_ID" ]]; then
   python3 "$ROOT/scripts/manifests.py" heroku "$LOCAL_URL" >"$HEROKU_MANIFEST"
 fi
+# And Scalingo's, when the add-on is sold there.
+export SCALINGO_MANIFEST="$RUN_DIR/scalingo-manifest.json"
+if [[ -n "$SCALINGO_USERNAME" ]]; then
+  python3 "$ROOT/scripts/manifests.py" scalingo "$LOCAL_URL" >"$SCALINGO_MANIFEST"
+fi
 if [[ "$MODE" == run ]]; then
   # One stable path for the running stack's manifest, whatever the run.
   cp "$MANIFEST" "$ROOT/.run/manifest.json"
   [[ -f "$HEROKU_MANIFEST" ]] && cp "$HEROKU_MANIFEST" "$ROOT/.run/heroku-manifest.json"
+  [[ -f "$SCALINGO_MANIFEST" ]] && cp "$SCALINGO_MANIFEST" "$ROOT/.run/scalingo-manifest.json"
 fi
 if [[ "$MODE" == test ]]; then
   set +e
@@ -369,8 +396,10 @@ cat <<MSG
 
 Add-on provider is running.
   API:            $LOCAL_URL   (routes: POST /clevercloud/resources, PUT|DELETE /clevercloud/resources/{id},
-                  and Heroku's: POST /heroku/resources, PUT|DELETE /heroku/resources/{uuid})
-  SSO:            POST $LOCAL_URL/clevercloud/sso/login, POST $LOCAL_URL/heroku/sso/login, GET $LOCAL_URL/cloud66/sso/start → Cloud 66 → $LOCAL_URL/cloud66/sso/callback
+                  Heroku's: POST /heroku/resources, PUT|DELETE /heroku/resources/{uuid},
+                  and Scalingo's: POST /scalingo/resources, PUT|PATCH|DELETE /scalingo/resources/{id},
+                  POST /scalingo/resources/{id}/suspend|resume)
+  SSO:            POST $LOCAL_URL/clevercloud/sso/login, POST $LOCAL_URL/heroku/sso/login, GET $LOCAL_URL/scalingo/sso?id=…&timestamp=…&token=…, GET $LOCAL_URL/cloud66/sso/start → Cloud 66 → $LOCAL_URL/cloud66/sso/callback
   Panel:          $LOCAL_URL/dashboard
   OpenID Connect: $PUBLIC_URL/.well-known/openid-configuration
   Vendor app:     ${OIDC_APP_URL:-(your OIDC_CLIENTS)}/app/   (sign-ins land here: OIDC_CLIENTS' initiate_login_uri)
@@ -385,6 +414,9 @@ $(cat "$MANIFEST")
 
 Heroku v3 test manifest (also in .run/heroku-manifest.json):
 $(cat "$HEROKU_MANIFEST" 2>/dev/null || echo "  (not sold on Heroku: HEROKU_ADDON_ID is empty)")
+
+Scalingo test manifest (also in .run/scalingo-manifest.json):
+$(cat "$SCALINGO_MANIFEST" 2>/dev/null || echo "  (not sold on Scalingo: SCALINGO_USERNAME is empty)")
 
 Try it (the development password is filled in):
   curl -s -u '$ADDON_ID:$ADDON_PASSWORD' -H 'Content-Type: application/json' \\

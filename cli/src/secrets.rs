@@ -55,6 +55,8 @@ fn generate(var: &str) -> Option<Result<String, Failure>> {
         | "ADDON_SSO_SALT"
         | "HEROKU_PASSWORD"
         | "HEROKU_SSO_SALT"
+        | "SCALINGO_PASSWORD"
+        | "SCALINGO_SSO_SALT"
         | "PROVISIONER_SIGNING_SECRET" => Some(Ok(shared::secret::random_hex(24))),
         // 256 bits for AES-256-GCM, as 64 hex digits.
         "HEROKU_TOKEN_KEY" => Some(Ok(shared::secret::random_hex(32))),
@@ -71,6 +73,9 @@ fn next_step(var: &str, finish: bool) -> &'static str {
         }
         ("HEROKU_PASSWORD" | "HEROKU_SSO_SALT", false) => {
             "put the new value in the Heroku manifest (`make manifest STACK=<stack> MARKETPLACE=heroku` prints it) and push it (`heroku addons:admin:manifest:push`); once Heroku uses it, run this again with --finish"
+        }
+        ("SCALINGO_PASSWORD" | "SCALINGO_SSO_SALT", false) => {
+            "put the new value in the Scalingo manifest (`make manifest STACK=<stack> MARKETPLACE=scalingo` prints it) and send it to Scalingo; once Scalingo uses it, run this again with --finish"
         }
         ("HEROKU_TOKEN_KEY", false) => {
             "the new key seals from now on and the previous one still opens; once every Heroku add-on's tokens were refreshed (an access token lasts 8 h: wait a day), run this again with --finish"
@@ -288,6 +293,8 @@ mod tests {
                 "HEROKU_PASSWORD",
                 "HEROKU_SSO_SALT",
                 "HEROKU_TOKEN_KEY",
+                "SCALINGO_PASSWORD",
+                "SCALINGO_SSO_SALT",
                 "PROVISIONER_SIGNING_SECRET"
             ]
         );
@@ -305,7 +312,7 @@ mod tests {
         );
         let again = initial_values(&|_: &str| None).unwrap().0;
         let (_, first) = initial_values(&|_: &str| None).unwrap();
-        assert_eq!(first.len(), 6);
+        assert_eq!(first.len(), 8);
         assert_ne!(
             again["ADDON_PASSWORD"],
             initial_values(&|_: &str| None).unwrap().0["ADDON_PASSWORD"]

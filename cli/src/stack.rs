@@ -13,7 +13,7 @@ const FROM_OUTPUTS: [(&str, &str); 4] = [
     ("SyncDeadLetterQueueUrl", "SYNC_DEAD_LETTER_QUEUE_URL"),
     ("LifecycleEventBus", "EVENT_BUS_NAME"),
 ];
-const FROM_PARAMETERS: [(&str, &str); 19] = [
+const FROM_PARAMETERS: [(&str, &str); 22] = [
     ("AddonId", "ADDON_ID"),
     ("AddonConfigVars", "ADDON_CONFIG_VARS"),
     ("AddonPlans", "ADDON_PLANS"),
@@ -22,6 +22,9 @@ const FROM_PARAMETERS: [(&str, &str); 19] = [
     ("HerokuPlans", "HEROKU_PLANS"),
     ("HerokuApiUrl", "HEROKU_API_URL"),
     ("HerokuIdUrl", "HEROKU_ID_URL"),
+    ("ScalingoUsername", "SCALINGO_USERNAME"),
+    ("ScalingoPlans", "SCALINGO_PLANS"),
+    ("ScalingoApiUrl", "SCALINGO_API_URL"),
     ("ProvisionerUrl", "PROVISIONER_URL"),
     ("ProvisionerTimeoutMs", "PROVISIONER_TIMEOUT_MS"),
     ("ResourceBaseUrl", "RESOURCE_BASE_URL"),
@@ -35,11 +38,13 @@ const FROM_PARAMETERS: [(&str, &str); 19] = [
     ("PublicUrl", "PUBLIC_URL"),
 ];
 /// The secret's values `provider check` needs, as the manifest would give them.
-const CHECK_SECRETS: [&str; 5] = [
+const CHECK_SECRETS: [&str; 7] = [
     "ADDON_PASSWORD",
     "ADDON_SSO_SALT",
     "HEROKU_PASSWORD",
     "HEROKU_SSO_SALT",
+    "SCALINGO_PASSWORD",
+    "SCALINGO_SSO_SALT",
     "CLOUD66_PROVIDER_UID",
 ];
 

@@ -44,7 +44,7 @@ pub fn process_env(name: &str) -> Option<String> {
 /// Each `*_PREVIOUS` is the value being rotated out, still accepted (or, for
 /// outbound credentials, still tried) until the rotation ends
 /// (docs/operating.md, "Rotating secrets").
-pub const SECRET_VARS: [&str; 23] = [
+pub const SECRET_VARS: [&str; 27] = [
     "ADDON_PASSWORD",
     "ADDON_PASSWORD_PREVIOUS",
     "ADDON_SSO_SALT",
@@ -57,6 +57,10 @@ pub const SECRET_VARS: [&str; 23] = [
     "HEROKU_CLIENT_SECRET_PREVIOUS",
     "HEROKU_TOKEN_KEY",
     "HEROKU_TOKEN_KEY_PREVIOUS",
+    "SCALINGO_PASSWORD",
+    "SCALINGO_PASSWORD_PREVIOUS",
+    "SCALINGO_SSO_SALT",
+    "SCALINGO_SSO_SALT_PREVIOUS",
     "CLOUD66_PROVIDER_UID",
     "CLOUD66_PROVIDER_UID_PREVIOUS",
     "CLOUDMORE_CLIENT_SECRET",

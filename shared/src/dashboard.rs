@@ -62,6 +62,7 @@ fn console_url(session: &Session) -> String {
         Platform::CleverCloud => "https://console.clever-cloud.com/".to_string(),
         Platform::Cloud66 => "https://app.cloud66.com/".to_string(),
         Platform::Heroku => crate::heroku::sso::dashboard_url(session.nav_data.as_deref()),
+        Platform::Scalingo => "https://dashboard.scalingo.com/".to_string(),
     }
 }
 
@@ -136,10 +137,12 @@ async fn visible<S: SessionStore + ResourceReader + AccountStore>(
         return Ok(None);
     };
     let (account, resources) = match session.platform {
-        Platform::CleverCloud | Platform::Heroku => match store.get_resource(&session.subject_id).await? {
-            Some(resource) => (None, vec![resource]),
-            None => return Ok(None),
-        },
+        Platform::CleverCloud | Platform::Heroku | Platform::Scalingo => {
+            match store.get_resource(&session.subject_id).await? {
+                Some(resource) => (None, vec![resource]),
+                None => return Ok(None),
+            }
+        }
         Platform::Cloud66 => match store.get_account(&session.subject_id).await? {
             Some(account) => {
                 let mut resources = Vec::new();
@@ -191,6 +194,7 @@ fn status_text(status: ResourceStatus) -> &'static str {
         ResourceStatus::Unconfirmed => "unconfirmed",
         ResourceStatus::Provisioning => "provisioning",
         ResourceStatus::Expired => "expired",
+        ResourceStatus::Suspended => "suspended",
     }
 }
 
@@ -199,6 +203,7 @@ fn platform_text(platform: Platform) -> &'static str {
         Platform::CleverCloud => "Clever Cloud",
         Platform::Cloud66 => "Cloud 66",
         Platform::Heroku => "Heroku",
+        Platform::Scalingo => "Scalingo",
     }
 }
 
@@ -214,8 +219,11 @@ fn resource_panel(resource: &Resource, events: &[AuditEvent]) -> Markup {
             dt { "Created" } dd { (resource.created_at) }
         }
         h2 { "Config vars" }
+        @if resource.status == ResourceStatus::Suspended {
+            p #suspended { "This add-on is suspended by the marketplace; its config is hidden until it is resumed." }
+        }
         table.config {
-            @for name in resource.config.names() {
+            @for name in resource.config.names().filter(|_| resource.status != ResourceStatus::Suspended) {
                 tr data-resource=(resource.id) data-name=(name) {
                     td { code { (name) } }
                     td { code.value { "••••••••" } }
@@ -298,6 +306,8 @@ async fn config_value<S: SessionStore + ResourceReader + AccountStore>(
     let value = resources
         .iter()
         .find(|resource| resource.id == resource_id)
+        // A suspended add-on's config stays hidden (docs/scalingo.md).
+        .filter(|resource| resource.status != ResourceStatus::Suspended)
         .and_then(|resource| resource.config.0.get(&name));
     let Some(value) = value else {
         return Ok(refuse(StatusCode::NOT_FOUND, "no_such_config_var"));

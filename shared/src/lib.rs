@@ -22,6 +22,7 @@ pub mod oidc;
 pub mod outbound;
 pub mod provisioner;
 pub mod refresh;
+pub mod scalingo;
 pub mod secret;
 pub mod signin;
 pub mod sso_login;

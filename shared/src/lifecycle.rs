@@ -161,7 +161,7 @@ impl<S, P: Provisioner> Lifecycle<S, P> {
 /// A provision's answer: the resource, ready or still provisioning.
 fn still_live(resource: Resource) -> Result<Resource, LifecycleError> {
     match resource.status {
-        ResourceStatus::Active | ResourceStatus::Provisioning => Ok(resource),
+        ResourceStatus::Active | ResourceStatus::Provisioning | ResourceStatus::Suspended => Ok(resource),
         _ => Err(LifecycleError::AlreadyDeprovisioned),
     }
 }
@@ -255,10 +255,40 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
         plan: &str,
         addon_id: Option<&str>,
     ) -> Result<ConfigMap, LifecycleError> {
+        match self.change_plan_as(id, plan, addon_id, false).await? {
+            Provisioning::Ready(config) => Ok(config),
+            // Never asked for: the vendor was called as one that answers now.
+            Provisioning::Pending => Err(LifecycleError::Provisioner(ProvisionerError::Unavailable(
+                "the vendor's service answered 202 to a plan change this marketplace needs at once".into(),
+            ))),
+        }
+    }
+
+    /// As [`Self::change_plan`], for a marketplace that can wait for the
+    /// vendor's service to finish the change (Scalingo's 202): `Pending`
+    /// records the new plan, the config as it was.
+    pub async fn change_plan_or_pending(&self, id: &str, plan: &str) -> Result<Provisioning, LifecycleError> {
+        self.change_plan_as(id, plan, None, true).await
+    }
+
+    async fn change_plan_as(
+        &self,
+        id: &str,
+        plan: &str,
+        addon_id: Option<&str>,
+        may_wait: bool,
+    ) -> Result<Provisioning, LifecycleError> {
         self.check_plan(plan)?;
         self.change(id, |current| async move {
+            // A suspended add-on keeps its plan changes (the customer may
+            // move to another plan to be resumed).
             let current = current
-                .filter(|r| matches!(r.status, ResourceStatus::Active | ResourceStatus::Provisioning))
+                .filter(|r| {
+                    matches!(
+                        r.status,
+                        ResourceStatus::Active | ResourceStatus::Provisioning | ResourceStatus::Suspended
+                    )
+                })
                 .ok_or(LifecycleError::NotFound)?;
             if current.status == ResourceStatus::Provisioning {
                 return Err(LifecycleError::StillProvisioning);
@@ -267,23 +297,79 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
                 return Err(LifecycleError::AddonIdMismatch);
             }
             if current.plan == plan {
-                return Ok(Change::Done(current.config));
+                return Ok(Change::Done(Provisioning::Ready(current.config)));
             }
-            let config = self.provisioner.change_plan(&current, plan).await?;
-            self.check_config(&config)?;
+            let outcome = if may_wait {
+                self.provisioner.change_plan_or_pending(&current, plan).await?
+            } else {
+                Provisioning::Ready(self.provisioner.change_plan(&current, plan).await?)
+            };
+            let config = match &outcome {
+                Provisioning::Ready(config) => {
+                    self.check_config(config)?;
+                    config.clone()
+                }
+                Provisioning::Pending => current.config.clone(),
+            };
             let now = Timestamp::now();
-            let event = self
+            let mut event = self
                 .event(id, AuditAction::PlanChanged, &now)
                 .with_detail("from_plan", &current.plan)
                 .with_detail("to_plan", plan);
+            if outcome == Provisioning::Pending {
+                event = event.with_detail("finishing", "later");
+            }
             let updated = Resource {
                 plan: plan.to_string(),
-                config: config.clone(),
+                config,
                 version: current.version + 1,
                 updated_at: now.to_string(),
                 ..current
             };
-            Ok(Change::Write(updated, event, config))
+            Ok(Change::Write(updated, event, outcome))
+        })
+        .await
+    }
+
+    /// Suspends (`suspended`) or resumes resource `id`, telling the
+    /// vendor's service first. Already so is a redelivery: `false`, nothing
+    /// written, the vendor not called again.
+    pub async fn set_suspended(&self, id: &str, suspended: bool) -> Result<bool, LifecycleError> {
+        self.change(id, |current| async move {
+            let current = current
+                .filter(|r| {
+                    matches!(
+                        r.status,
+                        ResourceStatus::Active | ResourceStatus::Provisioning | ResourceStatus::Suspended
+                    )
+                })
+                .ok_or(LifecycleError::NotFound)?;
+            if current.status == ResourceStatus::Provisioning {
+                return Err(LifecycleError::StillProvisioning);
+            }
+            let target = if suspended {
+                ResourceStatus::Suspended
+            } else {
+                ResourceStatus::Active
+            };
+            if current.status == target {
+                return Ok(Change::Done(false));
+            }
+            self.provisioner.set_suspended(&current, suspended).await?;
+            let now = Timestamp::now();
+            let action = if suspended {
+                AuditAction::Suspended
+            } else {
+                AuditAction::Resumed
+            };
+            let event = self.event(id, action, &now);
+            let updated = Resource {
+                status: target,
+                version: current.version + 1,
+                updated_at: now.to_string(),
+                ..current
+            };
+            Ok(Change::Write(updated, event, true))
         })
         .await
     }
@@ -306,6 +392,7 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
                 }
                 ResourceStatus::Expired => return Err(LifecycleError::NotProvisioning("expired")),
                 ResourceStatus::Unconfirmed => return Err(LifecycleError::NotProvisioning("unconfirmed")),
+                ResourceStatus::Suspended => return Err(LifecycleError::NotProvisioning("suspended")),
             }
             let now = Timestamp::now();
             let event = self

@@ -6,10 +6,14 @@
 use crate::clevercloud::routes::{self as clevercloud, CleverCloudApi};
 use crate::config::ConfigError;
 use crate::heroku::routes::{self as heroku, HerokuApi};
-use crate::http::ApiError;
+use crate::http::{json_response, read_json, respond, ApiError};
+use crate::lifecycle::{Lifecycle, LifecycleError};
+use crate::model::{ConfigMap, Timestamp};
 use crate::provisioner::{Provisioner, VendorProvisioner};
+use crate::scalingo::routes::{self as scalingo, ScalingoApi};
 use crate::store::{DynamoStore, ProvisionStore, ResourceWriter};
-use lambda_http::{Body, Request, Response};
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, RequestExt, Response};
 use std::convert::Infallible;
 
 /// Every marketplace's side of a lifecycle function, built once at cold
@@ -18,16 +22,21 @@ pub struct LifecycleApis<S, P> {
     pub clevercloud: CleverCloudApi<S, P>,
     /// `None` when the add-on is not sold on Heroku.
     pub heroku: Option<HerokuApi<S, P>>,
+    /// `None` when the add-on is not sold on Scalingo.
+    pub scalingo: Option<ScalingoApi<S, P>>,
 }
 
 impl LifecycleApis<DynamoStore, VendorProvisioner> {
-    /// The `ADDON_*`, `HEROKU_*`, `PROVISIONER_*` variables and
+    /// The `ADDON_*`, `HEROKU_*`, `SCALINGO_*`, `PROVISIONER_*` variables and
     /// `TABLE_NAME` (`crate::lifecycle::parts_from_env`).
     pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
         let (source, environment, store, provisioner) = crate::lifecycle::parts_from_env(function).await?;
         let heroku =
             HerokuApi::from_environment(source.clone(), &environment, store.clone(), provisioner.clone())?;
+        let scalingo =
+            ScalingoApi::from_environment(source.clone(), &environment, store.clone(), provisioner.clone())?;
         Ok(Self {
+            scalingo,
             clevercloud: CleverCloudApi::from_environment(source, &environment, store, provisioner)?,
             heroku,
         })
@@ -38,15 +47,35 @@ impl LifecycleApis<DynamoStore, VendorProvisioner> {
 enum Route<'a, S, P> {
     CleverCloud(&'a CleverCloudApi<S, P>),
     Heroku(&'a HerokuApi<S, P>),
+    Scalingo(&'a ScalingoApi<S, P>),
+    /// The vendor's completion call, for the marketplace its id names.
+    Vendor(&'a Lifecycle<S, P>),
     /// A marketplace this deployment does not sell on.
     NotSold,
 }
 
 fn route<'a, S, P>(apis: &'a LifecycleApis<S, P>, request: &Request) -> Route<'a, S, P> {
     let path = request.uri().path();
-    // The vendor's completion calls: only Heroku waits for a provision.
-    if path.starts_with("/heroku/") || path.starts_with("/vendor/") {
+    if path.starts_with("/vendor/") {
+        // Only the marketplaces that wait for a provision (Heroku, Scalingo)
+        // have one to finish; the id says which (an id of neither is then
+        // unknown to the one asked, after the signature is checked).
+        let id = request
+            .path_parameters_ref()
+            .and_then(|params| params.first("id"))
+            .unwrap_or_default();
+        let heroku = apis.heroku.as_ref().map(HerokuApi::lifecycle);
+        let scalingo = apis.scalingo.as_ref().map(ScalingoApi::lifecycle);
+        let lifecycle = if id.starts_with(crate::scalingo::RESOURCE_ID_PREFIX) {
+            scalingo.or(heroku)
+        } else {
+            heroku.or(scalingo)
+        };
+        lifecycle.map_or(Route::NotSold, Route::Vendor)
+    } else if path.starts_with("/heroku/") {
         apis.heroku.as_ref().map_or(Route::NotSold, Route::Heroku)
+    } else if path.starts_with("/scalingo/") {
+        apis.scalingo.as_ref().map_or(Route::NotSold, Route::Scalingo)
     } else {
         Route::CleverCloud(&apis.clevercloud)
     }
@@ -64,15 +93,82 @@ pub async fn provision<S: ProvisionStore + ResourceWriter, P: Provisioner>(
 ) -> Result<Response<Body>, Infallible> {
     match route(apis, &request) {
         Route::CleverCloud(api) => clevercloud::provision(api, request).await,
-        Route::Heroku(api) if request.uri().path().starts_with("/vendor/") => {
-            Ok(heroku::vendor_finished(api, request).await)
-        }
+        Route::Vendor(lifecycle) => Ok(vendor_finished(lifecycle, request).await),
         Route::Heroku(api) => Ok(heroku::provision(api, request).await),
+        Route::Scalingo(api) => Ok(scalingo::provision(api, request).await),
         Route::NotSold => Ok(not_sold()),
     }
 }
 
-/// `PUT /{marketplace}/resources/{id}`
+/// The vendor's completion call: exactly the config, nothing else.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Completion {
+    config: std::collections::BTreeMap<String, String>,
+}
+
+/// `POST /vendor/resources/{id}/provisioned`: the vendor's service finished
+/// a provision it answered 202 to, and sends the config, signed as this
+/// provider signs its calls to it (docs/provisioner.md, "Asynchronous
+/// provisioning"). The signature comes first; then 200, again 200 for the
+/// same config, 409 for a resource not waiting (or finished otherwise),
+/// 422 for a config that is not exactly the manifest's vars.
+async fn vendor_finished<S: ResourceWriter, P: Provisioner>(
+    lifecycle: &Lifecycle<S, P>,
+    request: Request,
+) -> Response<Body> {
+    respond(
+        async {
+            let header = request
+                .headers()
+                .get(crate::provisioner::signature::HEADER)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default();
+            let now = Timestamp::now().unix();
+            match lifecycle
+                .provisioner()
+                .verify_vendor_call(header, request.body().as_ref(), now)
+                .await
+            {
+                None => {
+                    return Err(ApiError::not_found(
+                        "no vendor service is configured to finish provisions",
+                    ))
+                }
+                Some(Err(err)) => {
+                    return Err(ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "bad_signature",
+                        err.to_string(),
+                    ))
+                }
+                Some(Ok(())) => {}
+            }
+            let id = request
+                .path_parameters_ref()
+                .and_then(|params| params.first("id"))
+                .map(str::to_string)
+                .ok_or_else(|| ApiError::from(LifecycleError::NotFound))?;
+            let body: Completion = read_json(&request)?;
+            match lifecycle.finish_provision(&id, ConfigMap(body.config)).await {
+                Ok(_) => Ok(json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({"id": id, "status": "provisioned"}),
+                )),
+                Err(err @ LifecycleError::ConfigMismatch { .. }) => Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "config_mismatch",
+                    err.to_string(),
+                )),
+                Err(err) => Err(err.into()),
+            }
+        }
+        .await,
+    )
+}
+
+/// `PUT /{marketplace}/resources/{id}` (Scalingo's `PATCH` too), and
+/// Scalingo's `POST /scalingo/resources/{id}/suspend` and `…/resume`.
 pub async fn change_plan<S: ResourceWriter, P: Provisioner>(
     apis: &LifecycleApis<S, P>,
     request: Request,
@@ -80,7 +176,17 @@ pub async fn change_plan<S: ResourceWriter, P: Provisioner>(
     match route(apis, &request) {
         Route::CleverCloud(api) => clevercloud::change_plan(api, request).await,
         Route::Heroku(api) => Ok(heroku::change_plan(api, request).await),
-        Route::NotSold => Ok(not_sold()),
+        Route::Scalingo(api) => {
+            let path = request.uri().path();
+            Ok(if path.ends_with("/suspend") {
+                scalingo::set_suspended(api, request, true).await
+            } else if path.ends_with("/resume") {
+                scalingo::set_suspended(api, request, false).await
+            } else {
+                scalingo::change_plan(api, request).await
+            })
+        }
+        Route::Vendor(_) | Route::NotSold => Ok(not_sold()),
     }
 }
 
@@ -92,6 +198,7 @@ pub async fn deprovision<S: ResourceWriter, P: Provisioner>(
     match route(apis, &request) {
         Route::CleverCloud(api) => clevercloud::deprovision(api, request).await,
         Route::Heroku(api) => Ok(heroku::deprovision(api, request).await),
-        Route::NotSold => Ok(not_sold()),
+        Route::Scalingo(api) => Ok(scalingo::deprovision(api, request).await),
+        Route::Vendor(_) | Route::NotSold => Ok(not_sold()),
     }
 }

@@ -39,6 +39,9 @@ pub enum ResourceStatus {
     /// Still provisioning when the marketplace gave up on it (Heroku: 12 h);
     /// the vendor's service was told to deprovision it.
     Expired,
+    /// Suspended by the marketplace (Scalingo: a payment failure, a trial
+    /// ended): kept, its config kept, but no sign-in opens it until resumed.
+    Suspended,
 }
 
 /// One provisioned add-on instance.
@@ -98,6 +101,10 @@ pub struct Resource {
     /// marketplace (Heroku's provision action), which the sync owes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub announce_ready: bool,
+    /// The app the add-on is attached to (Scalingo's `app_id`), which keys
+    /// Scalingo's provider API for config set later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
     /// Heroku's OAuth grant and tokens, sealed (`crate::heroku::tokens`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heroku: Option<HerokuAuthorization>,
@@ -240,6 +247,7 @@ impl Resource {
             config_version: 1,
             pushed_config_version: 1,
             announce_ready: false,
+            app_id: None,
             heroku: None,
             sync: SyncMark::default(),
         }
@@ -305,6 +313,10 @@ pub enum AuditAction {
     ReadyAnnounced,
     /// Heroku's OAuth grant was exchanged, or its tokens refreshed.
     AuthorizationRenewed,
+    /// The marketplace suspended the resource (Scalingo).
+    Suspended,
+    /// The marketplace resumed a suspended resource (Scalingo).
+    Resumed,
 }
 
 impl AuditAction {
@@ -319,6 +331,8 @@ impl AuditAction {
             AuditAction::CredentialsRotated => "Resource Config Rotated",
             AuditAction::Cloud66Linked => "Cloud 66 Linked",
             AuditAction::AccountCreated => "Account Created",
+            AuditAction::Suspended => "Resource Suspended",
+            AuditAction::Resumed => "Resource Resumed",
             AuditAction::Cloud66LinkRefused
             | AuditAction::Cloud66AlreadyLinked
             | AuditAction::Cloud66LinkPending
@@ -447,6 +461,7 @@ pub enum Platform {
     CleverCloud,
     Cloud66,
     Heroku,
+    Scalingo,
 }
 
 impl Platform {
@@ -456,6 +471,7 @@ impl Platform {
             Platform::CleverCloud => "clever_cloud",
             Platform::Cloud66 => "cloud66",
             Platform::Heroku => "heroku",
+            Platform::Scalingo => "scalingo",
         }
     }
 

@@ -134,6 +134,65 @@ pub fn retry_after(response: &reqwest::Response) -> Option<u64> {
 /// answers every connection with one fixed response and records each
 /// request's first line, so a test sees both what a client did with an
 /// answer and whether it went anywhere else.
+/// Why a platform's API call did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlatformError {
+    /// Network trouble, time-outs, 5xx, 429: worth retrying later, not
+    /// before `retry_after` seconds when the platform said so.
+    Unavailable {
+        reason: String,
+        retry_after: Option<u64>,
+    },
+    /// Any other 4xx: the platform's word, kept for the operator.
+    Rejected { status: u16, message: String },
+}
+
+/// Sends a call to a platform's API, and sorts the answer: a 2xx's body, or why not.
+pub async fn send_to_platform(request: reqwest::RequestBuilder) -> Result<Vec<u8>, PlatformError> {
+    let response = request.send().await.map_err(|err| PlatformError::Unavailable {
+        reason: err.without_url().to_string(),
+        retry_after: None,
+    })?;
+    let status = response.status();
+    let retry_after = retry_after(&response);
+    let body = read_limited(response, MAX_PLATFORM_ANSWER_BYTES)
+        .await
+        .map_err(|err| PlatformError::Unavailable {
+            reason: err.to_string(),
+            retry_after: None,
+        })?;
+    match status.as_u16() {
+        200..=299 => Ok(body),
+        429 => Err(PlatformError::Unavailable {
+            reason: "rate limited (429)".into(),
+            retry_after,
+        }),
+        status @ 400..=499 => Err(PlatformError::Rejected {
+            status,
+            message: message(&body),
+        }),
+        // A 3xx is not followed, and is no answer: retry.
+        status => Err(PlatformError::Unavailable {
+            reason: format!("answered {status}"),
+            retry_after,
+        }),
+    }
+}
+
+/// The platform's error `message` (or OAuth's `error_description`),
+/// bounded, one line: never the request's credentials, which no error
+/// answer echoes.
+fn message(body: &[u8]) -> String {
+    let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let text = ["message", "error_description", "error", "id"]
+        .iter()
+        .find_map(|field| value.get(field).and_then(serde_json::Value::as_str))
+        .unwrap_or("no message");
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect()
+}
 #[cfg(test)]
 pub(crate) mod test_server {
     use std::sync::{Arc, Mutex};

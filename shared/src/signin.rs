@@ -44,6 +44,8 @@ pub enum Refusal {
     UnusableEmail,
     #[error("This sign-in was not started in this browser, or took longer than five minutes.")]
     NotStartedHere,
+    #[error("This add-on is suspended by the platform (a payment is due, or a trial has ended). It opens again once the platform resumes it.")]
+    Suspended,
 }
 
 impl Refusal {

@@ -8,6 +8,7 @@ use crate::heroku::sso::{self as heroku_sso, HerokuSso};
 use crate::html;
 use crate::oidc::{self, Clients, Issuer};
 use crate::refresh::{Fresh, SecretSource};
+use crate::scalingo::sso::{self as scalingo_sso, ScalingoSso};
 use crate::signin::{Sessions, SignInError, PANEL_PATH};
 use crate::store::{AccountStore, DynamoStore, ResourceReader, SessionStore};
 use lambda_http::http::{header, HeaderValue, Method};
@@ -31,6 +32,8 @@ pub struct SignInKeys {
     pub cloud66: Option<Cloud66Sso>,
     /// `None` when the add-on is not sold on Heroku.
     pub heroku: Option<HerokuSso>,
+    /// `None` when the add-on is not sold on Scalingo.
+    pub scalingo: Option<ScalingoSso>,
     /// The vendor's apps (`OIDC_CLIENTS`): one with an `initiate_login_uri`
     /// takes the customer over after sign-in, instead of the panel.
     pub clients: Clients,
@@ -54,6 +57,7 @@ impl SignInKeys {
             clevercloud: CleverCloudSso::from_lookup(lookup)?,
             cloud66: Cloud66Sso::from_lookup(lookup)?,
             heroku: HerokuSso::from_lookup(lookup)?,
+            scalingo: ScalingoSso::from_lookup(lookup)?,
             clients,
         })
     }
@@ -68,6 +72,7 @@ impl<S> SignInApi<S> {
                 clevercloud,
                 cloud66,
                 heroku: None,
+                scalingo: None,
                 clients: Clients::default(),
             },
             Issuer::FromApiGateway,
@@ -118,6 +123,9 @@ pub async fn route<S: ResourceReader + AccountStore + SessionStore>(
         }
         (&Method::POST, "/heroku/sso/login") => {
             heroku_sso::login(keys.heroku.as_ref(), &api.sessions, &request).await
+        }
+        (&Method::GET, "/scalingo/sso") => {
+            scalingo_sso::login(keys.scalingo.as_ref(), &api.sessions, &request).await
         }
         (&Method::GET, "/cloud66/sso/start") => {
             cloud66_sso::start(keys.cloud66.as_ref(), &api.sessions).await

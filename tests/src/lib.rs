@@ -5,10 +5,12 @@
 
 pub mod broken_heroku;
 pub mod broken_provider;
+pub mod broken_scalingo;
 pub mod fakes;
 pub mod stream;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::Value;
 use shared::config::{self, CleverCloudConfig};
 use shared::store::DynamoStore;
 use std::collections::HashMap;
@@ -625,4 +627,22 @@ pub async fn counting_store(function: &str) -> (DynamoStore, RequestLog) {
         DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(config), table_name()),
         log,
     )
+}
+
+/// `docs/provisioner.schema.json`, compiled for one of its definitions.
+pub fn provisioner_schema(definition: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/provisioner.schema.json"
+    ))
+    .expect("the schema file");
+    let mut schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
+    schema["$ref"] = serde_json::json!(format!("#/$defs/{definition}"));
+    schema.as_object_mut().unwrap().remove("oneOf");
+    jsonschema::validator_for(&schema).expect("a valid JSON Schema")
+}
+
+pub fn assert_valid(validator: &jsonschema::Validator, value: &Value) {
+    let errors: Vec<String> = validator.iter_errors(value).map(|err| err.to_string()).collect();
+    assert!(errors.is_empty(), "{errors:?} in {value:#}");
 }

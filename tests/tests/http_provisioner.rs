@@ -8,8 +8,8 @@ use shared::provisioner::signature;
 use shared::secret::Secret;
 use shared::store::ResourceReader;
 use tests::{
-    dynamo_client, json, provision_body, resource_partition, resources_with_addon_id, stack_var, string,
-    unique, Marketplace,
+    assert_valid, dynamo_client, json, provision_body, provisioner_schema, resource_partition,
+    resources_with_addon_id, stack_var, string, unique, Marketplace,
 };
 
 /// What the stand-in vendor received about one Clever Cloud add-on (or, with
@@ -27,24 +27,6 @@ async fn vendor_received(matches: impl Fn(&Value) -> bool) -> Vec<Value> {
 
 fn for_addon(addon_id: &str) -> impl Fn(&Value) -> bool + '_ {
     move |body| body["marketplace_ids"]["addon_id"] == addon_id
-}
-
-/// `docs/provisioner.schema.json`, compiled for one of its definitions.
-fn schema(definition: &str) -> jsonschema::Validator {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/provisioner.schema.json"
-    ))
-    .expect("the schema file");
-    let mut schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
-    schema["$ref"] = json!(format!("#/$defs/{definition}"));
-    schema.as_object_mut().unwrap().remove("oneOf");
-    jsonschema::validator_for(&schema).expect("a valid JSON Schema")
-}
-
-fn assert_valid(validator: &jsonschema::Validator, value: &Value) {
-    let errors: Vec<String> = validator.iter_errors(value).map(|err| err.to_string()).collect();
-    assert!(errors.is_empty(), "{errors:?} in {value:#}");
 }
 
 async fn provision_with_script(market: &Marketplace, script: &str) -> (String, u16, Value) {
@@ -65,8 +47,8 @@ async fn a_provision_returns_the_config_the_vendor_chose_from_a_signed_request()
     let call = &received[0];
     assert_eq!(call["signature_valid"], true);
     let body = &call["body"];
-    assert_valid(&schema("request"), body);
-    assert_valid(&schema("response"), &call["answer"]["body"]);
+    assert_valid(&provisioner_schema("request"), body);
+    assert_valid(&provisioner_schema("response"), &call["answer"]["body"]);
     assert_eq!(body["action"], "provision");
     assert_eq!(body["marketplace"], "clevercloud");
     assert_eq!(body["marketplace_ids"]["owner_id"], "orga_xxx");
@@ -164,7 +146,7 @@ async fn plan_changes_and_deprovisions_go_through_the_vendor() {
     assert_eq!(call["body"]["previous_plan"], "basic");
     assert_eq!(call["body"]["plan"], "premium");
     assert_eq!(call["body"]["config"], answer["config"]);
-    assert_valid(&schema("request"), &call["body"]);
+    assert_valid(&provisioner_schema("request"), &call["body"]);
 
     // A vendor that fails a deprovision keeps the resource active; the
     // marketplace retries until the vendor says 2xx or 404.
@@ -175,7 +157,7 @@ async fn plan_changes_and_deprovisions_go_through_the_vendor() {
     assert_eq!(string(&resource.unwrap(), "status"), "active");
     let call = vendor_received(for_addon(&addon_id)).await.pop().unwrap();
     assert_eq!(call["body"]["action"], "deprovision");
-    assert_valid(&schema("request"), &call["body"]);
+    assert_valid(&provisioner_schema("request"), &call["body"]);
 
     let (_, _, answer) = provision_with_script(&market, "gone:deprovision").await;
     let id = answer["id"].as_str().unwrap();
@@ -201,7 +183,7 @@ async fn a_cloud66_link_posts_the_credentials_the_vendor_chose() {
     assert_eq!(call["signature_valid"], true);
     assert_eq!(call["body"]["marketplace"], "cloud66");
     assert!(call["body"]["marketplace_ids"]["account_id"].is_string());
-    assert_valid(&schema("request"), &call["body"]);
+    assert_valid(&provisioner_schema("request"), &call["body"]);
     let partner = format!("{}/received/{uid}", stack_var("E2E_PARTNER_URL"));
     let posts: Vec<Value> = reqwest::get(partner).await.unwrap().json().await.unwrap();
     let fields = &posts[0]["fields"];

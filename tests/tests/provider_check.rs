@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::process::{Command, Output};
 use tests::broken_heroku::{self, HerokuFault};
 use tests::broken_provider::{self, Fault};
+use tests::broken_scalingo::{self, ScalingoFault};
 use tests::workspace_binary;
 
 /// `provider check --json` against a stand-in with `fault`: its exit status
@@ -19,6 +20,12 @@ fn check(fault: Option<Fault>) -> Run {
 fn check_heroku(fault: Option<HerokuFault>) -> Run {
     let base = broken_heroku::spawn(fault);
     check_with(&["--marketplace", "heroku"], broken_heroku::manifest(&base))
+}
+
+/// `provider check --marketplace scalingo --json` against the Scalingo stand-in with `fault`.
+fn check_scalingo(fault: Option<ScalingoFault>) -> Run {
+    let base = broken_scalingo::spawn(fault);
+    check_with(&["--marketplace", "scalingo"], broken_scalingo::manifest(&base))
 }
 
 fn check_with(
@@ -60,6 +67,8 @@ fn provider(args: &[&str]) -> Output {
         .env_remove("ADDON_SSO_SALT")
         .env_remove("HEROKU_PASSWORD")
         .env_remove("HEROKU_SSO_SALT")
+        .env_remove("SCALINGO_PASSWORD")
+        .env_remove("SCALINGO_SSO_SALT")
         .env_remove("CLOUD66_MULTIPASS_KEY")
         .env_remove("CLOUD66_BASE_URL")
         .env("CLOUD66_PROVIDER", broken_provider::CLOUD66_PROVIDER)
@@ -148,6 +157,29 @@ fn a_correct_heroku_provider_passes_every_heroku_check() {
 #[test]
 fn each_heroku_fault_fails_the_check_it_breaks() {
     each_fails(&HerokuFault::ALL, HerokuFault::expected_failure, check_heroku);
+}
+
+#[test]
+fn a_correct_scalingo_provider_passes_every_scalingo_check() {
+    let (outcomes, _) = all_pass(
+        check_scalingo(None),
+        &ScalingoFault::ALL,
+        ScalingoFault::expected_failure,
+    );
+    // Scalingo's checks only.
+    assert!(!outcomes.keys().any(|name| name.starts_with("heroku.")
+        || name.starts_with("sso.clevercloud")
+        || name.starts_with("oidc.")));
+    assert!(outcomes.contains_key("manifest.plans"));
+}
+
+#[test]
+fn each_scalingo_fault_fails_the_check_it_breaks() {
+    each_fails(
+        &ScalingoFault::ALL,
+        ScalingoFault::expected_failure,
+        check_scalingo,
+    );
 }
 
 #[test]

@@ -28,6 +28,8 @@ struct Seen {
     resource_ids: BTreeSet<String>,
     addon_ids: BTreeSet<String>,
     heroku_uuids: BTreeSet<String>,
+    /// Scalingo's claim keys: the uuids sent, and the ids answered.
+    scalingo_claims: BTreeSet<String>,
     cookie_values: BTreeSet<String>,
     proofs: BTreeSet<String>,
     codes: BTreeSet<String>,
@@ -54,6 +56,7 @@ impl Traces {
             .unwrap_or_default();
         let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
         let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+        let scalingo = request.url().path().contains("/scalingo/");
         let bearer = request
             .headers()
             .get(reqwest::header::AUTHORIZATION)
@@ -80,8 +83,23 @@ impl Traces {
             if let Some(addon_id) = json.as_ref().and_then(|json| json["addon_id"].as_str()) {
                 seen.addon_ids.insert(addon_id.to_string());
             }
+            // A Scalingo provision with a uuid: its claim, and the resource
+            // the uuid names.
+            if let Some(uuid) = json
+                .as_ref()
+                .and_then(|json| json["uuid"].as_str())
+                .filter(|_| scalingo)
+            {
+                seen.scalingo_claims.insert(uuid.to_string());
+                seen.resource_ids
+                    .insert(shared::scalingo::resource_id_for_uuid(uuid));
+            }
             // A Heroku provision: its claim, and the resource its uuid names.
-            if let Some(uuid) = json.as_ref().and_then(|json| json["uuid"].as_str()) {
+            if let Some(uuid) = json
+                .as_ref()
+                .and_then(|json| json["uuid"].as_str())
+                .filter(|_| !scalingo)
+            {
                 if let Some(id) = shared::heroku::resource_id(uuid) {
                     seen.heroku_uuids.insert(uuid.to_ascii_lowercase());
                     seen.resource_ids.insert(id);
@@ -115,6 +133,15 @@ impl Traces {
                 if let (Some(id), true) = (json["id"].as_str(), json.get("config").is_some()) {
                     seen.resource_ids.insert(id.to_string());
                 }
+                // A Scalingo add-on, ready or not: without a uuid, it is
+                // claimed under its own id.
+                if let Some(id) = json["id"]
+                    .as_str()
+                    .filter(|id| shared::scalingo::is_resource_id(id))
+                {
+                    seen.resource_ids.insert(id.to_string());
+                    seen.scalingo_claims.insert(id.to_string());
+                }
                 if let Some(token) = json["access_token"].as_str() {
                     seen.access_tokens.insert(token.to_string());
                 }
@@ -132,6 +159,9 @@ impl Traces {
         }
         for uuid in &seen.heroku_uuids {
             keys.push((format!("HEROKU_ADDON#{uuid}"), "HEROKU_ADDON"));
+        }
+        for claim in &seen.scalingo_claims {
+            keys.push((format!("SCALINGO_ADDON#{claim}"), "SCALINGO_ADDON"));
         }
         for value in &seen.cookie_values {
             let hash = fingerprint(value);

@@ -553,7 +553,7 @@ impl HerokuChecks<'_> {
 }
 
 /// 401 with a Basic challenge.
-fn refused(answer: Result<Answer, String>) -> Result<String, String> {
+pub(super) fn refused(answer: Result<Answer, String>) -> Result<String, String> {
     let answer = answer?;
     answer.expect_status(401)?;
     match answer.header(header::WWW_AUTHENTICATE) {
@@ -567,7 +567,7 @@ fn refused(answer: Result<Answer, String>) -> Result<String, String> {
 }
 
 /// 403, and no session cookie.
-fn refused_page(answer: Result<Answer, String>) -> Result<String, String> {
+pub(super) fn refused_page(answer: Result<Answer, String>) -> Result<String, String> {
     let answer = answer?;
     answer.expect_status(403)?;
     if answer.cookies().is_empty() {

@@ -10,6 +10,7 @@ mod lifecycle;
 mod oidc;
 mod probe;
 mod report;
+mod scalingo;
 mod sso;
 mod target;
 
@@ -34,7 +35,8 @@ use target::Target;
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// Which marketplace's protocol to check: Clever Cloud's (with Cloud 66
-    /// and the OpenID Connect provider) or Heroku's (docs/heroku.md).
+    /// and the OpenID Connect provider), Heroku's (docs/heroku.md) or
+    /// Scalingo's (docs/scalingo.md).
     #[arg(long, value_enum, default_value_t = Marketplace::Clevercloud)]
     marketplace: Marketplace,
     /// The marketplace's manifest (JSON), e.g. one `make run` prints.
@@ -94,6 +96,22 @@ impl CheckArgs {
         if self.manifest.is_some() {
             return;
         }
+        if self.marketplace == Marketplace::Scalingo {
+            let root = outputs.get("EdgeUrl").or_else(|| outputs.get("ApiUrl"));
+            let url = |path: &str| root.map(|root| format!("{root}{path}"));
+            self.base_url = self.base_url.take().or_else(|| url("/scalingo/resources"));
+            self.sso_url = self.sso_url.take().or_else(|| url("/scalingo/sso"));
+            self.addon_id = self
+                .addon_id
+                .take()
+                .or_else(|| env.get("SCALINGO_USERNAME").cloned());
+            if self.config_vars.is_none() {
+                self.config_vars = env
+                    .get("ADDON_CONFIG_VARS")
+                    .map(|vars| shared::config::comma_list(vars));
+            }
+            return;
+        }
         if self.marketplace == Marketplace::Heroku {
             let root = outputs.get("EdgeUrl").or_else(|| outputs.get("ApiUrl"));
             let url = |path: &str| root.map(|root| format!("{root}{path}"));
@@ -136,6 +154,7 @@ impl CheckArgs {
 pub enum Marketplace {
     Clevercloud,
     Heroku,
+    Scalingo,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -199,6 +218,10 @@ async fn run(target: &Target, probe: &Probe, print_lines: bool) -> Report {
     target::check_shape(target, &mut report);
     if target.marketplace == Marketplace::Heroku {
         heroku::run(target, probe, &mut report).await;
+        return report;
+    }
+    if target.marketplace == Marketplace::Scalingo {
+        scalingo::run(target, probe, &mut report).await;
         return report;
     }
     let mut lifecycle = Lifecycle::new(probe, target);

@@ -75,16 +75,25 @@ impl Target {
                 .or_else(|| from_manifest(path))
                 .ok_or_else(|| format!("no {what}: give --manifest, --stack or {flag}"))
         };
-        let addon_id = required(args.addon_id.as_ref(), &["id"], "add-on id", "--addon-id")?;
+        // Scalingo's manifest is flat (`username`, `production.base_url`,
+        // …); Clever Cloud's and Heroku's nest theirs under `api`.
+        let scalingo = args.marketplace == super::Marketplace::Scalingo;
+        let (id_field, api): (&str, &[&str]) = if scalingo {
+            ("username", &[])
+        } else {
+            ("id", &["api"])
+        };
+        let under_api = |path: &[&'static str]| [api, path].concat();
+        let addon_id = required(args.addon_id.as_ref(), &[id_field], "add-on id", "--addon-id")?;
         let base_url = required(
             args.base_url.as_ref(),
-            &["api", endpoints, "base_url"],
+            &under_api(&[endpoints, "base_url"]),
             "base URL",
             "--base-url",
         )?;
         let sso_url = required(
             args.sso_url.as_ref(),
-            &["api", endpoints, "sso_url"],
+            &under_api(&[endpoints, "sso_url"]),
             "SSO URL",
             "--sso-url",
         )?;
@@ -92,7 +101,13 @@ impl Target {
             Some(vars) => vars.clone(),
             None => manifest
                 .as_ref()
-                .and_then(|manifest| manifest.pointer("/api/config_vars"))
+                .and_then(|manifest| {
+                    manifest.pointer(if scalingo {
+                        "/config_vars"
+                    } else {
+                        "/api/config_vars"
+                    })
+                })
                 .and_then(serde_json::Value::as_array)
                 .map(|vars| {
                     vars.iter()
@@ -110,11 +125,12 @@ impl Target {
         let (password_var, salt_var) = match args.marketplace {
             super::Marketplace::Clevercloud => ("ADDON_PASSWORD", "ADDON_SSO_SALT"),
             super::Marketplace::Heroku => ("HEROKU_PASSWORD", "HEROKU_SSO_SALT"),
+            super::Marketplace::Scalingo => ("SCALINGO_PASSWORD", "SCALINGO_SSO_SALT"),
         };
-        let password = secret(password_var, &["api", "password"]).ok_or(format!(
-            "no password: set {password_var} or give a --manifest with api.password"
+        let password = secret(password_var, &under_api(&["password"])).ok_or(format!(
+            "no password: set {password_var} or give a --manifest with its password"
         ))?;
-        let sso_salt = secret(salt_var, &["api", "sso_salt"]);
+        let sso_salt = secret(salt_var, &under_api(&["sso_salt"]));
         let sso =
             Url::parse(&sso_url).map_err(|err| format!("the SSO URL {sso_url:?} is not a URL: {err}"))?;
         let root_url = match &args.cloud66_url {
@@ -167,7 +183,7 @@ impl Target {
 fn root_of(sso: &Url) -> Url {
     let mut root = sso.clone();
     root.set_query(None);
-    let path = ["/clevercloud/sso/login", "/heroku/sso/login"]
+    let path = ["/clevercloud/sso/login", "/heroku/sso/login", "/scalingo/sso"]
         .iter()
         .find_map(|suffix| sso.path().strip_suffix(suffix))
         .unwrap_or("");
@@ -201,15 +217,24 @@ pub fn check_shape(target: &Target, report: &mut Report) {
         .and_then(|manifest| manifest.pointer("/api/config_vars_prefix"))
         .and_then(serde_json::Value::as_str)
         .map(|prefix| format!("{prefix}_"));
-    let prefix = named_prefix.unwrap_or_else(|| config_var_prefix(&target.addon_id));
+    // Scalingo states no rule for the names beyond the manifest's list.
+    let prefix = match target.marketplace {
+        super::Marketplace::Scalingo => String::new(),
+        _ => named_prefix.unwrap_or_else(|| config_var_prefix(&target.addon_id)),
+    };
     report.record(
         "manifest.config_vars",
         check_config_vars(&prefix, &target.config_vars),
     );
     match &target.manifest {
+        // Scalingo's manifest names no regions, but its plans and prices.
+        Some(manifest) if target.marketplace == super::Marketplace::Scalingo => {
+            report.record("manifest.plans", check_plans(manifest));
+            report.record("manifest.secrets", check_secrets(manifest, &[]));
+        }
         Some(manifest) => {
             report.record("manifest.regions", check_regions(manifest, target.marketplace));
-            report.record("manifest.secrets", check_secrets(manifest));
+            report.record("manifest.secrets", check_secrets(manifest, &["api"]));
         }
         None => {
             report.skip("manifest.regions", "no --manifest given");
@@ -278,16 +303,44 @@ fn check_regions(manifest: &serde_json::Value, marketplace: super::Marketplace) 
     }
 }
 
+/// Scalingo's `plans`: at least one, each with a `name`, `display_name`
+/// and `description`, and a `price` (EUR per 30 days) that is a number.
+fn check_plans(manifest: &serde_json::Value) -> Result<String, String> {
+    let plans = manifest
+        .get("plans")
+        .and_then(serde_json::Value::as_array)
+        .filter(|plans| !plans.is_empty())
+        .ok_or("plans is missing or empty")?;
+    for (index, plan) in plans.iter().enumerate() {
+        for field in ["name", "display_name", "description"] {
+            if plan
+                .get(field)
+                .and_then(serde_json::Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                return Err(format!("plans[{index}].{field} is missing"));
+            }
+        }
+        if !plan.get("price").is_some_and(serde_json::Value::is_number) {
+            return Err(format!("plans[{index}].price must be a number (EUR per 30 days)"));
+        }
+    }
+    Ok(format!("{} plans, each named, described and priced", plans.len()))
+}
+
 /// The documentation asks for long random strings; 16 characters is the
 /// least this check calls long.
 const MIN_SECRET_CHARS: usize = 16;
 
-fn check_secrets(manifest: &serde_json::Value) -> Result<String, String> {
+/// `password` and `sso_salt`, under `parent` (Scalingo's: at the top).
+fn check_secrets(manifest: &serde_json::Value, parent: &[&str]) -> Result<String, String> {
     for name in ["password", "sso_salt"] {
-        let value = field(manifest, &["api", name]).unwrap_or_default();
+        let path = [parent, &[name]].concat();
+        let value = field(manifest, &path).unwrap_or_default();
         if value.chars().count() < MIN_SECRET_CHARS {
             return Err(format!(
-                "api.{name} must be a random string of at least {MIN_SECRET_CHARS} characters"
+                "{} must be a random string of at least {MIN_SECRET_CHARS} characters",
+                path.join(".")
             ));
         }
     }
@@ -354,7 +407,9 @@ mod tests {
             super::super::Marketplace::Heroku,
         );
         assert!(check_regions(&manifest, clevercloud).is_ok());
-        assert!(check_secrets(&manifest).is_ok());
+        assert!(check_secrets(&manifest, &["api"]).is_ok());
+        let flat = serde_json::json!({"password": "p".repeat(16), "sso_salt": "s".repeat(15)});
+        assert!(check_secrets(&flat, &[]).unwrap_err().contains("sso_salt"));
         let short = serde_json::json!({"api": {"regions": ["us"], "password": "p".repeat(15), "sso_salt": "s".repeat(16)}});
         assert!(
             check_regions(&short, clevercloud).is_err(),
@@ -363,8 +418,26 @@ mod tests {
         assert!(check_regions(&short, heroku).is_ok(), "Heroku names its own");
         let none = serde_json::json!({"api": {"regions": []}});
         assert!(check_regions(&none, heroku).is_err());
-        let why = check_secrets(&short).unwrap_err();
+        let why = check_secrets(&short, &["api"]).unwrap_err();
         assert!(why.contains("api.password"), "{why}");
+    }
+
+    #[test]
+    fn scalingo_plans_are_named_described_and_priced() {
+        let plan =
+            serde_json::json!({"name": "basic", "display_name": "Basic", "price": 9.5, "description": "d"});
+        assert!(check_plans(&serde_json::json!({"plans": [plan.clone()]})).is_ok());
+        assert!(check_plans(&serde_json::json!({"plans": []})).is_err());
+        let mut unpriced = plan.clone();
+        unpriced["price"] = "9".into();
+        assert!(check_plans(&serde_json::json!({"plans": [unpriced]}))
+            .unwrap_err()
+            .contains("price"));
+        let mut unnamed = plan;
+        unnamed.as_object_mut().unwrap().remove("display_name");
+        assert!(check_plans(&serde_json::json!({"plans": [unnamed]}))
+            .unwrap_err()
+            .contains("display_name"));
     }
 
     #[test]

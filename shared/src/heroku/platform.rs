@@ -6,6 +6,7 @@
 //! aside), bounded in time and size.
 
 use crate::config::{self, ConfigError, Environment};
+use crate::outbound::PlatformError;
 use crate::refresh::{Fresh, SecretSource};
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -208,48 +209,14 @@ impl HerokuClient {
     }
 }
 
-/// Sends, and sorts the answer: a 2xx's body, or why not.
+/// Sends, and sorts the answer (`crate::outbound::send_to_platform`).
 async fn send(request: reqwest::RequestBuilder) -> Result<Vec<u8>, HerokuError> {
-    let response = request.send().await.map_err(|err| HerokuError::Unavailable {
-        reason: err.without_url().to_string(),
-        retry_after: None,
-    })?;
-    let status = response.status();
-    let retry_after = crate::outbound::retry_after(&response);
-    let body = crate::outbound::read_limited(response, crate::outbound::MAX_PLATFORM_ANSWER_BYTES)
+    crate::outbound::send_to_platform(request)
         .await
-        .map_err(|err| HerokuError::Unavailable {
-            reason: err.to_string(),
-            retry_after: None,
-        })?;
-    match status.as_u16() {
-        200..=299 => Ok(body),
-        429 => Err(HerokuError::Unavailable {
-            reason: "rate limited (429)".into(),
-            retry_after,
-        }),
-        status @ 400..=499 => Err(HerokuError::Rejected {
-            status,
-            message: message(&body),
-        }),
-        // A 3xx is not followed, and is no answer: retry.
-        status => Err(HerokuError::Unavailable {
-            reason: format!("answered {status}"),
-            retry_after,
-        }),
-    }
-}
-
-/// Heroku's error `message` (or OAuth's `error_description`), bounded,
-/// one line: never the request's tokens, which no error answer echoes.
-fn message(body: &[u8]) -> String {
-    let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    let text = ["message", "error_description", "error", "id"]
-        .iter()
-        .find_map(|field| value.get(field).and_then(serde_json::Value::as_str))
-        .unwrap_or("no message");
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect()
+        .map_err(|err| match err {
+            PlatformError::Unavailable { reason, retry_after } => {
+                HerokuError::Unavailable { reason, retry_after }
+            }
+            PlatformError::Rejected { status, message } => HerokuError::Rejected { status, message },
+        })
 }

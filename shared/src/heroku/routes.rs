@@ -8,7 +8,7 @@ use super::protocol::{
 use super::tokens::TokenKeys;
 use super::{resource_id, ACTOR};
 use crate::config::{self, ConfigError, Environment};
-use crate::http::{authenticated, json_response, read_json, respond, ApiError, BasicCredentials};
+use crate::http::{authenticated, json_response, read_json, ApiError, BasicCredentials};
 use crate::lifecycle::{Lifecycle, LifecycleError, Marketplace};
 use crate::model::{ConfigMap, HerokuAuthorization, Platform, Resource, ResourceStatus, SyncMark, Timestamp};
 use crate::provisioner::Provisioner;
@@ -54,6 +54,14 @@ fn marketplace(config: &HerokuConfig, vendor_config_vars: Vec<String>) -> Market
         config_vars: vendor_config_vars,
         plans: config.plans.clone(),
         asynchronous: true,
+    }
+}
+
+impl<S, P> HerokuApi<S, P> {
+    /// The lifecycle it serves Heroku's calls with (the vendor's completion
+    /// call goes straight to it: `crate::marketplaces`).
+    pub fn lifecycle(&self) -> &Lifecycle<S, P> {
+        &self.lifecycle
     }
 }
 
@@ -191,73 +199,4 @@ pub async fn deprovision<S: ResourceWriter, P: Provisioner>(
         Ok(response)
     })
     .await
-}
-
-/// The vendor's completion call: exactly the config, nothing else.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Completion {
-    config: std::collections::BTreeMap<String, String>,
-}
-
-/// `POST /vendor/resources/{id}/provisioned`: the vendor's service finished
-/// a provision it answered 202 to, and sends the config, signed as this
-/// provider signs its calls to it (docs/provisioner.md, "Asynchronous
-/// provisioning"). The signature comes first; then 200, again 200 for the
-/// same config, 409 for a resource not waiting (or finished otherwise),
-/// 422 for a config that is not exactly the manifest's vars.
-pub async fn vendor_finished<S: ResourceWriter, P: Provisioner>(
-    api: &HerokuApi<S, P>,
-    request: Request,
-) -> Response<Body> {
-    respond(
-        async {
-            let header = request
-                .headers()
-                .get(crate::provisioner::signature::HEADER)
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or_default();
-            let now = Timestamp::now().unix();
-            match api
-                .lifecycle
-                .provisioner()
-                .verify_vendor_call(header, request.body().as_ref(), now)
-                .await
-            {
-                None => {
-                    return Err(ApiError::not_found(
-                        "no vendor service is configured to finish provisions",
-                    ))
-                }
-                Some(Err(err)) => {
-                    return Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "bad_signature",
-                        err.to_string(),
-                    ))
-                }
-                Some(Ok(())) => {}
-            }
-            let id = request
-                .path_parameters_ref()
-                .and_then(|params| params.first("id"))
-                .filter(|id| id.starts_with(super::RESOURCE_ID_PREFIX))
-                .map(str::to_string)
-                .ok_or_else(|| ApiError::from(LifecycleError::NotFound))?;
-            let body: Completion = read_json(&request)?;
-            match api.lifecycle.finish_provision(&id, ConfigMap(body.config)).await {
-                Ok(_) => Ok(json_response(
-                    StatusCode::OK,
-                    &serde_json::json!({"id": id, "status": "provisioned"}),
-                )),
-                Err(err @ LifecycleError::ConfigMismatch { .. }) => Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "config_mismatch",
-                    err.to_string(),
-                )),
-                Err(err) => Err(err.into()),
-            }
-        }
-        .await,
-    )
 }

@@ -45,6 +45,8 @@ pub enum Action {
     ChangePlan,
     Rotate,
     Deprovision,
+    Suspend,
+    Resume,
 }
 
 /// The JSON body of every call (`docs/provisioner.schema.json`).
@@ -85,6 +87,7 @@ fn marketplace(platform: Platform) -> &'static str {
         Platform::CleverCloud => "clevercloud",
         Platform::Cloud66 => "cloud66",
         Platform::Heroku => "heroku",
+        Platform::Scalingo => "scalingo",
     }
 }
 
@@ -131,6 +134,16 @@ impl<'a> VendorRequest<'a> {
             }
             Platform::Heroku => {
                 marketplace_ids.insert("uuid", resource.addon_id.as_str());
+            }
+            Platform::Scalingo => {
+                // `uuid` only when Scalingo sent one: otherwise the add-on
+                // id is this provider's own (docs/scalingo.md).
+                if resource.addon_id != resource.id {
+                    marketplace_ids.insert("uuid", resource.addon_id.as_str());
+                }
+                if let Some(app) = &resource.app_id {
+                    marketplace_ids.insert("app_id", app.as_str());
+                }
             }
         }
         Self {
@@ -477,6 +490,49 @@ impl Provisioner for HttpProvisioner {
         }
         .encode();
         self.config_call(request)
+    }
+
+    fn change_plan_or_pending(
+        &self,
+        resource: &Resource,
+        new_plan: &str,
+    ) -> impl Future<Output = Result<Provisioning, ProvisionerError>> + Send {
+        let version = resource.version.to_string();
+        let request = VendorRequest {
+            plan: new_plan,
+            previous_plan: Some(&resource.plan),
+            ..VendorRequest::new(Action::ChangePlan, resource, &[&version, new_plan])
+        }
+        .encode();
+        async move {
+            match self.call(request).await? {
+                Answer::Accepted => Ok(Provisioning::Pending),
+                Answer::Ok(body) => self.read_config(&body).map(Provisioning::Ready),
+                Answer::NotFound => Err(unknown_to_vendor()),
+            }
+        }
+    }
+
+    /// `suspend` or `resume`: any 2xx is done; a refusal (a 404 included:
+    /// the vendor must know the resource) is the marketplace's 422.
+    fn set_suspended(
+        &self,
+        resource: &Resource,
+        suspended: bool,
+    ) -> impl Future<Output = Result<(), ProvisionerError>> + Send {
+        let action = if suspended {
+            Action::Suspend
+        } else {
+            Action::Resume
+        };
+        let version = resource.version.to_string();
+        let request = VendorRequest::new(action, resource, &[&version]).encode();
+        async move {
+            match self.call(request).await? {
+                Answer::Ok(_) | Answer::Accepted => Ok(()),
+                Answer::NotFound => Err(unknown_to_vendor()),
+            }
+        }
     }
 
     fn rotate(

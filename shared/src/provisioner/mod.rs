@@ -84,6 +84,28 @@ pub trait Provisioner: Send + Sync {
         ready(Ok(resource.config.clone()))
     }
 
+    /// As [`Self::change_plan`], for a marketplace that can wait (Scalingo):
+    /// the vendor's service may answer that it finishes the change later,
+    /// the config staying as it is. By default every change is done at once.
+    fn change_plan_or_pending(
+        &self,
+        resource: &Resource,
+        new_plan: &str,
+    ) -> impl Future<Output = Result<Provisioning, ProvisionerError>> + Send {
+        let changed = self.change_plan(resource, new_plan);
+        async move { changed.await.map(Provisioning::Ready) }
+    }
+
+    /// Tells the vendor's service the marketplace suspended the resource
+    /// (`suspended`), or resumed it. By default there is no one to tell.
+    fn set_suspended(
+        &self,
+        _resource: &Resource,
+        _suspended: bool,
+    ) -> impl Future<Output = Result<(), ProvisionerError>> + Send {
+        ready(Ok(()))
+    }
+
     /// Fresh secret values for a resource's config (credential rotation).
     /// By default rotation is not supported.
     fn rotate(
@@ -183,6 +205,24 @@ impl Provisioner for VendorProvisioner {
         match self {
             Self::Default(provisioner) => provisioner.change_plan(resource, new_plan).await,
             Self::Http(provisioner) => provisioner.change_plan(resource, new_plan).await,
+        }
+    }
+
+    async fn change_plan_or_pending(
+        &self,
+        resource: &Resource,
+        new_plan: &str,
+    ) -> Result<Provisioning, ProvisionerError> {
+        match self {
+            Self::Default(provisioner) => provisioner.change_plan_or_pending(resource, new_plan).await,
+            Self::Http(provisioner) => provisioner.change_plan_or_pending(resource, new_plan).await,
+        }
+    }
+
+    async fn set_suspended(&self, resource: &Resource, suspended: bool) -> Result<(), ProvisionerError> {
+        match self {
+            Self::Default(provisioner) => provisioner.set_suspended(resource, suspended).await,
+            Self::Http(provisioner) => provisioner.set_suspended(resource, suspended).await,
         }
     }
 

@@ -6,6 +6,7 @@
 //! | audit event          | `RESOURCE#<id>`             | `AUDIT#<time>#<random>`  |
 //! | add-on id claim      | `CLEVERCLOUD_ADDON#<addon>` | `CLEVERCLOUD_ADDON`      |
 //! | Heroku add-on claim  | `HEROKU_ADDON#<uuid>`       | `HEROKU_ADDON`           |
+//! | Scalingo add-on claim | `SCALINGO_ADDON#<uuid or id>` | `SCALINGO_ADDON`       |
 //! | account              | `ACCOUNT#<id>`              | `ACCOUNT`                |
 //! | account audit event  | `ACCOUNT#<id>`              | `AUDIT#<time>#<random>`  |
 //! | email claim          | `EMAIL#<normalised email>`  | `EMAIL`                  |
@@ -144,6 +145,7 @@ impl DynamoStore {
     fn addon_claim_key(platform: Platform, addon_id: &str) -> Item {
         match platform {
             Platform::Heroku => Self::key(format!("HEROKU_ADDON#{addon_id}"), "HEROKU_ADDON"),
+            Platform::Scalingo => Self::key(format!("SCALINGO_ADDON#{addon_id}"), "SCALINGO_ADDON"),
             Platform::CleverCloud | Platform::Cloud66 => {
                 Self::key(format!("CLEVERCLOUD_ADDON#{addon_id}"), "CLEVERCLOUD_ADDON")
             }

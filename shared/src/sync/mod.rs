@@ -18,9 +18,11 @@
 //! platform's failure is kept on the item, for the sweep.
 
 mod heroku;
+mod scalingo;
 mod settle;
 
 pub use heroku::{HerokuSync, PROVISION_LIMIT_SECONDS};
+pub use scalingo::ScalingoSync;
 pub use settle::{Settled, PROVISIONING_GRACE_SECONDS};
 
 use crate::clevercloud::vendor::{VendorAppSummary, VendorClient, VendorError};
@@ -36,6 +38,7 @@ use crate::model::{
 };
 use crate::provisioner::{Provisioner, ProvisionerError, VendorProvisioner};
 use crate::refresh::{Fresh, SecretSource};
+use crate::scalingo::platform::ScalingoClient;
 use crate::store::{change_resource, AuditKey, Change, DynamoStore, StoreError, SyncStore, SyncSubject};
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
@@ -88,6 +91,8 @@ pub struct PlatformSync<S> {
     provisioner: Option<VendorProvisioner>,
     /// `None` when the add-on is not sold on Heroku.
     heroku: Option<HerokuSync>,
+    /// `None` when the add-on is not sold on Scalingo.
+    scalingo: Option<ScalingoSync>,
     /// What time it is: the system's, or a test's.
     clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
 }
@@ -115,16 +120,23 @@ impl PlatformSync<DynamoStore> {
         let heroku = match config::optional(&lookup, "HEROKU_ADDON_ID") {
             Some(_) => Some(HerokuSync {
                 client: HerokuClient::from_secret(source.clone(), &environment)?,
-                keys: Arc::new(Fresh::new(source, &environment, |environment| {
+                keys: Arc::new(Fresh::new(source.clone(), &environment, |environment| {
                     TokenKeys::from_lookup(&environment.lookup())
                 })?),
                 names: HerokuNames::from_lookup(&lookup)?,
             }),
             None => None,
         };
+        let scalingo = match config::optional(&lookup, "SCALINGO_USERNAME") {
+            Some(_) => Some(ScalingoSync {
+                client: ScalingoClient::from_secret(source.clone(), &environment)?,
+            }),
+            None => None,
+        };
         Ok(Self::new(store, vendor, cloudmore, Some(events))
             .with_provisioner(provisioner)
-            .with_heroku(heroku))
+            .with_heroku(heroku)
+            .with_scalingo(scalingo))
     }
 }
 
@@ -142,6 +154,7 @@ impl<S: SyncStore> PlatformSync<S> {
             events,
             provisioner: None,
             heroku: None,
+            scalingo: None,
             clock: Arc::new(Timestamp::now),
         }
     }
@@ -149,6 +162,11 @@ impl<S: SyncStore> PlatformSync<S> {
     /// Heroku's side (`None`: the add-on is not sold there).
     pub fn with_heroku(self, heroku: Option<HerokuSync>) -> Self {
         Self { heroku, ..self }
+    }
+
+    /// Scalingo's side (`None`: the add-on is not sold there).
+    pub fn with_scalingo(self, scalingo: Option<ScalingoSync>) -> Self {
+        Self { scalingo, ..self }
     }
 
     /// Settles as if it were the time `clock` says (tests of deadlines).
@@ -583,6 +601,9 @@ pub struct ReconcileReport {
     /// Heroku add-ons (uuids) with no OAuth tokens (the grant never came,
     /// or could not be exchanged): nothing can be sent to Heroku for them.
     pub heroku_without_tokens: Vec<String>,
+    /// Scalingo add-ons (this provider's ids) whose config Scalingo has not
+    /// confirmed.
+    pub scalingo_behind: Vec<String>,
 }
 
 impl ReconcileReport {
@@ -596,7 +617,8 @@ impl ReconcileReport {
             && self.config_behind.is_empty()
             && self.sync_failed.is_empty()
             && self.heroku_behind.is_empty()
-            && self.heroku_without_tokens.is_empty())
+            && self.heroku_without_tokens.is_empty()
+            && self.scalingo_behind.is_empty())
     }
 }
 
@@ -621,6 +643,12 @@ pub async fn reconcile<S: SyncStore>(store: &S, vendor: &VendorClient) -> Result
             heroku_behind.push(resource.addon_id.clone());
         }
     }
+    let scalingo_behind = scan
+        .resources
+        .iter()
+        .filter(|r| r.platform == Platform::Scalingo && scalingo::owes(r))
+        .map(|r| r.id.clone())
+        .collect();
     let here: BTreeMap<String, Resource> = scan
         .resources
         .into_iter()
@@ -631,6 +659,7 @@ pub async fn reconcile<S: SyncStore>(store: &S, vendor: &VendorClient) -> Result
         unreadable_here: scan.unreadable,
         heroku_without_tokens,
         heroku_behind,
+        scalingo_behind,
         ..ReconcileReport::default()
     };
     let listed: BTreeSet<&str> = there.iter().map(|app| app.addon_id.as_str()).collect();

@@ -206,6 +206,9 @@ impl<S: SyncStore> PlatformSync<S> {
         if resource.platform == Platform::Heroku {
             return self.try_settle_heroku(resource, &now).await;
         }
+        if resource.platform == Platform::Scalingo {
+            return self.try_settle_scalingo(resource, &now).await;
+        }
         let mut failures = Vec::new();
         let mut details = None;
         let mut pushed = None;

@@ -20,7 +20,7 @@
 //! | `refuse` | 422 `{"message": "The plan is full for this organisation."}` |
 //! | `flaky` | 500 the first time for an idempotency key, then as usual |
 //! | `gone` | 404 |
-//! | `pending` | 202 `{"message": "provisioning"}`: finished later by a signed completion call |
+//! | `pending` | 202 `{"message": "provisioning"}`: a provision finished later by a signed completion call; a plan change finished on the vendor's side, the config kept |
 //!
 //! `GET /received` lists every request, as JSON, with `signature_valid` and
 //! the `answer` it got (status, and body when 200); `GET /held` the
@@ -144,6 +144,9 @@ impl Vendor {
                 let resource_id = request["resource_id"].as_str().unwrap_or_default().to_string();
                 self.held.lock().unwrap().insert(resource_id);
                 return (StatusCode::ACCEPTED, json!({"message": "provisioning"}));
+            }
+            Some("pending") if request["action"] == "change_plan" => {
+                return (StatusCode::ACCEPTED, json!({"message": "changing plan"}));
             }
             Some("refuse") => {
                 return (

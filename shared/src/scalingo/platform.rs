@@ -1,0 +1,85 @@
+//! This provider's calls to Scalingo's provider API (docs/scalingo.md,
+//! "Config later"): `PATCH {SCALINGO_API_URL}/v1/provider/apps/{app_id}`
+//! with `{"config": {…}}`, over Basic with the manifest's username and
+//! password. Through the shared outbound client: no redirect followed,
+//! `https` only (loopback aside), bounded in time and size.
+
+use super::config::ScalingoConfig;
+use crate::config::{self, ConfigError, Environment};
+use crate::model::ConfigMap;
+use crate::outbound::PlatformError;
+use crate::refresh::{Fresh, SecretSource};
+use crate::secret::Secret;
+use std::sync::Arc;
+
+/// The manifest's credentials, following the secret.
+struct Credentials {
+    username: String,
+    password: Secret,
+    /// Tried when Scalingo refuses the current one: during a rotation,
+    /// Scalingo holds the old password until the manifest is updated.
+    previous: Option<Secret>,
+}
+
+#[derive(Clone)]
+pub struct ScalingoClient {
+    http: reqwest::Client,
+    api_url: String,
+    credentials: Arc<Fresh<Credentials>>,
+}
+
+impl ScalingoClient {
+    /// `SCALINGO_API_URL` (the region's API, e.g.
+    /// `https://api.osc-fr1.scalingo.com`), and the manifest's username and
+    /// password, which follow the secret.
+    pub fn from_secret(source: Option<SecretSource>, environment: &Environment) -> Result<Self, ConfigError> {
+        let lookup = environment.lookup();
+        let api_url =
+            config::outbound_base_url("SCALINGO_API_URL", config::required(&lookup, "SCALINGO_API_URL")?)?;
+        Ok(Self {
+            http: crate::outbound::platform_client(),
+            api_url,
+            credentials: Arc::new(Fresh::new(source, environment, |environment| {
+                let scalingo = ScalingoConfig::from_lookup(&environment.lookup())?
+                    .ok_or_else(|| ConfigError::new("SCALINGO_USERNAME", "was removed from the secret"))?;
+                Ok(Credentials {
+                    username: scalingo.username,
+                    password: scalingo.password,
+                    previous: scalingo.previous_password,
+                })
+            })?),
+        })
+    }
+
+    /// Sets every config var of the add-on's app; Scalingo restarts the app.
+    pub async fn set_config(&self, app_id: &str, config: &ConfigMap) -> Result<(), PlatformError> {
+        let credentials = self.credentials.get().await;
+        let answer = self
+            .patch_config(app_id, config, &credentials.username, &credentials.password)
+            .await;
+        match (answer, &credentials.previous) {
+            (Err(PlatformError::Rejected { status: 401, .. }), Some(previous)) => {
+                tracing::info!("Scalingo refused the current password; trying the previous one");
+                self.patch_config(app_id, config, &credentials.username, previous)
+                    .await
+            }
+            (answer, _) => answer,
+        }
+    }
+
+    async fn patch_config(
+        &self,
+        app_id: &str,
+        config: &ConfigMap,
+        username: &str,
+        password: &Secret,
+    ) -> Result<(), PlatformError> {
+        let request = self
+            .http
+            .patch(format!("{}/v1/provider/apps/{app_id}", self.api_url))
+            .basic_auth(username, Some(password.expose()))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .json(&serde_json::json!({ "config": config.0 }));
+        crate::outbound::send_to_platform(request).await.map(drop)
+    }
+}
