@@ -515,14 +515,7 @@ mod tests {
             assert_eq!(response.headers()["location"], "/dashboard");
             let cookie = response.headers()["set-cookie"].to_str().unwrap();
             assert!(cookie.starts_with("__Host-addon_session="), "{cookie}");
-            let stored = sessions
-                .store()
-                .sessions
-                .lock()
-                .unwrap()
-                .values()
-                .cloned()
-                .collect::<Vec<_>>();
+            let stored = sessions.store().stored_sessions();
             assert_eq!(stored.len(), 1);
             assert_eq!(stored[0].email.as_deref(), Some("jane@example.com"));
             assert_eq!(stored[0].nav_data, None, "an empty nav-data is not kept");

@@ -440,14 +440,7 @@ mod tests {
         }
 
         fn stored(sessions: &Sessions<MemoryStore>) -> Vec<Session> {
-            sessions
-                .store()
-                .sessions
-                .lock()
-                .unwrap()
-                .values()
-                .cloned()
-                .collect()
+            sessions.store().stored_sessions()
         }
 
         #[tokio::test]

@@ -213,6 +213,49 @@ mod tests {
     }
 
     #[test]
+    fn the_salt_and_the_hour_come_from_the_environment_once_scalingo_is_sold() {
+        use crate::config::tests::lookup_from;
+        assert!(
+            ScalingoSso::from_lookup(&lookup_from(&[("SCALINGO_SSO_SALT", SALT)]))
+                .unwrap()
+                .is_none()
+        );
+        let err = ScalingoSso::from_lookup(&lookup_from(&[("SCALINGO_USERNAME", "u")])).unwrap_err();
+        assert_eq!(err.var, "SCALINGO_SSO_SALT");
+        let sold = [("SCALINGO_USERNAME", "u"), ("SCALINGO_SSO_SALT", SALT)];
+        let sso = ScalingoSso::from_lookup(&lookup_from(&sold)).unwrap().unwrap();
+        assert_eq!(sso.max_age_seconds, 3600, "Scalingo's hour by default");
+        let good = link(&sso, "res_sc_1", NOW);
+        assert_eq!(sso.verify(&good, at(NOW)), Ok(()));
+        let mut shorter = sold.to_vec();
+        shorter.extend([
+            ("SCALINGO_SSO_MAX_AGE_SECONDS", "300"),
+            ("SCALINGO_SSO_SALT_PREVIOUS", "old salt"),
+        ]);
+        let sso = ScalingoSso::from_lookup(&lookup_from(&shorter)).unwrap().unwrap();
+        assert_eq!(sso.max_age_seconds, 300);
+        let old = link(
+            &ScalingoSso::new(Secret::new("old salt"), None, 0),
+            "res_sc_1",
+            NOW,
+        );
+        assert_eq!(
+            sso.verify(&old, at(NOW)),
+            Ok(()),
+            "the previous salt during a rotation"
+        );
+    }
+
+    #[test]
+    fn a_query_is_read_up_to_its_limit() {
+        let base = format!("id=res_sc_1&timestamp={NOW}&token=ab&pad=");
+        let exact = format!("{base}{}", "x".repeat(MAX_QUERY_BYTES - base.len()));
+        assert_eq!(exact.len(), MAX_QUERY_BYTES);
+        assert!(parse_query(&exact).is_ok());
+        assert_eq!(parse_query(&format!("{exact}x")), Err(Refusal::MalformedRequest));
+    }
+
+    #[test]
     fn a_query_missing_or_repeating_a_field_is_malformed() {
         for query in [
             "",
@@ -226,10 +269,161 @@ mod tests {
         }
         let signed_nonsense = ScalingoSso::new(Secret::new(SALT), None, 3600);
         let token = signed_nonsense.sign("a", "12x");
-        let link = parse_query(&format!("id=a&timestamp=12x&token={token}")).unwrap();
+        let nonsense = parse_query(&format!("id=a&timestamp=12x&token={token}")).unwrap();
         assert_eq!(
-            signed_nonsense.verify(&link, at(NOW)),
+            signed_nonsense.verify(&nonsense, at(NOW)),
             Err(Refusal::MalformedRequest)
         );
+        // Whole seconds of at most 12 digits: a 13-digit one is no timestamp.
+        let far = link(&signed_nonsense, "a", 1_000_000_000_000);
+        assert_eq!(
+            signed_nonsense.verify(&far, at(NOW)),
+            Err(Refusal::MalformedRequest)
+        );
+    }
+
+    mod login {
+        use super::*;
+        use crate::model::{ConfigMap, Resource, Session, SignedInIdentity, Timestamp};
+        use crate::store::memory::MemoryStore;
+        use lambda_http::http::{header, StatusCode};
+
+        const ID: &str = "res_sc_0123456789abcdef0123456789abcdef";
+
+        fn get(query: &str) -> Request {
+            lambda_http::http::Request::builder()
+                .method("GET")
+                .uri(format!("/scalingo/sso?{query}"))
+                .body(Body::Empty)
+                .unwrap()
+        }
+
+        fn resource(platform: Platform, status: ResourceStatus) -> Resource {
+            Resource {
+                status,
+                ..Resource::new(
+                    ID.into(),
+                    platform,
+                    "uuid-1".into(),
+                    "basic".into(),
+                    ConfigMap::default(),
+                    &Timestamp::now(),
+                )
+            }
+        }
+
+        fn sessions(resource: Resource) -> Sessions<MemoryStore> {
+            Sessions::new(MemoryStore::with_resource(resource), 3600)
+        }
+
+        /// Scalingo's link for `id`, issued `age` seconds ago.
+        fn link(id: &str, age: i64) -> String {
+            let timestamp = (Utc::now().timestamp() - age).to_string();
+            format!(
+                "id={id}&timestamp={timestamp}&token={}",
+                sso().sign(id, &timestamp)
+            )
+        }
+
+        async fn sign_in(
+            sessions: &Sessions<MemoryStore>,
+            query: &str,
+        ) -> Result<Response<Body>, SignInError> {
+            login(Some(&sso()), sessions, &get(query)).await
+        }
+
+        fn stored(sessions: &Sessions<MemoryStore>) -> Vec<Session> {
+            sessions.store().stored_sessions()
+        }
+
+        fn refused(answer: Result<Response<Body>, SignInError>) -> Option<Refusal> {
+            match answer {
+                Err(SignInError::Refused(refusal)) => Some(refusal),
+                _ => None,
+            }
+        }
+
+        #[tokio::test]
+        async fn a_link_opens_one_session_on_the_add_on_and_is_spent_for_its_hour() {
+            let sessions = sessions(resource(Platform::Scalingo, ResourceStatus::Active));
+            let query = link(ID, 10);
+            let response = sign_in(&sessions, &query).await.expect("signed in");
+            assert_eq!(response.status(), StatusCode::SEE_OTHER);
+            assert_eq!(response.headers()[header::REFERRER_POLICY], "no-referrer");
+            let stored = stored(&sessions);
+            assert_eq!(stored.len(), 1);
+            assert_eq!(
+                (stored[0].platform, stored[0].subject_id.as_str()),
+                (Platform::Scalingo, ID)
+            );
+            let identity = stored[0].identity.clone().unwrap();
+            assert_eq!(
+                identity.subject,
+                SignedInIdentity::subject_of(Platform::Scalingo, &format!("resource:{ID}"))
+            );
+            assert!(!identity.email_verified && identity.email.is_none());
+            let issued = parse_query(&query).unwrap().timestamp.parse::<i64>().unwrap();
+            let spent: Vec<i64> = sessions
+                .store()
+                .spent_tokens
+                .lock()
+                .unwrap()
+                .values()
+                .copied()
+                .collect();
+            assert_eq!(spent, [issued + 3600 + 60]);
+            assert_eq!(refused(sign_in(&sessions, &query).await), Some(Refusal::Replayed));
+        }
+
+        #[tokio::test]
+        async fn only_an_active_scalingo_add_on_signs_in_and_a_suspended_one_says_so() {
+            for (resource, expected) in [
+                (
+                    resource(Platform::Scalingo, ResourceStatus::Suspended),
+                    Refusal::Suspended,
+                ),
+                (
+                    resource(Platform::Scalingo, ResourceStatus::Deprovisioned),
+                    Refusal::UnknownResource,
+                ),
+                (
+                    resource(Platform::Scalingo, ResourceStatus::Provisioning),
+                    Refusal::UnknownResource,
+                ),
+                (
+                    resource(Platform::Heroku, ResourceStatus::Active),
+                    Refusal::UnknownResource,
+                ),
+            ] {
+                let sessions = sessions(resource);
+                assert_eq!(refused(sign_in(&sessions, &link(ID, 0)).await), Some(expected));
+                assert!(stored(&sessions).is_empty());
+                assert!(
+                    sessions.store().spent_tokens.lock().unwrap().is_empty(),
+                    "nothing spent"
+                );
+            }
+            let sessions = sessions(resource(Platform::Scalingo, ResourceStatus::Active));
+            let other = "res_sc_ffffffffffffffffffffffffffffffff";
+            assert_eq!(
+                refused(sign_in(&sessions, &link(other, 0)).await),
+                Some(Refusal::UnknownResource)
+            );
+            assert_eq!(
+                refused(sign_in(&sessions, &link("res_0", 0)).await),
+                Some(Refusal::UnknownResource)
+            );
+            assert_eq!(
+                refused(sign_in(&sessions, &link(ID, 3601)).await),
+                Some(Refusal::Expired)
+            );
+            assert_eq!(
+                refused(sign_in(&sessions, "id=x").await),
+                Some(Refusal::MalformedRequest)
+            );
+            let unconfigured = login(None, &sessions, &get(&link(ID, 0))).await;
+            assert_eq!(refused(unconfigured), Some(Refusal::NotConfigured));
+            assert!(stored(&sessions).is_empty());
+        }
     }
 }

@@ -41,6 +41,11 @@ impl AuditReader for MemoryStore {
 }
 
 impl MemoryStore {
+    /// Every session opened, in no order.
+    pub fn stored_sessions(&self) -> Vec<Session> {
+        self.sessions.lock().unwrap().values().cloned().collect()
+    }
+
     pub fn with_resource(resource: Resource) -> Self {
         let store = Self::default();
         store

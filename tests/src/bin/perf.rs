@@ -242,6 +242,8 @@ fn http_event(method: &str, path: &str, route: &str, id: Option<&str>, body: Opt
     // Each marketplace's own credentials, as it sends them.
     let (user, password) = if path.starts_with("/heroku/") {
         ("HEROKU_ADDON_ID", "HEROKU_PASSWORD")
+    } else if path.starts_with("/scalingo/") {
+        ("SCALINGO_USERNAME", "SCALINGO_PASSWORD")
     } else {
         ("ADDON_ID", "ADDON_PASSWORD")
     };
@@ -424,6 +426,32 @@ fn heroku_resource_event(method: &str, uuid: &str, body: Option<Value>) -> Value
     )
 }
 
+/// Scalingo's provision, as its own client sends it (with a `uuid`).
+fn scalingo_provision_event() -> Value {
+    let body = json!({
+        "plan": "basic", "app_id": tests::unique("perf-app"), "uuid": shared::secret::random_uuid(),
+        "shard_id": 1, "options": {},
+    });
+    http_event(
+        "POST",
+        "/scalingo/resources",
+        "/scalingo/resources",
+        None,
+        Some(body),
+    )
+}
+
+/// A Scalingo call on resource `id`: `suffix` is "" or "/suspend", "/resume".
+fn scalingo_resource_event(method: &str, id: &str, suffix: &str, body: Option<Value>) -> Value {
+    http_event(
+        method,
+        &format!("/scalingo/resources/{id}{suffix}"),
+        &format!("/scalingo/resources/{{id}}{suffix}"),
+        Some(id),
+        body,
+    )
+}
+
 fn resource_event(method: &str, id: &str, body: Option<Value>) -> Value {
     http_event(
         method,
@@ -445,6 +473,10 @@ enum Workload {
     HerokuProvision,
     HerokuPlanChange,
     HerokuDeprovision,
+    ScalingoProvision,
+    ScalingoPlanChange,
+    ScalingoSuspend,
+    ScalingoDeprovision,
     Authorize,
     Token,
 }
@@ -476,6 +508,13 @@ struct Events {
     heroku_premium: bool,
     heroku_provisioned: Option<String>,
     heroku_provisioning: Option<String>,
+    /// Scalingo's: one resource for plan changes, one suspended and resumed
+    /// in turn, and the provision a deprovision removes.
+    scalingo_plan_id: String,
+    scalingo_premium: bool,
+    scalingo_suspend_id: String,
+    scalingo_suspended: bool,
+    scalingo_provisioned: Option<String>,
     oidc: OidcSetup,
     /// The code each binary file's authorize issued earlier in the turn
     /// (the function's, and the floor's for the token floor).
@@ -515,6 +554,28 @@ impl Events {
                     .expect("a Heroku provision earlier in the turn");
                 heroku_resource_event("DELETE", &uuid, None)
             }
+            Workload::ScalingoProvision => scalingo_provision_event(),
+            Workload::ScalingoPlanChange => {
+                self.scalingo_premium = !self.scalingo_premium;
+                let plan = if self.scalingo_premium { "premium" } else { "basic" };
+                scalingo_resource_event("PATCH", &self.scalingo_plan_id, "", Some(json!({ "plan": plan })))
+            }
+            Workload::ScalingoSuspend => {
+                self.scalingo_suspended = !self.scalingo_suspended;
+                let action = if self.scalingo_suspended {
+                    "/suspend"
+                } else {
+                    "/resume"
+                };
+                scalingo_resource_event("POST", &self.scalingo_suspend_id, action, Some(json!({})))
+            }
+            Workload::ScalingoDeprovision => {
+                let id = self
+                    .scalingo_provisioned
+                    .take()
+                    .expect("a Scalingo provision earlier in the turn");
+                scalingo_resource_event("DELETE", &id, "", None)
+            }
             Workload::Authorize => self.oidc.authorize_event(),
             Workload::Token => {
                 let code = self
@@ -533,6 +594,7 @@ impl Events {
                 id_of(answer);
                 self.heroku_provisioned = self.heroku_provisioning.take();
             }
+            Workload::ScalingoProvision => self.scalingo_provisioned = Some(id_of(answer)),
             Workload::Authorize => {
                 self.codes.insert(binary.file, code_of(answer));
             }
@@ -649,6 +711,37 @@ async fn main() {
             false,
             Workload::HerokuDeprovision,
         ),
+        // Scalingo's routes of the same functions, under the same rule:
+        // its suspend and resume, a read, the vendor and a transaction, as
+        // a plan change.
+        binary(
+            "scalingo provision",
+            "provision",
+            vendor,
+            false,
+            Workload::ScalingoProvision,
+        ),
+        binary(
+            "scalingo plan-change",
+            "plan-change",
+            vendor,
+            false,
+            Workload::ScalingoPlanChange,
+        ),
+        binary(
+            "scalingo suspend-resume",
+            "plan-change",
+            vendor,
+            false,
+            Workload::ScalingoSuspend,
+        ),
+        binary(
+            "scalingo deprovision",
+            "deprovision",
+            vendor,
+            false,
+            Workload::ScalingoDeprovision,
+        ),
         // The OpenID Connect provider's calls, each against a floor of its
         // own round trips (perf_floor's FLOOR_MODE), with the warm-up read.
         Binary {
@@ -687,6 +780,12 @@ async fn main() {
             .expect("a Heroku provision binary");
         let (heroku_plan_uuid, event) = heroku_provision_event();
         id_of(&instances[heroku].invoke(event).await);
+        let scalingo = binaries
+            .iter()
+            .position(|binary| matches!(binary.workload, Workload::ScalingoProvision))
+            .expect("a Scalingo provision binary");
+        let scalingo_plan_id = id_of(&instances[scalingo].invoke(scalingo_provision_event()).await);
+        let scalingo_suspend_id = id_of(&instances[scalingo].invoke(scalingo_provision_event()).await);
         let mut events = Events {
             plan_resource: (plan_id, addon_id),
             premium: false,
@@ -695,6 +794,11 @@ async fn main() {
             heroku_premium: false,
             heroku_provisioned: None,
             heroku_provisioning: None,
+            scalingo_plan_id,
+            scalingo_premium: false,
+            scalingo_suspend_id,
+            scalingo_suspended: false,
+            scalingo_provisioned: None,
             oidc: OidcSetup::open().await,
             codes: HashMap::new(),
         };
