@@ -685,63 +685,52 @@ async fn main() {
     if vendor {
         binaries.push(binary("floor+vendor", "perf_floor", true, false, Workload::Post));
     }
+    // A change's floor (plan change, suspend or resume, deprovision): a
+    // read, the vendor's round trip when there is one, a transaction.
+    binaries.push(Binary {
+        floor_mode: Some("change"),
+        ..binary("floor change", "perf_floor", vendor, false, Workload::Post)
+    });
+    let change = |name, file, workload| Binary {
+        floor: "floor change",
+        ..binary(name, file, vendor, false, workload)
+    };
+    // A provision: the vendor's round trip (when there is one) and one
+    // transaction.
+    let provision_floor = if vendor { "floor+vendor" } else { "floor" };
+    let provision = |name, workload| Binary {
+        floor: provision_floor,
+        ..binary(name, "provision", vendor, false, workload)
+    };
+    // A deprovision reads first only to tell the vendor's service; with the
+    // default provisioner it is one transaction, the provision's floor.
+    let gone = |name, workload| Binary {
+        floor: if vendor { "floor change" } else { "floor" },
+        ..binary(name, "deprovision", vendor, false, workload)
+    };
     binaries.extend([
-        binary("provision", "provision", vendor, false, Workload::Provision),
-        binary("plan-change", "plan-change", vendor, false, Workload::PlanChange),
-        binary("deprovision", "deprovision", vendor, false, Workload::Deprovision),
+        provision("provision", Workload::Provision),
+        change("plan-change", "plan-change", Workload::PlanChange),
+        gone("deprovision", Workload::Deprovision),
         // Heroku's routes of the same functions, under the same rule.
-        binary(
-            "heroku provision",
-            "provision",
-            vendor,
-            false,
-            Workload::HerokuProvision,
-        ),
-        binary(
-            "heroku plan-change",
-            "plan-change",
-            vendor,
-            false,
-            Workload::HerokuPlanChange,
-        ),
-        binary(
-            "heroku deprovision",
-            "deprovision",
-            vendor,
-            false,
-            Workload::HerokuDeprovision,
-        ),
+        provision("heroku provision", Workload::HerokuProvision),
+        change("heroku plan-change", "plan-change", Workload::HerokuPlanChange),
+        gone("heroku deprovision", Workload::HerokuDeprovision),
         // Scalingo's routes of the same functions, under the same rule:
         // its suspend and resume, a read, the vendor and a transaction, as
         // a plan change.
-        binary(
-            "scalingo provision",
-            "provision",
-            vendor,
-            false,
-            Workload::ScalingoProvision,
-        ),
-        binary(
+        provision("scalingo provision", Workload::ScalingoProvision),
+        change(
             "scalingo plan-change",
             "plan-change",
-            vendor,
-            false,
             Workload::ScalingoPlanChange,
         ),
-        binary(
+        change(
             "scalingo suspend-resume",
             "plan-change",
-            vendor,
-            false,
             Workload::ScalingoSuspend,
         ),
-        binary(
-            "scalingo deprovision",
-            "deprovision",
-            vendor,
-            false,
-            Workload::ScalingoDeprovision,
-        ),
+        gone("scalingo deprovision", Workload::ScalingoDeprovision),
         // The OpenID Connect provider's calls, each against a floor of its
         // own round trips (perf_floor's FLOOR_MODE), with the warm-up read.
         Binary {

@@ -12,6 +12,13 @@
 //! function makes there ([`DynamoStore::ready`]), so its share of a cold
 //! start shows on its own row.
 //!
+//! With `FLOOR_MODE=change` it is the floor of a change to an existing
+//! resource (a plan change, a suspend or resume, a deprovision with the
+//! vendor's service): a consistent read of the item, the vendor's round
+//! trip carrying the resource's details (when `PROVISIONER_URL` is set),
+//! then one `TransactWriteItems` of the version-conditional put of the item
+//! and its audit event.
+//!
 //! With `FLOOR_MODE=authorize` it is the floor of an OpenID Connect
 //! authorize (the session's read, then a code's conditional write carrying
 //! the session's claims and what the code is bound to), and with
@@ -59,13 +66,19 @@ impl Vendor {
         }))
     }
 
-    /// One signed provision request; its answer read to the end.
-    async fn ask(&self, id: &str) -> Result<(), Error> {
+    /// One signed request (a provision, or with `config` a change carrying
+    /// the resource's details); its answer read to the end.
+    async fn ask(&self, id: &str, config: Option<&str>) -> Result<(), Error> {
         // 64 hex digits, as the schema wants an idempotency key.
         let key = format!("{id}{id}");
-        let body = format!(
-            r#"{{"action":"provision","idempotency_key":"{key}","resource_id":"res_{id}","marketplace":"clevercloud","marketplace_ids":{{"addon_id":"{id}"}},"plan":"basic","options":{{}}}}"#
-        );
+        let body = match config {
+            None => format!(
+                r#"{{"action":"provision","idempotency_key":"{key}","resource_id":"res_{id}","marketplace":"clevercloud","marketplace_ids":{{"addon_id":"{id}"}},"plan":"basic","options":{{}}}}"#
+            ),
+            Some(config) => format!(
+                r#"{{"action":"change_plan","idempotency_key":"{key}","resource_id":"res_{id}","marketplace":"clevercloud","marketplace_ids":{{"addon_id":"{id}"}},"plan":"premium","previous_plan":"basic","options":{{}},"config":{config}}}"#
+            ),
+        };
         let signed = signature::sign(&self.secret, chrono::Utc::now().timestamp(), body.as_bytes());
         let answer = self
             .client
@@ -85,6 +98,7 @@ impl Vendor {
 /// What the floor stands for.
 enum Mode {
     Provision,
+    Change,
     Authorize,
     Token(Box<shared::oidc::SigningKey>),
 }
@@ -216,14 +230,61 @@ async fn oidc(
                     r#"{{"access_token":"{access_token}","token_type":"Bearer","expires_in":600,"id_token":"{id_token}"}}"#
                 )))?)
         }
-        Mode::Provision => Err("not an OpenID Connect floor".into()),
+        Mode::Provision | Mode::Change => Err("not an OpenID Connect floor".into()),
     }
+}
+
+/// The change floor: read the resource, ask the vendor, then write the
+/// next version and its audit event in one transaction.
+async fn change(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    vendor: Option<&Vendor>,
+    resource: &str,
+    config: &str,
+) -> Result<Response<Body>, Error> {
+    let mut item = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(floor_key(resource.to_string())))
+        .consistent_read(true)
+        .send()
+        .await?
+        .item
+        .ok_or("no floor resource")?;
+    let version: u64 = match item.get("version") {
+        Some(AttributeValue::N(version)) => version.parse()?,
+        _ => return Err("no version".into()),
+    };
+    let id = shared::secret::random_hex(16);
+    if let Some(vendor) = vendor {
+        vendor.ask(&id, Some(config)).await?;
+    }
+    item.insert("version".into(), AttributeValue::N((version + 1).to_string()));
+    let update = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("version = :read")
+        .expression_attribute_values(":read", AttributeValue::N(version.to_string()))
+        .build()?;
+    client
+        .transact_write_items()
+        .transact_items(TransactWriteItem::builder().put(update).build())
+        .transact_items(put(table, format!("FLOOR_AUDIT#{id}"))?)
+        .send()
+        .await?;
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(Body::from(format!(r#"{{"config":{config}}}"#)))
+        .map_err(Error::from)
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let mode = match std::env::var("FLOOR_MODE").as_deref() {
         Ok("authorize") => Mode::Authorize,
+        Ok("change") => Mode::Change,
         Ok("token") => {
             let pem = std::env::var("OIDC_SIGNING_KEY").map_err(|_| "OIDC_SIGNING_KEY is not set")?;
             Mode::Token(Box::new(shared::oidc::SigningKey::from_pem(
@@ -241,15 +302,34 @@ async fn main() -> Result<(), Error> {
     } else {
         aws_sdk_dynamodb::Client::new(&aws)
     };
+    // The change floor's resource: an item the size of a resource's, with
+    // its config, changed in place by every request.
+    let resource = format!("FLOOR_RESOURCE#{}", shared::secret::random_hex(16));
+    let config = format!(
+        r#"{{"ADDON_NAME_URL":"https://resources.example/res_{}","ADDON_NAME_TOKEN":"{}"}}"#,
+        shared::secret::random_hex(16),
+        shared::secret::random_hex(32)
+    );
+    if matches!(mode, Mode::Change) {
+        let mut item = floor_key(resource.clone());
+        item.insert("version".into(), AttributeValue::N("0".into()));
+        item.insert("config".into(), AttributeValue::S(config.clone()));
+        item.insert("details".into(), AttributeValue::S("x".repeat(600)));
+        put_new(&client, &table, item).await?;
+    }
     run(service_fn(|request: Request| {
         let (client, table, vendor, mode) = (&client, &table, &vendor, &mode);
+        let (resource, config) = (&resource, &config);
         async move {
+            if matches!(mode, Mode::Change) {
+                return change(client, table, vendor.as_ref(), resource, config).await;
+            }
             if !matches!(mode, Mode::Provision) {
                 return oidc(mode, client, table, request).await;
             }
             let id = shared::secret::random_hex(16);
             if let Some(vendor) = vendor {
-                vendor.ask(&id).await?;
+                vendor.ask(&id, None).await?;
             }
             client
                 .transact_write_items()
