@@ -107,6 +107,13 @@ pub fn json_response<T: Serialize>(status: StatusCode, value: &T) -> Response<Bo
     response
 }
 
+/// 204 with no body (a deprovision's answer on Heroku and Scalingo).
+pub fn no_content() -> Response<Body> {
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
 /// Turns a handler's result into the response sent.
 pub fn respond(result: Result<Response<Body>, ApiError>) -> Response<Body> {
     result.unwrap_or_else(ApiError::into_response)
@@ -258,6 +265,13 @@ pub fn bounded(field: &str, value: String, max: usize) -> Result<String, String>
 pub(crate) mod tests {
     use super::*;
     use lambda_http::http::Method;
+
+    #[test]
+    fn no_content_is_a_204_with_no_body() {
+        let response = no_content();
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        assert!(response.body().is_empty());
+    }
 
     pub fn basic_header(user: &str, password: &str) -> String {
         let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));

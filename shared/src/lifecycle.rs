@@ -158,12 +158,43 @@ impl<S, P: Provisioner> Lifecycle<S, P> {
     }
 }
 
+/// The 202 `{id, message}` a marketplace that can wait (Heroku, Scalingo)
+/// gets while the vendor's service finishes provisioning `resource`; it
+/// hears of the config later, through the platform sync.
+pub fn pending_answer(resource: &Resource) -> lambda_http::Response<lambda_http::Body> {
+    crate::http::json_response(
+        StatusCode::ACCEPTED,
+        &serde_json::json!({
+            "id": resource.id,
+            "message": format!("Your add-on is being provisioned on plan {}.", resource.plan),
+        }),
+    )
+}
+
 /// A provision's answer: the resource, ready or still provisioning.
 fn still_live(resource: Resource) -> Result<Resource, LifecycleError> {
     match resource.status {
         ResourceStatus::Active | ResourceStatus::Provisioning | ResourceStatus::Suspended => Ok(resource),
         _ => Err(LifecycleError::AlreadyDeprovisioned),
     }
+}
+
+/// A resource a marketplace may change (its plan, or suspend or resume
+/// it): active, or suspended (the customer may move to another plan to be
+/// resumed); one still provisioning must wait.
+fn changeable(current: Option<Resource>) -> Result<Resource, LifecycleError> {
+    let current = current
+        .filter(|r| {
+            matches!(
+                r.status,
+                ResourceStatus::Active | ResourceStatus::Provisioning | ResourceStatus::Suspended
+            )
+        })
+        .ok_or(LifecycleError::NotFound)?;
+    if current.status == ResourceStatus::Provisioning {
+        return Err(LifecycleError::StillProvisioning);
+    }
+    Ok(current)
 }
 
 impl<S: ProvisionStore, P: Provisioner> Lifecycle<S, P> {
@@ -280,19 +311,7 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
     ) -> Result<Provisioning, LifecycleError> {
         self.check_plan(plan)?;
         self.change(id, |current| async move {
-            // A suspended add-on keeps its plan changes (the customer may
-            // move to another plan to be resumed).
-            let current = current
-                .filter(|r| {
-                    matches!(
-                        r.status,
-                        ResourceStatus::Active | ResourceStatus::Provisioning | ResourceStatus::Suspended
-                    )
-                })
-                .ok_or(LifecycleError::NotFound)?;
-            if current.status == ResourceStatus::Provisioning {
-                return Err(LifecycleError::StillProvisioning);
-            }
+            let current = changeable(current)?;
             if addon_id.is_some_and(|addon_id| current.addon_id != addon_id) {
                 return Err(LifecycleError::AddonIdMismatch);
             }
@@ -336,17 +355,7 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
     /// written, the vendor not called again.
     pub async fn set_suspended(&self, id: &str, suspended: bool) -> Result<bool, LifecycleError> {
         self.change(id, |current| async move {
-            let current = current
-                .filter(|r| {
-                    matches!(
-                        r.status,
-                        ResourceStatus::Active | ResourceStatus::Provisioning | ResourceStatus::Suspended
-                    )
-                })
-                .ok_or(LifecycleError::NotFound)?;
-            if current.status == ResourceStatus::Provisioning {
-                return Err(LifecycleError::StillProvisioning);
-            }
+            let current = changeable(current)?;
             let target = if suspended {
                 ResourceStatus::Suspended
             } else {

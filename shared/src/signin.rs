@@ -144,6 +144,14 @@ pub fn check_fresh(issued: i64, now: i64, max_age_seconds: i64) -> Result<(), Re
     Ok(())
 }
 
+/// A marketplace's sign-in timestamp in whole Unix seconds (Heroku's,
+/// Scalingo's): at most 12 digits, nothing else.
+pub fn unix_seconds(text: &str) -> Option<i64> {
+    (!text.is_empty() && text.len() <= 12 && text.chars().all(|c| c.is_ascii_digit()))
+        .then(|| text.parse().ok())
+        .flatten()
+}
+
 /// Until when a proof issued at `issued` must stay spent: past that it is
 /// refused as expired anyway.
 pub fn spent_until(issued: i64, max_age_seconds: i64) -> i64 {

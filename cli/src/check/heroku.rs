@@ -159,26 +159,11 @@ impl HerokuChecks<'_> {
         match answer.status {
             202 => Ok((id, "202 with an id: provisioning asynchronously".into())),
             200 => {
-                self.config_is_the_manifests(&body)?;
+                config_is_the_manifests(self.target, &body)?;
                 Ok((id, "200 with an id and exactly the manifest's config vars".into()))
             }
             _ => Err(format!("expected 200 or 202, got {}", answer.describe())),
         }
-    }
-
-    fn config_is_the_manifests(&self, body: &Value) -> Result<(), String> {
-        let config = body["config"].as_object().ok_or("no config object")?;
-        let mut names: Vec<&str> = config.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        let mut expected: Vec<&str> = self.target.config_vars.iter().map(String::as_str).collect();
-        expected.sort_unstable();
-        if names != expected {
-            return Err(format!("config vars {names:?}, the manifest lists {expected:?}"));
-        }
-        if config.values().any(|value| !value.is_string()) {
-            return Err("a config value is not a string".into());
-        }
-        Ok(())
     }
 
     /// The same uuid again: the same id and config.
@@ -470,7 +455,7 @@ impl HerokuChecks<'_> {
             let answer = answer?;
             answer.expect_status(200)?;
             let body = answer.json().ok_or("not JSON")?;
-            self.config_is_the_manifests(&body)?;
+            config_is_the_manifests(self.target, &body)?;
             if !body["message"].is_string() {
                 return Err("no message".into());
             }
@@ -550,6 +535,23 @@ impl HerokuChecks<'_> {
             let _ = self.probe.send(request).await;
         }
     }
+}
+
+/// Exactly the manifest's config vars, each a string (Scalingo's
+/// answers too: `super::scalingo`).
+pub(super) fn config_is_the_manifests(target: &Target, body: &Value) -> Result<(), String> {
+    let config = body["config"].as_object().ok_or("no config object")?;
+    let mut names: Vec<&str> = config.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    let mut expected: Vec<&str> = target.config_vars.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    if names != expected {
+        return Err(format!("config vars {names:?}, the manifest lists {expected:?}"));
+    }
+    if config.values().any(|value| !value.is_string()) {
+        return Err("a config value is not a string".into());
+    }
+    Ok(())
 }
 
 /// 401 with a Basic challenge.

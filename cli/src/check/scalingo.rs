@@ -171,18 +171,9 @@ impl ScalingoChecks<'_> {
         }
     }
 
+    /// Heroku's rule (exactly the manifest's vars, as strings), and a message.
     fn config_is_the_manifests(&self, body: &Value) -> Result<(), String> {
-        let config = body["config"].as_object().ok_or("no config object")?;
-        let mut names: Vec<&str> = config.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        let mut expected: Vec<&str> = self.target.config_vars.iter().map(String::as_str).collect();
-        expected.sort_unstable();
-        if names != expected {
-            return Err(format!("config vars {names:?}, the manifest lists {expected:?}"));
-        }
-        if config.values().any(|value| !value.is_string()) {
-            return Err("a config value is not a string".into());
-        }
+        super::heroku::config_is_the_manifests(self.target, body)?;
         if !body["message"].is_string() {
             return Err("no message".into());
         }

@@ -142,14 +142,6 @@ pub struct ProvisionResponse {
     pub message: String,
 }
 
-/// 202: the vendor's service finishes it later; Heroku hears through the
-/// Platform API (docs/heroku.md, "Asynchronous provisioning").
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PendingResponse {
-    pub id: String,
-    pub message: String,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlanChangeResponse {
     pub config: BTreeMap<String, String>,

@@ -2,9 +2,7 @@
 //! marketplace-neutral lifecycle keyed by the add-on's `uuid`.
 
 use super::config::{HerokuConfig, HerokuNames};
-use super::protocol::{
-    PendingResponse, PlanChangeRequest, PlanChangeResponse, ProvisionRequest, ProvisionResponse,
-};
+use super::protocol::{PlanChangeRequest, PlanChangeResponse, ProvisionRequest, ProvisionResponse};
 use super::tokens::TokenKeys;
 use super::{resource_id, ACTOR};
 use crate::config::{self, ConfigError, Environment};
@@ -144,13 +142,7 @@ pub async fn provision<S: ProvisionStore, P: Provisioner>(
         };
         let resource = api.lifecycle.provision(resource, &now).await?;
         if resource.status == ResourceStatus::Provisioning {
-            return Ok(json_response(
-                StatusCode::ACCEPTED,
-                &PendingResponse {
-                    message: format!("Your add-on is being provisioned on plan {}.", resource.plan),
-                    id: resource.id,
-                },
-            ));
+            return Ok(crate::lifecycle::pending_answer(&resource));
         }
         Ok(json_response(
             StatusCode::OK,
@@ -194,9 +186,7 @@ pub async fn deprovision<S: ResourceWriter, P: Provisioner>(
     authenticated(&api.secrets.get().await.credentials, &request, async {
         let id = path_resource_id(&request)?;
         api.lifecycle.deprovision(&id).await?;
-        let mut response = Response::new(Body::Empty);
-        *response.status_mut() = StatusCode::NO_CONTENT;
-        Ok(response)
+        Ok(crate::http::no_content())
     })
     .await
 }

@@ -12,7 +12,7 @@ use crate::config::{self, ConfigError};
 use crate::http::has_media_type;
 use crate::model::Platform;
 use crate::secret::{constant_time_eq, Secret};
-use crate::signin::{check_fresh, spent_until, Refusal, ResourceSignIn, Sessions, SignInError};
+use crate::signin::{check_fresh, spent_until, unix_seconds, Refusal, ResourceSignIn, Sessions, SignInError};
 use crate::store::{ResourceReader, SessionStore};
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -162,13 +162,6 @@ impl HerokuSso {
             self.max_age_seconds,
         )
     }
-}
-
-/// Heroku's timestamps are whole Unix seconds.
-fn unix_seconds(text: &str) -> Option<i64> {
-    (!text.is_empty() && text.len() <= 12 && text.chars().all(|c| c.is_ascii_digit()))
-        .then(|| text.parse().ok())
-        .flatten()
 }
 
 /// `POST /heroku/sso/login`: verify, find the active Heroku resource, open

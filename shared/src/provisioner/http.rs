@@ -351,6 +351,16 @@ impl HttpProvisioner {
         }
     }
 
+    /// The answer's config, or `Pending` for a 202 (a marketplace that can
+    /// wait: the vendor's service finishes later).
+    async fn config_or_pending_call(&self, request: Encoded) -> Result<Provisioning, ProvisionerError> {
+        match self.call(request).await? {
+            Answer::Accepted => Ok(Provisioning::Pending),
+            Answer::Ok(body) => self.read_config(&body).map(Provisioning::Ready),
+            Answer::NotFound => Err(unknown_to_vendor()),
+        }
+    }
+
     fn read_config(&self, body: &[u8]) -> Result<ConfigMap, ProvisionerError> {
         let bad = |why: &str| ProvisionerError::Unavailable(format!("the vendor's answer {why}"));
         let value: serde_json::Value = serde_json::from_slice(body).map_err(|_| bad("is not JSON"))?;
@@ -375,6 +385,17 @@ impl HttpProvisioner {
         }
         Ok(ConfigMap(values))
     }
+}
+
+/// A plan change of `resource` to `new_plan`, its own event per version.
+fn change_plan_request(resource: &Resource, new_plan: &str) -> Encoded {
+    let version = resource.version.to_string();
+    VendorRequest {
+        plan: new_plan,
+        previous_plan: Some(&resource.plan),
+        ..VendorRequest::new(Action::ChangePlan, resource, &[&version, new_plan])
+    }
+    .encode()
 }
 
 /// A 404 where the vendor's service must know the resource: a refusal.
@@ -468,13 +489,7 @@ impl Provisioner for HttpProvisioner {
             ..VendorRequest::new(Action::Provision, context.resource, &[])
         }
         .encode();
-        async move {
-            match self.call(request).await? {
-                Answer::Accepted => Ok(Provisioning::Pending),
-                Answer::Ok(body) => self.read_config(&body).map(Provisioning::Ready),
-                Answer::NotFound => Err(unknown_to_vendor()),
-            }
-        }
+        self.config_or_pending_call(request)
     }
 
     fn change_plan(
@@ -482,14 +497,7 @@ impl Provisioner for HttpProvisioner {
         resource: &Resource,
         new_plan: &str,
     ) -> impl Future<Output = Result<ConfigMap, ProvisionerError>> + Send {
-        let version = resource.version.to_string();
-        let request = VendorRequest {
-            plan: new_plan,
-            previous_plan: Some(&resource.plan),
-            ..VendorRequest::new(Action::ChangePlan, resource, &[&version, new_plan])
-        }
-        .encode();
-        self.config_call(request)
+        self.config_call(change_plan_request(resource, new_plan))
     }
 
     fn change_plan_or_pending(
@@ -497,20 +505,7 @@ impl Provisioner for HttpProvisioner {
         resource: &Resource,
         new_plan: &str,
     ) -> impl Future<Output = Result<Provisioning, ProvisionerError>> + Send {
-        let version = resource.version.to_string();
-        let request = VendorRequest {
-            plan: new_plan,
-            previous_plan: Some(&resource.plan),
-            ..VendorRequest::new(Action::ChangePlan, resource, &[&version, new_plan])
-        }
-        .encode();
-        async move {
-            match self.call(request).await? {
-                Answer::Accepted => Ok(Provisioning::Pending),
-                Answer::Ok(body) => self.read_config(&body).map(Provisioning::Ready),
-                Answer::NotFound => Err(unknown_to_vendor()),
-            }
-        }
+        self.config_or_pending_call(change_plan_request(resource, new_plan))
     }
 
     /// `suspend` or `resume`: any 2xx is done; a refusal (a 404 included:

@@ -118,14 +118,6 @@ pub struct ProvisionResponse {
     pub config: BTreeMap<String, String>,
 }
 
-/// 202: the vendor's service finishes it later; Scalingo gets the config
-/// through its provider API (docs/scalingo.md, "Config later").
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PendingResponse {
-    pub id: String,
-    pub message: String,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlanChangeResponse {
     pub message: String,

@@ -4,8 +4,7 @@
 
 use super::config::ScalingoConfig;
 use super::protocol::{
-    MessageResponse, PendingResponse, PlanChangeRequest, PlanChangeResponse, ProvisionRequest,
-    ProvisionResponse,
+    MessageResponse, PlanChangeRequest, PlanChangeResponse, ProvisionRequest, ProvisionResponse,
 };
 use super::{is_resource_id, new_resource_id, resource_id_for_uuid, ACTOR};
 use crate::config::{self, ConfigError, Environment};
@@ -117,13 +116,7 @@ pub async fn provision<S: ProvisionStore, P: Provisioner>(
         };
         let resource = api.lifecycle.provision(resource, &now).await?;
         if resource.status == ResourceStatus::Provisioning {
-            return Ok(json_response(
-                StatusCode::ACCEPTED,
-                &PendingResponse {
-                    message: format!("Your add-on is being provisioned on plan {}.", resource.plan),
-                    id: resource.id,
-                },
-            ));
+            return Ok(crate::lifecycle::pending_answer(&resource));
         }
         Ok(json_response(
             StatusCode::CREATED,
@@ -183,9 +176,7 @@ pub async fn deprovision<S: ResourceWriter, P: Provisioner>(
     authenticated(&*api.credentials.get().await, &request, async {
         let id = path_resource_id(&request)?;
         api.lifecycle.deprovision(&id).await?;
-        let mut response = Response::new(Body::Empty);
-        *response.status_mut() = StatusCode::NO_CONTENT;
-        Ok(response)
+        Ok(crate::http::no_content())
     })
     .await
 }

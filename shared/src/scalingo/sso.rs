@@ -12,7 +12,7 @@ use super::is_resource_id;
 use crate::config::{self, ConfigError};
 use crate::model::{Platform, ResourceStatus};
 use crate::secret::{constant_time_eq, Secret};
-use crate::signin::{check_fresh, spent_until, Refusal, ResourceSignIn, Sessions, SignInError};
+use crate::signin::{check_fresh, spent_until, unix_seconds, Refusal, ResourceSignIn, Sessions, SignInError};
 use crate::store::{ResourceReader, SessionStore};
 use chrono::{DateTime, Utc};
 use lambda_http::{Body, Request, Response};
@@ -107,13 +107,6 @@ impl ScalingoSso {
         let issued = unix_seconds(&link.timestamp).ok_or(Refusal::MalformedRequest)?;
         check_fresh(issued, now.timestamp(), self.max_age_seconds)
     }
-}
-
-/// Whole Unix seconds.
-fn unix_seconds(text: &str) -> Option<i64> {
-    (text.len() <= 12 && text.chars().all(|c| c.is_ascii_digit()))
-        .then(|| text.parse().ok())
-        .flatten()
 }
 
 /// `GET /scalingo/sso`: verify, find the Scalingo resource, spend the
