@@ -77,6 +77,27 @@ class Template(unittest.TestCase):
         self.assertEqual(decrypt["Condition"], "HasSecretsKmsKey")
         self.assertEqual(decrypt["Properties"]["PolicyDocument"]["Statement"][0]["Action"], "kms:Decrypt")
 
+    def test_the_kms_grant_covers_exactly_the_functions_that_read_a_secret(self):
+        """With SecretsKmsKeyArn set, a reader missing from the grant cannot start
+        (the oidc function once was), and a function that reads no secret has no
+        business decrypting one."""
+        readers = set()
+        for name, resource in self.resources.items():
+            if resource["Type"] != "AWS::Serverless::Function":
+                continue
+            for policy in resource["Properties"].get("Policies", []):
+                for statement in policy.get("Statement", []):
+                    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                    if "secretsmanager:GetSecretValue" in actions:
+                        readers.add(f"{name}Role")
+        roles = set()
+        for role in self.resources["SecretsKeyDecryptPolicy"]["Properties"]["Roles"]:
+            if isinstance(role, dict) and "Fn::If" in role:
+                role = role["Fn::If"][1]
+            roles.add(role["Ref"] if isinstance(role, dict) else role)
+        self.assertTrue(readers, "some function reads a secret")
+        self.assertEqual(roles, readers)
+
     def test_no_secret_passes_through_a_parameter_or_sub(self):
         for name, parameter in self.parameters.items():
             self.assertNotIn("NoEcho", parameter, f"{name}: secrets live in the secret `make secrets` writes")

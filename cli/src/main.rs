@@ -298,7 +298,7 @@ fn report(result: Result<Outcome, Failure>, json: bool) -> ExitCode {
     }
 }
 
-async fn store() -> Result<DynamoStore, Failure> {
+pub async fn store() -> Result<DynamoStore, Failure> {
     let table = config::required(&config::process_env, "TABLE_NAME")?;
     Ok(DynamoStore::new(
         DynamoStore::client_from_env("provider").await,

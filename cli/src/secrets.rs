@@ -45,8 +45,18 @@ pub enum SecretsCommand {
         /// Print what would change (names only) and change nothing.
         #[arg(long)]
         dry_run: bool,
+        /// HEROKU_TOKEN_KEY only: seal every Heroku add-on's grant and
+        /// tokens anew under the current key (TABLE_NAME), as the start of
+        /// its rotation does; resumable and idempotent. Changes the secret
+        /// not at all.
+        #[arg(long, conflicts_with_all = ["finish", "stdin"])]
+        reseal: bool,
     },
 }
+
+/// The key that seals Heroku's OAuth credentials at rest: its rotation
+/// re-seals them, and may end only once none needs the previous key.
+const TOKEN_KEY: &str = "HEROKU_TOKEN_KEY";
 
 /// What a value is made of when the project generates it.
 fn generate(var: &str) -> Option<Result<String, Failure>> {
@@ -78,7 +88,7 @@ fn next_step(var: &str, finish: bool) -> &'static str {
             "put the new value in the Scalingo manifest (`make manifest STACK=<stack> MARKETPLACE=scalingo` prints it) and send it to Scalingo; once Scalingo uses it, run this again with --finish"
         }
         ("HEROKU_TOKEN_KEY", false) => {
-            "the new key seals from now on and the previous one still opens; once every Heroku add-on's tokens were refreshed (an access token lasts 8 h: wait a day), run this again with --finish"
+            "the new key seals from now on, the previous one still opens, and every Heroku add-on's grant and tokens were sealed anew (\"reseal\"); after SECRETS_TTL_SECONDS run this again with --reseal (it catches what a function sealed before it read the new key), then with --finish"
         }
         ("HEROKU_CLIENT_SECRET", false) => {
             "the previous secret is tried while Heroku refuses the new one; change it in Heroku's partner portal, then run this again with --finish"
@@ -109,9 +119,16 @@ pub async fn run(command: SecretsCommand) -> Result<Outcome, Failure> {
         SecretsCommand::Init { name, dry_run } => init(&name, dry_run, &shared::config::process_env).await,
         SecretsCommand::Rotate {
             var,
+            dry_run,
+            reseal: true,
+            ..
+        } => reseal_only(&var, dry_run).await,
+        SecretsCommand::Rotate {
+            var,
             finish,
             stdin,
             dry_run,
+            reseal: false,
         } => rotate(&var, finish, stdin, dry_run).await,
     }
 }
@@ -172,16 +189,15 @@ async fn rotate(var: &str, finish: bool, stdin: bool, dry_run: bool) -> Result<O
             rotatable.join(", ")
         )));
     }
-    let arn = shared::config::required(&shared::config::process_env, "SECRETS_ARN")?;
-    let client = client().await;
-    let read = client
-        .get_secret_value()
-        .secret_id(&arn)
-        .send()
-        .await
-        .map_err(|err| aws_failure("read the secret", err))?;
-    let mut values: Map<String, Value> = serde_json::from_str(read.secret_string().unwrap_or("{}"))
-        .map_err(|_| Failure::Failed("the secret is not a JSON object".into()))?;
+    // The token key's rotation re-seals what is in the table: fail before
+    // anything changes when the table is not named.
+    let table = if var == TOKEN_KEY {
+        Some(crate::store().await?)
+    } else {
+        None
+    };
+    let (client, arn, read) = read_secret().await?;
+    let mut values = read.values;
     let previous_var = format!("{var}_PREVIOUS");
     let under_way = values
         .get(&previous_var)
@@ -192,6 +208,16 @@ async fn rotate(var: &str, finish: bool, stdin: bool, dry_run: bool) -> Result<O
             return Err(Failure::Usage(format!(
                 "no rotation of {var} is under way ({previous_var} is empty)"
             )));
+        }
+        if let Some(store) = &table {
+            // The previous key may go only once nothing needs it.
+            let report = seal_pass(store, &values, false).await?;
+            if report.previous_only > 0 {
+                return Err(Failure::Failed(format!(
+                    "{} Heroku add-on(s) still have tokens only {previous_var} opens: run `provider secrets rotate {TOKEN_KEY} --reseal`, then --finish again",
+                    report.previous_only
+                )));
+            }
         }
         values.remove(&previous_var);
         vec![previous_var.clone()]
@@ -240,21 +266,106 @@ async fn rotate(var: &str, finish: bool, stdin: bool, dry_run: bool) -> Result<O
             json!({ "dry_run": true, "var": var, "step": step, "would_change": changed }),
         ));
     }
-    client
-        .put_secret_value()
-        .secret_id(&arn)
-        .secret_string(Value::Object(values).to_string())
-        .send()
-        .await
-        .map_err(|err| aws_failure("write the secret", err))?;
+    write_secret(&client, &arn, &read.version_id, &values).await?;
     let next = if !finish && changed.len() == 1 {
         "the first value is set; nothing was being replaced, so there is nothing to finish"
     } else {
         next_step(var, finish)
     };
-    Ok(Outcome::Done(json!({
+    let mut report = json!({
         "var": var, "step": step, "changed": changed, "next": next,
-    })))
+    });
+    if let (Some(store), false) = (&table, finish) {
+        // The new key seals from now on: what the previous one sealed is
+        // sealed anew, quiet add-ons included.
+        let sealed = seal_pass(store, &values, true).await?;
+        let left = sealed.previous_only > 0;
+        report["reseal"] = serde_json::to_value(&sealed).unwrap_or_default();
+        if left {
+            return Ok(Outcome::Findings(report));
+        }
+    }
+    Ok(Outcome::Done(report))
+}
+
+/// `rotate HEROKU_TOKEN_KEY --reseal`: the re-sealing pass alone, to resume
+/// one that stopped, or to catch values a function sealed under the
+/// previous key before it read the new one (within SECRETS_TTL_SECONDS).
+async fn reseal_only(var: &str, dry_run: bool) -> Result<Outcome, Failure> {
+    if var != TOKEN_KEY {
+        return Err(Failure::Usage(format!("--reseal is for {TOKEN_KEY} only")));
+    }
+    let store = crate::store().await?;
+    let (_, _, read) = read_secret().await?;
+    let report = seal_pass(&store, &read.values, !dry_run).await?;
+    let left = report.previous_only > 0;
+    let report = json!({ "var": var, "step": "reseal", "dry_run": dry_run, "reseal": report });
+    Ok(if left {
+        Outcome::Findings(report)
+    } else {
+        Outcome::Done(report)
+    })
+}
+
+/// The secret as read: its values and the version they are.
+struct ReadSecret {
+    values: Map<String, Value>,
+    version_id: String,
+}
+
+async fn read_secret() -> Result<(aws_sdk_secretsmanager::Client, String, ReadSecret), Failure> {
+    let arn = shared::config::required(&shared::config::process_env, "SECRETS_ARN")?;
+    let client = client().await;
+    let read = client
+        .get_secret_value()
+        .secret_id(&arn)
+        .send()
+        .await
+        .map_err(|err| aws_failure("read the secret", err))?;
+    let values: Map<String, Value> = serde_json::from_str(read.secret_string().unwrap_or("{}"))
+        .map_err(|_| Failure::Failed("the secret is not a JSON object".into()))?;
+    let version_id = read.version_id().unwrap_or_default().to_string();
+    Ok((client, arn, ReadSecret { values, version_id }))
+}
+
+async fn write_secret(
+    client: &aws_sdk_secretsmanager::Client,
+    arn: &str,
+    read_version: &str,
+    values: &Map<String, Value>,
+) -> Result<(), Failure> {
+    let written = client
+        .put_secret_value()
+        .secret_id(arn)
+        .client_request_token(shared::secret::write_token(read_version))
+        .secret_string(Value::Object(values.clone()).to_string())
+        .send()
+        .await;
+    match written {
+        Ok(_) => Ok(()),
+        Err(aws_sdk_secretsmanager::error::SdkError::ServiceError(err))
+            if err.err().is_resource_exists_exception() =>
+        {
+            Err(Failure::Failed(
+                "someone else changed the secret since it was read (another rotation?): nothing was written; run the command again".into(),
+            ))
+        }
+        Err(err) => Err(aws_failure("write the secret", err)),
+    }
+}
+
+/// A re-sealing pass (or, without `reseal`, a count) over the table with
+/// the keys in `values`.
+async fn seal_pass(
+    store: &shared::store::DynamoStore,
+    values: &Map<String, Value>,
+    reseal: bool,
+) -> Result<shared::heroku::reseal::SealReport, Failure> {
+    let lookup = |name: &str| values.get(name).and_then(Value::as_str).map(str::to_string);
+    let keys = shared::heroku::tokens::TokenKeys::from_lookup(&lookup)?;
+    shared::heroku::reseal::seal_pass(store, &keys, reseal)
+        .await
+        .map_err(Failure::from)
 }
 
 fn read_stdin() -> Result<String, Failure> {

@@ -6,7 +6,7 @@
 use crate::config::{self, ConfigError};
 use crate::html::{self, page, redirect};
 use crate::http::json_response;
-use crate::model::{Account, AuditEvent, Platform, Resource, ResourceStatus, Session};
+use crate::model::{Account, AuditEvent, Platform, Resource, ResourceStatus, Session, SignedInIdentity};
 use crate::signin::{clearing_cookie, is_same_origin, session_id};
 use crate::store::{AccountStore, AuditReader, DynamoStore, ResourceReader, SessionStore, StoreError};
 use hmac::{Hmac, Mac};
@@ -170,6 +170,7 @@ async fn panel<S: SessionStore + ResourceReader + AccountStore + AuditReader>(
         sections.push(resource_panel(resource, &events));
     }
     let content = html! {
+        @if let Some(identity) = &session.identity { (signed_in_as(identity)) }
         @if let Some(account) = &account { (account_summary(account)) }
         @if account.is_some() { h2 { "Resources" } }
         @if resources.is_empty() { p #no-resources { "No resources yet." } }
@@ -219,11 +220,13 @@ fn resource_panel(resource: &Resource, events: &[AuditEvent]) -> Markup {
             dt { "Created" } dd { (resource.created_at) }
         }
         h2 { "Config vars" }
-        @if resource.status == ResourceStatus::Suspended {
-            p #suspended { "This add-on is suspended by the marketplace; its config is hidden until it is resumed." }
+        @match resource.status {
+            ResourceStatus::Active => {}
+            ResourceStatus::Suspended => p #suspended { "This add-on is suspended by the marketplace; its config is hidden until it is resumed." },
+            _ => p #inactive { "This add-on is " (status_text(resource.status)) "; its config is not shown." },
         }
         table.config {
-            @for name in resource.config.names().filter(|_| resource.status != ResourceStatus::Suspended) {
+            @for name in resource.config.names().filter(|_| resource.is_active()) {
                 tr data-resource=(resource.id) data-name=(name) {
                     td { code { (name) } }
                     td { code.value { "••••••••" } }
@@ -254,6 +257,28 @@ fn action_name(event: &AuditEvent) -> String {
         .ok()
         .and_then(|value| value.as_str().map(str::to_string))
         .unwrap_or_default()
+}
+
+/// Who the marketplace says signed in, and whether it vouched for the
+/// email: the same line the OpenID Connect claims draw (docs/oidc.md).
+fn signed_in_as(identity: &SignedInIdentity) -> Markup {
+    html! {
+        p #signed-in-as {
+            @match (&identity.email, &identity.unverified_email) {
+                (Some(email), _) if identity.email_verified => {
+                    "Signed in as " (email) " (signed by " (platform_text(identity.platform)) ")."
+                }
+                (Some(email), _) | (None, Some(email)) => {
+                    "Signed in to this add-on by " (platform_text(identity.platform))
+                    ". The sign-in named " (email) ", but " (platform_text(identity.platform))
+                    " did not sign it: it is not verified."
+                }
+                (None, None) => {
+                    "Signed in to this add-on by " (platform_text(identity.platform)) ", which named no user."
+                }
+            }
+        }
+    }
 }
 
 fn account_summary(account: &Account) -> Markup {
@@ -306,8 +331,9 @@ async fn config_value<S: SessionStore + ResourceReader + AccountStore>(
     let value = resources
         .iter()
         .find(|resource| resource.id == resource_id)
-        // A suspended add-on's config stays hidden (docs/scalingo.md).
-        .filter(|resource| resource.status != ResourceStatus::Suspended)
+        // Only an active add-on's config: a suspended one's stays hidden
+        // (docs/scalingo.md), a removed one's is gone (docs/security.md).
+        .filter(|resource| resource.is_active())
         .and_then(|resource| resource.config.0.get(&name));
     let Some(value) = value else {
         return Ok(refuse(StatusCode::NOT_FOUND, "no_such_config_var"));

@@ -266,6 +266,65 @@ pub(crate) mod tests {
     use super::*;
     use lambda_http::http::Method;
 
+    #[tokio::test]
+    async fn authenticated_runs_the_action_only_for_the_right_credentials() {
+        let credentials = BasicCredentials::new("addon-name", Secret::new("password"));
+        let ran = std::sync::atomic::AtomicUsize::new(0);
+        let request = |authorization: &str| {
+            lambda_http::http::Request::builder()
+                .header(header::AUTHORIZATION, authorization)
+                .body(Body::Empty)
+                .unwrap()
+        };
+        let action = || async {
+            ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(json_response(
+                StatusCode::CREATED,
+                &serde_json::json!({"done": true}),
+            ))
+        };
+        let answer = authenticated(
+            &credentials,
+            &request(&basic_header("addon-name", "password")),
+            action(),
+        )
+        .await;
+        assert_eq!(answer.status(), StatusCode::CREATED);
+        assert_eq!(body_json(&answer)["done"], true);
+        let refused = authenticated(
+            &credentials,
+            &request(&basic_header("addon-name", "wrong")),
+            action(),
+        )
+        .await;
+        assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+        assert!(refused.headers().contains_key(header::WWW_AUTHENTICATE));
+        assert_eq!(
+            ran.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "not run without credentials"
+        );
+        let failing = authenticated(
+            &credentials,
+            &request(&basic_header("addon-name", "password")),
+            async { Err(ApiError::not_found("no such add-on")) },
+        )
+        .await;
+        assert_eq!(failing.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn a_bounded_field_may_be_exactly_its_limit_and_no_longer() {
+        assert_eq!(bounded("plan", "abcd".into(), 4), Ok("abcd".to_string()));
+        assert!(bounded("plan", "abcde".into(), 4)
+            .unwrap_err()
+            .contains("longer than 4 bytes"));
+        assert!(bounded("plan", " ".into(), 4).unwrap_err().contains("empty"));
+        assert!(bounded("plan", "a\u{7}".into(), 4)
+            .unwrap_err()
+            .contains("control"));
+    }
+
     #[test]
     fn no_content_is_a_204_with_no_body() {
         let response = no_content();

@@ -125,9 +125,16 @@ async fn vendor_finished<S: ResourceWriter, P: Provisioner>(
                 .and_then(|value| value.to_str().ok())
                 .unwrap_or_default();
             let now = Timestamp::now().unix();
+            // The path names the resource, so it is under the signature: a
+            // completion signed for one resource never finishes another.
+            let call = crate::provisioner::signature::Signed::Call {
+                method: request.method().as_str(),
+                path: request.uri().path(),
+                body: request.body().as_ref(),
+            };
             match lifecycle
                 .provisioner()
-                .verify_vendor_call(header, request.body().as_ref(), now)
+                .verify_vendor_call(header, call, now)
                 .await
             {
                 None => {

@@ -313,6 +313,9 @@ pub enum AuditAction {
     ReadyAnnounced,
     /// Heroku's OAuth grant was exchanged, or its tokens refreshed.
     AuthorizationRenewed,
+    /// Heroku's sealed grant or tokens were sealed anew under the current
+    /// `HEROKU_TOKEN_KEY` (a rotation; `provider secrets rotate`).
+    TokensResealed,
     /// The marketplace suspended the resource (Scalingo).
     Suspended,
     /// The marketplace resumed a suspended resource (Scalingo).
@@ -341,7 +344,8 @@ impl AuditAction {
             | AuditAction::ConfigPushed
             | AuditAction::ProvisionStarted
             | AuditAction::ReadyAnnounced
-            | AuditAction::AuthorizationRenewed => return None,
+            | AuditAction::AuthorizationRenewed
+            | AuditAction::TokensResealed => return None,
         })
     }
 }
@@ -554,12 +558,21 @@ pub struct SignedInIdentity {
     /// ([`SignedInIdentity::subject_of`]).
     pub subject: String,
     pub platform: Platform,
+    /// The email, only when the marketplace's proof signs it (Clever
+    /// Cloud's SHA-512 signature, Heroku's user-scoped token, Cloud 66's
+    /// multipass): the `email` claim, with `email_verified: true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    /// Whether the marketplace signed the email (Clever Cloud's current
-    /// scheme and Cloud 66's multipass do; the legacy SHA-1 form does not).
+    /// Whether the marketplace signed the email; claims carry `email` only
+    /// when it did (sessions stored before this rule may hold an unsigned one).
     #[serde(default)]
     pub email_verified: bool,
+    /// An email the sign-in form carried but no proof signs (Heroku's
+    /// resource and legacy tokens, Clever Cloud's legacy SHA-1 form): anyone
+    /// who sends the form picks it, so it is never `email`, only the
+    /// non-standard `marketplace_unverified_email` claim (docs/oidc.md "Claims").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unverified_email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// This stack's id of the resource sold, its plan, and the

@@ -65,9 +65,30 @@ pub fn random_uuid() -> String {
     )
 }
 
+/// The `ClientRequestToken` of a write to a Secrets Manager secret read at
+/// version `read_version`: it makes the write conditional on that read. Two
+/// writers that read the same version send the same token with other
+/// values, and Secrets Manager refuses the second (a version with that token
+/// exists already), so neither overwrites the other unseen. 48 hex digits
+/// (Secrets Manager takes 32 to 64 characters).
+pub fn write_token(read_version: &str) -> String {
+    let digest = Sha256::digest(format!("write after {read_version}"));
+    hex::encode(&digest[..24])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_is_named_after_the_version_it_follows() {
+        let token = write_token("a1b2c3d4-0000-4000-8000-000000000001");
+        assert_eq!(token.len(), 48);
+        assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(write_token(""), write_token(""));
+        assert_eq!(token, write_token("a1b2c3d4-0000-4000-8000-000000000001"));
+        assert_ne!(token, write_token("a1b2c3d4-0000-4000-8000-000000000002"));
+    }
 
     #[test]
     fn secret_is_redacted_in_debug_output() {
@@ -85,6 +106,22 @@ mod tests {
         assert!(!constant_time_eq(b"", b"a"));
         assert!(Secret::new("pw").matches(b"pw"));
         assert!(!Secret::new("pw").matches(b"pw "));
+    }
+
+    #[test]
+    fn a_random_uuid_has_a_uuids_shape_and_differs_each_time() {
+        let uuid = random_uuid();
+        let groups: Vec<&str> = uuid.split('-').collect();
+        assert_eq!(
+            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12],
+            "{uuid}"
+        );
+        assert!(groups.iter().all(|g| g
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())));
+        assert_ne!(uuid, random_uuid());
+        assert_ne!(uuid.replace('-', ""), "0".repeat(32));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! The `sso-login` routes that use it live in [`crate::sso_login`].
 
 use crate::html;
-use crate::model::{Resource, Session, SignedInIdentity, Timestamp};
+use crate::model::{Platform, Resource, Session, SignedInIdentity, Timestamp};
 use crate::secret::random_hex;
 use crate::store::{OpenOutcome, SessionStore, StoreError};
 use lambda_http::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -174,24 +174,40 @@ pub struct ResourceSignIn<'a> {
     pub nav_data: &'a str,
 }
 
+/// What a verified marketplace sign-in to a resource spends: the resource
+/// and the form's timestamp, whatever proofs the form carries. Spending
+/// only the proof checked would let one form, re-posted without its
+/// strongest proof and then without the next, open a session each time.
+pub fn resource_signin_key(platform: Platform, resource_id: &str, timestamp: &str) -> String {
+    format!("signin\n{}\n{resource_id}\n{timestamp}", platform.as_str())
+}
+
 impl<S: SessionStore> Sessions<S> {
-    /// Spends `proof` (until `proof_expires_at`) and opens the session of
-    /// `sign_in`, with the identity the OpenID Connect provider tells the
-    /// vendor's app.
+    /// Spends the sign-in of `sign_in` issued at `timestamp` (the text the
+    /// proof signs; until `proof_expires_at`) and opens its session, with
+    /// the identity the OpenID Connect provider tells the vendor's app.
     pub async fn open_on_resource(
         &self,
-        proof: &str,
+        timestamp: &str,
         proof_expires_at: i64,
         sign_in: ResourceSignIn<'_>,
     ) -> Result<Response<Body>, SignInError> {
+        let spent = resource_signin_key(sign_in.resource.platform, &sign_in.resource.id, timestamp);
         let now = Timestamp::now();
         let platform = sign_in.resource.platform;
         let email = Some(sign_in.email.to_string()).filter(|email| !email.is_empty());
+        // Only an email the proof signs is the customer's `email`; an unsigned
+        // one is whatever the form's sender chose (docs/security.md).
+        let (signed_email, unverified_email) = match sign_in.email_signed {
+            true => (email.clone(), None),
+            false => (None, email.clone()),
+        };
         let identity = SignedInIdentity {
             subject: SignedInIdentity::subject_of(platform, &sign_in.account),
             platform,
-            email_verified: sign_in.email_signed && email.is_some(),
-            email: email.clone(),
+            email_verified: signed_email.is_some(),
+            email: signed_email,
+            unverified_email,
             name: None,
             resource_id: None,
             plan: None,
@@ -208,7 +224,7 @@ impl<S: SessionStore> Sessions<S> {
             expires_at: 0,
             identity: Some(identity),
         };
-        self.open(proof, proof_expires_at, session).await
+        self.open(&spent, proof_expires_at, session).await
     }
 
     /// Spends the sign-in token and opens `session` (its expiry set here);
@@ -304,6 +320,24 @@ pub fn clearing_cookie() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sign_in_is_spent_by_its_marketplace_add_on_and_timestamp_alone() {
+        let key = resource_signin_key(Platform::Heroku, "res_hk_1", "1700000000");
+        assert_eq!(key, "signin\nheroku\nres_hk_1\n1700000000");
+        assert_ne!(
+            key,
+            resource_signin_key(Platform::Scalingo, "res_hk_1", "1700000000")
+        );
+        assert_ne!(
+            key,
+            resource_signin_key(Platform::Heroku, "res_hk_2", "1700000000")
+        );
+        assert_ne!(
+            key,
+            resource_signin_key(Platform::Heroku, "res_hk_1", "1700000001")
+        );
+    }
 
     #[test]
     fn a_fingerprint_is_the_tokens_sha256_in_hex() {

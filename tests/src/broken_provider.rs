@@ -238,6 +238,7 @@ impl OidcStore for Store {
         code: &str,
         binding: &CodeBinding,
         now: i64,
+        _spent_for: &shared::store::SpentCode,
     ) -> Result<Option<OidcGrant>, StoreError> {
         let mut books = self.books.lock().unwrap();
         let matches = books.oidc_codes.get(code).is_some_and(|(bound, grant)| {
@@ -273,6 +274,33 @@ impl OidcStore for Store {
             .get(token)
             .filter(|grant| grant.expires_at > now)
             .cloned())
+    }
+
+    /// The stand-in revokes nothing on a reused code (no check asks yet).
+    async fn revoke_reused_code(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+}
+
+/// The stand-in's resources as the provider reads them: the active ones,
+/// on the stand-in's one plan.
+impl shared::store::ResourceReader for Store {
+    async fn get_resource(&self, id: &str) -> Result<Option<shared::model::Resource>, StoreError> {
+        let books = self.books.lock().unwrap();
+        Ok(books.resources.get(id).map(|resource| {
+            let mut read = shared::model::Resource::new(
+                id.to_string(),
+                Platform::CleverCloud,
+                resource.addon_id.clone(),
+                "basic".into(),
+                shared::model::ConfigMap::default(),
+                &shared::model::Timestamp::now(),
+            );
+            if !resource.active {
+                read.status = shared::model::ResourceStatus::Deprovisioned;
+            }
+            read
+        }))
     }
 }
 
@@ -689,11 +717,13 @@ async fn clevercloud_login(State(api): State<Arc<StandIn>>, body: Bytes) -> Resp
     } else {
         format!("user:{}", form.user_id)
     };
+    let signed = matches!(form.proof, Proof::Signature(_));
     api.open_session(Some(SignedInIdentity {
         subject: SignedInIdentity::subject_of(Platform::CleverCloud, &account),
         platform: Platform::CleverCloud,
-        email: Some(form.email.clone()).filter(|email| !email.is_empty()),
-        email_verified: matches!(form.proof, Proof::Signature(_)),
+        email: Some(form.email.clone()).filter(|email| !email.is_empty() && signed),
+        email_verified: signed,
+        unverified_email: Some(form.email.clone()).filter(|email| !email.is_empty() && !signed),
         name: None,
         resource_id: Some(form.id.clone()),
         plan: Some("basic".into()),

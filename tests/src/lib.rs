@@ -64,6 +64,23 @@ pub fn table_name() -> String {
     stack_var("TABLE_NAME")
 }
 
+/// The timestamp of a new marketplace sign-in to `resource_id`: the latest
+/// second not yet used for that add-on by this test binary. The stack spends
+/// a sign-in by its add-on and timestamp (one form is one sign-in, whatever
+/// proofs it carries), so two sign-ins of a test to one add-on within a
+/// second must not share a timestamp.
+pub fn sign_in_timestamp(resource_id: &str) -> i64 {
+    static USED: std::sync::Mutex<Vec<(String, i64)>> = std::sync::Mutex::new(Vec::new());
+    let now = chrono::Utc::now().timestamp();
+    let mut used = USED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let timestamp = (0..)
+        .map(|back| now - back)
+        .find(|candidate| !used.iter().any(|(id, at)| id == resource_id && at == candidate))
+        .expect("an unused second");
+    used.push((resource_id.to_string(), timestamp));
+    timestamp
+}
+
 /// A unique marketplace id, so tests never see each other's resources.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", shared::secret::random_hex(8))

@@ -101,12 +101,11 @@ async fn token_requests(code: &str) -> Vec<Value> {
 /// The vendor's completion call, signed with `secret`.
 async fn vendor_finishes(id: &str, body: &Value, secret: &str) -> (u16, Value) {
     let body = serde_json::to_vec(body).unwrap();
-    let signed = signature::sign(&Secret::new(secret), chrono::Utc::now().timestamp(), &body);
+    let path = format!("/vendor/resources/{id}/provisioned");
+    let now = chrono::Utc::now().timestamp();
+    let signed = signature::sign_call(&Secret::new(secret), now, "POST", &path, &body);
     let response = reqwest::Client::new()
-        .request(
-            Method::POST,
-            format!("{}/vendor/resources/{id}/provisioned", base_url()),
-        )
+        .request(Method::POST, format!("{}{path}", base_url()))
         .header(header::CONTENT_TYPE, "application/json")
         .header(signature::HEADER, signed)
         .body(body)
@@ -235,6 +234,58 @@ async fn a_pending_provision_is_finished_by_the_vendor_then_set_and_announced_on
     assert!(!stored.announce_ready && stored.pushed_config_version == 1 && !stored.sync.is_owed());
     assert_eq!(settle(&sync, &id).await, Settled::Done);
     assert_eq!(heroku_received(&uuid).await.len(), 2, "nothing sent twice");
+}
+
+/// docs/security.md: the vendor's completion signs its path, so a signed
+/// completion for A, replayed at B's path (by a logging proxy, say), is
+/// refused and changes nothing; B's own completion still works.
+#[tokio::test]
+async fn a_completion_signed_for_one_resource_never_finishes_another() {
+    let (uuid_a, uuid_b) = (new_uuid(), new_uuid());
+    let (a, b) = (resource_id(&uuid_a), resource_id(&uuid_b));
+    for uuid in [&uuid_a, &uuid_b] {
+        let (status, body) = provision(uuid, &format!("ok-{uuid}"), true).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let secret = Secret::new(stack_var("PROVISIONER_SIGNING_SECRET"));
+    let body = serde_json::to_vec(&vendor_config(&a)).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let for_a = signature::sign_call(
+        &secret,
+        now,
+        "POST",
+        &format!("/vendor/resources/{a}/provisioned"),
+        &body,
+    );
+    let send = |id: &str, signed: String| {
+        reqwest::Client::new()
+            .post(format!("{}/vendor/resources/{id}/provisioned", base_url()))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(signature::HEADER, signed)
+            .body(body.clone())
+            .send()
+    };
+    let (status, answer) = json(send(&b, for_a.clone()).await.unwrap()).await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(answer["error"], "bad_signature");
+    let b_stored = store().await.get_resource(&b).await.unwrap().unwrap();
+    assert_eq!(b_stored.status, ResourceStatus::Provisioning, "B is untouched");
+    assert!(b_stored.config.0.is_empty(), "B got none of A's config");
+    // The signature of the old form (over the body alone) no longer passes.
+    let (status, _) = json(send(&a, signature::sign(&secret, now, &body)).await.unwrap()).await;
+    assert_eq!(status, 401);
+    // Each genuine completion finishes its own resource.
+    let (status, answer) = json(send(&a, for_a).await.unwrap()).await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) =
+        vendor_finishes(&b, &vendor_config(&b), &stack_var("PROVISIONER_SIGNING_SECRET")).await;
+    assert_eq!(status, 200, "{answer}");
+    let b_stored = store().await.get_resource(&b).await.unwrap().unwrap();
+    assert_eq!(b_stored.status, ResourceStatus::Active);
+    assert!(
+        b_stored.config.0.values().any(|value| value.contains(&b)),
+        "B's own config"
+    );
 }
 
 #[tokio::test]

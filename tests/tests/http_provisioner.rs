@@ -228,6 +228,41 @@ async fn no_signature_or_signing_secret_reaches_the_function_logs() {
     assert!(!log.contains("Addon-Signature"));
 }
 
+/// docs/provisioner.md's signers of the vendor's calls (Python, Node) make
+/// exactly the header the stack checks: over the method, the path and the body.
+#[test]
+fn the_documented_call_signers_agree_with_the_stack() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let secret = "docs-check-secret-0123456789abcdef";
+    let body = br#"{"config":{"ADDON_NAME_URL":"u"}}"#;
+    let path = "/vendor/resources/res_hk_0123/provisioned";
+    let expected = signature::sign_call(&Secret::new(secret), 1_700_000_000, "POST", path, body);
+    let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs");
+    for (program, script) in [
+        ("python3", "verify_signature.py"),
+        ("node", "verify_signature.mjs"),
+    ] {
+        let mut child = Command::new(program)
+            .arg(format!("{docs}/{script}"))
+            .args(["--sign", "post", path])
+            .env("PROVISIONER_SIGNING_SECRET", secret)
+            .env("SIGNATURE_TIME", "1700000000")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|err| panic!("{program}: {err}"));
+        child.stdin.take().unwrap().write_all(body).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(output.status.success(), "{program}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            expected,
+            "{program}"
+        );
+    }
+}
+
 /// docs/provisioner.md's verifiers (Python, Node) and `provider verify-signature`
 /// accept a real signature and refuse a tampered body, a wrong secret and a
 /// stale timestamp.

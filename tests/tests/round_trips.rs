@@ -141,8 +141,9 @@ async fn a_clever_cloud_sign_in_reads_the_resource_and_opens_the_session_and_the
     );
 
     // The OpenID Connect provider on the same session: an authorize is the
-    // session's read and the code's write; redeeming the code is one
-    // conditional delete, then the access token's write.
+    // session's read, its resource's (a sign-in lasts only while the add-on
+    // does) and the code's write; redeeming the code is one conditional
+    // update (spent, naming the token), then the access token's write.
     let secret = "round-trips-client-secret-0123";
     let redirect = "https://app.example/cb";
     let keys = shared::oidc::ProviderKeys {
@@ -182,8 +183,8 @@ async fn a_clever_cloud_sign_in_reads_the_resource_and_opens_the_session_and_the
     assert_eq!(response.status(), 302);
     assert_eq!(
         oidc_log.take(),
-        ["GetItem", "PutItem"],
-        "the session, then the code"
+        ["GetItem", "GetItem", "PutItem"],
+        "the session, its resource, then the code"
     );
     let location = reqwest::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
     let code = location
@@ -212,7 +213,7 @@ async fn a_clever_cloud_sign_in_reads_the_resource_and_opens_the_session_and_the
     assert_eq!(response.status(), 200);
     assert_eq!(
         oidc_log.take(),
-        ["DeleteItem", "PutItem"],
+        ["UpdateItem", "PutItem"],
         "the code, then the access token"
     );
 }

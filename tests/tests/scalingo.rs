@@ -169,8 +169,10 @@ async fn provisions_once_per_uuid_and_anew_without_one() {
     assert_eq!(status, 422, "{answer}");
     let (status, answer) = provision(&json!({"app_id": new_app()})).await;
     assert_eq!(status, 400, "{answer}");
-    let (status, answer) = provision(&json!({"plan": "basic", "app_id": "../../admin"})).await;
-    assert_eq!(status, 400, "{answer}");
+    for unusable in ["app\u{1}", "..", &"a".repeat(256)] {
+        let (status, answer) = provision(&json!({"plan": "basic", "app_id": unusable})).await;
+        assert_eq!(status, 400, "{unusable:?}: {answer}");
+    }
     let refused = http()
         .post(format!("{}/scalingo/resources", base_url()))
         .basic_auth(stack_var("SCALINGO_USERNAME"), Some("wrong"))
@@ -443,13 +445,16 @@ async fn settle(sync: &PlatformSync<DynamoStore>, id: &str) -> Settled {
 /// The vendor's completion call, signed with the stack's secret.
 async fn vendor_finishes(id: &str, config: &Value) -> (u16, Value) {
     let body = serde_json::to_vec(config).unwrap();
-    let signed = signature::sign(
+    let path = format!("/vendor/resources/{id}/provisioned");
+    let signed = signature::sign_call(
         &Secret::new(stack_var("PROVISIONER_SIGNING_SECRET")),
         chrono::Utc::now().timestamp(),
+        "POST",
+        &path,
         &body,
     );
     let response = http()
-        .post(format!("{}/vendor/resources/{id}/provisioned", base_url()))
+        .post(format!("{}{path}", base_url()))
         .header(header::CONTENT_TYPE, "application/json")
         .header(signature::HEADER, signed)
         .body(body)
@@ -457,6 +462,34 @@ async fn vendor_finishes(id: &str, config: &Value) -> (u16, Value) {
         .await
         .unwrap();
     json(response).await
+}
+
+/// Scalingo types `app_id` as a string: its docs' `app456@heroku.com`, its
+/// tester's `galápagos-penguin-12`, and any other non-empty string without a
+/// control character are accepted, and reach Scalingo's API as one
+/// percent-encoded path segment.
+#[tokio::test]
+async fn scalingos_own_app_ids_are_provisioned_and_reached_as_one_path_segment() {
+    let sync = sync().await;
+    let suffix = shared::secret::random_hex(4);
+    for app in [
+        format!("app{suffix}@heroku.com"),
+        format!("galápagos-penguin-{suffix}"),
+        format!("a b/{suffix}?x#y"),
+    ] {
+        let (status, answer) = provision(&body(Some(&new_uuid()), &app, json!({}))).await;
+        assert_eq!(status, 201, "{app}: {answer}");
+        let id = answer["id"].as_str().unwrap().to_string();
+        assert_eq!(stored(&id).await.app_id.as_deref(), Some(app.as_str()));
+        shared::sync::rotate_credentials(&store().await, &stack_provisioner(), &id)
+            .await
+            .unwrap();
+        assert_eq!(settle(&sync, &id).await, Settled::Done, "{app}");
+        let encoded: String = form_urlencoded::byte_serialize(app.as_bytes()).collect();
+        let calls = scalingo_received(&encoded.replace('+', "%20")).await;
+        assert_eq!(calls.len(), 1, "{app}: {calls:?}");
+        assert_eq!(calls[0]["status"], 200, "{app}");
+    }
 }
 
 #[tokio::test]

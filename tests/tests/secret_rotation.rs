@@ -81,11 +81,11 @@ async fn every_instance_reads_again() {
     tokio::time::sleep(Duration::from_secs(ttl + 1)).await;
 }
 
-/// A Clever Cloud SSO form for `id` signed with `salt` (a user id of its
-/// own, so no two forms are one spent token): 303, or the refusal's reason.
+/// A Clever Cloud SSO form for `id` signed with `salt` (a timestamp of its
+/// own, so no two forms are one spent sign-in): 303, or the refusal's reason.
 async fn sign_in_with(salt: &str, id: &str) -> Result<u16, String> {
     let sso = shared::clevercloud::sso::CleverCloudSso::new(shared::secret::Secret::new(salt), 300);
-    let (user_id, timestamp) = (unique("user"), chrono::Utc::now().timestamp().to_string());
+    let (user_id, timestamp) = (unique("user"), sign_in_timestamp(id).to_string());
     let signature = sso.signature(id, &user_id, "jane@example.com", "", &timestamp);
     let response = browser()
         .post(format!("{}/clevercloud/sso/login", base_url()))
@@ -348,4 +348,198 @@ async fn the_cli_sets_a_first_value_then_rotates_it_with_an_overlap() {
     let held = values(arn).await;
     assert!(held.get("HEROKU_CLIENT_SECRET_PREVIOUS").is_none());
     assert_eq!(held["HEROKU_CLIENT_SECRET"], "second-client-secret");
+}
+
+/// `provider secrets rotate HEROKU_TOKEN_KEY`, on a secret and a table of
+/// its own: quiet Heroku add-ons (no sync owed, so the platform sync never
+/// touches them) are sealed anew under the new key when the rotation
+/// starts; `--finish` refuses while any add-on's tokens open only with the
+/// previous key, naming how many; `--reseal` resumes; and after `--finish`
+/// every add-on's tokens open with the new key alone.
+#[tokio::test]
+async fn a_token_key_rotation_reseals_quiet_add_ons_and_finishes_only_when_none_is_left() {
+    use shared::heroku::tokens::TokenKeys;
+    use shared::model::{ConfigMap, HerokuAuthorization, Platform, Resource, Timestamp};
+    use shared::store::{ProvisionStore, ResourceReader};
+    let (old_key, new_key) = (shared::secret::random_hex(32), shared::secret::random_hex(32));
+    let keys_of = |current: &str, previous: Option<&str>| {
+        let (current, previous) = (current.to_string(), previous.map(str::to_string));
+        TokenKeys::from_lookup(&move |name: &str| match name {
+            "HEROKU_TOKEN_KEY" => Some(current.clone()),
+            "HEROKU_TOKEN_KEY_PREVIOUS" => previous.clone(),
+            _ => None,
+        })
+        .unwrap()
+    };
+    let client = secrets().await;
+    let arn = client
+        .create_secret()
+        .name(format!("token-key-{}", unique("s")))
+        .secret_string(serde_json::json!({ "HEROKU_TOKEN_KEY": old_key }).to_string())
+        .send()
+        .await
+        .expect("a secret of the test's own")
+        .arn()
+        .unwrap()
+        .to_string();
+    let store = isolated_store().await;
+    // A Heroku add-on whose grant and tokens `keys` sealed, as the sync leaves a quiet one.
+    let quiet_add_on = |keys: TokenKeys| {
+        let store = &store;
+        async move {
+            let id = shared::heroku::resource_id(&shared::secret::random_uuid()).unwrap();
+            let mut resource = Resource::new(
+                id.clone(),
+                Platform::Heroku,
+                id.clone(),
+                "basic".into(),
+                ConfigMap::default(),
+                &Timestamp::now(),
+            );
+            resource.heroku = Some(HerokuAuthorization {
+                grant: None,
+                grant_expires_at: None,
+                tokens: Some(keys.seal(&id, br#"{"access_token":"a","refresh_token":"r"}"#)),
+                access_expires_at: Some(i64::MAX),
+            });
+            let event = shared::model::AuditEvent::new(
+                shared::model::SubjectKind::Resource,
+                &id,
+                shared::model::AuditAction::Provisioned,
+                "tests",
+                &Timestamp::now(),
+            );
+            store.create_resource(&resource, &event).await.unwrap();
+            id
+        }
+    };
+    let mut quiet = Vec::new();
+    for _ in 0..3 {
+        quiet.push(quiet_add_on(keys_of(&old_key, None)).await);
+    }
+    let provider = |args: &[&str]| {
+        let output = std::process::Command::new(workspace_binary("provider"))
+            .args(["--json", "secrets", "rotate", "HEROKU_TOKEN_KEY"])
+            .args(args)
+            .env("SECRETS_ARN", &arn)
+            .env("TABLE_NAME", store.table())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run provider");
+        let printed = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(
+            !printed.contains(&old_key) && !printed.contains(&new_key),
+            "no key printed"
+        );
+        (output.status.code(), printed)
+    };
+    let opens_with = |keys: TokenKeys| {
+        let (store, quiet) = (&store, quiet.clone());
+        async move {
+            let mut opened = 0;
+            for id in &quiet {
+                let resource = store.get_resource(id).await.unwrap().unwrap();
+                let sealed = resource.heroku.unwrap().tokens.unwrap();
+                opened += usize::from(keys.open(id, &sealed).is_some());
+            }
+            opened
+        }
+    };
+
+    // Start: a new key (generated), and every quiet add-on sealed anew.
+    let (status, printed) = provider(&[]);
+    assert_eq!(status, Some(0), "{printed}");
+    let report: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(report["reseal"]["resealed"], 3, "{printed}");
+    assert_eq!(report["reseal"]["previous_only"], 0, "{printed}");
+    let held = {
+        let output = client.get_secret_value().secret_id(&arn).send().await.unwrap();
+        serde_json::from_str::<serde_json::Value>(output.secret_string().unwrap()).unwrap()
+    };
+    assert_eq!(held["HEROKU_TOKEN_KEY_PREVIOUS"], old_key.as_str());
+    let generated = held["HEROKU_TOKEN_KEY"].as_str().unwrap().to_string();
+    assert_ne!(generated, old_key);
+    assert_eq!(
+        opens_with(keys_of(&generated, None)).await,
+        3,
+        "sealed under the new key"
+    );
+
+    // A function that had not read the new key yet seals one more under the old one.
+    let straggler = quiet_add_on(keys_of(&old_key, None)).await;
+    let (status, printed) = provider(&["--finish"]);
+    assert_eq!(status, Some(1), "{printed}");
+    assert!(printed.contains("1 Heroku add-on"), "{printed}");
+    let output = client.get_secret_value().secret_id(&arn).send().await.unwrap();
+    assert!(
+        output
+            .secret_string()
+            .unwrap()
+            .contains("HEROKU_TOKEN_KEY_PREVIOUS"),
+        "the previous key stays"
+    );
+    // --reseal resumes (and is idempotent), then --finish ends it.
+    let (status, printed) = provider(&["--reseal"]);
+    assert_eq!(status, Some(0), "{printed}");
+    assert!(printed.contains(r#""resealed":1"#), "{printed}");
+    let (status, printed) = provider(&["--reseal"]);
+    assert_eq!(status, Some(0), "{printed}");
+    assert!(
+        printed.contains(r#""resealed":0"#) && printed.contains(r#""current":4"#),
+        "{printed}"
+    );
+    let (status, printed) = provider(&["--finish"]);
+    assert_eq!(status, Some(0), "{printed}");
+    let output = client.get_secret_value().secret_id(&arn).send().await.unwrap();
+    assert!(!output
+        .secret_string()
+        .unwrap()
+        .contains("HEROKU_TOKEN_KEY_PREVIOUS"));
+    let finished = keys_of(&generated, None);
+    assert_eq!(opens_with(keys_of(&generated, None)).await, 3);
+    let resource = store.get_resource(&straggler).await.unwrap().unwrap();
+    assert!(finished
+        .open(&straggler, &resource.heroku.unwrap().tokens.unwrap())
+        .is_some());
+}
+
+/// Two rotations that read the same version of the secret: the second
+/// write is refused (nothing overwritten unseen).
+#[tokio::test]
+async fn a_rotation_that_lost_a_race_writes_nothing() {
+    let client = secrets().await;
+    let arn = client
+        .create_secret()
+        .name(format!("rotation-race-{}", unique("s")))
+        .secret_string(r#"{"ADDON_PASSWORD":"a-password-0123456789"}"#)
+        .send()
+        .await
+        .expect("a secret of the test's own")
+        .arn()
+        .unwrap()
+        .to_string();
+    let read = client.get_secret_value().secret_id(&arn).send().await.unwrap();
+    let version = read.version_id().unwrap().to_string();
+    // Another operator's rotation, written as the CLI writes, after reading the same version.
+    client
+        .put_secret_value()
+        .secret_id(&arn)
+        .client_request_token(shared::secret::write_token(&version))
+        .secret_string(r#"{"ADDON_PASSWORD":"someone-elses-0123456789"}"#)
+        .send()
+        .await
+        .unwrap();
+    let again = client
+        .put_secret_value()
+        .secret_id(&arn)
+        .client_request_token(shared::secret::write_token(&version))
+        .secret_string(r#"{"ADDON_PASSWORD":"mine-0123456789abcdef"}"#)
+        .send()
+        .await;
+    assert!(
+        again.is_err(),
+        "the second write with the same read version is refused"
+    );
+    let held = client.get_secret_value().secret_id(&arn).send().await.unwrap();
+    assert!(held.secret_string().unwrap().contains("someone-elses"));
 }

@@ -320,6 +320,7 @@ fn oidc_grant(expires_at: i64) -> shared::model::OidcGrant {
             platform: Platform::CleverCloud,
             email: Some("store@example.com".into()),
             email_verified: true,
+            unverified_email: None,
             name: None,
             resource_id: Some("res_store".into()),
             plan: Some("basic".into()),
@@ -346,6 +347,11 @@ async fn an_oidc_code_is_redeemed_once_only_by_its_binding_and_never_after_it_ex
         .save_code(&code, &binding, &oidc_grant(now + 60))
         .await
         .unwrap();
+    let token = unique("token");
+    let spent_for = shared::store::SpentCode {
+        access_token_fingerprint: token.clone(),
+        expires_at: now + 600,
+    };
     for other in [
         CodeBinding {
             client_id: "other".into(),
@@ -361,21 +367,33 @@ async fn an_oidc_code_is_redeemed_once_only_by_its_binding_and_never_after_it_ex
         },
     ] {
         assert_eq!(
-            store.redeem_code(&code, &other, now).await.unwrap(),
+            store.redeem_code(&code, &other, now, &spent_for).await.unwrap(),
             None,
             "{other:?}"
         );
     }
     assert_eq!(
-        store.redeem_code(&code, &binding, now).await.unwrap(),
+        store.redeem_code(&code, &binding, now, &spent_for).await.unwrap(),
         Some(oidc_grant(now + 60)),
         "the wrong attempts left it unspent"
     );
+    store
+        .save_access_token(&token, &oidc_grant(now + 600))
+        .await
+        .unwrap();
     assert_eq!(
-        store.redeem_code(&code, &binding, now).await.unwrap(),
+        store.redeem_code(&code, &binding, now, &spent_for).await.unwrap(),
         None,
         "spent"
     );
+    // Presented again: another client's attempt revokes nothing; its own
+    // client's revokes the token the first redemption bought, once.
+    assert!(!store.revoke_reused_code(&code, "other").await.unwrap());
+    assert!(store.get_access_token(&token, now).await.unwrap().is_some());
+    assert!(store.revoke_reused_code(&code, "app").await.unwrap());
+    assert_eq!(store.get_access_token(&token, now).await.unwrap(), None);
+    assert!(!store.revoke_reused_code(&code, "app").await.unwrap());
+    assert!(!store.revoke_reused_code(&unique("code"), "app").await.unwrap());
 
     // Expired, though DynamoDB's TTL has not removed it yet: refused, and kept
     // for the TTL to remove.
@@ -384,7 +402,13 @@ async fn an_oidc_code_is_redeemed_once_only_by_its_binding_and_never_after_it_ex
         .save_code(&expired, &binding, &oidc_grant(now - 1))
         .await
         .unwrap();
-    assert_eq!(store.redeem_code(&expired, &binding, now).await.unwrap(), None);
+    assert_eq!(
+        store
+            .redeem_code(&expired, &binding, now, &spent_for)
+            .await
+            .unwrap(),
+        None
+    );
     let item = partition(&dynamo_client().await, &format!("OIDC_CODE#{expired}")).await;
     assert_eq!(item.len(), 1);
     assert!(!item[0].contains_key("code"), "stored under its fingerprint only");

@@ -32,6 +32,9 @@ struct Seen {
     scalingo_claims: BTreeSet<String>,
     cookie_values: BTreeSet<String>,
     proofs: BTreeSet<String>,
+    /// The marketplace sign-ins sent (each spent as one, by its add-on and
+    /// timestamp: `shared::signin::resource_signin_key`).
+    sign_ins: BTreeSet<String>,
     codes: BTreeSet<String>,
     access_tokens: BTreeSet<String>,
 }
@@ -63,14 +66,13 @@ impl Traces {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(str::to_string);
+        let path = request.url().path().to_string();
         self.with(|seen| {
+            seen.sign_ins.extend(sign_ins(&path, query.iter().chain(&form)));
             for (name, value) in query.iter().chain(&form) {
                 match name.as_str() {
-                    // Clever Cloud's proofs are spent as lower-case hex; a
-                    // Cloud 66 multipass as sent.
-                    "signature" | "token" | "resource_token" | "user_scoped_resource_token" => {
-                        seen.proofs.insert(value.to_ascii_lowercase());
-                    }
+                    // A Cloud 66 multipass is spent as sent (the other
+                    // marketplaces' sign-ins by add-on and timestamp: above).
                     "multipass" => {
                         seen.proofs.insert(value.clone());
                     }
@@ -169,8 +171,8 @@ impl Traces {
             keys.push((format!("SIGNIN_STATE#{hash}"), "SIGNIN_STATE"));
             keys.push((format!("PENDING_LINK#{hash}"), "PENDING_LINK"));
         }
-        for proof in &seen.proofs {
-            keys.push((format!("SSO_TOKEN#{}", fingerprint(proof)), "SSO_TOKEN"));
+        for spent in seen.proofs.iter().chain(&seen.sign_ins) {
+            keys.push((format!("SSO_TOKEN#{}", fingerprint(spent)), "SSO_TOKEN"));
         }
         for code in &seen.codes {
             keys.push((format!("OIDC_CODE#{}", fingerprint(code)), "OIDC_CODE"));
@@ -322,6 +324,42 @@ fn failed<E: std::error::Error + 'static, R: std::fmt::Debug>(
     )
 }
 
+/// The keys a marketplace sign-in to `path` with `fields` may have spent:
+/// for each add-on the form may name (Heroku's legacy token names this
+/// stack's id, its other proofs the uuid), the add-on and the timestamp.
+fn sign_ins<'a>(path: &str, fields: impl Iterator<Item = &'a (String, String)>) -> Vec<String> {
+    use shared::model::Platform;
+    let fields: Vec<&(String, String)> = fields.collect();
+    let field = |wanted: &str| {
+        fields
+            .iter()
+            .find(|(name, _)| name == wanted)
+            .map(|(_, value)| value.as_str())
+    };
+    let Some(timestamp) = field("timestamp") else {
+        return Vec::new();
+    };
+    let (platform, ids) = if path.ends_with("/clevercloud/sso/login") {
+        (Platform::CleverCloud, vec![field("id").map(str::to_string)])
+    } else if path.ends_with("/heroku/sso/login") {
+        (
+            Platform::Heroku,
+            vec![
+                field("id").map(str::to_string),
+                field("resource_id").and_then(shared::heroku::resource_id),
+            ],
+        )
+    } else if path.ends_with("/scalingo/sso") {
+        (Platform::Scalingo, vec![field("id").map(str::to_string)])
+    } else {
+        return Vec::new();
+    };
+    ids.into_iter()
+        .flatten()
+        .map(|id| shared::signin::resource_signin_key(platform, &id, timestamp))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,7 +370,11 @@ mod tests {
         let http = reqwest::Client::new();
         let sso = http
             .post("https://example.com/clevercloud/sso/login")
-            .form(&[("id", "res_1"), ("signature", "ABCD")])
+            .form(&[
+                ("id", "res_1"),
+                ("timestamp", "1700000000"),
+                ("signature", "ABCD"),
+            ])
             .build()
             .unwrap();
         traces.request(&sso);
@@ -370,7 +412,14 @@ mod tests {
         let keys: BTreeSet<String> = traces.single_items().into_iter().map(|(pk, _)| pk).collect();
         for expected in [
             "CLEVERCLOUD_ADDON#addon_check_1".to_string(),
-            format!("SSO_TOKEN#{}", fingerprint("abcd")),
+            format!(
+                "SSO_TOKEN#{}",
+                fingerprint(&shared::signin::resource_signin_key(
+                    shared::model::Platform::CleverCloud,
+                    "res_1",
+                    "1700000000"
+                ))
+            ),
             format!("SSO_TOKEN#{}", fingerprint("Mp+1")),
             format!("SESSION#{}", fingerprint("s1")),
             format!("SIGNIN_STATE#{}", fingerprint("s1")),
@@ -380,5 +429,40 @@ mod tests {
             assert!(keys.contains(&expected), "{expected} in {keys:?}");
         }
         assert_eq!(traces.resource_ids(), BTreeSet::from(["res_1".to_string()]));
+    }
+
+    #[test]
+    fn a_heroku_or_scalingo_sign_in_names_the_add_on_its_form_names() {
+        let uuid = "01234567-89ab-cdef-0123-456789abcdef";
+        let heroku = [
+            ("id".to_string(), "res_hk_legacy".to_string()),
+            ("resource_id".to_string(), uuid.to_string()),
+            ("timestamp".to_string(), "17".to_string()),
+        ];
+        let keys = sign_ins("/heroku/sso/login", heroku.iter());
+        let key = |platform, id: &str| shared::signin::resource_signin_key(platform, id, "17");
+        assert_eq!(
+            keys,
+            [
+                key(shared::model::Platform::Heroku, "res_hk_legacy"),
+                key(
+                    shared::model::Platform::Heroku,
+                    &shared::heroku::resource_id(uuid).unwrap()
+                )
+            ]
+        );
+        let scalingo = [
+            ("id".to_string(), "res_sc_1".to_string()),
+            ("timestamp".to_string(), "17".to_string()),
+        ];
+        assert_eq!(
+            sign_ins("/scalingo/sso", scalingo.iter()),
+            [key(shared::model::Platform::Scalingo, "res_sc_1")]
+        );
+        assert!(sign_ins("/oidc/token", scalingo.iter()).is_empty());
+        assert!(
+            sign_ins("/scalingo/sso", scalingo[..1].iter()).is_empty(),
+            "no timestamp"
+        );
     }
 }

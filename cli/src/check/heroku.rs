@@ -9,7 +9,6 @@ use super::probe::{Answer, Probe};
 use super::report::Report;
 use super::sso::SsoChecks;
 use super::target::Target;
-use chrono::Utc;
 use reqwest::{header, Method, RequestBuilder};
 use serde_json::{json, Value};
 use shared::heroku::sso::{parse_form, HerokuSso};
@@ -340,7 +339,7 @@ impl HerokuChecks<'_> {
 
     /// The form Heroku's dashboard posts, its `field` proof made with `signer`.
     fn sso_form(signer: &HerokuSso, resource: &Provisioned, field: &str, offset: i64) -> String {
-        let timestamp = Utc::now().timestamp() + offset;
+        let timestamp = super::sso::sign_in_timestamp(&resource.id, offset);
         // A user of its own makes each form unique, so a refusal is never
         // just the replay guard at work.
         let user = format!("user-provider-check-{}", random_hex(4));

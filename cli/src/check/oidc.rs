@@ -443,6 +443,10 @@ impl<'a> OidcChecks<'a> {
                 return Err(format!("the ID token has no {name}"));
             }
         }
+        // The check signs in with the SHA-512 form, which signs the email.
+        if claims["email_verified"] != true {
+            return Err("a signed email is not email_verified: true".into());
+        }
         let sub = claims["sub"].as_str().ok_or("no sub")?.to_string();
         let userinfo = self
             .probe

@@ -12,7 +12,6 @@ use super::probe::{Answer, Probe};
 use super::report::Report;
 use super::sso::SsoChecks;
 use super::target::Target;
-use chrono::Utc;
 use reqwest::{header, Method, RequestBuilder};
 use serde_json::{json, Value};
 use shared::scalingo::sso::ScalingoSso;
@@ -337,7 +336,7 @@ impl ScalingoChecks<'_> {
 
     /// The link Scalingo's dashboard opens, signed by `signer`.
     fn sso_link(&self, signer: &ScalingoSso, id: &str, offset: i64) -> String {
-        let timestamp = (Utc::now().timestamp() + offset).to_string();
+        let timestamp = super::sso::sign_in_timestamp(id, offset).to_string();
         let token = signer.sign(id, &timestamp);
         let query = form_urlencoded::Serializer::new(String::new())
             .append_pair("id", id)

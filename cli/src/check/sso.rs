@@ -12,6 +12,28 @@ use shared::clevercloud::sso::CleverCloudSso;
 use shared::cloud66::sso::{Cloud66Sso, KeyDerivation};
 use shared::secret::{random_hex, Secret};
 
+/// The timestamp of a new sign-in to `resource_id` at `offset` seconds from
+/// now: with no offset, the latest second not yet used for that add-on in
+/// this run. A stack spends a sign-in by its add-on and timestamp (one form
+/// is one sign-in, whatever proofs it carries), so two of the check's own
+/// sign-ins to one add-on within a second must not share a timestamp, or
+/// the second is refused as used. A stale or future form is refused
+/// before anything is spent, so it keeps its exact offset.
+pub fn sign_in_timestamp(resource_id: &str, offset: i64) -> i64 {
+    static USED: std::sync::Mutex<Vec<(String, i64)>> = std::sync::Mutex::new(Vec::new());
+    let now = Utc::now().timestamp();
+    if offset != 0 {
+        return now + offset;
+    }
+    let mut used = USED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let timestamp = (0..)
+        .map(|back| now - back)
+        .find(|candidate| !used.iter().any(|(id, at)| id == resource_id && at == candidate))
+        .unwrap_or(now);
+    used.push((resource_id.to_string(), timestamp));
+    timestamp
+}
+
 /// A timestamp this old must be refused (Heroku's checker used the same).
 const STALE_SECONDS: i64 = 6 * 60;
 /// A timestamp this far ahead must be refused.
@@ -39,9 +61,9 @@ impl<'a> SsoChecks<'a> {
     /// The current scheme: `signature` = SHA-512 over the fields, timestamp in
     /// seconds.
     fn signed_form(&self, signer: &CleverCloudSso, id: &str, offset: i64) -> Form {
-        let timestamp = (Utc::now().timestamp() + offset).to_string();
-        // A user id of its own makes each form unique even within one second,
-        // so a refusal is never just the replay guard at work.
+        let timestamp = sign_in_timestamp(id, offset).to_string();
+        // A user id and a timestamp of its own make each form unique even
+        // within one second, so a refusal is never just the replay guard at work.
         let user = format!("user_provider_check_{}", random_hex(4));
         let email = "provider-check@example.com";
         let signature = signer.signature(id, &user, email, "", &timestamp);
@@ -129,7 +151,7 @@ impl<'a> SsoChecks<'a> {
     /// `Cookie` header (for the `oidc.*` checks).
     pub async fn session(&self, resource_id: &str, user: &str) -> Result<String, String> {
         let signer = self.signer().ok_or("no SSO salt")?;
-        let timestamp = Utc::now().timestamp().to_string();
+        let timestamp = sign_in_timestamp(resource_id, 0).to_string();
         let email = format!("{user}@example.com");
         // Navigation data of its own makes a second sign-in as the same user
         // within the same second another form, not a replay.

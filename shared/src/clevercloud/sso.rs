@@ -39,7 +39,7 @@ pub struct SsoForm {
 }
 
 impl SsoForm {
-    /// The proof as compared (lower-case hex): the single-use key.
+    /// The proof as compared (lower-case hex).
     fn proof_text(&self) -> String {
         match &self.proof {
             Proof::Signature(text) | Proof::Token(text) => text.trim().to_ascii_lowercase(),
@@ -229,7 +229,7 @@ pub async fn login<S: ResourceReader + SessionStore>(
         nav_data: &form.nav_data,
     };
     sessions
-        .open_on_resource(&form.proof_text(), sso.token_lifetime_end(&form), sign_in)
+        .open_on_resource(&form.timestamp, sso.token_lifetime_end(&form), sign_in)
         .await
 }
 
@@ -249,6 +249,46 @@ fn account_of(form: &SsoForm, resource: &Resource) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// `sub` is the account the proof vouches for, and nothing the form
+    /// could add without it.
+    #[test]
+    fn the_account_is_the_signed_user_else_the_owner_else_the_add_on() {
+        let form = |proof: Proof, user_id: &str| SsoForm {
+            id: "res_1".into(),
+            timestamp: "1".into(),
+            nav_data: String::new(),
+            email: String::new(),
+            user_id: user_id.into(),
+            proof,
+        };
+        let resource = |owner: Option<&str>| Resource {
+            owner_id: owner.map(str::to_string),
+            ..Resource::new(
+                "res_1".into(),
+                Platform::CleverCloud,
+                "addon_1".into(),
+                "basic".into(),
+                crate::model::ConfigMap::default(),
+                &crate::model::Timestamp::now(),
+            )
+        };
+        let signed = || Proof::Signature("s".into());
+        let legacy = || Proof::Token("t".into());
+        for (form, owner, account) in [
+            (form(signed(), "user_1"), Some("orga_1"), "user:user_1"),
+            (form(signed(), "user_1"), None, "user:user_1"),
+            (form(signed(), ""), Some("orga_1"), "owner:orga_1"),
+            (form(signed(), ""), Some(""), "resource:res_1"),
+            (form(signed(), ""), None, "resource:res_1"),
+            // The legacy token signs no user: a user id beside it is ignored.
+            (form(legacy(), "user_1"), Some("orga_1"), "owner:orga_1"),
+            (form(legacy(), "user_1"), Some(""), "resource:res_1"),
+            (form(legacy(), "user_1"), None, "resource:res_1"),
+        ] {
+            assert_eq!(account_of(&form, &resource(owner)), account, "{form:?} {owner:?}");
+        }
+    }
 
     fn sso() -> CleverCloudSso {
         CleverCloudSso::new(Secret::new("2f97bfa52ca102f8874716e2eb1d3b4920ad0be4"), 300)
@@ -549,7 +589,7 @@ mod tests {
             assert_eq!(current.resource_id.as_deref(), Some(id));
             assert_eq!(current.plan.as_deref(), Some("basic"));
             assert_eq!(current.marketplace_id.as_deref(), Some("addon_1"));
-            let timestamp = Utc::now().timestamp().to_string();
+            let timestamp = (Utc::now().timestamp() - 1).to_string();
             let other_user = sso.signature(id, "user_2", "jane@example.com", "", &timestamp);
             let other = identity_after(format!(
                 "id={id}&timestamp={timestamp}&nav-data=&email=jane%40example.com&user_id=user_2&signature={other_user}"
@@ -565,7 +605,8 @@ mod tests {
             ))
             .await;
             assert!(!legacy.email_verified);
-            assert_eq!(legacy.email.as_deref(), Some("jane@example.com"));
+            assert_eq!(legacy.email, None, "an email no proof signs is never `email`");
+            assert_eq!(legacy.unverified_email.as_deref(), Some("jane@example.com"));
             assert_eq!(
                 legacy.subject,
                 SignedInIdentity::subject_of(Platform::CleverCloud, &format!("resource:{id}"))

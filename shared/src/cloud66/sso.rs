@@ -308,6 +308,7 @@ pub async fn callback<S: AccountStore + ResourceReader + SessionStore>(
         email: Some(account.email.clone()),
         // The multipass is signed and encrypted by Cloud 66: it vouches for the email.
         email_verified: true,
+        unverified_email: None,
         name: identity.name.clone(),
         resource_id: None,
         plan: None,

@@ -9,6 +9,7 @@
 mod config;
 pub mod platform;
 mod protocol;
+pub mod reseal;
 pub mod routes;
 pub mod sso;
 pub mod tokens;

@@ -208,7 +208,7 @@ pub async fn login<S: ResourceReader + SessionStore>(
         nav_data: &form.nav_data,
     };
     sessions
-        .open_on_resource(&form.proof, sso.proof_lifetime_end(&form), sign_in)
+        .open_on_resource(&form.timestamp, sso.proof_lifetime_end(&form), sign_in)
         .await
 }
 
@@ -464,6 +464,13 @@ mod tests {
                     "{field} {user:?}"
                 );
                 assert_eq!(identity.email_verified, verified, "{field}");
+                // Only a proof that signs the email makes it the email.
+                let (email, unverified) = match verified {
+                    true => (Some("jane@example.com"), None),
+                    false => (None, Some("jane@example.com")),
+                };
+                assert_eq!(identity.email.as_deref(), email, "{field}");
+                assert_eq!(identity.unverified_email.as_deref(), unverified, "{field}");
                 assert_eq!(identity.marketplace_id.as_deref(), Some(UUID));
                 // The proof stays spent for as long as it could be accepted.
                 let issued = parse_form(body.as_bytes())
@@ -486,6 +493,41 @@ mod tests {
                     "{field}"
                 );
             }
+        }
+
+        /// One form carrying all three proofs opens one session: re-posted
+        /// without its strongest proof, then without the next, it is the
+        /// same sign-in and refused as used.
+        #[tokio::test]
+        async fn a_form_is_spent_whole_whatever_proofs_it_carries() {
+            let id = resource_id(UUID).unwrap();
+            let sessions = sessions(resource(Platform::Heroku, ResourceStatus::Active));
+            let timestamp = Utc::now().timestamp();
+            let fields = format!(
+                "id={id}&resource_id={UUID}&timestamp={timestamp}&email=jane%40example.com&user_id=u-1"
+            );
+            let proof =
+                |field: &str| sso().sign(&parse_form(format!("{fields}&{field}=0").as_bytes()).unwrap());
+            let (user_scoped, resource_token, token) = (
+                proof("user_scoped_resource_token"),
+                proof("resource_token"),
+                proof("token"),
+            );
+            let all = format!(
+                "{fields}&user_scoped_resource_token={user_scoped}&resource_token={resource_token}&token={token}"
+            );
+            sign_in(&sessions, all).await.expect("signed in");
+            for weaker in [
+                format!("{fields}&resource_token={resource_token}&token={token}"),
+                format!("{fields}&token={token}"),
+            ] {
+                let again = sign_in(&sessions, weaker.clone()).await;
+                assert!(
+                    matches!(again, Err(SignInError::Refused(Refusal::Replayed))),
+                    "{weaker}"
+                );
+            }
+            assert_eq!(stored(&sessions).len(), 1);
         }
 
         #[tokio::test]

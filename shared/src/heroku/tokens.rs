@@ -74,19 +74,93 @@ impl TokenKeys {
 
     /// What `sealed` holds, if one of the keys sealed it for `resource_id`.
     pub fn open(&self, resource_id: &str, sealed: &str) -> Option<Vec<u8>> {
-        let bytes = URL_SAFE_NO_PAD.decode(sealed.strip_prefix(VERSION)?).ok()?;
-        let (nonce, ciphertext) = bytes.split_at_checked(NONCE_LEN)?;
         std::iter::once(&self.current)
             .chain(self.previous.as_ref())
-            .find_map(|key| {
-                let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-                let mut buffer = ciphertext.to_vec();
-                let plain = key
-                    .aead()
-                    .open_in_place(nonce, Aad::from(resource_id.as_bytes()), &mut buffer)
-                    .ok()?;
-                Some(plain.to_vec())
-            })
+            .find_map(|key| open_with(key, resource_id, sealed))
+    }
+
+    /// Which key opens `sealed` (sealed for `resource_id`).
+    pub fn sealed_under(&self, resource_id: &str, sealed: &str) -> SealedUnder {
+        if open_with(&self.current, resource_id, sealed).is_some() {
+            SealedUnder::Current
+        } else if self
+            .previous
+            .as_ref()
+            .is_some_and(|previous| open_with(previous, resource_id, sealed).is_some())
+        {
+            SealedUnder::Previous
+        } else {
+            SealedUnder::Neither
+        }
+    }
+
+    /// `sealed` under the current key: `Some` (sealed anew) when only the
+    /// previous key opens it, `None` when there is nothing to do (the
+    /// current key opens it) or nothing that can be done (no key does).
+    pub fn reseal(&self, resource_id: &str, sealed: &str) -> Option<String> {
+        match self.sealed_under(resource_id, sealed) {
+            SealedUnder::Previous => Some(self.seal(resource_id, &self.open(resource_id, sealed)?)),
+            SealedUnder::Current | SealedUnder::Neither => None,
+        }
+    }
+}
+
+/// Which of the keys opens a sealed value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedUnder {
+    Current,
+    /// Only `HEROKU_TOKEN_KEY_PREVIOUS`: it must be sealed anew before that
+    /// key is removed, or it is lost.
+    Previous,
+    /// No key opens it (sealed under a key already removed, or damaged).
+    Neither,
+}
+
+fn open_with(key: &Key, resource_id: &str, sealed: &str) -> Option<Vec<u8>> {
+    let bytes = URL_SAFE_NO_PAD.decode(sealed.strip_prefix(VERSION)?).ok()?;
+    let (nonce, ciphertext) = bytes.split_at_checked(NONCE_LEN)?;
+    let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+    let mut buffer = ciphertext.to_vec();
+    let plain = key
+        .aead()
+        .open_in_place(nonce, Aad::from(resource_id.as_bytes()), &mut buffer)
+        .ok()?;
+    Some(plain.to_vec())
+}
+
+/// Where a resource's sealed values stand against the keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SealCount {
+    pub current: usize,
+    pub previous_only: usize,
+    pub unreadable: usize,
+}
+
+impl crate::model::HerokuAuthorization {
+    /// The sealed values (the grant, the tokens) as the keys open them.
+    pub fn seal_count(&self, keys: &TokenKeys, resource_id: &str) -> SealCount {
+        let mut count = SealCount::default();
+        for sealed in [&self.grant, &self.tokens].into_iter().flatten() {
+            match keys.sealed_under(resource_id, sealed) {
+                SealedUnder::Current => count.current += 1,
+                SealedUnder::Previous => count.previous_only += 1,
+                SealedUnder::Neither => count.unreadable += 1,
+            }
+        }
+        count
+    }
+
+    /// Seals anew under the current key each value only the previous key
+    /// opens; `true` when anything changed.
+    pub fn reseal(&mut self, keys: &TokenKeys, resource_id: &str) -> bool {
+        let mut changed = false;
+        for sealed in [&mut self.grant, &mut self.tokens].into_iter().flatten() {
+            if let Some(fresh) = keys.reseal(resource_id, sealed) {
+                *sealed = fresh;
+                changed = true;
+            }
+        }
+        changed
     }
 }
 
@@ -131,6 +205,44 @@ mod tests {
         );
         assert_eq!(keys.open("res_hk_1", "v1."), None);
         assert_eq!(keys.open("res_hk_1", "plain"), None);
+    }
+
+    #[test]
+    fn a_value_sealed_under_the_previous_key_is_sealed_anew_under_the_current_one() {
+        let old = keys(OTHER, None);
+        let sealed = old.seal("res_hk_1", b"tokens");
+        let rotating = keys(KEY, Some(OTHER));
+        assert_eq!(rotating.sealed_under("res_hk_1", &sealed), SealedUnder::Previous);
+        let fresh = rotating.reseal("res_hk_1", &sealed).expect("sealed anew");
+        assert_eq!(rotating.sealed_under("res_hk_1", &fresh), SealedUnder::Current);
+        assert_eq!(rotating.reseal("res_hk_1", &fresh), None, "nothing more to do");
+        // After the rotation ends, only the re-sealed value opens.
+        let finished = keys(KEY, None);
+        assert_eq!(finished.open("res_hk_1", &fresh).as_deref(), Some(&b"tokens"[..]));
+        assert_eq!(finished.sealed_under("res_hk_1", &sealed), SealedUnder::Neither);
+        assert_eq!(finished.reseal("res_hk_1", &sealed), None, "nothing can be done");
+        // Bound to its resource still.
+        assert_eq!(rotating.sealed_under("res_hk_2", &fresh), SealedUnder::Neither);
+
+        let mut authorization = crate::model::HerokuAuthorization {
+            grant: Some(old.seal("res_hk_1", b"grant")),
+            grant_expires_at: None,
+            tokens: Some(sealed.clone()),
+            access_expires_at: None,
+        };
+        let count = authorization.seal_count(&rotating, "res_hk_1");
+        assert_eq!((count.current, count.previous_only, count.unreadable), (0, 2, 0));
+        assert!(authorization.reseal(&rotating, "res_hk_1"));
+        let count = authorization.seal_count(&rotating, "res_hk_1");
+        assert_eq!((count.current, count.previous_only, count.unreadable), (2, 0, 0));
+        assert!(!authorization.reseal(&rotating, "res_hk_1"), "idempotent");
+        assert_eq!(
+            finished
+                .open("res_hk_1", authorization.grant.as_deref().unwrap())
+                .as_deref(),
+            Some(&b"grant"[..])
+        );
+        assert_eq!(authorization.seal_count(&old, "res_hk_1").unreadable, 2);
     }
 
     #[test]

@@ -7,10 +7,10 @@
 
 use super::Provider;
 use crate::html;
-use crate::model::{CodeBinding, OidcGrant};
+use crate::model::{CodeBinding, OidcGrant, ResourceStatus, SignedInIdentity};
 use crate::secret::random_hex;
 use crate::signin::{fingerprint, session_id};
-use crate::store::{OidcStore, SessionStore};
+use crate::store::{OidcStore, ResourceReader, SessionStore, StoreError};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use maud::html;
@@ -44,6 +44,19 @@ pub fn is_pkce_value(value: &str) -> bool {
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// The scopes granted of those asked for: the ones served, each once, in
+/// the order of [`super::SCOPES`]; an unknown scope is dropped, never
+/// echoed as granted (RFC 6749 §3.3).
+pub fn granted_scope(asked: &str) -> String {
+    let asked: Vec<&str> = asked.split(' ').collect();
+    super::SCOPES
+        .iter()
+        .filter(|scope| asked.contains(scope))
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Refusal page for a request that must not be sent back to its redirect URI.
@@ -82,8 +95,45 @@ fn respond_to(
     html::redirect(StatusCode::FOUND, url.as_str())
 }
 
+/// Why a signed-in identity no longer signs anyone in: its add-on is not
+/// active any more (docs/security.md, "Sessions end with the add-on").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Suspended,
+    Removed,
+}
+
+impl Ended {
+    pub fn description(self) -> &'static str {
+        match self {
+            Ended::Suspended => "the add-on is suspended by the marketplace",
+            Ended::Removed => "the add-on has been removed or is not ready",
+        }
+    }
+}
+
+/// `identity` as its add-on stands now: the current plan when the add-on is
+/// active, else why it no longer signs in. An identity of no add-on (a
+/// Cloud 66 account's) is taken as it is.
+pub async fn current_identity<S: ResourceReader>(
+    store: &S,
+    mut identity: SignedInIdentity,
+) -> Result<Result<SignedInIdentity, Ended>, StoreError> {
+    let Some(resource_id) = identity.resource_id.as_deref() else {
+        return Ok(Ok(identity));
+    };
+    Ok(match store.get_resource(resource_id).await? {
+        Some(resource) if resource.is_active() => {
+            identity.plan = Some(resource.plan);
+            Ok(identity)
+        }
+        Some(resource) if resource.status == ResourceStatus::Suspended => Err(Ended::Suspended),
+        _ => Err(Ended::Removed),
+    })
+}
+
 /// `GET /oidc/authorize`.
-pub async fn authorize<S: SessionStore + OidcStore>(
+pub async fn authorize<S: SessionStore + OidcStore + ResourceReader>(
     provider: &Provider<'_>,
     store: &S,
     request: &Request,
@@ -92,7 +142,7 @@ pub async fn authorize<S: SessionStore + OidcStore>(
 }
 
 /// [`authorize`] at `now` (Unix seconds).
-pub async fn authorize_at<S: SessionStore + OidcStore>(
+pub async fn authorize_at<S: SessionStore + OidcStore + ResourceReader>(
     provider: &Provider<'_>,
     store: &S,
     request: &Request,
@@ -193,6 +243,15 @@ pub async fn authorize_at<S: SessionStore + OidcStore>(
             "a fresh sign-in is needed: open the add-on again from the platform's console",
         );
     }
+    // The sign-in was for an add-on: it lasts only while the add-on does.
+    let identity = match current_identity(store, identity).await {
+        Ok(Ok(identity)) => identity,
+        Ok(Err(ended)) => return error("access_denied", ended.description()),
+        Err(err) => {
+            tracing::warn!(error = %err, "authorization could not reach storage");
+            return html::unavailable();
+        }
+    };
 
     let code = random_hex(CODE_BYTES);
     let binding = CodeBinding {
@@ -202,7 +261,7 @@ pub async fn authorize_at<S: SessionStore + OidcStore>(
     };
     let grant = OidcGrant {
         client_id: client.id.clone(),
-        scope: scope.to_string(),
+        scope: granted_scope(scope),
         nonce: param("nonce").map(str::to_string),
         identity,
         expires_at: now + CODE_TTL_SECONDS,

@@ -24,7 +24,7 @@ use crate::config::{self, ConfigError};
 use crate::html;
 use crate::http::json_response;
 use crate::refresh::{Fresh, SecretSource};
-use crate::store::{DynamoStore, OidcStore, SessionStore};
+use crate::store::{DynamoStore, OidcStore, ResourceReader, SessionStore};
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -39,7 +39,7 @@ pub const JWKS_PATH: &str = "/oidc/jwks";
 /// The scopes served; `openid` is required.
 pub const SCOPES: [&str; 3] = ["openid", "email", "profile"];
 /// The claims an ID token or userinfo answer may carry.
-pub const CLAIMS: [&str; 14] = [
+pub const CLAIMS: [&str; 15] = [
     "iss",
     "sub",
     "aud",
@@ -49,6 +49,7 @@ pub const CLAIMS: [&str; 14] = [
     "nonce",
     "email",
     "email_verified",
+    "marketplace_unverified_email",
     "name",
     "resource_id",
     "platform",
@@ -168,7 +169,7 @@ impl OidcApi<DynamoStore> {
 }
 
 /// The `oidc` function's routes.
-pub async fn route<S: SessionStore + OidcStore>(
+pub async fn route<S: SessionStore + OidcStore + ResourceReader>(
     api: &OidcApi<S>,
     request: Request,
 ) -> Result<Response<Body>, Infallible> {
@@ -298,6 +299,16 @@ mod tests {
         })
         .unwrap();
         let store = MemoryStore::default();
+        let mut resource = crate::model::Resource::new(
+            "res_1".into(),
+            Platform::CleverCloud,
+            "addon_1".into(),
+            "premium".into(),
+            crate::model::ConfigMap::default(),
+            &crate::model::Timestamp::now(),
+        );
+        resource.status = crate::model::ResourceStatus::Active;
+        store.resources.lock().unwrap().insert("res_1".into(), resource);
         if with_session {
             store.sessions.lock().unwrap().insert(
                 SESSION_ID.into(),
@@ -313,6 +324,7 @@ mod tests {
                         platform: Platform::CleverCloud,
                         email: Some("jane@example.com".into()),
                         email_verified: true,
+                        unverified_email: None,
                         name: None,
                         resource_id: Some("res_1".into()),
                         plan: Some("premium".into()),
@@ -522,6 +534,163 @@ mod tests {
             (reused.status(), json(&reused)["error"].clone()),
             (StatusCode::BAD_REQUEST, "invalid_grant".into())
         );
+    }
+
+    fn userinfo_request(access_token: &str) -> Request {
+        lambda_http::http::Request::builder()
+            .uri(format!("{ISSUER}{USERINFO_PATH}"))
+            .header(header::AUTHORIZATION, format!("Bearer {access_token}"))
+            .body(Body::Empty)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_code_presented_again_revokes_the_access_token_it_bought() {
+        let api = api(true);
+        let code = code(&api).await;
+        let first = token(&api, &grant(&code, VERIFIER), Some(("app", SECRET))).await;
+        assert_eq!(first.status(), StatusCode::OK);
+        let access_token = json(&first)["access_token"].as_str().unwrap().to_string();
+        let userinfo = route(&api, userinfo_request(&access_token)).await.unwrap();
+        assert_eq!(userinfo.status(), StatusCode::OK);
+        let again = token(&api, &grant(&code, VERIFIER), Some(("app", SECRET))).await;
+        assert_eq!(json(&again)["error"], "invalid_grant");
+        let userinfo = route(&api, userinfo_request(&access_token)).await.unwrap();
+        assert_eq!(userinfo.status(), StatusCode::UNAUTHORIZED, "revoked");
+        assert!(api.store.oidc_tokens.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn unknown_scopes_are_dropped_from_the_grant() {
+        let api = api(true);
+        let query = authorize_query(&[("scope", Some("admin openid email openid write:all"))]);
+        let response = authorize(&api, &query, true).await;
+        let code = param(&location(&response), "code").expect("a code");
+        let answer = token(&api, &grant(&code, VERIFIER), Some(("app", SECRET))).await;
+        assert_eq!(json(&answer)["scope"], "openid email");
+        assert_eq!(
+            super::authorize::granted_scope("profile openid"),
+            "openid profile"
+        );
+        assert_eq!(super::authorize::granted_scope("openid"), "openid");
+    }
+
+    #[tokio::test]
+    async fn a_session_signs_in_to_the_app_only_while_its_add_on_is_active() {
+        use crate::model::ResourceStatus;
+        let api = api(true);
+        let set_status = |status: ResourceStatus| {
+            api.store
+                .resources
+                .lock()
+                .unwrap()
+                .get_mut("res_1")
+                .unwrap()
+                .status = status;
+        };
+        // The plan claim is the add-on's current one, not the sign-in's.
+        api.store.resources.lock().unwrap().get_mut("res_1").unwrap().plan = "gold".into();
+        let code = code(&api).await;
+        let answer = token(&api, &grant(&code, VERIFIER), Some(("app", SECRET))).await;
+        let access_token = json(&answer)["access_token"].as_str().unwrap().to_string();
+        let userinfo = json(&route(&api, userinfo_request(&access_token)).await.unwrap());
+        assert_eq!(userinfo["plan"], "gold");
+        for (status, says) in [
+            (ResourceStatus::Suspended, "suspended"),
+            (ResourceStatus::Deprovisioned, "removed"),
+            (ResourceStatus::Expired, "removed"),
+        ] {
+            set_status(status);
+            let response = authorize(&api, &authorize_query(&[]), true).await;
+            assert_eq!(response.status(), StatusCode::FOUND, "{status:?}");
+            let url = location(&response);
+            assert_eq!(
+                param(&url, "error").as_deref(),
+                Some("access_denied"),
+                "{status:?}"
+            );
+            assert!(
+                param(&url, "error_description").unwrap().contains(says),
+                "{status:?}"
+            );
+            assert_eq!(param(&url, "code"), None);
+            let userinfo = route(&api, userinfo_request(&access_token)).await.unwrap();
+            assert_eq!(userinfo.status(), StatusCode::UNAUTHORIZED, "{status:?}");
+            assert!(json(&userinfo).to_string().contains(says), "{status:?}");
+        }
+        api.store.resources.lock().unwrap().remove("res_1");
+        let response = authorize(&api, &authorize_query(&[]), true).await;
+        assert_eq!(
+            param(&location(&response), "error").as_deref(),
+            Some("access_denied")
+        );
+        set_status_back(&api);
+        assert!(param(
+            &location(&authorize(&api, &authorize_query(&[]), true).await),
+            "code"
+        )
+        .is_some());
+    }
+
+    fn set_status_back(api: &OidcApi<MemoryStore>) {
+        let resource = crate::model::Resource::new(
+            "res_1".into(),
+            Platform::CleverCloud,
+            "addon_1".into(),
+            "premium".into(),
+            crate::model::ConfigMap::default(),
+            &crate::model::Timestamp::now(),
+        );
+        api.store
+            .resources
+            .lock()
+            .unwrap()
+            .insert("res_1".into(), resource);
+    }
+
+    #[tokio::test]
+    async fn an_email_no_proof_signed_is_never_the_email_claim() {
+        let api = api(true);
+        {
+            let mut sessions = api.store.sessions.lock().unwrap();
+            let identity = sessions.get_mut(SESSION_ID).unwrap().identity.as_mut().unwrap();
+            // As a legacy form's session is stored: the email unsigned.
+            identity.email = None;
+            identity.email_verified = false;
+            identity.unverified_email = Some("victim@example.com".into());
+        }
+        let first = code(&api).await;
+        let answer = json(&token(&api, &grant(&first, VERIFIER), Some(("app", SECRET))).await);
+        let payload = answer["id_token"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .nth(1)
+            .unwrap()
+            .to_string();
+        let claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        assert!(claims.get("email").is_none(), "{claims}");
+        assert!(claims.get("email_verified").is_none(), "{claims}");
+        assert_eq!(claims["marketplace_unverified_email"], "victim@example.com");
+        let access_token = answer["access_token"].as_str().unwrap();
+        let userinfo = json(&route(&api, userinfo_request(access_token)).await.unwrap());
+        assert!(userinfo.get("email").is_none(), "{userinfo}");
+        assert_eq!(userinfo["marketplace_unverified_email"], "victim@example.com");
+        // A session stored before the rule (an unsigned email in `email`)
+        // tells it as unverified too.
+        {
+            let mut sessions = api.store.sessions.lock().unwrap();
+            let identity = sessions.get_mut(SESSION_ID).unwrap().identity.as_mut().unwrap();
+            identity.email = Some("old@example.com".into());
+            identity.unverified_email = None;
+        }
+        let second = code(&api).await;
+        let answer = json(&token(&api, &grant(&second, VERIFIER), Some(("app", SECRET))).await);
+        let access_token = answer["access_token"].as_str().unwrap();
+        let userinfo = json(&route(&api, userinfo_request(access_token)).await.unwrap());
+        assert!(userinfo.get("email").is_none(), "{userinfo}");
+        assert_eq!(userinfo["marketplace_unverified_email"], "old@example.com");
     }
 
     #[tokio::test]

@@ -2,13 +2,13 @@
 //! and `GET|POST /oidc/userinfo` (§5.3), and the claims both tell.
 //! Errors are RFC 6749 §5.2 JSON, never cached.
 
-use super::authorize::{is_pkce_value, single_valued};
+use super::authorize::{current_identity, is_pkce_value, single_valued};
 use super::{OidcClient, Provider};
 use crate::http::{has_media_type, json_response};
 use crate::model::{CodeBinding, OidcGrant};
 use crate::secret::random_hex;
 use crate::signin::fingerprint;
-use crate::store::OidcStore;
+use crate::store::{OidcStore, ResourceReader, SpentCode};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use lambda_http::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -16,6 +16,9 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
+/// The claim for an email the marketplace's sign-in form carried but no
+/// proof signs.
+pub const UNVERIFIED_EMAIL_CLAIM: &str = "marketplace_unverified_email";
 /// How long an access token, and an ID token, stay valid.
 pub const TOKEN_TTL_SECONDS: i64 = 600;
 /// Bytes of randomness in an access token (256 bits).
@@ -145,25 +148,42 @@ async fn redeem<S: OidcStore>(
         code_challenge: URL_SAFE_NO_PAD.encode(Sha256::digest(verifier)),
     };
     let now = chrono::Utc::now().timestamp();
-    let grant = store
-        .redeem_code(&fingerprint(code), &binding, now)
+    let unavailable = |err: crate::store::StoreError| {
+        tracing::warn!(error = %err, "token request could not reach storage");
+        TokenError::unavailable()
+    };
+    let access_token = random_hex(ACCESS_TOKEN_BYTES);
+    let spent_for = SpentCode {
+        access_token_fingerprint: fingerprint(&access_token),
+        expires_at: now + TOKEN_TTL_SECONDS,
+    };
+    let code_fingerprint = fingerprint(code);
+    let Some(grant) = store
+        .redeem_code(&code_fingerprint, &binding, now, &spent_for)
         .await
-        .map_err(|err| {
-            tracing::warn!(error = %err, "token request could not reach storage");
-            TokenError::unavailable()
-        })?
-        .ok_or(TokenError::bad(
+        .map_err(unavailable)?
+    else {
+        // A code used twice may have been stolen: the token its first
+        // redemption bought is revoked too (RFC 6749 §4.1.2).
+        if store
+            .revoke_reused_code(&code_fingerprint, &client.id)
+            .await
+            .map_err(unavailable)?
+        {
+            tracing::warn!(client_id = %client.id, "a spent code came again: its access token is revoked");
+        }
+        return Err(TokenError::bad(
             "invalid_grant",
             "the code is unknown, used, expired, or was issued for another client, redirect_uri or code_challenge",
-        ))?;
+        ));
+    };
 
-    let access_token = random_hex(ACCESS_TOKEN_BYTES);
     let access = OidcGrant {
-        expires_at: now + TOKEN_TTL_SECONDS,
+        expires_at: spent_for.expires_at,
         ..grant.clone()
     };
     store
-        .save_access_token(&fingerprint(&access_token), &access)
+        .save_access_token(&spent_for.access_token_fingerprint, &access)
         .await
         .map_err(|err| {
             tracing::warn!(error = %err, "access token could not be stored");
@@ -272,9 +292,17 @@ fn identity_claims(grant: &OidcGrant) -> Map<String, Value> {
         }
     }
     if scopes.contains(&"email") {
-        if let Some(email) = &identity.email {
-            claims.insert("email".into(), json!(email));
-            claims.insert("email_verified".into(), json!(identity.email_verified));
+        // `email` only when a proof signed it; what no one signed travels
+        // under a name no relying party takes for a verified address.
+        match (&identity.email, &identity.unverified_email) {
+            (Some(email), _) if identity.email_verified => {
+                claims.insert("email".into(), json!(email));
+                claims.insert("email_verified".into(), json!(true));
+            }
+            (Some(email), _) | (None, Some(email)) => {
+                claims.insert(UNVERIFIED_EMAIL_CLAIM.into(), json!(email));
+            }
+            (None, None) => {}
         }
     }
     if scopes.contains(&"profile") {
@@ -300,7 +328,7 @@ pub fn id_token_claims(issuer: &str, grant: &OidcGrant, now: i64) -> Value {
 }
 
 /// `GET|POST /oidc/userinfo` with `Authorization: Bearer <access token>`.
-pub async fn userinfo<S: OidcStore>(store: &S, request: &Request) -> Response<Body> {
+pub async fn userinfo<S: OidcStore + ResourceReader>(store: &S, request: &Request) -> Response<Body> {
     let bearer = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -321,21 +349,34 @@ pub async fn userinfo<S: OidcStore>(store: &S, request: &Request) -> Response<Bo
         }
         .into_response();
     };
-    match store
+    let invalid = |description| {
+        TokenError {
+            status: StatusCode::UNAUTHORIZED,
+            code: "invalid_token",
+            description,
+            challenge: Some("Bearer realm=\"oidc\", error=\"invalid_token\""),
+        }
+        .into_response()
+    };
+    let grant = match store
         .get_access_token(&fingerprint(token), chrono::Utc::now().timestamp())
         .await
     {
-        Ok(Some(grant)) => no_store(json_response(
-            StatusCode::OK,
-            &Value::Object(identity_claims(&grant)),
-        )),
-        Ok(None) => TokenError {
-            status: StatusCode::UNAUTHORIZED,
-            code: "invalid_token",
-            description: "the access token is unknown or expired",
-            challenge: Some("Bearer realm=\"oidc\", error=\"invalid_token\""),
+        Ok(Some(grant)) => grant,
+        Ok(None) => return invalid("the access token is unknown or expired"),
+        Err(err) => {
+            tracing::warn!(error = %err, "userinfo could not reach storage");
+            return TokenError::unavailable().into_response();
         }
-        .into_response(),
+    };
+    // The claims of an add-on that is suspended or gone are not told: the
+    // token ends with the add-on it was for.
+    match current_identity(store, grant.identity.clone()).await {
+        Ok(Ok(identity)) => no_store(json_response(
+            StatusCode::OK,
+            &Value::Object(identity_claims(&OidcGrant { identity, ..grant })),
+        )),
+        Ok(Err(ended)) => invalid(ended.description()),
         Err(err) => {
             tracing::warn!(error = %err, "userinfo could not reach storage");
             TokenError::unavailable().into_response()

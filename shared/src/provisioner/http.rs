@@ -206,15 +206,21 @@ impl SigningSecrets {
     fn header(&self, timestamp: i64, body: &[u8]) -> String {
         let mut secrets = vec![&self.current];
         secrets.extend(&self.previous);
-        signature::sign_with_each(&secrets, timestamp, body)
+        signature::sign_with_each(&secrets, timestamp, signature::Signed::Body(body))
     }
 
     /// A call from the vendor's service, signed with either secret during a
     /// rotation: the worst answer is the current secret's.
-    fn verify(&self, header: &str, body: &[u8], now: i64) -> Result<(), signature::SignatureError> {
+    fn verify(
+        &self,
+        header: &str,
+        call: signature::Signed<'_>,
+        now: i64,
+    ) -> Result<(), signature::SignatureError> {
         let tolerance = signature::DEFAULT_TOLERANCE_SECONDS;
-        signature::verify(&self.current, header, body, now, tolerance).or_else(|err| match &self.previous {
-            Some(previous) if signature::verify(previous, header, body, now, tolerance).is_ok() => Ok(()),
+        let check = |secret| signature::verify_signed(secret, header, call, now, tolerance);
+        check(&self.current).or_else(|err| match &self.previous {
+            Some(previous) if check(previous).is_ok() => Ok(()),
             _ => Err(err),
         })
     }
@@ -542,10 +548,10 @@ impl Provisioner for HttpProvisioner {
     async fn verify_vendor_call(
         &self,
         header: &str,
-        body: &[u8],
+        call: signature::Signed<'_>,
         now: i64,
     ) -> Option<Result<(), signature::SignatureError>> {
-        Some(self.secrets.get().await.verify(header, body, now))
+        Some(self.secrets.get().await.verify(header, call, now))
     }
 
     /// Gone is gone: 2xx or 404. Anything else, a refusal included, leaves

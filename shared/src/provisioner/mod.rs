@@ -124,13 +124,13 @@ pub trait Provisioner: Send + Sync {
     }
 
     /// Checks the `Addon-Signature` of a call from the vendor's service
-    /// (docs/provisioner.md, "Asynchronous provisioning"), made as this
-    /// provider signs its own calls. `None` when no vendor service is
-    /// configured to make one.
+    /// (docs/provisioner.md, "Calls from your service"): over the method,
+    /// the path and the body. `None` when no vendor service is configured
+    /// to make one.
     fn verify_vendor_call(
         &self,
         _header: &str,
-        _body: &[u8],
+        _call: signature::Signed<'_>,
         _now: i64,
     ) -> impl Future<Output = Option<Result<(), signature::SignatureError>>> + Send {
         ready(None)
@@ -243,12 +243,12 @@ impl Provisioner for VendorProvisioner {
     async fn verify_vendor_call(
         &self,
         header: &str,
-        body: &[u8],
+        call: signature::Signed<'_>,
         now: i64,
     ) -> Option<Result<(), signature::SignatureError>> {
         match self {
             Self::Default(_) => None,
-            Self::Http(provisioner) => provisioner.verify_vendor_call(header, body, now).await,
+            Self::Http(provisioner) => provisioner.verify_vendor_call(header, call, now).await,
         }
     }
 

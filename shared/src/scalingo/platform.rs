@@ -76,10 +76,67 @@ impl ScalingoClient {
     ) -> Result<(), PlatformError> {
         let request = self
             .http
-            .patch(format!("{}/v1/provider/apps/{app_id}", self.api_url))
+            .patch(app_url(&self.api_url, app_id)?)
             .basic_auth(username, Some(password.expose()))
             .header(reqwest::header::ACCEPT, "application/json")
             .json(&serde_json::json!({ "config": config.0 }));
         crate::outbound::send_to_platform(request).await.map(drop)
+    }
+}
+
+/// `{api_url}/v1/provider/apps/{app_id}`, the app id percent-encoded as one
+/// path segment: Scalingo's ids may hold `@`, `/`, spaces or any letter.
+fn app_url(api_url: &str, app_id: &str) -> Result<reqwest::Url, PlatformError> {
+    let unusable = || PlatformError::Rejected {
+        status: 0,
+        message: format!("SCALINGO_API_URL {api_url} cannot take a path"),
+    };
+    // A segment of dots is a step in the path in every URL (WHATWG reads
+    // `%2E%2E` as `..` too): no encoding makes it one segment, so the
+    // protocol refuses such an id and this never sends one elsewhere.
+    if crate::scalingo::protocol::is_dot_segment(app_id) {
+        return Err(PlatformError::Rejected {
+            status: 0,
+            message: "an app id of dots cannot be one URL path segment".into(),
+        });
+    }
+    let mut url = reqwest::Url::parse(api_url).map_err(|_| unusable())?;
+    url.path_segments_mut()
+        .map_err(|_| unusable())?
+        .pop_if_empty()
+        .extend(["v1", "provider", "apps", app_id]);
+    Ok(url)
+}
+
+#[cfg(test)]
+mod app_url_tests {
+    use super::app_url;
+
+    #[test]
+    fn an_app_id_is_one_percent_encoded_path_segment() {
+        for (id, path) in [
+            ("my-app", "/v1/provider/apps/my-app"),
+            ("app456@heroku.com", "/v1/provider/apps/app456@heroku.com"),
+            (
+                "galápagos-penguin-12",
+                "/v1/provider/apps/gal%C3%A1pagos-penguin-12",
+            ),
+            ("../admin", "/v1/provider/apps/..%2Fadmin"),
+            ("a b?c#d", "/v1/provider/apps/a%20b%3Fc%23d"),
+            ("100%", "/v1/provider/apps/100%25"),
+            ("...", "/v1/provider/apps/..."),
+        ] {
+            let url = app_url("https://api.osc-fr1.scalingo.com", id).unwrap();
+            assert_eq!(url.path(), path, "{id}");
+            assert_eq!(url.query(), None);
+            let url = app_url("http://127.0.0.1:9005/", id).unwrap();
+            assert_eq!(url.path(), path, "{id}");
+        }
+        for dots in [".", ".."] {
+            assert!(
+                app_url("https://api.osc-fr1.scalingo.com", dots).is_err(),
+                "{dots}"
+            );
+        }
     }
 }

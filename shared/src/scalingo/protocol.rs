@@ -9,8 +9,37 @@ use std::collections::BTreeMap;
 /// Longest accepted id or plan.
 const MAX_ID_LEN: usize = 256;
 
-/// An app id or uuid is put in a URL path later (the provider API's
-/// `/v1/provider/apps/{app_id}`): letters, digits, `-` and `_` only.
+/// Longest accepted app id (Scalingo types it as a string; its docs show
+/// `app456@heroku.com`, its tester names such as `galápagos-penguin-12`).
+const MAX_APP_ID_CHARS: usize = 255;
+
+/// `.` or `..`: a step in a URL path however it is encoded, so never one
+/// path segment.
+pub fn is_dot_segment(text: &str) -> bool {
+    matches!(text, "." | "..")
+}
+
+/// Any non-empty app id of at most 255 characters without a control
+/// character (nor `.` or `..`, which no URL can carry as one path segment):
+/// it is percent-encoded as one path segment when Scalingo's provider API
+/// is called (`crate::scalingo::platform`).
+fn app_id(value: String) -> Result<String, String> {
+    if is_dot_segment(&value) {
+        return Err("field `app_id` cannot be `.` or `..`".into());
+    }
+    if value.chars().count() > MAX_APP_ID_CHARS {
+        return Err(format!(
+            "field `app_id` is longer than {MAX_APP_ID_CHARS} characters"
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err("field `app_id` may hold no control character".into());
+    }
+    Ok(value)
+}
+
+/// The uuid names the add-on's claim and derives its id: letters, digits,
+/// `-` and `_` only.
 fn path_safe(field: &str, value: String) -> Result<String, String> {
     let value = bounded(field, value, MAX_ID_LEN)?;
     if value
@@ -70,7 +99,11 @@ impl TryFrom<RawProvisionRequest> for ProvisionRequest {
         };
         Ok(Self {
             plan: bounded("plan", raw.plan, MAX_ID_LEN)?,
-            app_id: id("app_id", raw.app_id)?,
+            app_id: raw
+                .app_id
+                .filter(|value| !value.is_empty())
+                .map(app_id)
+                .transpose()?,
             uuid: id("uuid", raw.uuid)?,
             // A number or a string, as the client has it: kept as text.
             shard_id: match raw.shard_id {
@@ -169,12 +202,36 @@ mod tests {
         for (json, field) in [
             (r#"{"app_id":"a"}"#, "plan"),
             (r#"{"plan":""}"#, "plan"),
-            (r#"{"plan":"p","app_id":"../admin"}"#, "app_id"),
+            (r#"{"plan":"p","app_id":"a\u0000b"}"#, "app_id"),
+            (r#"{"plan":"p","app_id":"line\nbreak"}"#, "app_id"),
+            (r#"{"plan":"p","app_id":".."}"#, "app_id"),
             (r#"{"plan":"p","uuid":"a b"}"#, "uuid"),
             (r#"{"plan":"p","uuid":7}"#, "invalid type"),
         ] {
             let err = provision(json).unwrap_err();
             assert!(err.contains(field), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn scalingos_own_app_ids_pass_and_only_their_length_and_control_characters_are_refused() {
+        for id in [
+            "app456@heroku.com",
+            "galápagos-penguin-12",
+            "../admin",
+            "a b/c?d#e%f",
+        ] {
+            let json = serde_json::json!({"plan": "p", "app_id": id}).to_string();
+            assert_eq!(provision(&json).unwrap().app_id.as_deref(), Some(id), "{id}");
+        }
+        let longest = "é".repeat(MAX_APP_ID_CHARS);
+        let json = serde_json::json!({"plan": "p", "app_id": longest}).to_string();
+        assert_eq!(provision(&json).unwrap().app_id, Some(longest.clone()));
+        let json = serde_json::json!({"plan": "p", "app_id": format!("{longest}x")}).to_string();
+        assert!(provision(&json).unwrap_err().contains("app_id"));
+        for control in ["\u{7f}", "\t", "\u{85}"] {
+            let json = serde_json::json!({"plan": "p", "app_id": format!("a{control}")}).to_string();
+            assert!(provision(&json).is_err(), "{control:?}");
         }
     }
 

@@ -143,7 +143,7 @@ pub async fn login<S: ResourceReader + SessionStore>(
     };
     let issued = unix_seconds(&link.timestamp).unwrap_or_default();
     sessions
-        .open_on_resource(&link.token, spent_until(issued, sso.max_age_seconds), sign_in)
+        .open_on_resource(&link.timestamp, spent_until(issued, sso.max_age_seconds), sign_in)
         .await
 }
 

@@ -31,8 +31,8 @@
 
 use super::{
     AccountStore, AuditKey, AuditReader, CreateOutcome, LinkStore, OidcStore, OpenOutcome, Owed, OwnerClaim,
-    ProvisionStore, ResourceReader, ResourceScan, ResourceWriter, SessionStore, StoreError, SyncStore,
-    SyncSubject, UpdateOutcome, OWNER_CLAIM_SECONDS,
+    ProvisionStore, ResourceReader, ResourceScan, ResourceWriter, SessionStore, SpentCode, StoreError,
+    SyncStore, SyncSubject, UpdateOutcome, OWNER_CLAIM_SECONDS,
 };
 use crate::model::{
     Account, AuditAction, AuditEvent, Cloud66Link, CodeBinding, OidcGrant, PendingLink, Platform, Resource,
@@ -756,30 +756,65 @@ impl OidcStore for DynamoStore {
         code_fingerprint: &str,
         binding: &CodeBinding,
         now: i64,
+        spent_for: &SpentCode,
     ) -> Result<Option<OidcGrant>, StoreError> {
         // Every check is in the condition, so redemption is one round trip
-        // and a wrong client, redirect URI or verifier leaves the code unspent.
+        // and a wrong client, redirect URI or verifier leaves the code
+        // unspent. The spent code stays as long as the token it bought,
+        // naming it, so that a second redemption can revoke it.
         let taken = self
             .client
-            .delete_item()
+            .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::oidc_code_key(code_fingerprint)))
             .condition_expression(
-                "attribute_exists(pk) AND expires_at > :now AND client_id = :client \
-                 AND redirect_uri = :redirect AND code_challenge = :challenge",
+                "attribute_exists(pk) AND attribute_not_exists(spent_for) AND expires_at > :now \
+                 AND client_id = :client AND redirect_uri = :redirect AND code_challenge = :challenge",
             )
+            .update_expression("SET spent_for = :token, expires_at = :until")
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
             .expression_attribute_values(":client", AttributeValue::S(binding.client_id.clone()))
             .expression_attribute_values(":redirect", AttributeValue::S(binding.redirect_uri.clone()))
             .expression_attribute_values(":challenge", AttributeValue::S(binding.code_challenge.clone()))
+            .expression_attribute_values(
+                ":token",
+                AttributeValue::S(spent_for.access_token_fingerprint.clone()),
+            )
+            .expression_attribute_values(":until", AttributeValue::N(spent_for.expires_at.to_string()))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .send()
             .await;
         match taken {
             Ok(output) => Ok(Some(decode(output.attributes.unwrap_or_default(), "oidc code")?)),
             Err(SdkError::ServiceError(err)) if err.err().is_conditional_check_failed_exception() => Ok(None),
-            Err(err) => Err(classify("DeleteItem", err)),
+            Err(err) => Err(classify("UpdateItem", err)),
         }
+    }
+
+    async fn revoke_reused_code(&self, code_fingerprint: &str, client_id: &str) -> Result<bool, StoreError> {
+        let Some(code) = self.get_item(Self::oidc_code_key(code_fingerprint)).await? else {
+            return Ok(false);
+        };
+        let text = |name: &str| match code.get(name) {
+            Some(AttributeValue::S(value)) => Some(value.clone()),
+            _ => None,
+        };
+        let (Some(token), Some(client)) = (text("spent_for"), text("client_id")) else {
+            return Ok(false);
+        };
+        if client != client_id {
+            return Ok(false);
+        }
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::oidc_token_key(&token)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|err| classify("DeleteItem", err))?;
+        Ok(deleted.attributes.is_some_and(|item| !item.is_empty()))
     }
 
     async fn save_access_token(&self, token_fingerprint: &str, grant: &OidcGrant) -> Result<(), StoreError> {

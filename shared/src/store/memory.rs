@@ -3,7 +3,9 @@
 //! nothing, a sign-in state is spent once), with no storage behind it.
 //! Storage itself is tested against DynamoDB Local, never here.
 
-use super::{AccountStore, AuditReader, OidcStore, OpenOutcome, ResourceReader, SessionStore, StoreError};
+use super::{
+    AccountStore, AuditReader, OidcStore, OpenOutcome, ResourceReader, SessionStore, SpentCode, StoreError,
+};
 use crate::model::{Account, AuditEvent, CodeBinding, OidcGrant, Resource, Session, Timestamp};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -19,6 +21,9 @@ pub struct MemoryStore {
     pub accounts: Mutex<HashMap<String, Account>>,
     /// OIDC codes by fingerprint, with what they are bound to.
     pub oidc_codes: Mutex<HashMap<String, (CodeBinding, OidcGrant)>>,
+    /// Spent OIDC codes: the client they were issued to and the access
+    /// token (fingerprint) they bought.
+    pub spent_codes: Mutex<HashMap<String, (String, String)>>,
     /// OIDC access tokens by fingerprint.
     pub oidc_tokens: Mutex<HashMap<String, OidcGrant>>,
     /// Audit events, oldest first.
@@ -125,15 +130,34 @@ impl OidcStore for MemoryStore {
         code_fingerprint: &str,
         binding: &CodeBinding,
         now: i64,
+        spent_for: &SpentCode,
     ) -> Result<Option<OidcGrant>, StoreError> {
         let mut codes = self.oidc_codes.lock().unwrap();
-        let usable = codes
+        let mut spent = self.spent_codes.lock().unwrap();
+        let usable = !spent.contains_key(code_fingerprint)
+            && codes
+                .get(code_fingerprint)
+                .is_some_and(|(bound, grant)| bound == binding && grant.expires_at > now);
+        if !usable {
+            return Ok(None);
+        }
+        let (bound, grant) = codes.remove(code_fingerprint).expect("checked above");
+        spent.insert(
+            code_fingerprint.to_string(),
+            (bound.client_id, spent_for.access_token_fingerprint.clone()),
+        );
+        Ok(Some(grant))
+    }
+
+    async fn revoke_reused_code(&self, code_fingerprint: &str, client_id: &str) -> Result<bool, StoreError> {
+        let spent = self.spent_codes.lock().unwrap();
+        let Some((_, token)) = spent
             .get(code_fingerprint)
-            .is_some_and(|(bound, grant)| bound == binding && grant.expires_at > now);
-        Ok(usable
-            .then(|| codes.remove(code_fingerprint))
-            .flatten()
-            .map(|(_, grant)| grant))
+            .filter(|(client, _)| client == client_id)
+        else {
+            return Ok(false);
+        };
+        Ok(self.oidc_tokens.lock().unwrap().remove(token).is_some())
     }
 
     async fn save_access_token(&self, token_fingerprint: &str, grant: &OidcGrant) -> Result<(), StoreError> {

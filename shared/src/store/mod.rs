@@ -202,16 +202,28 @@ pub trait OidcStore: Send + Sync {
         grant: &OidcGrant,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Spends a code in one conditional delete: its grant, once, if it has
+    /// Spends a code in one conditional write: its grant, once, if it has
     /// not expired by `now` and was bound to `binding`; `None` otherwise
     /// (unknown, spent, expired, or another client, redirect URI or PKCE
-    /// challenge, which leaves it unspent).
+    /// challenge, which leaves it unspent). The spent code stays, naming the
+    /// access token it bought (`spent_for`), until that token expires, so a
+    /// second redemption can revoke it ([`Self::revoke_reused_code`]).
     fn redeem_code(
         &self,
         code_fingerprint: &str,
         binding: &CodeBinding,
         now: i64,
+        spent_for: &SpentCode,
     ) -> impl Future<Output = Result<Option<OidcGrant>, StoreError>> + Send;
+
+    /// A code presented again after it was spent, by the client it was
+    /// issued to: deletes the access token it bought (RFC 6749 §4.1.2).
+    /// `true` when there was one to revoke.
+    fn revoke_reused_code(
+        &self,
+        code_fingerprint: &str,
+        client_id: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Keeps an access token's grant until `grant.expires_at`.
     fn save_access_token(
@@ -226,6 +238,14 @@ pub trait OidcStore: Send + Sync {
         token_fingerprint: &str,
         now: i64,
     ) -> impl Future<Output = Result<Option<OidcGrant>, StoreError>> + Send;
+}
+
+/// What a redeemed code bought: the access token (its fingerprint) and
+/// until when it lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpentCode {
+    pub access_token_fingerprint: String,
+    pub expires_at: i64,
 }
 
 pub trait LinkStore: AccountStore {

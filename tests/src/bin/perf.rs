@@ -311,6 +311,7 @@ impl OidcSetup {
                 platform: Platform::CleverCloud,
                 email: Some("perf@example.com".into()),
                 email_verified: true,
+                unverified_email: None,
                 name: None,
                 resource_id: Some("res_perf".into()),
                 plan: Some("basic".into()),

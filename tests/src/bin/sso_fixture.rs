@@ -17,7 +17,10 @@ fn main() {
         std::process::exit(2);
     };
     let user_id = args.get(3).map_or("user_browser", String::as_str);
-    let timestamp = chrono::Utc::now().timestamp().to_string();
+    // In milliseconds (Clever Cloud sends either): a sign-in is spent by its
+    // add-on and timestamp, and the browser tests sign in to one add-on as
+    // several users within a second, each a sign-in of its own.
+    let timestamp = chrono::Utc::now().timestamp_millis().to_string();
     let clevercloud = CleverCloudSso::new(Secret::new(stack_var("ADDON_SSO_SALT")), 300);
     let signature = clevercloud.signature(resource_id, user_id, email, "", &timestamp);
     let cloud66 = Cloud66Sso::from_lookup(&config::process_env)
