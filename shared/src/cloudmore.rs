@@ -9,7 +9,7 @@
 
 use crate::config::{self, ConfigError, Environment};
 use crate::refresh::{Fresh, SecretSource};
-use crate::secret::Secret;
+use crate::secret::{Rotating, Secret};
 use reqwest::{Method, StatusCode};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -33,14 +33,13 @@ pub enum ClientAuth {
 #[derive(Debug, Clone)]
 pub struct CloudmoreConfig {
     pub base_url: String,
-    pub client_secret: Secret,
+    /// With the password, during a rotation (`CLOUDMORE_CLIENT_SECRET_PREVIOUS`,
+    /// `CLOUDMORE_PASSWORD_PREVIOUS`), the previous values are tried when
+    /// Cloudmore refuses the current ones, so the secret can change before
+    /// Cloudmore does.
+    pub client_secret: Rotating,
     pub username: String,
-    pub password: Secret,
-    /// During a rotation (`CLOUDMORE_CLIENT_SECRET_PREVIOUS`,
-    /// `CLOUDMORE_PASSWORD_PREVIOUS`): tried when Cloudmore refuses the
-    /// current ones, so the secret can change before Cloudmore does.
-    pub previous_client_secret: Option<Secret>,
-    pub previous_password: Option<Secret>,
+    pub password: Rotating,
     pub reseller_id: String,
     pub client_auth: ClientAuth,
 }
@@ -81,12 +80,13 @@ impl CloudmoreConfig {
                 config::optional(lookup, "CLOUDMORE_API_URL")
                     .unwrap_or_else(|| "https://api.cloudmore.com".into()),
             )?,
-            client_secret: Secret::new(config::required(lookup, "CLOUDMORE_CLIENT_SECRET")?),
+            client_secret: config::rotating(
+                lookup,
+                "CLOUDMORE_CLIENT_SECRET",
+                "CLOUDMORE_CLIENT_SECRET_PREVIOUS",
+            )?,
             username: config::required(lookup, "CLOUDMORE_USERNAME")?,
-            password: Secret::new(config::required(lookup, "CLOUDMORE_PASSWORD")?),
-            previous_client_secret: config::optional(lookup, "CLOUDMORE_CLIENT_SECRET_PREVIOUS")
-                .map(Secret::new),
-            previous_password: config::optional(lookup, "CLOUDMORE_PASSWORD_PREVIOUS").map(Secret::new),
+            password: config::rotating(lookup, "CLOUDMORE_PASSWORD", "CLOUDMORE_PASSWORD_PREVIOUS")?,
             reseller_id,
             client_auth,
         }))
@@ -186,18 +186,15 @@ impl CloudmoreClient {
     async fn request_token(&self) -> Result<CachedToken, CloudmoreError> {
         let config = self.config.get().await;
         let current = self
-            .request_token_with(&config, &config.client_secret, &config.password)
+            .request_token_with(&config, &config.client_secret.current, &config.password.current)
             .await;
         match current {
             Err(CloudmoreError::InvalidGrant | CloudmoreError::InvalidClient)
-                if config.previous_client_secret.is_some() || config.previous_password.is_some() =>
+                if config.client_secret.previous.is_some() || config.password.previous.is_some() =>
             {
                 tracing::info!("Cloudmore refused the current credentials; trying the previous ones");
-                let secret = config
-                    .previous_client_secret
-                    .as_ref()
-                    .unwrap_or(&config.client_secret);
-                let password = config.previous_password.as_ref().unwrap_or(&config.password);
+                let secret = config.client_secret.previous_or_current();
+                let password = config.password.previous_or_current();
                 self.request_token_with(&config, secret, password).await
             }
             other => other,

@@ -5,7 +5,7 @@
 //! [`process_env`]. A missing or invalid variable is a [`ConfigError`] whose
 //! message names the variable, and the function refuses to start.
 
-use crate::secret::Secret;
+use crate::secret::{Rotating, Secret};
 use std::fmt;
 
 /// Why start-up stopped: which variable, and what is wrong with it.
@@ -175,6 +175,30 @@ pub fn optional(lookup: &impl Fn(&str) -> Option<String>, var: &str) -> Option<S
         .filter(|value| !value.is_empty())
 }
 
+/// `var` (required) and, during its rotation, `previous_var`.
+pub fn rotating(
+    lookup: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    previous_var: &'static str,
+) -> Result<Rotating, ConfigError> {
+    rotating_with(lookup, var, previous_var, |_, value| Ok(Secret::new(value)))
+}
+
+/// [`rotating`], each value made by `parse` (which names the variable in
+/// its error).
+pub fn rotating_with<T>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    previous_var: &'static str,
+    parse: impl Fn(&'static str, String) -> Result<T, ConfigError>,
+) -> Result<Rotating<T>, ConfigError> {
+    let current = parse(var, required(lookup, var)?)?;
+    let previous = optional(lookup, previous_var)
+        .map(|value| parse(previous_var, value))
+        .transpose()?;
+    Ok(Rotating::new(current, previous))
+}
+
 /// A positive number of seconds, or `default` when unset.
 pub fn seconds(
     lookup: &impl Fn(&str) -> Option<String>,
@@ -252,11 +276,10 @@ pub fn is_loopback(url: &reqwest::Url) -> bool {
 pub struct CleverCloudConfig {
     /// The manifest `id`; also the Basic-auth user name.
     pub addon_id: String,
-    /// The manifest `api.password`.
-    pub password: Secret,
-    /// The password being rotated away (`ADDON_PASSWORD_PREVIOUS`), still
-    /// accepted so that a rotation never causes a 401.
-    pub previous_password: Option<Secret>,
+    /// The manifest `api.password`, and the one being rotated away
+    /// (`ADDON_PASSWORD_PREVIOUS`), still accepted so that a rotation never
+    /// causes a 401.
+    pub password: Rotating,
     /// The manifest `api.config_vars`, in order.
     pub config_vars: Vec<String>,
     /// Plan slugs the vendor accepts; `None` accepts any.
@@ -275,8 +298,7 @@ impl CleverCloudConfig {
                 "must be lower case letters, digits, '-' or '_' (the manifest id)",
             ));
         }
-        let password = Secret::new(required(lookup, "ADDON_PASSWORD")?);
-        let previous_password = optional(lookup, "ADDON_PASSWORD_PREVIOUS").map(Secret::new);
+        let password = rotating(lookup, "ADDON_PASSWORD", "ADDON_PASSWORD_PREVIOUS")?;
         let config_vars = config_vars(lookup, &addon_id)?;
         let plans = optional(lookup, "ADDON_PLANS").map(|value| comma_list(&value));
         if plans.as_ref().is_some_and(Vec::is_empty) {
@@ -285,7 +307,6 @@ impl CleverCloudConfig {
         Ok(Self {
             addon_id,
             password,
-            previous_password,
             config_vars,
             plans,
         })

@@ -1,7 +1,7 @@
 //! HTTP helpers shared by the API functions: JSON error bodies, strict JSON
 //! request parsing, and HTTP Basic authentication.
 
-use crate::secret::Secret;
+use crate::secret::{Rotating, Secret};
 use base64::Engine as _;
 use lambda_http::http::{header, HeaderMap, HeaderValue, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -167,26 +167,26 @@ pub fn read_json<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> 
 #[derive(Debug, Clone)]
 pub struct BasicCredentials {
     user: String,
-    password: Secret,
-    /// Also accepted while a rotation of the password is under way.
-    previous_password: Option<Secret>,
+    /// The password, and the one being rotated away, also accepted.
+    password: Rotating,
 }
 
 impl BasicCredentials {
     pub fn new(user: impl Into<String>, password: Secret) -> Self {
+        Self::rotating(user, Rotating::new(password, None))
+    }
+
+    /// `user` with either of `password`'s values.
+    pub fn rotating(user: impl Into<String>, password: Rotating) -> Self {
         Self {
             user: user.into(),
             password,
-            previous_password: None,
         }
     }
 
     /// Also accepts `previous` (a password being rotated away).
     pub fn with_previous(self, previous: Option<Secret>) -> Self {
-        Self {
-            previous_password: previous,
-            ..self
-        }
+        Self::rotating(self.user, Rotating::new(self.password.current, previous))
     }
 
     /// Checks the `Authorization` header. Both the user and the password are
@@ -199,14 +199,12 @@ impl BasicCredentials {
             .and_then(parse_basic)
             .ok_or_else(ApiError::unauthorized)?;
         let user_ok = crate::secret::constant_time_eq(self.user.as_bytes(), presented.0.as_bytes());
-        let password_ok = self.password.matches(presented.1.as_bytes());
-        // Compared whether or not the current one matched, so the timing does
-        // not tell which of the two a caller holds.
-        let previous_ok = self
-            .previous_password
-            .as_ref()
-            .is_some_and(|previous| previous.matches(presented.1.as_bytes()));
-        if user_ok & (password_ok | previous_ok) {
+        // Both passwords are compared whether or not the current one
+        // matched, so the timing does not tell which of the two a caller holds.
+        let password_ok = self
+            .password
+            .either(|password| password.matches(presented.1.as_bytes()));
+        if user_ok & password_ok {
             Ok(())
         } else {
             Err(ApiError::unauthorized())

@@ -32,6 +32,53 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A secret's current value and, while it is being rotated, its previous
+/// one (`VAR` and `VAR_PREVIOUS`, read by `crate::config::rotating`): both
+/// are accepted, or tried, until the rotation ends (docs/operating.md,
+/// "Rotating secrets"). One type for every rotatable secret: Basic
+/// passwords, SSO salts, signing secrets, sealing keys, partners' secrets.
+#[derive(Clone)]
+pub struct Rotating<T = Secret> {
+    pub current: T,
+    pub previous: Option<T>,
+}
+
+impl<T> Rotating<T> {
+    pub fn new(current: T, previous: Option<T>) -> Self {
+        Self { current, previous }
+    }
+
+    /// The current value, then the previous one during a rotation.
+    pub fn each(&self) -> impl Iterator<Item = &T> {
+        std::iter::once(&self.current).chain(self.previous.as_ref())
+    }
+
+    /// Whether `check` holds for the current value or the previous one.
+    /// Both are always checked, so the time taken does not tell which of
+    /// the two a caller holds.
+    pub fn either(&self, check: impl Fn(&T) -> bool) -> bool {
+        let current = check(&self.current);
+        let previous = self.previous.as_ref().is_some_and(&check);
+        current | previous
+    }
+
+    /// The value being rotated away, else the current one: what to try when
+    /// a partner refuses the current value of one secret while another
+    /// secret of the same credentials rotates.
+    pub fn previous_or_current(&self) -> &T {
+        self.previous.as_ref().unwrap_or(&self.current)
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Rotating<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rotating")
+            .field("current", &self.current)
+            .field("previous", &self.previous)
+            .finish()
+    }
+}
+
 /// Compares two byte strings in time that depends on neither content nor
 /// length: both sides are hashed first, so a short guess and a long one cost
 /// the same and the comparison itself runs over equal-length digests.
@@ -79,6 +126,30 @@ pub fn write_token(read_version: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rotating_secret_accepts_either_value_and_lists_the_current_first() {
+        let rotating = Rotating::new(Secret::new("new"), Some(Secret::new("old")));
+        assert!(rotating.either(|secret| secret.matches(b"new")));
+        assert!(rotating.either(|secret| secret.matches(b"old")));
+        assert!(!rotating.either(|secret| secret.matches(b"other")));
+        let values: Vec<&str> = rotating.each().map(Secret::expose).collect();
+        assert_eq!(values, ["new", "old"]);
+        let settled = Rotating::new(Secret::new("new"), None);
+        assert!(!settled.either(|secret| secret.matches(b"old")));
+        assert_eq!(rotating.previous_or_current().expose(), "old");
+        assert_eq!(settled.previous_or_current().expose(), "new");
+        assert_eq!(settled.each().count(), 1);
+        let printed = format!("{rotating:?}");
+        assert!(!printed.contains("new") && !printed.contains("old"), "{printed}");
+        // Both values are checked even when the first matches.
+        let checked = std::cell::Cell::new(0);
+        rotating.either(|_| {
+            checked.set(checked.get() + 1);
+            true
+        });
+        assert_eq!(checked.get(), 2);
+    }
 
     #[test]
     fn a_write_is_named_after_the_version_it_follows() {

@@ -23,8 +23,7 @@ pub struct CleverCloudApi<S, P> {
 }
 
 fn credentials(config: &CleverCloudConfig) -> BasicCredentials {
-    BasicCredentials::new(config.addon_id.clone(), config.password.clone())
-        .with_previous(config.previous_password.clone())
+    BasicCredentials::rotating(config.addon_id.clone(), config.password.clone())
 }
 
 impl<S, P: Provisioner> CleverCloudApi<S, P> {

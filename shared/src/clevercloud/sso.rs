@@ -9,7 +9,7 @@
 use crate::config::{self, ConfigError};
 use crate::http::has_media_type;
 use crate::model::{Platform, Resource};
-use crate::secret::{constant_time_eq, Secret};
+use crate::secret::{constant_time_eq, Rotating, Secret};
 use crate::signin::{check_fresh, spent_until, Refusal, ResourceSignIn, Sessions, SignInError};
 use crate::store::{ResourceReader, SessionStore};
 use chrono::{DateTime, Utc};
@@ -100,45 +100,46 @@ fn parse_timestamp(text: &str) -> Option<i64> {
 /// The add-on's SSO salt and freshness rule.
 #[derive(Debug, Clone)]
 pub struct CleverCloudSso {
-    salt: Secret,
-    /// During a rotation (`ADDON_SSO_SALT_PREVIOUS`): Clever Cloud signs
-    /// with the manifest's salt, which changes after the secret does.
-    previous_salt: Option<Secret>,
+    /// `ADDON_SSO_SALT`, and during a rotation `ADDON_SSO_SALT_PREVIOUS`:
+    /// Clever Cloud signs with the manifest's salt, which changes after the
+    /// secret does.
+    salt: Rotating,
     max_age_seconds: i64,
 }
 
 impl CleverCloudSso {
     pub fn new(salt: Secret, max_age_seconds: i64) -> Self {
         Self {
-            salt,
-            previous_salt: None,
+            salt: Rotating::new(salt, None),
             max_age_seconds,
         }
     }
 
     /// Accepts sign-ins made with `previous` too.
     pub fn with_previous_salt(mut self, previous: Option<Secret>) -> Self {
-        self.previous_salt = previous;
+        self.salt.previous = previous;
         self
     }
 
     /// `ADDON_SSO_SALT`, `ADDON_SSO_SALT_PREVIOUS` and `SSO_MAX_AGE_SECONDS`
     /// (default 300).
     pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let salt = Secret::new(config::required(lookup, "ADDON_SSO_SALT")?);
-        let previous = config::optional(lookup, "ADDON_SSO_SALT_PREVIOUS").map(Secret::new);
-        let max_age = config::seconds(lookup, "SSO_MAX_AGE_SECONDS", 300)?;
-        Ok(Self::new(salt, max_age).with_previous_salt(previous))
+        let salt = config::rotating(lookup, "ADDON_SSO_SALT", "ADDON_SSO_SALT_PREVIOUS")?;
+        let max_age_seconds = config::seconds(lookup, "SSO_MAX_AGE_SECONDS", 300)?;
+        Ok(Self {
+            salt,
+            max_age_seconds,
+        })
     }
 
     /// The current scheme's `signature`.
     pub fn signature(&self, id: &str, user_id: &str, email: &str, nav_data: &str, timestamp: &str) -> String {
-        signature_with(&self.salt, id, user_id, email, nav_data, timestamp)
+        signature_with(&self.salt.current, id, user_id, email, nav_data, timestamp)
     }
 
     /// The legacy scheme's `token`.
     pub fn token(&self, id: &str, timestamp: &str) -> String {
-        token_with(&self.salt, id, timestamp)
+        token_with(&self.salt.current, id, timestamp)
     }
 
     /// Whether `form`'s proof was made with `salt` (in constant time).
@@ -160,12 +161,7 @@ impl CleverCloudSso {
     /// Checks the proof (in constant time) with the salt, or the previous
     /// one during a rotation, then the timestamp's age.
     pub fn verify(&self, form: &SsoForm, now: DateTime<Utc>) -> Result<(), Refusal> {
-        let signed = Self::signed_with(&self.salt, form)
-            || self
-                .previous_salt
-                .as_ref()
-                .is_some_and(|previous| Self::signed_with(previous, form));
-        if !signed {
+        if !self.salt.either(|salt| Self::signed_with(salt, form)) {
             return Err(Refusal::BadSignature);
         }
         let issued = parse_timestamp(&form.timestamp).ok_or(Refusal::MalformedRequest)?;

@@ -6,7 +6,7 @@
 use crate::config::{self, CleverCloudConfig, ConfigError, Environment};
 use crate::model::ConfigMap;
 use crate::refresh::{Fresh, SecretSource};
-use crate::secret::Secret;
+use crate::secret::{Rotating, Secret};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -68,30 +68,11 @@ impl std::fmt::Debug for VendorClient {
 
 /// `ADDON_PASSWORD` and, during its rotation, `ADDON_PASSWORD_PREVIOUS`:
 /// until Clever Cloud has the new manifest it knows only the previous one.
-struct Passwords {
-    current: Secret,
-    previous: Option<Secret>,
-}
-
-impl Passwords {
-    fn of(addon: &CleverCloudConfig) -> Self {
-        Self {
-            current: addon.password.clone(),
-            previous: addon.previous_password.clone(),
-        }
-    }
-}
+type Passwords = Rotating;
 
 impl VendorClient {
     pub fn new(base_url: String, user: String, password: Secret) -> Self {
-        Self::with_passwords(
-            base_url,
-            user,
-            Passwords {
-                current: password,
-                previous: None,
-            },
-        )
+        Self::with_passwords(base_url, user, Rotating::new(password, None))
     }
 
     fn with_passwords(base_url: String, user: String, passwords: Passwords) -> Self {
@@ -106,7 +87,7 @@ impl VendorClient {
     /// A client that, during a password rotation, tries `previous` when
     /// Clever Cloud refuses `current` with a 401.
     pub fn rotating(base_url: String, user: String, current: Secret, previous: Option<Secret>) -> Self {
-        Self::with_passwords(base_url, user, Passwords { current, previous })
+        Self::with_passwords(base_url, user, Rotating::new(current, previous))
     }
 
     /// Re-reads the passwords with the rest of the secret (every
@@ -117,9 +98,7 @@ impl VendorClient {
         environment: &Environment,
     ) -> Result<(), ConfigError> {
         self.passwords = Arc::new(Fresh::new(source, environment, |environment| {
-            Ok(Passwords::of(&CleverCloudConfig::from_lookup(
-                &environment.lookup(),
-            )?))
+            Ok(CleverCloudConfig::from_lookup(&environment.lookup())?.password)
         })?);
         Ok(())
     }
@@ -137,7 +116,7 @@ impl VendorClient {
         Ok(Self::with_passwords(
             base_url,
             addon.addon_id.clone(),
-            Passwords::of(addon),
+            addon.password.clone(),
         ))
     }
 

@@ -3,7 +3,7 @@
 
 use crate::config::{self, ConfigError};
 use crate::model::ConfigMap;
-use crate::secret::Secret;
+use crate::secret::Rotating;
 use std::collections::BTreeMap;
 
 /// The Heroku manifest's `id`, `api.password` and `api.config_vars`, and the
@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 pub struct HerokuConfig {
     /// The manifest `id` (the add-on's slug); also the Basic-auth user.
     pub addon_id: String,
-    pub password: Secret,
-    /// `HEROKU_PASSWORD_PREVIOUS`, still accepted during a rotation.
-    pub previous_password: Option<Secret>,
+    /// `HEROKU_PASSWORD`, and `HEROKU_PASSWORD_PREVIOUS`, still accepted
+    /// during a rotation.
+    pub password: Rotating,
     pub names: HerokuNames,
     /// `HEROKU_PLANS`, else `ADDON_PLANS`; `None` accepts any plan.
     pub plans: Option<Vec<String>>,
@@ -33,8 +33,7 @@ impl HerokuConfig {
                 "must be the manifest id: lower case letters, digits and '-'",
             ));
         }
-        let password = Secret::new(config::required(lookup, "HEROKU_PASSWORD")?);
-        let previous_password = config::optional(lookup, "HEROKU_PASSWORD_PREVIOUS").map(Secret::new);
+        let password = config::rotating(lookup, "HEROKU_PASSWORD", "HEROKU_PASSWORD_PREVIOUS")?;
         let plans = match config::optional(lookup, "HEROKU_PLANS") {
             Some(value) => {
                 let plans = config::comma_list(&value);
@@ -48,7 +47,6 @@ impl HerokuConfig {
         Ok(Some(Self {
             addon_id,
             password,
-            previous_password,
             names: HerokuNames::from_lookup(lookup)?,
             plans,
         }))

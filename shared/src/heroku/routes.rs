@@ -36,8 +36,7 @@ impl HerokuSecrets {
         lookup: &impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         Ok(Self {
-            credentials: BasicCredentials::new(config.addon_id.clone(), config.password.clone())
-                .with_previous(config.previous_password.clone()),
+            credentials: BasicCredentials::rotating(config.addon_id.clone(), config.password.clone()),
             keys: TokenKeys::from_lookup(lookup)?,
         })
     }

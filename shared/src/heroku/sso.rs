@@ -11,7 +11,7 @@ use super::resource_id;
 use crate::config::{self, ConfigError};
 use crate::http::has_media_type;
 use crate::model::Platform;
-use crate::secret::{constant_time_eq, Secret};
+use crate::secret::{constant_time_eq, Rotating, Secret};
 use crate::signin::{check_fresh, spent_until, unix_seconds, Refusal, ResourceSignIn, Sessions, SignInError};
 use crate::store::{ResourceReader, SessionStore};
 use base64::Engine;
@@ -96,18 +96,16 @@ pub fn parse_form(body: &[u8]) -> Result<SsoForm, Refusal> {
 /// The add-on's Heroku SSO salt and freshness rule.
 #[derive(Debug, Clone)]
 pub struct HerokuSso {
-    salt: Secret,
-    /// `HEROKU_SSO_SALT_PREVIOUS`, during a rotation: Heroku signs with the
-    /// manifest's salt, which changes after the secret does.
-    previous_salt: Option<Secret>,
+    /// `HEROKU_SSO_SALT`, and `HEROKU_SSO_SALT_PREVIOUS` during a rotation:
+    /// Heroku signs with the manifest's salt, which changes after the secret does.
+    salt: Rotating,
     max_age_seconds: i64,
 }
 
 impl HerokuSso {
     pub fn new(salt: Secret, previous_salt: Option<Secret>, max_age_seconds: i64) -> Self {
         Self {
-            salt,
-            previous_salt,
+            salt: Rotating::new(salt, previous_salt),
             max_age_seconds,
         }
     }
@@ -118,10 +116,12 @@ impl HerokuSso {
         if config::optional(lookup, "HEROKU_ADDON_ID").is_none() {
             return Ok(None);
         }
-        let salt = Secret::new(config::required(lookup, "HEROKU_SSO_SALT")?);
-        let previous = config::optional(lookup, "HEROKU_SSO_SALT_PREVIOUS").map(Secret::new);
-        let max_age = config::seconds(lookup, "SSO_MAX_AGE_SECONDS", 300)?;
-        Ok(Some(Self::new(salt, previous, max_age)))
+        let salt = config::rotating(lookup, "HEROKU_SSO_SALT", "HEROKU_SSO_SALT_PREVIOUS")?;
+        let max_age_seconds = config::seconds(lookup, "SSO_MAX_AGE_SECONDS", 300)?;
+        Ok(Some(Self {
+            salt,
+            max_age_seconds,
+        }))
     }
 
     /// The proof Heroku would send, made with `salt`, for `form`'s fields.
@@ -140,7 +140,7 @@ impl HerokuSso {
     /// `form`'s proof, as Heroku makes it with the current salt (tests and
     /// `provider check`).
     pub fn sign(&self, form: &SsoForm) -> String {
-        Self::expected(&self.salt, form)
+        Self::expected(&self.salt.current, form)
     }
 
     /// Checks the proof (in constant time) with the salt, or the previous
@@ -148,7 +148,7 @@ impl HerokuSso {
     pub fn verify(&self, form: &SsoForm, now: DateTime<Utc>) -> Result<(), Refusal> {
         let signed_with =
             |salt: &Secret| constant_time_eq(Self::expected(salt, form).as_bytes(), form.proof.as_bytes());
-        if !(signed_with(&self.salt) || self.previous_salt.as_ref().is_some_and(signed_with)) {
+        if !self.salt.either(signed_with) {
             return Err(Refusal::BadSignature);
         }
         let issued = unix_seconds(&form.timestamp).ok_or(Refusal::MalformedRequest)?;

@@ -6,6 +6,7 @@
 //! open; each refresh seals under the current one.
 
 use crate::config::{self, ConfigError};
+use crate::secret::Rotating;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -33,10 +34,7 @@ impl Key {
 }
 
 /// `HEROKU_TOKEN_KEY` and, during its rotation, `HEROKU_TOKEN_KEY_PREVIOUS`.
-pub struct TokenKeys {
-    current: Key,
-    previous: Option<Key>,
-}
+pub struct TokenKeys(Rotating<Key>);
 
 impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -46,11 +44,13 @@ impl std::fmt::Debug for TokenKeys {
 
 impl TokenKeys {
     pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let current = Key::parse("HEROKU_TOKEN_KEY", &config::required(lookup, "HEROKU_TOKEN_KEY")?)?;
-        let previous = config::optional(lookup, "HEROKU_TOKEN_KEY_PREVIOUS")
-            .map(|text| Key::parse("HEROKU_TOKEN_KEY_PREVIOUS", &text))
-            .transpose()?;
-        Ok(Self { current, previous })
+        config::rotating_with(
+            lookup,
+            "HEROKU_TOKEN_KEY",
+            "HEROKU_TOKEN_KEY_PREVIOUS",
+            |var, text| Key::parse(var, &text),
+        )
+        .map(Self)
     }
 
     /// `plain` sealed for resource `resource_id`.
@@ -59,7 +59,8 @@ impl TokenKeys {
         // The operating system's generator failing is not survivable.
         getrandom::fill(&mut nonce).expect("the operating system's random generator");
         let mut sealed = plain.to_vec();
-        self.current
+        self.0
+            .current
             .aead()
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
@@ -74,16 +75,15 @@ impl TokenKeys {
 
     /// What `sealed` holds, if one of the keys sealed it for `resource_id`.
     pub fn open(&self, resource_id: &str, sealed: &str) -> Option<Vec<u8>> {
-        std::iter::once(&self.current)
-            .chain(self.previous.as_ref())
-            .find_map(|key| open_with(key, resource_id, sealed))
+        self.0.each().find_map(|key| open_with(key, resource_id, sealed))
     }
 
     /// Which key opens `sealed` (sealed for `resource_id`).
     pub fn sealed_under(&self, resource_id: &str, sealed: &str) -> SealedUnder {
-        if open_with(&self.current, resource_id, sealed).is_some() {
+        if open_with(&self.0.current, resource_id, sealed).is_some() {
             SealedUnder::Current
         } else if self
+            .0
             .previous
             .as_ref()
             .is_some_and(|previous| open_with(previous, resource_id, sealed).is_some())

@@ -20,7 +20,7 @@ use super::{signature, ProvisionContext, Provisioner, ProvisionerError, Provisio
 use crate::config::{self, ConfigError, Environment};
 use crate::model::{ConfigMap, Platform, Resource, ResourceStatus};
 use crate::refresh::{Fresh, SecretSource};
-use crate::secret::Secret;
+use crate::secret::{Rotating, Secret};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -177,10 +177,7 @@ pub struct HttpProvisioner {
 /// `PROVISIONER_SIGNING_SECRET` and, during its rotation,
 /// `PROVISIONER_SIGNING_SECRET_PREVIOUS`: every request is then signed with
 /// both (docs/operating.md, "Rotating secrets").
-pub struct SigningSecrets {
-    current: Secret,
-    previous: Option<Secret>,
-}
+pub struct SigningSecrets(Rotating);
 
 impl SigningSecrets {
     pub fn from_lookup(lookup: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -193,19 +190,17 @@ impl SigningSecrets {
             }
             Ok(Secret::new(value))
         };
-        let current = read(
+        config::rotating_with(
+            lookup,
             "PROVISIONER_SIGNING_SECRET",
-            config::required(lookup, "PROVISIONER_SIGNING_SECRET")?,
-        )?;
-        let previous = config::optional(lookup, "PROVISIONER_SIGNING_SECRET_PREVIOUS")
-            .map(|value| read("PROVISIONER_SIGNING_SECRET_PREVIOUS", value))
-            .transpose()?;
-        Ok(Self { current, previous })
+            "PROVISIONER_SIGNING_SECRET_PREVIOUS",
+            read,
+        )
+        .map(Self)
     }
 
     fn header(&self, timestamp: i64, body: &[u8]) -> String {
-        let mut secrets = vec![&self.current];
-        secrets.extend(&self.previous);
+        let secrets: Vec<&Secret> = self.0.each().collect();
         signature::sign_with_each(&secrets, timestamp, signature::Signed::Body(body))
     }
 
@@ -219,7 +214,7 @@ impl SigningSecrets {
     ) -> Result<(), signature::SignatureError> {
         let tolerance = signature::DEFAULT_TOLERANCE_SECONDS;
         let check = |secret| signature::verify_signed(secret, header, call, now, tolerance);
-        check(&self.current).or_else(|err| match &self.previous {
+        check(&self.0.current).or_else(|err| match &self.0.previous {
             Some(previous) if check(previous).is_ok() => Ok(()),
             _ => Err(err),
         })
@@ -264,10 +259,7 @@ impl HttpProvisioner {
     }
 
     pub fn new(url: String, secret: Secret, config_vars: Vec<String>, timeout: Duration) -> Self {
-        let secrets = SigningSecrets {
-            current: secret,
-            previous: None,
-        };
+        let secrets = SigningSecrets(Rotating::new(secret, None));
         Self::signing_with(url, secrets, config_vars, timeout)
     }
 

@@ -2,7 +2,7 @@
 //! start (docs/operating.md, "Scalingo").
 
 use crate::config::{self, ConfigError};
-use crate::secret::Secret;
+use crate::secret::Rotating;
 
 /// The Scalingo manifest's `username` and `password`, and the plans sold
 /// there. Absent (`SCALINGO_USERNAME` unset) when the vendor does not sell
@@ -10,9 +10,9 @@ use crate::secret::Secret;
 #[derive(Debug, Clone)]
 pub struct ScalingoConfig {
     pub username: String,
-    pub password: Secret,
-    /// `SCALINGO_PASSWORD_PREVIOUS`, still accepted during a rotation.
-    pub previous_password: Option<Secret>,
+    /// `SCALINGO_PASSWORD`, and `SCALINGO_PASSWORD_PREVIOUS`, still
+    /// accepted during a rotation.
+    pub password: Rotating,
     /// `SCALINGO_PLANS`, else `ADDON_PLANS`; `None` accepts any plan.
     pub plans: Option<Vec<String>>,
 }
@@ -40,8 +40,7 @@ impl ScalingoConfig {
         };
         Ok(Some(Self {
             username,
-            password: Secret::new(config::required(lookup, "SCALINGO_PASSWORD")?),
-            previous_password: config::optional(lookup, "SCALINGO_PASSWORD_PREVIOUS").map(Secret::new),
+            password: config::rotating(lookup, "SCALINGO_PASSWORD", "SCALINGO_PASSWORD_PREVIOUS")?,
             plans,
         }))
     }

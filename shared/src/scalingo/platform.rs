@@ -9,16 +9,16 @@ use crate::config::{self, ConfigError, Environment};
 use crate::model::ConfigMap;
 use crate::outbound::PlatformError;
 use crate::refresh::{Fresh, SecretSource};
-use crate::secret::Secret;
+use crate::secret::{Rotating, Secret};
 use std::sync::Arc;
 
 /// The manifest's credentials, following the secret.
 struct Credentials {
     username: String,
-    password: Secret,
-    /// Tried when Scalingo refuses the current one: during a rotation,
-    /// Scalingo holds the old password until the manifest is updated.
-    previous: Option<Secret>,
+    /// The previous password is tried when Scalingo refuses the current
+    /// one: during a rotation, Scalingo holds the old password until the
+    /// manifest is updated.
+    password: Rotating,
 }
 
 #[derive(Clone)]
@@ -45,7 +45,6 @@ impl ScalingoClient {
                 Ok(Credentials {
                     username: scalingo.username,
                     password: scalingo.password,
-                    previous: scalingo.previous_password,
                 })
             })?),
         })
@@ -55,9 +54,14 @@ impl ScalingoClient {
     pub async fn set_config(&self, app_id: &str, config: &ConfigMap) -> Result<(), PlatformError> {
         let credentials = self.credentials.get().await;
         let answer = self
-            .patch_config(app_id, config, &credentials.username, &credentials.password)
+            .patch_config(
+                app_id,
+                config,
+                &credentials.username,
+                &credentials.password.current,
+            )
             .await;
-        match (answer, &credentials.previous) {
+        match (answer, &credentials.password.previous) {
             (Err(PlatformError::Rejected { status: 401, .. }), Some(previous)) => {
                 tracing::info!("Scalingo refused the current password; trying the previous one");
                 self.patch_config(app_id, config, &credentials.username, previous)

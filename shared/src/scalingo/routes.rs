@@ -25,8 +25,7 @@ pub struct ScalingoApi<S, P> {
 }
 
 fn credentials(config: &ScalingoConfig) -> BasicCredentials {
-    BasicCredentials::new(config.username.clone(), config.password.clone())
-        .with_previous(config.previous_password.clone())
+    BasicCredentials::rotating(config.username.clone(), config.password.clone())
 }
 
 impl<S, P> ScalingoApi<S, P> {

@@ -11,7 +11,7 @@
 use super::is_resource_id;
 use crate::config::{self, ConfigError};
 use crate::model::{Platform, ResourceStatus};
-use crate::secret::{constant_time_eq, Secret};
+use crate::secret::{constant_time_eq, Rotating, Secret};
 use crate::signin::{check_fresh, spent_until, unix_seconds, Refusal, ResourceSignIn, Sessions, SignInError};
 use crate::store::{ResourceReader, SessionStore};
 use chrono::{DateTime, Utc};
@@ -55,17 +55,15 @@ pub fn parse_query(query: &str) -> Result<SsoLink, Refusal> {
 /// The add-on's Scalingo SSO salt and freshness rule.
 #[derive(Debug, Clone)]
 pub struct ScalingoSso {
-    salt: Secret,
-    /// `SCALINGO_SSO_SALT_PREVIOUS`, during a rotation.
-    previous_salt: Option<Secret>,
+    /// `SCALINGO_SSO_SALT`, and `SCALINGO_SSO_SALT_PREVIOUS` during a rotation.
+    salt: Rotating,
     max_age_seconds: i64,
 }
 
 impl ScalingoSso {
     pub fn new(salt: Secret, previous_salt: Option<Secret>, max_age_seconds: i64) -> Self {
         Self {
-            salt,
-            previous_salt,
+            salt: Rotating::new(salt, previous_salt),
             max_age_seconds,
         }
     }
@@ -77,10 +75,12 @@ impl ScalingoSso {
         if config::optional(lookup, "SCALINGO_USERNAME").is_none() {
             return Ok(None);
         }
-        let salt = Secret::new(config::required(lookup, "SCALINGO_SSO_SALT")?);
-        let previous = config::optional(lookup, "SCALINGO_SSO_SALT_PREVIOUS").map(Secret::new);
-        let max_age = config::seconds(lookup, "SCALINGO_SSO_MAX_AGE_SECONDS", 3600)?;
-        Ok(Some(Self::new(salt, previous, max_age)))
+        let salt = config::rotating(lookup, "SCALINGO_SSO_SALT", "SCALINGO_SSO_SALT_PREVIOUS")?;
+        let max_age_seconds = config::seconds(lookup, "SCALINGO_SSO_MAX_AGE_SECONDS", 3600)?;
+        Ok(Some(Self {
+            salt,
+            max_age_seconds,
+        }))
     }
 
     fn expected(salt: &Secret, id: &str, timestamp: &str) -> String {
@@ -89,7 +89,7 @@ impl ScalingoSso {
 
     /// The token Scalingo would put in the link (tests and `provider check`).
     pub fn sign(&self, id: &str, timestamp: &str) -> String {
-        Self::expected(&self.salt, id, timestamp)
+        Self::expected(&self.salt.current, id, timestamp)
     }
 
     /// Checks the token (in constant time) with the salt, or the previous
@@ -101,7 +101,7 @@ impl ScalingoSso {
                 link.token.as_bytes(),
             )
         };
-        if !(signed_with(&self.salt) || self.previous_salt.as_ref().is_some_and(signed_with)) {
+        if !self.salt.either(signed_with) {
             return Err(Refusal::BadSignature);
         }
         let issued = unix_seconds(&link.timestamp).ok_or(Refusal::MalformedRequest)?;
