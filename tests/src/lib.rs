@@ -663,3 +663,114 @@ pub fn assert_valid(validator: &jsonschema::Validator, value: &Value) {
     let errors: Vec<String> = validator.iter_errors(value).map(|err| err.to_string()).collect();
     assert!(errors.is_empty(), "{errors:?} in {value:#}");
 }
+
+/// The PKCE verifier of the OpenID Connect flows the tests run as the
+/// stack's test client (`OIDC_TEST_CLIENT_ID`).
+const OIDC_VERIFIER: &str = "e2e-pkce-verifier-0123456789-0123456789-0123456789";
+
+/// `GET /oidc/authorize` as the stack's test client, for the session in
+/// `cookie`: where the stack sends the browser (a `code`, or an `error`).
+pub async fn oidc_authorize(cookie: &str, scope: &str) -> reqwest::Url {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let challenge =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(OIDC_VERIFIER));
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("client_id", stack_var("OIDC_TEST_CLIENT_ID").as_str()),
+            ("redirect_uri", &stack_var("OIDC_TEST_REDIRECT_URI")),
+            ("response_type", "code"),
+            ("scope", scope),
+            ("state", "e2e-state"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ])
+        .finish();
+    let response = browser()
+        .get(format!("{}/oidc/authorize?{query}", base_url()))
+        .header(reqwest::header::COOKIE, cookie)
+        .send()
+        .await
+        .expect("the stack answers");
+    assert_eq!(response.status(), 302, "authorize redirects to the test client");
+    let location = response.headers()[reqwest::header::LOCATION].to_str().unwrap();
+    reqwest::Url::parse(location).expect("an absolute redirect")
+}
+
+/// A query parameter of `url`.
+pub fn query_param(url: &reqwest::Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(held, _)| held == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// `POST /oidc/token` redeeming `code` as the stack's test client.
+pub async fn oidc_redeem(code: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/oidc/token", base_url()))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", &stack_var("OIDC_TEST_REDIRECT_URI")),
+            ("code_verifier", OIDC_VERIFIER),
+            ("client_id", &stack_var("OIDC_TEST_CLIENT_ID")),
+            ("client_secret", &stack_var("OIDC_TEST_CLIENT_SECRET")),
+        ])
+        .send()
+        .await
+        .expect("the stack answers");
+    json(response).await
+}
+
+/// `GET /oidc/userinfo` with `access_token`.
+pub async fn oidc_userinfo(access_token: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .get(format!("{}/oidc/userinfo", base_url()))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .expect("the stack answers");
+    json(response).await
+}
+
+/// An ID token's claims, read without checking its signature (the OIDC
+/// tests check that against the JWKS).
+pub fn id_token_claims(id_token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = id_token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// `POST /dashboard/config` for one config var, as the panel's script sends
+/// it (same-origin, with the page's CSRF token), for the session in
+/// `cookie`: the status and the answer.
+pub async fn reveal_config(cookie: &str, resource_id: &str, name: &str) -> (u16, Value) {
+    let page = browser()
+        .get(format!("{}/dashboard", base_url()))
+        .header(reqwest::header::COOKIE, cookie)
+        .send()
+        .await
+        .expect("the stack answers")
+        .text()
+        .await
+        .unwrap();
+    let token = page
+        .split(r#"name="csrf-token" content=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_default()
+        .to_string();
+    let response = browser()
+        .post(format!("{}/dashboard/config", base_url()))
+        .header(reqwest::header::COOKIE, cookie)
+        .header("sec-fetch-site", "same-origin")
+        .header("x-csrf-token", token)
+        .form(&[("resource_id", resource_id), ("name", name)])
+        .send()
+        .await
+        .expect("the stack answers");
+    json(response).await
+}

@@ -439,3 +439,156 @@ async fn the_vendors_refusal_is_a_422_and_its_outage_a_503_to_retry_with_nothing
             .is_empty());
     }
 }
+
+/// The session cookie (`name=value`) a sign-in answer sets.
+fn session_pair(response: &reqwest::Response) -> String {
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    response.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Security review 3, finding 5: one form carrying all three proofs opens
+/// one session. Re-posted without its strongest proof, then without the
+/// next, it is the same sign-in, refused as used.
+#[tokio::test]
+async fn one_form_is_one_sign_in_whatever_proofs_it_carries() {
+    let uuid = provisioned().await;
+    let timestamp = sign_in_timestamp(&resource_id(&uuid));
+    let proof = |field: &str| {
+        let form = sso_form(&uuid, field, timestamp, &sso());
+        form.rsplit_once('=').unwrap().1.to_string()
+    };
+    let fields = sso_form(&uuid, "token", timestamp, &sso())
+        .rsplit_once("&token=")
+        .unwrap()
+        .0
+        .to_string();
+    let (user_scoped, resource_token, token) = (
+        proof("user_scoped_resource_token"),
+        proof("resource_token"),
+        proof("token"),
+    );
+    let all = format!(
+        "{fields}&user_scoped_resource_token={user_scoped}&resource_token={resource_token}&token={token}"
+    );
+    session_pair(&post_sso(all).await);
+    for weaker in [
+        format!("{fields}&resource_token={resource_token}&token={token}"),
+        format!("{fields}&token={token}"),
+    ] {
+        let again = post_sso(weaker.clone()).await;
+        assert_eq!(again.status(), StatusCode::FORBIDDEN, "{weaker}");
+        assert!(again.headers().get(header::SET_COOKIE).is_none());
+        assert!(again.text().await.unwrap().contains("already been used"));
+    }
+}
+
+/// Security review 3, finding 2: the `email` of an ID token and of
+/// userinfo is only ever one a marketplace proof signed. A resource token
+/// signs no email: the form's (anyone's pick) travels only as
+/// `marketplace_unverified_email`; the user-scoped token signs it.
+#[tokio::test]
+async fn an_email_nobody_signed_never_becomes_the_apps_email_claim() {
+    for (field, signed) in [("resource_token", false), ("user_scoped_resource_token", true)] {
+        let uuid = provisioned().await;
+        let form = sso_form(&uuid, field, sign_in_timestamp(&resource_id(&uuid)), &sso());
+        let cookie = session_pair(&post_sso(form).await);
+        let redirect = oidc_authorize(&cookie, "openid email profile").await;
+        let code = query_param(&redirect, "code").expect("a code");
+        let (status, tokens) = oidc_redeem(&code).await;
+        assert_eq!(status, 200, "{tokens}");
+        let claims = id_token_claims(tokens["id_token"].as_str().unwrap());
+        let (_, userinfo) = oidc_userinfo(tokens["access_token"].as_str().unwrap()).await;
+        for told in [&claims, &userinfo] {
+            assert_eq!(
+                told["resource_id"],
+                resource_id(&uuid).as_str(),
+                "{field}: {told}"
+            );
+            if signed {
+                assert_eq!(told["email"], "jane@example.com", "{field}: {told}");
+                assert_eq!(told["email_verified"], true, "{field}: {told}");
+                assert!(told.get("marketplace_unverified_email").is_none(), "{told}");
+            } else {
+                assert!(told.get("email").is_none(), "{field}: {told}");
+                assert!(told.get("email_verified").is_none(), "{field}: {told}");
+                assert_eq!(told["marketplace_unverified_email"], "jane@example.com", "{told}");
+            }
+        }
+    }
+}
+
+/// Security review 3, findings 4 and 7: a session, and the tokens it bought,
+/// end with the add-on. After a deprovision, a session opened before gets
+/// no code, its access token no claims, and the panel reveals no config.
+/// Also: a code redeemed twice revokes the token the first redemption
+/// bought, and a scope the provider does not serve is not granted.
+#[tokio::test]
+async fn a_session_and_its_tokens_end_with_the_add_on() {
+    let uuid = provisioned().await;
+    let id = resource_id(&uuid);
+    let form = sso_form(
+        &uuid,
+        "user_scoped_resource_token",
+        sign_in_timestamp(&id),
+        &sso(),
+    );
+    let cookie = session_pair(&post_sso(form).await);
+    // Active: a code, its tokens, and the panel's reveal.
+    let redirect = oidc_authorize(&cookie, "openid email admin:write").await;
+    let code = query_param(&redirect, "code").expect("a code while active");
+    let (status, tokens) = oidc_redeem(&code).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["scope"], "openid email", "the unknown scope is dropped");
+    let access_token = tokens["access_token"].as_str().unwrap().to_string();
+    assert_eq!(oidc_userinfo(&access_token).await.0, 200);
+    let stored = store().await;
+    let resource = shared::store::ResourceReader::get_resource(&stored, &id)
+        .await
+        .unwrap()
+        .unwrap();
+    let name = resource.config.names().next().unwrap().to_string();
+    let (status, revealed) = reveal_config(&cookie, &id, &name).await;
+    assert_eq!(status, 200, "{revealed}");
+
+    // The code again: refused, and the token it bought is revoked.
+    let (status, again) = oidc_redeem(&code).await;
+    assert_eq!((status, again["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(oidc_userinfo(&access_token).await.0, 401, "revoked by the reuse");
+
+    // A fresh token, then the add-on goes.
+    let code = query_param(&oidc_authorize(&cookie, "openid").await, "code").unwrap();
+    let access_token = oidc_redeem(&code).await.1["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        Heroku::from_env().deprovision(&uuid).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let redirect = oidc_authorize(&cookie, "openid").await;
+    assert_eq!(query_param(&redirect, "error").as_deref(), Some("access_denied"));
+    assert_eq!(query_param(&redirect, "code"), None);
+    let (status, answer) = oidc_userinfo(&access_token).await;
+    assert_eq!((status, answer["error"].as_str()), (401, Some("invalid_token")));
+    let (status, answer) = reveal_config(&cookie, &id, &name).await;
+    assert_eq!(status, 404, "{answer}");
+    let panel = browser()
+        .get(format!("{}/dashboard", base_url()))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        panel.contains("deprovisioned") && !panel.contains(r#"data-action="show""#),
+        "{panel}"
+    );
+}

@@ -627,3 +627,43 @@ async fn sso_is_accepted_once_and_refused_for_age_the_future_forgery_and_unknown
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+/// Security review 3, finding 4: a session opened before a suspension
+/// signs no one in to the app and reveals no config while the add-on is
+/// suspended, and does again once it is resumed.
+#[tokio::test]
+async fn a_session_opened_before_a_suspension_serves_nothing_until_the_resume() {
+    let (id, _) = provisioned(json!({})).await;
+    let response = http().get(sso_link(&signer(), &id, 0)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let cookie = response.headers()[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let name = stored(&id).await.config.names().next().unwrap().to_string();
+    assert_eq!(reveal_config(&cookie, &id, &name).await.0, 200);
+    assert!(query_param(&oidc_authorize(&cookie, "openid").await, "code").is_some());
+
+    let suspend = authed(Method::POST, &format!("/{id}/suspend"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(suspend.status(), StatusCode::OK);
+    let redirect = oidc_authorize(&cookie, "openid").await;
+    assert_eq!(query_param(&redirect, "error").as_deref(), Some("access_denied"));
+    assert!(query_param(&redirect, "error_description")
+        .unwrap()
+        .contains("suspended"));
+    assert_eq!(reveal_config(&cookie, &id, &name).await.0, 404);
+
+    let resume = authed(Method::POST, &format!("/{id}/resume"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resume.status(), StatusCode::OK);
+    assert!(query_param(&oidc_authorize(&cookie, "openid").await, "code").is_some());
+    assert_eq!(reveal_config(&cookie, &id, &name).await.0, 200);
+}
