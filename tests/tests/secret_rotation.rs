@@ -275,6 +275,20 @@ async fn a_signing_secret_rotation_signs_with_both_until_it_ends() {
     every_instance_reads_again().await;
 }
 
+/// A secret of the test's own, holding `values` (JSON): its ARN.
+async fn secret_of_its_own(client: &Client, name: &str, values: &str) -> String {
+    client
+        .create_secret()
+        .name(format!("{name}-{}", unique("s")))
+        .secret_string(values)
+        .send()
+        .await
+        .expect("a secret of the test's own")
+        .arn()
+        .unwrap()
+        .to_string()
+}
+
 /// `provider secrets rotate VAR --stdin` on a secret of its own: a first
 /// value (a marketplace taken up after the secret was made) is set with no
 /// previous one; a later value keeps the first as `_PREVIOUS` until
@@ -282,16 +296,12 @@ async fn a_signing_secret_rotation_signs_with_both_until_it_ends() {
 #[tokio::test]
 async fn the_cli_sets_a_first_value_then_rotates_it_with_an_overlap() {
     let client = secrets().await;
-    let arn = client
-        .create_secret()
-        .name(format!("rotation-cli-{}", unique("s")))
-        .secret_string(r#"{"ADDON_PASSWORD":"a-password-0123456789"}"#)
-        .send()
-        .await
-        .expect("a secret of the test's own")
-        .arn()
-        .unwrap()
-        .to_string();
+    let arn = secret_of_its_own(
+        &client,
+        "rotation-cli",
+        r#"{"ADDON_PASSWORD":"a-password-0123456789"}"#,
+    )
+    .await;
     // The CLI as an operator runs it (blocking: a few quick runs).
     let rotate = |stdin: Option<&'static str>, finish: bool| {
         let mut child = std::process::Command::new(workspace_binary("provider"))
@@ -372,16 +382,12 @@ async fn a_token_key_rotation_reseals_quiet_add_ons_and_finishes_only_when_none_
         .unwrap()
     };
     let client = secrets().await;
-    let arn = client
-        .create_secret()
-        .name(format!("token-key-{}", unique("s")))
-        .secret_string(serde_json::json!({ "HEROKU_TOKEN_KEY": old_key }).to_string())
-        .send()
-        .await
-        .expect("a secret of the test's own")
-        .arn()
-        .unwrap()
-        .to_string();
+    let arn = secret_of_its_own(
+        &client,
+        "token-key",
+        &serde_json::json!({ "HEROKU_TOKEN_KEY": old_key }).to_string(),
+    )
+    .await;
     let store = isolated_store().await;
     // A Heroku add-on whose grant and tokens `keys` sealed, as the sync leaves a quiet one.
     let quiet_add_on = |keys: TokenKeys| {
@@ -508,16 +514,12 @@ async fn a_token_key_rotation_reseals_quiet_add_ons_and_finishes_only_when_none_
 #[tokio::test]
 async fn a_rotation_that_lost_a_race_writes_nothing() {
     let client = secrets().await;
-    let arn = client
-        .create_secret()
-        .name(format!("rotation-race-{}", unique("s")))
-        .secret_string(r#"{"ADDON_PASSWORD":"a-password-0123456789"}"#)
-        .send()
-        .await
-        .expect("a secret of the test's own")
-        .arn()
-        .unwrap()
-        .to_string();
+    let arn = secret_of_its_own(
+        &client,
+        "rotation-race",
+        r#"{"ADDON_PASSWORD":"a-password-0123456789"}"#,
+    )
+    .await;
     let read = client.get_secret_value().secret_id(&arn).send().await.unwrap();
     let version = read.version_id().unwrap().to_string();
     // Another operator's rotation, written as the CLI writes, after reading the same version.

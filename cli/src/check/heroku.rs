@@ -340,7 +340,8 @@ impl HerokuChecks<'_> {
     /// The form Heroku's dashboard posts, its `field` proof made with `signer`.
     fn sso_form(signer: &HerokuSso, resource: &Provisioned, field: &str, offset: i64) -> String {
         let timestamp = super::sso::sign_in_timestamp(&resource.id, offset);
-        // A user of its own makes each form unique, so a refusal is never
+        // A timestamp of its own makes each form a sign-in of its own (the
+        // stack spends the add-on and the timestamp), so a refusal is never
         // just the replay guard at work.
         let user = format!("user-provider-check-{}", random_hex(4));
         let body = |proof: &str| {

@@ -299,16 +299,11 @@ mod tests {
         })
         .unwrap();
         let store = MemoryStore::default();
-        let mut resource = crate::model::Resource::new(
-            "res_1".into(),
-            Platform::CleverCloud,
-            "addon_1".into(),
-            "premium".into(),
-            crate::model::ConfigMap::default(),
-            &crate::model::Timestamp::now(),
-        );
-        resource.status = crate::model::ResourceStatus::Active;
-        store.resources.lock().unwrap().insert("res_1".into(), resource);
+        store
+            .resources
+            .lock()
+            .unwrap()
+            .insert("res_1".into(), active_resource());
         if with_session {
             store.sessions.lock().unwrap().insert(
                 SESSION_ID.into(),
@@ -624,7 +619,11 @@ mod tests {
             param(&location(&response), "error").as_deref(),
             Some("access_denied")
         );
-        set_status_back(&api);
+        api.store
+            .resources
+            .lock()
+            .unwrap()
+            .insert("res_1".into(), active_resource());
         assert!(param(
             &location(&authorize(&api, &authorize_query(&[]), true).await),
             "code"
@@ -632,20 +631,16 @@ mod tests {
         .is_some());
     }
 
-    fn set_status_back(api: &OidcApi<MemoryStore>) {
-        let resource = crate::model::Resource::new(
+    /// The session's add-on, active, on the plan `premium`.
+    fn active_resource() -> crate::model::Resource {
+        crate::model::Resource::new(
             "res_1".into(),
             Platform::CleverCloud,
             "addon_1".into(),
             "premium".into(),
             crate::model::ConfigMap::default(),
             &crate::model::Timestamp::now(),
-        );
-        api.store
-            .resources
-            .lock()
-            .unwrap()
-            .insert("res_1".into(), resource);
+        )
     }
 
     #[tokio::test]
