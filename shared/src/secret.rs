@@ -37,7 +37,7 @@ impl fmt::Debug for Secret {
 /// are accepted, or tried, until the rotation ends (docs/operating.md,
 /// "Rotating secrets"). One type for every rotatable secret: Basic
 /// passwords, SSO salts, signing secrets, sealing keys, partners' secrets.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Rotating<T = Secret> {
     pub current: T,
     pub previous: Option<T>,
@@ -67,15 +67,6 @@ impl<T> Rotating<T> {
     /// secret of the same credentials rotates.
     pub fn previous_or_current(&self) -> &T {
         self.previous.as_ref().unwrap_or(&self.current)
-    }
-}
-
-impl<T: fmt::Debug> fmt::Debug for Rotating<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Rotating")
-            .field("current", &self.current)
-            .field("previous", &self.previous)
-            .finish()
     }
 }
 
@@ -142,6 +133,7 @@ mod tests {
         assert_eq!(settled.each().count(), 1);
         let printed = format!("{rotating:?}");
         assert!(!printed.contains("new") && !printed.contains("old"), "{printed}");
+        assert_eq!(printed.matches("Secret(<redacted>)").count(), 2, "{printed}");
         // Both values are checked even when the first matches.
         let checked = std::cell::Cell::new(0);
         rotating.either(|_| {

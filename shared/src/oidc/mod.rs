@@ -590,6 +590,10 @@ mod tests {
         let access_token = json(&answer)["access_token"].as_str().unwrap().to_string();
         let userinfo = json(&route(&api, userinfo_request(&access_token)).await.unwrap());
         assert_eq!(userinfo["plan"], "gold");
+        // And userinfo tells the plan of the moment, not the token's.
+        api.store.resources.lock().unwrap().get_mut("res_1").unwrap().plan = "platinum".into();
+        let userinfo = json(&route(&api, userinfo_request(&access_token)).await.unwrap());
+        assert_eq!(userinfo["plan"], "platinum");
         for (status, says) in [
             (ResourceStatus::Suspended, "suspended"),
             (ResourceStatus::Deprovisioned, "removed"),
