@@ -323,6 +323,25 @@ impl OidcSetup {
             .open_session(&shared::secret::random_hex(32), now + 60, &session_id, &session)
             .await
             .expect("a session for the oidc rows");
+        // The add-on the session signs in to, active (an authorize reads it).
+        let resource = shared::model::Resource::new(
+            "res_perf".into(),
+            Platform::CleverCloud,
+            "addon_perf".into(),
+            "basic".into(),
+            shared::model::ConfigMap::default(),
+            &shared::model::Timestamp::now(),
+        );
+        let event = shared::model::AuditEvent::new(
+            shared::model::SubjectKind::Resource,
+            "res_perf",
+            shared::model::AuditAction::Provisioned,
+            "perf",
+            &shared::model::Timestamp::now(),
+        );
+        let _ = shared::store::ProvisionStore::create_resource(&store, &resource, &event)
+            .await
+            .expect("the session's add-on for the oidc rows");
         Self {
             cookie: format!("{}={session_id}", shared::signin::SESSION_COOKIE),
             client_id: tests::stack_var("OIDC_TEST_CLIENT_ID"),

@@ -20,9 +20,11 @@
 //! and its audit event.
 //!
 //! With `FLOOR_MODE=authorize` it is the floor of an OpenID Connect
-//! authorize (the session's read, then a code's conditional write carrying
-//! the session's claims and what the code is bound to), and with
-//! `FLOOR_MODE=token` of a token request (that code's conditional delete,
+//! authorize (the session's read, its add-on's read, since a sign-in lasts
+//! only while the add-on is active, then a code's conditional write
+//! carrying the session's claims and what the code is bound to), and with
+//! `FLOOR_MODE=token` of a token request (that code's conditional update,
+//! spending it and naming the token it buys,
 //! the access token's write, and the one RS256 signature of the ID token
 //! that the contract requires, with the same crate and a key of the same
 //! size). They are handed the same events as the `oidc` function, the token
@@ -159,6 +161,22 @@ async fn oidc(
                 .await?
                 .item
                 .ok_or("no session")?;
+            // The add-on the sign-in was for, which must still be active.
+            let resource_id = match session.get("subject_id") {
+                Some(AttributeValue::S(id)) => id.clone(),
+                _ => return Err("no subject_id".into()),
+            };
+            client
+                .get_item()
+                .table_name(table)
+                .key("pk", AttributeValue::S(format!("RESOURCE#{resource_id}")))
+                .key("sk", AttributeValue::S("RESOURCE".into()))
+                .consistent_read(true)
+                .send()
+                .await?
+                .item
+                .filter(|item| matches!(item.get("status"), Some(AttributeValue::S(status)) if status == "active"))
+                .ok_or("no active add-on")?;
             let query: std::collections::HashMap<String, String> =
                 form_urlencoded::parse(request.uri().query().unwrap_or_default().as_bytes())
                     .into_owned()
@@ -195,17 +213,24 @@ async fn oidc(
                 ),
             );
             let code = form.get("code").cloned().unwrap_or_default();
+            let access_token = shared::secret::random_hex(32);
             let mut item = client
-                .delete_item()
+                .update_item()
                 .table_name(table)
                 .set_key(Some(floor_key(format!(
                     "FLOOR_CODE#{}",
                     shared::signin::fingerprint(&code)
                 ))))
                 .condition_expression(
-                    "attribute_exists(pk) AND expires_at > :now AND client_id = :client \
-                     AND redirect_uri = :redirect AND code_challenge = :challenge",
+                    "attribute_exists(pk) AND attribute_not_exists(spent_for) AND expires_at > :now \
+                     AND client_id = :client AND redirect_uri = :redirect AND code_challenge = :challenge",
                 )
+                .update_expression("SET spent_for = :token, expires_at = :until")
+                .expression_attribute_values(
+                    ":token",
+                    AttributeValue::S(shared::signin::fingerprint(&access_token)),
+                )
+                .expression_attribute_values(":until", AttributeValue::N((now + 600).to_string()))
                 .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
                 .expression_attribute_values(":client", field("client_id"))
                 .expression_attribute_values(":redirect", field("redirect_uri"))
@@ -215,7 +240,6 @@ async fn oidc(
                 .await?
                 .attributes
                 .ok_or("no code")?;
-            let access_token = shared::secret::random_hex(32);
             item.extend(floor_key(format!(
                 "FLOOR_TOKEN#{}",
                 shared::signin::fingerprint(&access_token)
