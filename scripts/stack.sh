@@ -175,10 +175,13 @@ cleanup() {
 }
 trap cleanup EXIT
 # Whichever way the stack is told to stop (Ctrl-C, kill, a closed terminal),
-# the EXIT trap stops every service it started.
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+# the EXIT trap stops every service it started. Each handler first ignores
+# further signals: `make` and supervisors send theirs again, and one that
+# arrived between `exit` and the cleanup's own `trap ''` would end the shell
+# with its services still running (seen under load).
+trap 'trap "" INT TERM HUP; exit 130' INT
+trap 'trap "" INT TERM HUP; exit 143' TERM
+trap 'trap "" INT TERM HUP; exit 129' HUP
 
 # Each service gets its own process group, so stopping it stops its children
 # (watch runs one process per function instance).
