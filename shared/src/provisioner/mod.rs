@@ -124,7 +124,7 @@ pub trait Provisioner: Send + Sync {
     }
 
     /// Checks the `Addon-Signature` of a call from the vendor's service
-    /// (docs/provisioner.md, "Calls from your service"): over the method,
+    /// (docs/provisioner.md, "The signature"): over the method,
     /// the path and the body. `None` when no vendor service is configured
     /// to make one.
     fn verify_vendor_call(
