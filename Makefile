@@ -76,7 +76,8 @@ build: tools
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" sam build --template-file infra/template.yaml
 
 ## The deployment's secret, made once before the first deploy (docs/deploying.md):
-## `make secrets NAME=my-addon/provider` prints the ARN `make deploy` asks for.
+## `make secrets NAME=my-addon/provider` creates its parts (NAME/lifecycle, …); NAME is
+## the SecretsName `make deploy` asks for.
 secrets:
 	@test -n "$(NAME)" || { echo "usage: make secrets NAME=<secret name>" >&2; exit 2; }
 	cargo build --quiet --package provider-cli

@@ -87,6 +87,16 @@ def dynamodb_checks(operation: str, body: dict) -> list:
     return [{"action": action, "resource": _resource(body.get("IndexName")), "key": None}]
 
 
+def secret_part(secret_id) -> str:
+    """`secret/<part>` for a part of the deployment's secret (shared::secret_parts), named
+    `<name>/<part>` or by its ARN (`…:secret:<name>/<part>-XXXXXX`); the secret's own name kept
+    otherwise. The names are not values: only which part was read is recorded."""
+    name = str(secret_id or "")
+    if ":secret:" in name:
+        name = re.sub(r"-[A-Za-z0-9]{6}$", "", name.split(":secret:", 1)[1])
+    return "secret/" + name.rsplit("/", 1)[-1]
+
+
 def checks_for(target: str, body: dict):
     """(service, operation, checks) for an `X-Amz-Target` and its JSON body."""
     prefix, _, operation = target.partition(".")
@@ -94,7 +104,7 @@ def checks_for(target: str, body: dict):
         return "dynamodb", operation, dynamodb_checks(operation, body)
     if prefix == "secretsmanager":
         return "secretsmanager", operation, [
-            {"action": f"secretsmanager:{operation}", "resource": "secret", "key": body.get("SecretId")}
+            {"action": f"secretsmanager:{operation}", "resource": secret_part(body.get("SecretId")), "key": None}
         ]
     if prefix == "AWSEvents":
         buses = {entry.get("EventBusName") or "default" for entry in body.get("Entries", [])} or {"default"}

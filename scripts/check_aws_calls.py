@@ -11,8 +11,8 @@ each action it needs and the partition key it needs it on (a transaction
 needs the action of every item inside it).
 
 A call is allowed when one Allow statement of the function's policies names
-its action, its resource (the table, an index of it, the secret, the event
-bus) and, if the statement has a `dynamodb:LeadingKeys` condition, a pattern
+its action, its resource (the table, an index of it, the part of the secret
+read, the event bus) and, if the statement has a `dynamodb:LeadingKeys` condition, a pattern
 that its key matches.
 
 Usage:
@@ -25,6 +25,7 @@ import collections
 import copy
 import fnmatch
 import json
+import re
 import sys
 
 import cfn_template
@@ -71,8 +72,9 @@ def resource_kind(resource) -> str:
         return "index/" + text.split("/index/")[1].split('"')[0]
     if "Table.Arn" in text:
         return "table"
-    if "SecretsArn" in text or "AddonSecrets" in text:
-        return "secret"
+    part = re.search(r"secret:\$\{SecretsName\}/([a-z0-9-]+)-\?{6}", text)
+    if part:
+        return "secret/" + part.group(1)
     if ":event-bus/" in text:
         return "event-bus"
     if "kms" in text.lower() or "KmsKey" in text:
@@ -92,9 +94,7 @@ def grants(statements: list):
     """(statement index, action, resource kind, key pattern or None), one per
     thing a statement allows."""
     for index, statement in enumerate(statements):
-        whole = resource_kind(statement.get("Resource"))
-        # `!If [Condition, A, B]` is one resource, not three.
-        kinds = {whole} if whole == "secret" else {resource_kind(resource) for resource in as_list(statement.get("Resource"))}
+        kinds = {resource_kind(resource) for resource in as_list(statement.get("Resource"))}
         patterns = leading_keys(statement)
         for action in as_list(statement.get("Action", [])):
             for kind in kinds:

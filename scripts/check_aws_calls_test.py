@@ -69,8 +69,27 @@ class CheckAwsCalls(unittest.TestCase):
             },
         )
         self.assertEqual(query["checks"], [{"action": "dynamodb:Query", "resource": "index/PendingSync", "key": "pending"}])
-        secret = call("provision", "secretsmanager.GetSecretValue", {"SecretId": "arn:aws:secretsmanager:x"})
-        self.assertEqual(secret["checks"][0]["action"], "secretsmanager:GetSecretValue")
+        secret = call("provision", "secretsmanager.GetSecretValue", {"SecretId": "my-addon/provider/tokens"})
+        self.assertEqual(
+            secret["checks"], [{"action": "secretsmanager:GetSecretValue", "resource": "secret/tokens", "key": None}]
+        )
+        by_arn = call(
+            "oidc",
+            "secretsmanager.GetSecretValue",
+            {"SecretId": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:my-addon/provider/oidc-AbC123"},
+        )
+        self.assertEqual(by_arn["checks"][0]["resource"], "secret/oidc")
+
+    def test_a_part_of_the_secret_a_function_is_not_granted_fails(self):
+        read = lambda caller, part: call(caller, "secretsmanager.GetSecretValue", {"SecretId": f"addon-provider-1/{part}"})
+        denied = lambda recording: [p for p in problems(self.template, recording) if "is not allowed" in p]
+        self.assertEqual(denied([read("sso-login", "signin"), read("sso-login", "oidc")]), [])
+        self.assertEqual(
+            denied([read("sso-login", "tokens")]),
+            ["sso-login (SsoLoginFunction) is not allowed secretsmanager:GetSecretValue on secret/tokens key (no key) (in GetSecretValue)"],
+        )
+        found = denied([read("oidc", "lifecycle")])
+        self.assertTrue(any("oidc" in p and "secret/lifecycle" in p for p in found), found)
 
     def test_an_update_inside_a_transaction_needs_update_item(self):
         broken = copy.deepcopy(self.template)

@@ -6,7 +6,10 @@
   cloud66-link) can write no Clever Cloud or Heroku resource or add-on claim: an internet-facing bug
   there cannot overwrite one (cloud66-link writes only `RESOURCE#res_c66_*`, the ids of
   resources made through Cloud 66, which a Clever Cloud resource's id never matches);
-- no function's plain environment (nor the Globals') holds a secret: they come from SECRETS_ARN;
+- no function's plain environment (nor the Globals') holds a secret: they come from SECRETS_NAME;
+- each function is granted exactly the parts of the secret its code reads
+  (shared::secret_parts::READERS): the token key only where tokens are sealed or opened, no
+  marketplace password in a sign-in function;
 - every route is on an HttpApi whose default route settings throttle it (rate and burst from
   template parameters), so a flood is cut before it costs Lambda time or DynamoDB writes;
 - every partition-key prefix the store writes (shared/src/store/dynamo.rs) is granted to some
@@ -88,11 +91,59 @@ def plain_secrets(template: dict) -> list:
         if resource.get("Type") == "AWS::Serverless::Function"
     ]
     return [
-        f"{name} has the secret {var} in its plain environment; it belongs in the SECRETS_ARN secret"
+        f"{name} has the secret {var} in its plain environment; it belongs in the SECRETS_NAME secret"
         for name, properties in places
         for var in properties.get("Environment", {}).get("Variables", {})
         if var in SECRET_VARS
     ]
+
+
+def secret_readers(parts_source: str) -> dict:
+    """shared::secret_parts::READERS (binary -> the part names it reads), read from the code."""
+    with open(parts_source, encoding="utf-8") as handle:
+        source = handle.read()
+    names = dict(re.findall(r"Part::(\w+) => \"([a-z0-9-]+)\"", source))
+    block = re.search(r"pub const READERS[^=]*= \[(.*?)\n\];", source, re.S)
+    readers = {}
+    for binary, parts in re.findall(r'\(\s*"([a-z0-9-]+)",\s*&\[([^\]]*)\],?\s*\)', block.group(1) if block else ""):
+        readers[binary] = {names[part] for part in re.findall(r"Part::(\w+)", parts)}
+    return readers
+
+
+SECRET_READERS = secret_readers(os.path.join(os.path.dirname(__file__), "..", "shared", "src", "secret_parts.rs"))
+
+
+def secret_grants(template: dict) -> list:
+    """Problems: a function granted a part of the secret its code does not read, or not granted
+    one it reads, or granted the secret other than by part."""
+    problems = []
+    if not SECRET_READERS:
+        return ["could not read READERS from shared/src/secret_parts.rs"]
+    for name, resource in template["Resources"].items():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        binary = resource["Metadata"]["BuildProperties"]["Binary"]
+        granted = set()
+        for policy in resource["Properties"].get("Policies", []):
+            for statement in policy.get("Statement", []):
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                if not any(action.startswith("secretsmanager:") for action in actions):
+                    continue
+                for entry in statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]:
+                    part = re.search(r"secret:\$\{SecretsName\}/([a-z0-9-]+)-\?{6}$", str(entry))
+                    if part:
+                        granted.add(part.group(1))
+                    else:
+                        problems.append(f"{name}: secret grant {entry!r} is not one part (…:secret:${{SecretsName}}/PART-??????)")
+        reads = SECRET_READERS.get(binary)
+        if reads is None:
+            problems.append(f"{name}: {binary} is not in shared::secret_parts::READERS")
+            continue
+        for part in sorted(granted - reads):
+            problems.append(f"{name} is granted the secret's part {part}, which {binary} never reads")
+        for part in sorted(reads - granted):
+            problems.append(f"{name} is not granted the secret's part {part}, which {binary} reads")
+    return problems
 
 
 def unthrottled(template: dict) -> list:
@@ -126,6 +177,7 @@ def main(template_path: str, store_path: str) -> int:
     if len(SECRET_VARS) < 2:
         problems.append("could not read SECRET_VARS from shared/src/config.rs")
     problems += plain_secrets(template)
+    problems += secret_grants(template)
     problems += unthrottled(template)
     for binary, action, prefix, narrowing in found:
         if (

@@ -94,6 +94,21 @@ class CheckPolicies(unittest.TestCase):
         self.assertEqual(status, 1)
         self.assertIn("ProvisionFunction has the secret ADDON_PASSWORD", errors)
 
+    def test_a_part_of_the_secret_granted_beyond_or_short_of_what_the_code_reads_fails(self):
+        part = lambda name: "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretsName}/" + name + "-??????"
+        for function, resources, expected in [
+            ("SsoLoginFunction", [part("signin"), part("oidc"), part("tokens")], "SsoLoginFunction is granted the secret's part tokens"),
+            ("ProvisionFunction", [part("lifecycle"), part("vendor")], "ProvisionFunction is not granted the secret's part tokens"),
+            ("OidcFunction", ["*"], "is not one part"),
+        ]:
+            broken = copy.deepcopy(self.template)
+            for statement in broken["Resources"][function]["Properties"]["Policies"][0]["Statement"]:
+                if "secretsmanager:GetSecretValue" in statement["Action"]:
+                    statement["Resource"] = resources
+            status, errors = run(broken)
+            self.assertEqual(status, 1, function)
+            self.assertIn(expected, errors)
+
     def test_a_prefix_the_store_uses_but_nobody_is_granted_fails(self):
         with open(STORE, encoding="utf-8") as handle:
             source = handle.read() + '\nfn extra() -> String { format!("NEW_THING#{}", 1) }\n'

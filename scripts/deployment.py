@@ -8,6 +8,8 @@ SAM CLI in .tools/venv brings.
 """
 
 import json
+import os
+import re
 import sys
 
 import boto3
@@ -22,15 +24,26 @@ def stack(name: str) -> dict:
     return {"outputs": outputs, "parameters": parameters}
 
 
-def secret(arn: str) -> dict:
-    return json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
+def secret_parts() -> list:
+    """The parts of the secret (shared::secret_parts::Part::name), read from the code so the two cannot drift."""
+    path = os.path.join(os.path.dirname(__file__), "..", "shared", "src", "secret_parts.rs")
+    with open(path, encoding="utf-8") as handle:
+        return re.findall(r'Part::\w+ => "([a-z0-9-]+)"', handle.read())
+
+
+def secret(name: str, parts=("lifecycle", "signin")) -> dict:
+    """The values of the secret `name`'s `parts` (the manifests need the passwords and the salts), merged."""
+    client, values = boto3.client("secretsmanager"), {}
+    for part in parts:
+        values.update(json.loads(client.get_secret_value(SecretId=f"{name}/{part}")["SecretString"]))
+    return values
 
 
 def manifest(name: str, marketplace: str = "clevercloud") -> dict:
     """The manifest the marketplace's add-on API documents, from the stack's outputs and its secret."""
     deployed = stack(name)
     outputs, parameters = deployed["outputs"], deployed["parameters"]
-    values = secret(outputs["StackSecretsArn"])
+    values = secret(outputs["StackSecretsName"])
     base_url = outputs.get("EdgeUrl") or outputs["ApiUrl"]
     if marketplace == "scalingo":
         if not parameters.get("ScalingoUsername"):
@@ -60,18 +73,21 @@ def manifest(name: str, marketplace: str = "clevercloud") -> dict:
 
 
 def retained(name: str, delete: bool) -> int:
-    """What `sam delete` keeps: the table (DeletionPolicy Retain, deletion protection) and the secret (made by
-    `make secrets`, outside the stack). With --delete, removes both: the table for good, the secret after
-    Secrets Manager's 7-day recovery window."""
+    """What `sam delete` keeps: the table (DeletionPolicy Retain, deletion protection) and the secret's parts
+    (made by `make secrets`, outside the stack). With --delete, removes both: the table for good, the parts
+    after Secrets Manager's 7-day recovery window."""
     deployed = stack(name)
-    table, arn = deployed["outputs"]["TableName"], deployed["outputs"]["StackSecretsArn"]
-    print(json.dumps({"retained": {"table": table, "secret": arn}}))
+    table, secret_name = deployed["outputs"]["TableName"], deployed["outputs"]["StackSecretsName"]
+    parts = [f"{secret_name}/{part}" for part in secret_parts()]
+    print(json.dumps({"retained": {"table": table, "secret": parts}}))
     if delete:
         dynamodb = boto3.client("dynamodb")
         dynamodb.update_table(TableName=table, DeletionProtectionEnabled=False)
         dynamodb.delete_table(TableName=table)
-        boto3.client("secretsmanager").delete_secret(SecretId=arn, RecoveryWindowInDays=7)
-        print(json.dumps({"deleted": {"table": table, "secret_scheduled": arn}}))
+        secrets = boto3.client("secretsmanager")
+        for part in parts:
+            secrets.delete_secret(SecretId=part, RecoveryWindowInDays=7)
+        print(json.dumps({"deleted": {"table": table, "secret_scheduled": parts}}))
     return 0
 
 

@@ -1,6 +1,7 @@
 """`make manifest` and `make teardown` (scripts/deployment.py) against moto's CloudFormation, Secrets Manager
 and DynamoDB, in process: the manifest comes from the stack's outputs, parameters and secret, quotes and all;
-teardown's --delete removes the retained table (deletion protection first) and schedules the secret's deletion.
+teardown's --delete removes the retained table (deletion protection first) and schedules the deletion of the
+secret's parts.
 
 Usage: .tools/moto/bin/python scripts/deployment_test.py
 """
@@ -41,17 +42,25 @@ def stack(outputs: dict, parameters: dict) -> None:
     )
 
 
+def secret(values: dict) -> str:
+    """The secret `my-addon/provider`, split in its parts as `provider secrets init` makes it: its name."""
+    lifecycle = {k: v for k, v in values.items() if k.endswith("_PASSWORD") or k.endswith("_PASSWORD_PREVIOUS")}
+    signin = {k: v for k, v in values.items() if k not in lifecycle}
+    client = boto3.client("secretsmanager")
+    for part in deployment.secret_parts():
+        held = {"lifecycle": lifecycle, "signin": signin}.get(part, {})
+        client.create_secret(Name=f"my-addon/provider/{part}", SecretString=json.dumps(held))
+    return "my-addon/provider"
+
+
 class Deployment(unittest.TestCase):
     @mock_aws
     def test_the_manifest_is_the_stacks_urls_and_the_secrets_values(self):
-        secret = boto3.client("secretsmanager").create_secret(
-            Name="my-addon/provider",
-            SecretString=json.dumps({"ADDON_PASSWORD": 'pa"ss\\word', "ADDON_SSO_SALT": "the-salt"}),
-        )["ARN"]
+        secret_name = secret({"ADDON_PASSWORD": 'pa"ss\\word', "ADDON_SSO_SALT": "the-salt"})
         stack(
             {
                 "ApiUrl": "https://api.example",
-                "StackSecretsArn": secret,
+                "StackSecretsName": secret_name,
                 "TableName": "table",
             },
             {"AddonId": "addon-name", "AddonConfigVars": "ADDON_NAME_URL, ADDON_NAME_TOKEN"},
@@ -66,18 +75,15 @@ class Deployment(unittest.TestCase):
 
     @mock_aws
     def test_the_heroku_manifest_is_v3_with_herokus_names_and_secrets(self):
-        secret = boto3.client("secretsmanager").create_secret(
-            Name="my-addon/provider",
-            SecretString=json.dumps({"HEROKU_PASSWORD": "hk-pass", "HEROKU_SSO_SALT": "hk-salt"}),
-        )["ARN"]
+        secret_name = secret({"HEROKU_PASSWORD": "hk-pass", "HEROKU_SSO_SALT": "hk-salt"})
         parameters = {"AddonId": "addon-name", "AddonConfigVars": "ADDON_NAME_URL,ADDON_NAME_TOKEN", "HerokuAddonId": ""}
-        stack({"ApiUrl": "https://api.example", "StackSecretsArn": secret, "TableName": "table"}, parameters)
+        stack({"ApiUrl": "https://api.example", "StackSecretsName": secret_name, "TableName": "table"}, parameters)
         with self.assertRaises(SystemExit) as refused:
             deployment.manifest("my-addon", "heroku")
         self.assertIn("HerokuAddonId", str(refused.exception))
         boto3.client("cloudformation").delete_stack(StackName="my-addon")
         parameters.update({"HerokuAddonId": "my-addon", "HerokuConfigVars": "MY_ADDON_URL,MY_ADDON_TOKEN"})
-        stack({"ApiUrl": "https://api.example", "StackSecretsArn": secret, "TableName": "table"}, parameters)
+        stack({"ApiUrl": "https://api.example", "StackSecretsName": secret_name, "TableName": "table"}, parameters)
         manifest = deployment.manifest("my-addon", "heroku")
         self.assertEqual(manifest["id"], "my-addon")
         api = manifest["api"]
@@ -90,18 +96,15 @@ class Deployment(unittest.TestCase):
 
     @mock_aws
     def test_the_scalingo_manifest_has_its_own_username_secrets_and_plans(self):
-        secret = boto3.client("secretsmanager").create_secret(
-            Name="my-addon/provider",
-            SecretString=json.dumps({"SCALINGO_PASSWORD": "sc-pass", "SCALINGO_SSO_SALT": "sc-salt"}),
-        )["ARN"]
+        secret_name = secret({"SCALINGO_PASSWORD": "sc-pass", "SCALINGO_SSO_SALT": "sc-salt"})
         parameters = {"AddonId": "addon-name", "AddonConfigVars": "ADDON_NAME_URL,ADDON_NAME_TOKEN", "ScalingoUsername": ""}
-        stack({"ApiUrl": "https://api.example", "StackSecretsArn": secret, "TableName": "table"}, parameters)
+        stack({"ApiUrl": "https://api.example", "StackSecretsName": secret_name, "TableName": "table"}, parameters)
         with self.assertRaises(SystemExit) as refused:
             deployment.manifest("my-addon", "scalingo")
         self.assertIn("ScalingoUsername", str(refused.exception))
         boto3.client("cloudformation").delete_stack(StackName="my-addon")
         parameters.update({"ScalingoUsername": "my-addon-sc", "AddonPlans": "basic,premium", "ScalingoPlans": ""})
-        stack({"ApiUrl": "https://api.example", "StackSecretsArn": secret, "TableName": "table"}, parameters)
+        stack({"ApiUrl": "https://api.example", "StackSecretsName": secret_name, "TableName": "table"}, parameters)
         manifest = deployment.manifest("my-addon", "scalingo")
         self.assertEqual((manifest["name"], manifest["username"]), ("my-addon-sc", "my-addon-sc"))
         self.assertEqual((manifest["password"], manifest["sso_salt"]), ("sc-pass", "sc-salt"))
@@ -113,7 +116,7 @@ class Deployment(unittest.TestCase):
 
     @mock_aws
     def test_teardown_names_what_stays_and_removes_it_only_when_asked(self):
-        secret = boto3.client("secretsmanager").create_secret(Name="my-addon/provider", SecretString="{}")["ARN"]
+        secret_name = secret({})
         dynamodb = boto3.client("dynamodb")
         dynamodb.create_table(
             TableName="table",
@@ -122,16 +125,18 @@ class Deployment(unittest.TestCase):
             BillingMode="PAY_PER_REQUEST",
             DeletionProtectionEnabled=True,
         )
-        stack({"StackSecretsArn": secret, "TableName": "table"}, {"AddonId": "addon-name"})
+        stack({"StackSecretsName": secret_name, "TableName": "table"}, {"AddonId": "addon-name"})
         with redirect_stdout(io.StringIO()) as printed:
             deployment.retained("my-addon", delete=False)
-        self.assertEqual(json.loads(printed.getvalue()), {"retained": {"table": "table", "secret": secret}})
+        parts = [f"my-addon/provider/{part}" for part in ("lifecycle", "vendor", "signin", "oidc", "tokens", "platforms")]
+        self.assertEqual(json.loads(printed.getvalue()), {"retained": {"table": "table", "secret": parts}})
         self.assertIn("table", dynamodb.list_tables()["TableNames"], "nothing removed unless asked")
         with redirect_stdout(io.StringIO()):
             deployment.retained("my-addon", delete=True)
         self.assertNotIn("table", dynamodb.list_tables()["TableNames"])
-        described = boto3.client("secretsmanager").describe_secret(SecretId=secret)
-        self.assertIn("DeletedDate", described, "the secret's deletion is scheduled")
+        for part in parts:
+            described = boto3.client("secretsmanager").describe_secret(SecretId=part)
+            self.assertIn("DeletedDate", described, f"the deletion of {part} is scheduled")
 
 
 if __name__ == "__main__":

@@ -258,9 +258,10 @@ if [[ -z "${OIDC_SIGNING_KEY:-}" ]]; then
   export OIDC_SIGNING_KEY
 fi
 
-# In `test`, the functions read their secrets the way a deployment does: from
-# one Secrets Manager secret (moto's, locally) named by SECRETS_ARN, and never
-# see them as plain variables. `run` keeps plain development values.
+# In `test`, the functions read their secrets the way a deployment does: each
+# the parts it reads of the Secrets Manager secret (moto's, locally) named by
+# SECRETS_NAME, and never see them as plain variables. `run` keeps plain
+# development values.
 WATCH_ENV=()
 if [[ "$MODE" == test ]]; then
   export ADDON_PASSWORD_PREVIOUS="${ADDON_PASSWORD_PREVIOUS:-local-dev-previous-password-9d1e22c0}"
@@ -280,8 +281,8 @@ if [[ "$MODE" == test ]]; then
   mapfile -t SECRET_VARS < <(sed -n '/pub const SECRET_VARS/,/];/p' shared/src/config.rs | grep -o '"[A-Z0-9_]*"' | tr -d '"')
   # Made as a deployment's is (`make secrets`): `provider secrets init`,
   # here with the development values already in the environment.
-  SECRETS_ARN="$("$BUILD_DIR/provider" secrets init --name "addon-provider-$$" --json | json_field SecretsArn)"
-  export SECRETS_ARN
+  SECRETS_NAME="$("$BUILD_DIR/provider" secrets init --name "addon-provider-$$" --json | json_field SecretsName)"
+  export SECRETS_NAME
   for var in "${SECRET_VARS[@]}"; do
     WATCH_ENV+=(-u "$var")
   done

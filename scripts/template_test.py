@@ -60,16 +60,18 @@ class Template(unittest.TestCase):
         self.assertEqual(len(iterator_age), 1)
         self.assertEqual(iterator_age[0]["Dimensions"][0]["Value"], "PlatformSyncFunction")
 
-    def test_secrets_arn_takes_a_full_arn_only(self):
-        pattern = re.compile(self.parameters["SecretsArn"]["AllowedPattern"])
-        for accepted in ["arn:aws:secretsmanager:eu-west-1:123456789012:secret:addon/provider-AbC123"]:
+    def test_secrets_name_takes_a_secret_name_without_a_part(self):
+        pattern = re.compile(self.parameters["SecretsName"]["AllowedPattern"])
+        for accepted in ["addon/provider", "my-addon", "a.b@c/d_e+f=g"]:
             self.assertTrue(pattern.fullmatch(accepted), accepted)
-        self.assertNotIn("Default", self.parameters["SecretsArn"], "the secret is made by `make secrets`, first")
+        self.assertNotIn("Default", self.parameters["SecretsName"], "the secret is made by `make secrets`, first")
         for refused in [
             "",
-            "addon-provider",
-            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:addon-provider",
-            "arn:aws:secretsmanager:eu-west-1:1234:secret:addon-AbC123",
+            "addon/provider/",
+            "/addon",
+            "a//b",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:addon/provider-AbC123",
+            "addon provider",
         ]:
             self.assertFalse(pattern.fullmatch(refused), refused)
         self.assertIn("SecretsKmsKeyArn", self.parameters)

@@ -306,11 +306,11 @@ pub async fn store() -> Result<DynamoStore, Failure> {
     ))
 }
 
-/// The deployment's configuration with its secret's values (`SECRETS_ARN`),
+/// The deployment's configuration with its secret's values (`SECRETS_NAME`, every part),
 /// as the functions read it at cold start.
 async fn secret_environment() -> Result<config::Environment, Failure> {
     let aws = config::aws_sdk_config("provider").await;
-    let (_, environment) = shared::refresh::SecretSource::load(&aws).await?;
+    let (_, environment) = shared::refresh::SecretSource::load(&aws, "provider").await?;
     Ok(environment)
 }
 

@@ -1,31 +1,43 @@
-//! `provider secrets`: the deployment's one Secrets Manager secret (a JSON
-//! object whose keys are `shared::config::SECRET_VARS`), created and rotated
+//! `provider secrets`: the deployment's secret, one Secrets Manager secret
+//! per part (`shared::secret_parts`: `<name>/lifecycle`, `<name>/tokens`, …,
+//! each a JSON object of that part's variables), created and rotated
 //! through the SDK from JSON built here, so no character in a value can make
-//! it unreadable, and no value is ever printed (docs/operating.md).
+//! it unreadable, and no value is ever printed (docs/operating.md). One
+//! command surface over the parts: a variable names its part.
 
 use crate::{aws_failure, Failure, Outcome};
 use clap::Subcommand;
 use serde_json::{json, Map, Value};
 use shared::config::SECRET_VARS;
+use shared::secret_parts::Part;
 
 #[derive(Subcommand)]
 pub enum SecretsCommand {
-    /// Create the deployment's secret NAME. Changes: one new secret in
-    /// Secrets Manager. ADDON_PASSWORD, ADDON_SSO_SALT and
-    /// PROVISIONER_SIGNING_SECRET are generated (192 random bits each), and
-    /// OIDC_SIGNING_KEY too when OIDC_CLIENTS is given; any secret variable
-    /// set in the environment (CLOUD66_PROVIDER_UID, CLOUDMORE_PASSWORD, …)
-    /// is taken from there instead. Prints the ARN to give `make deploy`.
+    /// Create the deployment's secret NAME: one Secrets Manager secret per
+    /// part, NAME/lifecycle, NAME/vendor, NAME/signin, NAME/oidc,
+    /// NAME/tokens and NAME/platforms. Changes: those new secrets. The
+    /// passwords, salts, signing secret and token key are generated (192
+    /// random bits each; 256 for the token key), and OIDC_SIGNING_KEY too
+    /// when OIDC_CLIENTS is given; any secret variable set in the
+    /// environment (CLOUD66_PROVIDER_UID, CLOUDMORE_PASSWORD, …), or with
+    /// --from in an earlier version's one secret, is taken from there
+    /// instead. Prints NAME for `make deploy`'s SecretsName.
     Init {
         /// The secret's name, e.g. `my-addon/provider`.
         #[arg(long)]
         name: String,
+        /// An earlier version's one secret (its ARN): its values are split
+        /// into the parts, and it is left as it is (docs/operating.md,
+        /// "Upgrading to the split secret").
+        #[arg(long)]
+        from: Option<String>,
         /// Print what would be stored (names only) and create nothing.
         #[arg(long)]
         dry_run: bool,
     },
     /// Start, or with --finish end, the rotation of one secret variable in
-    /// the secret SECRETS_ARN names. Changes: that secret's value. Start:
+    /// the secret SECRETS_NAME names. Changes: the value of the part that
+    /// holds VAR. Start:
     /// the current value moves to VAR_PREVIOUS (still accepted, or still
     /// tried, everywhere) and VAR gets a new one, generated or read from
     /// standard input (--stdin); finish: VAR_PREVIOUS is removed. Running
@@ -116,7 +128,7 @@ fn is_rotatable(var: &str) -> bool {
 
 pub async fn run(command: SecretsCommand) -> Result<Outcome, Failure> {
     match command {
-        SecretsCommand::Init { name, dry_run } => init(&name, dry_run, &shared::config::process_env).await,
+        SecretsCommand::Init { name, from, dry_run } => init(&name, from.as_deref(), dry_run).await,
         SecretsCommand::Rotate {
             var,
             dry_run,
@@ -153,32 +165,92 @@ fn initial_values(
     Ok((values, generated))
 }
 
-async fn init(
-    name: &str,
-    dry_run: bool,
-    lookup: &impl Fn(&str) -> Option<String>,
-) -> Result<Outcome, Failure> {
-    let (values, generated) = initial_values(lookup)?;
+async fn init(name: &str, from: Option<&str>, dry_run: bool) -> Result<Outcome, Failure> {
+    if name.is_empty() || name.ends_with('/') {
+        return Err(Failure::Usage(format!(
+            "--name {name:?} must be a secret name such as my-addon/provider"
+        )));
+    }
+    let earlier = match from {
+        Some(arn) => Some(read_earlier(arn).await?),
+        None => None,
+    };
+    let (values, generated) = match &earlier {
+        Some(earlier) => {
+            initial_values(&|var: &str| earlier.get(var).and_then(Value::as_str).map(str::to_string))?
+        }
+        None => initial_values(&shared::config::process_env)?,
+    };
     let names: Vec<&String> = values.keys().collect();
+    let parts: Vec<String> = Part::ALL.iter().map(|part| part.secret_name(name)).collect();
     if dry_run {
         return Ok(Outcome::Done(json!({
-            "dry_run": true, "name": name, "would_store": names, "would_generate": generated,
+            "dry_run": true, "SecretsName": name, "would_create": parts, "would_store": names,
+            "would_generate": generated,
         })));
     }
     let client = client().await;
-    let created = client
-        .create_secret()
-        .name(name)
-        .description("The marketplace add-on provider's secrets (docs/operating.md)")
-        .secret_string(Value::Object(values.clone()).to_string())
-        .send()
-        .await
-        .map_err(|err| aws_failure("create the secret", err))?;
+    let mut created = Map::new();
+    for part in Part::ALL {
+        let secret_name = part.secret_name(name);
+        let held: Map<String, Value> = values
+            .iter()
+            .filter(|(var, _)| part.vars().contains(&var.as_str()))
+            .map(|(var, value)| (var.clone(), value.clone()))
+            .collect();
+        let made = client
+            .create_secret()
+            .name(&secret_name)
+            .description(format!(
+                "The marketplace add-on provider's secret, part {} (docs/operating.md)",
+                part.name()
+            ))
+            .secret_string(Value::Object(held).to_string())
+            .send()
+            .await;
+        match made {
+            Ok(made) => {
+                created.insert(part.name().into(), made.arn().unwrap_or_default().into());
+            }
+            Err(err) => {
+                let made_so_far: Vec<&String> = created.keys().collect();
+                let failure = aws_failure(&format!("create the secret {secret_name}"), err);
+                let message = format!(
+                    "{}; created before it: {made_so_far:?} (delete them, or choose another --name, and run this again)",
+                    failure.message()
+                );
+                return Err(match failure {
+                    Failure::Unreachable(_) => Failure::Unreachable(message),
+                    _ => Failure::Failed(message),
+                });
+            }
+        }
+    }
     Ok(Outcome::Done(json!({
-        "SecretsArn": created.arn().unwrap_or_default(),
+        "SecretsName": name,
+        "parts": created,
         "stored": names,
         "generated": generated,
     })))
+}
+
+/// An earlier version's one secret, as a JSON object.
+async fn read_earlier(arn: &str) -> Result<Map<String, Value>, Failure> {
+    let read = client()
+        .await
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|err| aws_failure("read the earlier secret", err))?;
+    let values: Map<String, Value> = serde_json::from_str(read.secret_string().unwrap_or("{}"))
+        .map_err(|_| Failure::Failed("the earlier secret is not a JSON object".into()))?;
+    if let Some(unknown) = values.keys().find(|var| !SECRET_VARS.contains(&var.as_str())) {
+        return Err(Failure::Failed(format!(
+            "the earlier secret has the unknown key {unknown:?}: nothing was created"
+        )));
+    }
+    Ok(values)
 }
 
 async fn rotate(var: &str, finish: bool, stdin: bool, dry_run: bool) -> Result<Outcome, Failure> {
@@ -196,7 +268,8 @@ async fn rotate(var: &str, finish: bool, stdin: bool, dry_run: bool) -> Result<O
     } else {
         None
     };
-    let (client, arn, read) = read_secret().await?;
+    let part = Part::of(var).ok_or_else(|| Failure::Usage(format!("{var} is in no part of the secret")))?;
+    let (client, secret_id, read) = read_part(part).await?;
     let mut values = read.values;
     let previous_var = format!("{var}_PREVIOUS");
     let under_way = values
@@ -266,7 +339,7 @@ async fn rotate(var: &str, finish: bool, stdin: bool, dry_run: bool) -> Result<O
             json!({ "dry_run": true, "var": var, "step": step, "would_change": changed }),
         ));
     }
-    write_secret(&client, &arn, &read.version_id, &values).await?;
+    write_part(&client, &secret_id, &read.version_id, &values).await?;
     let next = if !finish && changed.len() == 1 {
         "the first value is set; nothing was being replaced, so there is nothing to finish"
     } else {
@@ -296,7 +369,7 @@ async fn reseal_only(var: &str, dry_run: bool) -> Result<Outcome, Failure> {
         return Err(Failure::Usage(format!("--reseal is for {TOKEN_KEY} only")));
     }
     let store = crate::store().await?;
-    let (_, _, read) = read_secret().await?;
+    let (_, _, read) = read_part(Part::Tokens).await?;
     let report = seal_pass(&store, &read.values, !dry_run).await?;
     let left = report.previous_only > 0;
     let report = json!({ "var": var, "step": "reseal", "dry_run": dry_run, "reseal": report });
@@ -307,28 +380,31 @@ async fn reseal_only(var: &str, dry_run: bool) -> Result<Outcome, Failure> {
     })
 }
 
-/// The secret as read: its values and the version they are.
-struct ReadSecret {
+/// A part of the secret as read: its values and the version they are.
+struct ReadPart {
     values: Map<String, Value>,
     version_id: String,
 }
 
-async fn read_secret() -> Result<(aws_sdk_secretsmanager::Client, String, ReadSecret), Failure> {
-    let arn = shared::config::required(&shared::config::process_env, "SECRETS_ARN")?;
+/// The part of the secret SECRETS_NAME names: the client, the part's
+/// secret name, and what it holds.
+async fn read_part(part: Part) -> Result<(aws_sdk_secretsmanager::Client, String, ReadPart), Failure> {
+    let prefix = shared::config::required(&shared::config::process_env, "SECRETS_NAME")?;
+    let secret_id = part.secret_name(&prefix);
     let client = client().await;
     let read = client
         .get_secret_value()
-        .secret_id(&arn)
+        .secret_id(&secret_id)
         .send()
         .await
-        .map_err(|err| aws_failure("read the secret", err))?;
+        .map_err(|err| aws_failure(&format!("read the secret {secret_id}"), err))?;
     let values: Map<String, Value> = serde_json::from_str(read.secret_string().unwrap_or("{}"))
-        .map_err(|_| Failure::Failed("the secret is not a JSON object".into()))?;
+        .map_err(|_| Failure::Failed(format!("the secret {secret_id} is not a JSON object")))?;
     let version_id = read.version_id().unwrap_or_default().to_string();
-    Ok((client, arn, ReadSecret { values, version_id }))
+    Ok((client, secret_id, ReadPart { values, version_id }))
 }
 
-async fn write_secret(
+async fn write_part(
     client: &aws_sdk_secretsmanager::Client,
     arn: &str,
     read_version: &str,

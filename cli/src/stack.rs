@@ -4,12 +4,13 @@
 
 use crate::Failure;
 use aws_sdk_cloudformation::error::SdkError;
+use shared::secret_parts::Part;
 use std::collections::BTreeMap;
 
 /// Outputs, then parameters, and the variable each one is.
 const FROM_OUTPUTS: [(&str, &str); 4] = [
     ("TableName", "TABLE_NAME"),
-    ("StackSecretsArn", "SECRETS_ARN"),
+    ("StackSecretsName", "SECRETS_NAME"),
     ("SyncDeadLetterQueueUrl", "SYNC_DEAD_LETTER_QUEUE_URL"),
     ("LifecycleEventBus", "EVENT_BUS_NAME"),
 ];
@@ -47,6 +48,9 @@ const CHECK_SECRETS: [&str; 7] = [
     "SCALINGO_SSO_SALT",
     "CLOUD66_PROVIDER_UID",
 ];
+
+/// The parts of the secret that hold [`CHECK_SECRETS`].
+const CHECK_PARTS: [Part; 2] = [Part::Lifecycle, Part::Signin];
 
 /// A deployed stack, read.
 pub struct Deployed {
@@ -97,10 +101,11 @@ impl Deployed {
             )));
         }
         if for_check {
-            if let Some(arn) = env.get("SECRETS_ARN") {
-                // Read as the functions read it, with the same checks.
+            if let Some(prefix) = env.get("SECRETS_NAME") {
+                // Read as the functions read it, with the same checks: the
+                // parts that hold what a marketplace's manifest gives.
                 let client = aws_sdk_secretsmanager::Client::new(&aws);
-                let secret = shared::config::Environment::read_secret(&client, arn)
+                let secret = shared::config::Environment::read_parts(&client, prefix, &CHECK_PARTS)
                     .await
                     .map_err(|err| Failure::Failed(format!("the stack's secret: {err}")))?;
                 let lookup = secret.lookup();

@@ -411,7 +411,11 @@ mod tests {
             .is_none());
         // Half a configuration (the secret's password, no user name or
         // reseller) stops the function, naming what is missing.
-        let half = Environment::from_secret_string(r#"{"CLOUDMORE_PASSWORD": "pw"}"#).unwrap();
+        let half = Environment::from_part_string(
+            crate::secret_parts::Part::Platforms,
+            r#"{"CLOUDMORE_PASSWORD": "pw"}"#,
+        )
+        .unwrap();
         let err = CloudmoreClient::from_secret(None, &half)
             .err()
             .expect("half a configuration");

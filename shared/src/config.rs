@@ -6,6 +6,7 @@
 //! message names the variable, and the function refuses to start.
 
 use crate::secret::{Rotating, Secret};
+use crate::secret_parts::Part;
 use std::fmt;
 
 /// Why start-up stopped: which variable, and what is wrong with it.
@@ -38,8 +39,9 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// The variables that hold secrets. In a deployment they live in one AWS
-/// Secrets Manager secret (`SECRETS_ARN`), not in the function's plain
+/// The variables that hold secrets. In a deployment they live in AWS
+/// Secrets Manager (`SECRETS_NAME`, one secret per part:
+/// `crate::secret_parts`), not in the function's plain
 /// configuration, which anyone with `lambda:GetFunctionConfiguration` reads.
 /// Each `*_PREVIOUS` is the value being rotated out, still accepted (or, for
 /// outbound credentials, still tried) until the rotation ends
@@ -74,13 +76,15 @@ pub const SECRET_VARS: [&str; 27] = [
     "OIDC_SIGNING_KEY_PREVIOUS",
 ];
 
-/// A function's configuration: the process environment, with the secrets of
-/// `SECRETS_ARN` (a JSON object whose keys are [`SECRET_VARS`] names) read
-/// once at cold start and taking precedence. Without `SECRETS_ARN` (as in
-/// `make run`) plain variables serve.
+/// A function's configuration: the process environment, with the values of
+/// the secret's parts it reads (`crate::secret_parts`; each a JSON object
+/// whose keys are that part's [`SECRET_VARS`] names) taking precedence.
+/// Without `SECRETS_NAME` (as in `make run`) plain variables serve.
 #[derive(Default)]
 pub struct Environment {
     secrets: std::collections::HashMap<String, String>,
+    /// The parts read; `None`: no secret, every variable may be plain.
+    parts: Option<Vec<Part>>,
 }
 
 /// The AWS SDK configuration (region, credentials, HTTP client) from the
@@ -111,50 +115,91 @@ pub async fn aws_sdk_config(caller: &str) -> aws_config::SdkConfig {
 }
 
 impl Environment {
-    /// The secret `arn`'s values, read with `client` (`SECRETS_ARN` is
-    /// resolved, and re-read on its TTL, by `crate::refresh::SecretSource`).
-    pub async fn read_secret(
+    /// The values of the secret's `parts` under `prefix`, read with
+    /// `client`, all at once (`SECRETS_NAME` is resolved, and re-read on its
+    /// TTL, by `crate::refresh::SecretSource`).
+    pub async fn read_parts(
         client: &aws_sdk_secretsmanager::Client,
-        arn: &str,
+        prefix: &str,
+        parts: &'static [Part],
     ) -> Result<Self, ConfigError> {
-        let output = client
-            .get_secret_value()
-            .secret_id(arn)
-            .send()
-            .await
-            .map_err(|err| {
-                ConfigError::new(
-                    "SECRETS_ARN",
-                    format!(
-                        "could not be read: {}",
-                        aws_sdk_secretsmanager::error::DisplayErrorContext(&err)
-                    ),
-                )
-            })?;
-        Self::from_secret_string(output.secret_string().unwrap_or_default())
+        let reads = parts.iter().map(|part| async move {
+            let name = part.secret_name(prefix);
+            let output = client
+                .get_secret_value()
+                .secret_id(&name)
+                .send()
+                .await
+                .map_err(|err| {
+                    ConfigError::new(
+                        "SECRETS_NAME",
+                        format!(
+                            "names a secret whose part {name} could not be read: {}",
+                            aws_sdk_secretsmanager::error::DisplayErrorContext(&err)
+                        ),
+                    )
+                })?;
+            Ok::<_, ConfigError>((*part, output.secret_string().unwrap_or_default().to_string()))
+        });
+        let mut environment = Self {
+            secrets: std::collections::HashMap::new(),
+            parts: Some(parts.to_vec()),
+        };
+        for (part, text) in futures_util::future::try_join_all(reads).await? {
+            environment
+                .secrets
+                .extend(Self::from_part_string(part, &text)?.secrets);
+        }
+        Ok(environment)
     }
 
-    /// The secret's JSON: an object of [`SECRET_VARS`] names to strings.
-    pub fn from_secret_string(text: &str) -> Result<Self, ConfigError> {
-        let invalid = |problem: String| ConfigError::new("SECRETS_ARN", problem);
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|_| invalid("names a secret that is not a JSON object".into()))?;
-        let object = value
-            .as_object()
-            .ok_or_else(|| invalid("names a secret that is not a JSON object".into()))?;
+    /// One part's JSON: an object of that part's variable names to strings.
+    pub fn from_part_string(part: Part, text: &str) -> Result<Self, ConfigError> {
+        let invalid = |problem: String| ConfigError::new("SECRETS_NAME", problem);
+        let not_an_object = || {
+            invalid(format!(
+                "names a secret whose part {} is not a JSON object",
+                part.name()
+            ))
+        };
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|_| not_an_object())?;
+        let object = value.as_object().ok_or_else(not_an_object)?;
         let mut secrets = std::collections::HashMap::new();
         for (name, value) in object {
-            if !SECRET_VARS.contains(&name.as_str()) {
-                return Err(invalid(format!("names a secret with the unknown key {name:?}")));
+            if !part.vars().contains(&name.as_str()) {
+                let problem = match Part::of(name) {
+                    Some(other) => format!(
+                        "names a secret whose part {} holds {name}, which belongs in part {}",
+                        part.name(),
+                        other.name()
+                    ),
+                    None => format!(
+                        "names a secret whose part {} has the unknown key {name:?}",
+                        part.name()
+                    ),
+                };
+                return Err(invalid(problem));
             }
-            let value = value
-                .as_str()
-                .ok_or_else(|| invalid(format!("names a secret whose {name} is not a string")))?;
+            let value = value.as_str().ok_or_else(|| {
+                invalid(format!(
+                    "names a secret whose part {} has a {name} that is not a string",
+                    part.name()
+                ))
+            })?;
             if !value.trim().is_empty() {
                 secrets.insert(name.clone(), value.to_string());
             }
         }
-        Ok(Self { secrets })
+        Ok(Self {
+            secrets,
+            parts: Some(vec![part]),
+        })
+    }
+
+    /// Whether this configuration can hold `part`'s variables: read from a
+    /// secret with that part, or from plain variables (no secret).
+    pub fn holds(&self, part: Part) -> bool {
+        self.parts.as_ref().is_none_or(|parts| parts.contains(&part))
     }
 
     /// The lookup every configuration reader takes.
@@ -467,19 +512,35 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_secret_is_an_object_of_known_secret_variables() {
-        let env =
-            Environment::from_secret_string(r#"{"ADDON_PASSWORD": "from-the-secret", "ADDON_SSO_SALT": ""}"#)
-                .unwrap();
+    fn a_part_of_the_secret_is_an_object_of_that_parts_variables() {
+        let env = Environment::from_part_string(
+            Part::Lifecycle,
+            r#"{"ADDON_PASSWORD": "from-the-secret", "HEROKU_PASSWORD": ""}"#,
+        )
+        .unwrap();
         assert_eq!(env.lookup()("ADDON_PASSWORD").as_deref(), Some("from-the-secret"));
-        for bad in [
-            r#"["x"]"#,
-            "not json",
-            r#"{"TABLE_NAME": "x"}"#,
-            r#"{"ADDON_PASSWORD": 5}"#,
+        assert!(env.holds(Part::Lifecycle));
+        assert!(!env.holds(Part::Tokens));
+        assert!(
+            Environment::default().holds(Part::Tokens),
+            "plain variables hold every part"
+        );
+        for (bad, why) in [
+            (r#"["x"]"#, "not a JSON object"),
+            ("not json", "not a JSON object"),
+            (r#"{"TABLE_NAME": "x"}"#, "unknown key"),
+            (r#"{"ADDON_PASSWORD": 5}"#, "not a string"),
+            (
+                r#"{"ADDON_PASSWORD": "from-the-secret", "HEROKU_TOKEN_KEY": "k"}"#,
+                "belongs in part tokens",
+            ),
         ] {
-            let err = Environment::from_secret_string(bad).err().expect(bad);
-            assert_eq!(err.var, "SECRETS_ARN", "{bad}");
+            let err = Environment::from_part_string(Part::Lifecycle, bad)
+                .err()
+                .expect(bad);
+            assert_eq!(err.var, "SECRETS_NAME", "{bad}");
+            assert!(err.to_string().contains(why), "{bad}: {err}");
+            assert!(err.to_string().contains("part lifecycle"), "{bad}: {err}");
             assert!(!err.to_string().contains("from-the-secret"));
         }
     }

@@ -24,6 +24,7 @@ pub mod provisioner;
 pub mod refresh;
 pub mod scalingo;
 pub mod secret;
+pub mod secret_parts;
 pub mod signin;
 pub mod sso_login;
 pub mod store;

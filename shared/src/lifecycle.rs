@@ -27,7 +27,7 @@ pub async fn parts_from_env(
     function: &str,
 ) -> Result<(Option<SecretSource>, Environment, DynamoStore, VendorProvisioner), ConfigError> {
     let aws = config::aws_sdk_config(function).await;
-    let (source, environment) = SecretSource::load(&aws).await?;
+    let (source, environment) = SecretSource::load(&aws, function).await?;
     let (table, mut provisioner) = {
         let lookup = environment.lookup();
         let addon_id = config::required(&lookup, "ADDON_ID")?;

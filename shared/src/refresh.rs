@@ -1,5 +1,6 @@
-//! Values made from the deployment's secret (`SECRETS_ARN`), kept fresh:
-//! a warm instance re-reads the secret at most every `SECRETS_TTL_SECONDS`
+//! Values made from the deployment's secret (`SECRETS_NAME`: the parts of it
+//! the function reads, `crate::secret_parts`), kept fresh: a warm instance
+//! re-reads them at most every `SECRETS_TTL_SECONDS`
 //! (default 300; 0 reads it on every call), so a password removed from the
 //! secret stops working within that time, with no redeploy and no wait for
 //! instances to be recycled (docs/security.md).
@@ -9,6 +10,7 @@
 //! it is logged, never the values.
 
 use crate::config::{self, ConfigError, Environment};
+use crate::secret_parts::{self, Part};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,22 +19,33 @@ pub const DEFAULT_TTL_SECONDS: u64 = 300;
 /// After a failed re-read, how long the old values serve before the next try.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 
-/// The secret named by `SECRETS_ARN` and how long its values are kept.
+/// The parts of the secret named by `SECRETS_NAME` that a function reads,
+/// and how long their values are kept.
 #[derive(Debug, Clone)]
 pub struct SecretSource {
     client: aws_sdk_secretsmanager::Client,
-    arn: String,
+    prefix: String,
+    parts: &'static [Part],
     ttl: Duration,
 }
 
 impl SecretSource {
-    /// `SECRETS_ARN` (none: no secret, plain variables serve, as in
-    /// `make run`) and `SECRETS_TTL_SECONDS`.
+    /// `SECRETS_NAME` (none: no secret, plain variables serve, as in
+    /// `make run`) and `SECRETS_TTL_SECONDS`, for the parts `caller` reads.
     pub fn from_lookup(
         lookup: &impl Fn(&str) -> Option<String>,
         aws: &aws_config::SdkConfig,
+        caller: &str,
     ) -> Result<Option<Self>, ConfigError> {
-        let Some(arn) = config::optional(lookup, "SECRETS_ARN") else {
+        if config::optional(lookup, "SECRETS_ARN").is_some() {
+            // The one secret of earlier versions: it is split now
+            // (docs/operating.md, "Upgrading to the split secret").
+            return Err(ConfigError::new(
+                "SECRETS_ARN",
+                "names the one secret of earlier versions: split it with `provider secrets init --name NAME --from ARN` and set SECRETS_NAME",
+            ));
+        }
+        let Some(prefix) = config::optional(lookup, "SECRETS_NAME") else {
             return Ok(None);
         };
         let ttl = match config::optional(lookup, "SECRETS_TTL_SECONDS") {
@@ -50,16 +63,20 @@ impl SecretSource {
         };
         Ok(Some(Self {
             client: aws_sdk_secretsmanager::Client::new(aws),
-            arn,
+            prefix,
+            parts: secret_parts::read_by(caller),
             ttl: Duration::from_secs(ttl),
         }))
     }
 
-    /// The source `SECRETS_ARN` names, if any, and the values to start
-    /// with: the secret's, read now, or (without a secret) none, so plain
-    /// variables serve.
-    pub async fn load(aws: &aws_config::SdkConfig) -> Result<(Option<Self>, Environment), ConfigError> {
-        let source = Self::from_lookup(&config::process_env, aws)?;
+    /// The source `SECRETS_NAME` names for `caller`, if any, and the values
+    /// to start with: its parts', read now, or (without a secret) none, so
+    /// plain variables serve.
+    pub async fn load(
+        aws: &aws_config::SdkConfig,
+        caller: &str,
+    ) -> Result<(Option<Self>, Environment), ConfigError> {
+        let source = Self::from_lookup(&config::process_env, aws, caller)?;
         let environment = match &source {
             Some(source) => source.read().await?,
             None => Environment::default(),
@@ -67,9 +84,9 @@ impl SecretSource {
         Ok((source, environment))
     }
 
-    /// The secret's values now.
+    /// The values of the parts read, now.
     pub async fn read(&self) -> Result<Environment, ConfigError> {
-        Environment::read_secret(&self.client, &self.arn).await
+        Environment::read_parts(&self.client, &self.prefix, self.parts).await
     }
 }
 
@@ -92,7 +109,7 @@ impl<T> Fresh<T> {
     pub fn fixed(value: T) -> Self {
         Self {
             source: None,
-            derive: Box::new(|_| Err(ConfigError::new("SECRETS_ARN", "is not set"))),
+            derive: Box::new(|_| Err(ConfigError::new("SECRETS_NAME", "is not set"))),
             state: tokio::sync::Mutex::new(State {
                 value: Arc::new(value),
                 next_read: Instant::now(),
@@ -166,22 +183,31 @@ mod tests {
     #[tokio::test]
     async fn the_ttl_defaults_to_five_minutes_accepts_zero_and_refuses_nonsense() {
         let aws = aws().await;
-        assert!(SecretSource::from_lookup(&lookup(&[]), &aws).unwrap().is_none());
-        let source = SecretSource::from_lookup(&lookup(&[("SECRETS_ARN", "arn:x")]), &aws)
+        assert!(SecretSource::from_lookup(&lookup(&[]), &aws, "oidc")
+            .unwrap()
+            .is_none());
+        let source = SecretSource::from_lookup(&lookup(&[("SECRETS_NAME", "a/b")]), &aws, "oidc")
             .unwrap()
             .unwrap();
         assert_eq!(source.ttl, Duration::from_secs(300));
+        assert_eq!(source.parts, [Part::Oidc]);
         let every_call = SecretSource::from_lookup(
-            &lookup(&[("SECRETS_ARN", "arn:x"), ("SECRETS_TTL_SECONDS", "0")]),
+            &lookup(&[("SECRETS_NAME", "a/b"), ("SECRETS_TTL_SECONDS", "0")]),
             &aws,
+            "provider",
         )
         .unwrap()
         .unwrap();
         assert_eq!(every_call.ttl, Duration::ZERO);
+        assert_eq!(every_call.parts, Part::ALL);
+        let earlier =
+            SecretSource::from_lookup(&lookup(&[("SECRETS_ARN", "arn:x")]), &aws, "oidc").unwrap_err();
+        assert_eq!(earlier.var, "SECRETS_ARN");
+        assert!(earlier.problem.contains("--from"), "{earlier}");
         for bad in ["-1", "soon", "86401"] {
             let pairs: &'static [(&'static str, &'static str)] =
-                Box::leak(vec![("SECRETS_ARN", "arn:x"), ("SECRETS_TTL_SECONDS", bad)].into_boxed_slice());
-            let err = SecretSource::from_lookup(&lookup(pairs), &aws).unwrap_err();
+                Box::leak(vec![("SECRETS_NAME", "a/b"), ("SECRETS_TTL_SECONDS", bad)].into_boxed_slice());
+            let err = SecretSource::from_lookup(&lookup(pairs), &aws, "oidc").unwrap_err();
             assert_eq!(err.var, "SECRETS_TTL_SECONDS", "{bad}");
         }
     }

@@ -94,7 +94,7 @@ impl SignInApi<DynamoStore> {
     /// `SESSION_TTL_SECONDS` and the `CLOUD66_*` variables.
     pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
         let aws = config::aws_sdk_config(function).await;
-        let (source, environment) = SecretSource::load(&aws).await?;
+        let (source, environment) = SecretSource::load(&aws, function).await?;
         let lookup = environment.lookup();
         let keys = Fresh::new(source, &environment, |environment| {
             SignInKeys::from_lookup(&environment.lookup())

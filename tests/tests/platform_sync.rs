@@ -337,13 +337,13 @@ async fn an_unverified_cloud66_link_reaches_cloudmore_only_once_cloud66_answers_
 }
 
 /// The function's own start-up, as Lambda runs it: the configuration and the
-/// secret (through SECRETS_ARN, as deployed), the table's warm-up read; then
+/// secret (the parts it reads, through SECRETS_NAME, as deployed), the table's warm-up read; then
 /// an empty batch. Its AWS calls are recorded as the function's, so the
 /// template's grants for them are checked too (scripts/check_aws_calls.py).
 #[tokio::test]
 async fn the_sync_starts_from_the_deployments_configuration_and_secret() {
     assert!(
-        std::env::var("SECRETS_ARN").is_ok(),
+        std::env::var("SECRETS_NAME").is_ok(),
         "make test serves the secrets from a Secrets Manager secret"
     );
     let sync = sync::PlatformSync::from_env("platform-sync")

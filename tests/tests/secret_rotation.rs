@@ -6,6 +6,7 @@
 //! secret is changed, and it is restored before this binary ends.
 
 use aws_sdk_secretsmanager::Client;
+use shared::secret_parts::Part;
 use std::time::{Duration, Instant};
 use tests::*;
 
@@ -16,24 +17,41 @@ async fn secrets() -> Client {
     Client::new(&shared::config::aws_sdk_config("tests").await)
 }
 
+/// Every part of the stack's secret, merged.
 async fn secret_values(client: &Client) -> serde_json::Map<String, serde_json::Value> {
+    let mut values = serde_json::Map::new();
+    for part in Part::ALL {
+        values.extend(part_values(client, &part.secret_name(&stack_var("SECRETS_NAME"))).await);
+    }
+    values
+}
+
+async fn part_values(client: &Client, id: &str) -> serde_json::Map<String, serde_json::Value> {
     let output = client
         .get_secret_value()
-        .secret_id(stack_var("SECRETS_ARN"))
+        .secret_id(id)
         .send()
         .await
-        .expect("the stack's secret");
+        .expect("a part of the secret");
     serde_json::from_str(output.secret_string().unwrap()).unwrap()
 }
 
+/// `values` split into the stack secret's parts, each written anew.
 async fn put_secret(client: &Client, values: &serde_json::Map<String, serde_json::Value>) {
-    client
-        .put_secret_value()
-        .secret_id(stack_var("SECRETS_ARN"))
-        .secret_string(serde_json::Value::Object(values.clone()).to_string())
-        .send()
-        .await
-        .expect("a new version of the secret");
+    for part in Part::ALL {
+        let held: serde_json::Map<_, _> = values
+            .iter()
+            .filter(|(var, _)| Part::of(var) == Some(part))
+            .map(|(var, value)| (var.clone(), value.clone()))
+            .collect();
+        client
+            .put_secret_value()
+            .secret_id(part.secret_name(&stack_var("SECRETS_NAME")))
+            .secret_string(serde_json::Value::Object(held).to_string())
+            .send()
+            .await
+            .expect("a new version of the secret's part");
+    }
 }
 
 /// The status a provision authenticated with `password` gets.
@@ -275,18 +293,19 @@ async fn a_signing_secret_rotation_signs_with_both_until_it_ends() {
     every_instance_reads_again().await;
 }
 
-/// A secret of the test's own, holding `values` (JSON): its ARN.
-async fn secret_of_its_own(client: &Client, name: &str, values: &str) -> String {
+/// A secret of the test's own with one `part`, holding `values` (JSON):
+/// the secret's name (SECRETS_NAME) and the part's.
+async fn secret_of_its_own(client: &Client, name: &str, part: Part, values: &str) -> (String, String) {
+    let prefix = format!("{name}-{}", unique("s"));
+    let id = part.secret_name(&prefix);
     client
         .create_secret()
-        .name(format!("{name}-{}", unique("s")))
+        .name(&id)
         .secret_string(values)
         .send()
         .await
-        .expect("a secret of the test's own")
-        .arn()
-        .unwrap()
-        .to_string()
+        .expect("a secret of the test's own");
+    (prefix, id)
 }
 
 /// `provider secrets rotate VAR --stdin` on a secret of its own: a first
@@ -296,10 +315,11 @@ async fn secret_of_its_own(client: &Client, name: &str, values: &str) -> String 
 #[tokio::test]
 async fn the_cli_sets_a_first_value_then_rotates_it_with_an_overlap() {
     let client = secrets().await;
-    let arn = secret_of_its_own(
+    let (prefix, arn) = secret_of_its_own(
         &client,
         "rotation-cli",
-        r#"{"ADDON_PASSWORD":"a-password-0123456789"}"#,
+        Part::Platforms,
+        r#"{"CLOUDMORE_PASSWORD":"a-password-0123456789"}"#,
     )
     .await;
     // The CLI as an operator runs it (blocking: a few quick runs).
@@ -308,7 +328,7 @@ async fn the_cli_sets_a_first_value_then_rotates_it_with_an_overlap() {
             .args(["secrets", "rotate", "HEROKU_CLIENT_SECRET"])
             .args(stdin.map(|_| "--stdin"))
             .args(finish.then_some("--finish"))
-            .env("SECRETS_ARN", &arn)
+            .env("SECRETS_NAME", &prefix)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -341,8 +361,8 @@ async fn the_cli_sets_a_first_value_then_rotates_it_with_an_overlap() {
     assert_eq!(held["HEROKU_CLIENT_SECRET"], "first-client-secret");
     assert!(held.get("HEROKU_CLIENT_SECRET_PREVIOUS").is_none());
     assert_eq!(
-        held["ADDON_PASSWORD"], "a-password-0123456789",
-        "the rest is kept"
+        held["CLOUDMORE_PASSWORD"], "a-password-0123456789",
+        "the rest of the part is kept"
     );
     let (status, printed) = rotate(Some("second-client-secret"), false);
     assert_eq!(status, Some(0), "{printed}");
@@ -382,9 +402,10 @@ async fn a_token_key_rotation_reseals_quiet_add_ons_and_finishes_only_when_none_
         .unwrap()
     };
     let client = secrets().await;
-    let arn = secret_of_its_own(
+    let (prefix, arn) = secret_of_its_own(
         &client,
         "token-key",
+        Part::Tokens,
         &serde_json::json!({ "HEROKU_TOKEN_KEY": old_key }).to_string(),
     )
     .await;
@@ -427,7 +448,7 @@ async fn a_token_key_rotation_reseals_quiet_add_ons_and_finishes_only_when_none_
         let output = std::process::Command::new(workspace_binary("provider"))
             .args(["--json", "secrets", "rotate", "HEROKU_TOKEN_KEY"])
             .args(args)
-            .env("SECRETS_ARN", &arn)
+            .env("SECRETS_NAME", &prefix)
             .env("TABLE_NAME", store.table())
             .stdin(std::process::Stdio::null())
             .output()
@@ -514,9 +535,10 @@ async fn a_token_key_rotation_reseals_quiet_add_ons_and_finishes_only_when_none_
 #[tokio::test]
 async fn a_rotation_that_lost_a_race_writes_nothing() {
     let client = secrets().await;
-    let arn = secret_of_its_own(
+    let (_, arn) = secret_of_its_own(
         &client,
         "rotation-race",
+        Part::Lifecycle,
         r#"{"ADDON_PASSWORD":"a-password-0123456789"}"#,
     )
     .await;
@@ -544,4 +566,94 @@ async fn a_rotation_that_lost_a_race_writes_nothing() {
     );
     let held = client.get_secret_value().secret_id(&arn).send().await.unwrap();
     assert!(held.secret_string().unwrap().contains("someone-elses"));
+}
+
+/// `provider secrets init --from ARN`: an earlier version's one secret is
+/// split into the six parts, each holding its own variables only, what it
+/// lacked generated; the earlier secret is left as it was; a second init
+/// under the same name creates nothing new and says what exists.
+#[tokio::test]
+async fn init_splits_an_earlier_secret_into_its_parts() {
+    let client = secrets().await;
+    let earlier = serde_json::json!({
+        "ADDON_PASSWORD": "earlier-password-0123456789",
+        "HEROKU_TOKEN_KEY": shared::secret::random_hex(32),
+        "OIDC_CLIENTS": "[]",
+        "CLOUDMORE_PASSWORD": "earlier-cloudmore-0123456789",
+    });
+    let earlier_arn = client
+        .create_secret()
+        .name(unique("earlier-secret"))
+        .secret_string(earlier.to_string())
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    let name = format!("split-{}", unique("s"));
+    let init = || {
+        let mut command = std::process::Command::new(workspace_binary("provider"));
+        command.args([
+            "--json",
+            "secrets",
+            "init",
+            "--name",
+            &name,
+            "--from",
+            &earlier_arn,
+        ]);
+        // Only the earlier secret gives values: none from this environment.
+        for var in shared::config::SECRET_VARS {
+            command.env_remove(var);
+        }
+        let output = command.output().expect("run provider");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).to_string(),
+        )
+    };
+    let (status, printed) = init();
+    assert_eq!(status, Some(0), "{printed}");
+    assert!(
+        !printed.contains("earlier-password"),
+        "no value printed: {printed}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(report["SecretsName"], name.as_str());
+    for part in Part::ALL {
+        let held = part_values(&client, &part.secret_name(&name)).await;
+        for var in held.keys() {
+            assert_eq!(Part::of(var), Some(part), "{var} is in part {}", part.name());
+        }
+        assert!(report["parts"][part.name()].is_string(), "{printed}");
+    }
+    let lifecycle = part_values(&client, &Part::Lifecycle.secret_name(&name)).await;
+    assert_eq!(lifecycle["ADDON_PASSWORD"], "earlier-password-0123456789");
+    assert_eq!(
+        lifecycle["HEROKU_PASSWORD"].as_str().unwrap().len(),
+        48,
+        "generated"
+    );
+    let tokens = part_values(&client, &Part::Tokens.secret_name(&name)).await;
+    assert_eq!(tokens["HEROKU_TOKEN_KEY"], earlier["HEROKU_TOKEN_KEY"]);
+    let platforms = part_values(&client, &Part::Platforms.secret_name(&name)).await;
+    assert_eq!(platforms["CLOUDMORE_PASSWORD"], "earlier-cloudmore-0123456789");
+    let oidc = part_values(&client, &Part::Oidc.secret_name(&name)).await;
+    assert!(oidc["OIDC_SIGNING_KEY"].as_str().unwrap().contains("PRIVATE KEY"));
+    let kept = client
+        .get_secret_value()
+        .secret_id(&earlier_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(kept.secret_string().unwrap()).unwrap(),
+        earlier
+    );
+
+    let (status, printed) = init();
+    assert_eq!(status, Some(1), "the parts exist already: {printed}");
+    let again = part_values(&client, &Part::Lifecycle.secret_name(&name)).await;
+    assert_eq!(again, lifecycle, "nothing overwritten");
 }

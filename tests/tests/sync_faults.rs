@@ -340,7 +340,7 @@ fn provider_with(world: &World, args: &[&str], env: &[(&str, &str)]) -> (i32, se
     let mut command = std::process::Command::new(workspace_binary("provider"));
     command
         .args(args)
-        .env_remove("SECRETS_ARN")
+        .env_remove("SECRETS_NAME")
         .env("TABLE_NAME", world.store.table())
         .env("CLEVERCLOUD_API_URL", &world.vendor_url)
         .env("ADDON_ID", "addon-name")

@@ -11,6 +11,7 @@ use crate::lifecycle::{Lifecycle, LifecycleError, Marketplace};
 use crate::model::{ConfigMap, HerokuAuthorization, Platform, Resource, ResourceStatus, SyncMark, Timestamp};
 use crate::provisioner::Provisioner;
 use crate::refresh::{Fresh, SecretSource};
+use crate::secret_parts::Part;
 use crate::store::{ProvisionStore, ResourceWriter};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -27,17 +28,22 @@ pub struct HerokuApi<S, P> {
 /// that seal its OAuth grants.
 pub struct HerokuSecrets {
     credentials: BasicCredentials,
-    keys: TokenKeys,
+    /// Only where the function reads the token key (provision seals the
+    /// grant; a plan change or deprovision never touches it:
+    /// `crate::secret_parts`).
+    keys: Option<TokenKeys>,
 }
 
 impl HerokuSecrets {
-    fn from_lookup(
-        config: &HerokuConfig,
-        lookup: &impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
+    fn from_environment(config: &HerokuConfig, environment: &Environment) -> Result<Self, ConfigError> {
+        let keys = if environment.holds(Part::Tokens) {
+            Some(TokenKeys::from_lookup(&environment.lookup())?)
+        } else {
+            None
+        };
         Ok(Self {
             credentials: BasicCredentials::rotating(config.addon_id.clone(), config.password.clone()),
-            keys: TokenKeys::from_lookup(lookup)?,
+            keys,
         })
     }
 }
@@ -80,7 +86,7 @@ impl<S, P: Provisioner> HerokuApi<S, P> {
             let lookup = environment.lookup();
             let heroku = HerokuConfig::from_lookup(&lookup)?
                 .ok_or_else(|| ConfigError::new("HEROKU_ADDON_ID", "was removed from the secret"))?;
-            HerokuSecrets::from_lookup(&heroku, &lookup)
+            HerokuSecrets::from_environment(&heroku, environment)
         })?;
         Ok(Some(Self {
             secrets: fresh,
@@ -113,12 +119,20 @@ pub async fn provision<S: ProvisionStore, P: Provisioner>(
         let body: ProvisionRequest = read_json(&request)?;
         let now = Timestamp::now();
         let id = resource_id(&body.uuid).ok_or_else(ApiError::internal)?;
-        let authorization = body.oauth_grant.map(|grant| HerokuAuthorization {
-            grant: Some(secrets.keys.seal(&id, grant.code.as_bytes())),
-            grant_expires_at: Some(grant.expires_at_unix(now.unix())),
-            tokens: None,
-            access_expires_at: None,
-        });
+        let authorization = match body.oauth_grant {
+            Some(grant) => {
+                // The provision function always reads the key
+                // (`crate::secret_parts::READERS`); without it, nothing is written.
+                let keys = secrets.keys.as_ref().ok_or_else(ApiError::internal)?;
+                Some(HerokuAuthorization {
+                    grant: Some(keys.seal(&id, grant.code.as_bytes())),
+                    grant_expires_at: Some(grant.expires_at_unix(now.unix())),
+                    tokens: None,
+                    access_expires_at: None,
+                })
+            }
+            None => None,
+        };
         let resource = Resource {
             name: body.name,
             region: body.region,

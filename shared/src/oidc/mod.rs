@@ -153,7 +153,7 @@ impl OidcApi<DynamoStore> {
     /// `OIDC_SIGNING_KEY` and `OIDC_SIGNING_KEY_PREVIOUS`.
     pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
         let aws = config::aws_sdk_config(function).await;
-        let (source, environment) = SecretSource::load(&aws).await?;
+        let (source, environment) = SecretSource::load(&aws, function).await?;
         let lookup = environment.lookup();
         let keys = Fresh::new(source, &environment, |environment| {
             ProviderKeys::from_lookup(&environment.lookup())

@@ -106,7 +106,7 @@ impl PlatformSync<DynamoStore> {
         // The platforms' credentials and the provisioner's signing secrets
         // follow the secret (re-read every SECRETS_TTL_SECONDS), so a
         // rotation needs no redeploy.
-        let (source, environment) = SecretSource::load(&aws).await?;
+        let (source, environment) = SecretSource::load(&aws, function).await?;
         let lookup = environment.lookup();
         let addon = CleverCloudConfig::from_lookup(&lookup)?;
         let mut vendor = VendorClient::from_lookup(&lookup, &addon)?;

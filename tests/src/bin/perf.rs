@@ -174,7 +174,7 @@ impl Instance {
             .env("AWS_LAMBDA_LOG_STREAM_NAME", "perf")
             .env("AWS_LAMBDA_LOG_GROUP_NAME", "perf")
             // The configuration `make run` uses: plain development values.
-            .env_remove("SECRETS_ARN")
+            .env_remove("SECRETS_NAME")
             .env_remove("ADDON_PASSWORD_PREVIOUS")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))

@@ -90,7 +90,7 @@ impl Cloud66LinkApi<DynamoStore, VendorProvisioner> {
         let aws = config::aws_sdk_config(function).await;
         // The provisioner's signing secrets follow the secret (re-read every
         // SECRETS_TTL_SECONDS); the rest is kept until the next cold start.
-        let (source, environment) = SecretSource::load(&aws).await?;
+        let (source, environment) = SecretSource::load(&aws, function).await?;
         let lookup = environment.lookup();
         let endpoint = config::outbound_base_url(
             "CLOUD66_PARTNER_ENDPOINT",
