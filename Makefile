@@ -33,6 +33,7 @@ lint-template: tools
 	$(TOOLS)/python scripts/check_policies.py infra/template.yaml shared/src/store/dynamo.rs
 	$(TOOLS)/python scripts/check_policies_test.py
 	$(TOOLS)/python scripts/check_aws_calls_test.py
+	$(TOOLS)/python scripts/local_triggers_test.py
 	$(TOOLS)/python scripts/template_test.py
 	$(TOOLS)/python scripts/check_config_reference.py infra/template.yaml shared/src docs/operating.md
 	$(TOOLS)/python scripts/check_config_reference_test.py

@@ -27,44 +27,42 @@ port_in_use() {
   python3 -c 'import socket, sys; s = socket.socket(); sys.exit(s.connect_ex(("127.0.0.1", int(sys.argv[1]))) != 0)' "$1"
 }
 
+# Every port a service started here listens on, by variable, and its default
+# in `run`. `test` (and `run` with STACK_FREE_PORTS=1, as the signals test
+# runs it) takes free ones instead, never those of a `make run` beside it.
+PORT_DEFAULTS=(PORT=9000 DYNAMODB_PORT=8000 PARTNER_PORT=9001 VENDOR_PORT=9002 APP_PORT=9003
+  HEROKU_PORT=9004 SCALINGO_PORT=9005 CLEVERCLOUD_PORT=9006 MOTO_PORT=9007)
 case "$MODE" in
-  run)
-    PORT="${PORT:-9000}"
-    DYNAMODB_PORT="${DYNAMODB_PORT:-8000}"
-    PARTNER_PORT="${PARTNER_PORT:-9001}"
-    VENDOR_PORT="${VENDOR_PORT:-9002}"
-    APP_PORT="${APP_PORT:-9003}"
-    HEROKU_PORT="${HEROKU_PORT:-9004}"
-    SCALINGO_PORT="${SCALINGO_PORT:-9005}"
-    ports=("$PORT" "$DYNAMODB_PORT")
-    [[ -z "${HEROKU_API_URL:-}" ]] && ports+=("$HEROKU_PORT")
-    [[ -z "${SCALINGO_API_URL:-}" ]] && ports+=("$SCALINGO_PORT")
-    [[ -z "${CLOUD66_PARTNER_ENDPOINT:-}" ]] && ports+=("$PARTNER_PORT")
-    [[ -z "${PROVISIONER_URL:-}" ]] && ports+=("$VENDOR_PORT")
-    [[ -z "${OIDC_CLIENTS:-}" ]] && ports+=("$APP_PORT")
-    for port in "${ports[@]}"; do
-      if port_in_use "$port"; then
-        echo "stack: port $port is already in use; set PORT / DYNAMODB_PORT / PARTNER_PORT / VENDOR_PORT / APP_PORT / HEROKU_PORT / SCALINGO_PORT to free ones" >&2
-        exit 1
+  run | test)
+    for entry in "${PORT_DEFAULTS[@]}"; do
+      var="${entry%%=*}"
+      if [[ "$MODE" == test || "${STACK_FREE_PORTS:-0}" == 1 ]]; then
+        printf -v "$var" '%s' "$(free_port)"
+      else
+        printf -v "$var" '%s' "${!var:-${entry#*=}}"
       fi
     done
-    ;;
-  test)
-    # Never the ports of a `make run` that may be going on beside us.
-    PORT="$(free_port)"
-    DYNAMODB_PORT="$(free_port)"
-    PARTNER_PORT="$(free_port)"
-    VENDOR_PORT="$(free_port)"
-    APP_PORT="$(free_port)"
-    HEROKU_PORT="$(free_port)"
-    SCALINGO_PORT="$(free_port)"
-    SECRETS_PORT="$(free_port)"
     ;;
   *)
     echo "usage: stack.sh run | test CMD..." >&2
     exit 2
     ;;
 esac
+if [[ "$MODE" == run ]]; then
+  ports=("$PORT" "$DYNAMODB_PORT" "$MOTO_PORT")
+  [[ -z "${HEROKU_API_URL:-}" ]] && ports+=("$HEROKU_PORT")
+  [[ -z "${SCALINGO_API_URL:-}" ]] && ports+=("$SCALINGO_PORT")
+  [[ -z "${CLEVERCLOUD_API_URL:-}" ]] && ports+=("$CLEVERCLOUD_PORT")
+  [[ -z "${CLOUD66_PARTNER_ENDPOINT:-}" ]] && ports+=("$PARTNER_PORT")
+  [[ -z "${PROVISIONER_URL:-}" ]] && ports+=("$VENDOR_PORT")
+  [[ -z "${OIDC_CLIENTS:-}" ]] && ports+=("$APP_PORT")
+  for port in "${ports[@]}"; do
+    if port_in_use "$port"; then
+      echo "stack: port $port is already in use (another make run?); set ${PORT_DEFAULTS[*]%%=*} to free ones" >&2
+      exit 1
+    fi
+  done
+fi
 
 export ADDON_ID="${ADDON_ID:-addon-name}"
 export ADDON_PASSWORD="${ADDON_PASSWORD:-local-dev-password-44ca82ddf8d4e74d}"
@@ -94,6 +92,12 @@ if [[ -z "${SCALINGO_API_URL:-}" ]]; then
   export SCALINGO_API_URL="http://127.0.0.1:$SCALINGO_PORT"
   START_FAKE_SCALINGO=1
 fi
+# Without Clever Cloud's own vendor API, a stand-in answers it
+# (tests/src/bin/fake_clevercloud.rs): the sync and the CLI stay on this machine.
+if [[ -z "${CLEVERCLOUD_API_URL:-}" ]]; then
+  export CLEVERCLOUD_API_URL="http://127.0.0.1:$CLEVERCLOUD_PORT/v2"
+  START_FAKE_CLEVERCLOUD=1
+fi
 export CLOUD66_PROVIDER="${CLOUD66_PROVIDER-acme-local}"
 export CLOUD66_PROVIDER_UID="${CLOUD66_PROVIDER_UID-local-dev-cloud66-uid-0123456789abcdef}"
 export CLOUD66_MULTIPASS_KEY="${CLOUD66_MULTIPASS_KEY:-uid}"
@@ -113,9 +117,12 @@ export PROVISIONER_TIMEOUT_MS="${PROVISIONER_TIMEOUT_MS:-2000}"
 export CLOUD66_CALLBACK_HOSTS="${CLOUD66_CALLBACK_HOSTS:-app.cloud66.com}"
 export CLOUD66_PARTNER_FORMAT="${CLOUD66_PARTNER_FORMAT:-json}"
 export CLOUD66_PARTNER_TIME_LIMIT_SECONDS="${CLOUD66_PARTNER_TIME_LIMIT_SECONDS:-3}"
-export RESOURCE_BASE_URL="${RESOURCE_BASE_URL:-http://localhost:$PORT/resources}"
+# One host name for everything a browser or a marketplace is given (manifests,
+# issuer, app, cookies): a session cookie set on one is never sent to another.
+LOCAL_URL="http://127.0.0.1:$PORT"
+export RESOURCE_BASE_URL="${RESOURCE_BASE_URL:-$LOCAL_URL/resources}"
 # The OpenID Connect provider's issuer: this stack's own address.
-export PUBLIC_URL="${PUBLIC_URL:-http://127.0.0.1:$PORT}"
+export PUBLIC_URL="${PUBLIC_URL:-$LOCAL_URL}"
 # Without apps of your own, a stand-in vendor app (tests/standins/vendor_app.mjs,
 # on openid-client) is the registered client that marketplace sign-ins hand
 # the customer to; a second client, with no hand-off, is for the OIDC tests.
@@ -137,10 +144,17 @@ if [[ -z "${OIDC_CLIENTS:-}" ]]; then
 fi
 export TABLE_NAME="${TABLE_NAME:-addon-provider-local}"
 export AWS_REGION="${AWS_REGION:-us-east-1}"
+# The AWS CLI and boto3 read this one.
+export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-$AWS_REGION}"
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
 export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
 export AWS_LAMBDA_LOG_FORMAT="${AWS_LAMBDA_LOG_FORMAT:-JSON}"
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$DYNAMODB_PORT"
+# Every other AWS service is moto's (started below); no SDK call looks for the
+# instance-metadata service.
+MOTO_URL="http://127.0.0.1:$MOTO_PORT"
+export AWS_ENDPOINT_URL_SECRETS_MANAGER="$MOTO_URL" AWS_ENDPOINT_URL_SQS="$MOTO_URL" AWS_ENDPOINT_URL_EVENTBRIDGE="$MOTO_URL"
+export AWS_EC2_METADATA_DISABLED=true
 export WATCH_CONCURRENCY="${WATCH_CONCURRENCY:-4}"
 export SAM_CLI_TELEMETRY=0
 
@@ -258,34 +272,47 @@ if [[ -z "${OIDC_SIGNING_KEY:-}" ]]; then
   export OIDC_SIGNING_KEY
 fi
 
-# In `test`, the functions read their secrets the way a deployment does: each
-# the parts it reads of the Secrets Manager secret (moto's, locally) named by
-# SECRETS_NAME, and never see them as plain variables. `run` keeps plain
-# development values.
-WATCH_ENV=()
+# The local AWS beside DynamoDB Local: moto serves Secrets Manager, SQS (the
+# platform sync's dead-letter queue) and EventBridge.
+start "$RUN_DIR/moto.log" "$ROOT/.tools/moto/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT"
+moto_answers() { curl -s -o /dev/null "$MOTO_URL/moto-api/"; }
+wait_until "the local AWS (moto)" "${PIDS[-1]}" 60 moto_answers
+export MOTO_URL
+if [[ "$RECORDING" == 1 ]]; then
+  record_through secretsmanager "$AWS_ENDPOINT_URL_SECRETS_MANAGER"
+  AWS_ENDPOINT_URL_SECRETS_MANAGER="$RECORDER_URL"
+fi
+
+# The functions read their secrets the way a deployment does: each the parts
+# it reads of the Secrets Manager secret (moto's) named by SECRETS_NAME, never
+# as plain variables; so `provider secrets rotate` works here as deployed.
 if [[ "$MODE" == test ]]; then
   export ADDON_PASSWORD_PREVIOUS="${ADDON_PASSWORD_PREVIOUS:-local-dev-previous-password-9d1e22c0}"
   # Warm instances re-read the secret this often (tests/tests/secret_rotation.rs).
   export SECRETS_TTL_SECONDS="${SECRETS_TTL_SECONDS:-2}"
-  start "$RUN_DIR/secrets.log" "$ROOT/.tools/moto/bin/moto_server" -H 127.0.0.1 -p "$SECRETS_PORT"
-  secrets_answer() { curl -s -o /dev/null "http://127.0.0.1:$SECRETS_PORT/moto-api/"; }
-  wait_until "the local Secrets Manager" "${PIDS[-1]}" 60 secrets_answer
-  export AWS_ENDPOINT_URL_SECRETS_MANAGER="http://127.0.0.1:$SECRETS_PORT"
-  # The same local AWS serves the tests' other services (the dead-letter queue's SQS).
-  export MOTO_URL="http://127.0.0.1:$SECRETS_PORT"
-  if [[ "$RECORDING" == 1 ]]; then
-    record_through secretsmanager "$AWS_ENDPOINT_URL_SECRETS_MANAGER"
-    AWS_ENDPOINT_URL_SECRETS_MANAGER="$RECORDER_URL"
-  fi
-  # The variables the functions read from the secret (shared::config::SECRET_VARS).
-  mapfile -t SECRET_VARS < <(sed -n '/pub const SECRET_VARS/,/];/p' shared/src/config.rs | grep -o '"[A-Z0-9_]*"' | tr -d '"')
-  # Made as a deployment's is (`make secrets`): `provider secrets init`,
-  # here with the development values already in the environment.
-  SECRETS_NAME="$("$BUILD_DIR/provider" secrets init --name "addon-provider-$$" --json | json_field SecretsName)"
-  export SECRETS_NAME
-  for var in "${SECRET_VARS[@]}"; do
-    WATCH_ENV+=(-u "$var")
-  done
+fi
+# The variables the functions read from the secret (shared::config::SECRET_VARS).
+mapfile -t SECRET_VARS < <(sed -n '/pub const SECRET_VARS/,/];/p' shared/src/config.rs | grep -o '"[A-Z0-9_]*"' | tr -d '"')
+# Made as a deployment's is (`make secrets`): `provider secrets init`, here
+# with the development values already in the environment.
+SECRETS_NAME="$("$BUILD_DIR/provider" secrets init --name "addon-provider-$MODE-$$" --json | json_field SecretsName)"
+export SECRETS_NAME
+WATCH_ENV=()
+for var in "${SECRET_VARS[@]}"; do
+  WATCH_ENV+=(-u "$var")
+done
+
+# The event sources infra/template.yaml declares, driven as AWS drives them
+# (scripts/local_triggers.py): first their on-failure queues.
+while IFS='=' read -r var url; do
+  [[ -n "$var" ]] && export "$var=$url"
+done < <("$ROOT/.tools/venv/bin/python" scripts/local_triggers.py prepare infra/template.yaml)
+
+if [[ "${START_FAKE_CLEVERCLOUD:-0}" == 1 ]]; then
+  start "$RUN_DIR/fake-clevercloud.log" "$BUILD_DIR/fake_clevercloud" "$CLEVERCLOUD_PORT"
+  clevercloud_answers() { curl -sf -o /dev/null "http://127.0.0.1:$CLEVERCLOUD_PORT/received/ready"; }
+  wait_until "the stand-in Clever Cloud" "${PIDS[-1]}" 60 clevercloud_answers
+  export E2E_CLEVERCLOUD_URL="$CLEVERCLOUD_API_URL"
 fi
 
 if [[ "${START_FAKE_PARTNER:-0}" == 1 ]]; then
@@ -361,7 +388,8 @@ LISTEN_PORTS+=("$PORT" "$DYNAMODB_PORT")
 [[ "${START_FAKE_HEROKU:-0}" == 1 ]] && LISTEN_PORTS+=("$HEROKU_PORT")
 [[ "${START_FAKE_SCALINGO:-0}" == 1 ]] && LISTEN_PORTS+=("$SCALINGO_PORT")
 [[ "${START_VENDOR_APP:-0}" == 1 ]] && LISTEN_PORTS+=("$APP_PORT")
-[[ "$MODE" == test ]] && LISTEN_PORTS+=("$SECRETS_PORT")
+LISTEN_PORTS+=("$MOTO_PORT")
+[[ "${START_FAKE_CLEVERCLOUD:-0}" == 1 ]] && LISTEN_PORTS+=("$CLEVERCLOUD_PORT")
 printf '%s\n' "${LISTEN_PORTS[@]}" >"$RUN_DIR/ports"
 
 export E2E_BASE_URL="http://127.0.0.1:$PORT"
@@ -370,7 +398,6 @@ export E2E_FUNCTION_LOG="$RUN_DIR/watch.log"
 # The Clever Cloud test manifest for this stack: printed by `run`, and what
 # `provider check` reads in `test`.
 export MANIFEST="$RUN_DIR/manifest.json"
-LOCAL_URL="http://localhost:$PORT"
 python3 "$ROOT/scripts/manifests.py" clevercloud "$LOCAL_URL" >"$MANIFEST"
 # And Heroku's v3 manifest, when the add-on is sold there.
 export HEROKU_MANIFEST="$RUN_DIR/heroku-manifest.json"
@@ -382,11 +409,43 @@ export SCALINGO_MANIFEST="$RUN_DIR/scalingo-manifest.json"
 if [[ -n "$SCALINGO_USERNAME" ]]; then
   python3 "$ROOT/scripts/manifests.py" scalingo "$LOCAL_URL" >"$SCALINGO_MANIFEST"
 fi
-if [[ "$MODE" == run ]]; then
-  # One stable path for the running stack's manifest, whatever the run.
-  cp "$MANIFEST" "$ROOT/.run/manifest.json"
-  [[ -f "$HEROKU_MANIFEST" ]] && cp "$HEROKU_MANIFEST" "$ROOT/.run/heroku-manifest.json"
-  [[ -f "$SCALINGO_MANIFEST" ]] && cp "$SCALINGO_MANIFEST" "$ROOT/.run/scalingo-manifest.json"
+
+# The template's event sources, driven through watch's Invoke API: in `run`
+# always; in `test` when LOCAL_TRIGGERS=1 (the tests still hand stream records
+# to the sync in process).
+if [[ "${LOCAL_TRIGGERS:-$([[ "$MODE" == run ]] && echo 1 || echo 0)}" == 1 ]]; then
+  start "$RUN_DIR/triggers.log" env WATCH_URL="$LOCAL_URL" "$ROOT/.tools/venv/bin/python" -u scripts/local_triggers.py run infra/template.yaml
+  triggers_follow() { grep -q "following the stream" "$RUN_DIR/triggers.log"; }
+  wait_until "the local event sources" "${PIDS[-1]}" 60 triggers_follow
+fi
+
+# What a shell needs to aim `provider` (or any AWS tool) at this stack, as
+# `export` lines: `source .run/current/env`.
+ENV_VARS=(AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_EC2_METADATA_DISABLED
+  AWS_ENDPOINT_URL_DYNAMODB AWS_ENDPOINT_URL_SECRETS_MANAGER AWS_ENDPOINT_URL_SQS AWS_ENDPOINT_URL_EVENTBRIDGE
+  TABLE_NAME SECRETS_NAME SYNC_DEAD_LETTER_QUEUE_URL EVENT_BUS_NAME
+  ADDON_ID ADDON_CONFIG_VARS ADDON_PLANS HEROKU_ADDON_ID HEROKU_API_URL HEROKU_ID_URL SCALINGO_USERNAME SCALINGO_API_URL
+  CLEVERCLOUD_API_URL CLOUD66_PROVIDER CLOUD66_PARTNER_ENDPOINT PROVISIONER_URL RESOURCE_BASE_URL PUBLIC_URL
+  OIDC_TEST_CLIENT_ID OIDC_TEST_CLIENT_SECRET OIDC_TEST_REDIRECT_URI)
+for var in "${ENV_VARS[@]}"; do
+  [[ -n "${!var:-}" ]] && printf 'export %s=%q\n' "$var" "${!var}"
+done >"$RUN_DIR/env"
+# The check's OIDC client, under the names `provider check` reads.
+if [[ -n "${OIDC_TEST_CLIENT_ID:-}" ]]; then
+  printf 'export OIDC_CHECK_CLIENT_ID=%q OIDC_CHECK_CLIENT_SECRET=%q OIDC_CHECK_REDIRECT_URI=%q\n' \
+    "$OIDC_TEST_CLIENT_ID" "$OIDC_TEST_CLIENT_SECRET" "$OIDC_TEST_REDIRECT_URI" >>"$RUN_DIR/env"
+fi
+
+# `.run/current` is the `make run` that is serving: its manifests and env.
+# A run given its own directory (STACK_RUN_DIR, as the signals test does) and
+# every `test` leave it alone.
+if [[ "$MODE" == run && -z "${STACK_RUN_DIR:-}" ]]; then
+  ln -sfn "$RUN_DIR" "$ROOT/.run/current"
+  unpublish() {
+    [[ "$(readlink "$ROOT/.run/current" 2>/dev/null)" == "$RUN_DIR" ]] && rm -f "$ROOT/.run/current"
+    return 0
+  }
+  trap 'unpublish; cleanup' EXIT
 fi
 if [[ "$MODE" == test ]]; then
   set +e
@@ -410,16 +469,20 @@ Add-on provider is running.
   Cloud 66 link:  $LOCAL_URL/cloud66/link?uid=abc123&email=jon@smith.com&callback=https://app.cloud66.com/url
                   (link POSTs go to $CLOUD66_PARTNER_ENDPOINT)
   Provisioning:   signed POSTs to $PROVISIONER_URL
+  Platforms:      Heroku $HEROKU_API_URL, Scalingo $SCALINGO_API_URL, Clever Cloud $CLEVERCLOUD_API_URL
+  Event sources:  the table's stream and the sweep's schedule drive platform-sync as infra/template.yaml
+                  wires them (log: $RUN_DIR/triggers.log); dead letters: $SYNC_DEAD_LETTER_QUEUE_URL
   DynamoDB Local: http://127.0.0.1:$DYNAMODB_PORT   table $TABLE_NAME
-  Logs:           $RUN_DIR/
+  Local AWS:      $MOTO_URL (Secrets Manager: $SECRETS_NAME/…, SQS, EventBridge)
+  Logs:           $RUN_DIR/   (.run/current while this runs)
 
-Clever Cloud test manifest (also in .run/manifest.json):
+Clever Cloud test manifest (also in .run/current/manifest.json):
 $(cat "$MANIFEST")
 
-Heroku v3 test manifest (also in .run/heroku-manifest.json):
+Heroku v3 test manifest (also in .run/current/heroku-manifest.json):
 $(cat "$HEROKU_MANIFEST" 2>/dev/null || echo "  (not sold on Heroku: HEROKU_ADDON_ID is empty)")
 
-Scalingo test manifest (also in .run/scalingo-manifest.json):
+Scalingo test manifest (also in .run/current/scalingo-manifest.json):
 $(cat "$SCALINGO_MANIFEST" 2>/dev/null || echo "  (not sold on Scalingo: SCALINGO_USERNAME is empty)")
 
 Try it (the development password is filled in):
@@ -428,7 +491,8 @@ Try it (the development password is filled in):
 
 Check it as the marketplaces would (from another terminal, in this directory):
   export PATH="\$PWD/target/debug:\$PATH"
-  provider check --manifest .run/manifest.json
+  source .run/current/env
+  provider check --manifest .run/current/manifest.json
 
 Ctrl-C stops everything.
 MSG

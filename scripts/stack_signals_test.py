@@ -18,12 +18,6 @@ READY_SECONDS = 900
 STOP_SECONDS = 60
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -32,8 +26,8 @@ def listening(port: int) -> bool:
 def start(mode: str, run_dir: str, log) -> subprocess.Popen:
     env = dict(os.environ, STACK_RUN_DIR=run_dir)
     if mode == "run":
-        for var in ["PORT", "DYNAMODB_PORT", "PARTNER_PORT", "VENDOR_PORT", "APP_PORT"]:
-            env[var] = str(free_port())
+        # Every port free-chosen: a `make run` serving beside the tests is never disturbed.
+        env["STACK_FREE_PORTS"] = "1"
         command = ["make", "--no-print-directory", "run"]
     else:
         # What `make test` runs, with a command that only waits in place of the tests.
