@@ -396,6 +396,28 @@ class DynamoStream:
         return page.get("Records", []), page.get("NextShardIterator")
 
 
+def repaired(record: dict) -> dict:
+    """The record as DynamoDB Streams gives it. DynamoDB Local's stream writes an empty map
+    attribute as `{}` where DynamoDB's is `{"M": {}}` (GetItem on the same item answers
+    `{"M": {}}`); Lambda's record decoders, ours included, refuse the former. An attribute value
+    that is an empty object can only have been an empty map."""
+
+    def value(attribute):
+        if attribute == {}:
+            return {"M": {}}
+        if isinstance(attribute, dict) and isinstance(attribute.get("M"), dict):
+            return {"M": {name: value(inner) for name, inner in attribute["M"].items()}}
+        if isinstance(attribute, dict) and isinstance(attribute.get("L"), list):
+            return {"L": [value(inner) for inner in attribute["L"]]}
+        return attribute
+
+    change = dict(record.get("dynamodb", {}))
+    for image in ("NewImage", "OldImage", "Keys"):
+        if isinstance(change.get(image), dict):
+            change[image] = {name: value(attribute) for name, attribute in change[image].items()}
+    return {**record, "dynamodb": change}
+
+
 class StreamPoller:
     """Follows every shard of a stream, parents before children, and hands each shard's records to
     a BatchDelivery in batches of the source's size and window."""
@@ -432,7 +454,7 @@ class StreamPoller:
                 records, state["iterator"] = self.stream.records(state["iterator"])
                 if records and state["first_seen"] is None:
                     state["first_seen"] = self.clock()
-                state["buffer"].extend({**record, "eventSourceARN": self.stream.arn} for record in records)
+                state["buffer"].extend({**repaired(record), "eventSourceARN": self.stream.arn} for record in records)
                 if state["iterator"] is None:
                     state["closed"] = True
             while state["buffer"] and (

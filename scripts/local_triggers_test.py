@@ -185,6 +185,28 @@ class Delivery(unittest.TestCase):
         self.assertTrue(letter["requestContext"]["functionArn"].endswith(":function:platform-sync"))
 
 
+class Repair(unittest.TestCase):
+    def test_an_empty_map_that_dynamodb_local_wrote_as_an_empty_object_is_a_map_again(self):
+        given = {
+            "eventName": "INSERT",
+            "dynamodb": {
+                "Keys": {"pk": {"S": "RESOURCE#r"}},
+                "NewImage": {
+                    "config": {},
+                    "options": {"M": {"inner": {}, "kept": {"S": "x"}}},
+                    "list": {"L": [{}, {"N": "1"}]},
+                    "name": {"S": "n"},
+                },
+            },
+        }
+        image = lt.repaired(given)["dynamodb"]["NewImage"]
+        self.assertEqual(image["config"], {"M": {}})
+        self.assertEqual(image["options"], {"M": {"inner": {"M": {}}, "kept": {"S": "x"}}})
+        self.assertEqual(image["list"], {"L": [{"M": {}}, {"N": "1"}]})
+        self.assertEqual(image["name"], {"S": "n"})
+        self.assertEqual(given["dynamodb"]["NewImage"]["config"], {}, "the record read is left as it was")
+
+
 class FakeStream:
     """Shards of records, each read a page at a time."""
 
