@@ -13,18 +13,22 @@ through `cargo lambda watch`'s Invoke API, as Lambda would:
   batch goes to the `OnFailure` destination (the local SQS) in Lambda's format and the shard moves
   on;
 - a schedule (`Schedule`, `ScheduleV2`): its `rate(...)` fires with its `Input`, or a scheduled-event
-  document when it has none.
+  document when it has none;
+- an EventBridge rule (`AWS::Events::Rule`) whose targets are log groups or queues: `prepare` makes
+  it, its bus and its targets on the local EventBridge (moto's), which then delivers what the
+  functions put on the bus, as EventBridge does.
 
 An HTTP route is `cargo lambda watch`'s own. Any other event source stops this script at start, so a
 trigger the template gains is never silently left out (scripts/local_triggers_test.py fails too).
 
 Usage:
   python local_triggers.py plan TEMPLATE      what would be driven, as JSON (changes nothing)
-  python local_triggers.py prepare TEMPLATE   creates each OnFailure queue on the local SQS and
-                                              prints `VAR=URL` lines (SYNC_DEAD_LETTER_QUEUE_URL=…)
+  python local_triggers.py prepare TEMPLATE   creates each OnFailure queue on the local SQS, each rule
+                                              on the local EventBridge, and prints `VAR=VALUE` lines
+                                              (SYNC_DEAD_LETTER_QUEUE_URL=…, EVENTS_LOG_GROUP=…)
   python local_triggers.py run TEMPLATE       drives every source until stopped
 Environment: WATCH_URL (cargo lambda watch's address), TABLE_NAME, AWS_ENDPOINT_URL_DYNAMODB,
-AWS_ENDPOINT_URL_SQS, AWS_REGION; each template parameter is its Default unless
+AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL_EVENTBRIDGE, AWS_REGION; each template parameter is its Default unless
 TEMPLATE_PARAMETERS (a JSON object of parameter names to values) says otherwise.
 """
 
@@ -43,12 +47,15 @@ import uuid
 
 import cfn_template
 
-ACCOUNT = "000000000000"
+# The account moto serves (its default), named in the ARNs it is given.
+ACCOUNT = "123456789012"
 # Served by `cargo lambda watch` itself.
 HTTP_EVENTS = {"HttpApi", "Api"}
 # A template resource holding an on-failure queue, and the variable its URL is known by (the stack
 # output the CLI reads: cli/src/stack.rs).
 QUEUE_VARIABLES = {"SyncDeadLetterQueue": "SYNC_DEAD_LETTER_QUEUE_URL"}
+# A log group an EventBridge rule of the template writes to, and the variable its name is known by.
+LOG_GROUP_VARIABLES = {"LifecycleEventsLog": "EVENTS_LOG_GROUP"}
 
 
 class Unsupported(Exception):
@@ -152,6 +159,18 @@ class StreamSource:
 
 
 @dataclasses.dataclass
+class RuleSource:
+    """An EventBridge rule of the template (`AWS::Events::Rule`) whose targets the local EventBridge
+    (moto's) delivers itself: log groups and queues."""
+
+    rule: str
+    bus: str
+    pattern: dict
+    # (target id, "logs" or "sqs", the target resource, its local name)
+    targets: list
+
+
+@dataclasses.dataclass
 class ScheduleSource:
     function: str
     event: str
@@ -170,12 +189,38 @@ def rate_seconds(expression: str) -> int:
     return int(match.group(1)) * RATE_UNITS[match.group(2)]
 
 
+def rule_source(name: str, resource: dict, resources: dict, resolver: Resolver) -> RuleSource:
+    properties = resolver.value(resource.get("Properties", {}))
+    if properties.get("ScheduleExpression"):
+        raise Unsupported(f"rule {name}: a schedule rule (give the function a Schedule event instead)")
+    targets = []
+    for target in properties.get("Targets", []):
+        arn = target.get("Arn")
+        if not (isinstance(arn, dict) and arn.get("Attribute") == "Arn" and arn.get("Resource") in resources):
+            raise Unsupported(f"rule {name}: target {target.get('Id')} is not a resource of the template")
+        kind = resources[arn["Resource"]].get("Type")
+        target_properties = resolver.value(resources[arn["Resource"]].get("Properties", {}))
+        if kind == "AWS::Logs::LogGroup":
+            targets.append((target["Id"], "logs", arn["Resource"], target_properties["LogGroupName"]))
+        elif kind == "AWS::SQS::Queue":
+            targets.append((target["Id"], "sqs", arn["Resource"], queue_name(arn["Resource"])))
+        else:
+            raise Unsupported(f"rule {name}: target {target.get('Id')} is a {kind}, which is not driven locally")
+    bus = properties.get("EventBusName") or "default"
+    return RuleSource(rule=name, bus=bus, pattern=properties.get("EventPattern") or {}, targets=targets)
+
+
 def sources(template: dict, overrides: dict | None = None, region: str = "us-east-1") -> list:
     """Every event source the template declares, resolved, in template order; raises Unsupported
     for one that is not driven locally."""
     resolver = Resolver(template, overrides or {}, region)
+    resources = template.get("Resources", {})
     found = []
-    for name, resource in template.get("Resources", {}).items():
+    for name, resource in resources.items():
+        if resource.get("Type") == "AWS::Events::Rule":
+            if "Condition" not in resource or resolver.condition(resource["Condition"]):
+                found.append(rule_source(name, resource, resources, resolver))
+            continue
         if resource.get("Type") != "AWS::Serverless::Function":
             continue
         if "Condition" in resource and not resolver.condition(resource["Condition"]):
@@ -502,6 +547,47 @@ class WatchInvoker:
         return result
 
 
+class LocalEventBridge:
+    """The local EventBridge and CloudWatch Logs (moto's), through their JSON protocols."""
+
+    def __init__(self, endpoint: str, region: str):
+        self.endpoint, self.region = endpoint.rstrip("/") + "/", region
+
+    def events(self, operation: str, body: dict) -> dict:
+        return post_json(self.endpoint, "events", f"AWSEvents.{operation}", body)
+
+    def logs(self, operation: str, body: dict) -> dict:
+        return post_json(self.endpoint, "logs", f"Logs_20140328.{operation}", body)
+
+    def create(self, rule: RuleSource, queues) -> dict:
+        """The rule, its bus and its targets; the variables the targets are known by."""
+        known = {}
+        if rule.bus != "default":
+            try:
+                self.events("CreateEventBus", {"Name": rule.bus})
+            except urllib.error.HTTPError as failure:
+                if failure.code != 400:  # it exists already
+                    raise
+        targets = []
+        for target_id, kind, resource, name in rule.targets:
+            if kind == "logs":
+                try:
+                    self.logs("CreateLogGroup", {"logGroupName": name})
+                except urllib.error.HTTPError as failure:
+                    if failure.code != 400:  # it exists already
+                        raise
+                arn = f"arn:aws:logs:{self.region}:{ACCOUNT}:log-group:{name}"
+                known[LOG_GROUP_VARIABLES.get(resource, resource)] = name
+            else:
+                url = queues.create(name)
+                arn = f"arn:aws:sqs:{self.region}:{ACCOUNT}:{name}"
+                known[QUEUE_VARIABLES.get(resource, resource)] = url
+            targets.append({"Id": target_id, "Arn": arn})
+        self.events("PutRule", {"Name": rule.rule, "EventBusName": rule.bus, "EventPattern": json.dumps(rule.pattern)})
+        self.events("PutTargets", {"Rule": rule.rule, "EventBusName": rule.bus, "Targets": targets})
+        return known
+
+
 class SqsQueues:
     """The local SQS (moto's), through its JSON protocol."""
 
@@ -581,9 +667,11 @@ def run(template_path: str, environ) -> int:
             except InvokeError as failure:
                 log(f"{source.function}: {source.event} failed: {failure}")
 
+    # A rule's targets are the local EventBridge's to deliver (`prepare` made them).
     threads = [
         threading.Thread(target=follow_stream if isinstance(source, StreamSource) else fire, args=(source,), daemon=True)
         for source in found
+        if not isinstance(source, RuleSource)
     ]
     for thread in threads:
         thread.start()
@@ -602,10 +690,14 @@ def main(argv: list, environ=os.environ) -> int:
             return 0
         if command == "prepare":
             queues = SqsQueues(environ["AWS_ENDPOINT_URL_SQS"])
+            bridge = LocalEventBridge(environ["AWS_ENDPOINT_URL_EVENTBRIDGE"], environ.get("AWS_REGION", "us-east-1"))
             for source in load(template_path, environ):
                 if isinstance(source, StreamSource) and source.on_failure:
                     url = queues.create(queue_name(source.on_failure))
                     print(f"{QUEUE_VARIABLES.get(source.on_failure, source.on_failure)}={url}")
+                if isinstance(source, RuleSource):
+                    for var, value in bridge.create(source, queues).items():
+                        print(f"{var}={value}")
             return 0
         return run(template_path, environ)
     except Unsupported as problem:

@@ -76,7 +76,16 @@ class TheTemplate(unittest.TestCase):
             for event, spec in (resource["Properties"].get("Events") or {}).items()
             if spec["Type"] not in lt.HTTP_EVENTS
         ]
-        self.assertEqual(sorted((s.function, s.event) for s in found), sorted(declared))
+        declared += [
+            ("rule", name) for name, resource in self.template["Resources"].items() if resource.get("Type") == "AWS::Events::Rule"
+        ]
+        self.assertEqual(
+            sorted((s.function, s.event) if not isinstance(s, lt.RuleSource) else ("rule", s.rule) for s in found),
+            sorted(declared),
+        )
+        rule = next(s for s in found if isinstance(s, lt.RuleSource))
+        self.assertEqual((rule.rule, rule.bus, rule.pattern), ("LifecycleEventsToLog", "default", {"source": ["addon-provider"]}))
+        self.assertEqual(rule.targets, [("lifecycle-events-log", "logs", "LifecycleEventsLog", "/aws/events/local/lifecycle")])
         stream = next(s for s in found if isinstance(s, lt.StreamSource))
         self.assertEqual(
             (stream.batch_size, stream.window_seconds, stream.bisect, stream.max_retries, stream.max_age_seconds),
@@ -104,6 +113,13 @@ class TheTemplate(unittest.TestCase):
             function["Properties"].setdefault("Events", {})["Extra"] = {"Type": kind, "Properties": properties}
             with self.assertRaises(lt.Unsupported, msg=kind):
                 lt.sources(broken)
+        # A rule that targets a function is for the driver to deliver: not yet.
+        broken = copy.deepcopy(self.template)
+        broken["Resources"]["LifecycleEventsToLog"]["Properties"]["Targets"].append(
+            {"Id": "fn", "Arn": {"Fn::GetAtt": ["PlatformSyncFunction", "Arn"]}}
+        )
+        with self.assertRaises(lt.Unsupported):
+            lt.sources(broken)
         with contextlib.redirect_stdout(io.StringIO()) as printed:
             self.assertEqual(lt.main(["plan", TEMPLATE], {}), 0)
         self.assertIn('"TableStream"', printed.getvalue())

@@ -154,6 +154,7 @@ export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$DYNAMODB_PORT"
 # instance-metadata service.
 MOTO_URL="http://127.0.0.1:$MOTO_PORT"
 export AWS_ENDPOINT_URL_SECRETS_MANAGER="$MOTO_URL" AWS_ENDPOINT_URL_SQS="$MOTO_URL" AWS_ENDPOINT_URL_EVENTBRIDGE="$MOTO_URL"
+export AWS_ENDPOINT_URL_CLOUDWATCH_LOGS="$MOTO_URL"
 export AWS_EC2_METADATA_DISABLED=true
 export WATCH_CONCURRENCY="${WATCH_CONCURRENCY:-4}"
 export SAM_CLI_TELEMETRY=0
@@ -273,8 +274,9 @@ if [[ -z "${OIDC_SIGNING_KEY:-}" ]]; then
 fi
 
 # The local AWS beside DynamoDB Local: moto serves Secrets Manager, SQS (the
-# platform sync's dead-letter queue) and EventBridge.
-start "$RUN_DIR/moto.log" "$ROOT/.tools/moto/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT"
+# platform sync's dead-letter queue), EventBridge and CloudWatch Logs (the
+# lifecycle events' log group), with one fix (scripts/local_aws.py).
+start "$RUN_DIR/moto.log" "$ROOT/.tools/moto/bin/python" scripts/local_aws.py -H 127.0.0.1 -p "$MOTO_PORT"
 moto_answers() { curl -s -o /dev/null "$MOTO_URL/moto-api/"; }
 wait_until "the local AWS (moto)" "${PIDS[-1]}" 60 moto_answers
 export MOTO_URL
@@ -303,7 +305,8 @@ for var in "${SECRET_VARS[@]}"; do
 done
 
 # The event sources infra/template.yaml declares, driven as AWS drives them
-# (scripts/local_triggers.py): first their on-failure queues.
+# (scripts/local_triggers.py): first their on-failure queues, and the rules
+# the local EventBridge delivers itself (the lifecycle events' log group).
 while IFS='=' read -r var url; do
   [[ -n "$var" ]] && export "$var=$url"
 done < <("$ROOT/.tools/venv/bin/python" scripts/local_triggers.py prepare infra/template.yaml)
@@ -423,7 +426,7 @@ fi
 # `export` lines: `source .run/current/env`.
 ENV_VARS=(AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_EC2_METADATA_DISABLED
   AWS_ENDPOINT_URL_DYNAMODB AWS_ENDPOINT_URL_SECRETS_MANAGER AWS_ENDPOINT_URL_SQS AWS_ENDPOINT_URL_EVENTBRIDGE
-  TABLE_NAME SECRETS_NAME SYNC_DEAD_LETTER_QUEUE_URL EVENT_BUS_NAME
+  AWS_ENDPOINT_URL_CLOUDWATCH_LOGS TABLE_NAME SECRETS_NAME SYNC_DEAD_LETTER_QUEUE_URL EVENT_BUS_NAME EVENTS_LOG_GROUP
   ADDON_ID ADDON_CONFIG_VARS ADDON_PLANS HEROKU_ADDON_ID HEROKU_API_URL HEROKU_ID_URL SCALINGO_USERNAME SCALINGO_API_URL
   CLEVERCLOUD_API_URL CLOUD66_PROVIDER CLOUD66_PARTNER_ENDPOINT PROVISIONER_URL RESOURCE_BASE_URL PUBLIC_URL
   OIDC_TEST_CLIENT_ID OIDC_TEST_CLIENT_SECRET OIDC_TEST_REDIRECT_URI)
@@ -473,7 +476,8 @@ Add-on provider is running.
   Event sources:  the table's stream and the sweep's schedule drive platform-sync as infra/template.yaml
                   wires them (log: $RUN_DIR/triggers.log); dead letters: $SYNC_DEAD_LETTER_QUEUE_URL
   DynamoDB Local: http://127.0.0.1:$DYNAMODB_PORT   table $TABLE_NAME
-  Local AWS:      $MOTO_URL (Secrets Manager: $SECRETS_NAME/…, SQS, EventBridge)
+  Local AWS:      $MOTO_URL (Secrets Manager: $SECRETS_NAME/…, SQS, EventBridge, CloudWatch Logs)
+  Events:         provider events [--follow]   (what the bus received; log group $EVENTS_LOG_GROUP)
   Logs:           $RUN_DIR/   (.run/current while this runs)
 
 Clever Cloud test manifest (also in .run/current/manifest.json):

@@ -22,6 +22,7 @@
 
 mod check;
 mod dlq;
+mod events;
 mod secrets;
 mod stack;
 
@@ -99,6 +100,11 @@ enum Command {
     /// the stack output SyncDeadLetterQueueUrl): list, or redrive.
     #[command(subcommand)]
     Dlq(dlq::DlqCommand),
+    /// The lifecycle events this stack published, as the bus received them,
+    /// newest first (EVENTS_LOG_GROUP, the stack output
+    /// LifecycleEventsLogGroup). Changes nothing; --follow keeps printing
+    /// new ones.
+    Events(events::EventsArgs),
     /// Check a provisioning request's `Addon-Signature` header against its
     /// body, with the secret from PROVISIONER_SIGNING_SECRET. Changes
     /// nothing; exits 1 when it does not hold.
@@ -253,6 +259,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Sync { id } => sync_now(id.as_deref()).await,
         Command::Secrets(command) => secrets::run(command).await,
         Command::Dlq(command) => dlq::run(command).await,
+        Command::Events(args) => events::run(args).await,
         Command::VerifySignature {
             header,
             body,

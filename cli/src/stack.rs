@@ -8,11 +8,12 @@ use shared::secret_parts::Part;
 use std::collections::BTreeMap;
 
 /// Outputs, then parameters, and the variable each one is.
-const FROM_OUTPUTS: [(&str, &str); 4] = [
+const FROM_OUTPUTS: [(&str, &str); 5] = [
     ("TableName", "TABLE_NAME"),
     ("StackSecretsName", "SECRETS_NAME"),
     ("SyncDeadLetterQueueUrl", "SYNC_DEAD_LETTER_QUEUE_URL"),
     ("LifecycleEventBus", "EVENT_BUS_NAME"),
+    ("LifecycleEventsLogGroup", "EVENTS_LOG_GROUP"),
 ];
 const FROM_PARAMETERS: [(&str, &str); 22] = [
     ("AddonId", "ADDON_ID"),
