@@ -14,7 +14,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createRequire } from "node:module";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 
 const root = path.resolve(import.meta.dirname, "../..");
@@ -76,17 +76,22 @@ function fixture(resourceId, email) {
   return JSON.parse(execFileSync(binary, [resourceId, email], { encoding: "utf8" }));
 }
 
+// Where Clever Cloud's console posts the form: the stack's printed test
+// manifest's sso_url, as given (its host is the one the issuer and the app
+// use, so the session cookie it sets is the one every later step carries).
+const ssoUrl = JSON.parse(readFileSync(process.env.MANIFEST, "utf8")).api.test.sso_url;
+
 // The page Clever Cloud's console serves: a form that posts itself.
 function autoPostPage(form) {
   const escape = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
   const inputs = Object.entries(form)
     .map(([name, value]) => `<input type="hidden" name="${escape(name)}" value="${escape(value)}">`)
     .join("");
-  return `<!doctype html><form method="post" action="${base}/clevercloud/sso/login">${inputs}</form>` +
+  return `<!doctype html><form method="post" action="${escape(ssoUrl)}">${inputs}</form>` +
     `<script>document.forms[0].submit()</script>`;
 }
 
-test("a Clever Cloud SSO lands signed in in the vendor's app; the panel shows values only when asked; a replay is refused", async () => {
+test("a Clever Cloud SSO posted to the printed manifest's sso_url lands signed in in the vendor's app; the panel shows values only when asked; a replay is refused", async () => {
   const resourceId = await provision("premium");
   const { clevercloud_form: form } = fixture(resourceId, "browser@example.com");
   const context = await browser.newContext();
@@ -118,7 +123,7 @@ test("a Clever Cloud SSO lands signed in in the vendor's app; the panel shows va
   await page.screenshot({ path: path.join(artifacts, "panel-clevercloud.png"), fullPage: true });
 
   const replay = await context.newPage();
-  const refused = replay.waitForResponse(`${base}/clevercloud/sso/login`);
+  const refused = replay.waitForResponse(ssoUrl);
   await replay.setContent(autoPostPage(form));
   assert.equal((await refused).status(), 403);
   await replay.waitForLoadState();
