@@ -36,11 +36,18 @@ fn event_of(message: &str) -> Value {
     serde_json::from_str(message).unwrap_or_else(|_| json!({ "unreadable": message }))
 }
 
-/// The newest `limit` of `found` (oldest first, as the log keeps them),
-/// newest first.
-fn newest_first(mut found: Vec<(i64, String, Value)>, limit: usize) -> Vec<Value> {
-    found.sort_by_key(|(at, id, _)| (*at, id.clone()));
+/// A logged event: when it was logged, its log event id, the event.
+type Logged = (i64, String, Value);
+
+/// `found` in the order the bus received it (by time, then log event id).
+fn oldest_first(mut found: Vec<Logged>) -> Vec<Logged> {
+    found.sort_by(|(at, id, _), (other_at, other_id, _)| (at, id).cmp(&(other_at, other_id)));
     found
+}
+
+/// The newest `limit` of `found`, newest first.
+fn newest_first(found: Vec<Logged>, limit: usize) -> Vec<Value> {
+    oldest_first(found)
         .into_iter()
         .rev()
         .take(limit)
@@ -52,7 +59,8 @@ pub async fn run(args: EventsArgs) -> Result<Outcome, Failure> {
     let group = shared::config::required(&shared::config::process_env, "EVENTS_LOG_GROUP")?;
     let client = aws_sdk_cloudwatchlogs::Client::new(&shared::config::aws_sdk_config("provider").await);
     let since_ms = chrono::Utc::now().timestamp_millis() - i64::from(args.since) * 1000;
-    let (found, mut seen, mut latest) = read_since(&client, &group, since_ms).await?;
+    let (found, mut latest) = read_since(&client, &group, since_ms).await?;
+    let mut seen: HashSet<String> = found.iter().map(|(_, id, _)| id.clone()).collect();
     let events = newest_first(found, usize::from(args.limit));
     if !args.follow {
         return Ok(Outcome::Done(json!({ "log_group": group, "events": events })));
@@ -62,29 +70,25 @@ pub async fn run(args: EventsArgs) -> Result<Outcome, Failure> {
     }
     loop {
         tokio::time::sleep(FOLLOW_EVERY).await;
-        let (found, ids, newest) = read_since(&client, &group, latest).await?;
-        let mut fresh: Vec<(i64, String, Value)> = found
+        let (found, newest) = read_since(&client, &group, latest).await?;
+        let fresh = found
             .into_iter()
-            .filter(|(_, id, _)| !seen.contains(id))
+            .filter(|(_, id, _)| seen.insert(id.clone()))
             .collect();
-        fresh.sort_by_key(|(at, id, _)| (*at, id.clone()));
-        for (_, _, event) in &fresh {
+        for (_, _, event) in oldest_first(fresh) {
             println!("{event}");
         }
-        seen.extend(ids);
         latest = latest.max(newest);
     }
 }
 
-type Read = (Vec<(i64, String, Value)>, HashSet<String>, i64);
-
-/// Every log event of `group` from `start_ms` on (at most [`MAX_READ`]):
-/// (time, id, event), the ids, and the latest time seen.
+/// Every log event of `group` from `start_ms` on (at most [`MAX_READ`],
+/// each once), and the latest time seen.
 async fn read_since(
     client: &aws_sdk_cloudwatchlogs::Client,
     group: &str,
     start_ms: i64,
-) -> Result<Read, Failure> {
+) -> Result<(Vec<Logged>, i64), Failure> {
     let mut found = Vec::new();
     let mut ids = HashSet::new();
     let mut latest = start_ms;
@@ -108,7 +112,7 @@ async fn read_since(
         }
         token = page.next_token().map(str::to_string);
         if token.is_none() || found.len() >= MAX_READ {
-            return Ok((found, ids, latest));
+            return Ok((found, latest));
         }
     }
 }

@@ -49,6 +49,42 @@ pub fn port_argument(program: &str) -> u16 {
         .unwrap_or_else(|| panic!("usage: {program} PORT"))
 }
 
+/// What a stand-in binary received, by key (an add-on, a grant, …), served
+/// at `GET /received/{key}` ([`Received::routes`]) for tests and people to
+/// read; an unknown key (`ready`, say) lists nothing.
+#[derive(Default)]
+pub struct Received(Mutex<HashMap<String, Vec<serde_json::Value>>>);
+
+impl Received {
+    pub fn record(&self, key: &str, entry: serde_json::Value) {
+        self.0
+            .lock()
+            .unwrap()
+            .entry(key.to_string())
+            .or_default()
+            .push(entry);
+    }
+
+    /// The entries recorded under `key`, oldest first.
+    pub fn of(&self, key: &str) -> Vec<serde_json::Value> {
+        self.0.lock().unwrap().get(key).cloned().unwrap_or_default()
+    }
+
+    /// `GET /received/{key}`, to merge into the stand-in's router.
+    pub fn routes(received: Arc<Self>) -> Router {
+        Router::new()
+            .route(
+                "/received/{key}",
+                get(
+                    |State(received): State<Arc<Self>>, Path(key): Path<String>| async move {
+                        Json(received.of(&key))
+                    },
+                ),
+            )
+            .with_state(received)
+    }
+}
+
 /// Serves `router` on loopback `port` until the process is stopped.
 pub async fn serve_on(port: u16, router: Router) {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))

@@ -344,20 +344,13 @@ async fn the_cli_sets_a_first_value_then_rotates_it_with_an_overlap() {
             String::from_utf8_lossy(&output.stdout).to_string(),
         )
     };
-    let values = |arn: String| {
-        let client = client.clone();
-        async move {
-            let output = client.get_secret_value().secret_id(arn).send().await.unwrap();
-            serde_json::from_str::<serde_json::Value>(output.secret_string().unwrap()).unwrap()
-        }
-    };
     let (status, printed) = rotate(Some("first-client-secret"), false);
     assert_eq!(status, Some(0), "{printed}");
     assert!(
         printed.contains("nothing to finish") && !printed.contains("first-client-secret"),
         "{printed}"
     );
-    let held = values(arn.clone()).await;
+    let held = part_values(&client, &arn).await;
     assert_eq!(held["HEROKU_CLIENT_SECRET"], "first-client-secret");
     assert!(held.get("HEROKU_CLIENT_SECRET_PREVIOUS").is_none());
     assert_eq!(
@@ -366,7 +359,7 @@ async fn the_cli_sets_a_first_value_then_rotates_it_with_an_overlap() {
     );
     let (status, printed) = rotate(Some("second-client-secret"), false);
     assert_eq!(status, Some(0), "{printed}");
-    let held = values(arn.clone()).await;
+    let held = part_values(&client, &arn).await;
     assert_eq!(
         (
             &held["HEROKU_CLIENT_SECRET"],
@@ -375,7 +368,7 @@ async fn the_cli_sets_a_first_value_then_rotates_it_with_an_overlap() {
         (&"second-client-secret".into(), &"first-client-secret".into())
     );
     assert_eq!(rotate(None, true).0, Some(0));
-    let held = values(arn).await;
+    let held = part_values(&client, &arn).await;
     assert!(held.get("HEROKU_CLIENT_SECRET_PREVIOUS").is_none());
     assert_eq!(held["HEROKU_CLIENT_SECRET"], "second-client-secret");
 }
@@ -479,10 +472,7 @@ async fn a_token_key_rotation_reseals_quiet_add_ons_and_finishes_only_when_none_
     let report: serde_json::Value = serde_json::from_str(&printed).unwrap();
     assert_eq!(report["reseal"]["resealed"], 3, "{printed}");
     assert_eq!(report["reseal"]["previous_only"], 0, "{printed}");
-    let held = {
-        let output = client.get_secret_value().secret_id(&arn).send().await.unwrap();
-        serde_json::from_str::<serde_json::Value>(output.secret_string().unwrap()).unwrap()
-    };
+    let held = part_values(&client, &arn).await;
     assert_eq!(held["HEROKU_TOKEN_KEY_PREVIOUS"], old_key.as_str());
     let generated = held["HEROKU_TOKEN_KEY"].as_str().unwrap().to_string();
     assert_ne!(generated, old_key);

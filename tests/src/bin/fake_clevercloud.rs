@@ -28,7 +28,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use tests::fakes::{port_argument, serve_on};
+use tests::fakes::{port_argument, serve_on, Received};
 
 /// Add-ons per `GET /vendor/apps` page, as small as the tests' stand-in's,
 /// so that paging is exercised locally too.
@@ -42,7 +42,7 @@ struct CleverCloud {
     config_vars: Vec<String>,
     /// Each add-on seen, with the last config put.
     apps: Mutex<BTreeMap<String, Value>>,
-    received: Mutex<HashMap<String, Vec<Value>>>,
+    received: Arc<Received>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -68,13 +68,13 @@ async fn main() {
         addon_id: addon_id.clone(),
         config_vars: shared::config::comma_list(&var("ADDON_CONFIG_VARS")),
         apps: Mutex::default(),
-        received: Mutex::default(),
+        received: Arc::default(),
     });
     let app = Router::new()
         .route("/v2/vendor/apps", get(list))
         .route("/v2/vendor/apps/{id}", get(describe).put(put_config))
-        .route("/received/{key}", get(received))
-        .with_state(clevercloud);
+        .with_state(clevercloud.clone())
+        .merge(Received::routes(clevercloud.received.clone()));
     serve_on(port, app).await;
 }
 
@@ -105,33 +105,42 @@ impl CleverCloud {
         }
     }
 
-    /// The add-on as Clever Cloud describes it, remembered from now on.
-    fn app(&self, id: &str) -> Value {
-        self.apps
-            .lock()
-            .unwrap()
-            .entry(id.to_string())
-            .or_insert_with(|| {
-                json!({
-                    "id": id,
-                    "name": format!("{} instance", self.addon_id),
-                    "owner_id": "orga_local",
-                    "owner_email": "owner@example.com",
-                    "owner_emails": ["owner@example.com"],
-                    "region": "eu",
-                    "config": {},
-                })
+    /// `change` applied to the add-on as Clever Cloud describes it (known
+    /// from its first call on).
+    fn with_app<R>(&self, id: &str, change: impl FnOnce(&mut Value) -> R) -> R {
+        let mut apps = self.apps.lock().unwrap();
+        let app = apps.entry(id.to_string()).or_insert_with(|| {
+            json!({
+                "id": id,
+                "name": format!("{} instance", self.addon_id),
+                "owner_id": "orga_local",
+                "owner_email": "owner@example.com",
+                "owner_emails": ["owner@example.com"],
+                "region": "eu",
+                "config": {},
             })
-            .clone()
+        });
+        change(app)
+    }
+
+    /// Why Clever Cloud would refuse this config update, if it would.
+    fn refusal(&self, body: &Value) -> Option<Response> {
+        let Some(config) = body["config"].as_object() else {
+            return Some(error(StatusCode::BAD_REQUEST, "config must be an object"));
+        };
+        if config.values().any(|value| !value.is_string()) {
+            return Some(error(StatusCode::BAD_REQUEST, "config values must be strings"));
+        }
+        let name = config.keys().find(|name| !self.config_vars.contains(name))?;
+        Some(error(
+            StatusCode::BAD_REQUEST,
+            &format!("{name} is not one of the add-on's config vars"),
+        ))
     }
 
     fn record(&self, id: &str, call: &str, body: Value, status: StatusCode) {
         self.received
-            .lock()
-            .unwrap()
-            .entry(id.to_string())
-            .or_default()
-            .push(json!({"call": call, "body": body, "status": status.as_u16()}));
+            .record(id, json!({"call": call, "body": body, "status": status.as_u16()}));
     }
 }
 
@@ -145,7 +154,7 @@ async fn describe(
     } else if let Some(scripted) = CleverCloud::scripted(&id) {
         scripted
     } else {
-        Json(cc.app(&id)).into_response()
+        Json(cc.with_app(&id, |app| app.clone())).into_response()
     };
     cc.record(&id, "describe", Value::Null, response.status());
     response
@@ -162,26 +171,11 @@ async fn put_config(
         error(StatusCode::UNAUTHORIZED, "invalid credentials")
     } else if let Some(scripted) = CleverCloud::scripted(&id) {
         scripted
+    } else if let Some(refused) = cc.refusal(&parsed) {
+        refused
     } else {
-        match parsed["config"].as_object() {
-            None => error(StatusCode::BAD_REQUEST, "config must be an object"),
-            Some(config) if config.values().any(|value| !value.is_string()) => {
-                error(StatusCode::BAD_REQUEST, "config values must be strings")
-            }
-            Some(config) => match config.keys().find(|name| !cc.config_vars.contains(name)) {
-                Some(name) => error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("{name} is not one of the add-on's config vars"),
-                ),
-                None => {
-                    cc.app(&id);
-                    if let Some(app) = cc.apps.lock().unwrap().get_mut(&id) {
-                        app["config"] = Value::Object(config.clone());
-                    }
-                    StatusCode::OK.into_response()
-                }
-            },
-        }
+        cc.with_app(&id, |app| app["config"] = parsed["config"].clone());
+        StatusCode::OK.into_response()
     };
     cc.record(&id, "config", parsed, response.status());
     response
@@ -209,8 +203,4 @@ async fn list(
         .map(|(id, app)| json!({"addon_id": id, "provider_id": cc.addon_id, "owner_id": app["owner_id"]}))
         .collect();
     Json(page).into_response()
-}
-
-async fn received(State(cc): State<Arc<CleverCloud>>, Path(key): Path<String>) -> Json<Vec<Value>> {
-    Json(cc.received.lock().unwrap().get(&key).cloned().unwrap_or_default())
 }

@@ -27,13 +27,13 @@
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch, post};
+use axum::routing::{patch, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use shared::secret::random_hex;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use tests::fakes::{port_argument, serve_on};
+use tests::fakes::{port_argument, serve_on, Received};
 
 const PLATFORM_ACCEPT: &str = "application/vnd.heroku+json; version=3";
 
@@ -46,7 +46,7 @@ struct Heroku {
     access_tokens: Mutex<HashMap<String, i64>>,
     /// Live refresh tokens → the grant code they descend from.
     refresh_tokens: Mutex<HashMap<String, String>>,
-    received: Mutex<HashMap<String, Vec<Value>>>,
+    received: Arc<Received>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -63,8 +63,8 @@ async fn main() {
         .route("/oauth/token", post(token))
         .route("/addons/{uuid}/config", patch(set_config))
         .route("/addons/{uuid}/actions/provision", post(mark_provisioned))
-        .route("/received/{key}", get(received))
-        .with_state(heroku);
+        .with_state(heroku.clone())
+        .merge(Received::routes(heroku.received.clone()));
     serve_on(port, app).await;
 }
 
@@ -74,12 +74,7 @@ fn error(status: StatusCode, id: &str, message: &str) -> Response {
 
 impl Heroku {
     fn record(&self, key: &str, entry: Value) {
-        self.received
-            .lock()
-            .unwrap()
-            .entry(key.to_string())
-            .or_default()
-            .push(entry);
+        self.received.record(key, entry);
     }
 
     fn issue(&self, seconds: i64, code: &str) -> Value {
@@ -223,16 +218,4 @@ async fn mark_provisioned(
         .map_or(200, |response| response.status().as_u16());
     heroku.record(&uuid, json!({"call": "provision", "status": status}));
     refused.unwrap_or_else(|| Json(json!({"id": uuid, "state": "provisioned"})).into_response())
-}
-
-async fn received(State(heroku): State<Arc<Heroku>>, Path(key): Path<String>) -> Json<Vec<Value>> {
-    Json(
-        heroku
-            .received
-            .lock()
-            .unwrap()
-            .get(&key)
-            .cloned()
-            .unwrap_or_default(),
-    )
 }

@@ -21,19 +21,18 @@
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, patch};
+use axum::routing::patch;
 use axum::{Json, Router};
 use base64::Engine;
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use tests::fakes::{port_argument, serve_on};
+use std::sync::Arc;
+use tests::fakes::{port_argument, serve_on, Received};
 
 struct Scalingo {
     /// `Basic base64(username:password)`, as Scalingo expects it.
     authorization: String,
     config_vars: Vec<String>,
-    received: Mutex<HashMap<String, Vec<Value>>>,
+    received: Arc<Received>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -47,12 +46,12 @@ async fn main() {
             base64::engine::general_purpose::STANDARD.encode(credentials)
         ),
         config_vars: shared::config::comma_list(&var("ADDON_CONFIG_VARS")),
-        received: Mutex::default(),
+        received: Arc::default(),
     });
     let app = Router::new()
         .route("/v1/provider/apps/{app_id}", patch(set_config))
-        .route("/received/{key}", get(received))
-        .with_state(scalingo);
+        .with_state(scalingo.clone())
+        .merge(Received::routes(scalingo.received.clone()));
     serve_on(port, app).await;
 }
 
@@ -102,24 +101,9 @@ async fn set_config(
 ) -> Response {
     let parsed: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
     let response = answer(&scalingo, &app_id, &headers, &parsed);
-    scalingo
-        .received
-        .lock()
-        .unwrap()
-        .entry(app_id)
-        .or_default()
-        .push(json!({"call": "config", "body": parsed, "status": response.status().as_u16()}));
+    scalingo.received.record(
+        &app_id,
+        json!({"call": "config", "body": parsed, "status": response.status().as_u16()}),
+    );
     response
-}
-
-async fn received(State(scalingo): State<Arc<Scalingo>>, Path(key): Path<String>) -> Json<Vec<Value>> {
-    Json(
-        scalingo
-            .received
-            .lock()
-            .unwrap()
-            .get(&key)
-            .cloned()
-            .unwrap_or_default(),
-    )
 }
