@@ -22,6 +22,8 @@ tools:
 lint-code:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	# Not a default test target (tests/Cargo.toml), so named: the wired stage's.
+	cargo clippy --package tests --test local_wiring -- -D warnings
 
 unit:
 	cargo test --workspace --lib --bins
@@ -39,8 +41,12 @@ lint-template: tools
 	$(TOOLS)/python scripts/check_config_reference_test.py
 	.tools/moto/bin/python scripts/deployment_test.py
 
+## Two stacks: the first with its stream left to the tests (which hand records
+## to the sync in process, deterministically); the second with the template's
+## event sources driven by the local runner, as `make run` has them.
 e2e: tools
 	bash scripts/stack.sh test bash scripts/e2e.sh
+	LOCAL_TRIGGERS=1 bash scripts/stack.sh test bash scripts/e2e_wired.sh
 
 ## `make run` and the test stack stop everything on SIGINT, SIGTERM and SIGHUP.
 signals: tools

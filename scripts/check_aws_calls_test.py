@@ -128,6 +128,19 @@ class CheckAwsCalls(unittest.TestCase):
         self.assertEqual(denied(problems(self.template, [put("res_c66_ab")])), [])
         self.assertTrue(denied(problems(self.template, [put("res_ab")])), "a Clever Cloud resource")
 
+    def test_a_partial_recording_is_held_to_its_calls_only(self):
+        # The whole suite's recording must exercise every function and grant;
+        # a stage's (--calls-only) need only be allowed, and a denied call
+        # still fails it.
+        self.assertTrue(problems(self.template, [DEPROVISION]), "other functions made no call")
+        self.assertEqual(check_aws_calls.evaluate(self.template, [DEPROVISION], exhaustive=False)[0], [])
+        broken = copy.deepcopy(self.template)
+        grant = next(iter(check_aws_calls.evaluate(broken, [DEPROVISION])[1]["deprovision"]))
+        broken = check_aws_calls.without(broken, "deprovision", grant)
+        found = check_aws_calls.evaluate(broken, [DEPROVISION], exhaustive=False)[0]
+        self.assertEqual(len(found), 1, found)
+        self.assertIn("deprovision (DeprovisionFunction) is not allowed", found[0])
+
     def test_removing_an_exercised_grant_fails_the_check_through_main(self):
         with tempfile.TemporaryDirectory() as folder:
             recording = os.path.join(folder, "calls.jsonl")

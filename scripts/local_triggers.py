@@ -407,6 +407,9 @@ def post_json(url: str, service: str, target: str, body: dict, timeout: float = 
             "authorization": f"AWS4-HMAC-SHA256 Credential=local/20260101/us-east-1/{service}/aws4_request, "
             "SignedHeaders=host, Signature=00",
             "x-amz-date": "20260101T000000Z",
+            # Named as the SDK names its app, so the recorded calls tell the runner (Lambda's own
+            # event-source poller on AWS) from the functions.
+            "x-amz-user-agent": "local-triggers app/local-triggers",
         },
         method="POST",
     )

@@ -114,6 +114,7 @@ fn summary(id: &str, body: &str) -> Value {
         "message_id": id,
         "at": record["timestamp"],
         "condition": record["requestContext"]["condition"],
+        "invocations": record["requestContext"]["approximateInvokeCount"],
         "batch_size": batch["batchSize"],
         "shard_id": batch["shardId"],
         "start_sequence_number": batch["startSequenceNumber"],
@@ -151,6 +152,7 @@ mod tests {
         assert_eq!(shown["shard_id"], "shard-1");
         assert_eq!(shown["start_sequence_number"], "100");
         assert_eq!(shown["condition"], "RetryAttemptsExhausted");
+        assert_eq!(shown["invocations"], 6);
         assert!(!shown.to_string().contains("arn:aws:lambda"), "{shown}");
         assert_eq!(
             summary("m-2", "not json")["batch_size"],

@@ -338,9 +338,20 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
             if outcome == Provisioning::Pending {
                 event = event.with_detail("finishing", "later");
             }
+            // A plan change that changed the config is a new config version,
+            // owed to the marketplace's config API like a rotation: the answer
+            // carries it too, but not every marketplace documents applying a
+            // plan change's config (docs/sync.md).
+            let (config_version, sync) = if config == current.config {
+                (current.config_version, current.sync.clone())
+            } else {
+                (current.config_version + 1, current.sync.still_owed(&now))
+            };
             let updated = Resource {
                 plan: plan.to_string(),
                 config,
+                config_version,
+                sync,
                 version: current.version + 1,
                 updated_at: now.to_string(),
                 ..current

@@ -177,6 +177,16 @@ async fn plan_change_answers_config_and_message_and_audits_the_change() {
     let resource = resource.unwrap();
     assert_eq!(string(&resource, "plan"), "premium");
     assert_eq!(string(&resource, "version"), "2");
+    // The vendor answered new secrets: a new config version, owed to Clever
+    // Cloud's vendor API (the answer alone may not reach the app).
+    assert_eq!(
+        (
+            string(&resource, "config_version"),
+            string(&resource, "pushed_config_version")
+        ),
+        ("2".to_string(), "1".to_string())
+    );
+    assert_eq!(string(&resource, "sync_queue"), "pending");
     let change = audits
         .iter()
         .find(|a| string(a, "action") == "plan_changed")
