@@ -237,6 +237,71 @@ impl Marketplace {
             .await
             .expect("DELETE deprovision")
     }
+
+    /// A new add-on on `plan`, provisioned through the stack: (addon_id, id).
+    pub async fn provisioned(&self, plan: &str) -> (String, String) {
+        let addon_id = unique("addon");
+        let (status, body) = json(self.provision(provision_body(&addon_id, plan)).await).await;
+        assert_eq!(status, 200, "{body}");
+        (addon_id, body["id"].as_str().unwrap().to_string())
+    }
+}
+
+/// The resource `id` as the table holds it.
+pub async fn stored_resource(id: &str) -> shared::model::Resource {
+    use shared::store::ResourceReader;
+    store()
+        .await
+        .get_resource(id)
+        .await
+        .expect("read the resource")
+        .expect("the resource")
+}
+
+/// A Heroku provision as Heroku sends it, with an OAuth grant `code`;
+/// `pending` asks the stand-in vendor to finish later (202).
+pub async fn heroku_provision(uuid: &str, code: &str, pending: bool) -> (u16, serde_json::Value) {
+    let mut options = serde_json::json!({});
+    if pending {
+        options["stand-in"] = "pending".into();
+    }
+    let body = serde_json::json!({
+        "uuid": uuid, "name": "acme-db", "plan": "basic", "region": "amazon-web-services::us-east-1",
+        "callback_url": format!("https://api.heroku.com/addons/{uuid}"),
+        "oauth_grant": {"code": code, "expires_at": (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339(), "type": "authorization_code"},
+        "options": options,
+    });
+    let response = reqwest::Client::new()
+        .post(format!("{}/heroku/resources", base_url()))
+        .basic_auth(stack_var("HEROKU_ADDON_ID"), Some(stack_var("HEROKU_PASSWORD")))
+        .header(
+            reqwest::header::ACCEPT,
+            "application/vnd.heroku-addons+json; version=3",
+        )
+        .json(&body)
+        .send()
+        .await
+        .expect("POST a Heroku provision");
+    json(response).await
+}
+
+/// The vendor's completion call for resource `id` (docs/provisioner.md),
+/// signed with `secret` over its method, path and body.
+pub async fn vendor_finishes(id: &str, body: &serde_json::Value, secret: &str) -> (u16, serde_json::Value) {
+    use shared::provisioner::signature;
+    let body = serde_json::to_vec(body).expect("JSON");
+    let path = format!("/vendor/resources/{id}/provisioned");
+    let now = chrono::Utc::now().timestamp();
+    let signed = signature::sign_call(&shared::secret::Secret::new(secret), now, "POST", &path, &body);
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", base_url()))
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(signature::HEADER, signed)
+        .body(body)
+        .send()
+        .await
+        .expect("POST the completion");
+    json(response).await
 }
 
 /// Status and JSON body of a response.

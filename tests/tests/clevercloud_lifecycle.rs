@@ -151,17 +151,10 @@ async fn twenty_concurrent_identical_provisions_create_exactly_one_resource() {
     assert_eq!(audits.len(), 1);
 }
 
-async fn provisioned(market: &Marketplace, plan: &str) -> (String, String) {
-    let addon_id = unique("addon");
-    let (status, body) = json(market.provision(provision_body(&addon_id, plan)).await).await;
-    assert_eq!(status, 200, "{body}");
-    (addon_id, body["id"].as_str().unwrap().to_string())
-}
-
 #[tokio::test]
 async fn plan_change_answers_config_and_message_and_audits_the_change() {
     let market = Marketplace::from_env();
-    let (addon_id, id) = provisioned(&market, "basic").await;
+    let (addon_id, id) = market.provisioned("basic").await;
     let (status, body) = json(
         market
             .change_plan(&id, json!({"addon_id": addon_id, "plan": "premium"}))
@@ -210,7 +203,7 @@ async fn plan_change_answers_config_and_message_and_audits_the_change() {
 #[tokio::test]
 async fn plan_change_refusals() {
     let market = Marketplace::from_env();
-    let (addon_id, id) = provisioned(&market, "basic").await;
+    let (addon_id, id) = market.provisioned("basic").await;
 
     let (status, body) = json(
         market
@@ -264,7 +257,7 @@ async fn plan_change_refusals() {
 #[tokio::test]
 async fn deprovision_is_idempotent_and_keeps_the_record() {
     let market = Marketplace::from_env();
-    let (_, id) = provisioned(&market, "basic").await;
+    let (_, id) = market.provisioned("basic").await;
     let first = market.deprovision(&id).await;
     assert_eq!(first.status(), 200);
     let (status, body) = json(market.deprovision(&id).await).await;
@@ -291,7 +284,7 @@ async fn deprovision_is_idempotent_and_keeps_the_record() {
 #[tokio::test]
 async fn a_deprovisioned_add_on_id_is_not_provisioned_again() {
     let market = Marketplace::from_env();
-    let (addon_id, id) = provisioned(&market, "basic").await;
+    let (addon_id, id) = market.provisioned("basic").await;
     assert_eq!(market.deprovision(&id).await.status(), 200);
     let (status, body) = json(market.provision(provision_body(&addon_id, "basic")).await).await;
     assert_eq!(
@@ -411,7 +404,7 @@ async fn bad_provision_input_gets_a_4xx_json_error_and_writes_nothing() {
 #[tokio::test]
 async fn bad_plan_change_input_gets_a_4xx_json_error_and_writes_nothing() {
     let market = Marketplace::from_env();
-    let (addon_id, id) = provisioned(&market, "basic").await;
+    let (addon_id, id) = market.provisioned("basic").await;
     for (case, content_type, body, expected_status, expected_error) in bad_bodies(&addon_id) {
         let (status, answer) = send_raw(&market, Method::PUT, &format!("/{id}"), content_type, body).await;
         assert_eq!(status, expected_status, "{case}: {answer}");
@@ -425,7 +418,7 @@ async fn bad_plan_change_input_gets_a_4xx_json_error_and_writes_nothing() {
 #[tokio::test]
 async fn logs_are_json_with_the_request_id_and_carry_no_secret() {
     let market = Marketplace::from_env();
-    let (addon_id, id) = provisioned(&market, "basic").await;
+    let (addon_id, id) = market.provisioned("basic").await;
     let (_, body) = json(market.provision(provision_body(&addon_id, "basic")).await).await;
     let log_path = stack_var("E2E_FUNCTION_LOG");
     // The log line is written before the response leaves the function, but

@@ -4,7 +4,7 @@
 //! handler runs it) against the stand-in Heroku, which records what it
 //! receives; state checked in DynamoDB Local.
 
-use reqwest::{header, Method, StatusCode};
+use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
 use shared::config::Environment;
 use shared::heroku::platform::HerokuClient;
@@ -24,28 +24,6 @@ fn new_uuid() -> String {
 
 fn resource_id(uuid: &str) -> String {
     shared::heroku::resource_id(uuid).unwrap()
-}
-
-async fn provision(uuid: &str, code: &str, pending: bool) -> (u16, Value) {
-    let mut options = json!({});
-    if pending {
-        options["stand-in"] = "pending".into();
-    }
-    let body = json!({
-        "uuid": uuid, "name": "acme-db", "plan": "basic", "region": "amazon-web-services::us-east-1",
-        "callback_url": format!("https://api.heroku.com/addons/{uuid}"),
-        "oauth_grant": {"code": code, "expires_at": (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339(), "type": "authorization_code"},
-        "options": options,
-    });
-    let response = reqwest::Client::new()
-        .post(format!("{}/heroku/resources", base_url()))
-        .basic_auth(stack_var("HEROKU_ADDON_ID"), Some(stack_var("HEROKU_PASSWORD")))
-        .header(header::ACCEPT, "application/vnd.heroku-addons+json; version=3")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    json(response).await
 }
 
 /// The sync as the platform-sync function builds it, with `clock`.
@@ -98,23 +76,6 @@ async fn token_requests(code: &str) -> Vec<Value> {
     heroku_received(&format!("tokens-{code}")).await
 }
 
-/// The vendor's completion call, signed with `secret`.
-async fn vendor_finishes(id: &str, body: &Value, secret: &str) -> (u16, Value) {
-    let body = serde_json::to_vec(body).unwrap();
-    let path = format!("/vendor/resources/{id}/provisioned");
-    let now = chrono::Utc::now().timestamp();
-    let signed = signature::sign_call(&Secret::new(secret), now, "POST", &path, &body);
-    let response = reqwest::Client::new()
-        .request(Method::POST, format!("{}{path}", base_url()))
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(signature::HEADER, signed)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    json(response).await
-}
-
 fn vendor_config(id: &str) -> Value {
     json!({"config": {"ADDON_NAME_URL": format!("https://db.example/{id}"), "ADDON_NAME_TOKEN": "t0k3n-from-the-vendor"}})
 }
@@ -133,14 +94,14 @@ async fn a_pending_provision_is_finished_by_the_vendor_then_set_and_announced_on
     let uuid = new_uuid();
     let id = resource_id(&uuid);
     let code = format!("ok-{uuid}");
-    let (status, body) = provision(&uuid, &code, true).await;
+    let (status, body) = heroku_provision(&uuid, &code, true).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["id"], id.as_str());
     assert!(
         body.get("config").is_none(),
         "no config before the vendor's call: {body}"
     );
-    let (status, again) = provision(&uuid, &code, true).await;
+    let (status, again) = heroku_provision(&uuid, &code, true).await;
     assert_eq!((status, &again), (202, &body), "a redelivery answers alike");
     let stored = store().await.get_resource(&id).await.unwrap().unwrap();
     assert_eq!(stored.status, ResourceStatus::Provisioning);
@@ -244,7 +205,7 @@ async fn a_completion_signed_for_one_resource_never_finishes_another() {
     let (uuid_a, uuid_b) = (new_uuid(), new_uuid());
     let (a, b) = (resource_id(&uuid_a), resource_id(&uuid_b));
     for uuid in [&uuid_a, &uuid_b] {
-        let (status, body) = provision(uuid, &format!("ok-{uuid}"), true).await;
+        let (status, body) = heroku_provision(uuid, &format!("ok-{uuid}"), true).await;
         assert_eq!(status, 202, "{body}");
     }
     let secret = Secret::new(stack_var("PROVISIONER_SIGNING_SECRET"));
@@ -293,7 +254,7 @@ async fn tokens_about_to_end_are_refreshed_before_a_rotated_config_is_set() {
     let uuid = new_uuid();
     let id = resource_id(&uuid);
     let code = format!("shortlived-{uuid}");
-    let (status, body) = provision(&uuid, &code, false).await;
+    let (status, body) = heroku_provision(&uuid, &code, false).await;
     assert_eq!(status, 200, "{body}");
     let sync = sync(None).await;
     assert_eq!(
@@ -325,7 +286,7 @@ async fn tokens_about_to_end_are_refreshed_before_a_rotated_config_is_set() {
 async fn a_provision_unfinished_after_twelve_hours_is_given_up_and_deprovisioned_at_the_vendor() {
     let uuid = new_uuid();
     let id = resource_id(&uuid);
-    let (status, _) = provision(&uuid, &format!("ok-{uuid}"), true).await;
+    let (status, _) = heroku_provision(&uuid, &format!("ok-{uuid}"), true).await;
     assert_eq!(status, 202);
     let created = store().await.get_resource(&id).await.unwrap().unwrap().created_at;
     let created = chrono::DateTime::parse_from_rfc3339(&created).unwrap().to_utc();
@@ -387,7 +348,9 @@ async fn a_refused_grant_fails_for_good_and_a_down_token_server_is_retried() {
     let sync = sync(None).await;
     let refused = new_uuid();
     assert_eq!(
-        provision(&refused, &format!("refused-{refused}"), false).await.0,
+        heroku_provision(&refused, &format!("refused-{refused}"), false)
+            .await
+            .0,
         200
     );
     match settle(&sync, &resource_id(&refused)).await {
@@ -395,14 +358,17 @@ async fn a_refused_grant_fails_for_good_and_a_down_token_server_is_retried() {
         other => panic!("expected a final failure, got {other:?}"),
     }
     let down = new_uuid();
-    assert_eq!(provision(&down, &format!("down-{down}"), false).await.0, 200);
+    assert_eq!(
+        heroku_provision(&down, &format!("down-{down}"), false).await.0,
+        200
+    );
     match settle(&sync, &resource_id(&down)).await {
         Settled::Pending { error, .. } => assert!(error.contains("503"), "{error}"),
         other => panic!("expected a retry, got {other:?}"),
     }
     // Deprovisioned before its grant was exchanged: owed nothing, Heroku not asked.
     let gone = new_uuid();
-    assert_eq!(provision(&gone, &format!("ok-{gone}"), false).await.0, 200);
+    assert_eq!(heroku_provision(&gone, &format!("ok-{gone}"), false).await.0, 200);
     let response = reqwest::Client::new()
         .delete(format!("{}/heroku/resources/{gone}", base_url()))
         .basic_auth(stack_var("HEROKU_ADDON_ID"), Some(stack_var("HEROKU_PASSWORD")))
@@ -430,11 +396,16 @@ async fn reconcile_names_heroku_add_ons_behind_or_without_tokens_until_sync_sett
     let reconcile = || async { shared::sync::reconcile(&store().await, &vendor).await.unwrap() };
     let refused = new_uuid();
     assert_eq!(
-        provision(&refused, &format!("refused-{refused}"), false).await.0,
+        heroku_provision(&refused, &format!("refused-{refused}"), false)
+            .await
+            .0,
         200
     );
     let pending = new_uuid();
-    assert_eq!(provision(&pending, &format!("ok-{pending}"), true).await.0, 202);
+    assert_eq!(
+        heroku_provision(&pending, &format!("ok-{pending}"), true).await.0,
+        202
+    );
     let report = reconcile().await;
     assert!(report.heroku_without_tokens.contains(&refused), "{report:?}");
     assert!(

@@ -11,10 +11,7 @@
 //! second stage, scripts/e2e_wired.sh), one at a time: `provider dlq redrive`
 //! settles the whole table, which no other test may be leaving owed.
 
-use reqwest::header;
 use serde_json::{json, Value};
-use shared::provisioner::signature;
-use shared::secret::Secret;
 use std::time::{Duration, Instant};
 use tests::*;
 
@@ -124,64 +121,6 @@ async fn received(url_var: &str, key: &str) -> Vec<Value> {
     .expect("JSON")
 }
 
-async fn stored(id: &str) -> shared::model::Resource {
-    use shared::store::ResourceReader;
-    store()
-        .await
-        .get_resource(id)
-        .await
-        .unwrap()
-        .expect("the resource")
-}
-
-/// The vendor's signed completion call for `id`, with `config`.
-async fn vendor_finishes(id: &str, config: &Value) -> u16 {
-    let body = serde_json::to_vec(config).unwrap();
-    let path = format!("/vendor/resources/{id}/provisioned");
-    let signed = signature::sign_call(
-        &Secret::new(stack_var("PROVISIONER_SIGNING_SECRET")),
-        chrono::Utc::now().timestamp(),
-        "POST",
-        &path,
-        &body,
-    );
-    reqwest::Client::new()
-        .post(format!("{}{path}", base_url()))
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(signature::HEADER, signed)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
-/// A Heroku provision as Heroku sends it; `pending` asks the stand-in vendor
-/// to finish later.
-async fn heroku_provision(uuid: &str, code: &str, pending: bool) -> (u16, Value) {
-    let options = if pending {
-        json!({"stand-in": "pending"})
-    } else {
-        json!({})
-    };
-    let body = json!({
-        "uuid": uuid, "name": "acme-db", "plan": "basic", "region": "amazon-web-services::us-east-1",
-        "callback_url": format!("https://api.heroku.com/addons/{uuid}"),
-        "oauth_grant": {"code": code, "expires_at": (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339(), "type": "authorization_code"},
-        "options": options,
-    });
-    let response = reqwest::Client::new()
-        .post(format!("{}/heroku/resources", base_url()))
-        .basic_auth(stack_var("HEROKU_ADDON_ID"), Some(stack_var("HEROKU_PASSWORD")))
-        .header(header::ACCEPT, "application/vnd.heroku-addons+json; version=3")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    json(response).await
-}
-
 fn vendor_config(id: &str) -> Value {
     json!({"config": {"ADDON_NAME_URL": format!("https://db.example/{id}"), "ADDON_NAME_TOKEN": "from-the-vendor"}})
 }
@@ -206,7 +145,7 @@ async fn a_heroku_provision_has_its_grant_exchanged_by_the_stream_within_seconds
     );
     let id = shared::heroku::resource_id(&uuid).unwrap();
     within(30, "the add-on owing nothing", || async {
-        (!stored(&id).await.sync.is_owed()).then_some(())
+        (!stored_resource(&id).await.sync.is_owed()).then_some(())
     })
     .await;
     assert_eq!(
@@ -232,7 +171,12 @@ async fn an_asynchronous_completion_reaches_heroku_config_then_provision_and_sca
         received("E2E_HEROKU_URL", &uuid).await.is_empty(),
         "nothing set before the vendor finishes"
     );
-    assert_eq!(vendor_finishes(&id, &vendor_config(&id)).await, 200);
+    assert_eq!(
+        vendor_finishes(&id, &vendor_config(&id), &stack_var("PROVISIONER_SIGNING_SECRET"))
+            .await
+            .0,
+        200
+    );
     let calls = within(30, "Heroku's config PATCH and provision action", || async {
         Some(received("E2E_HEROKU_URL", &uuid).await).filter(|calls| calls.len() >= 2)
     })
@@ -262,7 +206,12 @@ async fn an_asynchronous_completion_reaches_heroku_config_then_provision_and_sca
     assert_eq!(status, 202, "{answer}");
     let id = answer["id"].as_str().unwrap().to_string();
     let config = vendor_config(&id);
-    assert_eq!(vendor_finishes(&id, &config).await, 200);
+    assert_eq!(
+        vendor_finishes(&id, &config, &stack_var("PROVISIONER_SIGNING_SECRET"))
+            .await
+            .0,
+        200
+    );
     let calls = within(30, "Scalingo's config PATCH", || async {
         Some(received("E2E_SCALINGO_URL", &app).await).filter(|calls| !calls.is_empty())
     })
@@ -274,18 +223,10 @@ async fn an_asynchronous_completion_reaches_heroku_config_then_provision_and_sca
     );
 }
 
-/// A Clever Cloud add-on provisioned through the stack: (addon_id, id).
-async fn clevercloud_provisioned(market: &Marketplace) -> (String, String) {
-    let addon_id = unique("addon");
-    let (status, body) = json(market.provision(provision_body(&addon_id, "basic")).await).await;
-    assert_eq!(status, 200, "{body}");
-    (addon_id, body["id"].as_str().unwrap().to_string())
-}
-
 #[tokio::test]
 async fn a_clever_cloud_plan_change_that_rotates_config_reaches_the_vendor_api() {
     let market = Marketplace::from_env();
-    let (addon_id, id) = clevercloud_provisioned(&market).await;
+    let (addon_id, id) = market.provisioned("basic").await;
     let (status, body) = json(
         market
             .change_plan(&id, json!({"addon_id": addon_id, "plan": "premium"}))
@@ -293,7 +234,7 @@ async fn a_clever_cloud_plan_change_that_rotates_config_reaches_the_vendor_api()
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let resource = stored(&id).await;
+    let resource = stored_resource(&id).await;
     assert_eq!(resource.config_version, 2, "the plan change rotated the config");
     let puts = within(30, "the config PUT at the stand-in Clever Cloud", || async {
         let calls = received("E2E_CLEVERCLOUD_URL", &addon_id).await;
@@ -312,7 +253,7 @@ async fn a_clever_cloud_plan_change_that_rotates_config_reaches_the_vendor_api()
         "the rotated config, as stored"
     );
     let settled = within(30, "the add-on owing nothing", || async {
-        let resource = stored(&id).await;
+        let resource = stored_resource(&id).await;
         (!resource.sync.is_owed()).then_some(resource)
     })
     .await;
@@ -322,7 +263,7 @@ async fn a_clever_cloud_plan_change_that_rotates_config_reaches_the_vendor_api()
 #[tokio::test]
 async fn provider_events_shows_a_provision_a_plan_change_and_a_deprovision_newest_first() {
     let market = Marketplace::from_env();
-    let (addon_id, id) = clevercloud_provisioned(&market).await;
+    let (addon_id, id) = market.provisioned("basic").await;
     let change = market
         .change_plan(&id, json!({"addon_id": addon_id, "plan": "premium"}))
         .await;
@@ -386,9 +327,9 @@ async fn set_status_by_hand(id: &str, status: &str) {
 #[tokio::test]
 async fn a_poison_record_is_retried_then_dead_lettered_listed_and_settled_by_redrive() {
     let market = Marketplace::from_env();
-    let (_, id) = clevercloud_provisioned(&market).await;
+    let (_, id) = market.provisioned("basic").await;
     within(30, "the provision settled", || async {
-        (!stored(&id).await.sync.is_owed()).then_some(())
+        (!stored_resource(&id).await.sync.is_owed()).then_some(())
     })
     .await;
 
@@ -416,7 +357,7 @@ async fn a_poison_record_is_retried_then_dead_lettered_listed_and_settled_by_red
     let (code, report) = dlq("redrive");
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["deleted"], 1, "{report}");
-    assert!(!stored(&id).await.sync.is_owed());
+    assert!(!stored_resource(&id).await.sync.is_owed());
     let (code, report) = dlq("list");
     assert_eq!((code, &report["messages"]), (0, &json!(0)), "{report}");
 }

@@ -8,12 +8,11 @@ use reqwest::{header, redirect::Policy, Method, StatusCode};
 use serde_json::{json, Value};
 use shared::config::Environment;
 use shared::model::{Platform, ResourceStatus};
-use shared::provisioner::signature;
 use shared::scalingo::platform::ScalingoClient;
 use shared::scalingo::resource_id_for_uuid;
 use shared::scalingo::sso::ScalingoSso;
 use shared::secret::Secret;
-use shared::store::{DynamoStore, ResourceReader, SyncSubject};
+use shared::store::{DynamoStore, SyncSubject};
 use shared::sync::{PlatformSync, ScalingoSync, Settled};
 use std::sync::{Arc, OnceLock};
 use tests::fakes::FakeEventBridge;
@@ -64,15 +63,6 @@ async fn provisioned(options: Value) -> (String, String) {
     let (status, answer) = provision(&body(Some(&new_uuid()), &app, options)).await;
     assert_eq!(status, 201, "{answer}");
     (answer["id"].as_str().unwrap().to_string(), app)
-}
-
-async fn stored(id: &str) -> shared::model::Resource {
-    store()
-        .await
-        .get_resource(id)
-        .await
-        .unwrap()
-        .expect("the resource")
 }
 
 async fn vendor_requests(id: &str) -> Vec<Value> {
@@ -135,7 +125,7 @@ async fn provisions_once_per_uuid_and_anew_without_one() {
     );
     let claims = partition(&dynamo_client().await, &format!("SCALINGO_ADDON#{uuid}")).await;
     assert_eq!(claims.len(), 1);
-    let resource = stored(&id).await;
+    let resource = stored_resource(&id).await;
     assert_eq!(resource.platform, Platform::Scalingo);
     assert_eq!(
         (resource.addon_id.as_str(), resource.app_id.as_deref()),
@@ -160,7 +150,7 @@ async fn provisions_once_per_uuid_and_anew_without_one() {
     let (two, b) = provision(&body(None, &app, json!({}))).await;
     assert_eq!((one, two), (201, 201), "{a} {b}");
     assert_ne!(a["id"], b["id"]);
-    let resource = stored(a["id"].as_str().unwrap()).await;
+    let resource = stored_resource(a["id"].as_str().unwrap()).await;
     assert_eq!(resource.addon_id, resource.id, "claimed under its own id");
     let call = &vendor_requests(&resource.id).await[0]["body"];
     assert_eq!(call["marketplace_ids"], json!({"app_id": app}));
@@ -199,7 +189,7 @@ async fn plan_changes_come_by_put_or_patch_and_may_finish_later() {
         answer["message"].is_string() && answer["config"].is_object(),
         "{answer}"
     );
-    assert_eq!(stored(&id).await.plan, "premium");
+    assert_eq!(stored_resource(&id).await.plan, "premium");
     let (status, answer) = json(
         authed(Method::PATCH, &format!("/{id}"))
             .json(&json!({"plan": "basic"}))
@@ -209,7 +199,7 @@ async fn plan_changes_come_by_put_or_patch_and_may_finish_later() {
     )
     .await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(stored(&id).await.plan, "basic");
+    assert_eq!(stored_resource(&id).await.plan, "basic");
     let (status, answer) = json(
         authed(Method::PUT, &format!("/{id}"))
             .json(&json!({"options": {}}))
@@ -241,7 +231,7 @@ async fn plan_changes_come_by_put_or_patch_and_may_finish_later() {
 
     // The vendor's service answers 202: the plan is recorded, the config kept.
     let (id, _) = provisioned(json!({"stand-in": "pending:change_plan"})).await;
-    let before = stored(&id).await;
+    let before = stored_resource(&id).await;
     let (status, answer) = json(
         authed(Method::PATCH, &format!("/{id}"))
             .json(&json!({"plan": "premium"}))
@@ -255,7 +245,7 @@ async fn plan_changes_come_by_put_or_patch_and_may_finish_later() {
         answer["message"].is_string() && answer.get("config").is_none(),
         "{answer}"
     );
-    let after = stored(&id).await;
+    let after = stored_resource(&id).await;
     assert_eq!((after.plan.as_str(), &after.config), ("premium", &before.config));
 }
 
@@ -275,7 +265,7 @@ async fn deprovision_takes_the_testers_null_body_and_a_repeat() {
             "{round}: an empty body"
         );
     }
-    let resource = stored(&id).await;
+    let resource = stored_resource(&id).await;
     assert_eq!(resource.status, ResourceStatus::Deprovisioned);
     let deprovisions = vendor_requests(&id)
         .await
@@ -350,7 +340,7 @@ async fn suspend_and_resume_reach_the_vendor_the_audit_and_eventbridge_and_gate_
     let (status, answer) = call("suspend", Some("{}")).await;
     assert_eq!(status, 200, "{answer}");
     assert!(answer["message"].is_string());
-    assert_eq!(stored(&id).await.status, ResourceStatus::Suspended);
+    assert_eq!(stored_resource(&id).await.status, ResourceStatus::Suspended);
     let (status, _) = call("suspend", None).await;
     assert_eq!(status, 200, "a repeat is a no-op 200");
     let (status, _) = call("suspend", Some("[1]")).await;
@@ -365,7 +355,7 @@ async fn suspend_and_resume_reach_the_vendor_the_audit_and_eventbridge_and_gate_
     assert_eq!(status, 200);
     let (status, _) = call("resume", Some("{}")).await;
     assert_eq!(status, 200, "a repeat is a no-op 200");
-    assert_eq!(stored(&id).await.status, ResourceStatus::Active);
+    assert_eq!(stored_resource(&id).await.status, ResourceStatus::Active);
     let response = http().get(sso_link(&signer(), &id, 1)).send().await.unwrap();
     assert_eq!(
         response.status(),
@@ -442,28 +432,6 @@ async fn settle(sync: &PlatformSync<DynamoStore>, id: &str) -> Settled {
         .expect("settled")
 }
 
-/// The vendor's completion call, signed with the stack's secret.
-async fn vendor_finishes(id: &str, config: &Value) -> (u16, Value) {
-    let body = serde_json::to_vec(config).unwrap();
-    let path = format!("/vendor/resources/{id}/provisioned");
-    let signed = signature::sign_call(
-        &Secret::new(stack_var("PROVISIONER_SIGNING_SECRET")),
-        chrono::Utc::now().timestamp(),
-        "POST",
-        &path,
-        &body,
-    );
-    let response = http()
-        .post(format!("{}{path}", base_url()))
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(signature::HEADER, signed)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    json(response).await
-}
-
 /// Scalingo types `app_id` as a string: its docs' `app456@heroku.com`, its
 /// tester's `galápagos-penguin-12`, and any other non-empty string without a
 /// control character are accepted, and reach Scalingo's API as one
@@ -480,7 +448,7 @@ async fn scalingos_own_app_ids_are_provisioned_and_reached_as_one_path_segment()
         let (status, answer) = provision(&body(Some(&new_uuid()), &app, json!({}))).await;
         assert_eq!(status, 201, "{app}: {answer}");
         let id = answer["id"].as_str().unwrap().to_string();
-        assert_eq!(stored(&id).await.app_id.as_deref(), Some(app.as_str()));
+        assert_eq!(stored_resource(&id).await.app_id.as_deref(), Some(app.as_str()));
         shared::sync::rotate_credentials(&store().await, &stack_provisioner(), &id)
             .await
             .unwrap();
@@ -509,7 +477,7 @@ async fn config_reaches_scalingo_after_a_rotation_and_after_an_asynchronous_comp
     let calls = scalingo_received(&app).await;
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0]["status"], 200);
-    let resource = stored(&id).await;
+    let resource = stored_resource(&id).await;
     assert_eq!(
         calls[0]["body"]["config"],
         serde_json::to_value(&resource.config.0).unwrap()
@@ -527,14 +495,14 @@ async fn config_reaches_scalingo_after_a_rotation_and_after_an_asynchronous_comp
         answer["message"].is_string() && answer.get("config").is_none(),
         "{answer}"
     );
-    assert_eq!(stored(&id).await.status, ResourceStatus::Provisioning);
+    assert_eq!(stored_resource(&id).await.status, ResourceStatus::Provisioning);
     assert_eq!(
         settle(&sync, &id).await,
         Settled::Done,
         "nothing owed before the vendor finishes"
     );
     let config = json!({"config": {"ADDON_NAME_URL": format!("https://db.example/{id}"), "ADDON_NAME_TOKEN": "from-the-vendor"}});
-    let (status, answer) = vendor_finishes(&id, &config).await;
+    let (status, answer) = vendor_finishes(&id, &config, &stack_var("PROVISIONER_SIGNING_SECRET")).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(settle(&sync, &id).await, Settled::Done);
     let calls = scalingo_received(&app).await;
@@ -543,7 +511,7 @@ async fn config_reaches_scalingo_after_a_rotation_and_after_an_asynchronous_comp
         (calls[0]["status"].as_u64(), &calls[0]["body"]),
         (Some(200), &config)
     );
-    let resource = stored(&id).await;
+    let resource = stored_resource(&id).await;
     assert_eq!(resource.status, ResourceStatus::Active);
     assert_eq!(resource.pushed_config_version, 1);
     assert!(!resource.sync.is_owed());
@@ -563,7 +531,10 @@ async fn config_reaches_scalingo_after_a_rotation_and_after_an_asynchronous_comp
         }
         other => panic!("expected a pending retry, got {other:?}"),
     }
-    assert!(stored(&id).await.sync.is_owed(), "still owed, for the sweep");
+    assert!(
+        stored_resource(&id).await.sync.is_owed(),
+        "still owed, for the sweep"
+    );
 }
 
 #[tokio::test]
@@ -643,7 +614,13 @@ async fn a_session_opened_before_a_suspension_serves_nothing_until_the_resume() 
         .next()
         .unwrap()
         .to_string();
-    let name = stored(&id).await.config.names().next().unwrap().to_string();
+    let name = stored_resource(&id)
+        .await
+        .config
+        .names()
+        .next()
+        .unwrap()
+        .to_string();
     assert_eq!(reveal_config(&cookie, &id, &name).await.0, 200);
     assert!(query_param(&oidc_authorize(&cookie, "openid").await, "code").is_some());
 
