@@ -5,7 +5,7 @@ SHELL := /bin/bash
 TOOLS := .tools/venv/bin
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: run test tools lint-code lint-template unit e2e signals bench load perf mutants sizes build secrets deploy manifest teardown
+.PHONY: run test tools deploy-tools deploy-plan lint-code lint-template unit e2e signals bench load perf mutants sizes build secrets deploy manifest teardown
 
 ## Serve every function on 127.0.0.1:${PORT:-9000} with DynamoDB Local on ${DYNAMODB_PORT:-8000}.
 run:
@@ -16,8 +16,15 @@ run:
 ## and the stacks' shutdown on each signal.
 test: lint-code unit lint-template e2e signals
 
+# Quiet on stdout, so that a target printing a document (make manifest) prints
+# only that document.
 tools:
-	bash scripts/install-tools.sh
+	@bash scripts/install-tools.sh >&2
+
+# What deploying needs and no more (SAM CLI, cargo-lambda, cfn-lint): no Java,
+# DynamoDB Local or browser on a deploy machine.
+deploy-tools:
+	@bash scripts/install-tools.sh deploy >&2
 
 lint-code:
 	cargo fmt --all --check
@@ -36,6 +43,8 @@ lint-template: tools
 	$(TOOLS)/python scripts/check_policies_test.py
 	$(TOOLS)/python scripts/check_aws_calls_test.py
 	$(TOOLS)/python scripts/local_triggers_test.py
+	$(TOOLS)/python scripts/stage_test.py
+	$(TOOLS)/python scripts/upgrade_test.py
 	$(TOOLS)/python scripts/template_test.py
 	$(TOOLS)/python scripts/check_config_reference.py infra/template.yaml shared/src docs/operating.md
 	$(TOOLS)/python scripts/check_config_reference_test.py
@@ -79,7 +88,7 @@ sizes: tools
 
 ## `sam build` with the project's own cargo-lambda and SAM CLI on the PATH
 ## (arm64 bootstraps in .aws-sam/build/).
-build: tools
+build: deploy-tools
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" sam build --template-file infra/template.yaml
 
 ## The deployment's secret, made once before the first deploy (docs/deploying.md):
@@ -90,25 +99,35 @@ secrets:
 	cargo build --quiet --package provider-cli
 	target/debug/provider secrets init --name "$(NAME)"
 
-## `sam deploy`: guided the first time (it writes samconfig.toml), then
-## non-interactive with what samconfig.toml holds.
-deploy: build
-	if [[ -f samconfig.toml ]]; then \
-	  PATH="$(CURDIR)/$(TOOLS):$$PATH" sam deploy; \
-	else \
-	  PATH="$(CURDIR)/$(TOOLS):$$PATH" sam deploy --guided; \
-	fi
+## `make deploy STAGE=<stage>`: deploy/<stage>.toml (the SAM CLI's config
+## format, every parameter written down) checked against the template and the
+## AWS credentials, then built and deployed without a question.
+## `make deploy-plan STAGE=<stage>`: the same up to the changeset, which is
+## printed and not executed. docs/deploying.md.
+STAGE_FILE = $(CURDIR)/deploy/$(STAGE).toml
+
+deploy-plan deploy: deploy-tools
+	@test -n "$(STAGE)" || { echo "usage: make $@ STAGE=<stage>   (deploy/<stage>.toml; start from deploy/example.toml)" >&2; exit 2; }
+	@$(TOOLS)/python scripts/stage.py ready "$(STAGE_FILE)" infra/template.yaml
+	@$(MAKE) --no-print-directory build
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" sam deploy --config-file "$(STAGE_FILE)" --no-confirm-changeset $(if $(filter deploy-plan,$@),--no-execute-changeset,)
 
 ## The production manifest of stack STACK for MARKETPLACE (clevercloud, the
-## default, heroku or scalingo), from its outputs and its secret (secrets in it: keep
-## it out of version control).
-manifest: tools
-	@test -n "$(STACK)" || { echo "usage: make manifest STACK=<stack name> [MARKETPLACE=clevercloud|heroku|scalingo]" >&2; exit 2; }
-	@$(TOOLS)/python scripts/deployment.py manifest "$(STACK)" "$(or $(MARKETPLACE),clevercloud)"
+## default, heroku or scalingo): `provider manifest`, from marketplace.toml and
+## the stack's outputs, parameters and secret. Stdout is the JSON alone; it holds
+## secrets: write it under manifests/ (git-ignored), never in version control.
+manifest:
+	@test -n "$(STACK)" || { echo "usage: make manifest STACK=<stack name> [MARKETPLACE=clevercloud|heroku|scalingo] > manifests/<name>.json" >&2; exit 2; }
+	@cargo build --quiet --workspace --bin provider >&2
+	@target/debug/provider --stack "$(STACK)" manifest --marketplace "$(or $(MARKETPLACE),clevercloud)"
 
 ## Deletes stack STACK; says what stays (the table, the secret). With
-## RETAINED=delete removes those too: docs/operating.md, "Teardown".
-teardown: tools
+## RETAINED=delete removes those too, only once `sam delete` has succeeded:
+## docs/operating.md, "Teardown".
+teardown: deploy-tools
 	@test -n "$(STACK)" || { echo "usage: make teardown STACK=<stack name> [RETAINED=delete]" >&2; exit 2; }
-	$(TOOLS)/python scripts/deployment.py retained "$(STACK)" $(if $(filter delete,$(RETAINED)),--delete,)
+	@mkdir -p .run
+	$(TOOLS)/python scripts/deployment.py retained "$(STACK)" > ".run/retained-$(STACK).json"
+	@cat ".run/retained-$(STACK).json"
 	PATH="$(CURDIR)/$(TOOLS):$$PATH" sam delete --stack-name "$(STACK)" --no-prompts
+	$(if $(filter delete,$(RETAINED)),$(TOOLS)/python scripts/deployment.py delete-retained < ".run/retained-$(STACK).json",@echo "kept: .run/retained-$(STACK).json names them")

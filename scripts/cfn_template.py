@@ -20,7 +20,12 @@ _CloudFormationLoader.add_multi_constructor("!", _any_tag)
 
 def load(path: str) -> dict:
     with open(path, encoding="utf-8") as handle:
-        return yaml.load(handle, Loader=_CloudFormationLoader)
+        return loads(handle.read())
+
+
+def loads(text: str) -> dict:
+    """`load`, from the template's text (an earlier release's, from git)."""
+    return yaml.load(text, Loader=_CloudFormationLoader)
 
 
 class _LongFormLoader(yaml.SafeLoader):

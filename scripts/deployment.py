@@ -1,8 +1,8 @@
-"""A deployed stack, read through its outputs: the production manifests (`make manifest`), and
-what a teardown leaves behind (`make teardown`).
+"""What a teardown leaves behind (`make teardown`), read through the stack's outputs before `sam delete`, and
+removed only after it succeeded. (The manifests are `provider manifest`'s.)
 
-Usage: python deployment.py manifest STACK [clevercloud|heroku|scalingo]
-       python deployment.py retained STACK [--delete]
+Usage: python deployment.py retained STACK            prints {"retained": {"table", "secret"}}
+       python deployment.py delete-retained < REPORT   removes them (the stack must be gone)
 AWS credentials and region come from the usual chain (AWS_PROFILE, AWS_REGION, ...). Uses the boto3 that the
 SAM CLI in .tools/venv brings.
 """
@@ -13,8 +13,6 @@ import re
 import sys
 
 import boto3
-
-import manifests
 
 
 def stack(name: str) -> dict:
@@ -31,72 +29,34 @@ def secret_parts() -> list:
         return re.findall(r'Part::\w+ => "([a-z0-9-]+)"', handle.read())
 
 
-def secret(name: str, parts=("lifecycle", "signin")) -> dict:
-    """The values of the secret `name`'s `parts` (the manifests need the passwords and the salts), merged."""
-    client, values = boto3.client("secretsmanager"), {}
-    for part in parts:
-        values.update(json.loads(client.get_secret_value(SecretId=f"{name}/{part}")["SecretString"]))
-    return values
-
-
-def manifest(name: str, marketplace: str = "clevercloud") -> dict:
-    """The manifest the marketplace's add-on API documents, from the stack's outputs and its secret."""
-    deployed = stack(name)
-    outputs, parameters = deployed["outputs"], deployed["parameters"]
-    values = secret(outputs["StackSecretsName"])
-    base_url = outputs.get("EdgeUrl") or outputs["ApiUrl"]
-    if marketplace == "scalingo":
-        if not parameters.get("ScalingoUsername"):
-            raise SystemExit(f"stack {name} does not sell on Scalingo: its ScalingoUsername parameter is empty")
-        return manifests.scalingo(
-            parameters["ScalingoUsername"],
-            manifests.names(parameters["AddonConfigVars"]),
-            values["SCALINGO_PASSWORD"],
-            values["SCALINGO_SSO_SALT"],
-            manifests.names(parameters.get("ScalingoPlans") or parameters.get("AddonPlans") or ""),
-            base_url,
-        )
-    if marketplace == "heroku":
-        if not parameters.get("HerokuAddonId"):
-            raise SystemExit(f"stack {name} does not sell on Heroku: its HerokuAddonId parameter is empty")
-        config_vars = manifests.names(parameters.get("HerokuConfigVars") or parameters["AddonConfigVars"])
-        return manifests.heroku(
-            parameters["HerokuAddonId"], config_vars, values["HEROKU_PASSWORD"], values["HEROKU_SSO_SALT"], base_url
-        )
-    return manifests.clevercloud(
-        parameters["AddonId"],
-        manifests.names(parameters["AddonConfigVars"]),
-        values["ADDON_PASSWORD"],
-        values["ADDON_SSO_SALT"],
-        base_url,
-    )
-
-
-def retained(name: str, delete: bool) -> int:
+def retained(name: str) -> dict:
     """What `sam delete` keeps: the table (DeletionPolicy Retain, deletion protection) and the secret's parts
-    (made by `make secrets`, outside the stack). With --delete, removes both: the table for good, the parts
-    after Secrets Manager's 7-day recovery window."""
-    deployed = stack(name)
-    table, secret_name = deployed["outputs"]["TableName"], deployed["outputs"]["StackSecretsName"]
-    parts = [f"{secret_name}/{part}" for part in secret_parts()]
-    print(json.dumps({"retained": {"table": table, "secret": parts}}))
-    if delete:
-        dynamodb = boto3.client("dynamodb")
-        dynamodb.update_table(TableName=table, DeletionProtectionEnabled=False)
-        dynamodb.delete_table(TableName=table)
-        secrets = boto3.client("secretsmanager")
-        for part in parts:
-            secrets.delete_secret(SecretId=part, RecoveryWindowInDays=7)
-        print(json.dumps({"deleted": {"table": table, "secret_scheduled": parts}}))
-    return 0
+    (made by `make secrets`, outside the stack). Read before the stack is deleted: its outputs name them."""
+    outputs = stack(name)["outputs"]
+    table, secret_name = outputs["TableName"], outputs["StackSecretsName"]
+    return {"retained": {"table": table, "secret": [f"{secret_name}/{part}" for part in secret_parts()]}}
+
+
+def delete_retained(retained_report: dict) -> dict:
+    """Removes what `retained` named, once the stack is gone: the table for good, the secret's parts after
+    Secrets Manager's 7-day recovery window."""
+    table, parts = retained_report["retained"]["table"], retained_report["retained"]["secret"]
+    dynamodb = boto3.client("dynamodb")
+    dynamodb.update_table(TableName=table, DeletionProtectionEnabled=False)
+    dynamodb.delete_table(TableName=table)
+    secrets = boto3.client("secretsmanager")
+    for part in parts:
+        secrets.delete_secret(SecretId=part, RecoveryWindowInDays=7)
+    return {"deleted": {"table": table, "secret_scheduled": parts}}
 
 
 def main(argv: list) -> int:
-    if len(argv) >= 2 and argv[0] == "manifest":
-        print(json.dumps(manifest(argv[1], *argv[2:3]), indent=2))
+    if len(argv) == 2 and argv[0] == "retained":
+        print(json.dumps(retained(argv[1])))
         return 0
-    if len(argv) >= 2 and argv[0] == "retained":
-        return retained(argv[1], "--delete" in argv[2:])
+    if argv == ["delete-retained"]:
+        print(json.dumps(delete_retained(json.load(sys.stdin))))
+        return 0
     print(__doc__, file=sys.stderr)
     return 2
 

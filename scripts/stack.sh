@@ -398,20 +398,17 @@ printf '%s\n' "${LISTEN_PORTS[@]}" >"$RUN_DIR/ports"
 export E2E_BASE_URL="http://127.0.0.1:$PORT"
 export E2E_FUNCTION_LOG="$RUN_DIR/watch.log"
 
-# The Clever Cloud test manifest for this stack: printed by `run`, and what
-# `provider check` reads in `test`.
+# The manifests for this stack (`provider manifest`: the listing in
+# marketplace.toml, this stack's ids, secrets and URL): printed by `run`, and
+# what `provider check` reads. Clever Cloud's; Heroku's v3 and Scalingo's when
+# the add-on is sold there.
 export MANIFEST="$RUN_DIR/manifest.json"
-python3 "$ROOT/scripts/manifests.py" clevercloud "$LOCAL_URL" >"$MANIFEST"
-# And Heroku's v3 manifest, when the add-on is sold there.
 export HEROKU_MANIFEST="$RUN_DIR/heroku-manifest.json"
-if [[ -n "$HEROKU_ADDON_ID" ]]; then
-  python3 "$ROOT/scripts/manifests.py" heroku "$LOCAL_URL" >"$HEROKU_MANIFEST"
-fi
-# And Scalingo's, when the add-on is sold there.
 export SCALINGO_MANIFEST="$RUN_DIR/scalingo-manifest.json"
-if [[ -n "$SCALINGO_USERNAME" ]]; then
-  python3 "$ROOT/scripts/manifests.py" scalingo "$LOCAL_URL" >"$SCALINGO_MANIFEST"
-fi
+write_manifest() { "$BUILD_DIR/provider" manifest --marketplace "$1" --base-url "$LOCAL_URL" >"$2"; }
+write_manifest clevercloud "$MANIFEST"
+[[ -n "$HEROKU_ADDON_ID" ]] && write_manifest heroku "$HEROKU_MANIFEST"
+[[ -n "$SCALINGO_USERNAME" ]] && write_manifest scalingo "$SCALINGO_MANIFEST"
 
 # The template's event sources, driven through watch's Invoke API: in `run`
 # always; in `test` when LOCAL_TRIGGERS=1 (the tests still hand stream records
@@ -428,7 +425,8 @@ ENV_VARS=(AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY 
   AWS_ENDPOINT_URL_DYNAMODB AWS_ENDPOINT_URL_SECRETS_MANAGER AWS_ENDPOINT_URL_SQS AWS_ENDPOINT_URL_EVENTBRIDGE
   AWS_ENDPOINT_URL_CLOUDWATCH_LOGS TABLE_NAME SECRETS_NAME SYNC_DEAD_LETTER_QUEUE_URL EVENT_BUS_NAME EVENTS_LOG_GROUP
   ADDON_ID ADDON_CONFIG_VARS ADDON_PLANS HEROKU_ADDON_ID HEROKU_API_URL HEROKU_ID_URL SCALINGO_USERNAME SCALINGO_API_URL
-  CLEVERCLOUD_API_URL CLOUD66_PROVIDER CLOUD66_PARTNER_ENDPOINT PROVISIONER_URL RESOURCE_BASE_URL PUBLIC_URL
+  CLEVERCLOUD_API_URL CLOUD66_PROVIDER CLOUD66_PROVIDER_UID CLOUD66_MULTIPASS_KEY CLOUD66_BASE_URL CLOUD66_PARTNER_ENDPOINT
+  PROVISIONER_URL RESOURCE_BASE_URL PUBLIC_URL
   OIDC_TEST_CLIENT_ID OIDC_TEST_CLIENT_SECRET OIDC_TEST_REDIRECT_URI)
 for var in "${ENV_VARS[@]}"; do
   [[ -n "${!var:-}" ]] && printf 'export %s=%q\n' "$var" "${!var}"

@@ -24,6 +24,8 @@ def resolve(value, template: dict, parameters: dict):
     if isinstance(value, list) and len(value) == 3 and value[0] in template.get("Conditions", {}):
         condition = resolve(template["Conditions"][value[0]], template, parameters)
         return resolve(value[1] if condition else value[2], template, parameters)
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
+        return not resolve(value[0], template, parameters)  # !Not [condition]
     if isinstance(value, list) and len(value) == 2:
         left, right = (resolve(side, template, parameters) for side in value)
         return str(left) == str(right)
@@ -39,6 +41,26 @@ class Template(unittest.TestCase):
         self.template = cfn_template.load(TEMPLATE)
         self.resources = self.template["Resources"]
         self.parameters = self.template["Parameters"]
+
+    def test_with_a_custom_domain_every_registered_url_is_on_it(self):
+        # A recreated stack keeps its URLs only if nothing registered names the API's own host.
+        registered = ["ManifestBaseUrl", "ManifestSsoUrl", "Cloud66SsoCallbackUrl", "Cloud66SsoStartUrl",
+                      "Cloud66LinkUrl", "OidcIssuer"]
+        outputs = self.template["Outputs"]
+        for name in registered:
+            value = outputs[name]["Value"]
+            with_domain = resolve(value, self.template, {"DomainName": "addons.example", "PublicUrl": ""})
+            without = resolve(value, self.template, {"DomainName": "", "PublicUrl": ""})
+            self.assertTrue(with_domain.startswith("https://addons.example"), f"{name}: {with_domain}")
+            self.assertIn("execute-api", without, name)
+        for function in ("SsoLoginFunction", "OidcFunction"):
+            public_url = self.resources[function]["Properties"]["Environment"]["Variables"]["PUBLIC_URL"]
+            self.assertEqual(resolve(public_url, self.template, {"DomainName": "addons.example", "PublicUrl": ""}),
+                             "https://addons.example", function)
+            self.assertEqual(resolve(public_url, self.template, {"DomainName": "d.example", "PublicUrl": "https://p"}),
+                             "https://p", "PublicUrl wins")
+        self.assertEqual(self.resources["CustomDomain"]["Condition"], "HasDomain")
+        self.assertEqual(self.resources["CustomDomainMapping"]["Properties"]["ApiId"], "HttpApi")
 
     def test_the_sweep_schedule_is_valid_for_every_allowed_value_with_an_explicit_input(self):
         sweep = self.resources["PlatformSyncFunction"]["Properties"]["Events"]["Sweep"]["Properties"]

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 #[derive(Args)]
 pub struct EventsArgs {
+    // Also `provider logs`'s: how many, since when, and --follow.
     /// How many of the latest events, newest first.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..=1000))]
     limit: u16,
@@ -23,6 +24,10 @@ pub struct EventsArgs {
     /// interrupted.
     #[arg(long)]
     follow: bool,
+    /// Only the lines CloudWatch Logs' filter pattern matches (e.g.
+    /// `"configuration error"`, with the quotes, for the phrase).
+    #[arg(long, value_name = "PATTERN")]
+    filter: Option<String>,
 }
 
 /// At most this many log events are read for one listing.
@@ -57,20 +62,87 @@ fn newest_first(found: Vec<Logged>, limit: usize) -> Vec<Value> {
 
 pub async fn run(args: EventsArgs) -> Result<Outcome, Failure> {
     let group = shared::config::required(&shared::config::process_env, "EVENTS_LOG_GROUP")?;
+    read_group(&group, "events", &args).await
+}
+
+/// The functions `provider logs` reads: every function of the stack, by its
+/// binary name (the one list the secret's grants use too).
+pub fn functions() -> Vec<&'static str> {
+    shared::secret_parts::READERS
+        .iter()
+        .map(|(function, _)| *function)
+        .collect()
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// The function, by its binary name.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(functions()))]
+    function: String,
+    #[command(flatten)]
+    read: EventsArgs,
+}
+
+/// The template's logical id of a function: `plan-change` → `PlanChangeFunction`.
+fn logical_id(function: &str) -> String {
+    let mut id: String = function
+        .split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    id.push_str("Function");
+    id
+}
+
+/// `provider logs FUNCTION`: the function's log lines (JSON), newest first,
+/// from its log group, `/aws/lambda/<its name in the stack>`.
+pub async fn logs(stack: Option<&str>, args: LogsArgs) -> Result<Outcome, Failure> {
+    let stack = stack.ok_or_else(|| {
+        Failure::Usage(
+            "give --stack NAME: the functions' log groups are named by the stack (locally, their logs are in .run/current/watch.log)"
+                .into(),
+        )
+    })?;
+    let aws = shared::config::aws_sdk_config("provider").await;
+    let logical = logical_id(&args.function);
+    let described = aws_sdk_cloudformation::Client::new(&aws)
+        .describe_stack_resource()
+        .stack_name(stack)
+        .logical_resource_id(&logical)
+        .send()
+        .await
+        .map_err(|err| aws_failure(&format!("find {logical} in stack {stack}"), err))?;
+    let name = described
+        .stack_resource_detail()
+        .and_then(|detail| detail.physical_resource_id())
+        .ok_or_else(|| Failure::Failed(format!("stack {stack} has no {logical}")))?;
+    read_group(&format!("/aws/lambda/{name}"), "lines", &args.read).await
+}
+
+/// The newest of `group`'s log events under `key`, or with `--follow` each
+/// new one as it comes.
+async fn read_group(group: &str, key: &str, args: &EventsArgs) -> Result<Outcome, Failure> {
+    let group = group.to_string();
     let client = aws_sdk_cloudwatchlogs::Client::new(&shared::config::aws_sdk_config("provider").await);
     let since_ms = chrono::Utc::now().timestamp_millis() - i64::from(args.since) * 1000;
-    let (found, mut latest) = read_since(&client, &group, since_ms).await?;
+    let filter = args.filter.as_deref();
+    let (found, mut latest) = read_since(&client, &group, since_ms, filter).await?;
     let mut seen: HashSet<String> = found.iter().map(|(_, id, _)| id.clone()).collect();
     let events = newest_first(found, usize::from(args.limit));
     if !args.follow {
-        return Ok(Outcome::Done(json!({ "log_group": group, "events": events })));
+        return Ok(Outcome::Done(json!({ "log_group": group, key: events })));
     }
     for event in events.iter().rev() {
         println!("{event}");
     }
     loop {
         tokio::time::sleep(FOLLOW_EVERY).await;
-        let (found, newest) = read_since(&client, &group, latest).await?;
+        let (found, newest) = read_since(&client, &group, latest, filter).await?;
         let fresh = found
             .into_iter()
             .filter(|(_, id, _)| seen.insert(id.clone()))
@@ -88,6 +160,7 @@ async fn read_since(
     client: &aws_sdk_cloudwatchlogs::Client,
     group: &str,
     start_ms: i64,
+    filter: Option<&str>,
 ) -> Result<(Vec<Logged>, i64), Failure> {
     let mut found = Vec::new();
     let mut ids = HashSet::new();
@@ -98,6 +171,7 @@ async fn read_since(
             .filter_log_events()
             .log_group_name(group)
             .start_time(start_ms)
+            .set_filter_pattern(filter.map(str::to_string))
             .set_next_token(token.clone())
             .send()
             .await
@@ -133,6 +207,22 @@ mod tests {
             [json!({"n": 3}), json!({"n": 2}), json!({"n": 1})]
         );
         assert_eq!(newest_first(found, 2), [json!({"n": 3}), json!({"n": 2})]);
+    }
+
+    #[test]
+    fn a_function_is_found_by_the_templates_logical_id() {
+        assert_eq!(logical_id("plan-change"), "PlanChangeFunction");
+        assert_eq!(logical_id("cloud66-link"), "Cloud66LinkFunction");
+        assert_eq!(logical_id("oidc"), "OidcFunction");
+        let template =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml")).unwrap();
+        for function in functions() {
+            assert!(
+                template.contains(&format!("\n  {}:\n", logical_id(function))),
+                "{function}: no {} in the template",
+                logical_id(function)
+            );
+        }
     }
 
     #[test]

@@ -23,8 +23,12 @@
 mod check;
 mod dlq;
 mod events;
+mod listing;
+mod manifest;
 mod secrets;
+mod signin;
 mod stack;
+mod tryout;
 
 use clap::{Parser, Subcommand};
 use shared::clevercloud::vendor::{VendorClient, VendorError};
@@ -72,9 +76,20 @@ enum Command {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i32).range(1..=1000))]
         events: i32,
     },
+    /// List the add-ons the stack holds (TABLE_NAME), oldest first, with
+    /// marketplace, plan and status. Changes nothing (a full read of the
+    /// table).
+    List {
+        /// Only this marketplace's, as stored: clever_cloud, cloud66, heroku
+        /// or scalingo.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(PLATFORMS.map(|p| p.as_str())))]
+        marketplace: Option<String>,
+    },
     /// Give a resource fresh secret config values. Changes: the resource's
     /// config (and the vendor's, through PROVISIONER_URL); the stream then
-    /// pushes it to Clever Cloud. Prints the names of the vars rotated.
+    /// pushes it to the add-on's marketplace (Clever Cloud's vendor API,
+    /// Heroku's or Scalingo's config API). Prints the names of the vars
+    /// rotated.
     Rotate {
         /// This provider's resource id (`res_…`).
         resource_id: String,
@@ -83,11 +98,14 @@ enum Command {
         dry_run: bool,
     },
     /// Compare Clever Cloud's add-on list with the table, with config
-    /// versions Clever Cloud has not confirmed and pushes that failed for
-    /// good. Changes nothing; exits 1 on any drift.
+    /// versions a marketplace has not confirmed (Clever Cloud, Heroku,
+    /// Scalingo), Heroku add-ons without OAuth tokens and pushes that failed
+    /// for good. Changes nothing; exits 1 on any drift.
     Reconcile,
-    /// Perform every pending or failed push to Clever Cloud and Cloudmore
-    /// now, whatever a platform said before. Changes: the platforms, and the
+    /// Perform everything the platforms are owed now (config pushes to
+    /// Clever Cloud, Heroku and Scalingo, Heroku's grant exchanges and
+    /// provision actions, Cloudmore organisations), pending or failed,
+    /// whatever a platform said before. Changes: the platforms, and the
     /// items' sync marks; idempotent. Exits 1 when something is still owed.
     Sync {
         /// Only this resource (`res_…`) or Cloud 66 account (`acc_…`).
@@ -105,6 +123,19 @@ enum Command {
     /// LifecycleEventsLogGroup). Changes nothing; --follow keeps printing
     /// new ones.
     Events(events::EventsArgs),
+    /// One function's log lines, newest first, from its log group in the
+    /// stack (--stack NAME). Changes nothing; --follow keeps printing new
+    /// ones.
+    Logs(events::LogsArgs),
+    /// Try one marketplace call as the marketplace makes it, against the
+    /// stack a manifest names (docs/trying.md).
+    #[command(subcommand)]
+    Try(tryout::TryCommand),
+    /// Print a marketplace's add-on manifest (JSON, stdout only), from the
+    /// listing (marketplace.toml) and the stack (--stack, or the
+    /// environment `make run` exports). Changes nothing; it holds the
+    /// passwords and salts: keep it out of version control.
+    Manifest(manifest::ManifestArgs),
     /// Check a provisioning request's `Addon-Signature` header against its
     /// body, with the secret from PROVISIONER_SIGNING_SECRET. Changes
     /// nothing; exits 1 when it does not hold.
@@ -125,6 +156,14 @@ enum Command {
     /// With --json: `{"OIDC_SIGNING_KEY": "<pem>", "kid": "<key id>"}`.
     OidcKey,
 }
+
+/// The marketplaces a resource can come from (`provider list --marketplace`).
+const PLATFORMS: [shared::model::Platform; 4] = [
+    shared::model::Platform::CleverCloud,
+    shared::model::Platform::Cloud66,
+    shared::model::Platform::Heroku,
+    shared::model::Platform::Scalingo,
+];
 
 /// What a command found: all well (exit 0), or something to act on (exit 1),
 /// its report printed either way.
@@ -208,8 +247,19 @@ fn main() -> ExitCode {
     let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
-            // Help and version are no error; every usage error exits 2.
-            let _ = err.print();
+            // Help and version are no error; every usage error exits 2, and
+            // with --json is one JSON document like every other error.
+            if err.use_stderr() && std::env::args().any(|arg| arg == "--json") {
+                let message = err.render().to_string();
+                let first = message.lines().next().unwrap_or_default();
+                let first = first.strip_prefix("error: ").unwrap_or(first);
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": first, "usage": message, "exit": 2 })
+                );
+            } else {
+                let _ = err.print();
+            }
             return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
         }
     };
@@ -222,7 +272,7 @@ fn main() -> ExitCode {
         std::env::set_var("AWS_PROFILE", profile);
     }
     if let Some(name) = cli.stack.clone() {
-        let for_check = matches!(cli.command, Command::Check(_));
+        let for_check = matches!(cli.command, Command::Check(_) | Command::Manifest(_));
         let read = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -233,8 +283,12 @@ fn main() -> ExitCode {
                 for (var, value) in &deployed.env {
                     std::env::set_var(var, value);
                 }
-                if let Command::Check(args) = &mut cli.command {
-                    args.aim_at(&deployed.outputs, &deployed.env);
+                match &mut cli.command {
+                    Command::Check(args) => args.aim_at(&deployed.outputs, &deployed.env),
+                    Command::Manifest(args) if args.base_url.is_none() => {
+                        args.base_url = deployed.base_url();
+                    }
+                    _ => {}
                 }
             }
             Err(failure) => return report(Err(failure), cli.json),
@@ -248,18 +302,33 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> ExitCode {
     let json = cli.json;
+    let stack = cli.stack.clone();
     let result = match cli.command {
         Command::Check(args) => match check::main(args, json).await {
             Ok(code) => return code,
             Err(failure) => Err(failure),
         },
         Command::Show { id, events } => show(&id, events).await,
+        Command::List { marketplace } => list(marketplace.as_deref()).await,
         Command::Rotate { resource_id, dry_run } => rotate(&resource_id, dry_run).await,
         Command::Reconcile => reconcile().await,
         Command::Sync { id } => sync_now(id.as_deref()).await,
         Command::Secrets(command) => secrets::run(command).await,
         Command::Dlq(command) => dlq::run(command).await,
         Command::Events(args) => events::run(args).await,
+        Command::Logs(args) => events::logs(stack.as_deref(), args).await,
+        Command::Try(command) => tryout::run(command).await,
+        Command::Manifest(args) => {
+            match manifest::build(&args, &config::process_env) {
+                // The manifest alone, pretty, whatever --json says: it is the
+                // document the marketplace reads.
+                Ok(manifest) => {
+                    println!("{}", serde_json::to_string_pretty(&manifest).unwrap_or_default());
+                    return ExitCode::SUCCESS;
+                }
+                Err(failure) => Err(failure),
+            }
+        }
         Command::VerifySignature {
             header,
             body,
@@ -334,6 +403,32 @@ async fn show(id: &str, events: i32) -> Result<Outcome, Failure> {
     Ok(Outcome::Done(
         serde_json::json!({ "resource": shown, "events": history }),
     ))
+}
+
+async fn list(marketplace: Option<&str>) -> Result<Outcome, Failure> {
+    use shared::store::SyncStore;
+    let scan = store().await?.all_resources().await?;
+    let mut resources: Vec<_> = scan
+        .resources
+        .iter()
+        .filter(|resource| marketplace.is_none_or(|wanted| resource.platform.as_str() == wanted))
+        .collect();
+    resources.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    let listed: Vec<serde_json::Value> = resources
+        .iter()
+        .map(|resource| {
+            serde_json::json!({
+                "id": resource.id, "marketplace": resource.platform.as_str(),
+                "marketplace_id": resource.addon_id, "plan": resource.plan,
+                "status": resource.status, "created_at": resource.created_at,
+            })
+        })
+        .collect();
+    Ok(Outcome::Done(serde_json::json!({
+        "resources": listed,
+        "count": listed.len(),
+        "unreadable": scan.unreadable,
+    })))
 }
 
 async fn rotate(resource_id: &str, dry_run: bool) -> Result<Outcome, Failure> {
@@ -439,4 +534,56 @@ fn oidc_key() -> Result<(String, String), String> {
     let pem = shared::oidc::new_signing_key_pem()?;
     let key = shared::oidc::SigningKey::from_pem("OIDC_SIGNING_KEY", &pem).map_err(|err| err.to_string())?;
     Ok((pem.clone(), key.kid().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn help(path: &[&str]) -> String {
+        let mut command = Cli::command();
+        let mut current = &mut command;
+        for name in path {
+            current = current.find_subcommand_mut(name).expect("a subcommand");
+        }
+        current.render_long_help().to_string()
+    }
+
+    #[test]
+    fn secrets_rotate_help_names_every_variable_it_takes() {
+        let shown = help(&["secrets", "rotate"]);
+        let takes = secrets::rotatable();
+        assert!(takes.len() >= 13, "{takes:?}");
+        for var in takes {
+            assert!(shown.contains(var), "{var} missing from the help:\n{shown}");
+        }
+    }
+
+    #[test]
+    fn secrets_init_help_names_every_value_it_generates() {
+        let shown = help(&["secrets", "init"]);
+        for var in [
+            "ADDON_PASSWORD",
+            "ADDON_SSO_SALT",
+            "HEROKU_PASSWORD",
+            "HEROKU_SSO_SALT",
+            "SCALINGO_PASSWORD",
+            "SCALINGO_SSO_SALT",
+            "PROVISIONER_SIGNING_SECRET",
+            "HEROKU_TOKEN_KEY",
+            "OIDC_SIGNING_KEY",
+        ] {
+            assert!(shown.contains(var), "{var} missing:\n{shown}");
+        }
+        assert!(
+            shown.contains("CLOUD66_PROVIDER_UID"),
+            "taken from the environment:\n{shown}"
+        );
+    }
+
+    #[test]
+    fn the_version_is_the_workspaces() {
+        assert_eq!(Cli::command().get_version(), Some(env!("CARGO_PKG_VERSION")));
+    }
 }

@@ -13,15 +13,9 @@ use shared::secret_parts::Part;
 
 #[derive(Subcommand)]
 pub enum SecretsCommand {
-    /// Create the deployment's secret NAME: one Secrets Manager secret per
-    /// part, NAME/lifecycle, NAME/vendor, NAME/signin, NAME/oidc,
-    /// NAME/tokens and NAME/platforms. Changes: those new secrets. The
-    /// passwords, salts, signing secret and token key are generated (192
-    /// random bits each; 256 for the token key), and OIDC_SIGNING_KEY too
-    /// when OIDC_CLIENTS is given; any secret variable set in the
-    /// environment (CLOUD66_PROVIDER_UID, CLOUDMORE_PASSWORD, …), or with
-    /// --from in an earlier version's one secret, is taken from there
-    /// instead. Prints NAME for `make deploy`'s SecretsName.
+    /// Create the deployment's secret NAME (the list of what it generates
+    /// is in the long help).
+    #[command(long_about = init_help())]
     Init {
         /// The secret's name, e.g. `my-addon/provider`.
         #[arg(long)]
@@ -43,9 +37,9 @@ pub enum SecretsCommand {
     /// standard input (--stdin); finish: VAR_PREVIOUS is removed. Running
     /// functions pick either up within SECRETS_TTL_SECONDS.
     Rotate {
-        /// ADDON_PASSWORD, ADDON_SSO_SALT, PROVISIONER_SIGNING_SECRET,
-        /// OIDC_SIGNING_KEY, CLOUD66_PROVIDER_UID, CLOUDMORE_CLIENT_SECRET or
-        /// CLOUDMORE_PASSWORD.
+        /// The secret variable to rotate: any the secret holds with a
+        /// VAR_PREVIOUS (the list below is the one the command checks).
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(rotatable()))]
         var: String,
         /// End the rotation: remove VAR_PREVIOUS.
         #[arg(long)]
@@ -71,7 +65,18 @@ pub enum SecretsCommand {
 const TOKEN_KEY: &str = "HEROKU_TOKEN_KEY";
 
 /// What a value is made of when the project generates it.
-fn generate(var: &str) -> Option<Result<String, Failure>> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Generated {
+    /// 192 random bits, as hex.
+    Random192,
+    /// 256 bits for AES-256-GCM, as 64 hex digits.
+    Random256,
+    /// A 2048-bit RSA key, PKCS#8 PEM.
+    RsaKey,
+}
+
+/// How the project makes `var`, or `None` when a platform issues it.
+fn generated(var: &str) -> Option<Generated> {
     match var {
         "ADDON_PASSWORD"
         | "ADDON_SSO_SALT"
@@ -79,12 +84,39 @@ fn generate(var: &str) -> Option<Result<String, Failure>> {
         | "HEROKU_SSO_SALT"
         | "SCALINGO_PASSWORD"
         | "SCALINGO_SSO_SALT"
-        | "PROVISIONER_SIGNING_SECRET" => Some(Ok(shared::secret::random_hex(24))),
-        // 256 bits for AES-256-GCM, as 64 hex digits.
-        "HEROKU_TOKEN_KEY" => Some(Ok(shared::secret::random_hex(32))),
-        "OIDC_SIGNING_KEY" => Some(shared::oidc::new_signing_key_pem().map_err(Failure::Failed)),
+        | "PROVISIONER_SIGNING_SECRET" => Some(Generated::Random192),
+        "HEROKU_TOKEN_KEY" => Some(Generated::Random256),
+        "OIDC_SIGNING_KEY" => Some(Generated::RsaKey),
         _ => None,
     }
+}
+
+/// A new value for `var`, when the project makes it.
+fn generate(var: &str) -> Option<Result<String, Failure>> {
+    Some(match generated(var)? {
+        Generated::Random192 => Ok(shared::secret::random_hex(24)),
+        Generated::Random256 => Ok(shared::secret::random_hex(32)),
+        Generated::RsaKey => shared::oidc::new_signing_key_pem().map_err(Failure::Failed),
+    })
+}
+
+/// `secrets init`'s help: what it generates and what it takes from the
+/// environment, from the lists the command uses.
+pub fn init_help() -> String {
+    let (made, given): (Vec<&str>, Vec<&str>) = SECRET_VARS
+        .iter()
+        .copied()
+        .filter(|var| !var.ends_with("_PREVIOUS"))
+        .partition(|var| generated(var).is_some());
+    format!(
+        "Create the deployment's secret NAME: one Secrets Manager secret per part ({}), each NAME/<part>. \
+         Changes: those new secrets. Generated: {} (OIDC_SIGNING_KEY only when OIDC_CLIENTS is given). \
+         Taken from the environment when set (or, with --from, from an earlier version's one secret): {}. \
+         Prints NAME for the stage file's SecretsName.",
+        Part::ALL.map(Part::name).join(", "),
+        made.join(", "),
+        given.join(", ")
+    )
 }
 
 /// What to do once a rotation has started or ended: the runbook's next step.
@@ -103,7 +135,7 @@ fn next_step(var: &str, finish: bool) -> &'static str {
             "the new key seals from now on, the previous one still opens, and every Heroku add-on's grant and tokens were sealed anew (\"reseal\"); after SECRETS_TTL_SECONDS run this again with --reseal (it catches what a function sealed before it read the new key), then with --finish"
         }
         ("HEROKU_CLIENT_SECRET", false) => {
-            "the previous secret is tried while Heroku refuses the new one; change it in Heroku's partner portal, then run this again with --finish"
+            "the value Heroku's partner portal issued is in place (the previous one is still tried if Heroku refuses it); once token refreshes succeed, run this again with --finish"
         }
         ("PROVISIONER_SIGNING_SECRET", false) => {
             "requests are now signed with both secrets; give your service the new one, then run this again with --finish"
@@ -124,6 +156,16 @@ fn next_step(var: &str, finish: bool) -> &'static str {
 
 fn is_rotatable(var: &str) -> bool {
     SECRET_VARS.contains(&var) && SECRET_VARS.contains(&format!("{var}_PREVIOUS").as_str())
+}
+
+/// Every variable `secrets rotate` takes, in the secret's order: its help
+/// and its check are this one list.
+pub fn rotatable() -> Vec<&'static str> {
+    SECRET_VARS
+        .iter()
+        .copied()
+        .filter(|var| is_rotatable(var))
+        .collect()
 }
 
 pub async fn run(command: SecretsCommand) -> Result<Outcome, Failure> {
@@ -255,10 +297,9 @@ async fn read_earlier(arn: &str) -> Result<Map<String, Value>, Failure> {
 
 async fn rotate(var: &str, finish: bool, stdin: bool, dry_run: bool) -> Result<Outcome, Failure> {
     if !is_rotatable(var) {
-        let rotatable: Vec<&str> = SECRET_VARS.iter().copied().filter(|v| is_rotatable(v)).collect();
         return Err(Failure::Usage(format!(
             "{var} is not a secret that rotates; one of {}",
-            rotatable.join(", ")
+            rotatable().join(", ")
         )));
     }
     // The token key's rotation re-seals what is in the table: fail before

@@ -121,6 +121,22 @@ impl Deployed {
     }
 }
 
+impl Deployed {
+    /// Where the marketplaces reach the stack: its custom domain, else its
+    /// CloudFront edge, else its API's URL.
+    pub fn base_url(&self) -> Option<String> {
+        root_url(&self.outputs)
+    }
+}
+
+/// [`Deployed::base_url`] from a stack's outputs.
+pub fn root_url(outputs: &BTreeMap<String, String>) -> Option<String> {
+    ["DomainUrl", "EdgeUrl", "ApiUrl"]
+        .iter()
+        .find_map(|key| outputs.get(*key).filter(|url| !url.is_empty()))
+        .map(|url| url.trim_end_matches('/').to_string())
+}
+
 fn sdk_failure<E, R>(name: &str, err: SdkError<E, R>) -> Failure
 where
     E: std::error::Error + 'static,
@@ -130,5 +146,40 @@ where
         // CloudFormation answers a stack that does not exist with a ValidationError.
         Failure::Failed(message) if message.contains("does not exist") => Failure::Usage(message),
         failure => failure,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stack_is_reached_at_its_domain_else_its_edge_else_its_api() {
+        let outputs = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let api = ("ApiUrl", "https://abc.execute-api.example/");
+        let edge = ("EdgeUrl", "https://d1.cloudfront.example");
+        let domain = ("DomainUrl", "https://addons.example");
+        assert_eq!(
+            root_url(&outputs(&[api])).as_deref(),
+            Some("https://abc.execute-api.example")
+        );
+        assert_eq!(
+            root_url(&outputs(&[api, edge])).as_deref(),
+            Some("https://d1.cloudfront.example")
+        );
+        assert_eq!(
+            root_url(&outputs(&[api, edge, domain])).as_deref(),
+            Some("https://addons.example")
+        );
+        assert_eq!(
+            root_url(&outputs(&[api, ("DomainUrl", "")])).as_deref(),
+            Some("https://abc.execute-api.example")
+        );
+        assert_eq!(root_url(&outputs(&[])), None);
     }
 }

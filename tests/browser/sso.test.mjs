@@ -14,7 +14,9 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createRequire } from "node:module";
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { pathToFileURL } from "node:url";
 import path from "node:path";
 
 const root = path.resolve(import.meta.dirname, "../..");
@@ -129,6 +131,52 @@ test("a Clever Cloud SSO posted to the printed manifest's sso_url lands signed i
   await replay.waitForLoadState();
   assert.match(await replay.textContent("main"), /already been used/);
   await replay.screenshot({ path: path.join(artifacts, "sso-replay-refused.png") });
+  await context.close();
+});
+
+// `provider try sso --open`, as docs/trying.md shows it: a Heroku add-on's
+// sign-in, made by the CLI from the stack's Heroku manifest and handed to the
+// browser ($BROWSER, here a script that records what it is given), lands
+// signed in in the vendor's app.
+test("provider try sso --marketplace heroku ID --open signs the browser in to the vendor's app", async () => {
+  const uuid = crypto.randomUUID();
+  const auth = Buffer.from(`${process.env.HEROKU_ADDON_ID}:${process.env.HEROKU_PASSWORD}`).toString("base64");
+  const response = await fetch(`${base}/heroku/resources`, {
+    method: "POST",
+    headers: {
+      authorization: `Basic ${auth}`,
+      "content-type": "application/json",
+      accept: "application/vnd.heroku-addons+json; version=3",
+    },
+    body: JSON.stringify({
+      uuid, name: "try-db", plan: "premium", region: "amazon-web-services::us-east-1",
+      callback_url: `https://api.heroku.com/addons/${uuid}`,
+      oauth_grant: { code: `ok-${uuid}`, expires_at: new Date(Date.now() + 300_000).toISOString(), type: "authorization_code" },
+      options: {},
+    }),
+  });
+  assert.equal(response.status, 200);
+  const resourceId = (await response.json()).id;
+  const dir = mkdtempSync(path.join(os.tmpdir(), "try-sso-"));
+  const given = path.join(dir, "given");
+  const opener = path.join(dir, "browser");
+  writeFileSync(opener, `#!/bin/sh\nprintf '%s' "$1" > '${given}'\n`, { mode: 0o755 });
+  const printed = execFileSync(
+    path.join(root, "target/debug/provider"),
+    ["try", "sso", "--marketplace", "heroku", uuid, "--manifest", process.env.HEROKU_MANIFEST,
+      "--email", "try@example.com", "--open"],
+    { encoding: "utf8", env: { ...process.env, BROWSER: opener } },
+  );
+  const report = JSON.parse(printed);
+  assert.equal(report.opened, true);
+  assert.equal(report.method, "POST");
+  const pagePath = readFileSync(given, "utf8");
+  assert.equal(pagePath, report.page, "the browser was given the page the CLI wrote");
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await Promise.all([page.waitForURL(`${app}/app/`), page.goto(pathToFileURL(pagePath).href)]);
+  assert.equal(await page.textContent("#signed-in"), `signed in as try@example.com for ${resourceId}`);
+  await page.screenshot({ path: path.join(artifacts, "try-sso-heroku.png") });
   await context.close();
 });
 

@@ -247,6 +247,24 @@ impl Marketplace {
     }
 }
 
+/// `provider --json ARGS…` with the stack's environment: its exit code and
+/// the one JSON document it printed.
+pub fn provider_json(args: &[&str]) -> (i32, serde_json::Value) {
+    let output = std::process::Command::new(workspace_binary("provider"))
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("run provider");
+    let printed = String::from_utf8_lossy(&output.stdout).to_string();
+    let report = serde_json::from_str(&printed).unwrap_or_else(|err| {
+        panic!(
+            "not JSON ({err}): {printed} {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code().unwrap_or(-1), report)
+}
+
 /// The resource `id` as the table holds it.
 pub async fn stored_resource(id: &str) -> shared::model::Resource {
     use shared::store::ResourceReader;

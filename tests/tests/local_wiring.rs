@@ -17,13 +17,8 @@ use tests::*;
 
 /// `provider events --limit 100` on the stack: the events it lists.
 fn listed() -> Vec<serde_json::Value> {
-    let output = std::process::Command::new(workspace_binary("provider"))
-        .args(["--json", "events", "--limit", "100"])
-        .output()
-        .expect("run provider");
-    let printed = String::from_utf8_lossy(&output.stdout).to_string();
-    assert_eq!(output.status.code(), Some(0), "{printed}");
-    let report: serde_json::Value = serde_json::from_str(&printed).expect("JSON");
+    let (code, report) = provider_json(&["events", "--limit", "100"]);
+    assert_eq!(code, 0, "{report}");
     assert_eq!(report["log_group"], stack_var("EVENTS_LOG_GROUP").as_str());
     report["events"].as_array().cloned().unwrap_or_default()
 }
@@ -290,18 +285,7 @@ async fn provider_events_shows_a_provision_a_plan_change_and_a_deprovision_newes
 
 /// `provider --json dlq <command>`: its exit code and report.
 fn dlq(command: &str) -> (i32, Value) {
-    let output = std::process::Command::new(workspace_binary("provider"))
-        .args(["--json", "dlq", command])
-        .output()
-        .expect("run provider");
-    let printed = String::from_utf8_lossy(&output.stdout).to_string();
-    let report = serde_json::from_str(&printed).unwrap_or_else(|err| {
-        panic!(
-            "not JSON ({err}): {printed} {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output.status.code().unwrap_or(-1), report)
+    provider_json(&["dlq", command])
 }
 
 /// Sets the resource item's `status` by hand, and marks it owed, as a bad

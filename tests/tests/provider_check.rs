@@ -248,3 +248,23 @@ fn a_target_without_endpoints_is_a_usage_error_and_sends_nothing() {
     let output = provider(&["check", "--concurrency", "1", "--manifest", "x.json"]);
     assert_eq!(output.status.code(), Some(2), "clap refuses a concurrency of 1");
 }
+
+/// The CLI's convention holds for a usage error too: exit 2, and with
+/// `--json` one JSON document on stdout naming the error.
+#[test]
+fn a_usage_error_with_json_is_one_json_document_and_exits_2() {
+    let output = provider(&["--json", "secrets", "rotate", "NOT_A_SECRET"]);
+    assert_eq!(output.status.code(), Some(2));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let report: serde_json::Value = serde_json::from_str(&printed).expect("one JSON document");
+    assert!(
+        report["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("NOT_A_SECRET")),
+        "{report}"
+    );
+    assert_eq!(report["exit"], 2);
+    let plain = provider(&["secrets", "rotate", "NOT_A_SECRET"]);
+    assert_eq!(plain.status.code(), Some(2));
+    assert!(plain.stdout.is_empty(), "without --json the error goes to stderr");
+}

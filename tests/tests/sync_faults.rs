@@ -656,7 +656,12 @@ async fn provider_aims_at_a_stack_by_its_name() {
             "AddonConfigVars": {"Type": "String"},
             "ProvisionerUrl": {"Type": "String", "Default": ""},
         },
-        "Resources": {"DeadLetters": {"Type": "AWS::SQS::Queue"}},
+        "Resources": {
+            "DeadLetters": {"Type": "AWS::SQS::Queue"},
+            // Stands for the function: `provider logs` asks the stack for
+            // ProvisionFunction's physical name, as on AWS.
+            "ProvisionFunction": {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": format!("{name}-provision")}},
+        },
         "Outputs": {
             "TableName": {"Value": world.store.table()},
             "SyncDeadLetterQueueUrl": {"Value": {"Ref": "DeadLetters"}},
@@ -699,6 +704,54 @@ async fn provider_aims_at_a_stack_by_its_name() {
     );
     let (status, letters) = provider_with(&world, &["dlq", "list", "--stack", &name], &nothing_set);
     assert_eq!((status, letters["messages"].clone()), (0, json!(0)), "{letters}");
+
+    // `provider logs FUNCTION`: the function's log group, found through the stack.
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&shared::config::aws_sdk_config("tests").await);
+    let group = format!("/aws/lambda/{name}-provision");
+    logs.create_log_group()
+        .log_group_name(&group)
+        .send()
+        .await
+        .unwrap();
+    logs.create_log_stream()
+        .log_group_name(&group)
+        .log_stream_name("instance")
+        .send()
+        .await
+        .unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let line = |at: i64, message: &str| {
+        aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+            .timestamp(at)
+            .message(message)
+            .build()
+            .unwrap()
+    };
+    logs.put_log_events()
+        .log_group_name(&group)
+        .log_stream_name("instance")
+        .log_events(line(
+            now - 1,
+            r#"{"level":"WARN","message":"configuration error: environment variable X is missing"}"#,
+        ))
+        .log_events(line(now, r#"{"level":"INFO","message":"hello from provision"}"#))
+        .send()
+        .await
+        .unwrap();
+    let (status, filtered) = provider_with(
+        &world,
+        &["--stack", &name, "logs", "provision", "--filter", "configuration"],
+        &nothing_set,
+    );
+    assert_eq!(status, 0, "{filtered}");
+    assert_eq!(filtered["lines"].as_array().map(Vec::len), Some(1), "{filtered}");
+    assert_eq!(filtered["lines"][0]["level"], "WARN", "{filtered}");
+    let (status, read) = provider_with(&world, &["--stack", &name, "logs", "provision"], &nothing_set);
+    assert_eq!(status, 0, "{read}");
+    assert_eq!(read["log_group"], json!(group));
+    assert_eq!(read["lines"][0]["message"], "hello from provision", "{read}");
+    let (status, refused) = provider_with(&world, &["logs", "provision", "--json"], &nothing_set);
+    assert_eq!(status, 2, "no stack, no log group: {refused}");
 
     let (status, missing) = provider_with(
         &world,

@@ -11,7 +11,7 @@ use super::sso::SsoChecks;
 use super::target::Target;
 use reqwest::{header, Method, RequestBuilder};
 use serde_json::{json, Value};
-use shared::heroku::sso::{parse_form, HerokuSso};
+use shared::heroku::sso::HerokuSso;
 use shared::secret::{random_hex, Secret};
 use tokio::task::JoinSet;
 
@@ -338,27 +338,25 @@ impl HerokuChecks<'_> {
     }
 
     /// The form Heroku's dashboard posts, its `field` proof made with `signer`.
-    fn sso_form(signer: &HerokuSso, resource: &Provisioned, field: &str, offset: i64) -> String {
+    fn sso_form(signer: &HerokuSso, resource: &Provisioned, field: &'static str, offset: i64) -> String {
         let timestamp = super::sso::sign_in_timestamp(&resource.id, offset);
         // A timestamp of its own makes each form a sign-in of its own (the
         // stack spends the add-on and the timestamp), so a refusal is never
         // just the replay guard at work.
-        let user = format!("user-provider-check-{}", random_hex(4));
-        let body = |proof: &str| {
-            form_urlencoded::Serializer::new(String::new())
-                .append_pair("id", &resource.id)
-                .append_pair("resource_id", &resource.uuid)
-                .append_pair("timestamp", &timestamp.to_string())
-                .append_pair("email", "provider-check@example.com")
-                .append_pair("user_id", &user)
-                .append_pair("app", "provider-check")
-                .append_pair("context_app", "provider-check")
-                .append_pair("nav-data", "")
-                .append_pair(field, proof)
-                .finish()
+        let user_id = format!("user-provider-check-{}", random_hex(4));
+        let user = crate::signin::User {
+            email: "provider-check@example.com",
+            user_id: &user_id,
         };
-        let unsigned = parse_form(body("0").as_bytes()).expect("the check's own form parses");
-        body(&signer.sign(&unsigned))
+        let form = crate::signin::heroku_form(
+            signer,
+            &resource.id,
+            &resource.uuid,
+            &user,
+            &timestamp.to_string(),
+            field,
+        );
+        crate::signin::encode(&form)
     }
 
     async fn post_sso(&self, form: String) -> Result<Answer, String> {

@@ -97,8 +97,8 @@ impl CheckArgs {
             return;
         }
         if self.marketplace == Marketplace::Scalingo {
-            let root = outputs.get("EdgeUrl").or_else(|| outputs.get("ApiUrl"));
-            let url = |path: &str| root.map(|root| format!("{root}{path}"));
+            let root = crate::stack::root_url(outputs);
+            let url = |path: &str| root.as_ref().map(|root| format!("{root}{path}"));
             self.base_url = self.base_url.take().or_else(|| url("/scalingo/resources"));
             self.sso_url = self.sso_url.take().or_else(|| url("/scalingo/sso"));
             self.addon_id = self
@@ -113,8 +113,8 @@ impl CheckArgs {
             return;
         }
         if self.marketplace == Marketplace::Heroku {
-            let root = outputs.get("EdgeUrl").or_else(|| outputs.get("ApiUrl"));
-            let url = |path: &str| root.map(|root| format!("{root}{path}"));
+            let root = crate::stack::root_url(outputs);
+            let url = |path: &str| root.as_ref().map(|root| format!("{root}{path}"));
             self.base_url = self.base_url.take().or_else(|| url("/heroku/resources"));
             self.sso_url = self.sso_url.take().or_else(|| url("/heroku/sso/login"));
             self.addon_id = self
@@ -130,9 +130,10 @@ impl CheckArgs {
             return;
         }
         let (addon_id, config_vars) = (env.get("ADDON_ID"), env.get("ADDON_CONFIG_VARS"));
-        let edge = outputs.get("EdgeUrl");
+        let root = crate::stack::root_url(outputs);
         let url = |output: &str, path: &str| {
-            edge.map(|edge| format!("{edge}{path}"))
+            root.as_ref()
+                .map(|root| format!("{root}{path}"))
                 .or_else(|| outputs.get(output).cloned())
         };
         self.base_url = self
@@ -150,12 +151,7 @@ impl CheckArgs {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Marketplace {
-    Clevercloud,
-    Heroku,
-    Scalingo,
-}
+pub use crate::listing::Marketplace;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Endpoints {

@@ -337,13 +337,7 @@ impl ScalingoChecks<'_> {
     /// The link Scalingo's dashboard opens, signed by `signer`.
     fn sso_link(&self, signer: &ScalingoSso, id: &str, offset: i64) -> String {
         let timestamp = super::sso::sign_in_timestamp(id, offset).to_string();
-        let token = signer.sign(id, &timestamp);
-        let query = form_urlencoded::Serializer::new(String::new())
-            .append_pair("id", id)
-            .append_pair("timestamp", &timestamp)
-            .append_pair("token", &token)
-            .finish();
-        format!("{}?{query}", self.target.sso_url)
+        crate::signin::scalingo_link(signer, &self.target.sso_url, id, &timestamp)
     }
 
     async fn get(&self, url: &str) -> Result<Answer, String> {

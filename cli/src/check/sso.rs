@@ -45,7 +45,7 @@ pub struct SsoChecks<'a> {
 }
 
 /// The form fields of one Clever Cloud sign-in.
-type Form = Vec<(&'static str, String)>;
+use crate::signin::Form;
 
 impl<'a> SsoChecks<'a> {
     pub fn new(probe: &'a Probe, target: &'a Target) -> Self {
@@ -64,31 +64,19 @@ impl<'a> SsoChecks<'a> {
         let timestamp = sign_in_timestamp(id, offset).to_string();
         // A user id and a timestamp of its own make each form unique even
         // within one second, so a refusal is never just the replay guard at work.
-        let user = format!("user_provider_check_{}", random_hex(4));
-        let email = "provider-check@example.com";
-        let signature = signer.signature(id, &user, email, "", &timestamp);
-        vec![
-            ("id", id.to_string()),
-            ("timestamp", timestamp),
-            ("nav-data", String::new()),
-            ("email", email.to_string()),
-            ("user_id", user),
-            ("signature", signature),
-        ]
+        let user_id = format!("user_provider_check_{}", random_hex(4));
+        let user = crate::signin::User {
+            email: "provider-check@example.com",
+            user_id: &user_id,
+        };
+        crate::signin::clevercloud_form(signer, id, &user, &timestamp)
     }
 
     /// The legacy scheme: `token` = SHA-1 of `id:salt:timestamp`, timestamp in
     /// milliseconds as the old documentation has it.
     fn token_form(&self, signer: &CleverCloudSso, id: &str) -> Form {
         let timestamp = Utc::now().timestamp_millis().to_string();
-        let token = signer.token(id, &timestamp);
-        vec![
-            ("id", id.to_string()),
-            ("token", token),
-            ("timestamp", timestamp),
-            ("nav-data", String::new()),
-            ("email", "provider-check@example.com".to_string()),
-        ]
+        crate::signin::clevercloud_legacy_form(signer, id, "provider-check@example.com", &timestamp)
     }
 
     async fn post(&self, form: &Form) -> Result<Answer, String> {

@@ -17,15 +17,37 @@ fn main() {
         std::process::exit(2);
     };
     let user_id = args.get(3).map_or("user_browser", String::as_str);
+    // Outside a test stack the salts and Cloud 66's settings are not in the
+    // environment: say so, instead of a panic.
+    let missing: Vec<&str> = ["ADDON_SSO_SALT", "CLOUD66_PROVIDER", "CLOUD66_PROVIDER_UID"]
+        .into_iter()
+        .filter(|var| std::env::var(var).map_or(true, |value| value.is_empty()))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "sso_fixture: {} not set: run it inside the test stack (`bash scripts/stack.sh test target/debug/sso_fixture …`); \
+             for a sign-in against `make run`, use `provider try sso` (docs/trying.md)",
+            missing.join(", ")
+        );
+        std::process::exit(2);
+    }
     // In milliseconds (Clever Cloud sends either): a sign-in is spent by its
     // add-on and timestamp, and the browser tests sign in to one add-on as
     // several users within a second, each a sign-in of its own.
     let timestamp = chrono::Utc::now().timestamp_millis().to_string();
     let clevercloud = CleverCloudSso::new(Secret::new(stack_var("ADDON_SSO_SALT")), 300);
     let signature = clevercloud.signature(resource_id, user_id, email, "", &timestamp);
-    let cloud66 = Cloud66Sso::from_lookup(&config::process_env)
-        .expect("CLOUD66_* variables")
-        .expect("Cloud 66 SSO configured");
+    let cloud66 = match Cloud66Sso::from_lookup(&config::process_env) {
+        Ok(Some(cloud66)) => cloud66,
+        Ok(None) => {
+            eprintln!("sso_fixture: Cloud 66 sign-in is not configured (CLOUD66_PROVIDER)");
+            std::process::exit(2);
+        }
+        Err(err) => {
+            eprintln!("sso_fixture: {err}");
+            std::process::exit(2);
+        }
+    };
     let expires = (chrono::Utc::now() + chrono::Duration::minutes(1))
         .format("%Y-%m-%d %H:%M:%S UTC")
         .to_string();

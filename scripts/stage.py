@@ -1,0 +1,116 @@
+"""A deployment stage file (deploy/<stage>.toml, the SAM CLI's config format), checked before
+`make deploy` or `make deploy-plan` runs anything: every parameter without a default is set, every
+parameter a marketplace needs is written down (even empty, so the first run's file is complete), no
+parameter is one the template does not have, and AWS credentials are there. Nothing is asked: a
+missing value is named, and the run stops.
+
+Usage: python stage.py check STAGE_FILE TEMPLATE          the file alone
+       python stage.py ready STAGE_FILE TEMPLATE          the file, then the credentials
+"""
+
+import os
+import sys
+import tomllib
+
+sys.path.insert(0, os.path.dirname(__file__))
+import cfn_template  # noqa: E402
+
+# Each marketplace's parameters: written in a stage file even when empty (empty: not sold there),
+# so that nobody deploys twice for a forgotten one.
+MARKETPLACE_PARAMETERS = {
+    "Clever Cloud": ["AddonId", "AddonConfigVars", "AddonPlans"],
+    "Heroku": ["HerokuAddonId", "HerokuConfigVars", "HerokuPlans"],
+    "Scalingo": ["ScalingoUsername", "ScalingoPlans", "ScalingoApiUrl"],
+    "Cloud 66": ["Cloud66Provider", "Cloud66PartnerEndpoint"],
+    "Cloudmore": ["CloudmoreUsername", "CloudmoreResellerId"],
+}
+
+
+def overrides(stage: dict) -> dict:
+    """The parameter overrides of the stage's deploy section, as a dict."""
+    section = stage.get("default", {}).get("deploy", {}).get("parameters", {})
+    given = section.get("parameter_overrides", [])
+    if isinstance(given, str):
+        raise ValueError("parameter_overrides must be a list of \"Name=value\" strings")
+    found = {}
+    for entry in given:
+        name, equals, value = entry.partition("=")
+        if not equals:
+            raise ValueError(f"parameter_overrides entry {entry!r} is not Name=value")
+        if name in found:
+            raise ValueError(f"{name} is set twice")
+        found[name] = value
+    return found
+
+
+def problems(stage: dict, template: dict) -> list:
+    """What is wrong with `stage` for `template`, each naming the fix."""
+    found = []
+    section = stage.get("default", {}).get("deploy", {}).get("parameters")
+    if section is None:
+        return ["no [default.deploy.parameters] section"]
+    for key in ("stack_name", "region", "capabilities"):
+        if not section.get(key):
+            found.append(f"{key} is not set")
+    if section.get("confirm_changeset") is not False:
+        found.append("confirm_changeset must be false: a stage deploys without a question")
+    try:
+        given = overrides(stage)
+    except ValueError as error:
+        return found + [str(error)]
+    parameters = template["Parameters"]
+    for name in sorted(set(given) - set(parameters)):
+        found.append(f"{name} is not a parameter of the template")
+    for name, spec in parameters.items():
+        if "Default" not in spec and not given.get(name):
+            found.append(f"{name} has no default: set it")
+    for marketplace, names in MARKETPLACE_PARAMETERS.items():
+        for name in names:
+            if name not in given:
+                found.append(f"{name} ({marketplace}) is not written down: set it, or write {name}= if not sold there")
+    return found
+
+
+def credentials_problem():
+    """Why the AWS credentials cannot deploy, or None. Asks STS who they are (no change anywhere)."""
+    import boto3
+    import botocore.exceptions
+
+    try:
+        boto3.client("sts").get_caller_identity()
+    except botocore.exceptions.NoCredentialsError:
+        return "no AWS credentials: set AWS_PROFILE (or run `aws sso login`), then run this again"
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
+        return f"the AWS credentials do not work ({error}): check AWS_PROFILE and AWS_REGION"
+    return None
+
+
+def main(argv: list) -> int:
+    if len(argv) != 3 or argv[0] not in ("check", "ready"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    command, stage_path, template_path = argv
+    try:
+        with open(stage_path, "rb") as handle:
+            stage = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        print(f"stage: cannot read {stage_path}: {error}", file=sys.stderr)
+        return 2
+    found = problems(stage, cfn_template.load(template_path))
+    for problem in found:
+        print(f"stage: {stage_path}: {problem}", file=sys.stderr)
+    if found:
+        return 2
+    if command == "ready":
+        section = stage["default"]["deploy"]["parameters"]
+        os.environ.setdefault("AWS_REGION", section["region"])
+        problem = credentials_problem()
+        if problem:
+            print(f"stage: {problem}; nothing was built or deployed", file=sys.stderr)
+            return 3
+    print(f"stage: {stage_path} is complete for {template_path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
