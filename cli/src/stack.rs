@@ -96,6 +96,15 @@ impl Deployed {
                 env.insert(var, value.clone());
             }
         }
+        // The stack's public base URL, when the vendor set one (PublicUrl: a
+        // domain of its own in front of the stack): where the marketplaces
+        // reach it, as the issuer already says.
+        let mut outputs = outputs;
+        if let Some(public) = env.get("PUBLIC_URL") {
+            outputs
+                .entry("PublicUrl".to_string())
+                .or_insert_with(|| public.clone());
+        }
         if !env.contains_key("TABLE_NAME") {
             return Err(Failure::Usage(format!(
                 "stack {name} has no TableName output: is it this project's stack?"
@@ -123,7 +132,7 @@ impl Deployed {
 
 impl Deployed {
     /// Where the marketplaces reach the stack: its custom domain, else its
-    /// CloudFront edge, else its API's URL.
+    /// PublicUrl, else its CloudFront edge, else its API's URL.
     pub fn base_url(&self) -> Option<String> {
         root_url(&self.outputs)
     }
@@ -131,7 +140,7 @@ impl Deployed {
 
 /// [`Deployed::base_url`] from a stack's outputs.
 pub fn root_url(outputs: &BTreeMap<String, String>) -> Option<String> {
-    ["DomainUrl", "EdgeUrl", "ApiUrl"]
+    ["DomainUrl", "PublicUrl", "EdgeUrl", "ApiUrl"]
         .iter()
         .find_map(|key| outputs.get(*key).filter(|url| !url.is_empty()))
         .map(|url| url.trim_end_matches('/').to_string())
@@ -179,6 +188,10 @@ mod tests {
         assert_eq!(
             root_url(&outputs(&[api, ("DomainUrl", "")])).as_deref(),
             Some("https://abc.execute-api.example")
+        );
+        assert_eq!(
+            root_url(&outputs(&[api, edge, ("PublicUrl", "https://public.example")])).as_deref(),
+            Some("https://public.example")
         );
         assert_eq!(root_url(&outputs(&[])), None);
     }
