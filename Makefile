@@ -103,14 +103,16 @@ secrets:
 ## format, every parameter written down) checked against the template and the
 ## AWS credentials, then built and deployed without a question.
 ## `make deploy-plan STAGE=<stage>`: the same up to the changeset, which is
-## printed and not executed. docs/deploying.md.
+## printed and not executed. BUILT=<template> deploys an already built
+## template (a CI build's .aws-sam/build/template.yaml) instead of building.
+## docs/deploying.md.
 STAGE_FILE = $(CURDIR)/deploy/$(STAGE).toml
 
 deploy-plan deploy: deploy-tools
 	@test -n "$(STAGE)" || { echo "usage: make $@ STAGE=<stage>   (deploy/<stage>.toml; start from deploy/example.toml)" >&2; exit 2; }
 	@$(TOOLS)/python scripts/stage.py ready "$(STAGE_FILE)" infra/template.yaml
-	@$(MAKE) --no-print-directory build
-	PATH="$(CURDIR)/$(TOOLS):$$PATH" sam deploy --config-file "$(STAGE_FILE)" --no-confirm-changeset $(if $(filter deploy-plan,$@),--no-execute-changeset,)
+	@$(if $(BUILT),echo "deploying the built template $(BUILT)" >&2,$(MAKE) --no-print-directory build)
+	PATH="$(CURDIR)/$(TOOLS):$$PATH" sam deploy --config-file "$(STAGE_FILE)" --no-confirm-changeset $(if $(BUILT),--template-file "$(BUILT)",) $(if $(filter deploy-plan,$@),--no-execute-changeset,)
 
 ## The production manifest of stack STACK for MARKETPLACE (clevercloud, the
 ## default, heroku or scalingo): `provider manifest`, from marketplace.toml and

@@ -37,8 +37,13 @@ def overrides(stage: dict) -> dict:
         name, equals, value = entry.partition("=")
         if not equals:
             raise ValueError(f"parameter_overrides entry {entry!r} is not Name=value")
+        if value == "":
+            raise ValueError(f'{name}= is refused by the SAM CLI: write {name}="" for an empty value')
         if name in found:
             raise ValueError(f"{name} is set twice")
+        # The SAM CLI takes `Name="value"` (and needs it for an empty value: `Name=""`).
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
         found[name] = value
     return found
 
@@ -67,17 +72,18 @@ def problems(stage: dict, template: dict) -> list:
     for marketplace, names in MARKETPLACE_PARAMETERS.items():
         for name in names:
             if name not in given:
-                found.append(f"{name} ({marketplace}) is not written down: set it, or write {name}= if not sold there")
+                found.append(f'{name} ({marketplace}) is not written down: set it, or write {name}="" if not sold there')
     return found
 
 
-def credentials_problem():
-    """Why the AWS credentials cannot deploy, or None. Asks STS who they are (no change anywhere)."""
+def credentials_problem(region: str):
+    """Why the AWS credentials cannot deploy to `region`, or None. Asks STS who they are (no change
+    anywhere)."""
     import boto3
     import botocore.exceptions
 
     try:
-        boto3.client("sts").get_caller_identity()
+        boto3.client("sts", region_name=region).get_caller_identity()
     except botocore.exceptions.NoCredentialsError:
         return "no AWS credentials: set AWS_PROFILE (or run `aws sso login`), then run this again"
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as error:
@@ -102,9 +108,7 @@ def main(argv: list) -> int:
     if found:
         return 2
     if command == "ready":
-        section = stage["default"]["deploy"]["parameters"]
-        os.environ.setdefault("AWS_REGION", section["region"])
-        problem = credentials_problem()
+        problem = credentials_problem(stage["default"]["deploy"]["parameters"]["region"])
         if problem:
             print(f"stage: {problem}; nothing was built or deployed", file=sys.stderr)
             return 3
