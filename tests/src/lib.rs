@@ -238,6 +238,16 @@ impl Marketplace {
             .expect("DELETE deprovision")
     }
 
+    /// Clever Cloud's plan change of add-on `id` (its `addon_id`) to `plan`:
+    /// status and JSON answer.
+    pub async fn changed_plan(&self, id: &str, addon_id: &str, plan: &str) -> (u16, serde_json::Value) {
+        json(
+            self.change_plan(id, serde_json::json!({"addon_id": addon_id, "plan": plan}))
+                .await,
+        )
+        .await
+    }
+
     /// A new add-on on `plan`, provisioned through the stack: (addon_id, id).
     pub async fn provisioned(&self, plan: &str) -> (String, String) {
         let addon_id = unique("addon");

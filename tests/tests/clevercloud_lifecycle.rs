@@ -155,12 +155,7 @@ async fn twenty_concurrent_identical_provisions_create_exactly_one_resource() {
 async fn plan_change_answers_config_and_message_and_audits_the_change() {
     let market = Marketplace::from_env();
     let (addon_id, id) = market.provisioned("basic").await;
-    let (status, body) = json(
-        market
-            .change_plan(&id, json!({"addon_id": addon_id, "plan": "premium"}))
-            .await,
-    )
-    .await;
+    let (status, body) = market.changed_plan(&id, &addon_id, "premium").await;
     assert_eq!(status, 200, "{body}");
     assert!(body["config"].is_object() && body["message"].is_string());
     assert!(body.get("id").is_none());
@@ -245,12 +240,7 @@ async fn plan_change_refusals() {
     );
 
     assert_eq!(market.deprovision(&id).await.status(), 200);
-    let (status, _) = json(
-        market
-            .change_plan(&id, json!({"addon_id": addon_id, "plan": "premium"}))
-            .await,
-    )
-    .await;
+    let (status, _) = market.changed_plan(&id, &addon_id, "premium").await;
     assert_eq!(status, 404, "a deprovisioned resource cannot change plan");
 }
 

@@ -222,12 +222,7 @@ async fn an_asynchronous_completion_reaches_heroku_config_then_provision_and_sca
 async fn a_clever_cloud_plan_change_that_rotates_config_reaches_the_vendor_api() {
     let market = Marketplace::from_env();
     let (addon_id, id) = market.provisioned("basic").await;
-    let (status, body) = json(
-        market
-            .change_plan(&id, json!({"addon_id": addon_id, "plan": "premium"}))
-            .await,
-    )
-    .await;
+    let (status, body) = market.changed_plan(&id, &addon_id, "premium").await;
     assert_eq!(status, 200, "{body}");
     let resource = stored_resource(&id).await;
     assert_eq!(resource.config_version, 2, "the plan change rotated the config");
@@ -259,10 +254,8 @@ async fn a_clever_cloud_plan_change_that_rotates_config_reaches_the_vendor_api()
 async fn provider_events_shows_a_provision_a_plan_change_and_a_deprovision_newest_first() {
     let market = Marketplace::from_env();
     let (addon_id, id) = market.provisioned("basic").await;
-    let change = market
-        .change_plan(&id, json!({"addon_id": addon_id, "plan": "premium"}))
-        .await;
-    assert_eq!(change.status(), 200);
+    let (status, body) = market.changed_plan(&id, &addon_id, "premium").await;
+    assert_eq!(status, 200, "{body}");
     assert_eq!(market.deprovision(&id).await.status(), 200);
     let kinds = within(30, "three lifecycle events in `provider events`", || async {
         let kinds: Vec<String> = listed()

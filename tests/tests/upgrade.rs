@@ -123,12 +123,7 @@ async fn the_last_releases_table_is_served_by_this_version() {
 
     // Every marketplace's calls on the old add-ons.
     let market = Marketplace::from_env();
-    let (status, body) = json(
-        market
-            .change_plan(cc, serde_json::json!({"addon_id": addon_id, "plan": "premium"}))
-            .await,
-    )
-    .await;
+    let (status, body) = market.changed_plan(cc, addon_id, "premium").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         heroku(Method::PUT, uuid, Some(serde_json::json!({"plan": "premium"}))).await,
