@@ -15,6 +15,9 @@ import tomllib
 sys.path.insert(0, os.path.dirname(__file__))
 import cfn_template  # noqa: E402
 
+# The listing's facts (docs/registering.md): the stage's plans and config vars must be its.
+LISTING = "marketplace.toml"
+
 # Each marketplace's parameters: written in a stage file even when empty (empty: not sold there),
 # so that nobody deploys twice for a forgotten one.
 MARKETPLACE_PARAMETERS = {
@@ -76,6 +79,35 @@ def problems(stage: dict, template: dict) -> list:
     return found
 
 
+# Where each marketplace's plans are in a stage file, and when it sells there (empty: not sold).
+LISTED_PLANS = {
+    "clevercloud": ("AddonPlans", "AddonId"),
+    "heroku": ("HerokuPlans", "HerokuAddonId"),
+    "scalingo": ("ScalingoPlans", "ScalingoUsername"),
+}
+
+
+def listing_problems(stage: dict, listing: dict) -> list:
+    """Where the stage's plans or config vars are not the listing's (marketplace.toml): what the stack
+    would accept is then not what is registered. A marketplace's empty plan list falls back to
+    AddonPlans, as the functions read it."""
+    given = overrides(stage)
+    found = []
+    config_vars = [name.strip() for name in given.get("AddonConfigVars", "").split(",") if name.strip()]
+    if config_vars != listing.get("config_vars"):
+        found.append(f"AddonConfigVars ({','.join(config_vars)}) is not marketplace.toml's config_vars "
+                     f"({','.join(listing.get('config_vars', []))}), in that order")
+    for market, (parameter, sold_by) in LISTED_PLANS.items():
+        if not given.get(sold_by) or market not in listing:
+            continue
+        plans = given.get(parameter) or given.get("AddonPlans", "")
+        accepted = sorted(name.strip() for name in plans.split(",") if name.strip())
+        listed = sorted(plan["slug"] for plan in listing[market]["plans"])
+        if accepted and accepted != listed:
+            found.append(f"{parameter} ({','.join(accepted)}) is not marketplace.toml's [{market}] plans ({','.join(listed)})")
+    return found
+
+
 def credentials_problem(region: str):
     """Why the AWS credentials cannot deploy to `region`, or None. Asks STS who they are (no change
     anywhere)."""
@@ -103,6 +135,9 @@ def main(argv: list) -> int:
         print(f"stage: cannot read {stage_path}: {error}", file=sys.stderr)
         return 2
     found = problems(stage, cfn_template.load(template_path))
+    if not found and os.path.exists(LISTING):
+        with open(LISTING, "rb") as handle:
+            found = listing_problems(stage, tomllib.load(handle))
     for problem in found:
         print(f"stage: {stage_path}: {problem}", file=sys.stderr)
     if found:

@@ -62,6 +62,25 @@ class Stage(unittest.TestCase):
         asks["default"]["deploy"]["parameters"]["confirm_changeset"] = True
         self.assertIn("confirm_changeset must be false", stage.problems(asks, self.template)[0])
 
+    def test_the_stage_must_sell_what_the_listing_lists(self):
+        with open(stage.LISTING, "rb") as handle:
+            listing = tomllib.load(handle)
+        self.assertEqual(stage.listing_problems(example(), listing), [])
+        other = with_overrides(example(), lambda entries: [e for e in entries if not e.startswith("AddonPlans=")] + ["AddonPlans=basic,gold"])
+        self.assertIn("AddonPlans (basic,gold)", stage.listing_problems(other, listing)[0])
+        heroku = with_overrides(
+            example(),
+            lambda entries: [e for e in entries if not e.startswith(("HerokuAddonId=", "HerokuPlans="))]
+            + ["HerokuAddonId=my-addon", "HerokuPlans=hobby"],
+        )
+        self.assertEqual(len(stage.listing_problems(heroku, listing)), 1, "HerokuPlans, once Heroku is sold")
+        swapped = with_overrides(
+            example(),
+            lambda entries: [e for e in entries if not e.startswith("AddonConfigVars=")]
+            + ["AddonConfigVars=ADDON_NAME_TOKEN,ADDON_NAME_URL"],
+        )
+        self.assertIn("AddonConfigVars", stage.listing_problems(swapped, listing)[0])
+
     def test_deploy_plan_without_credentials_stops_at_the_credentials_step(self):
         keep = ("PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME", "LANG")
         environ = {name: os.environ[name] for name in keep if name in os.environ}
