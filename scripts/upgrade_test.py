@@ -57,8 +57,9 @@ def last_release() -> tuple:
         return tuple(int(part) for part in name.split("."))
 
     current = key(version())
+    # X.Y.Z.json: a release's template facts (X.Y.Z-items.json is its table, tests/tests/upgrade.rs).
     recorded = sorted(
-        (name[: -len(".json")] for name in os.listdir(RELEASES) if name.endswith(".json")),
+        (name[: -len(".json")] for name in os.listdir(RELEASES) if re.fullmatch(r"\d+\.\d+\.\d+\.json", name)),
         key=key,
     )
     older = [name for name in recorded if key(name) < current]
