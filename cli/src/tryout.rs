@@ -94,6 +94,10 @@ pub struct CallArgs {
     /// An entry of the body's `options`, KEY=VALUE (repeatable).
     #[arg(long = "option", value_name = "KEY=VALUE")]
     options: Vec<String>,
+    /// Heroku: the OAuth grant's lifetime in seconds (Heroku's are minutes;
+    /// 0 tries an expired one).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    grant_expires_in: i64,
     /// The marketplace's manifest (default: the one `make run` wrote).
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
@@ -251,7 +255,12 @@ fn request(
         }
         (Marketplace::Heroku, Action::Provision) => {
             let uuid = args.id.clone().unwrap_or_else(shared::secret::random_uuid);
-            let expires = (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339();
+            let lifetime = chrono::Duration::try_seconds(args.grant_expires_in)
+                .ok_or_else(|| Failure::Usage("--grant-expires-in is out of range".into()))?;
+            let expires = chrono::Utc::now()
+                .checked_add_signed(lifetime)
+                .ok_or_else(|| Failure::Usage("--grant-expires-in is out of range".into()))?
+                .to_rfc3339();
             let body = json!({
                 "uuid": uuid, "name": "try-addon", "plan": args.plan,
                 "region": "amazon-web-services::us-east-1",
@@ -602,6 +611,7 @@ mod tests {
             addon_id: None,
             asynchronous: true,
             options: vec!["color=blue".into()],
+            grant_expires_in: 300,
             manifest: None,
             curl: false,
         }
