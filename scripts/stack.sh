@@ -31,7 +31,7 @@ port_in_use() {
 # in `run`. `test` (and `run` with STACK_FREE_PORTS=1, as the signals test
 # runs it) takes free ones instead, never those of a `make run` beside it.
 PORT_DEFAULTS=(PORT=9000 DYNAMODB_PORT=8000 PARTNER_PORT=9001 VENDOR_PORT=9002 APP_PORT=9003
-  HEROKU_PORT=9004 SCALINGO_PORT=9005 CLEVERCLOUD_PORT=9006 MOTO_PORT=9007)
+  HEROKU_PORT=9004 SCALINGO_PORT=9005 CLEVERCLOUD_PORT=9006 MOTO_PORT=9007 AWS_MARKETPLACE_PORT=9008)
 case "$MODE" in
   run | test)
     for entry in "${PORT_DEFAULTS[@]}"; do
@@ -49,7 +49,7 @@ case "$MODE" in
     ;;
 esac
 if [[ "$MODE" == run ]]; then
-  ports=("$PORT" "$DYNAMODB_PORT" "$MOTO_PORT")
+  ports=("$PORT" "$DYNAMODB_PORT" "$MOTO_PORT" "$AWS_MARKETPLACE_PORT")
   [[ -z "${HEROKU_API_URL:-}" ]] && ports+=("$HEROKU_PORT")
   [[ -z "${SCALINGO_API_URL:-}" ]] && ports+=("$SCALINGO_PORT")
   [[ -z "${CLEVERCLOUD_API_URL:-}" ]] && ports+=("$CLEVERCLOUD_PORT")
@@ -311,6 +311,15 @@ while IFS='=' read -r var url; do
   [[ -n "$var" ]] && export "$var=$url"
 done < <("$ROOT/.tools/venv/bin/python" scripts/local_triggers.py prepare infra/template.yaml)
 
+# AWS Marketplace's seller APIs (ResolveCustomer, GetEntitlements), reached by
+# the real SDK (tests/src/bin/fake_aws_marketplace.rs).
+start "$RUN_DIR/fake-aws-marketplace.log" "$BUILD_DIR/fake_aws_marketplace" "$AWS_MARKETPLACE_PORT"
+aws_marketplace_answers() { curl -sf -o /dev/null "http://127.0.0.1:$AWS_MARKETPLACE_PORT/received/ready"; }
+wait_until "the stand-in AWS Marketplace" "${PIDS[-1]}" 60 aws_marketplace_answers
+export AWS_ENDPOINT_URL_MARKETPLACE_METERING="http://127.0.0.1:$AWS_MARKETPLACE_PORT"
+export AWS_ENDPOINT_URL_MARKETPLACE_ENTITLEMENT_SERVICE="http://127.0.0.1:$AWS_MARKETPLACE_PORT"
+export E2E_AWS_MARKETPLACE_URL="http://127.0.0.1:$AWS_MARKETPLACE_PORT"
+
 if [[ "${START_FAKE_CLEVERCLOUD:-0}" == 1 ]]; then
   start "$RUN_DIR/fake-clevercloud.log" "$BUILD_DIR/fake_clevercloud" "$CLEVERCLOUD_PORT"
   clevercloud_answers() { curl -sf -o /dev/null "http://127.0.0.1:$CLEVERCLOUD_PORT/received/ready"; }
@@ -391,7 +400,7 @@ LISTEN_PORTS+=("$PORT" "$DYNAMODB_PORT")
 [[ "${START_FAKE_HEROKU:-0}" == 1 ]] && LISTEN_PORTS+=("$HEROKU_PORT")
 [[ "${START_FAKE_SCALINGO:-0}" == 1 ]] && LISTEN_PORTS+=("$SCALINGO_PORT")
 [[ "${START_VENDOR_APP:-0}" == 1 ]] && LISTEN_PORTS+=("$APP_PORT")
-LISTEN_PORTS+=("$MOTO_PORT")
+LISTEN_PORTS+=("$MOTO_PORT" "$AWS_MARKETPLACE_PORT")
 [[ "${START_FAKE_CLEVERCLOUD:-0}" == 1 ]] && LISTEN_PORTS+=("$CLEVERCLOUD_PORT")
 printf '%s\n' "${LISTEN_PORTS[@]}" >"$RUN_DIR/ports"
 
@@ -423,7 +432,8 @@ fi
 # `export` lines: `source .run/current/env`.
 ENV_VARS=(AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_EC2_METADATA_DISABLED
   AWS_ENDPOINT_URL_DYNAMODB AWS_ENDPOINT_URL_SECRETS_MANAGER AWS_ENDPOINT_URL_SQS AWS_ENDPOINT_URL_EVENTBRIDGE
-  AWS_ENDPOINT_URL_CLOUDWATCH_LOGS TABLE_NAME SECRETS_NAME SYNC_DEAD_LETTER_QUEUE_URL EVENT_BUS_NAME EVENTS_LOG_GROUP
+  AWS_ENDPOINT_URL_CLOUDWATCH_LOGS AWS_ENDPOINT_URL_MARKETPLACE_METERING AWS_ENDPOINT_URL_MARKETPLACE_ENTITLEMENT_SERVICE
+  TABLE_NAME SECRETS_NAME SYNC_DEAD_LETTER_QUEUE_URL EVENT_BUS_NAME EVENTS_LOG_GROUP
   ADDON_ID ADDON_CONFIG_VARS ADDON_PLANS HEROKU_ADDON_ID HEROKU_API_URL HEROKU_ID_URL SCALINGO_USERNAME SCALINGO_API_URL
   CLEVERCLOUD_API_URL CLOUD66_PROVIDER CLOUD66_PROVIDER_UID CLOUD66_MULTIPASS_KEY CLOUD66_BASE_URL CLOUD66_PARTNER_ENDPOINT
   PROVISIONER_URL RESOURCE_BASE_URL PUBLIC_URL

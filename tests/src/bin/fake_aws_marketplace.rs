@@ -1,0 +1,267 @@
+//! A stand-in for AWS Marketplace's two seller APIs (docs/aws-marketplace.md,
+//! to come with issue 33), reached by the real AWS SDK through
+//! `AWS_ENDPOINT_URL_MARKETPLACE_METERING` and
+//! `AWS_ENDPOINT_URL_MARKETPLACE_ENTITLEMENT_SERVICE`. It speaks their wire
+//! protocol, awsJson1_1: `POST /` with `X-Amz-Target`, errors as
+//! `{"__type": …, "message": …}` with status 400 (500 for
+//! `InternalServiceErrorException`). Signatures are not checked (as moto).
+//!
+//! - `AWSMPMeteringService.ResolveCustomer` `{"RegistrationToken"}`: a token
+//!   minted here resolves once, to its buyer's `CustomerAWSAccountId`,
+//!   `LicenseArn`, `ProductCode` and `CustomerIdentifier` (empty unless
+//!   minted `legacy`). A second resolution, or one past its expiry, is
+//!   `ExpiredTokenException`, as AWS answers a resubmitted or stale token; an
+//!   unknown token `InvalidTokenException`.
+//! - `AWSMPEntitlementService.GetEntitlements` `{"ProductCode", "Filter":
+//!   {"LICENSE_ARN": […]}, "NextToken", "MaxResults"}`: the license's
+//!   entitlements, by pages of `MaxResults` (default 25), an empty page with
+//!   a `NextToken` first when the license is set `empty_first_page`.
+//!
+//! Control, for tests and people:
+//! - `POST /mint` `{"account"?, "product_code"?, "expires_in"?, "legacy"?}` →
+//!   `{"token", "license_arn", "account", "product_code"}` (expiry default
+//!   4 hours, as AWS's);
+//! - `PUT /entitlements` `{"license_arn", "entitlements": [{"Dimension",
+//!   "Value": {…}}], "empty_first_page"?}`;
+//! - `POST /throttle` `{"operation", "next": N}`: the operation's next N
+//!   calls answer `ThrottlingException`;
+//! - `GET /received/{operation}`: the calls of an operation, oldest first.
+//!
+//! Usage: fake_aws_marketplace PORT
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, put};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tests::fakes::{port_argument, serve_on, Received};
+
+/// A registration token's buyer and purchase.
+#[derive(Clone)]
+struct Purchase {
+    account: String,
+    license_arn: String,
+    product_code: String,
+    legacy: bool,
+    expires_at: i64,
+    resolved: bool,
+}
+
+#[derive(Default, Clone)]
+struct Entitled {
+    entitlements: Vec<Value>,
+    empty_first_page: bool,
+}
+
+#[derive(Default)]
+struct Marketplace {
+    tokens: Mutex<HashMap<String, Purchase>>,
+    entitlements: Mutex<HashMap<String, Entitled>>,
+    /// Operation → how many of its next calls answer ThrottlingException.
+    throttle_next: Mutex<HashMap<String, u32>>,
+    received: Arc<Received>,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let port = port_argument("fake_aws_marketplace");
+    let marketplace = Arc::new(Marketplace::default());
+    serve_on(port, router(marketplace)).await;
+}
+
+fn router(marketplace: Arc<Marketplace>) -> Router {
+    Router::new()
+        .route("/", post(operation))
+        .route("/mint", post(mint))
+        .route("/entitlements", put(set_entitlements))
+        .route("/throttle", post(throttle))
+        .with_state(marketplace.clone())
+        .merge(Received::routes(marketplace.received.clone()))
+}
+
+/// An awsJson1_1 error.
+fn error(kind: &str, message: &str) -> Response {
+    let status = if kind == "InternalServiceErrorException" {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    (
+        status,
+        [("content-type", "application/x-amz-json-1.1")],
+        Json(json!({"__type": kind, "message": message})),
+    )
+        .into_response()
+}
+
+fn answer(body: Value) -> Response {
+    (
+        StatusCode::OK,
+        [("content-type", "application/x-amz-json-1.1")],
+        Json(body),
+    )
+        .into_response()
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+async fn operation(State(mp): State<Arc<Marketplace>>, headers: HeaderMap, body: String) -> Response {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let Ok(request) = serde_json::from_str::<Value>(&body) else {
+        return error("SerializationException", "the body is not JSON");
+    };
+    let operation = target.rsplit('.').next().unwrap_or_default().to_string();
+    mp.received.record(&operation, request.clone());
+    if let Some(left) = mp.throttle_next.lock().unwrap().get_mut(&operation) {
+        if *left > 0 {
+            *left -= 1;
+            return error("ThrottlingException", "Rate exceeded");
+        }
+    }
+    match target.as_str() {
+        "AWSMPMeteringService.ResolveCustomer" => resolve_customer(&mp, &request),
+        "AWSMPEntitlementService.GetEntitlements" => get_entitlements(&mp, &request),
+        _ => error(
+            "UnknownOperationException",
+            &format!("unknown operation {target}"),
+        ),
+    }
+}
+
+fn resolve_customer(mp: &Marketplace, request: &Value) -> Response {
+    let Some(token) = request["RegistrationToken"].as_str() else {
+        return error("InvalidTokenException", "RegistrationToken is required");
+    };
+    let mut tokens = mp.tokens.lock().unwrap();
+    let Some(purchase) = tokens.get_mut(token) else {
+        return error("InvalidTokenException", "Registration token is invalid");
+    };
+    if purchase.resolved || purchase.expires_at <= now() {
+        return error("ExpiredTokenException", "Registration token has expired");
+    }
+    purchase.resolved = true;
+    let customer_identifier = if purchase.legacy {
+        format!("cust-{}", &purchase.account[..6])
+    } else {
+        String::new()
+    };
+    answer(json!({
+        "CustomerIdentifier": customer_identifier,
+        "CustomerAWSAccountId": purchase.account,
+        "ProductCode": purchase.product_code,
+        "LicenseArn": purchase.license_arn,
+    }))
+}
+
+fn get_entitlements(mp: &Marketplace, request: &Value) -> Response {
+    let Some(product_code) = request["ProductCode"].as_str() else {
+        return error("InvalidParameterException", "ProductCode is required");
+    };
+    let licenses: Vec<&str> = request["Filter"]["LICENSE_ARN"]
+        .as_array()
+        .map(|values| values.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let page_size = request["MaxResults"].as_u64().unwrap_or(25);
+    if !(1..=25).contains(&page_size) {
+        return error("InvalidParameterException", "MaxResults must be 1 to 25");
+    }
+    let entitled = mp.entitlements.lock().unwrap();
+    let mut all = Vec::new();
+    let mut empty_first_page = false;
+    for license in &licenses {
+        if let Some(found) = entitled.get(*license) {
+            empty_first_page |= found.empty_first_page;
+            all.extend(found.entitlements.iter().map(|entitlement| {
+                let mut entitlement = entitlement.clone();
+                entitlement["ProductCode"] = product_code.into();
+                entitlement["LicenseArn"] = (*license).into();
+                entitlement
+            }));
+        }
+    }
+    // A page is a position in the list; an empty first page is position 0
+    // given out as "empty", then position 0 again.
+    let (start, empty) = match request["NextToken"].as_str() {
+        None if empty_first_page => (0, true),
+        None => (0, false),
+        Some(token) => match token.strip_prefix("page-").and_then(|n| n.parse::<usize>().ok()) {
+            Some(start) if start <= all.len() => (start, false),
+            _ => return error("InvalidParameterException", "NextToken is invalid"),
+        },
+    };
+    if empty {
+        return answer(json!({"Entitlements": [], "NextToken": "page-0"}));
+    }
+    let end = (start + page_size as usize).min(all.len());
+    let mut page = json!({"Entitlements": all[start..end].to_vec()});
+    if end < all.len() {
+        page["NextToken"] = format!("page-{end}").into();
+    }
+    answer(page)
+}
+
+async fn mint(State(mp): State<Arc<Marketplace>>, Json(body): Json<Value>) -> Json<Value> {
+    let token = format!("tok-{}", shared::secret::random_hex(24));
+    let account = body["account"].as_str().map(str::to_string).unwrap_or_else(|| {
+        format!(
+            "{:012}",
+            u64::from_str_radix(&shared::secret::random_hex(5), 16).unwrap_or(7)
+        )
+    });
+    let product_code = body["product_code"]
+        .as_str()
+        .unwrap_or("prod-standin")
+        .to_string();
+    let license_arn = format!(
+        "arn:aws:license-manager::{account}:license:l-{}",
+        shared::secret::random_hex(16)
+    );
+    let purchase = Purchase {
+        account: account.clone(),
+        license_arn: license_arn.clone(),
+        product_code: product_code.clone(),
+        legacy: body["legacy"].as_bool().unwrap_or(false),
+        expires_at: now() + body["expires_in"].as_i64().unwrap_or(4 * 3600),
+        resolved: false,
+    };
+    mp.tokens.lock().unwrap().insert(token.clone(), purchase);
+    Json(
+        json!({"token": token, "license_arn": license_arn, "account": account, "product_code": product_code}),
+    )
+}
+
+async fn set_entitlements(State(mp): State<Arc<Marketplace>>, Json(body): Json<Value>) -> Response {
+    let Some(license) = body["license_arn"].as_str() else {
+        return (StatusCode::BAD_REQUEST, "license_arn is required").into_response();
+    };
+    let entitled = Entitled {
+        entitlements: body["entitlements"].as_array().cloned().unwrap_or_default(),
+        empty_first_page: body["empty_first_page"].as_bool().unwrap_or(false),
+    };
+    mp.entitlements
+        .lock()
+        .unwrap()
+        .insert(license.to_string(), entitled);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn throttle(State(mp): State<Arc<Marketplace>>, Json(body): Json<Value>) -> StatusCode {
+    let Some(operation) = body["operation"].as_str() else {
+        return StatusCode::BAD_REQUEST;
+    };
+    let next = u32::try_from(body["next"].as_u64().unwrap_or(0).min(1000)).unwrap_or(0);
+    mp.throttle_next
+        .lock()
+        .unwrap()
+        .insert(operation.to_string(), next);
+    StatusCode::NO_CONTENT
+}
