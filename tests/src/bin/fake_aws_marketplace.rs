@@ -1,10 +1,16 @@
 //! A stand-in for AWS Marketplace's two seller APIs (docs/aws-marketplace.md,
 //! to come with issue 33), reached by the real AWS SDK through
 //! `AWS_ENDPOINT_URL_MARKETPLACE_METERING` and
-//! `AWS_ENDPOINT_URL_MARKETPLACE_ENTITLEMENT_SERVICE`. It speaks their wire
-//! protocol, awsJson1_1: `POST /` with `X-Amz-Target`, errors as
-//! `{"__type": …, "message": …}` with status 400 (500 for
-//! `InternalServiceErrorException`). Signatures are not checked (as moto).
+//! `AWS_ENDPOINT_URL_MARKETPLACE_ENTITLEMENT_SERVICE`. It speaks the
+//! protocols the SDK sends:
+//! - the metering service, awsJson1_1: `POST /` with `X-Amz-Target`;
+//! - the entitlement service, Smithy RPC v2 CBOR: `POST
+//!   /service/AWSMPEntitlementService/operation/GetEntitlements` with CBOR
+//!   bodies (the SDK's default; awsJson1_1 at `POST /` is taken too).
+//!
+//! Errors are `{"__type": …, "message": …}` in the request's encoding, with
+//! status 400 (500 for `InternalServiceErrorException`). Signatures are not
+//! checked (as moto).
 //!
 //! - `AWSMPMeteringService.ResolveCustomer` `{"RegistrationToken"}`: a token
 //!   minted here resolves once, to its buyer's `CustomerAWSAccountId`,
@@ -29,7 +35,8 @@
 //!
 //! Usage: fake_aws_marketplace PORT
 
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
@@ -74,7 +81,8 @@ async fn main() {
 
 fn router(marketplace: Arc<Marketplace>) -> Router {
     Router::new()
-        .route("/", post(operation))
+        .route("/", post(aws_json))
+        .route("/service/{service}/operation/{name}", post(rpc_v2_cbor))
         .route("/mint", post(mint))
         .route("/entitlements", put(set_entitlements))
         .route("/throttle", post(throttle))
@@ -82,71 +90,117 @@ fn router(marketplace: Arc<Marketplace>) -> Router {
         .merge(Received::routes(marketplace.received.clone()))
 }
 
-/// An awsJson1_1 error.
-fn error(kind: &str, message: &str) -> Response {
-    let status = if kind == "InternalServiceErrorException" {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    (
-        status,
-        [("content-type", "application/x-amz-json-1.1")],
-        Json(json!({"__type": kind, "message": message})),
-    )
-        .into_response()
+/// How a request came, and so how its answer goes.
+#[derive(Clone, Copy, PartialEq)]
+enum Encoding {
+    AwsJson,
+    Cbor,
 }
 
-fn answer(body: Value) -> Response {
-    (
-        StatusCode::OK,
-        [("content-type", "application/x-amz-json-1.1")],
-        Json(body),
-    )
-        .into_response()
+impl Encoding {
+    fn decode(self, body: &[u8]) -> Option<Value> {
+        match self {
+            Self::AwsJson => serde_json::from_slice(body).ok(),
+            Self::Cbor if body.is_empty() => Some(json!({})),
+            Self::Cbor => ciborium::from_reader(body).ok(),
+        }
+    }
+
+    fn reply(self, status: StatusCode, body: &Value) -> Response {
+        match self {
+            Self::AwsJson => (
+                status,
+                [("content-type", "application/x-amz-json-1.1")],
+                body.to_string(),
+            )
+                .into_response(),
+            Self::Cbor => {
+                let mut bytes = Vec::new();
+                if ciborium::into_writer(body, &mut bytes).is_err() {
+                    return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                }
+                (
+                    status,
+                    [
+                        ("content-type", "application/cbor"),
+                        ("smithy-protocol", "rpc-v2-cbor"),
+                    ],
+                    bytes,
+                )
+                    .into_response()
+            }
+        }
+    }
+
+    fn error(self, kind: &str, message: &str) -> Response {
+        let status = if kind == "InternalServiceErrorException" {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        self.reply(status, &json!({"__type": kind, "message": message}))
+    }
+
+    fn answer(self, body: Value) -> Response {
+        self.reply(StatusCode::OK, &body)
+    }
 }
 
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-async fn operation(State(mp): State<Arc<Marketplace>>, headers: HeaderMap, body: String) -> Response {
+/// awsJson1_1: `POST /`, the operation in `X-Amz-Target`.
+async fn aws_json(State(mp): State<Arc<Marketplace>>, headers: HeaderMap, body: Bytes) -> Response {
     let target = headers
         .get("x-amz-target")
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    let Ok(request) = serde_json::from_str::<Value>(&body) else {
-        return error("SerializationException", "the body is not JSON");
+    operation(&mp, Encoding::AwsJson, &target, &body)
+}
+
+/// RPC v2 CBOR: the service and the operation in the path.
+async fn rpc_v2_cbor(
+    State(mp): State<Arc<Marketplace>>,
+    Path((service, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    operation(&mp, Encoding::Cbor, &format!("{service}.{name}"), &body)
+}
+
+fn operation(mp: &Marketplace, encoding: Encoding, target: &str, body: &[u8]) -> Response {
+    let Some(request) = encoding.decode(body) else {
+        return encoding.error("SerializationException", "the body cannot be read");
     };
     let operation = target.rsplit('.').next().unwrap_or_default().to_string();
     mp.received.record(&operation, request.clone());
     if let Some(left) = mp.throttle_next.lock().unwrap().get_mut(&operation) {
         if *left > 0 {
             *left -= 1;
-            return error("ThrottlingException", "Rate exceeded");
+            return encoding.error("ThrottlingException", "Rate exceeded");
         }
     }
-    match target.as_str() {
-        "AWSMPMeteringService.ResolveCustomer" => resolve_customer(&mp, &request),
-        "AWSMPEntitlementService.GetEntitlements" => get_entitlements(&mp, &request),
-        _ => error(
+    match target {
+        "AWSMPMeteringService.ResolveCustomer" => resolve_customer(mp, encoding, &request),
+        "AWSMPEntitlementService.GetEntitlements" => get_entitlements(mp, encoding, &request),
+        _ => encoding.error(
             "UnknownOperationException",
             &format!("unknown operation {target}"),
         ),
     }
 }
 
-fn resolve_customer(mp: &Marketplace, request: &Value) -> Response {
+fn resolve_customer(mp: &Marketplace, encoding: Encoding, request: &Value) -> Response {
     let Some(token) = request["RegistrationToken"].as_str() else {
-        return error("InvalidTokenException", "RegistrationToken is required");
+        return encoding.error("InvalidTokenException", "RegistrationToken is required");
     };
     let mut tokens = mp.tokens.lock().unwrap();
     let Some(purchase) = tokens.get_mut(token) else {
-        return error("InvalidTokenException", "Registration token is invalid");
+        return encoding.error("InvalidTokenException", "Registration token is invalid");
     };
     if purchase.resolved || purchase.expires_at <= now() {
-        return error("ExpiredTokenException", "Registration token has expired");
+        return encoding.error("ExpiredTokenException", "Registration token has expired");
     }
     purchase.resolved = true;
     let customer_identifier = if purchase.legacy {
@@ -154,7 +208,7 @@ fn resolve_customer(mp: &Marketplace, request: &Value) -> Response {
     } else {
         String::new()
     };
-    answer(json!({
+    encoding.answer(json!({
         "CustomerIdentifier": customer_identifier,
         "CustomerAWSAccountId": purchase.account,
         "ProductCode": purchase.product_code,
@@ -162,9 +216,9 @@ fn resolve_customer(mp: &Marketplace, request: &Value) -> Response {
     }))
 }
 
-fn get_entitlements(mp: &Marketplace, request: &Value) -> Response {
+fn get_entitlements(mp: &Marketplace, encoding: Encoding, request: &Value) -> Response {
     let Some(product_code) = request["ProductCode"].as_str() else {
-        return error("InvalidParameterException", "ProductCode is required");
+        return encoding.error("InvalidParameterException", "ProductCode is required");
     };
     let licenses: Vec<&str> = request["Filter"]["LICENSE_ARN"]
         .as_array()
@@ -172,7 +226,7 @@ fn get_entitlements(mp: &Marketplace, request: &Value) -> Response {
         .unwrap_or_default();
     let page_size = request["MaxResults"].as_u64().unwrap_or(25);
     if !(1..=25).contains(&page_size) {
-        return error("InvalidParameterException", "MaxResults must be 1 to 25");
+        return encoding.error("InvalidParameterException", "MaxResults must be 1 to 25");
     }
     let entitled = mp.entitlements.lock().unwrap();
     let mut all = Vec::new();
@@ -195,18 +249,18 @@ fn get_entitlements(mp: &Marketplace, request: &Value) -> Response {
         None => (0, false),
         Some(token) => match token.strip_prefix("page-").and_then(|n| n.parse::<usize>().ok()) {
             Some(start) if start <= all.len() => (start, false),
-            _ => return error("InvalidParameterException", "NextToken is invalid"),
+            _ => return encoding.error("InvalidParameterException", "NextToken is invalid"),
         },
     };
     if empty {
-        return answer(json!({"Entitlements": [], "NextToken": "page-0"}));
+        return encoding.answer(json!({"Entitlements": [], "NextToken": "page-0"}));
     }
     let end = (start + page_size as usize).min(all.len());
     let mut page = json!({"Entitlements": all[start..end].to_vec()});
     if end < all.len() {
         page["NextToken"] = format!("page-{end}").into();
     }
-    answer(page)
+    encoding.answer(page)
 }
 
 async fn mint(State(mp): State<Arc<Marketplace>>, Json(body): Json<Value>) -> Json<Value> {
