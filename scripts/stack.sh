@@ -16,8 +16,24 @@ cd "$ROOT"
 bash scripts/install-tools.sh
 export PATH="$ROOT/.tools/venv/bin:$PATH"
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# The port of the call recorder NAME (dynamodb, secretsmanager): one of the
+# batch chosen with the others.
+record_port() {
+  case "$1" in
+    dynamodb) echo "${RECORD_PORTS[0]}" ;;
+    secretsmanager) echo "${RECORD_PORTS[1]}" ;;
+    *) echo "stack: no port for the $1 recorder" >&2; exit 2 ;;
+  esac
+}
+
+# N distinct free ports, one per line: every socket is held until all are
+# chosen, so no two services are given the same port.
+free_ports() {
+  python3 -c 'import socket, sys
+held = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in held:
+    s.bind(("127.0.0.1", 0))
+print("\n".join(str(s.getsockname()[1]) for s in held))' "$1"
 }
 
 # The string at key $1 of the JSON object on standard input.
@@ -34,10 +50,16 @@ PORT_DEFAULTS=(PORT=9000 DYNAMODB_PORT=8000 PARTNER_PORT=9001 VENDOR_PORT=9002 A
   HEROKU_PORT=9004 SCALINGO_PORT=9005 CLEVERCLOUD_PORT=9006 MOTO_PORT=9007 AWS_MARKETPLACE_PORT=9008)
 case "$MODE" in
   run | test)
-    for entry in "${PORT_DEFAULTS[@]}"; do
+    if [[ "$MODE" == test || "${STACK_FREE_PORTS:-0}" == 1 ]]; then
+      # Two more for the AWS call recorders (test), chosen in the same batch.
+      mapfile -t FREE < <(free_ports "$((${#PORT_DEFAULTS[@]} + 2))")
+      RECORD_PORTS=("${FREE[@]: -2}")
+    fi
+    for index in "${!PORT_DEFAULTS[@]}"; do
+      entry="${PORT_DEFAULTS[$index]}"
       var="${entry%%=*}"
       if [[ "$MODE" == test || "${STACK_FREE_PORTS:-0}" == 1 ]]; then
-        printf -v "$var" '%s' "$(free_port)"
+        printf -v "$var" '%s' "${FREE[$index]}"
       else
         printf -v "$var" '%s' "${!var:-${entry#*=}}"
       fi
@@ -248,7 +270,7 @@ if [[ "$MODE" == test && "${RECORD_AWS_CALLS:-1}" == 1 ]]; then
   # URL it leaves in RECORDER_URL.
   record_through() {
     local port
-    port="$(free_port)"
+    port="$(record_port "$1")"
     start "$RUN_DIR/record-$1.log" "$ROOT/.tools/venv/bin/python" scripts/aws_call_recorder.py "$port" "$2" "$AWS_CALL_RECORDING"
     RECORDER_URL="http://127.0.0.1:$port"
     LISTEN_PORTS+=("$port")
