@@ -17,7 +17,20 @@ pub enum Marketplace {
     Scalingo,
 }
 
+/// The `Accept` header of every call Heroku makes to an add-on (its Add-on
+/// Partner API v3, docs/heroku.md).
+pub const HEROKU_ADDONS_V3: &str = "application/vnd.heroku-addons+json; version=3";
+
 impl Marketplace {
+    /// Where the manifest keeps its API settings (`password`, `sso_salt`,
+    /// `production`): under `api`, except Scalingo's, which is flat.
+    pub fn manifest_api(self, manifest: &serde_json::Value) -> Option<&serde_json::Value> {
+        match self {
+            Self::Clevercloud | Self::Heroku => manifest.get("api"),
+            Self::Scalingo => Some(manifest),
+        }
+    }
+
     /// The marketplace's name in `marketplace.toml` and on the command line.
     pub fn key(self) -> &'static str {
         match self {

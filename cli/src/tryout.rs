@@ -3,7 +3,7 @@
 //! default). `try sso` signs a browser in as the marketplace's dashboard
 //! would (docs/trying.md).
 
-use crate::listing::Marketplace;
+use crate::listing::{Marketplace, HEROKU_ADDONS_V3};
 use crate::signin::{self, User};
 use crate::{Failure, Outcome};
 use clap::ValueEnum;
@@ -120,12 +120,7 @@ pub enum SignInFrom {
 
 impl SignInFrom {
     fn key(self) -> &'static str {
-        match self {
-            Self::Clevercloud => "clevercloud",
-            Self::Heroku => "heroku",
-            Self::Scalingo => "scalingo",
-            Self::Cloud66 => "cloud66",
-        }
+        self.marketplace().map_or("cloud66", Marketplace::key)
     }
 
     /// The marketplace whose manifest holds the salt (not Cloud 66).
@@ -188,10 +183,11 @@ struct Endpoint {
 }
 
 fn endpoint(marketplace: Marketplace, manifest: &Value) -> Option<Endpoint> {
-    let (root, user_field, password_var) = match marketplace {
-        Marketplace::Clevercloud => (manifest.get("api")?, "/id", "ADDON_PASSWORD"),
-        Marketplace::Heroku => (manifest.get("api")?, "/id", "HEROKU_PASSWORD"),
-        Marketplace::Scalingo => (manifest, "/username", "SCALINGO_PASSWORD"),
+    let root = marketplace.manifest_api(manifest)?;
+    let (user_field, password_var) = match marketplace {
+        Marketplace::Clevercloud => ("/id", "ADDON_PASSWORD"),
+        Marketplace::Heroku => ("/id", "HEROKU_PASSWORD"),
+        Marketplace::Scalingo => ("/username", "SCALINGO_PASSWORD"),
     };
     Some(Endpoint {
         base_url: root
@@ -313,7 +309,7 @@ fn curl(method: &str, url: &str, body: Option<&Value>, at: &Endpoint, marketplac
         at.password_var
     );
     if marketplace == Marketplace::Heroku {
-        command.push_str(" -H 'Accept: application/vnd.heroku-addons+json; version=3'");
+        command.push_str(&format!(" -H 'Accept: {HEROKU_ADDONS_V3}'"));
     }
     if let Some(body) = body {
         command.push_str(&format!(
@@ -347,10 +343,7 @@ async fn call(action: Action, args: &CallArgs) -> Result<Outcome, Failure> {
         .request(method.parse().unwrap_or(reqwest::Method::GET), &url)
         .basic_auth(&at.user, Some(at.password.expose()));
     if args.marketplace == Marketplace::Heroku {
-        sent = sent.header(
-            reqwest::header::ACCEPT,
-            "application/vnd.heroku-addons+json; version=3",
-        );
+        sent = sent.header(reqwest::header::ACCEPT, HEROKU_ADDONS_V3);
     }
     if let Some(body) = &body {
         sent = sent
@@ -402,10 +395,7 @@ fn default_manifest(marketplace: Marketplace) -> PathBuf {
 
 /// The manifest's SSO URL and salt (Scalingo's manifest is flat).
 fn sso_settings(marketplace: Marketplace, manifest: &Value) -> Option<(String, Secret)> {
-    let root = match marketplace {
-        Marketplace::Scalingo => manifest,
-        Marketplace::Clevercloud | Marketplace::Heroku => manifest.get("api")?,
-    };
+    let root = marketplace.manifest_api(manifest)?;
     let url = root.pointer("/production/sso_url")?.as_str()?.to_string();
     let salt = root.get("sso_salt")?.as_str()?;
     Some((url, Secret::new(salt)))
@@ -437,13 +427,16 @@ fn cloud66_callback(args: &SsoArgs) -> Result<Outcome, Failure> {
             "Cloud 66's sign-in starts in the browser: open the start URL, then the callback (without --open)".into(),
         ));
     }
-    Ok(Outcome::Done(json!({
-        "marketplace": args.marketplace.key(),
-        "method": "GET",
-        "start_url": format!("{base}/cloud66/sso/start"),
-        "url": link,
-        "steps": "open start_url in the browser (it sets the sign-in's state cookie, then goes to Cloud 66), then url in the same browser",
-    })))
+    give(
+        args,
+        "GET",
+        &link,
+        json!({
+            "start_url": format!("{base}/cloud66/sso/start"),
+            "url": link,
+            "steps": "open start_url in the browser (it sets the sign-in's state cookie, then goes to Cloud 66), then url in the same browser",
+        }),
+    )
 }
 
 fn sso(args: &SsoArgs) -> Result<Outcome, Failure> {

@@ -16,7 +16,7 @@ use shared::secret::{random_hex, Secret};
 use tokio::task::JoinSet;
 
 /// Heroku's media type for its calls to an add-on provider.
-const V3: &str = "application/vnd.heroku-addons+json; version=3";
+use crate::listing::HEROKU_ADDONS_V3 as V3;
 /// A timestamp this old must be refused.
 const STALE_SECONDS: i64 = 6 * 60;
 /// A timestamp this far ahead must be refused.
