@@ -229,6 +229,15 @@ start() {
   PIDS+=("$!")
 }
 
+# start_standin LOG WHAT READY_URL LIMIT COMMAND...: starts a stand-in, logged
+# to $RUN_DIR/LOG, and waits up to LIMIT seconds until READY_URL answers 2xx.
+start_standin() {
+  local log="$1" what="$2" ready="$3" limit="$4"
+  shift 4
+  start "$RUN_DIR/$log" "$@"
+  wait_until "$what" "${PIDS[-1]}" "$limit" curl -sf -o /dev/null "$ready"
+}
+
 wait_until() {
   local what="$1" pid="$2" limit="$3"
   shift 3
@@ -335,24 +344,18 @@ done < <("$ROOT/.tools/venv/bin/python" scripts/local_triggers.py prepare infra/
 
 # AWS Marketplace's seller APIs (ResolveCustomer, GetEntitlements), reached by
 # the real SDK (tests/src/bin/fake_aws_marketplace.rs).
-start "$RUN_DIR/fake-aws-marketplace.log" "$BUILD_DIR/fake_aws_marketplace" "$AWS_MARKETPLACE_PORT"
-aws_marketplace_answers() { curl -sf -o /dev/null "http://127.0.0.1:$AWS_MARKETPLACE_PORT/received/ready"; }
-wait_until "the stand-in AWS Marketplace" "${PIDS[-1]}" 60 aws_marketplace_answers
+start_standin fake-aws-marketplace.log "the stand-in AWS Marketplace" "http://127.0.0.1:$AWS_MARKETPLACE_PORT/received/ready" 60 "$BUILD_DIR/fake_aws_marketplace" "$AWS_MARKETPLACE_PORT"
 export AWS_ENDPOINT_URL_MARKETPLACE_METERING="http://127.0.0.1:$AWS_MARKETPLACE_PORT"
 export AWS_ENDPOINT_URL_MARKETPLACE_ENTITLEMENT_SERVICE="http://127.0.0.1:$AWS_MARKETPLACE_PORT"
 export E2E_AWS_MARKETPLACE_URL="http://127.0.0.1:$AWS_MARKETPLACE_PORT"
 
 if [[ "${START_FAKE_CLEVERCLOUD:-0}" == 1 ]]; then
-  start "$RUN_DIR/fake-clevercloud.log" "$BUILD_DIR/fake_clevercloud" "$CLEVERCLOUD_PORT"
-  clevercloud_answers() { curl -sf -o /dev/null "http://127.0.0.1:$CLEVERCLOUD_PORT/received/ready"; }
-  wait_until "the stand-in Clever Cloud" "${PIDS[-1]}" 60 clevercloud_answers
+  start_standin fake-clevercloud.log "the stand-in Clever Cloud" "http://127.0.0.1:$CLEVERCLOUD_PORT/received/ready" 60 "$BUILD_DIR/fake_clevercloud" "$CLEVERCLOUD_PORT"
   export E2E_CLEVERCLOUD_URL="$CLEVERCLOUD_API_URL"
 fi
 
 if [[ "${START_FAKE_PARTNER:-0}" == 1 ]]; then
-  start "$RUN_DIR/fake-partner.log" cargo run --quiet "${BUILD_ARGS[@]}" --package tests --bin fake_partner -- "$PARTNER_PORT"
-  partner_answers() { curl -sf -o /dev/null "http://127.0.0.1:$PARTNER_PORT/received/ready"; }
-  wait_until "the stand-in partner endpoint" "${PIDS[-1]}" 120 partner_answers
+  start_standin fake-partner.log "the stand-in partner endpoint" "http://127.0.0.1:$PARTNER_PORT/received/ready" 120 cargo run --quiet "${BUILD_ARGS[@]}" --package tests --bin fake_partner -- "$PARTNER_PORT"
   export E2E_PARTNER_URL="http://127.0.0.1:$PARTNER_PORT"
 fi
 
@@ -361,30 +364,22 @@ if [[ "${START_FAKE_VENDOR:-0}" == 1 ]]; then
   # build, so a measurement counts the function's time and not a debug
   # stand-in's.
   STANDIN_PROFILE="${STANDIN_PROFILE:-$([[ "${WATCH_RELEASE:-0}" == 1 ]] && echo release || echo debug)}"
-  start "$RUN_DIR/fake-vendor.log" "target/$STANDIN_PROFILE/fake_vendor" "$VENDOR_PORT"
-  vendor_answers() { curl -sf -o /dev/null "http://127.0.0.1:$VENDOR_PORT/received"; }
-  wait_until "the stand-in vendor endpoint" "${PIDS[-1]}" 60 vendor_answers
+  start_standin fake-vendor.log "the stand-in vendor endpoint" "http://127.0.0.1:$VENDOR_PORT/received" 60 "target/$STANDIN_PROFILE/fake_vendor" "$VENDOR_PORT"
   export E2E_VENDOR_URL="http://127.0.0.1:$VENDOR_PORT"
 fi
 
 if [[ "${START_FAKE_HEROKU:-0}" == 1 ]]; then
-  start "$RUN_DIR/fake-heroku.log" "$BUILD_DIR/fake_heroku" "$HEROKU_PORT"
-  heroku_answers() { curl -sf -o /dev/null "http://127.0.0.1:$HEROKU_PORT/received/ready"; }
-  wait_until "the stand-in Heroku" "${PIDS[-1]}" 60 heroku_answers
+  start_standin fake-heroku.log "the stand-in Heroku" "http://127.0.0.1:$HEROKU_PORT/received/ready" 60 "$BUILD_DIR/fake_heroku" "$HEROKU_PORT"
   export E2E_HEROKU_URL="$HEROKU_API_URL"
 fi
 
 if [[ "${START_FAKE_SCALINGO:-0}" == 1 ]]; then
-  start "$RUN_DIR/fake-scalingo.log" "$BUILD_DIR/fake_scalingo" "$SCALINGO_PORT"
-  scalingo_answers() { curl -sf -o /dev/null "http://127.0.0.1:$SCALINGO_PORT/received/ready"; }
-  wait_until "the stand-in Scalingo" "${PIDS[-1]}" 60 scalingo_answers
+  start_standin fake-scalingo.log "the stand-in Scalingo" "http://127.0.0.1:$SCALINGO_PORT/received/ready" 60 "$BUILD_DIR/fake_scalingo" "$SCALINGO_PORT"
   export E2E_SCALINGO_URL="$SCALINGO_API_URL"
 fi
 
 if [[ "${START_VENDOR_APP:-0}" == 1 ]]; then
-  start "$RUN_DIR/vendor-app.log" env OIDC_ISSUER="$PUBLIC_URL" node tests/standins/vendor_app.mjs "$APP_PORT"
-  app_answers() { curl -sf -o /dev/null "$OIDC_APP_URL/app/received"; }
-  wait_until "the stand-in vendor app" "${PIDS[-1]}" 60 app_answers
+  start_standin vendor-app.log "the stand-in vendor app" "$OIDC_APP_URL/app/received" 60 env OIDC_ISSUER="$PUBLIC_URL" node tests/standins/vendor_app.mjs "$APP_PORT"
   export E2E_APP_URL="$OIDC_APP_URL"
 fi
 
