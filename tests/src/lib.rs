@@ -286,6 +286,70 @@ pub async fn stored_resource(id: &str) -> shared::model::Resource {
         .expect("the resource")
 }
 
+/// The `Accept` header of Heroku's add-on calls (docs/heroku.md).
+pub const HEROKU_V3: &str = "application/vnd.heroku-addons+json; version=3";
+
+/// Heroku's calls to the stack's `/heroku/resources`, as Heroku makes them:
+/// Basic auth with the manifest id and password, `Accept` version 3, no
+/// redirect followed.
+#[derive(Clone)]
+pub struct HerokuApi {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl HerokuApi {
+    pub fn from_env() -> Self {
+        Self {
+            http: browser(),
+            base: format!("{}/heroku/resources", base_url()),
+        }
+    }
+
+    pub fn authed(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .basic_auth(stack_var("HEROKU_ADDON_ID"), Some(stack_var("HEROKU_PASSWORD")))
+            .header(reqwest::header::ACCEPT, HEROKU_V3)
+    }
+
+    pub async fn provision(&self, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        json(
+            self.authed(reqwest::Method::POST, "")
+                .json(body)
+                .send()
+                .await
+                .expect("POST a Heroku provision"),
+        )
+        .await
+    }
+
+    pub async fn change_plan(&self, uuid: &str, plan: &str) -> (u16, serde_json::Value) {
+        let request = self
+            .authed(reqwest::Method::PUT, &format!("/{uuid}"))
+            .json(&serde_json::json!({ "plan": plan }));
+        json(request.send().await.expect("PUT a Heroku plan change")).await
+    }
+
+    pub async fn deprovision(&self, uuid: &str) -> reqwest::Response {
+        self.authed(reqwest::Method::DELETE, &format!("/{uuid}"))
+            .send()
+            .await
+            .expect("DELETE a Heroku add-on")
+    }
+}
+
+/// Scalingo's call to the stack's `/scalingo/resources{path}`: Basic auth
+/// with the manifest's username and password.
+pub fn scalingo_authed(method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    browser()
+        .request(method, format!("{}/scalingo/resources{path}", base_url()))
+        .basic_auth(
+            stack_var("SCALINGO_USERNAME"),
+            Some(stack_var("SCALINGO_PASSWORD")),
+        )
+}
+
 /// A Heroku provision as Heroku sends it, with an OAuth grant `code`;
 /// `pending` asks the stand-in vendor to finish later (202).
 pub async fn heroku_provision(uuid: &str, code: &str, pending: bool) -> (u16, serde_json::Value) {
@@ -299,18 +363,7 @@ pub async fn heroku_provision(uuid: &str, code: &str, pending: bool) -> (u16, se
         "oauth_grant": {"code": code, "expires_at": (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339(), "type": "authorization_code"},
         "options": options,
     });
-    let response = reqwest::Client::new()
-        .post(format!("{}/heroku/resources", base_url()))
-        .basic_auth(stack_var("HEROKU_ADDON_ID"), Some(stack_var("HEROKU_PASSWORD")))
-        .header(
-            reqwest::header::ACCEPT,
-            "application/vnd.heroku-addons+json; version=3",
-        )
-        .json(&body)
-        .send()
-        .await
-        .expect("POST a Heroku provision");
-    json(response).await
+    HerokuApi::from_env().provision(&body).await
 }
 
 /// The vendor's completion call for resource `id` (docs/provisioner.md),

@@ -3,57 +3,14 @@
 //! DynamoDB Local.
 
 use base64::Engine;
-use reqwest::{header, redirect::Policy, Method, StatusCode};
+use reqwest::{header, Method, StatusCode};
 use serde_json::json;
 use shared::heroku::sso::{parse_form, HerokuSso};
 use shared::heroku::{resource_id as heroku_id, HerokuNames};
 use shared::secret::Secret;
 use tests::*;
 
-const V3: &str = "application/vnd.heroku-addons+json; version=3";
-
-#[derive(Clone)]
-struct Heroku {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Heroku {
-    fn from_env() -> Self {
-        Self {
-            http: reqwest::Client::builder()
-                .redirect(Policy::none())
-                .build()
-                .unwrap(),
-            base: format!("{}/heroku/resources", base_url()),
-        }
-    }
-
-    fn authed(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.base))
-            .basic_auth(stack_var("HEROKU_ADDON_ID"), Some(stack_var("HEROKU_PASSWORD")))
-            .header(header::ACCEPT, V3)
-    }
-
-    async fn provision(&self, body: &serde_json::Value) -> (u16, serde_json::Value) {
-        json(self.authed(Method::POST, "").json(body).send().await.unwrap()).await
-    }
-
-    async fn change_plan(&self, uuid: &str, plan: &str) -> (u16, serde_json::Value) {
-        let request = self
-            .authed(Method::PUT, &format!("/{uuid}"))
-            .json(&json!({ "plan": plan }));
-        json(request.send().await.unwrap()).await
-    }
-
-    async fn deprovision(&self, uuid: &str) -> reqwest::Response {
-        self.authed(Method::DELETE, &format!("/{uuid}"))
-            .send()
-            .await
-            .unwrap()
-    }
-}
+use tests::HEROKU_V3 as V3;
 
 fn resource_id(uuid: &str) -> String {
     heroku_id(uuid).expect("a uuid")
@@ -88,7 +45,7 @@ fn heroku_names() -> Vec<String> {
 
 #[tokio::test]
 async fn every_heroku_route_answers_401_with_a_challenge_before_anything_else() {
-    let heroku = Heroku::from_env();
+    let heroku = HerokuApi::from_env();
     let unknown = new_uuid();
     for (method, path) in [
         (Method::POST, String::new()),
@@ -125,7 +82,7 @@ async fn every_heroku_route_answers_401_with_a_challenge_before_anything_else() 
 
 #[tokio::test]
 async fn a_provision_answers_the_id_and_herokus_config_and_redeliveries_the_same() {
-    let heroku = Heroku::from_env();
+    let heroku = HerokuApi::from_env();
     let uuid = new_uuid();
     let body = provision_body(&uuid.to_uppercase(), "basic");
     // Twenty deliveries at once, as a retrying platform might make them.
@@ -173,7 +130,7 @@ async fn a_provision_answers_the_id_and_herokus_config_and_redeliveries_the_same
 
 #[tokio::test]
 async fn bad_provisions_are_refused_with_the_right_status_and_store_nothing() {
-    let heroku = Heroku::from_env();
+    let heroku = HerokuApi::from_env();
     let uuid = new_uuid();
     let (status, body) = heroku.provision(&provision_body(&uuid, "no-such-plan")).await;
     assert_eq!(status, 422, "{body}");
@@ -196,7 +153,7 @@ async fn bad_provisions_are_refused_with_the_right_status_and_store_nothing() {
 
 #[tokio::test]
 async fn no_accept_header_is_refused() {
-    let heroku = Heroku::from_env();
+    let heroku = HerokuApi::from_env();
     for accept in [V3, "application/json", "text/plain", "*/*", ""] {
         let uuid = new_uuid();
         let response = heroku
@@ -219,7 +176,7 @@ async fn no_accept_header_is_refused() {
 
 #[tokio::test]
 async fn plan_changes_and_deprovisions_answer_herokus_codes() {
-    let heroku = Heroku::from_env();
+    let heroku = HerokuApi::from_env();
     let uuid = new_uuid();
     let (status, provisioned) = heroku.provision(&provision_body(&uuid, "basic")).await;
     assert_eq!(status, 200, "{provisioned}");
@@ -268,7 +225,7 @@ async fn plan_changes_and_deprovisions_answer_herokus_codes() {
 
 #[tokio::test]
 async fn heroku_and_clever_cloud_cannot_touch_each_others_resources() {
-    let heroku = Heroku::from_env();
+    let heroku = HerokuApi::from_env();
     let market = Marketplace::from_env();
     let (status, clevercloud) = json(
         market
@@ -315,7 +272,7 @@ fn sso_form(uuid: &str, field: &str, timestamp: i64, signer: &HerokuSso) -> Stri
 }
 
 async fn post_sso(form: String) -> reqwest::Response {
-    Heroku::from_env()
+    HerokuApi::from_env()
         .http
         .post(format!("{}/heroku/sso/login", base_url()))
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -327,7 +284,7 @@ async fn post_sso(form: String) -> reqwest::Response {
 
 async fn provisioned() -> String {
     let uuid = new_uuid();
-    let (status, body) = Heroku::from_env()
+    let (status, body) = HerokuApi::from_env()
         .provision(&provision_body(&uuid, "basic"))
         .await;
     assert_eq!(status, 200, "{body}");
@@ -353,7 +310,7 @@ async fn each_sso_proof_signs_in_once_and_the_panel_links_back_to_the_app() {
             assert!(cookie.contains(attribute), "{field}: {cookie}");
         }
         let pair = cookie.split(';').next().unwrap().to_string();
-        let panel = Heroku::from_env()
+        let panel = HerokuApi::from_env()
             .http
             .get(format!("{}/dashboard", base_url()))
             .header(header::COOKIE, &pair)
@@ -397,7 +354,7 @@ async fn forged_stale_future_and_foreign_sso_forms_are_refused() {
     }
     // A Heroku proof over a deprovisioned add-on signs nobody in.
     assert_eq!(
-        Heroku::from_env().deprovision(&uuid).await.status(),
+        HerokuApi::from_env().deprovision(&uuid).await.status(),
         StatusCode::NO_CONTENT
     );
     let response = post_sso(sso_form(&uuid, "resource_token", now(), &sso())).await;
@@ -416,7 +373,7 @@ async fn forged_stale_future_and_foreign_sso_forms_are_refused() {
 
 #[tokio::test]
 async fn the_vendors_refusal_is_a_422_and_its_outage_a_503_to_retry_with_nothing_stored() {
-    let heroku = Heroku::from_env();
+    let heroku = HerokuApi::from_env();
     let refused = new_uuid();
     let mut body = provision_body(&refused, "basic");
     body["options"] = json!({"stand-in": "refuse"});
@@ -568,7 +525,7 @@ async fn a_session_and_its_tokens_end_with_the_add_on() {
         .unwrap()
         .to_string();
     assert_eq!(
-        Heroku::from_env().deprovision(&uuid).await.status(),
+        HerokuApi::from_env().deprovision(&uuid).await.status(),
         StatusCode::NO_CONTENT
     );
     let redirect = oidc_authorize(&cookie, "openid").await;

@@ -133,9 +133,8 @@ async fn a_pending_provision_is_finished_by_the_vendor_then_set_and_announced_on
     );
 
     // A plan change must wait.
-    let response = reqwest::Client::new()
-        .put(format!("{}/heroku/resources/{uuid}", base_url()))
-        .basic_auth(stack_var("HEROKU_ADDON_ID"), Some(stack_var("HEROKU_PASSWORD")))
+    let response = HerokuApi::from_env()
+        .authed(reqwest::Method::PUT, &format!("/{uuid}"))
         .json(&json!({"plan": "premium"}))
         .send()
         .await
@@ -334,12 +333,7 @@ async fn a_provision_unfinished_after_twelve_hours_is_given_up_and_deprovisioned
     let (status, _) =
         vendor_finishes(&id, &vendor_config(&id), &stack_var("PROVISIONER_SIGNING_SECRET")).await;
     assert_eq!(status, 409);
-    let response = reqwest::Client::new()
-        .delete(format!("{}/heroku/resources/{uuid}", base_url()))
-        .basic_auth(stack_var("HEROKU_ADDON_ID"), Some(stack_var("HEROKU_PASSWORD")))
-        .send()
-        .await
-        .unwrap();
+    let response = HerokuApi::from_env().deprovision(&uuid).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
 }
 
@@ -369,12 +363,7 @@ async fn a_refused_grant_fails_for_good_and_a_down_token_server_is_retried() {
     // Deprovisioned before its grant was exchanged: owed nothing, Heroku not asked.
     let gone = new_uuid();
     assert_eq!(heroku_provision(&gone, &format!("ok-{gone}"), false).await.0, 200);
-    let response = reqwest::Client::new()
-        .delete(format!("{}/heroku/resources/{gone}", base_url()))
-        .basic_auth(stack_var("HEROKU_ADDON_ID"), Some(stack_var("HEROKU_PASSWORD")))
-        .send()
-        .await
-        .unwrap();
+    let response = HerokuApi::from_env().deprovision(&gone).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(settle(&sync, &resource_id(&gone)).await, Settled::Done);
     assert!(

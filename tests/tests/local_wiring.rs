@@ -190,9 +190,7 @@ async fn an_asynchronous_completion_reaches_heroku_config_then_provision_and_sca
 
     // Scalingo: 202, then the vendor's config, PATCHed onto the app.
     let app = unique("app");
-    let response = reqwest::Client::new()
-        .post(format!("{}/scalingo/resources", base_url()))
-        .basic_auth(stack_var("SCALINGO_USERNAME"), Some(stack_var("SCALINGO_PASSWORD")))
+    let response = scalingo_authed(reqwest::Method::POST, "")
         .json(&json!({"plan": "basic", "app_id": app, "uuid": shared::secret::random_uuid(), "options": {"stand-in": "pending"}}))
         .send()
         .await

@@ -16,6 +16,7 @@ use shared::store::{DynamoStore, SyncSubject};
 use shared::sync::{PlatformSync, ScalingoSync, Settled};
 use std::sync::{Arc, OnceLock};
 use tests::fakes::FakeEventBridge;
+use tests::scalingo_authed as authed;
 use tests::stream::{event, records_for};
 use tests::*;
 
@@ -24,15 +25,6 @@ fn http() -> reqwest::Client {
         .redirect(Policy::none())
         .build()
         .unwrap()
-}
-
-fn authed(method: Method, path: &str) -> reqwest::RequestBuilder {
-    http()
-        .request(method, format!("{}/scalingo/resources{path}", base_url()))
-        .basic_auth(
-            stack_var("SCALINGO_USERNAME"),
-            Some(stack_var("SCALINGO_PASSWORD")),
-        )
 }
 
 fn new_uuid() -> String {

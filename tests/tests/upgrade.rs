@@ -60,27 +60,8 @@ fn recorded<'a>(resources: &'a [Value], platform: &str) -> (&'a str, &'a str) {
     )
 }
 
-async fn heroku(method: Method, uuid: &str, body: Option<Value>) -> u16 {
-    let mut request = reqwest::Client::new()
-        .request(method, format!("{}/heroku/resources/{uuid}", base_url()))
-        .basic_auth(stack_var("HEROKU_ADDON_ID"), Some(stack_var("HEROKU_PASSWORD")))
-        .header(
-            reqwest::header::ACCEPT,
-            "application/vnd.heroku-addons+json; version=3",
-        );
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.unwrap().status().as_u16()
-}
-
 async fn scalingo(method: Method, path: &str, body: Option<&str>) -> u16 {
-    let mut request = reqwest::Client::new()
-        .request(method, format!("{}/scalingo/resources/{path}", base_url()))
-        .basic_auth(
-            stack_var("SCALINGO_USERNAME"),
-            Some(stack_var("SCALINGO_PASSWORD")),
-        );
+    let mut request = scalingo_authed(method, &format!("/{path}"));
     if let Some(body) = body {
         request = request
             .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -125,10 +106,9 @@ async fn the_last_releases_table_is_served_by_this_version() {
     let market = Marketplace::from_env();
     let (status, body) = market.changed_plan(cc, addon_id, "premium").await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        heroku(Method::PUT, uuid, Some(serde_json::json!({"plan": "premium"}))).await,
-        200
-    );
+    let heroku = HerokuApi::from_env();
+    let (status, body) = heroku.change_plan(uuid, "premium").await;
+    assert_eq!(status, 200, "{body}");
     let (sc, _) = recorded(&resources, "scalingo");
     assert_eq!(scalingo(Method::POST, &format!("{sc}/suspend"), None).await, 200);
     assert_eq!(scalingo(Method::POST, &format!("{sc}/resume"), None).await, 200);
@@ -146,7 +126,7 @@ async fn the_last_releases_table_is_served_by_this_version() {
     assert_eq!(signed_in.status().as_u16(), 303, "a sign-in to an old add-on");
 
     assert_eq!(market.deprovision(cc).await.status().as_u16(), 200);
-    assert_eq!(heroku(Method::DELETE, uuid, None).await, 204);
+    assert_eq!(heroku.deprovision(uuid).await.status().as_u16(), 204);
     assert_eq!(scalingo(Method::DELETE, sc, Some("null")).await, 204);
     for item in &resources {
         let id = item["id"]["S"].as_str().unwrap();
