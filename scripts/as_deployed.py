@@ -8,29 +8,32 @@ Usage: python as_deployed.py STACK_NAME   (with the stack's environment, AWS_END
 
 import json
 import os
+import re
 import sys
 
 import boto3
 
-# Output or parameter → the variable the local stack has it in (cli/src/stack.rs reads them back).
-OUTPUTS = {
-    "ApiUrl": "E2E_BASE_URL",
-    "TableName": "TABLE_NAME",
-    "StackSecretsName": "SECRETS_NAME",
-    "SyncDeadLetterQueueUrl": "SYNC_DEAD_LETTER_QUEUE_URL",
-    "LifecycleEventBus": "EVENT_BUS_NAME",
-    "LifecycleEventsLogGroup": "EVENTS_LOG_GROUP",
-}
-PARAMETERS = {
-    "AddonId": "ADDON_ID",
-    "AddonConfigVars": "ADDON_CONFIG_VARS",
-    "AddonPlans": "ADDON_PLANS",
-    "HerokuAddonId": "HEROKU_ADDON_ID",
-    "HerokuConfigVars": "HEROKU_CONFIG_VARS",
-    "HerokuPlans": "HEROKU_PLANS",
-    "ScalingoUsername": "SCALINGO_USERNAME",
-    "ScalingoPlans": "SCALINGO_PLANS",
-}
+def read_back() -> tuple:
+    """(outputs, parameters): each output or parameter → the variable `provider --stack` sets from it,
+    read from cli/src/stack.rs (FROM_OUTPUTS, FROM_PARAMETERS), so the stack described here is what the
+    CLI reads back, entry for entry."""
+    path = os.path.join(os.path.dirname(__file__), "..", "cli", "src", "stack.rs")
+    with open(path, encoding="utf-8") as handle:
+        source = handle.read()
+
+    def table(name: str) -> dict:
+        block = re.search(rf"const {name}: \[\(&str, &str\); \d+\] = \[(.*?)\];", source, re.S)
+        if not block:
+            raise SystemExit(f"as_deployed: no {name} in {path}")
+        return dict(re.findall(r'\("(\w+)", "(\w+)"\)', block.group(1)))
+
+    outputs = table("FROM_OUTPUTS")
+    # Where the marketplaces reach the stack (stack::root_url): this stack's own address.
+    outputs["ApiUrl"] = "E2E_BASE_URL"
+    return outputs, table("FROM_PARAMETERS")
+
+
+OUTPUTS, PARAMETERS = read_back()
 
 
 def template(environ) -> dict:
