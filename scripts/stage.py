@@ -29,10 +29,19 @@ MARKETPLACE_PARAMETERS = {
 }
 
 
+def deploy_section(stage: dict):
+    """The stage's `[default.deploy.parameters]`, or None."""
+    return stage.get("default", {}).get("deploy", {}).get("parameters")
+
+
+def comma_list(text: str) -> list:
+    """A parameter's comma-separated names, as the functions read them (shared::config::comma_list)."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def overrides(stage: dict) -> dict:
     """The parameter overrides of the stage's deploy section, as a dict."""
-    section = stage.get("default", {}).get("deploy", {}).get("parameters", {})
-    given = section.get("parameter_overrides", [])
+    given = (deploy_section(stage) or {}).get("parameter_overrides", [])
     if isinstance(given, str):
         raise ValueError("parameter_overrides must be a list of \"Name=value\" strings")
     found = {}
@@ -54,7 +63,7 @@ def overrides(stage: dict) -> dict:
 def problems(stage: dict, template: dict) -> list:
     """What is wrong with `stage` for `template`, each naming the fix."""
     found = []
-    section = stage.get("default", {}).get("deploy", {}).get("parameters")
+    section = deploy_section(stage)
     if section is None:
         return ["no [default.deploy.parameters] section"]
     for key in ("stack_name", "region", "capabilities"):
@@ -93,7 +102,7 @@ def listing_problems(stage: dict, listing: dict) -> list:
     AddonPlans, as the functions read it."""
     given = overrides(stage)
     found = []
-    config_vars = [name.strip() for name in given.get("AddonConfigVars", "").split(",") if name.strip()]
+    config_vars = comma_list(given.get("AddonConfigVars", ""))
     if config_vars != listing.get("config_vars"):
         found.append(f"AddonConfigVars ({','.join(config_vars)}) is not marketplace.toml's config_vars "
                      f"({','.join(listing.get('config_vars', []))}), in that order")
@@ -101,7 +110,7 @@ def listing_problems(stage: dict, listing: dict) -> list:
         if not given.get(sold_by) or market not in listing:
             continue
         plans = given.get(parameter) or given.get("AddonPlans", "")
-        accepted = sorted(name.strip() for name in plans.split(",") if name.strip())
+        accepted = sorted(comma_list(plans))
         listed = sorted(plan["slug"] for plan in listing[market]["plans"])
         if accepted and accepted != listed:
             found.append(f"{parameter} ({','.join(accepted)}) is not marketplace.toml's [{market}] plans ({','.join(listed)})")
@@ -143,7 +152,7 @@ def main(argv: list) -> int:
     if found:
         return 2
     if command == "ready":
-        problem = credentials_problem(stage["default"]["deploy"]["parameters"]["region"])
+        problem = credentials_problem(deploy_section(stage)["region"])
         if problem:
             print(f"stage: {problem}; nothing was built or deployed", file=sys.stderr)
             return 3
