@@ -111,7 +111,17 @@ def checks_for(target: str, body: dict):
         return "events", operation, [
             {"action": f"events:{operation}", "resource": "event-bus", "key": bus} for bus in sorted(buses)
         ]
+    if prefix in MARKETPLACE_SERVICES:
+        return marketplace_checks(operation)
     return prefix, operation, [{"action": f"{prefix}:{operation}", "resource": "unknown", "key": None}]
+
+
+# AWS Marketplace's seller APIs: IAM's `aws-marketplace:` actions take no resource ARN.
+MARKETPLACE_SERVICES = {"AWSMPMeteringService", "AWSMPEntitlementService"}
+
+
+def marketplace_checks(operation: str):
+    return "aws-marketplace", operation, [{"action": f"aws-marketplace:{operation}", "resource": "*", "key": None}]
 
 
 def caller_of(headers) -> str:
@@ -122,8 +132,13 @@ def caller_of(headers) -> str:
     return "unknown"
 
 
-def record_line(headers, raw: bytes):
+def record_line(headers, raw: bytes, path: str = "/"):
     target = headers.get("x-amz-target")
+    # Smithy RPC v2 CBOR names the operation in the path (the entitlement service's SDK default).
+    rpc = re.fullmatch(r"/service/(\w+)/operation/(\w+)", path.split("?")[0])
+    if not target and rpc and rpc.group(1) in MARKETPLACE_SERVICES:
+        service, operation, checks = marketplace_checks(rpc.group(2))
+        return {"caller": caller_of(headers), "service": service, "operation": operation, "checks": checks}
     if not target:
         return None
     try:
@@ -153,7 +168,7 @@ def serve(port: int, upstream: str, log_path: str):
         def _forward(self):
             length = int(self.headers.get("content-length") or 0)
             raw = self.rfile.read(length) if length else b""
-            line = record_line(self.headers, raw)
+            line = record_line(self.headers, raw, self.path)
             if line is not None:
                 with log_lock, open(log_path, "a", encoding="utf-8") as log:
                     log.write(json.dumps(line) + "\n")

@@ -67,6 +67,9 @@ def functions(template: dict) -> dict:
 
 def resource_kind(resource) -> str:
     """What a statement's Resource stands for, in the recorder's terms."""
+    if resource == "*":
+        # Actions that take no resource ARN (aws-marketplace:ResolveCustomer, GetEntitlements).
+        return "*"
     text = json.dumps(resource)
     if "/index/" in text:
         return "index/" + text.split("/index/")[1].split('"')[0]

@@ -3,9 +3,10 @@
 - every statement that grants a DynamoDB action carries a `dynamodb:LeadingKeys` condition
   (ForAllValues:StringLike) listing `PREFIX#*` patterns, never a bare wildcard;
 - the functions a stranger can reach without the Basic-auth password (sso-login, dashboard,
-  cloud66-link) can write no Clever Cloud or Heroku resource or add-on claim: an internet-facing bug
-  there cannot overwrite one (cloud66-link writes only `RESOURCE#res_c66_*`, the ids of
-  resources made through Cloud 66, which a Clever Cloud resource's id never matches);
+  cloud66-link, marketplace-register) can write no Clever Cloud or Heroku resource or add-on claim:
+  an internet-facing bug there cannot overwrite one (cloud66-link writes only `RESOURCE#res_c66_*`,
+  the ids of resources made through Cloud 66, which a Clever Cloud resource's id never matches;
+  marketplace-register only `RESOURCE#res_aws_*`);
 - no function's plain environment (nor the Globals') holds a secret: they come from SECRETS_NAME;
 - each function is granted exactly the parts of the secret its code reads
   (shared::secret_parts::READERS): the token key only where tokens are sealed or opened, no
@@ -26,11 +27,13 @@ import cfn_template
 
 WRITES = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
 # Reached by anyone on the internet with no shared secret checked first.
-UNAUTHENTICATED = {"sso-login", "dashboard", "cloud66-link", "oidc"}
+UNAUTHENTICATED = {"sso-login", "dashboard", "cloud66-link", "oidc", "marketplace-register"}
 NEVER_WRITTEN_BY_UNAUTHENTICATED = {"RESOURCE", "CLEVERCLOUD_ADDON", "HEROKU_ADDON", "SCALINGO_ADDON"}
 # The narrowed patterns an internet-facing function may write under those
-# prefixes: Cloud 66's resources (shared::cloud66::link::CLOUD66_RESOURCE_ID_PREFIX).
-WRITABLE_BY_UNAUTHENTICATED = {("RESOURCE", "res_c66_")}
+# prefixes: Cloud 66's resources (shared::cloud66::link::CLOUD66_RESOURCE_ID_PREFIX) and AWS
+# Marketplace's (shared::aws_marketplace::RESOURCE_ID_PREFIX), made only for a registration token
+# AWS resolved.
+WRITABLE_BY_UNAUTHENTICATED = {("RESOURCE", "res_c66_"), ("RESOURCE", "res_aws_")}
 # The partition values of the PendingSync index (shared::model::SyncQueue).
 INDEX_QUEUES = {"pending", "failed", "unpublished"}
 

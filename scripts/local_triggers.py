@@ -16,7 +16,12 @@ through `cargo lambda watch`'s Invoke API, as Lambda would:
   document when it has none;
 - an EventBridge rule (`AWS::Events::Rule`) whose targets are log groups or queues: `prepare` makes
   it, its bus and its targets on the local EventBridge (moto's), which then delivers what the
-  functions put on the bus, as EventBridge does.
+  functions put on the bus, as EventBridge does;
+- a function's EventBridge rule (`EventBridgeRule`): `prepare` makes the rule on the local
+  EventBridge with a relay queue as its target; `run` hands each event the bus matched to the
+  function, as EventBridge invokes it, retrying a failed one with back-off until `RetryPolicy`'s
+  `MaximumRetryAttempts` or `MaximumEventAgeInSeconds`, then sending it to its `DeadLetterConfig`
+  queue. Whatever is put on the local bus (`aws events put-events`) thus reaches the function.
 
 An HTTP route is `cargo lambda watch`'s own. Any other event source stops this script at start, so a
 trigger the template gains is never silently left out (scripts/local_triggers_test.py fails too).
@@ -53,7 +58,10 @@ ACCOUNT = "123456789012"
 HTTP_EVENTS = {"HttpApi", "Api"}
 # A template resource holding an on-failure queue, and the variable its URL is known by (the stack
 # output the CLI reads: cli/src/stack.rs).
-QUEUE_VARIABLES = {"SyncDeadLetterQueue": "SYNC_DEAD_LETTER_QUEUE_URL"}
+QUEUE_VARIABLES = {
+    "SyncDeadLetterQueue": "SYNC_DEAD_LETTER_QUEUE_URL",
+    "MarketplaceEventsDeadLetterQueue": "MARKETPLACE_EVENTS_DEAD_LETTER_QUEUE_URL",
+}
 # A log group an EventBridge rule of the template writes to, and the variable its name is known by.
 LOG_GROUP_VARIABLES = {"LifecycleEventsLog": "EVENTS_LOG_GROUP"}
 
@@ -171,6 +179,28 @@ class RuleSource:
 
 
 @dataclasses.dataclass
+class FunctionRuleSource:
+    """A function's `EventBridgeRule` event: what the bus matches is handed to the function."""
+
+    function: str
+    event: str
+    bus: str
+    pattern: dict
+    # EventBridge's defaults: 185 retries over 24 hours.
+    max_retries: int
+    max_age_seconds: int
+    dead_letter: str | None
+
+    @property
+    def rule(self) -> str:
+        return f"{self.function}-{self.event}"
+
+    @property
+    def relay(self) -> str:
+        return queue_name(f"{self.event}Relay")
+
+
+@dataclasses.dataclass
 class ScheduleSource:
     function: str
     event: str
@@ -252,6 +282,23 @@ def sources(template: dict, overrides: dict | None = None, region: str = "us-eas
                         report_failures="ReportBatchItemFailures" in (properties.get("FunctionResponseTypes") or []),
                         starting_position=properties.get("StartingPosition", "LATEST"),
                         on_failure=queue["Resource"] if isinstance(queue, dict) else None,
+                    )
+                )
+                continue
+            if kind == "EventBridgeRule":
+                retry = properties.get("RetryPolicy") or {}
+                dead_letter = (properties.get("DeadLetterConfig") or {}).get("Arn")
+                if dead_letter is not None and not (isinstance(dead_letter, dict) and dead_letter.get("Attribute") == "Arn"):
+                    raise Unsupported(f"{function} event {event}: a dead-letter queue not in the template")
+                found.append(
+                    FunctionRuleSource(
+                        function=function,
+                        event=event,
+                        bus=properties.get("EventBusName") or "default",
+                        pattern=properties.get("Pattern") or {},
+                        max_retries=int(retry.get("MaximumRetryAttempts", 185)),
+                        max_age_seconds=int(retry.get("MaximumEventAgeInSeconds", 86400)),
+                        dead_letter=dead_letter["Resource"] if dead_letter else None,
                     )
                 )
                 continue
@@ -610,6 +657,42 @@ class SqsQueues:
         self.call("SendMessage", {"QueueUrl": url, "MessageBody": json.dumps(body)})
 
 
+def relay_backoff(receives: int) -> int:
+    """Seconds before a failed event is handed over again (EventBridge backs off; locally shorter)."""
+    return min(2 ** max(receives - 1, 0), 30)
+
+
+def relay_once(source: FunctionRuleSource, queues, invoke, log, now=time.time) -> int:
+    """Hands the events waiting in the rule's relay queue to the function; the number handled."""
+    url = queues.url(source.relay)
+    answer = queues.call("ReceiveMessage", {
+        "QueueUrl": url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 1, "VisibilityTimeout": 30,
+        "MessageSystemAttributeNames": ["ApproximateReceiveCount"], "AttributeNames": ["ApproximateReceiveCount"],
+    })
+    handled = 0
+    for message in answer.get("Messages", []):
+        event = json.loads(message["Body"])
+        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        try:
+            invoke(event)
+            log(f"{source.function}: {event.get('detail-type')} {event.get('id')} handed over")
+        except InvokeError as failure:
+            sent = datetime.datetime.fromisoformat(str(event.get("time", "")).replace("Z", "+00:00")) \
+                if event.get("time") else None
+            age = now() - sent.timestamp() if sent else 0
+            if receives <= source.max_retries and age <= source.max_age_seconds:
+                log(f"{source.function}: {event.get('id')} failed ({failure}); retry {receives}")
+                queues.call("ChangeMessageVisibility", {"QueueUrl": url, "ReceiptHandle": message["ReceiptHandle"],
+                                                        "VisibilityTimeout": relay_backoff(receives)})
+                continue
+            log(f"{source.function}: {event.get('id')} dead-lettered after {receives} attempt(s)")
+            if source.dead_letter:
+                queues.send(queues.url(queue_name(source.dead_letter)), event)
+        queues.call("DeleteMessage", {"QueueUrl": url, "ReceiptHandle": message["ReceiptHandle"]})
+        handled += 1
+    return handled
+
+
 def queue_name(resource: str) -> str:
     """The local name of a template queue resource."""
     return re.sub(r"(?<!^)(?=[A-Z])", "-", resource).lower()
@@ -670,9 +753,21 @@ def run(template_path: str, environ) -> int:
             except InvokeError as failure:
                 log(f"{source.function}: {source.event} failed: {failure}")
 
+    def relay(source: FunctionRuleSource):
+        queues = SqsQueues(environ["AWS_ENDPOINT_URL_SQS"])
+        invoke = WatchInvoker(watch, source.function)
+        log(f"{source.function}: {source.event} events of bus {source.bus}")
+        while not stop.is_set():
+            try:
+                relay_once(source, queues, invoke, log)
+            except (OSError, ValueError, KeyError) as failure:
+                log(f"{source.function}: the relay queue could not be read ({failure}); trying again")
+                stop.wait(2)
+
     # A rule's targets are the local EventBridge's to deliver (`prepare` made them).
+    drivers = {StreamSource: follow_stream, ScheduleSource: fire, FunctionRuleSource: relay}
     threads = [
-        threading.Thread(target=follow_stream if isinstance(source, StreamSource) else fire, args=(source,), daemon=True)
+        threading.Thread(target=drivers[type(source)], args=(source,), daemon=True)
         for source in found
         if not isinstance(source, RuleSource)
     ]
@@ -701,6 +796,13 @@ def main(argv: list, environ=os.environ) -> int:
                 if isinstance(source, RuleSource):
                     for var, value in bridge.create(source, queues).items():
                         print(f"{var}={value}")
+                if isinstance(source, FunctionRuleSource):
+                    if source.dead_letter:
+                        url = queues.create(queue_name(source.dead_letter))
+                        print(f"{QUEUE_VARIABLES.get(source.dead_letter, source.dead_letter)}={url}")
+                    relay = RuleSource(rule=source.rule, bus=source.bus, pattern=source.pattern,
+                                       targets=[("relay", "sqs", source.relay, source.relay)])
+                    bridge.create(relay, queues)
             return 0
         return run(template_path, environ)
     except Unsupported as problem:

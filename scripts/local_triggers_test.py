@@ -8,6 +8,7 @@ Usage: .tools/venv/bin/python scripts/local_triggers_test.py
 import contextlib
 import copy
 import io
+import json
 import os
 import sys
 import unittest
@@ -93,6 +94,13 @@ class TheTemplate(unittest.TestCase):
         )
         self.assertTrue(stream.report_failures)
         self.assertEqual((stream.table, stream.on_failure, stream.starting_position), ("Table", "SyncDeadLetterQueue", "TRIM_HORIZON"))
+        marketplace = next(s for s in found if isinstance(s, lt.FunctionRuleSource))
+        self.assertEqual(
+            (marketplace.function, marketplace.bus, marketplace.pattern["source"], marketplace.max_retries,
+             marketplace.max_age_seconds, marketplace.dead_letter),
+            ("marketplace-events", "default", ["aws.agreement-marketplace"], 185, 86400, "MarketplaceEventsDeadLetterQueue"),
+        )
+        self.assertIn("License Updated - Manufacturer", marketplace.pattern["detail-type"])
         schedule = next(s for s in found if isinstance(s, lt.ScheduleSource))
         self.assertEqual((schedule.function, schedule.seconds, schedule.input), ("platform-sync", 300, {"sweep": "scheduled"}))
 
@@ -105,7 +113,7 @@ class TheTemplate(unittest.TestCase):
     def test_a_source_that_is_not_driven_stops_the_runner(self):
         for kind, properties in [
             ("SQS", {"Queue": {"Fn::GetAtt": ["SyncDeadLetterQueue", "Arn"]}}),
-            ("EventBridgeRule", {"Pattern": {"source": ["aws.agreement-marketplace"]}}),
+            ("EventBridgeRule", {"Pattern": {"source": ["x"]}, "DeadLetterConfig": {"Arn": "arn:aws:sqs:elsewhere"}}),
             ("ScheduleV2", {"ScheduleExpression": "cron(0 * * * ? *)"}),
         ]:
             broken = copy.deepcopy(self.template)
@@ -123,6 +131,46 @@ class TheTemplate(unittest.TestCase):
         with contextlib.redirect_stdout(io.StringIO()) as printed:
             self.assertEqual(lt.main(["plan", TEMPLATE], {}), 0)
         self.assertIn('"TableStream"', printed.getvalue())
+
+    def test_a_rule_event_that_fails_is_retried_then_dead_lettered_and_one_that_succeeds_is_gone(self):
+        source = lt.FunctionRuleSource(function="f", event="E", bus="default", pattern={}, max_retries=2,
+                                       max_age_seconds=86400, dead_letter="Dlq")
+
+        class Queues:
+            def __init__(self):
+                self.calls, self.sent, self.receives = [], [], 0
+
+            def url(self, name):
+                return name
+
+            def send(self, url, body):
+                self.sent.append((url, body))
+
+            def call(self, operation, body):
+                self.calls.append(operation)
+                if operation == "ReceiveMessage":
+                    self.receives += 1
+                    event = {"id": "e1", "detail-type": "X", "time": "2099-01-01T00:00:00Z"}
+                    return {"Messages": [{"Body": json.dumps(event), "ReceiptHandle": "h",
+                                          "Attributes": {"ApproximateReceiveCount": str(self.receives)}}]}
+                return {}
+
+        def failing(event):
+            raise lt.InvokeError("down")
+
+        queues = Queues()
+        for _ in range(2):
+            lt.relay_once(source, queues, failing, log=lambda _: None)
+        self.assertEqual(queues.calls.count("ChangeMessageVisibility"), 2)
+        self.assertEqual(queues.sent, [])
+        lt.relay_once(source, queues, failing, log=lambda _: None)
+        self.assertEqual([url for url, _ in queues.sent], ["dlq"])
+        self.assertEqual(queues.calls[-1], "DeleteMessage")
+        handed = []
+        fresh = Queues()
+        self.assertEqual(lt.relay_once(source, fresh, handed.append, log=lambda _: None), 1)
+        self.assertEqual([event["id"] for event in handed], ["e1"])
+        self.assertEqual(fresh.calls, ["ReceiveMessage", "DeleteMessage"])
 
     def test_rates(self):
         self.assertEqual(lt.rate_seconds("rate(1 minute)"), 60)

@@ -16,12 +16,13 @@ cd "$ROOT"
 bash scripts/install-tools.sh
 export PATH="$ROOT/.tools/venv/bin:$PATH"
 
-# The port of the call recorder NAME (dynamodb, secretsmanager): one of the
+# The port of the call recorder NAME (dynamodb, secretsmanager, marketplace): one of the
 # batch chosen with the others.
 record_port() {
   case "$1" in
     dynamodb) echo "${RECORD_PORTS[0]}" ;;
     secretsmanager) echo "${RECORD_PORTS[1]}" ;;
+    marketplace) echo "${RECORD_PORTS[2]}" ;;
     *) echo "stack: no port for the $1 recorder" >&2; exit 2 ;;
   esac
 }
@@ -51,9 +52,9 @@ PORT_DEFAULTS=(PORT=9000 DYNAMODB_PORT=8000 PARTNER_PORT=9001 VENDOR_PORT=9002 A
 case "$MODE" in
   run | test)
     if [[ "$MODE" == test || "${STACK_FREE_PORTS:-0}" == 1 ]]; then
-      # Two more for the AWS call recorders (test), chosen in the same batch.
-      mapfile -t FREE < <(free_ports "$((${#PORT_DEFAULTS[@]} + 2))")
-      RECORD_PORTS=("${FREE[@]: -2}")
+      # Three more for the AWS call recorders (test), chosen in the same batch.
+      mapfile -t FREE < <(free_ports "$((${#PORT_DEFAULTS[@]} + 3))")
+      RECORD_PORTS=("${FREE[@]: -3}")
     fi
     for index in "${!PORT_DEFAULTS[@]}"; do
       entry="${PORT_DEFAULTS[$index]}"
@@ -104,6 +105,10 @@ if [[ -z "${HEROKU_API_URL:-}" ]]; then
   export HEROKU_ID_URL="http://127.0.0.1:$HEROKU_PORT"
   START_FAKE_HEROKU=1
 fi
+# And on AWS Marketplace (docs/aws-marketplace.md), its pricing dimensions
+# mapped to the plans; AWS_MARKETPLACE_PRODUCT_CODE= turns it off.
+export AWS_MARKETPLACE_PRODUCT_CODE="${AWS_MARKETPLACE_PRODUCT_CODE-addonlocal1}"
+export AWS_MARKETPLACE_PLANS="${AWS_MARKETPLACE_PLANS-basic_seats:basic,premium_seats:premium}"
 # And on Scalingo (docs/scalingo.md); SCALINGO_USERNAME= turns it off.
 export SCALINGO_USERNAME="${SCALINGO_USERNAME-addon-name-scalingo}"
 export SCALINGO_PASSWORD="${SCALINGO_PASSWORD:-local-dev-scalingo-password-7e1d93c05b48}"
@@ -345,8 +350,13 @@ done < <("$ROOT/.tools/venv/bin/python" scripts/local_triggers.py prepare infra/
 # AWS Marketplace's seller APIs (ResolveCustomer, GetEntitlements), reached by
 # the real SDK (tests/src/bin/fake_aws_marketplace.rs).
 start_standin fake-aws-marketplace.log "the stand-in AWS Marketplace" "http://127.0.0.1:$AWS_MARKETPLACE_PORT/received/ready" 60 "$BUILD_DIR/fake_aws_marketplace" "$AWS_MARKETPLACE_PORT"
-export AWS_ENDPOINT_URL_MARKETPLACE_METERING="http://127.0.0.1:$AWS_MARKETPLACE_PORT"
-export AWS_ENDPOINT_URL_MARKETPLACE_ENTITLEMENT_SERVICE="http://127.0.0.1:$AWS_MARKETPLACE_PORT"
+AWS_MARKETPLACE_API="http://127.0.0.1:$AWS_MARKETPLACE_PORT"
+if [[ "$RECORDING" == 1 ]]; then
+  record_through marketplace "$AWS_MARKETPLACE_API"
+  AWS_MARKETPLACE_API="$RECORDER_URL"
+fi
+export AWS_ENDPOINT_URL_MARKETPLACE_METERING="$AWS_MARKETPLACE_API"
+export AWS_ENDPOINT_URL_MARKETPLACE_ENTITLEMENT_SERVICE="$AWS_MARKETPLACE_API"
 export E2E_AWS_MARKETPLACE_URL="http://127.0.0.1:$AWS_MARKETPLACE_PORT"
 
 if [[ "${START_FAKE_CLEVERCLOUD:-0}" == 1 ]]; then
@@ -400,6 +410,7 @@ READY_CHECKS=(
   "GET /dashboard 302"
   "GET /cloud66/link 400"
   "GET /.well-known/openid-configuration 200"
+  "POST /aws/register $([[ -n "$AWS_MARKETPLACE_PRODUCT_CODE" ]] && echo 400 || echo 404)"
 )
 routes_answer() {
   local check method path expected status
@@ -451,6 +462,7 @@ ENV_VARS=(AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY 
   AWS_ENDPOINT_URL_DYNAMODB AWS_ENDPOINT_URL_SECRETS_MANAGER AWS_ENDPOINT_URL_SQS AWS_ENDPOINT_URL_EVENTBRIDGE
   AWS_ENDPOINT_URL_CLOUDWATCH_LOGS AWS_ENDPOINT_URL_MARKETPLACE_METERING AWS_ENDPOINT_URL_MARKETPLACE_ENTITLEMENT_SERVICE
   TABLE_NAME SECRETS_NAME SYNC_DEAD_LETTER_QUEUE_URL EVENT_BUS_NAME EVENTS_LOG_GROUP
+  AWS_MARKETPLACE_PRODUCT_CODE AWS_MARKETPLACE_PLANS MARKETPLACE_EVENTS_DEAD_LETTER_QUEUE_URL
   ADDON_ID ADDON_CONFIG_VARS ADDON_PLANS HEROKU_ADDON_ID HEROKU_API_URL HEROKU_ID_URL SCALINGO_USERNAME SCALINGO_API_URL
   CLEVERCLOUD_API_URL CLOUD66_PROVIDER CLOUD66_PROVIDER_UID CLOUD66_MULTIPASS_KEY CLOUD66_BASE_URL CLOUD66_PARTNER_ENDPOINT
   PROVISIONER_URL RESOURCE_BASE_URL PUBLIC_URL
@@ -490,6 +502,8 @@ Add-on provider is running.
                   Heroku's: POST /heroku/resources, PUT|DELETE /heroku/resources/{uuid},
                   and Scalingo's: POST /scalingo/resources, PUT|PATCH|DELETE /scalingo/resources/{id},
                   POST /scalingo/resources/{id}/suspend|resume)
+  AWS Marketplace: POST $LOCAL_URL/aws/register (x-amzn-marketplace-token; \`provider try register --marketplace aws\`),
+                  events to marketplace-events through the local bus (source aws.agreement-marketplace)
   SSO:            POST $LOCAL_URL/clevercloud/sso/login, POST $LOCAL_URL/heroku/sso/login, GET $LOCAL_URL/scalingo/sso?id=…&timestamp=…&token=…, GET $LOCAL_URL/cloud66/sso/start → Cloud 66 → $LOCAL_URL/cloud66/sso/callback
   Panel:          $LOCAL_URL/dashboard
   OpenID Connect: $PUBLIC_URL/.well-known/openid-configuration

@@ -63,6 +63,7 @@ fn console_url(session: &Session) -> String {
         Platform::Cloud66 => "https://app.cloud66.com/".to_string(),
         Platform::Heroku => crate::heroku::sso::dashboard_url(session.nav_data.as_deref()),
         Platform::Scalingo => "https://dashboard.scalingo.com/".to_string(),
+        Platform::Aws => "https://console.aws.amazon.com/marketplace/home#/subscriptions".to_string(),
     }
 }
 
@@ -137,7 +138,7 @@ async fn visible<S: SessionStore + ResourceReader + AccountStore>(
         return Ok(None);
     };
     let (account, resources) = match session.platform {
-        Platform::CleverCloud | Platform::Heroku | Platform::Scalingo => {
+        Platform::CleverCloud | Platform::Heroku | Platform::Scalingo | Platform::Aws => {
             match store.get_resource(&session.subject_id).await? {
                 Some(resource) => (None, vec![resource]),
                 None => return Ok(None),
@@ -196,6 +197,7 @@ fn status_text(status: ResourceStatus) -> &'static str {
         ResourceStatus::Provisioning => "provisioning",
         ResourceStatus::Expired => "expired",
         ResourceStatus::Suspended => "suspended",
+        ResourceStatus::Ending => "ending",
     }
 }
 
@@ -205,6 +207,7 @@ fn platform_text(platform: Platform) -> &'static str {
         Platform::Cloud66 => "Cloud 66",
         Platform::Heroku => "Heroku",
         Platform::Scalingo => "Scalingo",
+        Platform::Aws => "AWS Marketplace",
     }
 }
 

@@ -5,6 +5,7 @@
 //! The function binaries under `functions/` only wire these pieces together, so
 //! every behaviour can be tested here without a Lambda runtime.
 
+pub mod aws_marketplace;
 pub mod clevercloud;
 pub mod cloud66;
 pub mod cloudmore;

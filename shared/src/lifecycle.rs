@@ -394,6 +394,29 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
         .await
     }
 
+    /// The marketplace ended resource `id`'s agreement (AWS Marketplace's
+    /// `Purchase Agreement Ended`): it stops signing in, and its last
+    /// usage may still be sent until the deprovision that follows. Already
+    /// ending or gone is a redelivery: `false`, nothing written.
+    pub async fn mark_ending(&self, id: &str) -> Result<bool, LifecycleError> {
+        self.change(id, |current| async move {
+            let current = current.ok_or(LifecycleError::NotFound)?;
+            if !matches!(current.status, ResourceStatus::Active | ResourceStatus::Suspended) {
+                return Ok(Change::Done(false));
+            }
+            let now = Timestamp::now();
+            let event = self.event(id, AuditAction::Ending, &now);
+            let updated = Resource {
+                status: ResourceStatus::Ending,
+                version: current.version + 1,
+                updated_at: now.to_string(),
+                ..current
+            };
+            Ok(Change::Write(updated, event, true))
+        })
+        .await
+    }
+
     /// The vendor's service finished provision `id` with `config`: the
     /// resource becomes active, and the marketplace is owed the config and
     /// word that it is ready (the sync's: `crate::sync`). Idempotent: the
@@ -413,6 +436,7 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
                 ResourceStatus::Expired => return Err(LifecycleError::NotProvisioning("expired")),
                 ResourceStatus::Unconfirmed => return Err(LifecycleError::NotProvisioning("unconfirmed")),
                 ResourceStatus::Suspended => return Err(LifecycleError::NotProvisioning("suspended")),
+                ResourceStatus::Ending => return Err(LifecycleError::NotProvisioning("ending")),
             }
             let now = Timestamp::now();
             let event = self

@@ -42,6 +42,10 @@ pub enum ResourceStatus {
     /// Suspended by the marketplace (Scalingo: a payment failure, a trial
     /// ended): kept, its config kept, but no sign-in opens it until resumed.
     Suspended,
+    /// The marketplace ended the agreement (AWS Marketplace's `Purchase
+    /// Agreement Ended`): no sign-in opens it, its last usage may still be
+    /// metered, and the license's deprovision follows.
+    Ending,
 }
 
 /// One provisioned add-on instance.
@@ -320,6 +324,9 @@ pub enum AuditAction {
     Suspended,
     /// The marketplace resumed a suspended resource (Scalingo).
     Resumed,
+    /// The marketplace ended the agreement; the deprovision follows
+    /// (AWS Marketplace).
+    Ending,
 }
 
 impl AuditAction {
@@ -336,6 +343,7 @@ impl AuditAction {
             AuditAction::AccountCreated => "Account Created",
             AuditAction::Suspended => "Resource Suspended",
             AuditAction::Resumed => "Resource Resumed",
+            AuditAction::Ending => "Resource Ending",
             AuditAction::Cloud66LinkRefused
             | AuditAction::Cloud66AlreadyLinked
             | AuditAction::Cloud66LinkPending
@@ -466,6 +474,9 @@ pub enum Platform {
     Cloud66,
     Heroku,
     Scalingo,
+    /// AWS Marketplace SaaS (docs/aws-marketplace.md): one resource per
+    /// purchase, its license's id the marketplace id.
+    Aws,
 }
 
 impl Platform {
@@ -476,6 +487,7 @@ impl Platform {
             Platform::Cloud66 => "cloud66",
             Platform::Heroku => "heroku",
             Platform::Scalingo => "scalingo",
+            Platform::Aws => "aws",
         }
     }
 
@@ -483,6 +495,69 @@ impl Platform {
     fn clevercloud() -> Self {
         Platform::CleverCloud
     }
+}
+
+/// The license id (`l-…`) of an AWS License Manager license ARN, however
+/// spelled: AWS Marketplace's events print the ARN without its `arn:`
+/// (docs/aws-marketplace.md), so purchases are keyed on the id alone.
+pub fn aws_license_id(arn: &str) -> &str {
+    arn.rsplit([':', '/']).next().unwrap_or(arn)
+}
+
+/// A buyer and purchase as AWS Marketplace's `ResolveCustomer` names them
+/// for a registration token (docs/aws-marketplace.md, "Registration"),
+/// kept under the token's digest for the token's four hours: a re-post
+/// finds it again, since AWS answers a resubmitted token `ExpiredToken`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsCustomer {
+    pub license_arn: String,
+    /// `CustomerAWSAccountId`: twelve digits.
+    pub aws_account_id: String,
+    pub product_code: String,
+    /// Legacy listings' `CustomerIdentifier`; empty for new ones.
+    #[serde(default)]
+    pub customer_identifier: String,
+}
+
+/// What AWS Marketplace's events said of one license (a purchase), kept
+/// whether or not the buyer has registered yet: events may come first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsLicense {
+    /// The license's id, `l-…`.
+    pub license_id: String,
+    /// The agreement the license was granted by, once an event named it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement_id: Option<String>,
+    /// The plan the license's entitlements map to (`License Updated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitled_plan: Option<String>,
+    /// The agreement ended (`Purchase Agreement Ended`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ended: bool,
+    /// The license ended for good (`License Deprovisioned`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deprovisioned: bool,
+    /// 0 before the first write; writes are conditional on it.
+    pub version: u64,
+    #[serde(default)]
+    pub updated_at: String,
+}
+
+/// What AWS Marketplace's agreement events said of one agreement: they
+/// name the agreement, not its license, so an `Ended` that comes before
+/// the license's first event waits here for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwsAgreement {
+    /// `agmt-…`.
+    pub agreement_id: String,
+    /// The license it granted, once a license event named both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license_id: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ended: bool,
+    pub version: u64,
+    #[serde(default)]
+    pub updated_at: String,
 }
 
 /// Where a Cloud 66 link stands.
@@ -584,6 +659,10 @@ pub struct SignedInIdentity {
     pub plan: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub marketplace_id: Option<String>,
+    /// The buyer's AWS account (AWS Marketplace's `CustomerAWSAccountId`,
+    /// which `ResolveCustomer` vouches for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_account_id: Option<String>,
     /// Unix seconds of the marketplace sign-in (`auth_time`).
     pub auth_time: i64,
 }

@@ -106,7 +106,7 @@ impl Part {
 
 /// Each function (its binary name) and the parts it reads; the template
 /// grants each exactly these (scripts/check_policies.py).
-pub const READERS: [(&str, &[Part]); 8] = [
+pub const READERS: [(&str, &[Part]); 10] = [
     ("provision", &[Part::Lifecycle, Part::Vendor, Part::Tokens]),
     ("plan-change", &[Part::Lifecycle, Part::Vendor]),
     ("deprovision", &[Part::Lifecycle, Part::Vendor]),
@@ -118,6 +118,9 @@ pub const READERS: [(&str, &[Part]); 8] = [
     ("oidc", &[Part::Oidc]),
     ("cloud66-link", &[Part::Vendor]),
     ("dashboard", &[]),
+    // The registration opens sessions and hands off to the vendor's app.
+    ("marketplace-register", &[Part::Vendor, Part::Oidc]),
+    ("marketplace-events", &[Part::Vendor]),
 ];
 
 /// The parts `caller` reads: a function's own, or every part for anything

@@ -212,6 +212,7 @@ impl<S: SessionStore> Sessions<S> {
             resource_id: None,
             plan: None,
             marketplace_id: None,
+            aws_account_id: None,
             auth_time: now.0.timestamp(),
         }
         .with_resource(Some(&sign_in.resource));

@@ -145,7 +145,7 @@ pub async fn route<S: ResourceReader + AccountStore + SessionStore>(
 /// when one is registered to take the customer over (OIDC Core §4,
 /// third-party-initiated login; docs/oidc.md "The hand-off"). Anything
 /// else (a Cloud 66 link resuming, say) keeps its way.
-fn hand_off(
+pub fn hand_off(
     mut response: Response<Body>,
     clients: &Clients,
     issuer: &Issuer,

@@ -728,6 +728,7 @@ async fn clevercloud_login(State(api): State<Arc<StandIn>>, body: Bytes) -> Resp
         resource_id: Some(form.id.clone()),
         plan: Some("basic".into()),
         marketplace_id: Some(addon_id),
+        aws_account_id: None,
         auth_time: now,
     }))
 }

@@ -325,6 +325,7 @@ fn oidc_grant(expires_at: i64) -> shared::model::OidcGrant {
             resource_id: Some("res_store".into()),
             plan: Some("basic".into()),
             marketplace_id: Some("addon_store".into()),
+            aws_account_id: None,
             auth_time: 0,
         },
         expires_at,

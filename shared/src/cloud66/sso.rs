@@ -305,6 +305,7 @@ pub async fn callback<S: AccountStore + ResourceReader + SessionStore>(
     let signed_in = SignedInIdentity {
         subject: SignedInIdentity::subject_of(Platform::Cloud66, &format!("account:{}", account.id)),
         platform: Platform::Cloud66,
+        aws_account_id: None,
         email: Some(account.email.clone()),
         // The multipass is signed and encrypted by Cloud 66: it vouches for the email.
         email_verified: true,

@@ -39,7 +39,7 @@ pub const JWKS_PATH: &str = "/oidc/jwks";
 /// The scopes served; `openid` is required.
 pub const SCOPES: [&str; 3] = ["openid", "email", "profile"];
 /// The claims an ID token or userinfo answer may carry.
-pub const CLAIMS: [&str; 15] = [
+pub const CLAIMS: [&str; 17] = [
     "iss",
     "sub",
     "aud",
@@ -53,8 +53,10 @@ pub const CLAIMS: [&str; 15] = [
     "name",
     "resource_id",
     "platform",
+    "marketplace",
     "plan",
     "marketplace_id",
+    "aws_account_id",
 ];
 
 /// Who the provider is: `PUBLIC_URL`, or API Gateway's domain per request.
@@ -324,6 +326,7 @@ mod tests {
                         resource_id: Some("res_1".into()),
                         plan: Some("premium".into()),
                         marketplace_id: Some("addon_1".into()),
+                        aws_account_id: None,
                         auth_time: chrono::Utc::now().timestamp() - 5,
                     }),
                 },

@@ -282,10 +282,14 @@ fn identity_claims(grant: &OidcGrant) -> Map<String, Value> {
     let mut claims = Map::new();
     claims.insert("sub".into(), json!(identity.subject));
     claims.insert("platform".into(), json!(identity.platform.as_str()));
+    // The same, under the name the vendor's app reads it by across
+    // marketplaces (docs/oidc.md "Claims").
+    claims.insert("marketplace".into(), json!(identity.platform.as_str()));
     for (name, value) in [
         ("resource_id", &identity.resource_id),
         ("plan", &identity.plan),
         ("marketplace_id", &identity.marketplace_id),
+        ("aws_account_id", &identity.aws_account_id),
     ] {
         if let Some(value) = value {
             claims.insert(name.into(), json!(value));

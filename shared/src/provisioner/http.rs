@@ -59,10 +59,11 @@ pub struct VendorRequest<'a> {
     /// This provider's id; may differ between deliveries of one provision
     /// until one of them is stored (key on `idempotency_key`).
     pub resource_id: &'a str,
-    /// `clevercloud`, `cloud66` or `heroku`.
+    /// `clevercloud`, `cloud66`, `heroku`, `scalingo` or `aws`.
     pub marketplace: &'static str,
     /// The marketplace's own ids (`addon_id`, `owner_id`, `user_id` from
-    /// Clever Cloud; `account_id` for Cloud 66; `uuid` for Heroku).
+    /// Clever Cloud; `account_id` for Cloud 66; `uuid` for Heroku;
+    /// `license_arn` and `aws_account_id` for AWS Marketplace).
     pub marketplace_ids: BTreeMap<&'static str, &'a str>,
     pub plan: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,6 +89,7 @@ fn marketplace(platform: Platform) -> &'static str {
         Platform::Cloud66 => "cloud66",
         Platform::Heroku => "heroku",
         Platform::Scalingo => "scalingo",
+        Platform::Aws => "aws",
     }
 }
 
@@ -143,6 +145,16 @@ impl<'a> VendorRequest<'a> {
                 }
                 if let Some(app) = &resource.app_id {
                     marketplace_ids.insert("app_id", app.as_str());
+                }
+            }
+            Platform::Aws => {
+                marketplace_ids.insert("license_arn", resource.addon_id.as_str());
+                if let Some(account) = &resource.owner_id {
+                    marketplace_ids.insert("aws_account_id", account.as_str());
+                }
+                // Legacy listings' buyer id; new listings have none.
+                if let Some(customer) = resource.user_id.as_deref().filter(|id| !id.is_empty()) {
+                    marketplace_ids.insert("customer_identifier", customer);
                 }
             }
         }

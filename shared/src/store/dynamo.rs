@@ -7,6 +7,11 @@
 //! | add-on id claim      | `CLEVERCLOUD_ADDON#<addon>` | `CLEVERCLOUD_ADDON`      |
 //! | Heroku add-on claim  | `HEROKU_ADDON#<uuid>`       | `HEROKU_ADDON`           |
 //! | Scalingo add-on claim | `SCALINGO_ADDON#<uuid or id>` | `SCALINGO_ADDON`       |
+//! | AWS license claim    | `AWS_LICENSE#<l-…>`         | `AWS_LICENSE`            |
+//! | AWS license state    | `AWS_SUBSCRIPTION#<l-…>`    | `AWS_SUBSCRIPTION`       |
+//! | AWS agreement state  | `AWS_AGREEMENT#<agmt-…>`    | `AWS_AGREEMENT`          |
+//! | AWS registration token | `AWS_TOKEN#<sha256>`      | `AWS_TOKEN`              |
+//! | AWS event handled    | `AWS_EVENT#<event id>`      | `AWS_EVENT`              |
 //! | account              | `ACCOUNT#<id>`              | `ACCOUNT`                |
 //! | account audit event  | `ACCOUNT#<id>`              | `AUDIT#<time>#<random>`  |
 //! | email claim          | `EMAIL#<normalised email>`  | `EMAIL`                  |
@@ -30,13 +35,13 @@
 //! cannot replay or hijack them; both expire through the TTL attribute.
 
 use super::{
-    AccountStore, AuditKey, AuditReader, CreateOutcome, LinkStore, OidcStore, OpenOutcome, Owed, OwnerClaim,
-    ProvisionStore, ResourceReader, ResourceScan, ResourceWriter, SessionStore, SpentCode, StoreError,
-    SyncStore, SyncSubject, UpdateOutcome, OWNER_CLAIM_SECONDS,
+    AccountStore, AuditKey, AuditReader, AwsMarketplaceStore, CreateOutcome, LinkStore, OidcStore,
+    OpenOutcome, Owed, OwnerClaim, ProvisionStore, ResourceReader, ResourceScan, ResourceWriter,
+    SessionStore, SpentCode, StoreError, SyncStore, SyncSubject, UpdateOutcome, OWNER_CLAIM_SECONDS,
 };
 use crate::model::{
-    Account, AuditAction, AuditEvent, Cloud66Link, CodeBinding, OidcGrant, PendingLink, Platform, Resource,
-    Session, SubjectKind, SyncMark, SyncQueue, Timestamp,
+    Account, AuditAction, AuditEvent, AwsAgreement, AwsCustomer, AwsLicense, Cloud66Link, CodeBinding,
+    OidcGrant, PendingLink, Platform, Resource, Session, SubjectKind, SyncMark, SyncQueue, Timestamp,
 };
 use crate::secret::random_hex;
 use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -146,6 +151,12 @@ impl DynamoStore {
         match platform {
             Platform::Heroku => Self::key(format!("HEROKU_ADDON#{addon_id}"), "HEROKU_ADDON"),
             Platform::Scalingo => Self::key(format!("SCALINGO_ADDON#{addon_id}"), "SCALINGO_ADDON"),
+            // One resource per purchase: the license (`l-…`), whatever the
+            // ARN's spelling (docs/aws-marketplace.md).
+            Platform::Aws => Self::key(
+                format!("AWS_LICENSE#{}", crate::model::aws_license_id(addon_id)),
+                "AWS_LICENSE",
+            ),
             Platform::CleverCloud | Platform::Cloud66 => {
                 Self::key(format!("CLEVERCLOUD_ADDON#{addon_id}"), "CLEVERCLOUD_ADDON")
             }
@@ -1308,5 +1319,121 @@ impl DynamoStore {
 impl DynamoStore {
     fn owner_key(owner_id: &str) -> Item {
         Self::key(format!("CLEVERCLOUD_OWNER#{owner_id}"), "CLEVERCLOUD_OWNER")
+    }
+}
+
+impl DynamoStore {
+    fn aws_token_key(token_fingerprint: &str) -> Item {
+        Self::key(format!("AWS_TOKEN#{token_fingerprint}"), "AWS_TOKEN")
+    }
+
+    fn aws_license_key(license_id: &str) -> Item {
+        Self::key(format!("AWS_SUBSCRIPTION#{license_id}"), "AWS_SUBSCRIPTION")
+    }
+
+    fn aws_agreement_key(agreement_id: &str) -> Item {
+        Self::key(format!("AWS_AGREEMENT#{agreement_id}"), "AWS_AGREEMENT")
+    }
+
+    fn aws_event_key(event_id: &str) -> Item {
+        Self::key(format!("AWS_EVENT#{event_id}"), "AWS_EVENT")
+    }
+
+    async fn get_entity<T: serde::de::DeserializeOwned>(
+        &self,
+        key: Item,
+        entity: &str,
+    ) -> Result<Option<T>, StoreError> {
+        self.get_item(key)
+            .await?
+            .map(|item| decode(item, entity))
+            .transpose()
+    }
+
+    /// Writes `item` if the stored version is `version - 1`.
+    async fn save_versioned(&self, item: Item, version: u64) -> Result<UpdateOutcome, StoreError> {
+        let put = self.put_versioned(item, version.saturating_sub(1))?;
+        self.transact_versioned(vec![put]).await
+    }
+}
+
+impl AwsMarketplaceStore for DynamoStore {
+    async fn get_aws_token(&self, token_fingerprint: &str) -> Result<Option<AwsCustomer>, StoreError> {
+        self.get_entity(Self::aws_token_key(token_fingerprint), "aws_token")
+            .await
+    }
+
+    async fn save_aws_token(
+        &self,
+        token_fingerprint: &str,
+        customer: &AwsCustomer,
+        expires_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut item = Self::entity_item(customer, Self::aws_token_key(token_fingerprint), "aws_token")?;
+        item.insert(TableKeys::TTL.into(), AttributeValue::N(expires_at.to_string()));
+        match self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            // A concurrent post of the same token resolved it first: the
+            // same buyer, kept once.
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|service| service.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(classify("PutItem", err)),
+        }
+    }
+
+    async fn get_aws_license(&self, license_id: &str) -> Result<Option<AwsLicense>, StoreError> {
+        self.get_entity(Self::aws_license_key(license_id), "aws_license")
+            .await
+    }
+
+    async fn save_aws_license(&self, license: &AwsLicense) -> Result<UpdateOutcome, StoreError> {
+        let item = Self::entity_item(license, Self::aws_license_key(&license.license_id), "aws_license")?;
+        self.save_versioned(item, license.version).await
+    }
+
+    async fn get_aws_agreement(&self, agreement_id: &str) -> Result<Option<AwsAgreement>, StoreError> {
+        self.get_entity(Self::aws_agreement_key(agreement_id), "aws_agreement")
+            .await
+    }
+
+    async fn save_aws_agreement(&self, agreement: &AwsAgreement) -> Result<UpdateOutcome, StoreError> {
+        let item = Self::entity_item(
+            agreement,
+            Self::aws_agreement_key(&agreement.agreement_id),
+            "aws_agreement",
+        )?;
+        self.save_versioned(item, agreement.version).await
+    }
+
+    async fn aws_event_handled(&self, event_id: &str) -> Result<bool, StoreError> {
+        Ok(self.get_item(Self::aws_event_key(event_id)).await?.is_some())
+    }
+
+    async fn mark_aws_event_handled(&self, event_id: &str, expires_at: i64) -> Result<(), StoreError> {
+        let mut item = Self::aws_event_key(event_id);
+        item.insert(TableKeys::TTL.into(), AttributeValue::N(expires_at.to_string()));
+        item.insert("entity".into(), AttributeValue::S("aws_event".into()));
+        // Unconditional: two deliveries handled at once record the same fact.
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|err| classify("PutItem", err))?;
+        Ok(())
     }
 }

@@ -9,8 +9,8 @@ pub mod memory;
 pub use dynamo::{DynamoStore, TableKeys};
 
 use crate::model::{
-    Account, AuditEvent, Cloud66Link, CodeBinding, OidcGrant, PendingLink, Platform, Resource, Session,
-    SyncMark, SyncQueue, Timestamp,
+    Account, AuditEvent, AwsAgreement, AwsCustomer, AwsLicense, Cloud66Link, CodeBinding, OidcGrant,
+    PendingLink, Platform, Resource, Session, SyncMark, SyncQueue, Timestamp,
 };
 use std::future::Future;
 
@@ -246,6 +246,56 @@ pub trait OidcStore: Send + Sync {
 pub struct SpentCode {
     pub access_token_fingerprint: String,
     pub expires_at: i64,
+}
+
+/// AWS Marketplace's registrations and events (docs/aws-marketplace.md).
+pub trait AwsMarketplaceStore: Send + Sync {
+    /// The buyer a registration token resolved to (by the token's digest).
+    fn get_aws_token(
+        &self,
+        token_fingerprint: &str,
+    ) -> impl Future<Output = Result<Option<AwsCustomer>, StoreError>> + Send;
+
+    /// Keeps what the token resolved to until `expires_at`; the first
+    /// resolution kept wins (a concurrent one resolved the same token).
+    fn save_aws_token(
+        &self,
+        token_fingerprint: &str,
+        customer: &AwsCustomer,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn get_aws_license(
+        &self,
+        license_id: &str,
+    ) -> impl Future<Output = Result<Option<AwsLicense>, StoreError>> + Send;
+
+    /// Writes `license` if the stored version is still `license.version - 1`.
+    fn save_aws_license(
+        &self,
+        license: &AwsLicense,
+    ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
+
+    fn get_aws_agreement(
+        &self,
+        agreement_id: &str,
+    ) -> impl Future<Output = Result<Option<AwsAgreement>, StoreError>> + Send;
+
+    /// Writes `agreement` if the stored version is still `agreement.version - 1`.
+    fn save_aws_agreement(
+        &self,
+        agreement: &AwsAgreement,
+    ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
+
+    /// Whether event `event_id` was handled to the end already.
+    fn aws_event_handled(&self, event_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Records event `event_id` as handled, until `expires_at`.
+    fn mark_aws_event_handled(
+        &self,
+        event_id: &str,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 pub trait LinkStore: AccountStore {

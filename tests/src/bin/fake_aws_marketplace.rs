@@ -1,5 +1,5 @@
-//! A stand-in for AWS Marketplace's two seller APIs (docs/aws-marketplace.md,
-//! to come with issue 33), reached by the real AWS SDK through
+//! A stand-in for AWS Marketplace's two seller APIs (docs/aws-marketplace.md),
+//! reached by the real AWS SDK through
 //! `AWS_ENDPOINT_URL_MARKETPLACE_METERING` and
 //! `AWS_ENDPOINT_URL_MARKETPLACE_ENTITLEMENT_SERVICE`. It speaks the
 //! protocols the SDK sends:
@@ -24,11 +24,13 @@
 //!   a `NextToken` first when the license is set `empty_first_page`.
 //!
 //! Control, for tests and people:
-//! - `POST /mint` `{"account"?, "product_code"?, "expires_in"?, "legacy"?}` →
+//! - `POST /mint` `{"account"?, "product_code"?, "expires_in"?, "legacy"?}`
+//!   (the product code defaults to `AWS_MARKETPLACE_PRODUCT_CODE`'s) →
 //!   `{"token", "license_arn", "account", "product_code"}` (expiry default
 //!   4 hours, as AWS's);
 //! - `PUT /entitlements` `{"license_arn", "entitlements": [{"Dimension",
-//!   "Value": {…}}], "empty_first_page"?}`;
+//!   "Value": {…}}], "empty_first_page"?, "page_size"?}` (`page_size`:
+//!   pages no longer than this, so a test sees several);
 //! - `POST /throttle` `{"operation", "next": N}`: the operation's next N
 //!   calls answer `ThrottlingException`;
 //! - `GET /received/{operation}`: the calls of an operation, oldest first.
@@ -61,6 +63,8 @@ struct Purchase {
 struct Entitled {
     entitlements: Vec<Value>,
     empty_first_page: bool,
+    /// Pages at most this long, whatever the caller's `MaxResults`.
+    page_size: Option<u64>,
 }
 
 #[derive(Default)]
@@ -224,7 +228,7 @@ fn get_entitlements(mp: &Marketplace, encoding: Encoding, request: &Value) -> Re
         .as_array()
         .map(|values| values.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let page_size = request["MaxResults"].as_u64().unwrap_or(25);
+    let mut page_size = request["MaxResults"].as_u64().unwrap_or(25);
     if !(1..=25).contains(&page_size) {
         return encoding.error("InvalidParameterException", "MaxResults must be 1 to 25");
     }
@@ -234,6 +238,7 @@ fn get_entitlements(mp: &Marketplace, encoding: Encoding, request: &Value) -> Re
     for license in &licenses {
         if let Some(found) = entitled.get(*license) {
             empty_first_page |= found.empty_first_page;
+            page_size = found.page_size.map_or(page_size, |size| size.clamp(1, page_size));
             all.extend(found.entitlements.iter().map(|entitlement| {
                 let mut entitlement = entitlement.clone();
                 entitlement["ProductCode"] = product_code.into();
@@ -271,10 +276,13 @@ async fn mint(State(mp): State<Arc<Marketplace>>, Json(body): Json<Value>) -> Js
             u64::from_str_radix(&shared::secret::random_hex(5), 16).unwrap_or(7)
         )
     });
+    // The stack's listing unless told otherwise, so a minted token is for it.
     let product_code = body["product_code"]
         .as_str()
-        .unwrap_or("prod-standin")
-        .to_string();
+        .map(str::to_string)
+        .or_else(|| std::env::var("AWS_MARKETPLACE_PRODUCT_CODE").ok())
+        .filter(|code| !code.is_empty())
+        .unwrap_or_else(|| "prodstandin1".to_string());
     let license_arn = format!(
         "arn:aws:license-manager::{account}:license:l-{}",
         shared::secret::random_hex(16)
@@ -300,6 +308,7 @@ async fn set_entitlements(State(mp): State<Arc<Marketplace>>, Json(body): Json<V
     let entitled = Entitled {
         entitlements: body["entitlements"].as_array().cloned().unwrap_or_default(),
         empty_first_page: body["empty_first_page"].as_bool().unwrap_or(false),
+        page_size: body["page_size"].as_u64(),
     };
     mp.entitlements
         .lock()

@@ -316,6 +316,7 @@ impl OidcSetup {
                 resource_id: Some("res_perf".into()),
                 plan: Some("basic".into()),
                 marketplace_id: Some("addon_perf".into()),
+                aws_account_id: None,
                 auth_time: now,
             }),
         };

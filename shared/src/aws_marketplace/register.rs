@@ -1,0 +1,415 @@
+//! `POST /aws/register`: the listing's fulfillment URL (docs/aws-marketplace.md,
+//! "Registration"). The buyer's browser posts AWS's registration token
+//! here; it is resolved server-side (never put in a URL or a log), the
+//! purchase is provisioned once through the lifecycle, and the buyer is
+//! signed in to the vendor's app (or the panel).
+
+use super::seller::{MeteringClient, ResolveCustomer, SellerError};
+use super::{resource_id, AwsMarketplaceConfig};
+use crate::config::{self, ConfigError};
+use crate::html;
+use crate::lifecycle::{Lifecycle, LifecycleError};
+use crate::model::{
+    aws_license_id, AwsCustomer, Platform, Resource, ResourceStatus, Session, SignedInIdentity, Timestamp,
+};
+use crate::oidc::{Clients, Issuer};
+use crate::provisioner::{Provisioner, VendorProvisioner};
+use crate::refresh::Fresh;
+use crate::signin::{fingerprint, Refusal, SignInError, PANEL_PATH};
+use crate::signin::{Sessions, FUTURE_TOLERANCE_SECONDS};
+use crate::store::{AwsMarketplaceStore, DynamoStore, ProvisionStore, ResourceWriter, SessionStore};
+use lambda_http::http::{header, HeaderValue, Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use maud::html;
+use std::convert::Infallible;
+
+/// The form field AWS Marketplace posts the token in.
+pub const TOKEN_FIELD: &str = "x-amzn-marketplace-token";
+/// How long AWS lets a token resolve; its resolution is kept that long.
+pub const TOKEN_LIFETIME_SECONDS: i64 = 4 * 3600;
+/// Larger bodies are no registration form.
+const MAX_FORM_BYTES: usize = 16 * 1024;
+/// Longer tokens are no token AWS issued.
+const MAX_TOKEN_CHARS: usize = 4096;
+
+/// The registration function, built once at cold start.
+pub struct RegisterApi<S, P, R> {
+    sold: Option<Sold<S, P, R>>,
+    sessions: Sessions<S>,
+    /// The vendor's apps (`OIDC_CLIENTS`): one with an `initiate_login_uri`
+    /// takes the buyer over, as after any sign-in.
+    clients: Fresh<Clients>,
+    issuer: Issuer,
+}
+
+/// What serves the route when the add-on is sold on AWS Marketplace.
+struct Sold<S, P, R> {
+    config: AwsMarketplaceConfig,
+    lifecycle: Lifecycle<S, P>,
+    resolver: R,
+}
+
+impl<S, P: Provisioner, R> RegisterApi<S, P, R> {
+    /// With fixed clients (tests).
+    pub fn new(
+        config: Option<AwsMarketplaceConfig>,
+        store: S,
+        provisioner: P,
+        resolver: R,
+        config_vars: Vec<String>,
+        session_ttl_seconds: i64,
+    ) -> Self
+    where
+        S: Clone,
+    {
+        Self {
+            sold: config.map(|config| Sold {
+                lifecycle: Lifecycle::new(store.clone(), provisioner, config.marketplace(config_vars)),
+                config,
+                resolver,
+            }),
+            sessions: Sessions::new(store, session_ttl_seconds),
+            clients: Fresh::fixed(Clients::default()),
+            issuer: Issuer::FromApiGateway,
+        }
+    }
+}
+
+impl RegisterApi<DynamoStore, VendorProvisioner, MeteringClient> {
+    /// `AWS_MARKETPLACE_*`, `ADDON_*`, `PROVISIONER_*`, `SESSION_TTL_SECONDS`,
+    /// `PUBLIC_URL` and `OIDC_CLIENTS`.
+    pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
+        let (source, environment, store, provisioner) = crate::lifecycle::parts_from_env(function).await?;
+        let lookup = environment.lookup();
+        let aws = AwsMarketplaceConfig::from_lookup(&lookup)?;
+        let addon_id = config::required(&lookup, "ADDON_ID")?;
+        let config_vars = config::config_vars(&lookup, &addon_id)?;
+        let session_ttl = config::seconds(&lookup, "SESSION_TTL_SECONDS", 3600)?;
+        let sdk = config::aws_sdk_config(function).await;
+        let resolver = MeteringClient::new(&sdk, aws.as_ref().and_then(|aws| aws.region.as_deref()));
+        let mut api = Self::new(aws, store, provisioner, resolver, config_vars, session_ttl);
+        api.clients = Fresh::new(source, &environment, |environment| {
+            Clients::from_lookup(&environment.lookup())
+        })?;
+        api.issuer = Issuer::from_lookup(&lookup)?;
+        Ok(api)
+    }
+}
+
+/// The registration function's routes.
+pub async fn route<S, P, R>(
+    api: &RegisterApi<S, P, R>,
+    request: Request,
+) -> Result<Response<Body>, Infallible>
+where
+    S: ProvisionStore + ResourceWriter + SessionStore + AwsMarketplaceStore,
+    P: Provisioner,
+    R: ResolveCustomer,
+{
+    let response = match (request.method(), request.uri().path()) {
+        (&Method::POST, "/aws/register") => match &api.sold {
+            Some(sold) => register(api, sold, &request).await,
+            None => html::not_found(),
+        },
+        _ => html::not_found(),
+    };
+    Ok(response)
+}
+
+/// Why a registration got no sign-in, each a page that says what to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Unreadable,
+    InvalidToken,
+    ExpiredToken,
+    OtherProduct,
+    Ended,
+    /// AWS or this stack could not answer now: the same post may be sent again.
+    TryAgain,
+}
+
+/// `app_origin`: where a retried post's success hands the buyer off (the
+/// vendor's app), which the retry form's policy must allow.
+fn stop_page(stop: Stop, token: Option<&str>, app_origin: Option<&str>) -> Response<Body> {
+    tracing::info!(reason = ?stop, "registration stopped");
+    let back = html! {
+        p { "Go back to the product's page on AWS Marketplace (Your Marketplace software, in the AWS console) and choose " strong { "Set up your account" } " again: AWS then issues a new registration." }
+    };
+    let (status, title, message) = match stop {
+        Stop::Unreadable => (
+            StatusCode::BAD_REQUEST,
+            "Registration not readable",
+            "This page expects the registration AWS Marketplace posts after a purchase, and none came with it.",
+        ),
+        Stop::InvalidToken => (
+            StatusCode::BAD_REQUEST,
+            "Registration not valid",
+            "AWS Marketplace did not recognise this registration.",
+        ),
+        Stop::ExpiredToken => (
+            StatusCode::BAD_REQUEST,
+            "Registration expired",
+            "This registration has expired or was already used.",
+        ),
+        Stop::OtherProduct => (
+            StatusCode::FORBIDDEN,
+            "Registration for another product",
+            "This registration is for a product this service does not sell.",
+        ),
+        Stop::Ended => (
+            StatusCode::FORBIDDEN,
+            "Subscription ended",
+            "This subscription has ended on AWS Marketplace. Subscribe again there to use the service.",
+        ),
+        Stop::TryAgain => {
+            // The same form again: the token stays in the body, as it came.
+            let mut response = html::page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Please try again",
+                html! {
+                    p { "Your subscription could not be set up just now. Nothing was lost: try again in a moment." }
+                    @if let Some(token) = token {
+                        form method="post" action="/aws/register" {
+                            input type="hidden" name=(TOKEN_FIELD) value=(token);
+                            button type="submit" { "Try again" }
+                        }
+                    }
+                },
+            );
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(5));
+            if let Some(origin) = app_origin {
+                html::allow_form_redirect_to(&mut response, origin);
+            }
+            return response;
+        }
+    };
+    html::page(status, title, html! { p { (message) } (back) })
+}
+
+/// The token from AWS's form post, if the post is one.
+fn token(request: &Request) -> Option<String> {
+    let body = request.body().as_ref();
+    if body.len() > MAX_FORM_BYTES
+        || !crate::http::has_media_type(request.headers(), "application/x-www-form-urlencoded")
+    {
+        return None;
+    }
+    form_urlencoded::parse(body)
+        .find(|(name, _)| name == TOKEN_FIELD)
+        .map(|(_, value)| value.into_owned())
+        .filter(|token| {
+            (1..=MAX_TOKEN_CHARS).contains(&token.len()) && token.chars().all(|c| c.is_ascii_graphic())
+        })
+}
+
+async fn register<S, P, R>(
+    api: &RegisterApi<S, P, R>,
+    sold: &Sold<S, P, R>,
+    request: &Request,
+) -> Response<Body>
+where
+    S: ProvisionStore + ResourceWriter + SessionStore + AwsMarketplaceStore,
+    P: Provisioner,
+    R: ResolveCustomer,
+{
+    let Some(token) = token(request) else {
+        return stop_page(Stop::Unreadable, None, None);
+    };
+    let clients = api.clients.get().await;
+    match registered(api, sold, &token).await {
+        Ok(landing) => crate::sso_login::hand_off(landing, &clients, &api.issuer, request),
+        Err(stop) => {
+            let app_origin = clients
+                .handoff()
+                .and_then(|client| client.initiate_login_uri.as_deref())
+                .and_then(|uri| reqwest::Url::parse(uri).ok())
+                .map(|url| url.origin().ascii_serialization());
+            stop_page(stop, Some(&token), app_origin.as_deref())
+        }
+    }
+}
+
+/// The purchase behind `token`, provisioned once, and the buyer's session.
+async fn registered<S, P, R>(
+    api: &RegisterApi<S, P, R>,
+    sold: &Sold<S, P, R>,
+    token: &str,
+) -> Result<Response<Body>, Stop>
+where
+    S: ProvisionStore + ResourceWriter + SessionStore + AwsMarketplaceStore,
+    P: Provisioner,
+    R: ResolveCustomer,
+{
+    let store = api.sessions.store();
+    let digest = fingerprint(token);
+    let now = Timestamp::now();
+    let customer = match store.get_aws_token(&digest).await.map_err(unavailable)? {
+        Some(customer) => customer,
+        None => {
+            let customer = sold.resolver.resolve_customer(token).await.map_err(|err| match err {
+                SellerError::InvalidToken => Stop::InvalidToken,
+                SellerError::ExpiredToken => Stop::ExpiredToken,
+                SellerError::Unavailable(detail) => {
+                    tracing::warn!(%detail, "ResolveCustomer unavailable");
+                    Stop::TryAgain
+                }
+                SellerError::Refused(detail) => {
+                    tracing::error!(%detail, "ResolveCustomer refused: check the function's role and the listing");
+                    Stop::TryAgain
+                }
+            })?;
+            let keep_until = now.unix() + TOKEN_LIFETIME_SECONDS + FUTURE_TOLERANCE_SECONDS;
+            store
+                .save_aws_token(&digest, &customer, keep_until)
+                .await
+                .map_err(unavailable)?;
+            customer
+        }
+    };
+    if customer.product_code != sold.config.product_code {
+        return Err(Stop::OtherProduct);
+    }
+    let resource = provisioned(sold, store, &customer, &now).await?;
+    tracing::info!(resource_id = %resource.id, plan = %resource.plan, "AWS Marketplace purchase registered");
+    let identity = SignedInIdentity {
+        subject: SignedInIdentity::subject_of(Platform::Aws, &format!("account:{}", customer.aws_account_id)),
+        platform: Platform::Aws,
+        // AWS gives no email: the vendor's app asks the buyer if it needs one.
+        email: None,
+        email_verified: false,
+        unverified_email: None,
+        name: None,
+        resource_id: None,
+        plan: None,
+        marketplace_id: None,
+        aws_account_id: Some(customer.aws_account_id.clone()),
+        auth_time: now.unix(),
+    }
+    .with_resource(Some(&resource));
+    let session = Session {
+        platform: Platform::Aws,
+        subject_id: resource.id.clone(),
+        email: None,
+        nav_data: None,
+        created_at: now.to_string(),
+        expires_at: 0,
+        identity: Some(identity),
+    };
+    // One session per token: a re-post (a reload) lands where the first
+    // did, in the session that one opened, and opens none.
+    let spent = format!("aws-register\n{digest}");
+    let spent_until = now.unix() + TOKEN_LIFETIME_SECONDS + FUTURE_TOLERANCE_SECONDS;
+    match api.sessions.open(&spent, spent_until, session).await {
+        Ok(landing) => Ok(landing),
+        Err(SignInError::Refused(Refusal::Replayed)) => Ok(html::redirect(StatusCode::SEE_OTHER, PANEL_PATH)),
+        Err(SignInError::Refused(_)) => Err(Stop::TryAgain),
+        Err(SignInError::Store(err)) => Err(unavailable(err)),
+    }
+}
+
+/// The purchase's resource: provisioned on the plan AWS's events entitle
+/// (else the listing's first), or the one a previous post provisioned.
+async fn provisioned<S, P, R>(
+    sold: &Sold<S, P, R>,
+    store: &S,
+    customer: &AwsCustomer,
+    now: &Timestamp,
+) -> Result<Resource, Stop>
+where
+    S: ProvisionStore + ResourceWriter + AwsMarketplaceStore,
+    P: Provisioner,
+{
+    let license_id = aws_license_id(&customer.license_arn);
+    let events_said = store.get_aws_license(license_id).await.map_err(unavailable)?;
+    if events_said
+        .as_ref()
+        .is_some_and(|license| license.ended || license.deprovisioned)
+    {
+        return Err(Stop::Ended);
+    }
+    let plan = events_said
+        .as_ref()
+        .and_then(|license| license.entitled_plan.clone())
+        .unwrap_or_else(|| sold.config.default_plan().to_string());
+    let id = resource_id(license_id);
+    // A purchase registered before (a re-post, a second tab) is answered as
+    // it is: the vendor is not asked to provision it again.
+    let mut resource = match store.get_resource(&id).await.map_err(unavailable)? {
+        Some(existing) if existing.is_active() || existing.status == ResourceStatus::Suspended => existing,
+        Some(_) => return Err(Stop::Ended),
+        None => provision(sold, customer, id, plan, now).await?,
+    };
+    // An event may have been handled while this provisioned: it found no
+    // resource, so its state is applied here (it wrote before it read;
+    // this provisioned before it reads).
+    let Some(latest) = store.get_aws_license(license_id).await.map_err(unavailable)? else {
+        return Ok(resource);
+    };
+    if latest.deprovisioned {
+        sold.lifecycle
+            .deprovision(&resource.id)
+            .await
+            .map_err(lifecycle_stop)?;
+        return Err(Stop::Ended);
+    }
+    if latest.ended {
+        sold.lifecycle
+            .mark_ending(&resource.id)
+            .await
+            .map_err(lifecycle_stop)?;
+        return Err(Stop::Ended);
+    }
+    if let Some(entitled) = latest.entitled_plan.filter(|plan| *plan != resource.plan) {
+        sold.lifecycle
+            .change_plan(&resource.id, &entitled, None)
+            .await
+            .map_err(lifecycle_stop)?;
+        resource.plan = entitled;
+    }
+    Ok(resource)
+}
+
+/// A new resource for the purchase, through the lifecycle.
+async fn provision<S, P, R>(
+    sold: &Sold<S, P, R>,
+    customer: &AwsCustomer,
+    id: String,
+    plan: String,
+    now: &Timestamp,
+) -> Result<Resource, Stop>
+where
+    S: ProvisionStore,
+    P: Provisioner,
+{
+    let resource = Resource {
+        owner_id: Some(customer.aws_account_id.clone()),
+        user_id: Some(customer.customer_identifier.clone()).filter(|id| !id.is_empty()),
+        ..Resource::new(
+            id,
+            Platform::Aws,
+            customer.license_arn.clone(),
+            plan,
+            Default::default(),
+            now,
+        )
+    };
+    sold.lifecycle
+        .provision(resource, now)
+        .await
+        .map_err(lifecycle_stop)
+}
+
+fn unavailable(err: crate::store::StoreError) -> Stop {
+    tracing::warn!(error = %err, "registration could not reach storage");
+    Stop::TryAgain
+}
+
+fn lifecycle_stop(err: LifecycleError) -> Stop {
+    match err {
+        LifecycleError::AlreadyDeprovisioned | LifecycleError::NotFound => Stop::Ended,
+        err => {
+            tracing::warn!(error = %err, "registration could not provision");
+            Stop::TryAgain
+        }
+    }
+}
