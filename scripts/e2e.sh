@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The tests that need the running stack (run by scripts/stack.sh test): the
 # Rust storage and end-to-end tests, `provider check` against the stack's own
-# manifests (Clever Cloud's, Heroku's, then Scalingo's), the browser test, then the recorded AWS calls against the template. All always run; the exit status is failure
+# manifests (Clever Cloud's, Heroku's, then Scalingo's), AWS Marketplace's check, the browser test, then the recorded AWS calls against the template. All always run; the exit status is failure
 # if any failed.
 set -uo pipefail
 status=0
@@ -39,6 +39,11 @@ if [[ "$keys_before" != "$keys_after" ]]; then
 else
   echo "provider check left the table as it found it ($(echo "$keys_before" | wc -l) items)"
 fi
+# AWS Marketplace's registration and events, against the stand-in AWS
+# Marketplace the stack reaches (its purchases are the stand-in's own, each
+# deprovisioned at the end, so this runs after the table comparison).
+echo "provider check --marketplace aws"
+target/debug/provider check --marketplace aws || status=1
 cargo build --quiet --package tests --bin sso_fixture || status=1
 node --test tests/browser/ || status=1
 # Every AWS call the functions made above, against their grants in the

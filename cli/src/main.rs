@@ -20,6 +20,7 @@
 //! errors included (`{"error": …, "exit": N}`). Config values and secrets
 //! are never printed.
 
+mod aws_try;
 mod check;
 mod dlq;
 mod events;

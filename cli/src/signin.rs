@@ -3,9 +3,11 @@
 //! per scheme over the stack's own signers (`shared::*::sso`), so what is
 //! tried is what is checked.
 
+use crate::Failure;
 use shared::clevercloud::sso::CleverCloudSso;
 use shared::heroku::sso::{parse_form, HerokuSso};
 use shared::scalingo::sso::ScalingoSso;
+use std::path::Path;
 
 /// A form's fields, in the order the marketplace posts them.
 pub type Form = Vec<(&'static str, String)>;
@@ -116,6 +118,48 @@ pub fn auto_post_page(action: &str, form: &Form) -> String {
          <noscript><button type=\"submit\">Sign in</button></noscript>\n</form>\n</body></html>\n",
         escape(action)
     )
+}
+
+/// Writes `text` to `path`, readable by its owner alone (it holds a live
+/// sign-in).
+pub fn write_private(path: &Path, text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .map_err(|err| Failure::Failed(format!("cannot write {}: {err}", path.display())))
+}
+
+/// `$BROWSER`, else the desktop's opener.
+pub fn open_in_browser(target: &str) -> Result<(), Failure> {
+    let opener = std::env::var("BROWSER")
+        .ok()
+        .filter(|browser| !browser.trim().is_empty())
+        .unwrap_or_else(|| {
+            if cfg!(target_os = "macos") {
+                "open"
+            } else {
+                "xdg-open"
+            }
+            .to_string()
+        });
+    let status = std::process::Command::new(&opener)
+        .arg(target)
+        .status()
+        .map_err(|err| {
+            Failure::Failed(format!(
+                "cannot start {opener} ({err}): set BROWSER, or open {target}"
+            ))
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Failure::Failed(format!("{opener} {target} failed ({status})")))
+    }
 }
 
 #[cfg(test)]

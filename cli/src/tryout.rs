@@ -35,6 +35,17 @@ pub enum TryCommand {
     /// is; --open gives it to the browser ($BROWSER, else xdg-open or
     /// open). Changes nothing until the browser follows it.
     Sso(SsoArgs),
+    /// Register a new AWS Marketplace purchase as the buyer's browser does:
+    /// a token minted by `make run`'s stand-in AWS Marketplace, posted as
+    /// AWS's form to POST /aws/register. Changes: a new add-on on the stack
+    /// (and at the vendor's service). Prints the license ARN and the answer;
+    /// --open lets the browser post it and land signed in.
+    Register(crate::aws_try::RegisterArgs),
+    /// Deliver an AWS Marketplace event (created, amended, updated, ended,
+    /// deprovisioned) about LICENSE_ARN to `marketplace-events`, as
+    /// EventBridge does, through Lambda's Invoke API (`make run`'s). Changes:
+    /// what the event says (a plan change, an end, a deprovision).
+    Event(crate::aws_try::EventArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -149,6 +160,8 @@ pub async fn run(command: TryCommand) -> Result<Outcome, Failure> {
         TryCommand::Deprovision(args) => call(Action::Deprovision, &args).await,
         TryCommand::Suspend(args) => call(Action::Suspend, &args).await,
         TryCommand::Resume(args) => call(Action::Resume, &args).await,
+        TryCommand::Register(args) => crate::aws_try::register(&args).await,
+        TryCommand::Event(args) => crate::aws_try::event(&args).await,
     }
 }
 
@@ -509,7 +522,7 @@ fn sso(args: &SsoArgs) -> Result<Outcome, Failure> {
             shared::secret::random_hex(6)
         )),
     };
-    write_private(&out, &page)?;
+    signin::write_private(&out, &page)?;
     let fields: Vec<&str> = form.iter().map(|(name, _)| *name).collect();
     let target = out.display().to_string();
     give(
@@ -528,52 +541,10 @@ fn give(args: &SsoArgs, method: &str, target: &str, mut report: Value) -> Result
         report["id"] = id.clone().into();
     }
     if args.open {
-        open_in_browser(target)?;
+        signin::open_in_browser(target)?;
         report["opened"] = true.into();
     }
     Ok(Outcome::Done(report))
-}
-
-/// Writes `text` to `path`, readable by its owner alone (it holds a live
-/// sign-in).
-fn write_private(path: &Path, text: &str) -> Result<(), Failure> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-        .open(path)
-        .and_then(|mut file| file.write_all(text.as_bytes()))
-        .map_err(|err| Failure::Failed(format!("cannot write {}: {err}", path.display())))
-}
-
-/// `$BROWSER`, else the desktop's opener.
-fn open_in_browser(target: &str) -> Result<(), Failure> {
-    let opener = std::env::var("BROWSER")
-        .ok()
-        .filter(|browser| !browser.trim().is_empty())
-        .unwrap_or_else(|| {
-            if cfg!(target_os = "macos") {
-                "open"
-            } else {
-                "xdg-open"
-            }
-            .to_string()
-        });
-    let status = std::process::Command::new(&opener)
-        .arg(target)
-        .status()
-        .map_err(|err| {
-            Failure::Failed(format!(
-                "cannot start {opener} ({err}): set BROWSER, or open {target}"
-            ))
-        })?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(Failure::Failed(format!("{opener} {target} failed ({status})")))
-    }
 }
 
 #[cfg(test)]
@@ -699,7 +670,7 @@ mod tests {
     #[test]
     fn a_page_is_written_for_its_owner_alone() {
         let path = std::env::temp_dir().join(format!("try-test-{}.html", shared::secret::random_hex(4)));
-        write_private(&path, "x").unwrap();
+        crate::signin::write_private(&path, "x").unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -3,6 +3,7 @@
 //! function behind `cargo lambda watch`. The stack's addresses and the
 //! add-on's settings arrive in environment variables.
 
+pub mod broken_aws;
 pub mod broken_heroku;
 pub mod broken_provider;
 pub mod broken_scalingo;

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::process::{Command, Output};
+use tests::broken_aws::{self, AwsFault};
 use tests::broken_heroku::{self, HerokuFault};
 use tests::broken_provider::{self, Fault};
 use tests::broken_scalingo::{self, ScalingoFault};
@@ -28,6 +29,22 @@ fn check_scalingo(fault: Option<ScalingoFault>) -> Run {
     check_with(&["--marketplace", "scalingo"], broken_scalingo::manifest(&base))
 }
 
+/// `provider check --marketplace aws --json` against the AWS Marketplace
+/// stand-in with `fault` (stack, AWS Marketplace and Invoke API in one).
+fn check_aws(fault: Option<AwsFault>) -> Run {
+    let base = broken_aws::spawn(fault);
+    let output = Command::new(workspace_binary("provider"))
+        .args(["check", "--json", "--marketplace", "aws", "--base-url", &base])
+        .args(["--stand-in", &base, "--invoke-url", &base])
+        .env("AWS_MARKETPLACE_PRODUCT_CODE", broken_aws::PRODUCT_CODE)
+        .env("AWS_MARKETPLACE_PLANS", broken_aws::PLANS)
+        .env_remove("ADDON_PLANS")
+        .env_remove("TABLE_NAME")
+        .output()
+        .expect("run provider");
+    outcomes_of(&output)
+}
+
 fn check_with(
     flags: &[&str],
     manifest_json: serde_json::Value,
@@ -39,6 +56,11 @@ fn check_with(
     args.extend(flags);
     let output = provider(&args);
     let _ = std::fs::remove_file(&manifest);
+    outcomes_of(&output)
+}
+
+/// The exit status, each check's outcome by name, and the report.
+fn outcomes_of(output: &Output) -> Run {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
         panic!(
             "provider check printed no JSON ({err}); stderr: {}",
@@ -180,6 +202,19 @@ fn each_scalingo_fault_fails_the_check_it_breaks() {
         ScalingoFault::expected_failure,
         check_scalingo,
     );
+}
+
+#[test]
+fn a_correct_aws_marketplace_integration_passes_every_aws_check() {
+    let (outcomes, _) = all_pass(check_aws(None), &AwsFault::ALL, AwsFault::expected_failure);
+    assert!(outcomes
+        .keys()
+        .all(|name| name.starts_with("aws.") || name == "timing.budget" || name == "cleanup.table"));
+}
+
+#[test]
+fn each_aws_marketplace_fault_fails_the_check_it_breaks() {
+    each_fails(&AwsFault::ALL, AwsFault::expected_failure, check_aws);
 }
 
 #[test]

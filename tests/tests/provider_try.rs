@@ -163,3 +163,44 @@ async fn a_tried_cloud66_callback_signs_its_user_in() {
     let refused = callback(&jar, &forged).await.unwrap();
     assert!(refused.status().is_client_error(), "{}", refused.status());
 }
+
+/// `provider try register` registers a purchase as the buyer's browser does;
+/// `provider try event` then walks it through AWS's events to its end.
+#[tokio::test]
+async fn an_aws_marketplace_purchase_can_be_tried_from_registration_to_its_end() {
+    let (code, registered) = try_(&["register", "--marketplace", "aws"]);
+    assert_eq!(code, 0, "{registered}");
+    assert_eq!(registered["answer"]["status"], 303, "{registered}");
+    assert_eq!(registered["answer"]["session_opened"], true, "{registered}");
+    let license = registered["license_arn"].as_str().unwrap().to_string();
+    let id = registered["resource_id"].as_str().unwrap().to_string();
+    assert_eq!(stored_resource(&id).await.plan, "basic");
+
+    let premium = stack_var("AWS_MARKETPLACE_PLANS")
+        .split(',')
+        .find(|pair| pair.ends_with(":premium"))
+        .and_then(|pair| pair.split_once(':'))
+        .map(|(dimension, _)| dimension.to_string())
+        .expect("a dimension for premium");
+    let (code, updated) = try_(&[
+        "event",
+        "--marketplace",
+        "aws",
+        "updated",
+        &license,
+        "--dimension",
+        &premium,
+    ]);
+    assert_eq!(code, 0, "{updated}");
+    assert_eq!(stored_resource(&id).await.plan, "premium");
+    for (event, status) in [
+        ("ended", shared::model::ResourceStatus::Ending),
+        ("deprovisioned", shared::model::ResourceStatus::Deprovisioned),
+    ] {
+        let (code, answer) = try_(&["event", "--marketplace", "aws", event, &license]);
+        assert_eq!(code, 0, "{event}: {answer}");
+        assert_eq!(stored_resource(&id).await.status, status, "{event}");
+    }
+    let (code, refused) = try_(&["event", "--marketplace", "aws", "ended", "not-a-license"]);
+    assert_eq!(code, 2, "{refused}");
+}

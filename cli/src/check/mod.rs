@@ -4,6 +4,7 @@
 //! documents (docs/clevercloud.md, docs/cloud66.md, docs/oidc.md), prints a line per check and a summary, and
 //! deprovisions everything it provisioned.
 
+mod aws;
 mod cleanup;
 mod heroku;
 mod lifecycle;
@@ -35,10 +36,19 @@ use target::Target;
 #[derive(Args, Debug)]
 pub struct CheckArgs {
     /// Which marketplace's protocol to check: Clever Cloud's (with Cloud 66
-    /// and the OpenID Connect provider), Heroku's (docs/heroku.md) or
-    /// Scalingo's (docs/scalingo.md).
-    #[arg(long, value_enum, default_value_t = Marketplace::Clevercloud)]
-    marketplace: Marketplace,
+    /// and the OpenID Connect provider), Heroku's (docs/heroku.md),
+    /// Scalingo's (docs/scalingo.md), or AWS Marketplace's registration and
+    /// events against the stand-in AWS Marketplace (docs/aws-marketplace.md).
+    #[arg(long, value_enum, default_value_t = Suite::Clevercloud)]
+    marketplace: Suite,
+    /// AWS Marketplace: the stand-in AWS Marketplace that mints tokens
+    /// (default: AWS_MARKETPLACE_STANDIN_URL).
+    #[arg(long, value_name = "URL")]
+    stand_in: Option<String>,
+    /// AWS Marketplace: Lambda's Invoke API, where `marketplace-events` is
+    /// handed events (default: LOCAL_INVOKE_URL, `cargo lambda watch`'s).
+    #[arg(long, value_name = "URL")]
+    invoke_url: Option<String>,
     /// The marketplace's manifest (JSON), e.g. one `make run` prints.
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
@@ -96,7 +106,11 @@ impl CheckArgs {
         if self.manifest.is_some() {
             return;
         }
-        if self.marketplace == Marketplace::Scalingo {
+        if self.marketplace == Suite::Aws {
+            self.base_url = self.base_url.take().or_else(|| crate::stack::root_url(outputs));
+            return;
+        }
+        if self.marketplace == Suite::Scalingo {
             let root = crate::stack::root_url(outputs);
             let url = |path: &str| root.as_ref().map(|root| format!("{root}{path}"));
             self.base_url = self.base_url.take().or_else(|| url("/scalingo/resources"));
@@ -112,7 +126,7 @@ impl CheckArgs {
             }
             return;
         }
-        if self.marketplace == Marketplace::Heroku {
+        if self.marketplace == Suite::Heroku {
             let root = crate::stack::root_url(outputs);
             let url = |path: &str| root.as_ref().map(|root| format!("{root}{path}"));
             self.base_url = self.base_url.take().or_else(|| url("/heroku/resources"));
@@ -153,6 +167,28 @@ impl CheckArgs {
 
 pub use crate::listing::Marketplace;
 
+/// The suites `--marketplace` picks: each manifest marketplace's, and AWS
+/// Marketplace's, which has no manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Suite {
+    Clevercloud,
+    Heroku,
+    Scalingo,
+    Aws,
+}
+
+impl Suite {
+    /// The marketplace whose manifest the suite reads (not AWS Marketplace).
+    fn manifest_marketplace(self) -> Option<Marketplace> {
+        match self {
+            Suite::Clevercloud => Some(Marketplace::Clevercloud),
+            Suite::Heroku => Some(Marketplace::Heroku),
+            Suite::Scalingo => Some(Marketplace::Scalingo),
+            Suite::Aws => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Endpoints {
     Production,
@@ -172,6 +208,9 @@ impl Endpoints {
 /// could not be set up (nothing was sent) is a usage failure (exit 2), which
 /// the caller reports by the CLI's convention.
 pub async fn main(args: CheckArgs, json: bool) -> Result<ExitCode, crate::Failure> {
+    if args.marketplace == Suite::Aws {
+        return aws_main(&args, json).await;
+    }
     let (target, probe) = Target::resolve(&args, &shared::config::process_env)
         .and_then(|target| Probe::new().map(|probe| (target, probe)))
         .map_err(crate::Failure::Usage)?;
@@ -198,6 +237,36 @@ pub async fn main(args: CheckArgs, json: bool) -> Result<ExitCode, crate::Failur
     }
     if json {
         println!("{}", report.to_json(&target.base_url));
+    } else {
+        println!("{}", report.summary());
+    }
+    Ok(if report.failed() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `--marketplace aws`: against a stack on the stand-in AWS Marketplace.
+async fn aws_main(args: &CheckArgs, json: bool) -> Result<ExitCode, crate::Failure> {
+    let (target, probe) = aws::AwsTarget::resolve(
+        args.base_url.as_deref(),
+        args.stand_in.as_deref(),
+        args.invoke_url.as_deref(),
+        &shared::config::process_env,
+    )
+    .and_then(|target| Probe::new().map(|probe| (target, probe)))
+    .map_err(crate::Failure::Usage)?;
+    let mut report = Report::new(!json);
+    aws::run(&target, &probe, &mut report).await;
+    // Every purchase it made ends as AWS ends one (License Deprovisioned);
+    // the stand-in's licenses are the check's own.
+    report.skip(
+        "cleanup.table",
+        "AWS Marketplace's check runs on the stand-in's purchases, each deprovisioned at the end",
+    );
+    if json {
+        println!("{}", report.to_json(&target.root));
     } else {
         println!("{}", report.summary());
     }

@@ -77,7 +77,11 @@ impl Target {
         };
         // Scalingo's manifest is flat (`username`, `production.base_url`,
         // …); Clever Cloud's and Heroku's nest theirs under `api`.
-        let scalingo = args.marketplace == super::Marketplace::Scalingo;
+        let marketplace = args
+            .marketplace
+            .manifest_marketplace()
+            .ok_or("AWS Marketplace has no manifest")?;
+        let scalingo = marketplace == super::Marketplace::Scalingo;
         let (id_field, api): (&str, &[&str]) = if scalingo {
             ("username", &[])
         } else {
@@ -122,7 +126,7 @@ impl Target {
                 .or_else(|| from_manifest(path))
                 .map(Secret::new)
         };
-        let (password_var, salt_var) = match args.marketplace {
+        let (password_var, salt_var) = match marketplace {
             super::Marketplace::Clevercloud => ("ADDON_PASSWORD", "ADDON_SSO_SALT"),
             super::Marketplace::Heroku => ("HEROKU_PASSWORD", "HEROKU_SSO_SALT"),
             super::Marketplace::Scalingo => ("SCALINGO_PASSWORD", "SCALINGO_SSO_SALT"),
@@ -139,7 +143,7 @@ impl Target {
         };
         let cloud66 = Cloud66Sso::from_lookup(lookup).map_err(|err| err.to_string())?;
         Ok(Self {
-            marketplace: args.marketplace,
+            marketplace,
             addon_id,
             password,
             sso_salt,
