@@ -42,6 +42,19 @@ NOT_EXERCISED = {
     "provision dynamodb:GetItem table SCALINGO_ADDON#*": (
         "the same read for a Scalingo provision's claim (keyed by its uuid), reached only by the same race"
     ),
+    "marketplace-register dynamodb:GetItem table AWS_LICENSE#*": (
+        "the same read for an AWS Marketplace purchase's claim (keyed by its license), reached only by the same "
+        "race between two posts of one purchase"
+    ),
+    "marketplace-register dynamodb:UpdateItem table RESOURCE#res_aws_*": (
+        "a registration that finds its license deprovisioned by an event handled while it provisioned deprovisions "
+        "the resource, with the default provisioner (no ProvisionerUrl) in one UpdateItem; the end-to-end stacks "
+        "run with a vendor's PROVISIONER_URL (a read and a versioned put), and the race is not produced on demand"
+    ),
+    "marketplace-events dynamodb:UpdateItem table RESOURCE#res_aws_*": (
+        "License Deprovisioned with the default provisioner (no ProvisionerUrl) deprovisions in one UpdateItem; "
+        "the end-to-end stacks run with a vendor's PROVISIONER_URL (a read and a versioned put)"
+    ),
 }
 
 

@@ -666,12 +666,15 @@ def relay_once(source: FunctionRuleSource, queues, invoke, log, now=time.time) -
     """Hands the events waiting in the rule's relay queue to the function; the number handled."""
     url = queues.url(source.relay)
     answer = queues.call("ReceiveMessage", {
-        "QueueUrl": url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 1, "VisibilityTimeout": 30,
+        # No long polling: moto's holds its lock for the wait, which stalls the bus delivering here.
+        "QueueUrl": url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 0, "VisibilityTimeout": 30,
         "MessageSystemAttributeNames": ["ApproximateReceiveCount"], "AttributeNames": ["ApproximateReceiveCount"],
     })
     handled = 0
     for message in answer.get("Messages", []):
         event = json.loads(message["Body"])
+        # moto's EventBridge leaves out the envelope's `account`, which AWS's never does.
+        event.setdefault("account", ACCOUNT)
         receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
         try:
             invoke(event)
@@ -759,7 +762,8 @@ def run(template_path: str, environ) -> int:
         log(f"{source.function}: {source.event} events of bus {source.bus}")
         while not stop.is_set():
             try:
-                relay_once(source, queues, invoke, log)
+                if not relay_once(source, queues, invoke, log):
+                    stop.wait(0.25)
             except (OSError, ValueError, KeyError) as failure:
                 log(f"{source.function}: the relay queue could not be read ({failure}); trying again")
                 stop.wait(2)

@@ -23,27 +23,33 @@ fn listed() -> Vec<serde_json::Value> {
     report["events"].as_array().cloned().unwrap_or_default()
 }
 
+/// Puts one event on the local default bus, as a function or AWS would.
+async fn put_on_bus(source: &str, detail_type: &str, detail: Value) {
+    let bus = aws_sdk_eventbridge::Client::new(&shared::config::aws_sdk_config("tests").await);
+    let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+        .event_bus_name("default")
+        .source(source)
+        .detail_type(detail_type)
+        .detail(detail.to_string())
+        .build();
+    let answer = bus
+        .put_events()
+        .entries(entry)
+        .send()
+        .await
+        .expect("the local EventBridge");
+    assert_eq!(answer.failed_entry_count(), 0);
+}
+
 #[tokio::test]
 async fn provider_events_lists_what_the_lifecycle_bus_received_newest_first() {
-    let bus = aws_sdk_eventbridge::Client::new(&shared::config::aws_sdk_config("tests").await);
     let marker = unique("events");
     let put = |source: &'static str, detail_type: &'static str, n: usize| {
-        let (bus, marker) = (bus.clone(), marker.clone());
-        async move {
-            let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
-                .event_bus_name("default")
-                .source(source)
-                .detail_type(detail_type)
-                .detail(serde_json::json!({ "resource_id": format!("{marker}-{n}") }).to_string())
-                .build();
-            let answer = bus
-                .put_events()
-                .entries(entry)
-                .send()
-                .await
-                .expect("the local EventBridge");
-            assert_eq!(answer.failed_entry_count(), 0);
-        }
+        put_on_bus(
+            source,
+            detail_type,
+            json!({ "resource_id": format!("{marker}-{n}") }),
+        )
     };
     // One at a time, so that each is the newest when it arrives.
     for n in 0..3 {
@@ -335,4 +341,50 @@ async fn a_poison_record_is_retried_then_dead_lettered_listed_and_settled_by_red
     assert!(!stored_resource(&id).await.sync.is_owed());
     let (code, report) = dlq("list");
     assert_eq!((code, &report["messages"]), (0, &json!(0)), "{report}");
+}
+
+/// AWS Marketplace's events reach `marketplace-events` through the local
+/// bus, by the template's rule (its pattern, its relay), as AWS delivers
+/// them to the deployed stack; another source's do not.
+#[tokio::test]
+async fn an_aws_marketplace_event_put_on_the_local_bus_reaches_marketplace_events() {
+    let minted: Value = reqwest::Client::new()
+        .post(format!("{}/mint", stack_var("E2E_AWS_MARKETPLACE_URL")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (token, license_arn) = (
+        minted["token"].as_str().unwrap().to_string(),
+        minted["license_arn"].as_str().unwrap().to_string(),
+    );
+    let registered = browser()
+        .post(format!("{}/aws/register", base_url()))
+        .form(&[("x-amzn-marketplace-token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 303);
+    let id = shared::aws_marketplace::resource_id(shared::model::aws_license_id(&license_arn));
+    let put = |source: &'static str| {
+        put_on_bus(
+            source,
+            "License Deprovisioned - Manufacturer",
+            json!({"license": {"arn": license_arn}}),
+        )
+    };
+    put("someone-else").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        stored_resource(&id).await.status,
+        shared::model::ResourceStatus::Active
+    );
+    put(shared::aws_marketplace::events::SOURCE).await;
+    within(30, "the deprovision by the relayed event", || async {
+        (stored_resource(&id).await.status == shared::model::ResourceStatus::Deprovisioned).then_some(())
+    })
+    .await;
 }

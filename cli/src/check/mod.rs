@@ -235,16 +235,7 @@ pub async fn main(args: CheckArgs, json: bool) -> Result<ExitCode, crate::Failur
         }
         Err(why) => report.skip("cleanup.table", why),
     }
-    if json {
-        println!("{}", report.to_json(&target.base_url));
-    } else {
-        println!("{}", report.summary());
-    }
-    Ok(if report.failed() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(finish(&report, &target.base_url, json))
 }
 
 /// `--marketplace aws`: against a stack on the stand-in AWS Marketplace.
@@ -265,16 +256,22 @@ async fn aws_main(args: &CheckArgs, json: bool) -> Result<ExitCode, crate::Failu
         "cleanup.table",
         "AWS Marketplace's check runs on the stand-in's purchases, each deprovisioned at the end",
     );
+    Ok(finish(&report, &target.root, json))
+}
+
+/// Prints the report (JSON, or the summary after the lines) and says how
+/// the run ended: 0 when every check passed, 1 when any failed.
+fn finish(report: &Report, target: &str, json: bool) -> ExitCode {
     if json {
-        println!("{}", report.to_json(&target.root));
+        println!("{}", report.to_json(target));
     } else {
         println!("{}", report.summary());
     }
-    Ok(if report.failed() {
+    if report.failed() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }
 
 /// Every check, in the order a marketplace would meet them.

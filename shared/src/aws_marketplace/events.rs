@@ -28,17 +28,22 @@ const HANDLED_FOR_SECONDS: i64 = 7 * 24 * 3600;
 /// (EventBridge then delivers again).
 const ATTEMPTS: u32 = 8;
 
-/// The EventBridge envelope, as AWS delivers it.
+/// The EventBridge envelope, as AWS delivers it. What this handler does not
+/// act on may be absent: a missing `account` must not drop a deprovision.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Envelope {
+    #[serde(default)]
     pub version: String,
     /// The event's id: the same on every delivery of it.
     pub id: String,
     #[serde(rename = "detail-type")]
     pub detail_type: String,
     pub source: String,
+    #[serde(default)]
     pub account: String,
+    #[serde(default)]
     pub time: String,
+    #[serde(default)]
     pub region: String,
     #[serde(default)]
     pub resources: Vec<String>,
@@ -121,13 +126,15 @@ impl<S: Clone, P: Provisioner, E> EventsApi<S, P, E> {
 impl EventsApi<DynamoStore, VendorProvisioner, EntitlementClient> {
     /// `AWS_MARKETPLACE_*`, `ADDON_*` and `PROVISIONER_*`.
     pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
-        let (_, environment, store, provisioner) = crate::lifecycle::parts_from_env(function).await?;
-        let lookup = environment.lookup();
-        let aws = AwsMarketplaceConfig::from_lookup(&lookup)?;
-        let addon_id = config::required(&lookup, "ADDON_ID")?;
-        let config_vars = config::config_vars(&lookup, &addon_id)?;
+        let parts = super::Parts::from_env(function).await?;
         let entitlements = EntitlementClient::new(&config::aws_sdk_config(function).await);
-        Ok(Self::new(aws, store, provisioner, entitlements, config_vars))
+        Ok(Self::new(
+            parts.config,
+            parts.store,
+            parts.provisioner,
+            entitlements,
+            parts.config_vars,
+        ))
     }
 }
 
@@ -274,34 +281,96 @@ async fn settle<S: ResourceWriter, P: Provisioner>(
     }
 }
 
+/// What events say of a license or an agreement: written conditionally on
+/// its version, and only ever moving forward.
+trait Forward: Clone + PartialEq {
+    fn version(&self) -> u64;
+    fn stamp(&mut self, version: u64, at: String);
+    /// Keeps what `before` said that no later event takes back.
+    fn keep_forward(&mut self, before: &Self);
+}
+
+impl Forward for AwsLicense {
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn stamp(&mut self, version: u64, at: String) {
+        (self.version, self.updated_at) = (version, at);
+    }
+
+    fn keep_forward(&mut self, before: &Self) {
+        // Once gone, nothing comes back: a late event changes nothing.
+        self.deprovisioned |= before.deprovisioned;
+        self.ended |= before.ended;
+    }
+}
+
+impl Forward for AwsAgreement {
+    fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn stamp(&mut self, version: u64, at: String) {
+        (self.version, self.updated_at) = (version, at);
+    }
+
+    fn keep_forward(&mut self, before: &Self) {
+        self.ended |= before.ended;
+        if self.license_id.is_none() {
+            self.license_id = before.license_id.clone();
+        }
+    }
+}
+
+/// Reads the state (`blank` when there is none), applies `change`, and
+/// writes it if it changed, conditionally on the version read; a lost race
+/// reads again.
+async fn update_forward<T, Load, Loaded, Save, Saved>(
+    blank: T,
+    load: Load,
+    save: Save,
+    change: impl Fn(&mut T),
+) -> Result<T, EventError>
+where
+    T: Forward,
+    Load: Fn() -> Loaded,
+    Loaded: std::future::Future<Output = Result<Option<T>, StoreError>>,
+    Save: Fn(T) -> Saved,
+    Saved: std::future::Future<Output = Result<UpdateOutcome, StoreError>>,
+{
+    for _ in 0..ATTEMPTS {
+        let current = load().await?.unwrap_or_else(|| blank.clone());
+        let mut next = current.clone();
+        change(&mut next);
+        next.keep_forward(&current);
+        if next == current && current.version() > 0 {
+            return Ok(current);
+        }
+        next.stamp(current.version() + 1, Timestamp::now().to_string());
+        if save(next.clone()).await? == UpdateOutcome::Updated {
+            return Ok(next);
+        }
+    }
+    Err(EventError::Contended)
+}
+
 async fn update_license<S: AwsMarketplaceStore>(
     store: &S,
     license_id: &str,
     change: impl Fn(&mut AwsLicense),
 ) -> Result<AwsLicense, EventError> {
-    for _ in 0..ATTEMPTS {
-        let current = store
-            .get_aws_license(license_id)
-            .await?
-            .unwrap_or_else(|| AwsLicense {
-                license_id: license_id.to_string(),
-                ..AwsLicense::default()
-            });
-        let mut next = current.clone();
-        change(&mut next);
-        // Once gone, nothing comes back: a late event changes nothing.
-        next.deprovisioned |= current.deprovisioned;
-        next.ended |= current.ended;
-        if next == current && current.version > 0 {
-            return Ok(current);
-        }
-        next.version = current.version + 1;
-        next.updated_at = Timestamp::now().to_string();
-        if store.save_aws_license(&next).await? == UpdateOutcome::Updated {
-            return Ok(next);
-        }
-    }
-    Err(EventError::Contended)
+    let blank = AwsLicense {
+        license_id: license_id.to_string(),
+        ..AwsLicense::default()
+    };
+    update_forward(
+        blank,
+        || store.get_aws_license(license_id),
+        |license| async move { store.save_aws_license(&license).await },
+        change,
+    )
+    .await
 }
 
 async fn update_agreement<S: AwsMarketplaceStore>(
@@ -309,30 +378,17 @@ async fn update_agreement<S: AwsMarketplaceStore>(
     agreement_id: &str,
     change: impl Fn(&mut AwsAgreement),
 ) -> Result<AwsAgreement, EventError> {
-    for _ in 0..ATTEMPTS {
-        let current = store
-            .get_aws_agreement(agreement_id)
-            .await?
-            .unwrap_or_else(|| AwsAgreement {
-                agreement_id: agreement_id.to_string(),
-                ..AwsAgreement::default()
-            });
-        let mut next = current.clone();
-        change(&mut next);
-        next.ended |= current.ended;
-        if next.license_id.is_none() {
-            next.license_id = current.license_id.clone();
-        }
-        if next == current && current.version > 0 {
-            return Ok(current);
-        }
-        next.version = current.version + 1;
-        next.updated_at = Timestamp::now().to_string();
-        if store.save_aws_agreement(&next).await? == UpdateOutcome::Updated {
-            return Ok(next);
-        }
-    }
-    Err(EventError::Contended)
+    let blank = AwsAgreement {
+        agreement_id: agreement_id.to_string(),
+        ..AwsAgreement::default()
+    };
+    update_forward(
+        blank,
+        || store.get_aws_agreement(agreement_id),
+        |agreement| async move { store.save_aws_agreement(&agreement).await },
+        change,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -13,6 +13,40 @@ use crate::lifecycle::Marketplace;
 use crate::model::Platform;
 use sha2::{Digest, Sha256};
 
+/// What both AWS Marketplace functions start from: the lifecycle's parts
+/// (`crate::lifecycle::parts_from_env`), the `AWS_MARKETPLACE_*` settings
+/// and the config vars the vendor answers.
+pub(crate) struct Parts {
+    pub source: Option<crate::refresh::SecretSource>,
+    pub environment: crate::config::Environment,
+    pub store: crate::store::DynamoStore,
+    pub provisioner: crate::provisioner::VendorProvisioner,
+    pub config: Option<AwsMarketplaceConfig>,
+    pub config_vars: Vec<String>,
+}
+
+impl Parts {
+    pub(crate) async fn from_env(function: &str) -> Result<Self, ConfigError> {
+        let (source, environment, store, provisioner) = crate::lifecycle::parts_from_env(function).await?;
+        let (config, config_vars) = {
+            let lookup = environment.lookup();
+            let addon_id = config::required(&lookup, "ADDON_ID")?;
+            (
+                AwsMarketplaceConfig::from_lookup(&lookup)?,
+                config::config_vars(&lookup, &addon_id)?,
+            )
+        };
+        Ok(Self {
+            source,
+            environment,
+            store,
+            provisioner,
+            config,
+            config_vars,
+        })
+    }
+}
+
 /// Every AWS Marketplace resource's id begins so: an internet-facing
 /// function that makes them may write no other (scripts/check_policies.py).
 pub const RESOURCE_ID_PREFIX: &str = "res_aws_";

@@ -79,19 +79,25 @@ impl RegisterApi<DynamoStore, VendorProvisioner, MeteringClient> {
     /// `AWS_MARKETPLACE_*`, `ADDON_*`, `PROVISIONER_*`, `SESSION_TTL_SECONDS`,
     /// `PUBLIC_URL` and `OIDC_CLIENTS`.
     pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
-        let (source, environment, store, provisioner) = crate::lifecycle::parts_from_env(function).await?;
-        let lookup = environment.lookup();
-        let aws = AwsMarketplaceConfig::from_lookup(&lookup)?;
-        let addon_id = config::required(&lookup, "ADDON_ID")?;
-        let config_vars = config::config_vars(&lookup, &addon_id)?;
+        let parts = super::Parts::from_env(function).await?;
+        let lookup = parts.environment.lookup();
         let session_ttl = config::seconds(&lookup, "SESSION_TTL_SECONDS", 3600)?;
+        let issuer = Issuer::from_lookup(&lookup)?;
         let sdk = config::aws_sdk_config(function).await;
-        let resolver = MeteringClient::new(&sdk, aws.as_ref().and_then(|aws| aws.region.as_deref()));
-        let mut api = Self::new(aws, store, provisioner, resolver, config_vars, session_ttl);
-        api.clients = Fresh::new(source, &environment, |environment| {
+        let region = parts.config.as_ref().and_then(|aws| aws.region.as_deref());
+        let resolver = MeteringClient::new(&sdk, region);
+        let clients = Fresh::new(parts.source, &parts.environment, |environment| {
             Clients::from_lookup(&environment.lookup())
         })?;
-        api.issuer = Issuer::from_lookup(&lookup)?;
+        let mut api = Self::new(
+            parts.config,
+            parts.store,
+            parts.provisioner,
+            resolver,
+            parts.config_vars,
+            session_ttl,
+        );
+        (api.clients, api.issuer) = (clients, issuer);
         Ok(api)
     }
 }
