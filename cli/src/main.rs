@@ -81,8 +81,7 @@ enum Command {
     /// marketplace, plan and status. Changes nothing (a full read of the
     /// table).
     List {
-        /// Only this marketplace's, as stored: clever_cloud, cloud66, heroku
-        /// or scalingo.
+        /// Only this marketplace's, as stored.
         #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(PLATFORMS.map(|p| p.as_str())))]
         marketplace: Option<String>,
     },
@@ -159,12 +158,7 @@ enum Command {
 }
 
 /// The marketplaces a resource can come from (`provider list --marketplace`).
-const PLATFORMS: [shared::model::Platform; 4] = [
-    shared::model::Platform::CleverCloud,
-    shared::model::Platform::Cloud66,
-    shared::model::Platform::Heroku,
-    shared::model::Platform::Scalingo,
-];
+const PLATFORMS: [shared::model::Platform; 5] = shared::model::Platform::ALL;
 
 /// What a command found: all well (exit 0), or something to act on (exit 1),
 /// its report printed either way.

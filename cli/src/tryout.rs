@@ -476,8 +476,10 @@ fn sso(args: &SsoArgs) -> Result<Outcome, Failure> {
     };
     let wrong_proof = || {
         Failure::Usage(format!(
-            "--proof {:?} is not one of {}'s",
-            args.proof,
+            "--proof {} is not one of {}'s",
+            args.proof
+                .to_possible_value()
+                .map_or_else(String::new, |value| value.get_name().to_string()),
             args.marketplace.key()
         ))
     };

@@ -480,6 +480,15 @@ pub enum Platform {
 }
 
 impl Platform {
+    /// Every marketplace, in the order `provider list` names them.
+    pub const ALL: [Platform; 5] = [
+        Platform::CleverCloud,
+        Platform::Cloud66,
+        Platform::Heroku,
+        Platform::Scalingo,
+        Platform::Aws,
+    ];
+
     /// Its name as stored and as claimed (`clever_cloud`, `cloud66`).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -37,6 +37,12 @@ struct Seen {
     sign_ins: BTreeSet<String>,
     codes: BTreeSet<String>,
     access_tokens: BTreeSet<String>,
+    /// AWS Marketplace: the registration tokens posted, the licenses minted
+    /// (`l-…`), the agreements and the event ids delivered.
+    aws_tokens: BTreeSet<String>,
+    aws_licenses: BTreeSet<String>,
+    aws_agreements: BTreeSet<String>,
+    aws_events: BTreeSet<String>,
 }
 
 impl Traces {
@@ -79,6 +85,9 @@ impl Traces {
                     "code" => {
                         seen.codes.insert(value.clone());
                     }
+                    shared::aws_marketplace::register::TOKEN_FIELD => {
+                        seen.aws_tokens.insert(value.clone());
+                    }
                     _ => {}
                 }
             }
@@ -108,6 +117,12 @@ impl Traces {
                 }
             }
             seen.access_tokens.extend(bearer);
+            // An AWS Marketplace event handed to the events function.
+            if let Some(event) = json.as_ref().filter(|json| json.get("detail-type").is_some()) {
+                seen.aws_events.extend(event["id"].as_str().map(str::to_string));
+                seen.aws_agreements
+                    .extend(event["detail"]["agreement"]["id"].as_str().map(str::to_string));
+            }
         });
     }
 
@@ -147,6 +162,14 @@ impl Traces {
                 if let Some(token) = json["access_token"].as_str() {
                     seen.access_tokens.insert(token.to_string());
                 }
+                // A purchase the stand-in AWS Marketplace minted: its
+                // resource, claim and state, whether or not it registered.
+                if let Some(arn) = json["license_arn"].as_str() {
+                    let license = shared::model::aws_license_id(arn).to_string();
+                    seen.resource_ids
+                        .insert(shared::aws_marketplace::resource_id(&license));
+                    seen.aws_licenses.insert(license);
+                }
             }
         });
     }
@@ -179,6 +202,27 @@ impl Traces {
         }
         for token in &seen.access_tokens {
             keys.push((format!("OIDC_TOKEN#{}", fingerprint(token)), "OIDC_TOKEN"));
+        }
+        for token in &seen.aws_tokens {
+            let digest = fingerprint(token);
+            keys.push((
+                format!(
+                    "SSO_TOKEN#{}",
+                    fingerprint(&shared::aws_marketplace::register::spent_key(&digest))
+                ),
+                "SSO_TOKEN",
+            ));
+            keys.push((format!("AWS_TOKEN#{digest}"), "AWS_TOKEN"));
+        }
+        for license in &seen.aws_licenses {
+            keys.push((format!("AWS_LICENSE#{license}"), "AWS_LICENSE"));
+            keys.push((format!("AWS_SUBSCRIPTION#{license}"), "AWS_SUBSCRIPTION"));
+        }
+        for agreement in &seen.aws_agreements {
+            keys.push((format!("AWS_AGREEMENT#{agreement}"), "AWS_AGREEMENT"));
+        }
+        for event in &seen.aws_events {
+            keys.push((format!("AWS_EVENT#{event}"), "AWS_EVENT"));
         }
         keys
     }

@@ -214,28 +214,38 @@ pub async fn main(args: CheckArgs, json: bool) -> Result<ExitCode, crate::Failur
     let (target, probe) = Target::resolve(&args, &shared::config::process_env)
         .and_then(|target| Probe::new().map(|probe| (target, probe)))
         .map_err(crate::Failure::Usage)?;
-    let cleanup = match (
+    let cleanup = cleanup_for(&args, &target.cloud66_email).await;
+    let mut report = run(&target, &probe, !json).await;
+    clean_up(cleanup, &probe, &mut report).await;
+    Ok(finish(&report, &target.base_url, json))
+}
+
+/// What `--cleanup` will remove the run's records with, or why not.
+async fn cleanup_for(args: &CheckArgs, cloud66_email: &str) -> Result<(Cleanup, cleanup::Before), String> {
+    match (
         args.no_cleanup,
         config::optional(&config::process_env, "TABLE_NAME"),
     ) {
         (true, _) => Err("--no-cleanup: the run's records stay".to_string()),
         (false, None) => Err("no TABLE_NAME (or --stack): the run's records stay in the table".to_string()),
         (false, Some(table)) => {
-            let cleanup = Cleanup::new(table, &target.cloud66_email).await;
+            let cleanup = Cleanup::new(table, cloud66_email).await;
             match cleanup.before().await {
                 Ok(before) => Ok((cleanup, before)),
                 Err(why) => Err(format!("the table could not be read before the run: {why}")),
             }
         }
-    };
-    let mut report = run(&target, &probe, !json).await;
+    }
+}
+
+/// Removes every record the run made (`cleanup.table`), or says why not.
+async fn clean_up(cleanup: Result<(Cleanup, cleanup::Before), String>, probe: &Probe, report: &mut Report) {
     match cleanup {
         Ok((cleanup, before)) => {
             report.record("cleanup.table", cleanup.run(&probe.traces, &before).await);
         }
         Err(why) => report.skip("cleanup.table", why),
     }
-    Ok(finish(&report, &target.base_url, json))
 }
 
 /// `--marketplace aws`: against a stack on the stand-in AWS Marketplace.
@@ -248,14 +258,10 @@ async fn aws_main(args: &CheckArgs, json: bool) -> Result<ExitCode, crate::Failu
     )
     .and_then(|target| Probe::new().map(|probe| (target, probe)))
     .map_err(crate::Failure::Usage)?;
+    let cleanup = cleanup_for(args, &args.cloud66_email).await;
     let mut report = Report::new(!json);
     aws::run(&target, &probe, &mut report).await;
-    // Every purchase it made ends as AWS ends one (License Deprovisioned);
-    // the stand-in's licenses are the check's own.
-    report.skip(
-        "cleanup.table",
-        "AWS Marketplace's check runs on the stand-in's purchases, each deprovisioned at the end",
-    );
+    clean_up(cleanup, &probe, &mut report).await;
     Ok(finish(&report, &target.root, json))
 }
 

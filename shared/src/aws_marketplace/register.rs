@@ -235,6 +235,12 @@ where
     }
 }
 
+/// What a registration token, by its digest, spends when it opens the
+/// buyer's session: one session per token, whatever the re-posts.
+pub fn spent_key(token_fingerprint: &str) -> String {
+    format!("aws-register\n{token_fingerprint}")
+}
+
 /// The purchase behind `token`, provisioned once, and the buyer's session.
 async fn registered<S, P, R>(
     api: &RegisterApi<S, P, R>,
@@ -303,7 +309,7 @@ where
     };
     // One session per token: a re-post (a reload) lands where the first
     // did, in the session that one opened, and opens none.
-    let spent = format!("aws-register\n{digest}");
+    let spent = spent_key(&digest);
     let spent_until = now.unix() + TOKEN_LIFETIME_SECONDS + FUTURE_TOLERANCE_SECONDS;
     match api.sessions.open(&spent, spent_until, session).await {
         Ok(landing) => Ok(landing),
