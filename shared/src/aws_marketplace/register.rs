@@ -425,3 +425,70 @@ fn lifecycle_stop(err: LifecycleError) -> Stop {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::http::HeaderValue;
+
+    fn post(content_type: &str, body: &str) -> Request {
+        let mut request = Request::new(Body::from(body.to_string()));
+        *request.method_mut() = Method::POST;
+        request
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
+        request
+    }
+
+    const FORM: &str = "application/x-www-form-urlencoded";
+
+    #[test]
+    fn only_a_form_post_with_one_plain_token_is_read() {
+        assert_eq!(
+            token(&post(FORM, "x-amzn-marketplace-token=tok%2Babc%3D%3D&other=1")).as_deref(),
+            Some("tok+abc==")
+        );
+        assert_eq!(token(&post("application/json", r#"{"x-amzn-marketplace-token":"t"}"#)), None);
+        assert_eq!(token(&post(FORM, "x-amzn-marketplace-token=")), None);
+        assert_eq!(token(&post(FORM, "x-amzn-marketplace-token=a%20b")), None, "no spaces");
+        assert_eq!(token(&post(FORM, "x-amzn-marketplace-token=a%0Ab")), None, "no controls");
+        let long = format!("x-amzn-marketplace-token={}", "a".repeat(MAX_TOKEN_CHARS + 1));
+        assert_eq!(token(&post(FORM, &long)), None);
+        let huge = format!("x-amzn-marketplace-token=t&pad={}", "a".repeat(MAX_FORM_BYTES));
+        assert_eq!(token(&post(FORM, &huge)), None);
+    }
+
+    fn text(response: &Response<Body>) -> String {
+        String::from_utf8_lossy(response.body().as_ref()).to_string()
+    }
+
+    #[test]
+    fn each_stop_is_a_page_that_says_what_to_do_and_only_a_retry_carries_the_form() {
+        for (stop, status) in [
+            (Stop::Unreadable, 400),
+            (Stop::InvalidToken, 400),
+            (Stop::ExpiredToken, 400),
+            (Stop::OtherProduct, 403),
+            (Stop::Ended, 403),
+        ] {
+            let page = stop_page(stop, Some("tok-secret"), None);
+            assert_eq!(page.status(), status, "{stop:?}");
+            assert!(text(&page).contains("AWS Marketplace"), "{stop:?}");
+            assert!(!text(&page).contains("tok-secret"), "{stop:?}: no token on a refusal");
+        }
+        let retry = stop_page(Stop::TryAgain, Some("tok-<secret>"), Some("https://app.example"));
+        assert_eq!(retry.status(), 503);
+        assert_eq!(retry.headers()[header::RETRY_AFTER], "5");
+        let html = text(&retry);
+        assert!(html.contains(r#"value="tok-&lt;secret&gt;""#), "escaped, in the body: {html}");
+        let policy = retry.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(policy.contains("form-action 'self' https://app.example"), "{policy}");
+    }
+
+    #[test]
+    fn a_token_spends_one_session_whatever_its_reposts() {
+        assert_eq!(spent_key("abc"), spent_key("abc"));
+        assert_ne!(spent_key("abc"), spent_key("abd"));
+        assert!(!spent_key("abc").starts_with("signin\n"), "apart from the marketplaces' sign-ins");
+    }
+}
