@@ -448,10 +448,21 @@ mod tests {
             token(&post(FORM, "x-amzn-marketplace-token=tok%2Babc%3D%3D&other=1")).as_deref(),
             Some("tok+abc==")
         );
-        assert_eq!(token(&post("application/json", r#"{"x-amzn-marketplace-token":"t"}"#)), None);
+        assert_eq!(
+            token(&post("application/json", r#"{"x-amzn-marketplace-token":"t"}"#)),
+            None
+        );
         assert_eq!(token(&post(FORM, "x-amzn-marketplace-token=")), None);
-        assert_eq!(token(&post(FORM, "x-amzn-marketplace-token=a%20b")), None, "no spaces");
-        assert_eq!(token(&post(FORM, "x-amzn-marketplace-token=a%0Ab")), None, "no controls");
+        assert_eq!(
+            token(&post(FORM, "x-amzn-marketplace-token=a%20b")),
+            None,
+            "no spaces"
+        );
+        assert_eq!(
+            token(&post(FORM, "x-amzn-marketplace-token=a%0Ab")),
+            None,
+            "no controls"
+        );
         let long = format!("x-amzn-marketplace-token={}", "a".repeat(MAX_TOKEN_CHARS + 1));
         assert_eq!(token(&post(FORM, &long)), None);
         let huge = format!("x-amzn-marketplace-token=t&pad={}", "a".repeat(MAX_FORM_BYTES));
@@ -474,21 +485,33 @@ mod tests {
             let page = stop_page(stop, Some("tok-secret"), None);
             assert_eq!(page.status(), status, "{stop:?}");
             assert!(text(&page).contains("AWS Marketplace"), "{stop:?}");
-            assert!(!text(&page).contains("tok-secret"), "{stop:?}: no token on a refusal");
+            assert!(
+                !text(&page).contains("tok-secret"),
+                "{stop:?}: no token on a refusal"
+            );
         }
         let retry = stop_page(Stop::TryAgain, Some("tok-<secret>"), Some("https://app.example"));
         assert_eq!(retry.status(), 503);
         assert_eq!(retry.headers()[header::RETRY_AFTER], "5");
         let html = text(&retry);
-        assert!(html.contains(r#"value="tok-&lt;secret&gt;""#), "escaped, in the body: {html}");
+        assert!(
+            html.contains(r#"value="tok-&lt;secret&gt;""#),
+            "escaped, in the body: {html}"
+        );
         let policy = retry.headers()[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
-        assert!(policy.contains("form-action 'self' https://app.example"), "{policy}");
+        assert!(
+            policy.contains("form-action 'self' https://app.example"),
+            "{policy}"
+        );
     }
 
     #[test]
     fn a_token_spends_one_session_whatever_its_reposts() {
         assert_eq!(spent_key("abc"), spent_key("abc"));
         assert_ne!(spent_key("abc"), spent_key("abd"));
-        assert!(!spent_key("abc").starts_with("signin\n"), "apart from the marketplaces' sign-ins");
+        assert!(
+            !spent_key("abc").starts_with("signin\n"),
+            "apart from the marketplaces' sign-ins"
+        );
     }
 }
