@@ -349,7 +349,10 @@ done < <("$ROOT/.tools/venv/bin/python" scripts/local_triggers.py prepare infra/
 
 # AWS Marketplace's seller APIs (ResolveCustomer, GetEntitlements), reached by
 # the real SDK (tests/src/bin/fake_aws_marketplace.rs).
-start_standin fake-aws-marketplace.log "the stand-in AWS Marketplace" "http://127.0.0.1:$AWS_MARKETPLACE_PORT/received/ready" 60 "$BUILD_DIR/fake_aws_marketplace" "$AWS_MARKETPLACE_PORT"
+# STANDIN_PROFILE=release (make perf) serves the stand-ins' optimised builds,
+# so a measurement counts the function's time and not a debug stand-in's.
+STANDIN_PROFILE="${STANDIN_PROFILE:-$([[ "${WATCH_RELEASE:-0}" == 1 ]] && echo release || echo debug)}"
+start_standin fake-aws-marketplace.log "the stand-in AWS Marketplace" "http://127.0.0.1:$AWS_MARKETPLACE_PORT/received/ready" 60 "target/$STANDIN_PROFILE/fake_aws_marketplace" "$AWS_MARKETPLACE_PORT"
 AWS_MARKETPLACE_API="http://127.0.0.1:$AWS_MARKETPLACE_PORT"
 if [[ "$RECORDING" == 1 ]]; then
   record_through marketplace "$AWS_MARKETPLACE_API"
@@ -373,10 +376,6 @@ if [[ "${START_FAKE_PARTNER:-0}" == 1 ]]; then
 fi
 
 if [[ "${START_FAKE_VENDOR:-0}" == 1 ]]; then
-  # STANDIN_PROFILE=release (make perf) serves the stand-in's optimised
-  # build, so a measurement counts the function's time and not a debug
-  # stand-in's.
-  STANDIN_PROFILE="${STANDIN_PROFILE:-$([[ "${WATCH_RELEASE:-0}" == 1 ]] && echo release || echo debug)}"
   start_standin fake-vendor.log "the stand-in vendor endpoint" "http://127.0.0.1:$VENDOR_PORT/received" 60 "target/$STANDIN_PROFILE/fake_vendor" "$VENDOR_PORT"
   export E2E_VENDOR_URL="http://127.0.0.1:$VENDOR_PORT"
 fi

@@ -20,6 +20,7 @@ impl ProvisionStore for NoStorage {
         &self,
         _resource: &Resource,
         _event: &AuditEvent,
+        _also: &[shared::store::AlsoWrite<'_>],
     ) -> Result<CreateOutcome, StoreError> {
         Ok(CreateOutcome::Created)
     }

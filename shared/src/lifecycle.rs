@@ -12,8 +12,8 @@ use crate::model::{
 use crate::provisioner::{ProvisionContext, Provisioner, ProvisionerError, Provisioning, VendorProvisioner};
 use crate::refresh::SecretSource;
 use crate::store::{
-    change_resource, Change, CreateOutcome, DynamoStore, ProvisionStore, ResourceWriter, StoreError,
-    UpdateOutcome,
+    change_resource, AlsoWrite, Change, CreateOutcome, DynamoStore, ProvisionStore, ResourceWriter,
+    StoreError, UpdateOutcome,
 };
 use lambda_http::http::StatusCode;
 use std::future::Future;
@@ -71,6 +71,8 @@ pub enum LifecycleError {
     Store(#[from] StoreError),
     #[error("the resource kept changing under concurrent requests")]
     Contended,
+    #[error("what the provision was decided on changed while it ran; decide again")]
+    Changed,
 }
 
 /// A resource id this provider could have issued; anything else cannot exist,
@@ -205,11 +207,21 @@ impl<S: ProvisionStore, P: Provisioner> Lifecycle<S, P> {
     /// One round trip for a new add-on: the transaction's claim condition
     /// tells a redelivery from a new add-on, so nothing is read first (a
     /// redelivery costs the transaction and one read of the winner).
-    pub async fn provision(
+    pub async fn provision(&self, resource: Resource, now: &Timestamp) -> Result<Resource, LifecycleError> {
+        let (resource, _) = self.provision_with(resource, now, &[]).await?;
+        Ok(resource)
+    }
+
+    /// [`Self::provision`], writing `also` in the same transaction as a new
+    /// resource (`true`), or not at all when the resource was provisioned
+    /// before (`false`). `LifecycleError::Changed`: a condition of `also` no
+    /// longer held, and nothing was written.
+    pub async fn provision_with(
         &self,
         mut resource: Resource,
         now: &Timestamp,
-    ) -> Result<Resource, LifecycleError> {
+        also: &[AlsoWrite<'_>],
+    ) -> Result<(Resource, bool), LifecycleError> {
         self.check_plan(&resource.plan)?;
         debug_assert_eq!(resource.platform, self.marketplace.platform);
         let context = ProvisionContext {
@@ -241,15 +253,16 @@ impl<S: ProvisionStore, P: Provisioner> Lifecycle<S, P> {
         let event = self
             .event(&resource.id, action, now)
             .with_detail("plan", &resource.plan);
-        match self.store.create_resource(&resource, &event).await? {
+        match self.store.create_resource(&resource, &event, also).await? {
             CreateOutcome::Created => {
                 tracing::info!(resource_id = %resource.id, plan = %resource.plan, status = ?resource.status, "resource provisioned");
-                still_live(resource)
+                Ok((still_live(resource)?, true))
             }
             CreateOutcome::Existing(existing) => {
                 tracing::info!(resource_id = %existing.id, "provision redelivered; answering with the existing resource");
-                still_live(*existing)
+                Ok((still_live(*existing)?, false))
             }
+            CreateOutcome::Stale => Err(LifecycleError::Changed),
         }
     }
 }
@@ -536,7 +549,7 @@ impl From<LifecycleError> for ApiError {
                     "the service could not act on the resource; retry later",
                 )
             }
-            LifecycleError::Contended => ApiError::unavailable("busy", message),
+            LifecycleError::Contended | LifecycleError::Changed => ApiError::unavailable("busy", message),
             LifecycleError::Store(StoreError::Internal(_)) | LifecycleError::ConfigMismatch { .. } => {
                 tracing::error!(error = %message, "lifecycle request failed");
                 ApiError::internal()

@@ -234,10 +234,9 @@ impl<S: SessionStore> Sessions<S> {
         &self,
         token: &str,
         token_expires_at: i64,
-        mut session: Session,
+        session: Session,
     ) -> Result<Response<Body>, SignInError> {
-        let session_id = random_hex(SESSION_ID_BYTES);
-        session.expires_at = chrono::Utc::now().timestamp() + self.ttl_seconds;
+        let (session_id, session) = self.fresh(session);
         match self
             .store
             .open_session(&fingerprint(token), token_expires_at, &session_id, &session)
@@ -246,13 +245,28 @@ impl<S: SessionStore> Sessions<S> {
             OpenOutcome::Replayed => Err(Refusal::Replayed.into()),
             OpenOutcome::Opened => {
                 tracing::info!(platform = ?session.platform, subject_id = %session.subject_id, "session opened");
-                let mut response = html::redirect(StatusCode::SEE_OTHER, PANEL_PATH);
-                if let Some(cookie) = token_cookie(SESSION_COOKIE, &session_id, self.ttl_seconds) {
-                    response.headers_mut().insert(header::SET_COOKIE, cookie);
-                }
-                Ok(response)
+                Ok(self.landing(&session_id))
             }
         }
+    }
+}
+
+impl<S> Sessions<S> {
+    /// A new session's id, and `session` with its expiry set: for a caller
+    /// that writes it in a transaction of its own (`AlsoWrite::Session`).
+    pub fn fresh(&self, mut session: Session) -> (String, Session) {
+        session.expires_at = chrono::Utc::now().timestamp() + self.ttl_seconds;
+        (random_hex(SESSION_ID_BYTES), session)
+    }
+
+    /// The answer once session `session_id` is stored: 303 to the panel with
+    /// its cookie.
+    pub fn landing(&self, session_id: &str) -> Response<Body> {
+        let mut response = html::redirect(StatusCode::SEE_OTHER, PANEL_PATH);
+        if let Some(cookie) = token_cookie(SESSION_COOKIE, session_id, self.ttl_seconds) {
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
+        }
+        response
     }
 }
 

@@ -429,7 +429,7 @@ async fn a_token_key_rotation_reseals_quiet_add_ons_and_finishes_only_when_none_
                 "tests",
                 &Timestamp::now(),
             );
-            store.create_resource(&resource, &event).await.unwrap();
+            store.create_resource(&resource, &event, &[]).await.unwrap();
             id
         }
     };

@@ -114,7 +114,7 @@ async fn racing_creates_for_one_add_on_id_store_one_resource() {
                 );
                 (
                     resource.id.clone(),
-                    store.create_resource(&resource, &event).await.unwrap(),
+                    store.create_resource(&resource, &event, &[]).await.unwrap(),
                 )
             })
         })
@@ -126,6 +126,7 @@ async fn racing_creates_for_one_add_on_id_store_one_resource() {
         match outcome {
             CreateOutcome::Created => winners.push(candidate),
             CreateOutcome::Existing(existing) => reported.push(existing.id),
+            CreateOutcome::Stale => panic!("nothing else was written"),
         }
     }
     assert_eq!(winners.len(), 1, "exactly one create wins");

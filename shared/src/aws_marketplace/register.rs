@@ -17,7 +17,9 @@ use crate::provisioner::{Provisioner, VendorProvisioner};
 use crate::refresh::Fresh;
 use crate::signin::{fingerprint, Refusal, SignInError, PANEL_PATH};
 use crate::signin::{Sessions, FUTURE_TOLERANCE_SECONDS};
-use crate::store::{AwsMarketplaceStore, DynamoStore, ProvisionStore, ResourceWriter, SessionStore};
+use crate::store::{
+    AlsoWrite, AwsMarketplaceStore, DynamoStore, ProvisionStore, ResourceWriter, SessionStore,
+};
 use lambda_http::http::{header, HeaderValue, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use maud::html;
@@ -242,6 +244,13 @@ pub fn spent_key(token_fingerprint: &str) -> String {
 }
 
 /// The purchase behind `token`, provisioned once, and the buyer's session.
+///
+/// A new purchase costs the contract's round trips and no more: a read for
+/// an earlier post of the token, `ResolveCustomer`, one read of what events
+/// said of the license and of its resource, the vendor's provision, and one
+/// transaction that creates the resource, keeps the token's resolution,
+/// opens the session and holds the license's state to what was read (an
+/// event handled meanwhile fails it: then it is decided again, the slow way).
 async fn registered<S, P, R>(
     api: &RegisterApi<S, P, R>,
     sold: &Sold<S, P, R>,
@@ -255,34 +264,123 @@ where
     let store = api.sessions.store();
     let digest = fingerprint(token);
     let now = Timestamp::now();
-    let customer = match store.get_aws_token(&digest).await.map_err(unavailable)? {
-        Some(customer) => customer,
-        None => {
-            let customer = sold.resolver.resolve_customer(token).await.map_err(|err| match err {
-                SellerError::InvalidToken => Stop::InvalidToken,
-                SellerError::ExpiredToken => Stop::ExpiredToken,
-                SellerError::Unavailable(detail) => {
-                    tracing::warn!(%detail, "ResolveCustomer unavailable");
-                    Stop::TryAgain
+    let keep_until = now.unix() + TOKEN_LIFETIME_SECONDS + FUTURE_TOLERANCE_SECONDS;
+    let (customer, resolved_now) = match store.get_aws_token(&digest).await.map_err(unavailable)? {
+        Some(customer) => (customer, false),
+        None => (resolve(sold, token).await?, true),
+    };
+    // Once AWS answered, a failure below keeps its answer: the retry of the
+    // same form must not ask AWS again (it answers a resubmitted token
+    // `ExpiredToken`).
+    let kept = |stop: Stop| {
+        let resolution = resolved_now.then(|| (digest.clone(), customer.clone()));
+        async move {
+            if let (Some((digest, customer)), Stop::TryAgain) = (resolution, stop) {
+                if let Err(err) = store.save_aws_token(&digest, &customer, keep_until).await {
+                    tracing::warn!(error = %err, "the token's resolution could not be kept");
                 }
-                SellerError::Refused(detail) => {
-                    tracing::error!(%detail, "ResolveCustomer refused: check the function's role and the listing");
-                    Stop::TryAgain
-                }
-            })?;
-            let keep_until = now.unix() + TOKEN_LIFETIME_SECONDS + FUTURE_TOLERANCE_SECONDS;
-            store
-                .save_aws_token(&digest, &customer, keep_until)
-                .await
-                .map_err(unavailable)?;
-            customer
+            }
+            stop
         }
     };
     if customer.product_code != sold.config.product_code {
         return Err(Stop::OtherProduct);
     }
-    let resource = provisioned(sold, store, &customer, &now).await?;
-    tracing::info!(resource_id = %resource.id, plan = %resource.plan, "AWS Marketplace purchase registered");
+    let license_id = aws_license_id(&customer.license_arn);
+    let id = resource_id(license_id);
+    let (events_said, existing) = match store.get_aws_purchase(license_id, &id).await {
+        Ok(found) => found,
+        Err(err) => return Err(kept(unavailable(err)).await),
+    };
+    if events_said
+        .as_ref()
+        .is_some_and(|license| license.ended || license.deprovisioned)
+    {
+        return Err(Stop::Ended);
+    }
+    let spent = spent_key(&digest);
+    let spent_until = keep_until;
+    let mut plan_asked = None;
+    if existing.is_none() {
+        let plan = events_said
+            .as_ref()
+            .and_then(|license| license.entitled_plan.clone())
+            .unwrap_or_else(|| sold.config.default_plan().to_string());
+        plan_asked = Some(plan.clone());
+        let resource = new_resource(&customer, id.clone(), plan, &now);
+        let (session_id, session) = api.sessions.fresh(session_for(&customer, &resource, &now));
+        let spent_fingerprint = fingerprint(&spent);
+        let mut also = vec![
+            AlsoWrite::Session {
+                token_fingerprint: &spent_fingerprint,
+                token_expires_at: spent_until,
+                session_id: &session_id,
+                session: &session,
+            },
+            AlsoWrite::AwsLicenseAt {
+                license_id,
+                version: events_said.as_ref().map_or(0, |license| license.version),
+            },
+        ];
+        if resolved_now {
+            also.push(AlsoWrite::AwsToken {
+                token_fingerprint: &digest,
+                customer: &customer,
+                expires_at: keep_until,
+            });
+        }
+        match sold.lifecycle.provision_with(resource, &now, &also).await {
+            Ok((resource, true)) => {
+                tracing::info!(resource_id = %resource.id, plan = %resource.plan, "AWS Marketplace purchase registered");
+                return Ok(api.sessions.landing(&session_id));
+            }
+            // Another post of the purchase provisioned it: open a session
+            // below, as for any registered purchase.
+            Ok((_, false)) | Err(LifecycleError::Changed) => {}
+            Err(err) => return Err(kept(lifecycle_stop(err)).await),
+        }
+    }
+    // A purchase registered before (a re-post, a second tab, a new token
+    // for it), or one whose license an event changed while this ran.
+    if resolved_now {
+        store
+            .save_aws_token(&digest, &customer, keep_until)
+            .await
+            .map_err(unavailable)?;
+    }
+    let resource = settled(sold, store, &customer, plan_asked, &now).await?;
+    match api
+        .sessions
+        .open(&spent, spent_until, session_for(&customer, &resource, &now))
+        .await
+    {
+        Ok(landing) => Ok(landing),
+        // One session per token: a re-post (a reload) lands where the first
+        // did, in the session that one opened, and opens none.
+        Err(SignInError::Refused(Refusal::Replayed)) => Ok(html::redirect(StatusCode::SEE_OTHER, PANEL_PATH)),
+        Err(SignInError::Refused(_)) => Err(Stop::TryAgain),
+        Err(SignInError::Store(err)) => Err(unavailable(err)),
+    }
+}
+
+/// `ResolveCustomer`, its refusals as the pages they get.
+async fn resolve<S, P, R: ResolveCustomer>(sold: &Sold<S, P, R>, token: &str) -> Result<AwsCustomer, Stop> {
+    sold.resolver.resolve_customer(token).await.map_err(|err| match err {
+        SellerError::InvalidToken => Stop::InvalidToken,
+        SellerError::ExpiredToken => Stop::ExpiredToken,
+        SellerError::Unavailable(detail) => {
+            tracing::warn!(%detail, "ResolveCustomer unavailable");
+            Stop::TryAgain
+        }
+        SellerError::Refused(detail) => {
+            tracing::error!(%detail, "ResolveCustomer refused: check the function's role and the listing");
+            Stop::TryAgain
+        }
+    })
+}
+
+/// The session the buyer gets: who AWS vouched for, and the purchase.
+fn session_for(customer: &AwsCustomer, resource: &Resource, now: &Timestamp) -> Session {
     let identity = SignedInIdentity {
         subject: SignedInIdentity::subject_of(Platform::Aws, &format!("account:{}", customer.aws_account_id)),
         platform: Platform::Aws,
@@ -297,8 +395,8 @@ where
         aws_account_id: Some(customer.aws_account_id.clone()),
         auth_time: now.unix(),
     }
-    .with_resource(Some(&resource));
-    let session = Session {
+    .with_resource(Some(resource));
+    Session {
         platform: Platform::Aws,
         subject_id: resource.id.clone(),
         email: None,
@@ -306,25 +404,34 @@ where
         created_at: now.to_string(),
         expires_at: 0,
         identity: Some(identity),
-    };
-    // One session per token: a re-post (a reload) lands where the first
-    // did, in the session that one opened, and opens none.
-    let spent = spent_key(&digest);
-    let spent_until = now.unix() + TOKEN_LIFETIME_SECONDS + FUTURE_TOLERANCE_SECONDS;
-    match api.sessions.open(&spent, spent_until, session).await {
-        Ok(landing) => Ok(landing),
-        Err(SignInError::Refused(Refusal::Replayed)) => Ok(html::redirect(StatusCode::SEE_OTHER, PANEL_PATH)),
-        Err(SignInError::Refused(_)) => Err(Stop::TryAgain),
-        Err(SignInError::Store(err)) => Err(unavailable(err)),
     }
 }
 
-/// The purchase's resource: provisioned on the plan AWS's events entitle
-/// (else the listing's first), or the one a previous post provisioned.
-async fn provisioned<S, P, R>(
+fn new_resource(customer: &AwsCustomer, id: String, plan: String, now: &Timestamp) -> Resource {
+    Resource {
+        owner_id: Some(customer.aws_account_id.clone()),
+        user_id: Some(customer.customer_identifier.clone()).filter(|id| !id.is_empty()),
+        ..Resource::new(
+            id,
+            Platform::Aws,
+            customer.license_arn.clone(),
+            plan,
+            Default::default(),
+            now,
+        )
+    }
+}
+
+/// The purchase's resource, as events left it: provisioned if it is not
+/// yet (on `plan_asked`, the plan the vendor was already asked for, else
+/// the entitled plan, else the listing's first), then brought to what the
+/// events said while it ran (it provisioned before it reads; an event
+/// writes before it reads).
+async fn settled<S, P, R>(
     sold: &Sold<S, P, R>,
     store: &S,
     customer: &AwsCustomer,
+    plan_asked: Option<String>,
     now: &Timestamp,
 ) -> Result<Resource, Stop>
 where
@@ -332,28 +439,33 @@ where
     P: Provisioner,
 {
     let license_id = aws_license_id(&customer.license_arn);
-    let events_said = store.get_aws_license(license_id).await.map_err(unavailable)?;
-    if events_said
-        .as_ref()
-        .is_some_and(|license| license.ended || license.deprovisioned)
-    {
-        return Err(Stop::Ended);
-    }
-    let plan = events_said
-        .as_ref()
-        .and_then(|license| license.entitled_plan.clone())
-        .unwrap_or_else(|| sold.config.default_plan().to_string());
     let id = resource_id(license_id);
-    // A purchase registered before (a re-post, a second tab) is answered as
-    // it is: the vendor is not asked to provision it again.
-    let mut resource = match store.get_resource(&id).await.map_err(unavailable)? {
+    let (events_said, existing) = store
+        .get_aws_purchase(license_id, &id)
+        .await
+        .map_err(unavailable)?;
+    let entitled = events_said
+        .as_ref()
+        .and_then(|license| license.entitled_plan.clone());
+    let mut resource = match existing {
         Some(existing) if existing.is_active() || existing.status == ResourceStatus::Suspended => existing,
         Some(_) => return Err(Stop::Ended),
-        None => provision(sold, customer, id, plan, now).await?,
+        None if events_said
+            .as_ref()
+            .is_some_and(|license| license.ended || license.deprovisioned) =>
+        {
+            return Err(Stop::Ended)
+        }
+        None => {
+            let plan = plan_asked
+                .or(entitled)
+                .unwrap_or_else(|| sold.config.default_plan().to_string());
+            sold.lifecycle
+                .provision(new_resource(customer, id, plan, now), now)
+                .await
+                .map_err(lifecycle_stop)?
+        }
     };
-    // An event may have been handled while this provisioned: it found no
-    // resource, so its state is applied here (it wrote before it read;
-    // this provisioned before it reads).
     let Some(latest) = store.get_aws_license(license_id).await.map_err(unavailable)? else {
         return Ok(resource);
     };
@@ -379,36 +491,6 @@ where
         resource.plan = entitled;
     }
     Ok(resource)
-}
-
-/// A new resource for the purchase, through the lifecycle.
-async fn provision<S, P, R>(
-    sold: &Sold<S, P, R>,
-    customer: &AwsCustomer,
-    id: String,
-    plan: String,
-    now: &Timestamp,
-) -> Result<Resource, Stop>
-where
-    S: ProvisionStore,
-    P: Provisioner,
-{
-    let resource = Resource {
-        owner_id: Some(customer.aws_account_id.clone()),
-        user_id: Some(customer.customer_identifier.clone()).filter(|id| !id.is_empty()),
-        ..Resource::new(
-            id,
-            Platform::Aws,
-            customer.license_arn.clone(),
-            plan,
-            Default::default(),
-            now,
-        )
-    };
-    sold.lifecycle
-        .provision(resource, now)
-        .await
-        .map_err(lifecycle_stop)
 }
 
 fn unavailable(err: crate::store::StoreError) -> Stop {

@@ -35,7 +35,7 @@
 //! cannot replay or hijack them; both expire through the TTL attribute.
 
 use super::{
-    AccountStore, AuditKey, AuditReader, AwsMarketplaceStore, CreateOutcome, LinkStore, OidcStore,
+    AccountStore, AlsoWrite, AuditKey, AuditReader, AwsMarketplaceStore, CreateOutcome, LinkStore, OidcStore,
     OpenOutcome, Owed, OwnerClaim, ProvisionStore, ResourceReader, ResourceScan, ResourceWriter,
     SessionStore, SpentCode, StoreError, SyncStore, SyncSubject, UpdateOutcome, OWNER_CLAIM_SECONDS,
 };
@@ -48,7 +48,8 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use sha2::{Digest, Sha256};
@@ -501,11 +502,15 @@ impl ProvisionStore for DynamoStore {
         &self,
         resource: &Resource,
         event: &AuditEvent,
+        also: &[AlsoWrite<'_>],
     ) -> Result<CreateOutcome, StoreError> {
-        let actions = vec![
+        let mut actions = vec![
             self.put_new(Self::resource_item(resource)?)?,
             self.put_new(Self::audit_item(event)?)?,
         ];
+        for write in also {
+            actions.extend(self.also_actions(write)?);
+        }
         match self
             .create_claimed(
                 Self::addon_claim_key(resource.platform, &resource.addon_id),
@@ -521,11 +526,85 @@ impl ProvisionStore for DynamoStore {
                     "add-on claim points at missing resource {winner}"
                 ))),
             },
+            // What it also wrote was conditional: one of those conditions.
+            Claimed::Stale if !also.is_empty() => Ok(CreateOutcome::Stale),
             Claimed::Stale => Err(StoreError::Internal(format!(
                 "resource {} or its audit event already existed",
                 resource.id
             ))),
         }
+    }
+}
+
+impl DynamoStore {
+    /// The transaction actions of one [`AlsoWrite`].
+    fn also_actions(&self, write: &AlsoWrite<'_>) -> Result<Vec<TransactWriteItem>, StoreError> {
+        Ok(match write {
+            AlsoWrite::Session {
+                token_fingerprint,
+                token_expires_at,
+                session_id,
+                session,
+            } => self.session_actions(token_fingerprint, *token_expires_at, session_id, session)?,
+            AlsoWrite::AwsToken {
+                token_fingerprint,
+                customer,
+                expires_at,
+            } => {
+                let mut item =
+                    Self::entity_item(*customer, Self::aws_token_key(token_fingerprint), "aws_token")?;
+                item.insert(TableKeys::TTL.into(), AttributeValue::N(expires_at.to_string()));
+                // The same token resolves to the same buyer: a concurrent
+                // post's record is this one.
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(|err| StoreError::Internal(err.to_string()))?;
+                vec![TransactWriteItem::builder().put(put).build()]
+            }
+            AlsoWrite::AwsLicenseAt { license_id, version } => {
+                let check = ConditionCheck::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(Self::aws_license_key(license_id)));
+                let check = if *version == 0 {
+                    check.condition_expression("attribute_not_exists(pk)")
+                } else {
+                    check
+                        .condition_expression("#version = :expected")
+                        .expression_attribute_names("#version", "version")
+                        .expression_attribute_values(":expected", AttributeValue::N(version.to_string()))
+                };
+                let check = check
+                    .build()
+                    .map_err(|err| StoreError::Internal(err.to_string()))?;
+                vec![TransactWriteItem::builder().condition_check(check).build()]
+            }
+        })
+    }
+
+    /// A session's actions: its spent sign-in token and the session.
+    fn session_actions(
+        &self,
+        token_fingerprint: &str,
+        token_expires_at: i64,
+        session_id: &str,
+        session: &Session,
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let mut token = Self::key(format!("SSO_TOKEN#{token_fingerprint}"), "SSO_TOKEN");
+        token.insert("entity".into(), AttributeValue::S("spent_sso_token".into()));
+        token.insert(
+            TableKeys::TTL.into(),
+            AttributeValue::N(token_expires_at.to_string()),
+        );
+        Ok(vec![
+            self.put_new(token)?,
+            self.put_new(Self::entity_item(
+                session,
+                Self::session_key(session_id),
+                "session",
+            )?)?,
+        ])
     }
 }
 
@@ -666,20 +745,7 @@ impl SessionStore for DynamoStore {
         session_id: &str,
         session: &Session,
     ) -> Result<OpenOutcome, StoreError> {
-        let mut token = Self::key(format!("SSO_TOKEN#{token_fingerprint}"), "SSO_TOKEN");
-        token.insert("entity".into(), AttributeValue::S("spent_sso_token".into()));
-        token.insert(
-            TableKeys::TTL.into(),
-            AttributeValue::N(token_expires_at.to_string()),
-        );
-        let actions = vec![
-            self.put_new(token)?,
-            self.put_new(Self::entity_item(
-                session,
-                Self::session_key(session_id),
-                "session",
-            )?)?,
-        ];
+        let actions = self.session_actions(token_fingerprint, token_expires_at, session_id, session)?;
         match self.transact(actions).await? {
             None => Ok(OpenOutcome::Opened),
             // Spent already, or being spent by a concurrent request right now:
@@ -1397,6 +1463,54 @@ impl AwsMarketplaceStore for DynamoStore {
     async fn get_aws_license(&self, license_id: &str) -> Result<Option<AwsLicense>, StoreError> {
         self.get_entity(Self::aws_license_key(license_id), "aws_license")
             .await
+    }
+
+    async fn get_aws_purchase(
+        &self,
+        license_id: &str,
+        resource_id: &str,
+    ) -> Result<(Option<AwsLicense>, Option<Resource>), StoreError> {
+        let keys = KeysAndAttributes::builder()
+            .keys(Self::aws_license_key(license_id))
+            .keys(Self::resource_key(resource_id))
+            .consistent_read(true)
+            .build()
+            .map_err(|err| StoreError::Internal(err.to_string()))?;
+        let mut wanted = HashMap::from([(self.table.clone(), keys)]);
+        let (mut license, mut resource) = (None, None);
+        // A batch may leave keys unprocessed (throttling): ask again for those.
+        for attempt in 0..TRANSACTION_ATTEMPTS {
+            let output = self
+                .client
+                .batch_get_item()
+                .set_request_items(Some(wanted))
+                .send()
+                .await
+                .map_err(|err| classify("BatchGetItem", err))?;
+            let found = output
+                .responses
+                .unwrap_or_default()
+                .remove(&self.table)
+                .unwrap_or_default();
+            for item in found {
+                match item.get("entity") {
+                    Some(AttributeValue::S(entity)) if entity == "resource" => {
+                        resource = Some(decode(item, "resource")?);
+                    }
+                    _ => license = Some(decode(item, "aws_license")?),
+                }
+            }
+            match output.unprocessed_keys.filter(|keys| !keys.is_empty()) {
+                Some(left) => {
+                    wanted = left;
+                    backoff(attempt).await;
+                }
+                None => return Ok((license, resource)),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "BatchGetItem kept leaving keys unprocessed".into(),
+        ))
     }
 
     async fn save_aws_license(&self, license: &AwsLicense) -> Result<UpdateOutcome, StoreError> {

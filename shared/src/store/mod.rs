@@ -31,6 +31,32 @@ pub enum CreateOutcome {
     Created,
     /// Another delivery of the same provision won; this is its resource.
     Existing(Box<Resource>),
+    /// A condition of what it was to write besides ([`AlsoWrite`]) no
+    /// longer held: nothing was written; decide again.
+    Stale,
+}
+
+/// What a resource's creating transaction also writes, all or nothing with
+/// it: AWS Marketplace's registration opens the buyer's session, keeps the
+/// token's resolution and holds the license's state to what it read, in
+/// the one round trip (docs/aws-marketplace.md).
+pub enum AlsoWrite<'a> {
+    /// Opens `session` under `session_id`, spending `token_fingerprint`
+    /// until `token_expires_at` (as [`SessionStore::open_session`]).
+    Session {
+        token_fingerprint: &'a str,
+        token_expires_at: i64,
+        session_id: &'a str,
+        session: &'a Session,
+    },
+    /// Keeps what a registration token resolved to until `expires_at`.
+    AwsToken {
+        token_fingerprint: &'a str,
+        customer: &'a AwsCustomer,
+        expires_at: i64,
+    },
+    /// The license's event state is still at `version` (0: none yet).
+    AwsLicenseAt { license_id: &'a str, version: u64 },
 }
 
 /// The outcome of a write conditional on the version read before it.
@@ -56,13 +82,14 @@ pub trait AuditReader: Send + Sync {
 }
 
 pub trait ProvisionStore: Send + Sync {
-    /// Records a new resource, its add-on id claim and its audit event in one
-    /// transaction. If the add-on id is already claimed nothing is written and
-    /// the existing resource is returned instead.
+    /// Records a new resource, its add-on id claim, its audit event and
+    /// `also` in one transaction. If the add-on id is already claimed nothing
+    /// is written and the existing resource is returned instead.
     fn create_resource(
         &self,
         resource: &Resource,
         event: &AuditEvent,
+        also: &[AlsoWrite<'_>],
     ) -> impl Future<Output = Result<CreateOutcome, StoreError>> + Send;
 }
 
@@ -269,6 +296,14 @@ pub trait AwsMarketplaceStore: Send + Sync {
         &self,
         license_id: &str,
     ) -> impl Future<Output = Result<Option<AwsLicense>, StoreError>> + Send;
+
+    /// What events said of license `license_id`, and its resource
+    /// `resource_id` if registered, in one consistent read.
+    fn get_aws_purchase(
+        &self,
+        license_id: &str,
+        resource_id: &str,
+    ) -> impl Future<Output = Result<(Option<AwsLicense>, Option<Resource>), StoreError>> + Send;
 
     /// Writes `license` if the stored version is still `license.version - 1`.
     fn save_aws_license(

@@ -340,7 +340,7 @@ impl OidcSetup {
             "perf",
             &shared::model::Timestamp::now(),
         );
-        let _ = shared::store::ProvisionStore::create_resource(&store, &resource, &event)
+        let _ = shared::store::ProvisionStore::create_resource(&store, &resource, &event, &[])
             .await
             .expect("the session's add-on for the oidc rows");
         Self {
@@ -500,6 +500,8 @@ enum Workload {
     ScalingoDeprovision,
     Authorize,
     Token,
+    /// AWS Marketplace's registration of a new purchase.
+    Register,
 }
 
 /// A binary of the table: its row name, its file, whether it runs with
@@ -540,6 +542,8 @@ struct Events {
     /// The code each binary file's authorize issued earlier in the turn
     /// (the function's, and the floor's for the token floor).
     codes: HashMap<&'static str, String>,
+    /// Registration tokens not yet posted, one per registration.
+    aws_tokens: Vec<String>,
 }
 
 impl Events {
@@ -598,6 +602,13 @@ impl Events {
                 scalingo_resource_event("DELETE", &id, "", None)
             }
             Workload::Authorize => self.oidc.authorize_event(),
+            Workload::Register => {
+                let token = self.aws_tokens.pop().expect("tokens minted for the round");
+                let mut event = http_event("POST", "/aws/register", "/aws/register", None, None);
+                event["headers"]["content-type"] = "application/x-www-form-urlencoded".into();
+                event["body"] = format!("x-amzn-marketplace-token={token}").into();
+                event
+            }
             Workload::Token => {
                 let code = self
                     .codes
@@ -622,6 +633,27 @@ impl Events {
             _ => {}
         }
     }
+}
+
+/// `count` registration tokens from the stand-in AWS Marketplace, each
+/// for a new purchase.
+async fn mint_tokens(count: usize) -> Vec<String> {
+    let url = format!("{}/mint", tests::stack_var("E2E_AWS_MARKETPLACE_URL"));
+    let http = reqwest::Client::new();
+    let mut tokens = Vec::with_capacity(count);
+    for _ in 0..count {
+        let minted: Value = http
+            .post(&url)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("the stand-in AWS Marketplace")
+            .json()
+            .await
+            .expect("a minted token");
+        tokens.push(minted["token"].as_str().expect("a token").to_string());
+    }
+    tokens
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -770,6 +802,23 @@ async fn main() {
             floor: "floor token",
             ..binary("oidc token", "oidc", false, false, Workload::Token)
         },
+        // AWS Marketplace's registration of a new purchase, against the
+        // floor of its contract (perf_floor's FLOOR_MODE=register), with
+        // the warm-up read the function makes at init.
+        Binary {
+            floor_mode: Some("register"),
+            ..binary("floor register", "perf_floor", vendor, true, Workload::Register)
+        },
+        Binary {
+            floor: "floor register",
+            ..binary(
+                "aws register",
+                "marketplace-register",
+                vendor,
+                false,
+                Workload::Register,
+            )
+        },
     ]);
     let provision = binaries
         .iter()
@@ -811,6 +860,7 @@ async fn main() {
             scalingo_provisioned: None,
             oidc: OidcSetup::open().await,
             codes: HashMap::new(),
+            aws_tokens: mint_tokens(2 * (args.invocations + 1 + usize::from(args.cold_starts))).await,
         };
 
         // The binaries take turns, one invocation each, so all of them meet

@@ -29,6 +29,15 @@
 //! that the contract requires, with the same crate and a key of the same
 //! size). They are handed the same events as the `oidc` function, the token
 //! floor redeeming the codes the authorize floor issued.
+//!
+//! With `FLOOR_MODE=register` it is the floor of AWS Marketplace's
+//! registration of a new purchase (docs/aws-marketplace.md): a read for an
+//! earlier post of the token, `ResolveCustomer` at the stand-in AWS
+//! Marketplace (the same SDK), one batch read of what events said of the
+//! license and of its resource, the vendor's round trip (when
+//! `PROVISIONER_URL` is set), and one transaction creating the claim, the
+//! item and its audit event, keeping the token's resolution, spending it
+//! and opening the session, and checking the license's state.
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use base64::Engine as _;
@@ -103,6 +112,92 @@ enum Mode {
     Change,
     Authorize,
     Token(Box<shared::oidc::SigningKey>),
+    Register(aws_sdk_marketplacemetering::Client),
+}
+
+/// `FLOOR_MODE=register`: one registration of a new purchase.
+async fn register(
+    client: &aws_sdk_dynamodb::Client,
+    metering: &aws_sdk_marketplacemetering::Client,
+    table: &str,
+    vendor: Option<&Vendor>,
+    request: Request,
+) -> Result<Response<Body>, Error> {
+    let token = form_urlencoded::parse(request.body().as_ref())
+        .find(|(name, _)| name == "x-amzn-marketplace-token")
+        .map(|(_, value)| value.into_owned())
+        .ok_or("no token")?;
+    let digest = shared::signin::fingerprint(&token);
+    let earlier = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(floor_key(format!("FLOOR_TOKEN#{digest}"))))
+        .consistent_read(true)
+        .send()
+        .await?;
+    if earlier.item.is_some() {
+        return Err("a new purchase's token was posted before".into());
+    }
+    let customer = metering
+        .resolve_customer()
+        .registration_token(&token)
+        .send()
+        .await?;
+    let license = customer.license_arn().unwrap_or_default().to_string();
+    let id = shared::secret::random_hex(16);
+    let keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+        .keys(floor_key(format!("FLOOR_LICENSE#{license}")))
+        .keys(floor_key(format!("FLOOR#{id}")))
+        .consistent_read(true)
+        .build()?;
+    client.batch_get_item().request_items(table, keys).send().await?;
+    if let Some(vendor) = vendor {
+        vendor.ask(&id, None).await?;
+    }
+    let session = shared::secret::random_hex(32);
+    let check = aws_sdk_dynamodb::types::ConditionCheck::builder()
+        .table_name(table)
+        .set_key(Some(floor_key(format!("FLOOR_LICENSE#{license}"))))
+        .condition_expression("attribute_not_exists(pk)")
+        .build()?;
+    let mut token_item = floor_key(format!("FLOOR_TOKEN#{digest}"));
+    token_item.insert("license_arn".into(), AttributeValue::S(license));
+    token_item.insert(
+        "aws_account_id".into(),
+        AttributeValue::S(customer.customer_aws_account_id().unwrap_or_default().to_string()),
+    );
+    client
+        .transact_write_items()
+        .transact_items(put(table, format!("FLOOR_CLAIM#{id}"))?)
+        .transact_items(put(table, format!("FLOOR#{id}"))?)
+        .transact_items(put(table, format!("FLOOR_AUDIT#{id}"))?)
+        .transact_items(
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(table)
+                        .set_item(Some(token_item))
+                        .build()?,
+                )
+                .build(),
+        )
+        .transact_items(put(table, format!("FLOOR_SPENT#{digest}"))?)
+        .transact_items(put(
+            table,
+            format!("FLOOR_SESSION#{}", shared::signin::fingerprint(&session)),
+        )?)
+        .transact_items(TransactWriteItem::builder().condition_check(check).build())
+        .send()
+        .await?;
+    Response::builder()
+        .status(303)
+        .header("location", "/dashboard")
+        .header(
+            "set-cookie",
+            format!("__Host-addon_session={session}; Max-Age=3600; Path=/; HttpOnly; Secure; SameSite=Lax"),
+        )
+        .body(Body::Empty)
+        .map_err(Error::from)
 }
 
 fn floor_key(pk: String) -> std::collections::HashMap<String, AttributeValue> {
@@ -254,7 +349,7 @@ async fn oidc(
                     r#"{{"access_token":"{access_token}","token_type":"Bearer","expires_in":600,"id_token":"{id_token}"}}"#
                 )))?)
         }
-        Mode::Provision | Mode::Change => Err("not an OpenID Connect floor".into()),
+        Mode::Provision | Mode::Change | Mode::Register(_) => Err("not an OpenID Connect floor".into()),
     }
 }
 
@@ -316,6 +411,9 @@ async fn main() -> Result<(), Error> {
                 &pem,
             )?))
         }
+        Ok("register") => Mode::Register(aws_sdk_marketplacemetering::Client::new(
+            &shared::config::aws_sdk_config("perf_floor").await,
+        )),
         _ => Mode::Provision,
     };
     let table = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set")?;
@@ -347,6 +445,9 @@ async fn main() -> Result<(), Error> {
         async move {
             if matches!(mode, Mode::Change) {
                 return change(client, table, vendor.as_ref(), resource, config).await;
+            }
+            if let Mode::Register(metering) = mode {
+                return register(client, metering, table, vendor.as_ref(), request).await;
             }
             if !matches!(mode, Mode::Provision) {
                 return oidc(mode, client, table, request).await;
