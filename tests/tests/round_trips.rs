@@ -217,3 +217,59 @@ async fn a_clever_cloud_sign_in_reads_the_resource_and_opens_the_session_and_the
         "the code, then the access token"
     );
 }
+
+/// AWS Marketplace's registration of a new purchase: a read for an earlier
+/// post of the token, one batch read of the license's state and its
+/// resource, and one transaction creating the resource with the session and
+/// the token's resolution (ResolveCustomer and the vendor between, not
+/// counted here). A re-post of the token: its read, the batch, the license
+/// again, and the spent session's transaction, cancelled.
+#[tokio::test]
+async fn a_new_aws_marketplace_purchase_is_two_reads_and_one_transaction() {
+    use shared::aws_marketplace::register::{self, RegisterApi};
+    let (store, log) = counting_store("marketplace-register").await;
+    let aws = shared::aws_marketplace::AwsMarketplaceConfig::from_lookup(&shared::config::process_env)
+        .unwrap()
+        .expect("the stack sells on AWS Marketplace");
+    let addon = addon_config();
+    let sdk = shared::config::aws_sdk_config("marketplace-register").await;
+    let api = RegisterApi::new(
+        Some(aws),
+        store,
+        DefaultProvisioner::new(stack_var("RESOURCE_BASE_URL"), addon.config_vars.clone()),
+        shared::aws_marketplace::seller::MeteringClient::new(&sdk, None),
+        addon.config_vars.clone(),
+        3600,
+    );
+    let minted: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/mint", stack_var("E2E_AWS_MARKETPLACE_URL")))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let post = || {
+        let mut request = Request::new(Body::from(format!(
+            "x-amzn-marketplace-token={}",
+            minted["token"].as_str().unwrap()
+        )));
+        *request.method_mut() = lambda_http::http::Method::POST;
+        *request.uri_mut() = "/aws/register".parse().unwrap();
+        request.headers_mut().insert(
+            lambda_http::http::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded".parse().unwrap(),
+        );
+        request
+    };
+    let first = register::route(&api, post()).await.unwrap();
+    assert_eq!(first.status(), 303);
+    assert_eq!(log.take(), ["GetItem", "BatchGetItem", "TransactWriteItems"]);
+    let again = register::route(&api, post()).await.unwrap();
+    assert_eq!(again.status(), 303);
+    assert_eq!(
+        log.take(),
+        ["GetItem", "BatchGetItem", "GetItem", "TransactWriteItems"]
+    );
+}

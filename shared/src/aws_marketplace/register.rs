@@ -10,7 +10,8 @@ use crate::config::{self, ConfigError};
 use crate::html;
 use crate::lifecycle::{Lifecycle, LifecycleError};
 use crate::model::{
-    aws_license_id, AwsCustomer, Platform, Resource, ResourceStatus, Session, SignedInIdentity, Timestamp,
+    aws_license_id, AwsCustomer, AwsLicense, Platform, Resource, ResourceStatus, Session, SignedInIdentity,
+    Timestamp,
 };
 use crate::oidc::{Clients, Issuer};
 use crate::provisioner::{Provisioner, VendorProvisioner};
@@ -288,7 +289,7 @@ where
     }
     let license_id = aws_license_id(&customer.license_arn);
     let id = resource_id(license_id);
-    let (events_said, existing) = match store.get_aws_purchase(license_id, &id).await {
+    let (mut events_said, mut existing) = match store.get_aws_purchase(license_id, &id).await {
         Ok(found) => found,
         Err(err) => return Err(kept(unavailable(err)).await),
     };
@@ -334,9 +335,14 @@ where
                 tracing::info!(resource_id = %resource.id, plan = %resource.plan, "AWS Marketplace purchase registered");
                 return Ok(api.sessions.landing(&session_id));
             }
-            // Another post of the purchase provisioned it: open a session
-            // below, as for any registered purchase.
-            Ok((_, false)) | Err(LifecycleError::Changed) => {}
+            // Another post of the purchase provisioned it, or an event
+            // changed its license: decide again on what is stored now.
+            Ok((_, false)) | Err(LifecycleError::Changed) => {
+                (events_said, existing) = match store.get_aws_purchase(license_id, &id).await {
+                    Ok(found) => found,
+                    Err(err) => return Err(kept(unavailable(err)).await),
+                };
+            }
             Err(err) => return Err(kept(lifecycle_stop(err)).await),
         }
     }
@@ -348,7 +354,7 @@ where
             .await
             .map_err(unavailable)?;
     }
-    let resource = settled(sold, store, &customer, plan_asked, &now).await?;
+    let resource = settled(sold, store, &customer, (events_said, existing), plan_asked, &now).await?;
     match api
         .sessions
         .open(&spent, spent_until, session_for(&customer, &resource, &now))
@@ -431,6 +437,7 @@ async fn settled<S, P, R>(
     sold: &Sold<S, P, R>,
     store: &S,
     customer: &AwsCustomer,
+    (events_said, existing): (Option<AwsLicense>, Option<Resource>),
     plan_asked: Option<String>,
     now: &Timestamp,
 ) -> Result<Resource, Stop>
@@ -440,10 +447,6 @@ where
 {
     let license_id = aws_license_id(&customer.license_arn);
     let id = resource_id(license_id);
-    let (events_said, existing) = store
-        .get_aws_purchase(license_id, &id)
-        .await
-        .map_err(unavailable)?;
     let entitled = events_said
         .as_ref()
         .and_then(|license| license.entitled_plan.clone());
