@@ -921,3 +921,19 @@ pub async fn reveal_config(cookie: &str, resource_id: &str, name: &str) -> (u16,
         .expect("the stack answers");
     json(response).await
 }
+
+/// A purchase the stand-in AWS Marketplace minted, as `(registration
+/// token, license ARN, AWS account)` (tests/src/bin/fake_aws_marketplace.rs).
+pub async fn aws_mint(body: Value) -> (String, String, String) {
+    let minted: Value = reqwest::Client::new()
+        .post(format!("{}/mint", stack_var("E2E_AWS_MARKETPLACE_URL")))
+        .json(&body)
+        .send()
+        .await
+        .expect("the stand-in AWS Marketplace")
+        .json()
+        .await
+        .expect("a minted purchase");
+    let field = |name: &str| minted[name].as_str().expect("minted fields").to_string();
+    (field("token"), field("license_arn"), field("account"))
+}

@@ -8,21 +8,6 @@ use reqwest::header;
 use serde_json::{json, Value};
 use tests::*;
 
-/// A registration token the stand-in minted: (token, license ARN, account).
-async fn mint(body: Value) -> (String, String, String) {
-    let minted: Value = reqwest::Client::new()
-        .post(format!("{}/mint", stack_var("E2E_AWS_MARKETPLACE_URL")))
-        .json(&body)
-        .send()
-        .await
-        .expect("the stand-in AWS Marketplace")
-        .json()
-        .await
-        .unwrap();
-    let field = |name: &str| minted[name].as_str().unwrap().to_string();
-    (field("token"), field("license_arn"), field("account"))
-}
-
 async fn set_entitlements(license_arn: &str, dimensions: &[&str], empty_first_page: bool) {
     let entitlements: Vec<Value> = dimensions
         .iter()
@@ -104,7 +89,7 @@ async fn through_the_app(jar: &mut CookieJar, location: &str) -> Value {
 
 #[tokio::test]
 async fn a_registration_provisions_once_and_signs_the_buyer_in_to_the_vendors_app() {
-    let (token, license_arn, account) = mint(json!({})).await;
+    let (token, license_arn, account) = aws_mint(json!({})).await;
     let mut jar = CookieJar::default();
     let response = register(&token, &mut jar).await;
     assert_eq!(response.status(), 303, "{:?}", response.text().await);
@@ -143,8 +128,8 @@ async fn a_registration_provisions_once_and_signs_the_buyer_in_to_the_vendors_ap
 
 #[tokio::test]
 async fn a_second_purchase_by_the_same_account_is_a_second_resource() {
-    let (first, first_license, account) = mint(json!({})).await;
-    let (second, second_license, _) = mint(json!({"account": account})).await;
+    let (first, first_license, account) = aws_mint(json!({})).await;
+    let (second, second_license, _) = aws_mint(json!({"account": account})).await;
     for token in [&first, &second] {
         assert_eq!(register(token, &mut CookieJar::default()).await.status(), 303);
     }
@@ -172,7 +157,7 @@ async fn invalid_expired_and_foreign_tokens_get_pages_that_say_what_to_do() {
         "{html}"
     );
 
-    let (stale, license, _) = mint(json!({"expires_in": 0})).await;
+    let (stale, license, _) = aws_mint(json!({"expires_in": 0})).await;
     let (status, html) = page(register(&stale, &mut CookieJar::default()).await).await;
     assert_eq!(status, 400);
     assert!(
@@ -181,7 +166,7 @@ async fn invalid_expired_and_foreign_tokens_get_pages_that_say_what_to_do() {
     );
     assert!(vendor_calls(&license).await.is_empty());
 
-    let (foreign, license, _) = mint(json!({"product_code": "someoneelses1"})).await;
+    let (foreign, license, _) = aws_mint(json!({"product_code": "someoneelses1"})).await;
     let (status, html) = page(register(&foreign, &mut CookieJar::default()).await).await;
     assert_eq!(status, 403, "{html}");
     assert!(vendor_calls(&license).await.is_empty());
@@ -198,7 +183,7 @@ async fn invalid_expired_and_foreign_tokens_get_pages_that_say_what_to_do() {
 
 #[tokio::test]
 async fn throttling_gets_a_try_again_page_and_the_retry_finishes_the_registration() {
-    let (token, license, _) = mint(json!({})).await;
+    let (token, license, _) = aws_mint(json!({})).await;
     let status = reqwest::Client::new()
         .post(format!("{}/throttle", stack_var("E2E_AWS_MARKETPLACE_URL")))
         .json(&json!({"operation": "ResolveCustomer", "next": 10}))
@@ -320,7 +305,7 @@ fn resource_of(license_arn: &str) -> String {
 
 #[tokio::test]
 async fn events_in_any_order_with_duplicates_end_in_one_plan_change_and_one_deprovision_audited_once() {
-    let (token, license_arn, _) = mint(json!({})).await;
+    let (token, license_arn, _) = aws_mint(json!({})).await;
     let mut jar = CookieJar::default();
     assert_eq!(register(&token, &mut jar).await.status(), 303);
     let id = resource_of(&license_arn);
@@ -382,7 +367,7 @@ async fn events_in_any_order_with_duplicates_end_in_one_plan_change_and_one_depr
 
 #[tokio::test]
 async fn events_before_the_registration_set_the_plan_it_provisions() {
-    let (token, license_arn, _) = mint(json!({})).await;
+    let (token, license_arn, _) = aws_mint(json!({})).await;
     let events = events_of(&license_arn);
     set_entitlements(&license_arn, &["premium_seats"], false).await;
     deliver_all(&[&events.updated, &events.created, &events.updated]).await;
@@ -401,7 +386,7 @@ async fn events_before_the_registration_set_the_plan_it_provisions() {
 
 #[tokio::test]
 async fn a_license_deprovisioned_before_the_registration_provisions_nothing() {
-    let (token, license_arn, _) = mint(json!({})).await;
+    let (token, license_arn, _) = aws_mint(json!({})).await;
     let events = events_of(&license_arn);
     deliver_all(&[&events.deprovisioned]).await;
     let (status, html) = page(register(&token, &mut CookieJar::default()).await).await;
@@ -412,7 +397,7 @@ async fn a_license_deprovisioned_before_the_registration_provisions_nothing() {
 
 #[tokio::test]
 async fn an_ended_agreement_stops_sign_ins_before_the_deprovision() {
-    let (token, license_arn, _) = mint(json!({})).await;
+    let (token, license_arn, _) = aws_mint(json!({})).await;
     let agreement = unique("agmt");
     let mut jar = CookieJar::default();
     assert_eq!(register(&token, &mut jar).await.status(), 303);

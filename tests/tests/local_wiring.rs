@@ -348,19 +348,7 @@ async fn a_poison_record_is_retried_then_dead_lettered_listed_and_settled_by_red
 /// them to the deployed stack; another source's do not.
 #[tokio::test]
 async fn an_aws_marketplace_event_put_on_the_local_bus_reaches_marketplace_events() {
-    let minted: Value = reqwest::Client::new()
-        .post(format!("{}/mint", stack_var("E2E_AWS_MARKETPLACE_URL")))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let (token, license_arn) = (
-        minted["token"].as_str().unwrap().to_string(),
-        minted["license_arn"].as_str().unwrap().to_string(),
-    );
+    let (token, license_arn, _) = aws_mint(json!({})).await;
     let registered = browser()
         .post(format!("{}/aws/register", base_url()))
         .form(&[("x-amzn-marketplace-token", token.as_str())])

@@ -241,20 +241,9 @@ async fn a_new_aws_marketplace_purchase_is_two_reads_and_one_transaction() {
         addon.config_vars.clone(),
         3600,
     );
-    let minted: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/mint", stack_var("E2E_AWS_MARKETPLACE_URL")))
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (token, _, _) = aws_mint(serde_json::json!({})).await;
     let post = || {
-        let mut request = Request::new(Body::from(format!(
-            "x-amzn-marketplace-token={}",
-            minted["token"].as_str().unwrap()
-        )));
+        let mut request = Request::new(Body::from(format!("x-amzn-marketplace-token={token}")));
         *request.method_mut() = lambda_http::http::Method::POST;
         *request.uri_mut() = "/aws/register".parse().unwrap();
         request.headers_mut().insert(
