@@ -169,6 +169,9 @@ async fn invalid_expired_and_foreign_tokens_get_pages_that_say_what_to_do() {
     let (foreign, license, _) = aws_mint(json!({"product_code": "someoneelses1"})).await;
     let (status, html) = page(register(&foreign, &mut CookieJar::default()).await).await;
     assert_eq!(status, 403, "{html}");
+    // Again (a reload): the same page, not AWS's answer to a resubmitted token.
+    let (status, html) = page(register(&foreign, &mut CookieJar::default()).await).await;
+    assert_eq!(status, 403, "{html}");
     assert!(vendor_calls(&license).await.is_empty());
 
     let response = browser()

@@ -270,13 +270,13 @@ where
         Some(customer) => (customer, false),
         None => (resolve(sold, token).await?, true),
     };
-    // Once AWS answered, a failure below keeps its answer: the retry of the
-    // same form must not ask AWS again (it answers a resubmitted token
-    // `ExpiredToken`).
+    // Once AWS answered, a stop below keeps its answer: the same form again
+    // (a retry, a reload) must get the same page, not AWS's `ExpiredToken`
+    // for a resubmitted token.
     let kept = |stop: Stop| {
         let resolution = resolved_now.then(|| (digest.clone(), customer.clone()));
         async move {
-            if let (Some((digest, customer)), Stop::TryAgain) = (resolution, stop) {
+            if let Some((digest, customer)) = resolution {
                 if let Err(err) = store.save_aws_token(&digest, &customer, keep_until).await {
                     tracing::warn!(error = %err, "the token's resolution could not be kept");
                 }
@@ -285,7 +285,7 @@ where
         }
     };
     if customer.product_code != sold.config.product_code {
-        return Err(Stop::OtherProduct);
+        return Err(kept(Stop::OtherProduct).await);
     }
     let license_id = aws_license_id(&customer.license_arn);
     let id = resource_id(license_id);
@@ -297,7 +297,7 @@ where
         .as_ref()
         .is_some_and(|license| license.ended || license.deprovisioned)
     {
-        return Err(Stop::Ended);
+        return Err(kept(Stop::Ended).await);
     }
     let spent = spent_key(&digest);
     let spent_until = keep_until;
