@@ -51,10 +51,6 @@ NOT_EXERCISED = {
         "the resource, with the default provisioner (no ProvisionerUrl) in one UpdateItem; the end-to-end stacks "
         "run with a vendor's PROVISIONER_URL (a read and a versioned put), and the race is not produced on demand"
     ),
-    "marketplace-events dynamodb:UpdateItem table RESOURCE#res_aws_*": (
-        "License Deprovisioned with the default provisioner (no ProvisionerUrl) deprovisions in one UpdateItem; "
-        "the end-to-end stacks run with a vendor's PROVISIONER_URL (a read and a versioned put)"
-    ),
 }
 
 

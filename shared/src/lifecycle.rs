@@ -323,55 +323,67 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
         may_wait: bool,
     ) -> Result<Provisioning, LifecycleError> {
         self.check_plan(plan)?;
-        self.change(id, |current| async move {
-            let current = changeable(current)?;
-            if addon_id.is_some_and(|addon_id| current.addon_id != addon_id) {
-                return Err(LifecycleError::AddonIdMismatch);
-            }
-            if current.plan == plan {
-                return Ok(Change::Done(Provisioning::Ready(current.config)));
-            }
-            let outcome = if may_wait {
-                self.provisioner.change_plan_or_pending(&current, plan).await?
-            } else {
-                Provisioning::Ready(self.provisioner.change_plan(&current, plan).await?)
-            };
-            let config = match &outcome {
-                Provisioning::Ready(config) => {
-                    self.check_config(config)?;
-                    config.clone()
-                }
-                Provisioning::Pending => current.config.clone(),
-            };
-            let now = Timestamp::now();
-            let mut event = self
-                .event(id, AuditAction::PlanChanged, &now)
-                .with_detail("from_plan", &current.plan)
-                .with_detail("to_plan", plan);
-            if outcome == Provisioning::Pending {
-                event = event.with_detail("finishing", "later");
-            }
-            // A plan change that changed the config is a new config version,
-            // owed to the marketplace's config API like a rotation: the answer
-            // carries it too, but not every marketplace documents applying a
-            // plan change's config (docs/sync.md).
-            let (config_version, sync) = if config == current.config {
-                (current.config_version, current.sync.clone())
-            } else {
-                (current.config_version + 1, current.sync.still_owed(&now))
-            };
-            let updated = Resource {
-                plan: plan.to_string(),
-                config,
-                config_version,
-                sync,
-                version: current.version + 1,
-                updated_at: now.to_string(),
-                ..current
-            };
-            Ok(Change::Write(updated, event, outcome))
+        self.change(id, |current| {
+            self.plan_change_of(current, plan, addon_id, may_wait)
         })
         .await
+    }
+
+    /// A plan change's decision on `current`: the vendor asked, the
+    /// resource to write (or the answer when already on `plan`).
+    async fn plan_change_of(
+        &self,
+        current: Option<Resource>,
+        plan: &str,
+        addon_id: Option<&str>,
+        may_wait: bool,
+    ) -> Result<Change<Provisioning>, LifecycleError> {
+        let current = changeable(current)?;
+        if addon_id.is_some_and(|addon_id| current.addon_id != addon_id) {
+            return Err(LifecycleError::AddonIdMismatch);
+        }
+        if current.plan == plan {
+            return Ok(Change::Done(Provisioning::Ready(current.config)));
+        }
+        let outcome = if may_wait {
+            self.provisioner.change_plan_or_pending(&current, plan).await?
+        } else {
+            Provisioning::Ready(self.provisioner.change_plan(&current, plan).await?)
+        };
+        let config = match &outcome {
+            Provisioning::Ready(config) => {
+                self.check_config(config)?;
+                config.clone()
+            }
+            Provisioning::Pending => current.config.clone(),
+        };
+        let now = Timestamp::now();
+        let mut event = self
+            .event(&current.id, AuditAction::PlanChanged, &now)
+            .with_detail("from_plan", &current.plan)
+            .with_detail("to_plan", plan);
+        if outcome == Provisioning::Pending {
+            event = event.with_detail("finishing", "later");
+        }
+        // A plan change that changed the config is a new config version,
+        // owed to the marketplace's config API like a rotation: the answer
+        // carries it too, but not every marketplace documents applying a
+        // plan change's config (docs/sync.md).
+        let (config_version, sync) = if config == current.config {
+            (current.config_version, current.sync.clone())
+        } else {
+            (current.config_version + 1, current.sync.still_owed(&now))
+        };
+        let updated = Resource {
+            plan: plan.to_string(),
+            config,
+            config_version,
+            sync,
+            version: current.version + 1,
+            updated_at: now.to_string(),
+            ..current
+        };
+        Ok(Change::Write(updated, event, outcome))
     }
 
     /// Suspends (`suspended`) or resumes resource `id`, telling the
@@ -412,22 +424,24 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
     /// usage may still be sent until the deprovision that follows. Already
     /// ending or gone is a redelivery: `false`, nothing written.
     pub async fn mark_ending(&self, id: &str) -> Result<bool, LifecycleError> {
-        self.change(id, |current| async move {
-            let current = current.ok_or(LifecycleError::NotFound)?;
-            if !matches!(current.status, ResourceStatus::Active | ResourceStatus::Suspended) {
-                return Ok(Change::Done(false));
-            }
-            let now = Timestamp::now();
-            let event = self.event(id, AuditAction::Ending, &now);
-            let updated = Resource {
-                status: ResourceStatus::Ending,
-                version: current.version + 1,
-                updated_at: now.to_string(),
-                ..current
-            };
-            Ok(Change::Write(updated, event, true))
-        })
-        .await
+        self.change(id, |current| async move { self.ending_of(current) })
+            .await
+    }
+
+    fn ending_of(&self, current: Option<Resource>) -> Result<Change<bool>, LifecycleError> {
+        let current = current.ok_or(LifecycleError::NotFound)?;
+        if !matches!(current.status, ResourceStatus::Active | ResourceStatus::Suspended) {
+            return Ok(Change::Done(false));
+        }
+        let now = Timestamp::now();
+        let event = self.event(&current.id, AuditAction::Ending, &now);
+        let updated = Resource {
+            status: ResourceStatus::Ending,
+            version: current.version + 1,
+            updated_at: now.to_string(),
+            ..current
+        };
+        Ok(Change::Write(updated, event, true))
     }
 
     /// The vendor's service finished provision `id` with `config`: the
@@ -490,27 +504,80 @@ impl<S: ResourceWriter, P: Provisioner> Lifecycle<S, P> {
                 return Ok(());
             }
         }
-        self.change(id, |current| async move {
-            let current = current.ok_or(LifecycleError::NotFound)?;
-            if current.status == ResourceStatus::Deprovisioned {
-                return Ok(Change::Done(()));
-            }
-            // A provision still pending, or given up on, goes too: the
-            // vendor's service hears of it (again; it answers 404 if gone).
-            self.provisioner.deprovision(&current).await?;
-            let now = Timestamp::now();
-            let event = self.event(id, AuditAction::Deprovisioned, &now);
-            let updated = Resource {
-                status: ResourceStatus::Deprovisioned,
-                deprovisioned_at: Some(now.to_string()),
-                version: current.version + 1,
-                updated_at: now.to_string(),
-                ..current
-            };
-            Ok(Change::Write(updated, event, ()))
-        })
-        .await
+        self.change(id, |current| self.deprovision_of(current)).await
     }
+
+    async fn deprovision_of(&self, current: Option<Resource>) -> Result<Change<()>, LifecycleError> {
+        let current = current.ok_or(LifecycleError::NotFound)?;
+        if current.status == ResourceStatus::Deprovisioned {
+            return Ok(Change::Done(()));
+        }
+        // A provision still pending, or given up on, goes too: the
+        // vendor's service hears of it (again; it answers 404 if gone).
+        self.provisioner.deprovision(&current).await?;
+        let now = Timestamp::now();
+        let event = self.event(&current.id, AuditAction::Deprovisioned, &now);
+        let updated = Resource {
+            status: ResourceStatus::Deprovisioned,
+            deprovisioned_at: Some(now.to_string()),
+            version: current.version + 1,
+            updated_at: now.to_string(),
+            ..current
+        };
+        Ok(Change::Write(updated, event, ()))
+    }
+
+    /// `action` on `current`, which the caller read with the rest of what
+    /// it decides on, written with `also` in one transaction (AWS
+    /// Marketplace's events: docs/aws-marketplace.md). `Ok(false)`: the
+    /// resource needs no change, and nothing was written. `Changed`: the
+    /// resource or what `also` holds changed since it was read, and
+    /// nothing was written.
+    pub async fn apply_with(
+        &self,
+        current: Option<Resource>,
+        action: ResourceAction<'_>,
+        also: &[AlsoWrite<'_>],
+    ) -> Result<bool, LifecycleError> {
+        let current = current.filter(|resource| resource.platform == self.marketplace.platform);
+        let read_version = current.as_ref().map_or(0, |resource| resource.version);
+        let (updated, event) = match action {
+            ResourceAction::ChangePlan(plan) => {
+                self.check_plan(plan)?;
+                match self.plan_change_of(current, plan, None, false).await? {
+                    Change::Done(_) => return Ok(false),
+                    Change::Write(updated, event, _) => (updated, event),
+                }
+            }
+            ResourceAction::Ending => match self.ending_of(current)? {
+                Change::Done(_) => return Ok(false),
+                Change::Write(updated, event, _) => (updated, event),
+            },
+            ResourceAction::Deprovision => match self.deprovision_of(current).await? {
+                Change::Done(_) => return Ok(false),
+                Change::Write(updated, event, _) => (updated, event),
+            },
+        };
+        match self
+            .store
+            .update_resource(&updated, read_version, &event, also)
+            .await?
+        {
+            UpdateOutcome::Updated => {
+                tracing::info!(resource_id = %updated.id, action = ?event.action, "resource changed");
+                Ok(true)
+            }
+            UpdateOutcome::Stale => Err(LifecycleError::Changed),
+        }
+    }
+}
+
+/// What a marketplace's event asks of a resource ([`Lifecycle::apply_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceAction<'a> {
+    ChangePlan(&'a str),
+    Ending,
+    Deprovision,
 }
 
 /// Every marketplace hears the same statuses: 404 for an unknown id, 422

@@ -160,7 +160,7 @@ async fn a_stale_update_writes_neither_the_resource_nor_its_audit_event() {
         &Timestamp::now(),
     );
     assert_eq!(
-        store.update_resource(&resource, 6, &event).await.unwrap(),
+        store.update_resource(&resource, 6, &event, &[]).await.unwrap(),
         UpdateOutcome::Stale
     );
 

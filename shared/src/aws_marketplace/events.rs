@@ -12,10 +12,10 @@
 use super::seller::{EntitlementClient, Entitlements, SellerError};
 use super::{resource_id, AwsMarketplaceConfig};
 use crate::config::{self, ConfigError};
-use crate::lifecycle::{Lifecycle, LifecycleError};
+use crate::lifecycle::{Lifecycle, LifecycleError, ResourceAction};
 use crate::model::{aws_license_id, AwsAgreement, AwsLicense, Timestamp};
 use crate::provisioner::{Provisioner, VendorProvisioner};
-use crate::store::{AwsMarketplaceStore, DynamoStore, ResourceWriter, StoreError, UpdateOutcome};
+use crate::store::{AlsoWrite, AwsMarketplaceStore, DynamoStore, ResourceWriter, StoreError, UpdateOutcome};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -180,105 +180,151 @@ where
     if envelope.id.is_empty() || envelope.id.len() > 256 {
         return ignored("no event id");
     }
-    if api.store.aws_event_handled(&envelope.id).await? {
-        return ignored("already handled (a redelivery)");
-    }
     let detail = &envelope.detail;
     let agreement_id = text(detail, &["agreement", "id"]);
     let license_id = text(detail, &["license", "arn"]).map(aws_license_id);
-    let acted = match (kind, agreement_id, license_id) {
-        (Kind::AgreementCreated | Kind::AgreementAmended, Some(agreement), _) => {
-            update_agreement(&api.store, agreement, |_| {}).await?;
-            "recorded"
+    let names_its_subject = match kind {
+        Kind::AgreementCreated | Kind::AgreementAmended | Kind::AgreementEnded => agreement_id.is_some(),
+        Kind::LicenseUpdated | Kind::LicenseDeprovisioned => license_id.is_some(),
+    };
+    if !names_its_subject {
+        return ignored("it names no agreement or license");
+    }
+    // The license's entitlements, read once whatever the retries below.
+    let mut dimensions: Option<Vec<String>> = None;
+    let handled_until = Timestamp::now().unix() + HANDLED_FOR_SECONDS;
+    for _ in 0..ATTEMPTS {
+        // One read: the event's mark, and the states it may change.
+        let resource_of = license_id.map(resource_id);
+        let mut state = api
+            .store
+            .get_aws_event_state(&envelope.id, agreement_id, license_id, resource_of.as_deref())
+            .await?;
+        if state.handled {
+            return ignored("already handled (a redelivery)");
         }
-        (Kind::AgreementEnded, Some(agreement), _) => {
-            let agreement =
-                update_agreement(&api.store, agreement, |agreement| agreement.ended = true).await?;
-            if let Some(license) = agreement.license_id {
-                let license = update_license(&api.store, &license, |license| license.ended = true).await?;
-                settle(lifecycle, &license).await?;
+        // The license it changes: its own, or for an ended agreement the
+        // license a license event named (read now); a created or amended
+        // agreement changes no license.
+        let license = match kind {
+            Kind::LicenseUpdated | Kind::LicenseDeprovisioned => license_id.map(str::to_string),
+            Kind::AgreementEnded => state
+                .agreement
+                .as_ref()
+                .and_then(|agreement| agreement.license_id.clone()),
+            Kind::AgreementCreated | Kind::AgreementAmended => None,
+        };
+        if kind == Kind::AgreementEnded {
+            if let Some(license) = &license {
+                let more = api
+                    .store
+                    .get_aws_event_state(&envelope.id, None, Some(license), Some(&resource_id(license)))
+                    .await?;
+                (state.license, state.resource) = (more.license, more.resource);
             }
-            "ended"
         }
-        (Kind::LicenseUpdated, _, Some(license)) => {
-            let ended = match agreement_id {
-                Some(agreement) => {
-                    let license = license.to_string();
-                    update_agreement(&api.store, agreement, move |agreement| {
-                        agreement.license_id = Some(license.clone())
-                    })
-                    .await?
-                    .ended
-                }
-                None => false,
-            };
-            let arn = text(detail, &["license", "arn"]).unwrap_or(license);
+        if kind == Kind::LicenseUpdated && dimensions.is_none() {
+            let arn = text(detail, &["license", "arn"]).unwrap_or_default();
             let arn = if arn.starts_with("arn:") {
                 arn.to_string()
             } else {
                 format!("arn:{arn}")
             };
-            let dimensions = entitlements
-                .entitled_dimensions(&config.product_code, &arn)
-                .await?;
-            let plan = config
-                .plan_for(dimensions.iter().map(String::as_str))
-                .map(str::to_string);
-            if plan.is_none() {
-                tracing::warn!(license_id = %license, ?dimensions, "no entitled dimension maps to a plan (AWS_MARKETPLACE_PLANS); the plan stays");
-            }
-            let agreement = agreement_id.map(str::to_string);
-            let license = update_license(&api.store, license, move |license| {
-                if plan.is_some() {
-                    license.entitled_plan = plan.clone();
-                }
-                if agreement.is_some() {
-                    license.agreement_id = agreement.clone();
-                }
-                license.ended |= ended;
+            dimensions = Some(
+                entitlements
+                    .entitled_dimensions(&config.product_code, &arn)
+                    .await?,
+            );
+        }
+        let agreement_before = agreement_id.map(|id| {
+            state.agreement.clone().unwrap_or_else(|| AwsAgreement {
+                agreement_id: id.to_string(),
+                ..AwsAgreement::default()
             })
-            .await?;
-            settle(lifecycle, &license).await?;
-            "entitlements applied"
+        });
+        let agreement_after = agreement_before.clone().map(|mut agreement| {
+            match kind {
+                Kind::AgreementEnded => agreement.ended = true,
+                Kind::LicenseUpdated => agreement.license_id = license.clone(),
+                _ => {}
+            }
+            agreement
+        });
+        let license_before = license.as_ref().map(|id| {
+            state.license.clone().unwrap_or_else(|| AwsLicense {
+                license_id: id.clone(),
+                ..AwsLicense::default()
+            })
+        });
+        let license_after = license_before.clone().map(|mut license| {
+            match kind {
+                Kind::LicenseUpdated => {
+                    let held = dimensions.as_deref().unwrap_or_default();
+                    match config.plan_for(held.iter().map(String::as_str)) {
+                        Some(plan) => license.entitled_plan = Some(plan.to_string()),
+                        None => tracing::warn!(license_id = %license.license_id, ?held, "no entitled dimension maps to a plan (AWS_MARKETPLACE_PLANS); the plan stays"),
+                    }
+                    if let Some(agreement) = agreement_id {
+                        license.agreement_id = Some(agreement.to_string());
+                    }
+                    license.ended |= agreement_after.as_ref().is_some_and(|agreement| agreement.ended);
+                }
+                Kind::AgreementEnded => license.ended = true,
+                Kind::LicenseDeprovisioned => license.deprovisioned = true,
+                _ => {}
+            }
+            license
+        });
+        let now = Timestamp::now().to_string();
+        let agreement_after = forward(agreement_before.as_ref(), agreement_after, &now);
+        let license_after = forward(license_before.as_ref(), license_after, &now);
+        let mut also: Vec<AlsoWrite<'_>> = Vec::new();
+        also.extend(agreement_after.as_ref().map(AlsoWrite::AwsAgreement));
+        also.extend(license_after.as_ref().map(AlsoWrite::AwsLicense));
+        also.push(AlsoWrite::AwsEventHandled {
+            event_id: &envelope.id,
+            expires_at: handled_until,
+        });
+        // What the license's resource, if the buyer registered, must become.
+        let settled = license_after.as_ref().or(license_before.as_ref());
+        let action = settled.and_then(|license| {
+            if license.deprovisioned {
+                Some(ResourceAction::Deprovision)
+            } else if license.ended {
+                Some(ResourceAction::Ending)
+            } else {
+                license.entitled_plan.as_deref().map(ResourceAction::ChangePlan)
+            }
+        });
+        let written = match (action, state.resource) {
+            (Some(action), Some(resource)) => match lifecycle.apply_with(Some(resource), action, &also).await
+            {
+                Ok(true) => true,
+                // Nothing to change on the resource (or already past what
+                // this asks): the states alone.
+                Ok(false) | Err(LifecycleError::NotFound | LifecycleError::AlreadyDeprovisioned) => {
+                    api.store.save_aws_states(&also).await? == UpdateOutcome::Updated
+                }
+                Err(LifecycleError::Changed) => false,
+                Err(err) => return Err(err.into()),
+            },
+            // Not registered yet: the registration applies the state.
+            _ => api.store.save_aws_states(&also).await? == UpdateOutcome::Updated,
+        };
+        if written {
+            let acted = match kind {
+                Kind::AgreementCreated | Kind::AgreementAmended => "recorded",
+                Kind::AgreementEnded => "ended",
+                Kind::LicenseUpdated => "entitlements applied",
+                Kind::LicenseDeprovisioned => "deprovisioned",
+            };
+            tracing::info!(event_id = %envelope.id, ?kind, acted, "AWS Marketplace event handled");
+            return Ok(json!({"id": envelope.id, "handled": acted}));
         }
-        (Kind::LicenseDeprovisioned, _, Some(license)) => {
-            let license = update_license(&api.store, license, |license| license.deprovisioned = true).await?;
-            settle(lifecycle, &license).await?;
-            "deprovisioned"
-        }
-        _ => return ignored("it names no agreement or license"),
-    };
-    let now = Timestamp::now().unix();
-    api.store
-        .mark_aws_event_handled(&envelope.id, now + HANDLED_FOR_SECONDS)
-        .await?;
-    tracing::info!(event_id = %envelope.id, ?kind, acted, "AWS Marketplace event handled");
-    Ok(json!({"id": envelope.id, "handled": acted}))
-}
-
-/// Brings the license's resource, if the buyer has registered, to what the
-/// events said: deprovisioned, ending, or on the entitled plan. Each step
-/// is the lifecycle's own conditional, idempotent change.
-async fn settle<S: ResourceWriter, P: Provisioner>(
-    lifecycle: &Lifecycle<S, P>,
-    license: &AwsLicense,
-) -> Result<(), EventError> {
-    let id = resource_id(&license.license_id);
-    let outcome = if license.deprovisioned {
-        lifecycle.deprovision(&id).await
-    } else if license.ended {
-        lifecycle.mark_ending(&id).await.map(|_| ())
-    } else if let Some(plan) = &license.entitled_plan {
-        lifecycle.change_plan(&id, plan, None).await.map(|_| ())
-    } else {
-        Ok(())
-    };
-    match outcome {
-        // Not registered yet (the registration applies the state), or
-        // already past what this asks.
-        Err(LifecycleError::NotFound | LifecycleError::AlreadyDeprovisioned) => Ok(()),
-        other => Ok(other?),
+        // Another event (or a redelivery of this one) wrote first: decide
+        // again on what it left.
     }
+    Err(EventError::Contended)
 }
 
 /// What events say of a license or an agreement: written conditionally on
@@ -323,72 +369,16 @@ impl Forward for AwsAgreement {
     }
 }
 
-/// Reads the state (`blank` when there is none), applies `change`, and
-/// writes it if it changed, conditionally on the version read; a lost race
-/// reads again.
-async fn update_forward<T, Load, Loaded, Save, Saved>(
-    blank: T,
-    load: Load,
-    save: Save,
-    change: impl Fn(&mut T),
-) -> Result<T, EventError>
-where
-    T: Forward,
-    Load: Fn() -> Loaded,
-    Loaded: std::future::Future<Output = Result<Option<T>, StoreError>>,
-    Save: Fn(T) -> Saved,
-    Saved: std::future::Future<Output = Result<UpdateOutcome, StoreError>>,
-{
-    for _ in 0..ATTEMPTS {
-        let current = load().await?.unwrap_or_else(|| blank.clone());
-        let mut next = current.clone();
-        change(&mut next);
-        next.keep_forward(&current);
-        if next == current && current.version() > 0 {
-            return Ok(current);
-        }
-        next.stamp(current.version() + 1, Timestamp::now().to_string());
-        if save(next.clone()).await? == UpdateOutcome::Updated {
-            return Ok(next);
-        }
+/// The state to write after `before`: `after` kept moving forward and
+/// stamped with the next version, or `None` when it says nothing new.
+fn forward<T: Forward>(before: Option<&T>, after: Option<T>, at: &str) -> Option<T> {
+    let (before, mut after) = (before?, after?);
+    after.keep_forward(before);
+    if after == *before && before.version() > 0 {
+        return None;
     }
-    Err(EventError::Contended)
-}
-
-async fn update_license<S: AwsMarketplaceStore>(
-    store: &S,
-    license_id: &str,
-    change: impl Fn(&mut AwsLicense),
-) -> Result<AwsLicense, EventError> {
-    let blank = AwsLicense {
-        license_id: license_id.to_string(),
-        ..AwsLicense::default()
-    };
-    update_forward(
-        blank,
-        || store.get_aws_license(license_id),
-        |license| async move { store.save_aws_license(&license).await },
-        change,
-    )
-    .await
-}
-
-async fn update_agreement<S: AwsMarketplaceStore>(
-    store: &S,
-    agreement_id: &str,
-    change: impl Fn(&mut AwsAgreement),
-) -> Result<AwsAgreement, EventError> {
-    let blank = AwsAgreement {
-        agreement_id: agreement_id.to_string(),
-        ..AwsAgreement::default()
-    };
-    update_forward(
-        blank,
-        || store.get_aws_agreement(agreement_id),
-        |agreement| async move { store.save_aws_agreement(&agreement).await },
-        change,
-    )
-    .await
+    after.stamp(before.version() + 1, at.to_string());
+    Some(after)
 }
 
 #[cfg(test)]

@@ -35,13 +35,14 @@
 //! cannot replay or hijack them; both expire through the TTL attribute.
 
 use super::{
-    AccountStore, AlsoWrite, AuditKey, AuditReader, AwsMarketplaceStore, CreateOutcome, LinkStore, OidcStore,
-    OpenOutcome, Owed, OwnerClaim, ProvisionStore, ResourceReader, ResourceScan, ResourceWriter,
-    SessionStore, SpentCode, StoreError, SyncStore, SyncSubject, UpdateOutcome, OWNER_CLAIM_SECONDS,
+    AccountStore, AlsoWrite, AuditKey, AuditReader, AwsEventState, AwsMarketplaceStore, CreateOutcome,
+    LinkStore, OidcStore, OpenOutcome, Owed, OwnerClaim, ProvisionStore, ResourceReader, ResourceScan,
+    ResourceWriter, SessionStore, SpentCode, StoreError, SyncStore, SyncSubject, UpdateOutcome,
+    OWNER_CLAIM_SECONDS,
 };
 use crate::model::{
-    Account, AuditAction, AuditEvent, AwsAgreement, AwsCustomer, AwsLicense, Cloud66Link, CodeBinding,
-    OidcGrant, PendingLink, Platform, Resource, Session, SubjectKind, SyncMark, SyncQueue, Timestamp,
+    Account, AuditAction, AuditEvent, AwsCustomer, AwsLicense, Cloud66Link, CodeBinding, OidcGrant,
+    PendingLink, Platform, Resource, Session, SubjectKind, SyncMark, SyncQueue, Timestamp,
 };
 use crate::secret::random_hex;
 use aws_sdk_dynamodb::config::http::HttpResponse;
@@ -580,7 +581,62 @@ impl DynamoStore {
                     .map_err(|err| StoreError::Internal(err.to_string()))?;
                 vec![TransactWriteItem::builder().condition_check(check).build()]
             }
+            AlsoWrite::AwsLicense(license) => {
+                let item = Self::entity_item(
+                    *license,
+                    Self::aws_license_key(&license.license_id),
+                    "aws_license",
+                )?;
+                vec![self.put_versioned(item, license.version.saturating_sub(1))?]
+            }
+            AlsoWrite::AwsAgreement(agreement) => {
+                let item = Self::entity_item(
+                    *agreement,
+                    Self::aws_agreement_key(&agreement.agreement_id),
+                    "aws_agreement",
+                )?;
+                vec![self.put_versioned(item, agreement.version.saturating_sub(1))?]
+            }
+            AlsoWrite::AwsEventHandled { event_id, expires_at } => {
+                let mut item = Self::aws_event_key(event_id);
+                item.insert(TableKeys::TTL.into(), AttributeValue::N(expires_at.to_string()));
+                item.insert("entity".into(), AttributeValue::S("aws_event".into()));
+                vec![self.put_new(item)?]
+            }
         })
+    }
+
+    /// One consistent `BatchGetItem` of `keys` (asked again for what the
+    /// batch leaves unprocessed): the items found.
+    async fn batch_get(&self, keys: KeysAndAttributes) -> Result<Vec<Item>, StoreError> {
+        let mut wanted = HashMap::from([(self.table.clone(), keys)]);
+        let mut found = Vec::new();
+        for attempt in 0..TRANSACTION_ATTEMPTS {
+            let output = self
+                .client
+                .batch_get_item()
+                .set_request_items(Some(wanted))
+                .send()
+                .await
+                .map_err(|err| classify("BatchGetItem", err))?;
+            found.extend(
+                output
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.table)
+                    .unwrap_or_default(),
+            );
+            match output.unprocessed_keys.filter(|keys| !keys.is_empty()) {
+                Some(left) => {
+                    wanted = left;
+                    backoff(attempt).await;
+                }
+                None => return Ok(found),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "BatchGetItem kept leaving keys unprocessed".into(),
+        ))
     }
 
     /// A session's actions: its spent sign-in token and the session.
@@ -651,11 +707,15 @@ impl ResourceWriter for DynamoStore {
         resource: &Resource,
         expected_version: u64,
         event: &AuditEvent,
+        also: &[AlsoWrite<'_>],
     ) -> Result<UpdateOutcome, StoreError> {
-        let items = vec![
+        let mut items = vec![
             self.put_versioned(Self::resource_item(resource)?, expected_version)?,
             self.put_new(Self::audit_item(event)?)?,
         ];
+        for write in also {
+            items.extend(self.also_actions(write)?);
+        }
         self.transact_versioned(items).await
     }
 }
@@ -1415,12 +1475,6 @@ impl DynamoStore {
             .map(|item| decode(item, entity))
             .transpose()
     }
-
-    /// Writes `item` if the stored version is `version - 1`.
-    async fn save_versioned(&self, item: Item, version: u64) -> Result<UpdateOutcome, StoreError> {
-        let put = self.put_versioned(item, version.saturating_sub(1))?;
-        self.transact_versioned(vec![put]).await
-    }
 }
 
 impl AwsMarketplaceStore for DynamoStore {
@@ -1476,78 +1530,63 @@ impl AwsMarketplaceStore for DynamoStore {
             .consistent_read(true)
             .build()
             .map_err(|err| StoreError::Internal(err.to_string()))?;
-        let mut wanted = HashMap::from([(self.table.clone(), keys)]);
         let (mut license, mut resource) = (None, None);
-        // A batch may leave keys unprocessed (throttling): ask again for those.
-        for attempt in 0..TRANSACTION_ATTEMPTS {
-            let output = self
-                .client
-                .batch_get_item()
-                .set_request_items(Some(wanted))
-                .send()
-                .await
-                .map_err(|err| classify("BatchGetItem", err))?;
-            let found = output
-                .responses
-                .unwrap_or_default()
-                .remove(&self.table)
-                .unwrap_or_default();
-            for item in found {
-                match item.get("entity") {
-                    Some(AttributeValue::S(entity)) if entity == "resource" => {
-                        resource = Some(decode(item, "resource")?);
-                    }
-                    _ => license = Some(decode(item, "aws_license")?),
+        for item in self.batch_get(keys).await? {
+            match item.get("entity") {
+                Some(AttributeValue::S(entity)) if entity == "resource" => {
+                    resource = Some(decode(item, "resource")?);
                 }
-            }
-            match output.unprocessed_keys.filter(|keys| !keys.is_empty()) {
-                Some(left) => {
-                    wanted = left;
-                    backoff(attempt).await;
-                }
-                None => return Ok((license, resource)),
+                _ => license = Some(decode(item, "aws_license")?),
             }
         }
-        Err(StoreError::Unavailable(
-            "BatchGetItem kept leaving keys unprocessed".into(),
-        ))
+        Ok((license, resource))
     }
 
-    async fn save_aws_license(&self, license: &AwsLicense) -> Result<UpdateOutcome, StoreError> {
-        let item = Self::entity_item(license, Self::aws_license_key(&license.license_id), "aws_license")?;
-        self.save_versioned(item, license.version).await
+    async fn get_aws_event_state(
+        &self,
+        event_id: &str,
+        agreement_id: Option<&str>,
+        license_id: Option<&str>,
+        resource_id: Option<&str>,
+    ) -> Result<AwsEventState, StoreError> {
+        let mut keys = KeysAndAttributes::builder()
+            .keys(Self::aws_event_key(event_id))
+            .consistent_read(true);
+        if let Some(agreement) = agreement_id {
+            keys = keys.keys(Self::aws_agreement_key(agreement));
+        }
+        if let Some(license) = license_id {
+            keys = keys.keys(Self::aws_license_key(license));
+        }
+        if let Some(resource) = resource_id {
+            keys = keys.keys(Self::resource_key(resource));
+        }
+        let keys = keys
+            .build()
+            .map_err(|err| StoreError::Internal(err.to_string()))?;
+        let mut state = AwsEventState::default();
+        for item in self.batch_get(keys).await? {
+            match item.get("entity") {
+                Some(AttributeValue::S(entity)) if entity == "resource" => {
+                    state.resource = Some(decode(item, "resource")?);
+                }
+                Some(AttributeValue::S(entity)) if entity == "aws_license" => {
+                    state.license = Some(decode(item, "aws_license")?);
+                }
+                Some(AttributeValue::S(entity)) if entity == "aws_agreement" => {
+                    state.agreement = Some(decode(item, "aws_agreement")?);
+                }
+                _ => state.handled = true,
+            }
+        }
+        Ok(state)
     }
 
-    async fn get_aws_agreement(&self, agreement_id: &str) -> Result<Option<AwsAgreement>, StoreError> {
-        self.get_entity(Self::aws_agreement_key(agreement_id), "aws_agreement")
-            .await
-    }
-
-    async fn save_aws_agreement(&self, agreement: &AwsAgreement) -> Result<UpdateOutcome, StoreError> {
-        let item = Self::entity_item(
-            agreement,
-            Self::aws_agreement_key(&agreement.agreement_id),
-            "aws_agreement",
-        )?;
-        self.save_versioned(item, agreement.version).await
-    }
-
-    async fn aws_event_handled(&self, event_id: &str) -> Result<bool, StoreError> {
-        Ok(self.get_item(Self::aws_event_key(event_id)).await?.is_some())
-    }
-
-    async fn mark_aws_event_handled(&self, event_id: &str, expires_at: i64) -> Result<(), StoreError> {
-        let mut item = Self::aws_event_key(event_id);
-        item.insert(TableKeys::TTL.into(), AttributeValue::N(expires_at.to_string()));
-        item.insert("entity".into(), AttributeValue::S("aws_event".into()));
-        // Unconditional: two deliveries handled at once record the same fact.
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|err| classify("PutItem", err))?;
-        Ok(())
+    async fn save_aws_states(&self, writes: &[AlsoWrite<'_>]) -> Result<UpdateOutcome, StoreError> {
+        let mut items = Vec::new();
+        for write in writes {
+            items.extend(self.also_actions(write)?);
+        }
+        self.transact_versioned(items).await
     }
 }

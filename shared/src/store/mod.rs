@@ -57,6 +57,22 @@ pub enum AlsoWrite<'a> {
     },
     /// The license's event state is still at `version` (0: none yet).
     AwsLicenseAt { license_id: &'a str, version: u64 },
+    /// A license's new event state, if the stored one is `version - 1`.
+    AwsLicense(&'a AwsLicense),
+    /// An agreement's new event state, if the stored one is `version - 1`.
+    AwsAgreement(&'a AwsAgreement),
+    /// Event `event_id` handled, remembered until `expires_at`; fails if
+    /// another delivery recorded it first.
+    AwsEventHandled { event_id: &'a str, expires_at: i64 },
+}
+
+/// What an AWS Marketplace event's handler reads first, in one request.
+#[derive(Debug, Default)]
+pub struct AwsEventState {
+    pub handled: bool,
+    pub agreement: Option<AwsAgreement>,
+    pub license: Option<AwsLicense>,
+    pub resource: Option<Resource>,
 }
 
 /// The outcome of a write conditional on the version read before it.
@@ -124,7 +140,8 @@ where
         match decide(current).await? {
             Change::Done(answer) => return Ok(Some(answer)),
             Change::Write(updated, event, answer) => {
-                if store.update_resource(&updated, read_version, &event).await? == UpdateOutcome::Updated {
+                if store.update_resource(&updated, read_version, &event, &[]).await? == UpdateOutcome::Updated
+                {
                     tracing::info!(resource_id = %id, action = ?event.action, "resource changed");
                     return Ok(Some(answer));
                 }
@@ -147,13 +164,15 @@ pub trait ResourceWriter: ResourceReader {
         event: &AuditEvent,
     ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
 
-    /// Replaces a resource and appends an audit event in one transaction, on
-    /// condition that the stored version is still `expected_version`.
+    /// Replaces a resource and appends an audit event (and `also`) in one
+    /// transaction, on condition that the stored version is still
+    /// `expected_version` (and `also`'s conditions hold).
     fn update_resource(
         &self,
         resource: &Resource,
         expected_version: u64,
         event: &AuditEvent,
+        also: &[AlsoWrite<'_>],
     ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
 }
 
@@ -305,32 +324,21 @@ pub trait AwsMarketplaceStore: Send + Sync {
         resource_id: &str,
     ) -> impl Future<Output = Result<(Option<AwsLicense>, Option<Resource>), StoreError>> + Send;
 
-    /// Writes `license` if the stored version is still `license.version - 1`.
-    fn save_aws_license(
-        &self,
-        license: &AwsLicense,
-    ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
-
-    fn get_aws_agreement(
-        &self,
-        agreement_id: &str,
-    ) -> impl Future<Output = Result<Option<AwsAgreement>, StoreError>> + Send;
-
-    /// Writes `agreement` if the stored version is still `agreement.version - 1`.
-    fn save_aws_agreement(
-        &self,
-        agreement: &AwsAgreement,
-    ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
-
-    /// Whether event `event_id` was handled to the end already.
-    fn aws_event_handled(&self, event_id: &str) -> impl Future<Output = Result<bool, StoreError>> + Send;
-
-    /// Records event `event_id` as handled, until `expires_at`.
-    fn mark_aws_event_handled(
+    /// Event `event_id`'s mark, and the states it may change, in one read:
+    /// its agreement's, its license's and that license's resource's.
+    fn get_aws_event_state(
         &self,
         event_id: &str,
-        expires_at: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+        agreement_id: Option<&str>,
+        license_id: Option<&str>,
+        resource_id: Option<&str>,
+    ) -> impl Future<Output = Result<AwsEventState, StoreError>> + Send;
+
+    /// Writes `writes` in one transaction: `Stale` when a condition failed.
+    fn save_aws_states(
+        &self,
+        writes: &[AlsoWrite<'_>],
+    ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
 }
 
 pub trait LinkStore: AccountStore {
