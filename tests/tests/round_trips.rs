@@ -262,3 +262,56 @@ async fn a_new_aws_marketplace_purchase_is_two_reads_and_one_transaction() {
         ["GetItem", "BatchGetItem", "GetItem", "TransactWriteItems"]
     );
 }
+
+/// AWS Marketplace's `License Updated` for a registered purchase whose plan
+/// it changes: one batch read of the event's mark, its agreement's and
+/// license's states and the resource, then one transaction (GetEntitlements
+/// and the vendor between, not counted here). Delivered again: the batch
+/// alone.
+#[tokio::test]
+async fn a_license_update_is_one_read_and_one_transaction() {
+    use shared::aws_marketplace::events::{self, EventsApi};
+    let (token, license_arn, _) = aws_mint(serde_json::json!({})).await;
+    let registered = browser()
+        .post(format!("{}/aws/register", base_url()))
+        .form(&[("x-amzn-marketplace-token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 303);
+    let premium = stack_var("AWS_MARKETPLACE_PLANS")
+        .split(',')
+        .find_map(|pair| pair.strip_suffix(":premium").map(str::to_string))
+        .expect("a dimension for premium");
+    reqwest::Client::new()
+        .put(format!("{}/entitlements", stack_var("E2E_AWS_MARKETPLACE_URL")))
+        .json(&serde_json::json!({"license_arn": license_arn,
+            "entitlements": [{"Dimension": premium, "Value": {"IntegerValue": 1}}]}))
+        .send()
+        .await
+        .unwrap();
+    let (store, log) = counting_store("marketplace-events").await;
+    let aws =
+        shared::aws_marketplace::AwsMarketplaceConfig::from_lookup(&shared::config::process_env).unwrap();
+    let addon = addon_config();
+    let sdk = shared::config::aws_sdk_config("marketplace-events").await;
+    let api = EventsApi::new(
+        aws,
+        store,
+        DefaultProvisioner::new(stack_var("RESOURCE_BASE_URL"), addon.config_vars.clone()),
+        shared::aws_marketplace::seller::EntitlementClient::new(&sdk),
+        addon.config_vars.clone(),
+    );
+    let event = serde_json::json!({
+        "version": "0", "id": unique("trips"), "detail-type": "License Updated - Manufacturer",
+        "source": "aws.agreement-marketplace", "account": "123456789012",
+        "time": "2026-12-07T00:00:00Z", "region": "us-east-1", "resources": [],
+        "detail": {"agreement": {"id": unique("agmt")}, "license": {"arn": license_arn}},
+    });
+    let answer = events::handle(&api, event.clone()).await.unwrap();
+    assert_eq!(answer["handled"], "entitlements applied", "{answer}");
+    assert_eq!(log.take(), ["BatchGetItem", "TransactWriteItems"]);
+    let again = events::handle(&api, event).await.unwrap();
+    assert!(again["ignored"].is_string(), "{again}");
+    assert_eq!(log.take(), ["BatchGetItem"]);
+}

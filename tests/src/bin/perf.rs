@@ -502,6 +502,9 @@ enum Workload {
     Token,
     /// AWS Marketplace's registration of a new purchase.
     Register,
+    /// AWS Marketplace's `License Updated` that changes a registered
+    /// purchase's plan (basic and premium in turn).
+    LicenseUpdated,
 }
 
 /// A binary of the table: its row name, its file, whether it runs with
@@ -544,6 +547,9 @@ struct Events {
     codes: HashMap<&'static str, String>,
     /// Registration tokens not yet posted, one per registration.
     aws_tokens: Vec<String>,
+    /// Each binary file's purchase for `License Updated`: its license ARN
+    /// and agreement, and whether it is entitled to premium now.
+    aws_licenses: HashMap<&'static str, (String, String, bool)>,
 }
 
 impl Events {
@@ -602,6 +608,17 @@ impl Events {
                 scalingo_resource_event("DELETE", &id, "", None)
             }
             Workload::Authorize => self.oidc.authorize_event(),
+            Workload::LicenseUpdated => {
+                let (license, agreement, _) = &self.aws_licenses[binary.file];
+                json!({
+                    "version": "0", "id": tests::unique("perf-event"),
+                    "detail-type": "License Updated - Manufacturer",
+                    "source": "aws.agreement-marketplace", "account": "123456789012",
+                    "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    "region": "us-east-1", "resources": [],
+                    "detail": {"agreement": {"id": agreement}, "license": {"arn": license.trim_start_matches("arn:")}},
+                })
+            }
             Workload::Register => {
                 let token = self.aws_tokens.pop().expect("tokens minted for the round");
                 let mut event = http_event("POST", "/aws/register", "/aws/register", None, None);
@@ -619,6 +636,26 @@ impl Events {
         }
     }
 
+    /// What a turn needs set up before it is timed: a `License Updated`
+    /// needs the license's entitlements changed at the stand-in AWS
+    /// Marketplace (premium and basic in turn).
+    async fn prepare(&mut self, binary: &Binary) {
+        if !matches!(binary.workload, Workload::LicenseUpdated) {
+            return;
+        }
+        let (license, _, premium) = self.aws_licenses.get_mut(binary.file).expect("a purchase");
+        *premium = !*premium;
+        let dimension = aws_dimension(if *premium { "premium" } else { "basic" });
+        let status = reqwest::Client::new()
+            .put(format!("{}/entitlements", tests::stack_var("E2E_AWS_MARKETPLACE_URL")))
+            .json(&json!({"license_arn": license, "entitlements": [{"Dimension": dimension, "Value": {"IntegerValue": 1}}]}))
+            .send()
+            .await
+            .expect("the stand-in AWS Marketplace")
+            .status();
+        assert!(status.is_success(), "entitlements: {status}");
+    }
+
     fn answered(&mut self, binary: &Binary, answer: &Value) {
         match binary.workload {
             Workload::Provision => self.provisioned = Some(id_of(answer)),
@@ -633,6 +670,51 @@ impl Events {
             _ => {}
         }
     }
+}
+
+/// The listing's dimension for `plan` (`AWS_MARKETPLACE_PLANS`).
+fn aws_dimension(plan: &str) -> String {
+    tests::stack_var("AWS_MARKETPLACE_PLANS")
+        .split(',')
+        .find_map(|pair| pair.strip_suffix(&format!(":{plan}")).map(str::to_string))
+        .unwrap_or_else(|| panic!("AWS_MARKETPLACE_PLANS maps no dimension to {plan}"))
+}
+
+/// The purchases the `License Updated` rows change: the function's,
+/// registered through the stack; the floor's, a license alone.
+async fn aws_licenses() -> HashMap<&'static str, (String, String, bool)> {
+    let http = tests::browser();
+    let mint = || async {
+        let minted: Value = reqwest::Client::new()
+            .post(format!("{}/mint", tests::stack_var("E2E_AWS_MARKETPLACE_URL")))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("the stand-in AWS Marketplace")
+            .json()
+            .await
+            .expect("a minted purchase");
+        (
+            minted["token"].as_str().unwrap().to_string(),
+            minted["license_arn"].as_str().unwrap().to_string(),
+        )
+    };
+    let (token, function_license) = mint().await;
+    let registered = http
+        .post(format!("{}/aws/register", tests::base_url()))
+        .form(&[("x-amzn-marketplace-token", token.as_str())])
+        .send()
+        .await
+        .expect("the stack");
+    assert_eq!(registered.status(), 303, "the events row's purchase registers");
+    let (_, floor_license) = mint().await;
+    HashMap::from([
+        (
+            "marketplace-events",
+            (function_license, tests::unique("agmt-perf"), false),
+        ),
+        ("perf_floor", (floor_license, tests::unique("agmt-perf"), false)),
+    ])
 }
 
 /// `count` registration tokens from the stand-in AWS Marketplace, each
@@ -819,6 +901,29 @@ async fn main() {
                 Workload::Register,
             )
         },
+        // AWS Marketplace's License Updated changing a registered purchase's
+        // plan, against the floor of its contract (FLOOR_MODE=event), with
+        // the warm-up read.
+        Binary {
+            floor_mode: Some("event"),
+            ..binary(
+                "floor event",
+                "perf_floor",
+                vendor,
+                true,
+                Workload::LicenseUpdated,
+            )
+        },
+        Binary {
+            floor: "floor event",
+            ..binary(
+                "aws license updated",
+                "marketplace-events",
+                vendor,
+                false,
+                Workload::LicenseUpdated,
+            )
+        },
     ]);
     let provision = binaries
         .iter()
@@ -861,6 +966,7 @@ async fn main() {
             oidc: OidcSetup::open().await,
             codes: HashMap::new(),
             aws_tokens: mint_tokens(2 * (args.invocations + 1 + usize::from(args.cold_starts))).await,
+            aws_licenses: aws_licenses().await,
         };
 
         // The binaries take turns, one invocation each, so all of them meet
@@ -868,6 +974,7 @@ async fn main() {
         // up) and none is favoured by its place in the round.
         for _ in 0..=args.invocations {
             for (binary, instance) in binaries.iter().zip(&mut instances) {
+                events.prepare(binary).await;
                 let answer = instance.invoke(events.next(binary)).await;
                 events.answered(binary, &answer);
             }
@@ -882,6 +989,7 @@ async fn main() {
         for _ in 0..args.cold_starts {
             for (binary, runs) in binaries.iter().zip(&mut cold_starts) {
                 let mut instance = Instance::start(&args.dir, binary).await;
+                events.prepare(binary).await;
                 let answer = instance.invoke(events.next(binary)).await;
                 events.answered(binary, &answer);
                 runs.push(instance.finish());

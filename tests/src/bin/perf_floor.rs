@@ -38,6 +38,14 @@
 //! `PROVISIONER_URL` is set), and one transaction creating the claim, the
 //! item and its audit event, keeping the token's resolution, spending it
 //! and opening the session, and checking the license's state.
+//!
+//! With `FLOOR_MODE=event` it is the floor of AWS Marketplace's `License
+//! Updated` for a registered purchase whose plan it changes: one batch read
+//! of the event's mark, its agreement's and license's states and the
+//! resource, `GetEntitlements` at the stand-in AWS Marketplace (the same
+//! SDK), the vendor's round trip carrying the resource's details, and one
+//! transaction of the resource's version-conditional put, its audit event,
+//! the license's new state and the event's mark.
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use base64::Engine as _;
@@ -113,6 +121,90 @@ enum Mode {
     Authorize,
     Token(Box<shared::oidc::SigningKey>),
     Register(aws_sdk_marketplacemetering::Client),
+    Event(aws_sdk_marketplaceentitlement::Client),
+}
+
+/// `FLOOR_MODE=event`: one `License Updated` that changes the plan of the
+/// floor's resource (`resource`, changed in place).
+async fn event(
+    client: &aws_sdk_dynamodb::Client,
+    entitlements: &aws_sdk_marketplaceentitlement::Client,
+    table: &str,
+    vendor: Option<&Vendor>,
+    (resource, config): (&str, &str),
+    event: serde_json::Value,
+) -> Result<serde_json::Value, Error> {
+    let id = event["id"].as_str().ok_or("no event id")?.to_string();
+    let arn = event["detail"]["license"]["arn"].as_str().ok_or("no license")?;
+    let arn = format!("arn:{}", arn.trim_start_matches("arn:"));
+    let agreement = event["detail"]["agreement"]["id"].as_str().unwrap_or_default();
+    let keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+        .keys(floor_key(format!("FLOOR_EVENT#{id}")))
+        .keys(floor_key(format!("FLOOR_AGREEMENT#{agreement}")))
+        .keys(floor_key(format!("FLOOR_LICENSE#{arn}")))
+        .keys(floor_key(resource.to_string()))
+        .consistent_read(true)
+        .build()?;
+    let read = client.batch_get_item().request_items(table, keys).send().await?;
+    let version = read
+        .responses
+        .unwrap_or_default()
+        .remove(table)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|item| item.get("pk") == Some(&AttributeValue::S(resource.to_string())))
+        .and_then(|item| match item.get("version") {
+            Some(AttributeValue::N(version)) => version.parse::<u64>().ok(),
+            _ => None,
+        })
+        .ok_or("no floor resource")?;
+    let page = entitlements
+        .get_entitlements()
+        .product_code(std::env::var("AWS_MARKETPLACE_PRODUCT_CODE").unwrap_or_default())
+        .filter(
+            aws_sdk_marketplaceentitlement::types::GetEntitlementFilterName::LicenseArn,
+            vec![arn.clone()],
+        )
+        .send()
+        .await?;
+    let dimensions: Vec<String> = page
+        .entitlements()
+        .iter()
+        .filter_map(|entitlement| entitlement.dimension().map(str::to_string))
+        .collect();
+    if let Some(vendor) = vendor {
+        vendor.ask(&shared::secret::random_hex(16), Some(config)).await?;
+    }
+    let mut item = floor_key(resource.to_string());
+    item.insert("version".into(), AttributeValue::N((version + 1).to_string()));
+    item.insert("config".into(), AttributeValue::S(config.to_string()));
+    item.insert("plan".into(), AttributeValue::S(dimensions.join(",")));
+    item.insert("details".into(), AttributeValue::S("x".repeat(600)));
+    let versioned = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("#version = :expected")
+        .expression_attribute_names("#version", "version")
+        .expression_attribute_values(":expected", AttributeValue::N(version.to_string()))
+        .build()?;
+    let mut license = floor_key(format!("FLOOR_LICENSE#{arn}"));
+    license.insert("entitled".into(), AttributeValue::S(dimensions.join(",")));
+    client
+        .transact_write_items()
+        .transact_items(TransactWriteItem::builder().put(versioned).build())
+        .transact_items(put(
+            table,
+            format!("FLOOR_AUDIT#{}", shared::secret::random_hex(16)),
+        )?)
+        .transact_items(
+            TransactWriteItem::builder()
+                .put(Put::builder().table_name(table).set_item(Some(license)).build()?)
+                .build(),
+        )
+        .transact_items(put(table, format!("FLOOR_EVENT#{id}"))?)
+        .send()
+        .await?;
+    Ok(serde_json::json!({"id": id, "handled": "entitlements applied"}))
 }
 
 /// `FLOOR_MODE=register`: one registration of a new purchase.
@@ -349,7 +441,9 @@ async fn oidc(
                     r#"{{"access_token":"{access_token}","token_type":"Bearer","expires_in":600,"id_token":"{id_token}"}}"#
                 )))?)
         }
-        Mode::Provision | Mode::Change | Mode::Register(_) => Err("not an OpenID Connect floor".into()),
+        Mode::Provision | Mode::Change | Mode::Register(_) | Mode::Event(_) => {
+            Err("not an OpenID Connect floor".into())
+        }
     }
 }
 
@@ -414,6 +508,13 @@ async fn main() -> Result<(), Error> {
         Ok("register") => Mode::Register(aws_sdk_marketplacemetering::Client::new(
             &shared::config::aws_sdk_config("perf_floor").await,
         )),
+        Ok("event") => Mode::Event(aws_sdk_marketplaceentitlement::Client::from_conf(
+            aws_sdk_marketplaceentitlement::config::Builder::from(
+                &shared::config::aws_sdk_config("perf_floor").await,
+            )
+            .region(aws_sdk_marketplaceentitlement::config::Region::new("us-east-1"))
+            .build(),
+        )),
         _ => Mode::Provision,
     };
     let table = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set")?;
@@ -432,12 +533,33 @@ async fn main() -> Result<(), Error> {
         shared::secret::random_hex(16),
         shared::secret::random_hex(32)
     );
-    if matches!(mode, Mode::Change) {
+    if matches!(mode, Mode::Change | Mode::Event(_)) {
         let mut item = floor_key(resource.clone());
         item.insert("version".into(), AttributeValue::N("0".into()));
         item.insert("config".into(), AttributeValue::S(config.clone()));
         item.insert("details".into(), AttributeValue::S("x".repeat(600)));
         put_new(&client, &table, item).await?;
+    }
+    if let Mode::Event(entitlements) = &mode {
+        // EventBridge's invocations are JSON events, not HTTP requests.
+        return lambda_runtime::run(lambda_runtime::service_fn(
+            |invocation: lambda_runtime::LambdaEvent<serde_json::Value>| {
+                let (client, table, vendor) = (&client, &table, &vendor);
+                let (resource, config) = (&resource, &config);
+                async move {
+                    event(
+                        client,
+                        entitlements,
+                        table,
+                        vendor.as_ref(),
+                        (resource, config),
+                        invocation.payload,
+                    )
+                    .await
+                }
+            },
+        ))
+        .await;
     }
     run(service_fn(|request: Request| {
         let (client, table, vendor, mode) = (&client, &table, &vendor, &mode);
