@@ -937,3 +937,17 @@ pub async fn aws_mint(body: Value) -> (String, String, String) {
     let field = |name: &str| minted[name].as_str().expect("minted fields").to_string();
     (field("token"), field("license_arn"), field("account"))
 }
+
+/// A new AWS Marketplace purchase, registered as the buyer's browser posts
+/// AWS's form to the stack: its license ARN and AWS account.
+pub async fn aws_registered() -> (String, String) {
+    let (token, license_arn, account) = aws_mint(serde_json::json!({})).await;
+    let registered = browser()
+        .post(format!("{}/aws/register", base_url()))
+        .form(&[("x-amzn-marketplace-token", token.as_str())])
+        .send()
+        .await
+        .expect("the stack answers");
+    assert_eq!(registered.status(), 303, "the purchase registers");
+    (license_arn, account)
+}

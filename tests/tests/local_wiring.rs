@@ -348,14 +348,7 @@ async fn a_poison_record_is_retried_then_dead_lettered_listed_and_settled_by_red
 /// them to the deployed stack; another source's do not.
 #[tokio::test]
 async fn an_aws_marketplace_event_put_on_the_local_bus_reaches_marketplace_events() {
-    let (token, license_arn, _) = aws_mint(json!({})).await;
-    let registered = browser()
-        .post(format!("{}/aws/register", base_url()))
-        .form(&[("x-amzn-marketplace-token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(registered.status(), 303);
+    let (license_arn, _) = aws_registered().await;
     let id = shared::aws_marketplace::resource_id(shared::model::aws_license_id(&license_arn));
     let put = |source: &'static str| {
         put_on_bus(

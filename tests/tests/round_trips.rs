@@ -271,14 +271,7 @@ async fn a_new_aws_marketplace_purchase_is_two_reads_and_one_transaction() {
 #[tokio::test]
 async fn a_license_update_is_one_read_and_one_transaction() {
     use shared::aws_marketplace::events::{self, EventsApi};
-    let (token, license_arn, _) = aws_mint(serde_json::json!({})).await;
-    let registered = browser()
-        .post(format!("{}/aws/register", base_url()))
-        .form(&[("x-amzn-marketplace-token", token.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(registered.status(), 303);
+    let (license_arn, _) = aws_registered().await;
     let premium = stack_var("AWS_MARKETPLACE_PLANS")
         .split(',')
         .find_map(|pair| pair.strip_suffix(":premium").map(str::to_string))

@@ -683,31 +683,8 @@ fn aws_dimension(plan: &str) -> String {
 /// The purchases the `License Updated` rows change: the function's,
 /// registered through the stack; the floor's, a license alone.
 async fn aws_licenses() -> HashMap<&'static str, (String, String, bool)> {
-    let http = tests::browser();
-    let mint = || async {
-        let minted: Value = reqwest::Client::new()
-            .post(format!("{}/mint", tests::stack_var("E2E_AWS_MARKETPLACE_URL")))
-            .json(&json!({}))
-            .send()
-            .await
-            .expect("the stand-in AWS Marketplace")
-            .json()
-            .await
-            .expect("a minted purchase");
-        (
-            minted["token"].as_str().unwrap().to_string(),
-            minted["license_arn"].as_str().unwrap().to_string(),
-        )
-    };
-    let (token, function_license) = mint().await;
-    let registered = http
-        .post(format!("{}/aws/register", tests::base_url()))
-        .form(&[("x-amzn-marketplace-token", token.as_str())])
-        .send()
-        .await
-        .expect("the stack");
-    assert_eq!(registered.status(), 303, "the events row's purchase registers");
-    let (_, floor_license) = mint().await;
+    let (function_license, _) = tests::aws_registered().await;
+    let (_, floor_license, _) = tests::aws_mint(json!({})).await;
     HashMap::from([
         (
             "marketplace-events",
@@ -720,20 +697,9 @@ async fn aws_licenses() -> HashMap<&'static str, (String, String, bool)> {
 /// `count` registration tokens from the stand-in AWS Marketplace, each
 /// for a new purchase.
 async fn mint_tokens(count: usize) -> Vec<String> {
-    let url = format!("{}/mint", tests::stack_var("E2E_AWS_MARKETPLACE_URL"));
-    let http = reqwest::Client::new();
     let mut tokens = Vec::with_capacity(count);
     for _ in 0..count {
-        let minted: Value = http
-            .post(&url)
-            .json(&json!({}))
-            .send()
-            .await
-            .expect("the stand-in AWS Marketplace")
-            .json()
-            .await
-            .expect("a minted token");
-        tokens.push(minted["token"].as_str().expect("a token").to_string());
+        tokens.push(tests::aws_mint(json!({})).await.0);
     }
     tokens
 }
