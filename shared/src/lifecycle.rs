@@ -26,8 +26,16 @@ use std::future::Future;
 pub async fn parts_from_env(
     function: &str,
 ) -> Result<(Option<SecretSource>, Environment, DynamoStore, VendorProvisioner), ConfigError> {
-    let aws = config::aws_sdk_config(function).await;
-    let (source, environment) = SecretSource::load(&aws, function).await?;
+    parts_from_sdk(&config::aws_sdk_config(function).await, function).await
+}
+
+/// [`parts_from_env`] on an SDK configuration the caller loaded (and uses
+/// for its other clients too).
+pub async fn parts_from_sdk(
+    aws: &aws_config::SdkConfig,
+    function: &str,
+) -> Result<(Option<SecretSource>, Environment, DynamoStore, VendorProvisioner), ConfigError> {
+    let (source, environment) = SecretSource::load(aws, function).await?;
     let (table, mut provisioner) = {
         let lookup = environment.lookup();
         let addon_id = config::required(&lookup, "ADDON_ID")?;
@@ -35,7 +43,7 @@ pub async fn parts_from_env(
         (table, VendorProvisioner::from_lookup(&lookup, &addon_id)?)
     };
     provisioner.follow_secret(source.clone(), &environment)?;
-    let store = DynamoStore::ready(&aws, table).await;
+    let store = DynamoStore::ready(aws, table).await;
     Ok((source, environment, store, provisioner))
 }
 

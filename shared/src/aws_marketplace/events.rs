@@ -11,7 +11,7 @@
 
 use super::seller::{EntitlementClient, Entitlements, SellerError};
 use super::{resource_id, AwsMarketplaceConfig};
-use crate::config::{self, ConfigError};
+use crate::config::ConfigError;
 use crate::lifecycle::{Lifecycle, LifecycleError, ResourceAction};
 use crate::model::{aws_license_id, AwsAgreement, AwsLicense, Timestamp};
 use crate::provisioner::{Provisioner, VendorProvisioner};
@@ -127,7 +127,7 @@ impl EventsApi<DynamoStore, VendorProvisioner, EntitlementClient> {
     /// `AWS_MARKETPLACE_*`, `ADDON_*` and `PROVISIONER_*`.
     pub async fn from_env(function: &str) -> Result<Self, ConfigError> {
         let parts = super::Parts::from_env(function).await?;
-        let entitlements = EntitlementClient::new(&config::aws_sdk_config(function).await);
+        let entitlements = EntitlementClient::new(&parts.sdk);
         Ok(Self::new(
             parts.config,
             parts.store,

@@ -17,6 +17,8 @@ use sha2::{Digest, Sha256};
 /// (`crate::lifecycle::parts_from_env`), the `AWS_MARKETPLACE_*` settings
 /// and the config vars the vendor answers.
 pub(crate) struct Parts {
+    /// The SDK configuration, loaded once for every client of the function.
+    pub sdk: aws_config::SdkConfig,
     pub source: Option<crate::refresh::SecretSource>,
     pub environment: crate::config::Environment,
     pub store: crate::store::DynamoStore,
@@ -27,7 +29,9 @@ pub(crate) struct Parts {
 
 impl Parts {
     pub(crate) async fn from_env(function: &str) -> Result<Self, ConfigError> {
-        let (source, environment, store, provisioner) = crate::lifecycle::parts_from_env(function).await?;
+        let sdk = config::aws_sdk_config(function).await;
+        let (source, environment, store, provisioner) =
+            crate::lifecycle::parts_from_sdk(&sdk, function).await?;
         let (config, config_vars) = {
             let lookup = environment.lookup();
             let addon_id = config::required(&lookup, "ADDON_ID")?;
@@ -37,6 +41,7 @@ impl Parts {
             )
         };
         Ok(Self {
+            sdk,
             source,
             environment,
             store,

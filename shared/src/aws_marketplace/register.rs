@@ -86,9 +86,8 @@ impl RegisterApi<DynamoStore, VendorProvisioner, MeteringClient> {
         let lookup = parts.environment.lookup();
         let session_ttl = config::seconds(&lookup, "SESSION_TTL_SECONDS", 3600)?;
         let issuer = Issuer::from_lookup(&lookup)?;
-        let sdk = config::aws_sdk_config(function).await;
         let region = parts.config.as_ref().and_then(|aws| aws.region.as_deref());
-        let resolver = MeteringClient::new(&sdk, region);
+        let resolver = MeteringClient::new(&parts.sdk, region);
         let clients = Fresh::new(parts.source, &parts.environment, |environment| {
             Clients::from_lookup(&environment.lookup())
         })?;
