@@ -109,23 +109,6 @@ fn from_env(given: &Option<String>, var: &str, fallback: &str) -> String {
         .to_string()
 }
 
-fn http() -> Result<reqwest::Client, Failure> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .map_err(|err| Failure::Failed(err.to_string()))
-}
-
-async fn answer_of(response: reqwest::Response, what: &str) -> Result<(u16, Value), Failure> {
-    let status = response.status().as_u16();
-    let text = response
-        .text()
-        .await
-        .map_err(|err| Failure::Unreachable(format!("{what}: {err}")))?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
-}
-
 pub async fn register(args: &RegisterArgs) -> Result<Outcome, Failure> {
     let stand_in = from_env(
         &args.stand_in,
@@ -133,7 +116,7 @@ pub async fn register(args: &RegisterArgs) -> Result<Outcome, Failure> {
         "http://127.0.0.1:9008",
     );
     let base = from_env(&args.url, "PUBLIC_URL", "http://127.0.0.1:9000");
-    let http = http()?;
+    let http = crate::calls::client()?;
     let mut mint = json!({});
     if let Some(account) = &args.account {
         if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
@@ -147,7 +130,7 @@ pub async fn register(args: &RegisterArgs) -> Result<Outcome, Failure> {
         .send()
         .await
         .map_err(|err| Failure::Unreachable(format!("the stand-in AWS Marketplace at {stand_in}: {err}")))?;
-    let (_, minted) = answer_of(minted, "minting a token").await?;
+    let (_, minted) = crate::calls::answer(minted, "minting a token").await?;
     let token = minted["token"]
         .as_str()
         .ok_or_else(|| Failure::Failed(format!("the stand-in minted no token: {minted}")))?
@@ -220,7 +203,7 @@ pub async fn event(args: &EventArgs) -> Result<Outcome, Failure> {
             args.license_arn
         )));
     }
-    let http = http()?;
+    let http = crate::calls::client()?;
     if !args.dimensions.is_empty() {
         if args.event != EventName::Updated {
             return Err(Failure::Usage("--dimension goes with `updated` alone".into()));
@@ -272,7 +255,7 @@ pub async fn event(args: &EventArgs) -> Result<Outcome, Failure> {
         .await
         .map_err(|err| Failure::Unreachable(format!("POST {url}: {err}")))?;
     let failed = answer.headers().contains_key("x-amz-function-error");
-    let (status, body) = answer_of(answer, "invoking marketplace-events").await?;
+    let (status, body) = crate::calls::answer(answer, "invoking marketplace-events").await?;
     let report = json!({"event": envelope, "answer": {"status": status, "body": body}});
     Ok(if (200..300).contains(&status) && !failed {
         Outcome::Done(report)

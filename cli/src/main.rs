@@ -21,6 +21,7 @@
 //! are never printed.
 
 mod aws_try;
+mod calls;
 mod check;
 mod dlq;
 mod events;

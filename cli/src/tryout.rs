@@ -347,12 +347,7 @@ async fn call(action: Action, args: &CallArgs) -> Result<Outcome, Failure> {
             "curl": curl(method, &url, body.as_ref(), &at, args.marketplace),
         })));
     }
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .map_err(|err| Failure::Failed(err.to_string()))?;
-    let mut sent = http
+    let mut sent = crate::calls::client()?
         .request(method.parse().unwrap_or(reqwest::Method::GET), &url)
         .basic_auth(&at.user, Some(at.password.expose()));
     if args.marketplace == Marketplace::Heroku {
@@ -367,17 +362,12 @@ async fn call(action: Action, args: &CallArgs) -> Result<Outcome, Failure> {
         .send()
         .await
         .map_err(|err| Failure::Unreachable(format!("{method} {url}: {err}")))?;
-    let status = answer.status();
-    let text = answer
-        .text()
-        .await
-        .map_err(|err| Failure::Unreachable(format!("{method} {url}: {err}")))?;
-    let answered: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    let (status, answered) = crate::calls::answer(answer, &format!("{method} {url}")).await?;
     let report = json!({
         "request": {"method": method, "url": url, "body": body},
-        "answer": {"status": status.as_u16(), "body": answered},
+        "answer": {"status": status, "body": answered},
     });
-    Ok(if status.is_success() {
+    Ok(if (200..300).contains(&status) {
         Outcome::Done(report)
     } else {
         Outcome::Findings(report)
