@@ -35,7 +35,7 @@ NEVER_WRITTEN_BY_UNAUTHENTICATED = {"RESOURCE", "CLEVERCLOUD_ADDON", "HEROKU_ADD
 # AWS resolved.
 WRITABLE_BY_UNAUTHENTICATED = {("RESOURCE", "res_c66_"), ("RESOURCE", "res_aws_")}
 # The partition values of the PendingSync index (shared::model::SyncQueue).
-INDEX_QUEUES = {"pending", "failed", "unpublished"}
+INDEX_QUEUES = {"pending", "failed", "unpublished", "metering"}
 
 
 def grants(template: dict):
@@ -168,8 +168,15 @@ def unthrottled(template: dict) -> list:
 
 
 def store_prefixes(path: str) -> set:
-    with open(path, encoding="utf-8") as handle:
-        source = handle.read()
+    """The prefixes of the store's source, `dynamo.rs`, and of its submodules (`dynamo/*.rs`)."""
+    sources = [path]
+    children = os.path.splitext(path)[0]
+    if os.path.isdir(children):
+        sources += sorted(os.path.join(children, name) for name in os.listdir(children) if name.endswith(".rs"))
+    source = ""
+    for each in sources:
+        with open(each, encoding="utf-8") as handle:
+            source += handle.read()
     # Partition keys are built as format!("PREFIX#…"); AUDIT# is a sort key.
     return set(re.findall(r'format!\("([A-Z0-9_]+)#', source)) - {"AUDIT"}
 

@@ -101,14 +101,17 @@ class TheTemplate(unittest.TestCase):
             ("marketplace-events", "default", ["aws.agreement-marketplace"], 185, 86400, "MarketplaceEventsDeadLetterQueue"),
         )
         self.assertIn("License Updated - Manufacturer", marketplace.pattern["detail-type"])
-        schedule = next(s for s in found if isinstance(s, lt.ScheduleSource))
-        self.assertEqual((schedule.function, schedule.seconds, schedule.input), ("platform-sync", 300, {"sweep": "scheduled"}))
+        schedules = {s.function: s for s in found if isinstance(s, lt.ScheduleSource)}
+        self.assertEqual((schedules["platform-sync"].seconds, schedules["platform-sync"].input), (300, {"sweep": "scheduled"}))
+        # The meter gets the scheduled-event document, whose `time` is its clock.
+        self.assertEqual((schedules["metering"].seconds, schedules["metering"].input), (300, None))
 
     def test_the_schedule_follows_its_parameter_and_condition(self):
-        every_minute = lt.sources(self.template, {"SyncSweepMinutes": 1})
-        self.assertEqual(next(s for s in every_minute if isinstance(s, lt.ScheduleSource)).seconds, 60)
-        hourly = lt.sources(self.template, {"SyncSweepMinutes": 60})
-        self.assertEqual(next(s for s in hourly if isinstance(s, lt.ScheduleSource)).seconds, 3600)
+        def sweep(found):
+            return next(s for s in found if isinstance(s, lt.ScheduleSource) and s.function == "platform-sync")
+
+        self.assertEqual(sweep(lt.sources(self.template, {"SyncSweepMinutes": 1})).seconds, 60)
+        self.assertEqual(sweep(lt.sources(self.template, {"SyncSweepMinutes": 60})).seconds, 3600)
 
     def test_a_source_that_is_not_driven_stops_the_runner(self):
         for kind, properties in [

@@ -33,6 +33,11 @@ pub fn detail_type(action: AuditAction) -> Option<&'static str> {
 const PUBLISHED_DETAILS: &[&str] = &[
     "account_id",
     "config_version",
+    "dimension",
+    "hour",
+    "quantity",
+    "reason",
+    "status",
     "from_plan",
     "marketplace",
     "to_plan",

@@ -18,6 +18,7 @@ pub mod html;
 pub mod http;
 pub mod lifecycle;
 pub mod marketplaces;
+pub mod metering;
 pub mod model;
 pub mod oidc;
 pub mod outbound;

@@ -47,6 +47,42 @@ pub async fn parts_from_sdk(
     Ok((source, environment, store, provisioner))
 }
 
+/// Checks a call from the vendor's service to the stack (the completion
+/// route, the usage route), signed as this provider signs its calls to it
+/// (docs/provisioner.md, "The signature"). The path names the resource,
+/// so it is under the signature: a call signed for one resource never acts
+/// on another. 404 when no vendor service is configured, 401 for a bad
+/// signature.
+pub async fn verify_vendor_call<P: Provisioner>(
+    provisioner: &P,
+    request: &lambda_http::Request,
+) -> Result<(), ApiError> {
+    let header = request
+        .headers()
+        .get(crate::provisioner::signature::HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let call = crate::provisioner::signature::Signed::Call {
+        method: request.method().as_str(),
+        path: request.uri().path(),
+        body: request.body().as_ref(),
+    };
+    match provisioner
+        .verify_vendor_call(header, call, Timestamp::now().unix())
+        .await
+    {
+        None => Err(ApiError::not_found(
+            "no vendor service is configured to call this stack",
+        )),
+        Some(Err(err)) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            err.to_string(),
+        )),
+        Some(Ok(())) => Ok(()),
+    }
+}
+
 /// How often a plan change or deprovision re-reads and retries after losing
 /// a race on the resource's version. Each lost round means another writer
 /// won, so this bounds the number of concurrent writers served in one call.

@@ -8,7 +8,7 @@ use crate::config::ConfigError;
 use crate::heroku::routes::{self as heroku, HerokuApi};
 use crate::http::{json_response, read_json, respond, ApiError};
 use crate::lifecycle::{Lifecycle, LifecycleError};
-use crate::model::{ConfigMap, Timestamp};
+use crate::model::ConfigMap;
 use crate::provisioner::{Provisioner, VendorProvisioner};
 use crate::scalingo::routes::{self as scalingo, ScalingoApi};
 use crate::store::{DynamoStore, ProvisionStore, ResourceWriter};
@@ -119,38 +119,7 @@ async fn vendor_finished<S: ResourceWriter, P: Provisioner>(
 ) -> Response<Body> {
     respond(
         async {
-            let header = request
-                .headers()
-                .get(crate::provisioner::signature::HEADER)
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or_default();
-            let now = Timestamp::now().unix();
-            // The path names the resource, so it is under the signature: a
-            // completion signed for one resource never finishes another.
-            let call = crate::provisioner::signature::Signed::Call {
-                method: request.method().as_str(),
-                path: request.uri().path(),
-                body: request.body().as_ref(),
-            };
-            match lifecycle
-                .provisioner()
-                .verify_vendor_call(header, call, now)
-                .await
-            {
-                None => {
-                    return Err(ApiError::not_found(
-                        "no vendor service is configured to finish provisions",
-                    ))
-                }
-                Some(Err(err)) => {
-                    return Err(ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "bad_signature",
-                        err.to_string(),
-                    ))
-                }
-                Some(Ok(())) => {}
-            }
+            crate::lifecycle::verify_vendor_call(lifecycle.provisioner(), &request).await?;
             let id = request
                 .path_parameters_ref()
                 .and_then(|params| params.first("id"))

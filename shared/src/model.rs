@@ -327,6 +327,12 @@ pub enum AuditAction {
     /// The marketplace ended the agreement; the deprovision follows
     /// (AWS Marketplace).
     Ending,
+    /// An hour's usage of one dimension was accepted by the marketplace
+    /// (docs/metering.md); `details` name the dimension, hour and quantity.
+    UsageMetered,
+    /// The marketplace refused an hour's usage for good, or it could no
+    /// longer be sent (docs/metering.md); `details.reason` says why.
+    UsageMeteringFailed,
 }
 
 impl AuditAction {
@@ -344,6 +350,8 @@ impl AuditAction {
             AuditAction::Suspended => "Resource Suspended",
             AuditAction::Resumed => "Resource Resumed",
             AuditAction::Ending => "Resource Ending",
+            AuditAction::UsageMetered => "Usage Metered",
+            AuditAction::UsageMeteringFailed => "Usage Metering Failed",
             AuditAction::Cloud66LinkRefused
             | AuditAction::Cloud66AlreadyLinked
             | AuditAction::Cloud66LinkPending
@@ -380,6 +388,71 @@ impl AuditEvent {
         self.details.insert(key.to_string(), value.to_string());
         self
     }
+}
+
+/// Where an hour's usage counter is on its way to the marketplace
+/// (docs/metering.md, "What is sent when").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeterState {
+    /// Reports still add to it.
+    #[default]
+    Open,
+    /// Its quantity is final; being sent, or to be sent again.
+    Sealed,
+    /// The marketplace accepted it (`Success` or `DuplicateRecord`).
+    Metered,
+    /// The marketplace refused it for good (`CustomerNotSubscribed`, …).
+    Failed,
+    /// It could not be sent within the marketplace's window.
+    Lost,
+}
+
+impl MeterState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MeterState::Open => "open",
+            MeterState::Sealed => "sealed",
+            MeterState::Metered => "metered",
+            MeterState::Failed => "failed",
+            MeterState::Lost => "lost",
+        }
+    }
+
+    /// Nothing more will be sent for it.
+    pub fn is_final(self) -> bool {
+        matches!(self, MeterState::Metered | MeterState::Failed | MeterState::Lost)
+    }
+}
+
+/// A resource's usage of one dimension in one hour: what the vendor's
+/// reports added up to, and how its metering went (docs/metering.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageCounter {
+    pub resource_id: String,
+    pub dimension: String,
+    /// The hour's start, RFC 3339 in whole seconds (`2026-12-07T10:00:00Z`).
+    pub hour: String,
+    #[serde(default)]
+    pub quantity: u64,
+    #[serde(default)]
+    pub state: MeterState,
+    /// When no report could change it any more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_at: Option<String>,
+    /// How many times it was sent without an answer that settles it.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The marketplace's answer: `Success`, `DuplicateRecord`,
+    /// `CustomerNotSubscribed`, or why it could not be sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// The marketplace's id of the accepted record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metering_record_id: Option<String>,
+    /// When it reached a final state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
 }
 
 /// A customer known by email, shared by the Cloud 66 flows (SSO and link).
@@ -488,6 +561,12 @@ impl Platform {
         Platform::Scalingo,
         Platform::Aws,
     ];
+
+    /// Whether its listings bill by the usage the vendor reports
+    /// (docs/metering.md): only these take `POST /vendor/resources/{id}/usage`.
+    pub fn bills_by_usage(self) -> bool {
+        matches!(self, Platform::Aws)
+    }
 
     /// Its name as stored and as claimed (`clever_cloud`, `cloud66`).
     pub fn as_str(self) -> &'static str {

@@ -106,7 +106,7 @@ impl Part {
 
 /// Each function (its binary name) and the parts it reads; the template
 /// grants each exactly these (scripts/check_policies.py).
-pub const READERS: [(&str, &[Part]); 10] = [
+pub const READERS: [(&str, &[Part]); 12] = [
     ("provision", &[Part::Lifecycle, Part::Vendor, Part::Tokens]),
     ("plan-change", &[Part::Lifecycle, Part::Vendor]),
     ("deprovision", &[Part::Lifecycle, Part::Vendor]),
@@ -121,6 +121,10 @@ pub const READERS: [(&str, &[Part]); 10] = [
     // The registration opens sessions and hands off to the vendor's app.
     ("marketplace-register", &[Part::Vendor, Part::Oidc]),
     ("marketplace-events", &[Part::Vendor]),
+    // The vendor's usage reports are signed with the vendor's secret.
+    ("usage", &[Part::Vendor]),
+    // The meter calls AWS alone.
+    ("metering", &[]),
 ];
 
 /// The parts `caller` reads: a function's own, or every part for anything

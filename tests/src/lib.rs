@@ -370,11 +370,26 @@ pub async fn heroku_provision(uuid: &str, code: &str, pending: bool) -> (u16, se
 /// The vendor's completion call for resource `id` (docs/provisioner.md),
 /// signed with `secret` over its method, path and body.
 pub async fn vendor_finishes(id: &str, body: &serde_json::Value, secret: &str) -> (u16, serde_json::Value) {
+    vendor_posts(&format!("/vendor/resources/{id}/provisioned"), body, secret).await
+}
+
+/// The vendor's usage report for resource `id` (docs/metering.md), signed
+/// with the stack's vendor secret.
+pub async fn vendor_reports_usage(id: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    vendor_posts(
+        &format!("/vendor/resources/{id}/usage"),
+        body,
+        &stack_var("PROVISIONER_SIGNING_SECRET"),
+    )
+    .await
+}
+
+/// A call from the vendor's service to the stack, signed with `secret`.
+pub async fn vendor_posts(path: &str, body: &serde_json::Value, secret: &str) -> (u16, serde_json::Value) {
     use shared::provisioner::signature;
     let body = serde_json::to_vec(body).expect("JSON");
-    let path = format!("/vendor/resources/{id}/provisioned");
     let now = chrono::Utc::now().timestamp();
-    let signed = signature::sign_call(&shared::secret::Secret::new(secret), now, "POST", &path, &body);
+    let signed = signature::sign_call(&shared::secret::Secret::new(secret), now, "POST", path, &body);
     let response = reqwest::Client::new()
         .post(format!("{}{path}", base_url()))
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -382,7 +397,7 @@ pub async fn vendor_finishes(id: &str, body: &serde_json::Value, secret: &str) -
         .body(body)
         .send()
         .await
-        .expect("POST the completion");
+        .expect("POST to the stack");
     json(response).await
 }
 

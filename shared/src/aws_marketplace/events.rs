@@ -296,6 +296,23 @@ where
                 license.entitled_plan.as_deref().map(ResourceAction::ChangePlan)
             }
         });
+        // An ended agreement leaves the meter a mark: the resource's last
+        // usage is sealed and sent once the grace after now has passed
+        // (docs/metering.md, "When an agreement ends").
+        let ending_id = match (&action, &state.resource) {
+            (Some(ResourceAction::Ending), Some(resource))
+                if resource.status == crate::model::ResourceStatus::Active =>
+            {
+                Some(resource.id.clone())
+            }
+            _ => None,
+        };
+        if let Some(resource_id) = &ending_id {
+            also.push(AlsoWrite::UsageFinal {
+                resource_id,
+                at: &now,
+            });
+        }
         let written = match (action, state.resource) {
             (Some(action), Some(resource)) => match lifecycle.apply_with(Some(resource), action, &also).await
             {

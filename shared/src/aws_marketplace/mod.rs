@@ -5,6 +5,7 @@
 //! one AWS account may hold several.
 
 pub mod events;
+pub mod metering;
 pub mod register;
 pub mod seller;
 

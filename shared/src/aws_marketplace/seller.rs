@@ -64,7 +64,7 @@ pub trait Entitlements: Send + Sync {
 }
 
 /// The metering service's client (`ResolveCustomer`).
-pub struct MeteringClient(aws_sdk_marketplacemetering::Client);
+pub struct MeteringClient(pub(super) aws_sdk_marketplacemetering::Client);
 
 impl MeteringClient {
     /// In `region`, else the function's own.

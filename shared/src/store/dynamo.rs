@@ -24,6 +24,7 @@
 //! | pending Cloud 66 link | `PENDING_LINK#<sha256>`    | `PENDING_LINK`           |
 //! | OIDC authorization code | `OIDC_CODE#<sha256>`     | `OIDC_CODE`              |
 //! | OIDC access token    | `OIDC_TOKEN#<sha256>`       | `OIDC_TOKEN`             |
+//! | usage counter, report key | see [`usage`]          |                          |
 //!
 //! The sparse index `PendingSync` (`sync_queue`, `sync_since`) lists the
 //! resources and accounts the platform sync still owes a push.
@@ -33,6 +34,8 @@
 //! `attribute_not_exists` in the same transaction as what it points to.
 //! Tokens and sessions are stored under hashes, so a reader of the table
 //! cannot replay or hijack them; both expire through the TTL attribute.
+
+mod usage;
 
 use super::{
     AccountStore, AlsoWrite, AuditKey, AuditReader, AwsEventState, AwsMarketplaceStore, CreateOutcome,
@@ -603,6 +606,7 @@ impl DynamoStore {
                 item.insert("entity".into(), AttributeValue::S("aws_event".into()));
                 vec![self.put_new(item)?]
             }
+            AlsoWrite::UsageFinal { resource_id, at } => vec![self.usage_final_action(resource_id, at)?],
         })
     }
 

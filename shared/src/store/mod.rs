@@ -10,7 +10,7 @@ pub use dynamo::{DynamoStore, TableKeys};
 
 use crate::model::{
     Account, AuditEvent, AwsAgreement, AwsCustomer, AwsLicense, Cloud66Link, CodeBinding, OidcGrant,
-    PendingLink, Platform, Resource, Session, SyncMark, SyncQueue, Timestamp,
+    PendingLink, Platform, Resource, Session, SyncMark, SyncQueue, Timestamp, UsageCounter,
 };
 use std::future::Future;
 
@@ -64,6 +64,10 @@ pub enum AlsoWrite<'a> {
     /// Event `event_id` handled, remembered until `expires_at`; fails if
     /// another delivery recorded it first.
     AwsEventHandled { event_id: &'a str, expires_at: i64 },
+    /// The agreement of `resource_id` ended at `at`: the meter seals and
+    /// sends its last usage once the grace after `at` has passed
+    /// (docs/metering.md, "When an agreement ends").
+    UsageFinal { resource_id: &'a str, at: &'a str },
 }
 
 /// What an AWS Marketplace event's handler reads first, in one request.
@@ -339,6 +343,107 @@ pub trait AwsMarketplaceStore: Send + Sync {
         &self,
         writes: &[AlsoWrite<'_>],
     ) -> impl Future<Output = Result<UpdateOutcome, StoreError>> + Send;
+}
+
+/// One usage record to count (docs/metering.md): `quantity` of
+/// `dimension` in the hour starting at `hour`, once per vendor `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageAdd {
+    pub dimension: String,
+    /// RFC 3339, whole seconds, on the hour.
+    pub hour: String,
+    /// Where the hour ends, the same format: the counter waits in the
+    /// meter's queue from then.
+    pub hour_end: String,
+    pub quantity: u64,
+    pub key: String,
+}
+
+/// How counting a report ended.
+#[derive(Debug, PartialEq)]
+pub enum UsageWrite {
+    /// Counted, except the keys listed, which earlier reports counted.
+    Counted { already: Vec<String> },
+    /// A counter of this hour is sealed: nothing was counted.
+    Sealed(String),
+    /// The resource takes no usage: missing (`None`), not billed by usage,
+    /// removed, or its agreement's last hour is over. Nothing was counted.
+    Refused(Option<Box<Resource>>),
+}
+
+/// What the meter's queue holds (the `metering` queue of `PendingSync`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DueUsage {
+    /// A counter whose hour (and the grace after it) has passed.
+    Counter {
+        resource_id: String,
+        dimension: String,
+        hour: String,
+    },
+    /// A resource whose agreement ended: every counter of it is due.
+    Final { resource_id: String },
+}
+
+/// The vendor's usage reports and the meter (shared::metering).
+pub trait MeteringStore: Send + Sync {
+    /// Counts `records` for `resource_id` in one transaction, each key
+    /// claimed with its addition: the resource must bill by usage and be
+    /// active, or ending since after `ending_after` (RFC 3339). Key claims
+    /// are kept until `keys_expire_at` (Unix seconds).
+    fn add_usage(
+        &self,
+        resource_id: &str,
+        records: &[UsageAdd],
+        ending_after: &str,
+        keys_expire_at: i64,
+    ) -> impl Future<Output = Result<UsageWrite, StoreError>> + Send;
+
+    /// What waits in the meter's queue since before `before` (RFC 3339).
+    fn due_usage(&self, before: &str) -> impl Future<Output = Result<Vec<DueUsage>, StoreError>> + Send;
+
+    /// A resource's counters from hour `from` on (RFC 3339), oldest first.
+    fn usage_since(
+        &self,
+        resource_id: &str,
+        from: &str,
+    ) -> impl Future<Output = Result<Vec<UsageCounter>, StoreError>> + Send;
+
+    /// Seals the counter (no report changes it after) and claims it for
+    /// run `run` until `claim_until` (Unix seconds): `None` if it is final,
+    /// gone, or another run's claim has not expired at `now_unix`.
+    fn claim_usage(
+        &self,
+        due: &DueUsage,
+        run: &str,
+        now: &str,
+        now_unix: i64,
+        claim_until: i64,
+    ) -> impl Future<Output = Result<Option<UsageCounter>, StoreError>> + Send;
+
+    /// Writes a claimed counter's final state (out of the queue) with its
+    /// audit event: `false` if run `run` no longer holds the claim.
+    fn finish_usage(
+        &self,
+        counter: &UsageCounter,
+        run: &str,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives a claimed counter back to the queue, to be sent again as it
+    /// is, noting why (`outcome`) and counting the attempt.
+    fn release_usage(
+        &self,
+        counter: &UsageCounter,
+        run: &str,
+        outcome: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes a resource's end off the queue, once its counters are final.
+    fn clear_usage_final(&self, resource_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The resources `ids`, in one batch read each hundred.
+    fn get_resources(&self, ids: &[String])
+        -> impl Future<Output = Result<Vec<Resource>, StoreError>> + Send;
 }
 
 pub trait LinkStore: AccountStore {

@@ -23,6 +23,15 @@
 //!   entitlements, by pages of `MaxResults` (default 25), an empty page with
 //!   a `NextToken` first when the license is set `empty_first_page`.
 //!
+//! - `AWSMPMeteringService.BatchMeterUsage` `{"ProductCode", "UsageRecords"}`:
+//!   at most 25 records, of the one product; each record's license must be
+//!   one minted for that product (`InvalidLicenseException` for the whole
+//!   call otherwise), its timestamp within 6 hours before the stand-in's
+//!   clock (`TimestampOutOfBoundsException`). A record is billed once per
+//!   (license or customer, dimension, hour): the first write wins and any
+//!   later one is `DuplicateRecord`, whatever its quantity. A license set
+//!   `not_subscribed` is `CustomerNotSubscribed`.
+//!
 //! Control, for tests and people:
 //! - `POST /mint` `{"account"?, "product_code"?, "expires_in"?, "legacy"?}`
 //!   (the product code defaults to `AWS_MARKETPLACE_PRODUCT_CODE`'s) →
@@ -33,6 +42,13 @@
 //!   pages no longer than this, so a test sees several);
 //! - `POST /throttle` `{"operation", "next": N}`: the operation's next N
 //!   calls answer `ThrottlingException`;
+//! - `POST /metering` `{"now"?, "unprocessed_call"?, "garble_call"?,
+//!   "not_subscribed"?: [license ARN]}`: the clock BatchMeterUsage goes by
+//!   (Unix seconds; the real one by default); the Nth BatchMeterUsage call
+//!   from now (1: the next) that answers every record unprocessed, and the one
+//!   that bills its records and then answers what no SDK can read (the
+//!   answer lost on the way: the caller cannot know it was billed);
+//! - `GET /billed`: every record billed, oldest first;
 //! - `GET /received/{operation}`: the calls of an operation, oldest first.
 //!
 //! Usage: fake_aws_marketplace PORT
@@ -73,7 +89,20 @@ struct Marketplace {
     entitlements: Mutex<HashMap<String, Entitled>>,
     /// Operation → how many of its next calls answer ThrottlingException.
     throttle_next: Mutex<HashMap<String, u32>>,
+    metering: Mutex<Metering>,
     received: Arc<Received>,
+}
+
+/// BatchMeterUsage's state and switches.
+#[derive(Default)]
+struct Metering {
+    /// (license or customer, dimension, hour) → the billed record.
+    billed: Vec<((String, String, i64), Value)>,
+    calls: u32,
+    now: Option<i64>,
+    unprocessed_call: Option<u32>,
+    garble_call: Option<u32>,
+    not_subscribed: Vec<String>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -90,6 +119,8 @@ fn router(marketplace: Arc<Marketplace>) -> Router {
         .route("/mint", post(mint))
         .route("/entitlements", put(set_entitlements))
         .route("/throttle", post(throttle))
+        .route("/metering", post(set_metering))
+        .route("/billed", axum::routing::get(billed))
         .with_state(marketplace.clone())
         .merge(Received::routes(marketplace.received.clone()))
 }
@@ -188,6 +219,7 @@ fn operation(mp: &Marketplace, encoding: Encoding, target: &str, body: &[u8]) ->
     match target {
         "AWSMPMeteringService.ResolveCustomer" => resolve_customer(mp, encoding, &request),
         "AWSMPEntitlementService.GetEntitlements" => get_entitlements(mp, encoding, &request),
+        "AWSMPMeteringService.BatchMeterUsage" => batch_meter_usage(mp, encoding, &request),
         _ => encoding.error(
             "UnknownOperationException",
             &format!("unknown operation {target}"),
@@ -273,7 +305,8 @@ async fn mint(State(mp): State<Arc<Marketplace>>, Json(body): Json<Value>) -> Js
     let account = body["account"].as_str().map(str::to_string).unwrap_or_else(|| {
         format!(
             "{:012}",
-            u64::from_str_radix(&shared::secret::random_hex(5), 16).unwrap_or(7)
+            // Twelve digits, as AWS account ids are.
+            u64::from_str_radix(&shared::secret::random_hex(5), 16).unwrap_or(7) % 1_000_000_000_000
         )
     });
     // The stack's listing unless told otherwise, so a minted token is for it.
@@ -327,4 +360,146 @@ async fn throttle(State(mp): State<Arc<Marketplace>>, Json(body): Json<Value>) -
         .unwrap()
         .insert(operation.to_string(), next);
     StatusCode::NO_CONTENT
+}
+
+/// A record's timestamp: awsJson sends epoch seconds (a number).
+fn timestamp_of(record: &Value) -> Option<i64> {
+    record["Timestamp"]
+        .as_f64()
+        .map(|seconds| seconds as i64)
+        .or_else(|| {
+            record["Timestamp"]
+                .as_str()
+                .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+                .map(|at| at.timestamp())
+        })
+}
+
+fn batch_meter_usage(mp: &Marketplace, encoding: Encoding, request: &Value) -> Response {
+    let mut metering = mp.metering.lock().unwrap();
+    metering.calls += 1;
+    let call = metering.calls;
+    let product_code = request["ProductCode"].as_str().unwrap_or_default();
+    let records = request["UsageRecords"].as_array().cloned().unwrap_or_default();
+    if records.len() > 25 {
+        return encoding.error("ValidationException", "UsageRecords holds at most 25 records");
+    }
+    let now = metering.now.unwrap_or_else(now);
+    // Every license must be one of this product's.
+    let products: HashMap<String, String> = mp
+        .tokens
+        .lock()
+        .unwrap()
+        .values()
+        .map(|purchase| (purchase.license_arn.clone(), purchase.product_code.clone()))
+        .collect();
+    for record in &records {
+        if let Some(license) = record["LicenseArn"].as_str() {
+            if products
+                .get(license)
+                .is_none_or(|product| product != product_code)
+            {
+                return encoding.error(
+                    "InvalidLicenseException",
+                    &format!("{license} is not a license of {product_code}"),
+                );
+            }
+        }
+        match timestamp_of(record) {
+            Some(at) if at <= now && now - at < 6 * 3600 => {}
+            _ => {
+                return encoding.error(
+                    "TimestampOutOfBoundsException",
+                    "a record's Timestamp is outside the window",
+                )
+            }
+        }
+    }
+    if metering.unprocessed_call == Some(call) {
+        return encoding.answer(json!({"Results": [], "UnprocessedRecords": records}));
+    }
+    let mut results = Vec::new();
+    for record in &records {
+        let customer = record["LicenseArn"]
+            .as_str()
+            .filter(|arn| !arn.is_empty())
+            .or_else(|| record["CustomerIdentifier"].as_str())
+            .unwrap_or_default()
+            .to_string();
+        let hour = timestamp_of(record).unwrap_or_default() / 3600 * 3600;
+        let key = (
+            customer.clone(),
+            record["Dimension"].as_str().unwrap_or_default().to_string(),
+            hour,
+        );
+        let status = if metering.not_subscribed.contains(&customer) {
+            "CustomerNotSubscribed"
+        } else if metering.billed.iter().any(|(billed, _)| *billed == key) {
+            "DuplicateRecord"
+        } else {
+            let id = format!("mr-{}", shared::secret::random_hex(8));
+            let mut billed = record.clone();
+            billed["MeteringRecordId"] = id.clone().into();
+            metering.billed.push((key, billed));
+            "Success"
+        };
+        let id = metering
+            .billed
+            .iter()
+            .find(|(billed, _)| {
+                billed.0 == customer
+                    && billed.2 == hour
+                    && Some(billed.1.as_str()) == record["Dimension"].as_str()
+            })
+            .map(|(_, billed)| billed["MeteringRecordId"].clone())
+            .unwrap_or(Value::Null);
+        let mut result = json!({"UsageRecord": record, "Status": status});
+        if status != "CustomerNotSubscribed" {
+            result["MeteringRecordId"] = id;
+        }
+        results.push(result);
+    }
+    if metering.garble_call == Some(call) {
+        // Billed, and the answer lost: what the caller reads is no answer.
+        return (
+            StatusCode::OK,
+            [("content-type", "application/x-amz-json-1.1")],
+            "{\"Results\": [",
+        )
+            .into_response();
+    }
+    encoding.answer(json!({"Results": results, "UnprocessedRecords": []}))
+}
+
+async fn set_metering(State(mp): State<Arc<Marketplace>>, Json(body): Json<Value>) -> StatusCode {
+    let mut metering = mp.metering.lock().unwrap();
+    if let Some(now) = body["now"].as_i64() {
+        metering.now = Some(now);
+    }
+    // Counted from now: 1 is the next call.
+    let calls = metering.calls;
+    let from_now = |call: &Value| {
+        call.as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .map(|n| calls + n)
+    };
+    if let Some(call) = from_now(&body["unprocessed_call"]) {
+        metering.unprocessed_call = Some(call);
+    }
+    if let Some(call) = from_now(&body["garble_call"]) {
+        metering.garble_call = Some(call);
+    }
+    if let Some(licenses) = body["not_subscribed"].as_array() {
+        metering
+            .not_subscribed
+            .extend(licenses.iter().filter_map(Value::as_str).map(str::to_string));
+    }
+    StatusCode::NO_CONTENT
+}
+
+async fn billed(State(mp): State<Arc<Marketplace>>) -> Json<Value> {
+    let metering = mp.metering.lock().unwrap();
+    Json(Value::Array(
+        metering.billed.iter().map(|(_, record)| record.clone()).collect(),
+    ))
 }
