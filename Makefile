@@ -73,7 +73,7 @@ load: tools
 ## Each function's release binary as a Lambda instance against a floor binary
 ## and `hello`, on one DynamoDB Local: init, first, warm p50/p99, RSS and ratios.
 perf: tools
-	cargo build --release --package provision --package plan-change --package deprovision --package oidc --package marketplace-register --package marketplace-events
+	cargo build --release --package provision --package plan-change --package deprovision --package oidc --package marketplace-register --package marketplace-events --package usage
 	cargo build --release --package tests --bin perf --bin perf_floor --bin perf_hello --bin fake_vendor --bin fake_aws_marketplace
 	RECORD_AWS_CALLS=0 STANDIN_PROFILE=release bash scripts/stack.sh test target/release/perf --invocations $${N:-300} --rounds $${R:-3} $${PERF_ARGS:-}
 

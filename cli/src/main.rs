@@ -4,6 +4,7 @@
 //! ```text
 //! provider check --manifest FILE   test a deployment against the marketplaces' contracts
 //! provider show ID                 a resource (or account) and its audit history
+//! provider usage ID [--hours 48]   a resource's usage counters and how their metering went
 //! provider rotate RESOURCE_ID      fresh secret config values; the stream pushes them to Clever Cloud
 //! provider reconcile               compare Clever Cloud's add-on list with the table, report drift
 //! provider sync [ID]               perform every pending or failed push now (or one item's)
@@ -35,6 +36,7 @@ mod tryout;
 use clap::{Parser, Subcommand};
 use shared::clevercloud::vendor::{VendorClient, VendorError};
 use shared::config::{self, CleverCloudConfig, ConfigError};
+use shared::model::MeterState;
 use shared::provisioner::{signature, ProvisionerError, VendorProvisioner};
 use shared::secret::Secret;
 use shared::store::{AuditReader, DynamoStore, ResourceReader, StoreError, SyncSubject};
@@ -85,6 +87,18 @@ enum Command {
         /// Only this marketplace's, as stored.
         #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(PLATFORMS.map(|p| p.as_str())))]
         marketplace: Option<String>,
+    },
+    /// A resource's usage counters (docs/metering.md), oldest hour first:
+    /// each (hour, dimension) with its quantity and how its metering went
+    /// (open, sealed, metered, failed, lost), and the totals per
+    /// dimension. Changes nothing; exits 1 when any hour failed or was
+    /// lost.
+    Usage {
+        /// This provider's resource id (`res_…`).
+        id: String,
+        /// How many hours back, the current one included.
+        #[arg(long, default_value_t = 48, value_parser = clap::value_parser!(u32).range(1..=24 * 400))]
+        hours: u32,
     },
     /// Give a resource fresh secret config values. Changes: the resource's
     /// config (and the vendor's, through PROVISIONER_URL); the stream then
@@ -306,6 +320,7 @@ async fn run(cli: Cli) -> ExitCode {
         },
         Command::Show { id, events } => show(&id, events).await,
         Command::List { marketplace } => list(marketplace.as_deref()).await,
+        Command::Usage { id, hours } => usage(&id, hours).await,
         Command::Rotate { resource_id, dry_run } => rotate(&resource_id, dry_run).await,
         Command::Reconcile => reconcile().await,
         Command::Sync { id } => sync_now(id.as_deref()).await,
@@ -399,6 +414,48 @@ async fn show(id: &str, events: i32) -> Result<Outcome, Failure> {
     Ok(Outcome::Done(
         serde_json::json!({ "resource": shown, "events": history }),
     ))
+}
+
+async fn usage(id: &str, hours: u32) -> Result<Outcome, Failure> {
+    use shared::store::UsageReader;
+    let store = store().await?;
+    if store.get_resource(id).await?.is_none() {
+        return Err(Failure::Failed(format!("no resource {id}")));
+    }
+    let now = chrono::Utc::now();
+    let from = shared::metering::hour_of(now) - chrono::Duration::hours(i64::from(hours) - 1);
+    let counters = store.usage_since(id, &shared::metering::hour_text(from)).await?;
+    let mut totals: std::collections::BTreeMap<&str, u64> = Default::default();
+    for counter in &counters {
+        *totals.entry(counter.dimension.as_str()).or_default() += counter.quantity;
+    }
+    let unsettled = counters
+        .iter()
+        .filter(|counter| matches!(counter.state, MeterState::Failed | MeterState::Lost))
+        .count();
+    let listed: Vec<serde_json::Value> = counters
+        .iter()
+        .map(|counter| {
+            serde_json::json!({
+                "hour": counter.hour, "dimension": counter.dimension, "quantity": counter.quantity,
+                "state": counter.state.as_str(), "outcome": counter.outcome,
+                "attempts": counter.attempts, "metering_record_id": counter.metering_record_id,
+                "sealed_at": counter.sealed_at, "finished_at": counter.finished_at,
+            })
+        })
+        .collect();
+    let output = serde_json::json!({
+        "resource_id": id,
+        "from": shared::metering::hour_text(from),
+        "counters": listed,
+        "totals": totals,
+        "failed_or_lost": unsettled,
+    });
+    Ok(if unsettled > 0 {
+        Outcome::Findings(output)
+    } else {
+        Outcome::Done(output)
+    })
 }
 
 async fn list(marketplace: Option<&str>) -> Result<Outcome, Failure> {

@@ -6,9 +6,13 @@
 use crate::config::{self, ConfigError};
 use crate::html::{self, page, redirect};
 use crate::http::json_response;
-use crate::model::{Account, AuditEvent, Platform, Resource, ResourceStatus, Session, SignedInIdentity};
+use crate::model::{
+    Account, AuditEvent, MeterState, Platform, Resource, ResourceStatus, Session, SignedInIdentity,
+};
 use crate::signin::{clearing_cookie, is_same_origin, session_id};
-use crate::store::{AccountStore, AuditReader, DynamoStore, ResourceReader, SessionStore, StoreError};
+use crate::store::{
+    AccountStore, AuditReader, DynamoStore, ResourceReader, SessionStore, StoreError, UsageReader,
+};
 use hmac::{Hmac, Mac};
 use lambda_http::http::{header, HeaderMap, Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -87,7 +91,7 @@ impl DashboardApi<DynamoStore> {
 }
 
 /// The `dashboard` function's routes.
-pub async fn route<S: SessionStore + ResourceReader + AccountStore + AuditReader>(
+pub async fn route<S: SessionStore + ResourceReader + AccountStore + AuditReader + UsageReader>(
     api: &DashboardApi<S>,
     request: Request,
 ) -> Result<Response<Body>, Infallible> {
@@ -158,7 +162,41 @@ async fn visible<S: SessionStore + ResourceReader + AccountStore>(
     Ok(Some((id, session, account, resources)))
 }
 
-async fn panel<S: SessionStore + ResourceReader + AccountStore + AuditReader>(
+/// This month's usage of `resource` per dimension (docs/metering.md), for
+/// a marketplace that bills by usage: (dimension, quantity reported,
+/// quantity the marketplace accepted).
+async fn month_usage<S: UsageReader>(
+    store: &S,
+    resource: &Resource,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Vec<(String, u64, u64)>>, StoreError> {
+    if !resource.platform.bills_by_usage() {
+        return Ok(None);
+    }
+    let month = now.format("%Y-%m-01T00:00:00Z").to_string();
+    let mut totals: Vec<(String, u64, u64)> = Vec::new();
+    for counter in store.usage_since(&resource.id, &month).await? {
+        let metered = if counter.state == MeterState::Metered {
+            counter.quantity
+        } else {
+            0
+        };
+        match totals
+            .iter_mut()
+            .find(|(dimension, _, _)| *dimension == counter.dimension)
+        {
+            Some((_, reported, accepted)) => {
+                *reported += counter.quantity;
+                *accepted += metered;
+            }
+            None => totals.push((counter.dimension.clone(), counter.quantity, metered)),
+        }
+    }
+    totals.sort();
+    Ok(Some(totals))
+}
+
+async fn panel<S: SessionStore + ResourceReader + AccountStore + AuditReader + UsageReader>(
     api: &DashboardApi<S>,
     request: &Request,
 ) -> Result<Response<Body>, StoreError> {
@@ -168,7 +206,8 @@ async fn panel<S: SessionStore + ResourceReader + AccountStore + AuditReader>(
     let mut sections = Vec::with_capacity(resources.len());
     for resource in &resources {
         let events = api.store.recent_events(&resource.id, RECENT_EVENTS).await?;
-        sections.push(resource_panel(resource, &events));
+        let usage = month_usage(&api.store, resource, chrono::Utc::now()).await?;
+        sections.push(resource_panel(resource, &events, usage.as_deref()));
     }
     let content = html! {
         @if let Some(identity) = &session.identity { (signed_in_as(identity)) }
@@ -211,7 +250,11 @@ fn platform_text(platform: Platform) -> &'static str {
     }
 }
 
-fn resource_panel(resource: &Resource, events: &[AuditEvent]) -> Markup {
+fn resource_panel(
+    resource: &Resource,
+    events: &[AuditEvent],
+    usage: Option<&[(String, u64, u64)]>,
+) -> Markup {
     html! {
         dl {
             dt { "Resource" } dd { code { (resource.id) } }
@@ -236,6 +279,20 @@ fn resource_panel(resource: &Resource, events: &[AuditEvent]) -> Markup {
                     td {
                         button type="button" data-action="show" { "Show" } " "
                         button type="button" data-action="copy" { "Copy" }
+                    }
+                }
+            }
+        }
+        @if let Some(usage) = usage {
+            h2 { "Usage this month" }
+            @if usage.is_empty() { p #no-usage { "None reported yet." } }
+            table.usage {
+                @if !usage.is_empty() { tr { th { "Dimension" } th { "Reported" } th { "Billed by the marketplace" } } }
+                @for (dimension, reported, accepted) in usage {
+                    tr data-dimension=(dimension) {
+                        td { code { (dimension) } }
+                        td.reported { (reported) }
+                        td.billed { (accepted) }
                     }
                 }
             }
@@ -405,7 +462,7 @@ mod tests {
             owner_name: Some("<script>alert(1)</script>".into()),
             ..resource_with_secret()
         };
-        let markup = resource_panel(&resource, &[]).into_string();
+        let markup = resource_panel(&resource, &[], None).into_string();
         assert!(
             markup.contains("&lt;script&gt;") && !markup.contains("<script>"),
             "{markup}"
@@ -445,6 +502,84 @@ mod tests {
             builder = builder.header(*name, *value);
         }
         builder.body(Body::Text(body.into())).unwrap()
+    }
+
+    fn counter(
+        resource_id: &str,
+        dimension: &str,
+        hour: &str,
+        quantity: u64,
+        state: MeterState,
+    ) -> crate::model::UsageCounter {
+        crate::model::UsageCounter {
+            resource_id: resource_id.into(),
+            dimension: dimension.into(),
+            hour: hour.into(),
+            quantity,
+            state,
+            sealed_at: None,
+            attempts: 0,
+            outcome: None,
+            metering_record_id: None,
+            finished_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn this_months_usage_is_summed_per_dimension_for_a_marketplace_that_bills_by_it() {
+        let store = crate::store::memory::MemoryStore::default();
+        store.usage.lock().unwrap().extend([
+            counter(
+                "res_aws_1",
+                "gb",
+                "2026-11-30T23:00:00Z",
+                1000,
+                MeterState::Metered,
+            ),
+            counter("res_aws_1", "gb", "2026-12-01T00:00:00Z", 5, MeterState::Metered),
+            counter("res_aws_1", "gb", "2026-12-07T10:00:00Z", 7, MeterState::Open),
+            counter(
+                "res_aws_1",
+                "calls",
+                "2026-12-07T10:00:00Z",
+                2,
+                MeterState::Metered,
+            ),
+            counter("res_aws_2", "gb", "2026-12-07T10:00:00Z", 99, MeterState::Metered),
+        ]);
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-07T11:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let mut resource = Resource::new(
+            "res_aws_1".into(),
+            Platform::Aws,
+            "arn".into(),
+            "basic".into(),
+            Default::default(),
+            &crate::model::Timestamp::now(),
+        );
+        let usage = month_usage(&store, &resource, now).await.unwrap();
+        assert_eq!(usage, Some(vec![("calls".into(), 2, 2), ("gb".into(), 12, 5)]));
+        let markup = resource_panel(&resource, &[], usage.as_deref()).into_string();
+        assert!(
+            markup.contains("Usage this month") && markup.contains(r#"data-dimension="gb""#),
+            "{markup}"
+        );
+        assert!(
+            markup.contains(r#"<td class="reported">12</td><td class="billed">5</td>"#),
+            "{markup}"
+        );
+        assert!(!resource_panel(&resource, &[], Some(&[]))
+            .into_string()
+            .contains("<th>"));
+        assert!(resource_panel(&resource, &[], Some(&[]))
+            .into_string()
+            .contains("None reported yet."));
+        resource.platform = Platform::Heroku;
+        assert_eq!(month_usage(&store, &resource, now).await.unwrap(), None);
+        assert!(!resource_panel(&resource, &[], None)
+            .into_string()
+            .contains("Usage this month"));
     }
 
     #[tokio::test]

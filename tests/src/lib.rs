@@ -401,6 +401,24 @@ pub async fn vendor_posts(path: &str, body: &serde_json::Value, secret: &str) ->
     json(response).await
 }
 
+/// One invocation of `function` with `payload`, as EventBridge or a
+/// schedule invokes it, through `cargo lambda watch`'s Invoke API: the
+/// status and the function's answer.
+pub async fn invoke(function: &str, payload: &Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}/2015-03-31/functions/{function}/invocations",
+            base_url()
+        ))
+        .json(payload)
+        .send()
+        .await
+        .expect("watch's Invoke API");
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
 /// Status and JSON body of a response.
 pub async fn json(response: reqwest::Response) -> (u16, serde_json::Value) {
     let status = response.status().as_u16();
@@ -956,13 +974,21 @@ pub async fn aws_mint(body: Value) -> (String, String, String) {
 /// A new AWS Marketplace purchase, registered as the buyer's browser posts
 /// AWS's form to the stack: its license ARN and AWS account.
 pub async fn aws_registered() -> (String, String) {
+    aws_registered_in(&mut CookieJar::default()).await
+}
+
+/// [`aws_registered`], by a browser keeping its cookies (the session the
+/// registration opens) in `jar`.
+pub async fn aws_registered_in(jar: &mut CookieJar) -> (String, String) {
     let (token, license_arn, account) = aws_mint(serde_json::json!({})).await;
     let registered = browser()
         .post(format!("{}/aws/register", base_url()))
+        .header(reqwest::header::COOKIE, jar.header())
         .form(&[("x-amzn-marketplace-token", token.as_str())])
         .send()
         .await
         .expect("the stack answers");
     assert_eq!(registered.status(), 303, "the purchase registers");
+    jar.take_from(&registered);
     (license_arn, account)
 }

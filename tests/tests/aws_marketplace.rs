@@ -218,18 +218,7 @@ async fn throttling_gets_a_try_again_page_and_the_retry_finishes_the_registratio
 
 /// An EventBridge delivery to `marketplace-events`, through watch's Invoke API.
 async fn deliver(event: &Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(format!(
-            "{}/2015-03-31/functions/marketplace-events/invocations",
-            base_url()
-        ))
-        .json(event)
-        .send()
-        .await
-        .expect("watch's Invoke API");
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
-    (status, body)
+    invoke("marketplace-events", event).await
 }
 
 fn event(id: &str, detail_type: &str, detail: Value) -> Value {

@@ -59,12 +59,9 @@ async fn set_metering(body: Value) {
 /// One meter run at `now`, as the schedule invokes it: its report.
 async fn meter_at(now: DateTime<Utc>) -> Value {
     set_metering(json!({"now": now.timestamp()})).await;
-    let response = reqwest::Client::new()
-        .post(format!(
-            "{}/2015-03-31/functions/metering/invocations",
-            base_url()
-        ))
-        .json(&json!({
+    let (status, body) = invoke(
+        "metering",
+        &json!({
             "version": "0",
             "id": unique("sched"),
             "detail-type": "Scheduled Event",
@@ -74,12 +71,9 @@ async fn meter_at(now: DateTime<Utc>) -> Value {
             "region": "us-east-1",
             "resources": [],
             "detail": {},
-        }))
-        .send()
-        .await
-        .expect("watch's Invoke API");
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
+        }),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -280,7 +274,8 @@ async fn a_run_that_dies_between_the_call_and_the_write_is_resent_identically_an
 #[tokio::test]
 async fn unprocessed_records_are_sent_on_the_next_run_with_the_same_quantity() {
     let _turn = TURN.lock().await;
-    let (license, _) = aws_registered().await;
+    let mut buyer = CookieJar::default();
+    let (license, _) = aws_registered_in(&mut buyer).await;
     let id = resource_of(&license);
     let hour = this_hour();
     report(
@@ -307,6 +302,18 @@ async fn unprocessed_records_are_sent_on_the_next_run_with_the_same_quantity() {
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[0], sent[1], "the same quantity and timestamp");
     assert_eq!(billed(&license).await[0]["Quantity"], 12);
+    let (code, shown) = provider_usage(&id);
+    assert_eq!(code, Some(0), "{shown}");
+    assert_eq!(shown["counters"][0]["state"], "metered");
+    assert_eq!(shown["counters"][0]["attempts"], 1);
+    assert_eq!(shown["counters"][0]["quantity"], 12);
+    // The buyer's panel shows this month's usage.
+    let panel = visit(&mut buyer, "/dashboard").await.text().await.unwrap();
+    assert!(panel.contains("Usage this month"), "{panel}");
+    assert!(
+        panel.contains(r#"<td class="reported">12</td><td class="billed">12</td>"#),
+        "{panel}"
+    );
 }
 
 #[tokio::test]
@@ -357,16 +364,8 @@ async fn agreement_events(license_arn: &str) -> (Value, Value) {
 }
 
 async fn deliver(event: &Value) {
-    let response = reqwest::Client::new()
-        .post(format!(
-            "{}/2015-03-31/functions/marketplace-events/invocations",
-            base_url()
-        ))
-        .json(event)
-        .send()
-        .await
-        .expect("watch's Invoke API");
-    assert_eq!(response.status(), 200);
+    let (status, answer) = invoke("marketplace-events", event).await;
+    assert_eq!(status, 200, "{answer}");
 }
 
 #[tokio::test]
@@ -443,6 +442,23 @@ async fn customer_not_subscribed_fails_for_good_with_the_metric_and_an_audit_eve
     meter_at(sent_at(hour) + Duration::minutes(5)).await;
     assert_eq!(sent(&license).await.len(), 1, "not retried");
     assert!(billed(&license).await.is_empty());
+    // What an operator sees: a finding, exit 1.
+    let (code, shown) = provider_usage(&id);
+    assert_eq!(code, Some(1), "{shown}");
+    assert_eq!(shown["failed_or_lost"], 1);
+    assert_eq!(shown["counters"][0]["state"], "failed");
+    assert_eq!(shown["counters"][0]["outcome"], "CustomerNotSubscribed");
+    assert_eq!(shown["totals"]["api_calls"], 4);
+}
+
+/// `provider usage ID --json`: its exit status and document.
+fn provider_usage(id: &str) -> (Option<i32>, Value) {
+    let output = std::process::Command::new(workspace_binary("provider"))
+        .args(["usage", id, "--hours", "2", "--json"])
+        .output()
+        .expect("provider runs");
+    let shown = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (output.status.code(), shown)
 }
 
 #[tokio::test]

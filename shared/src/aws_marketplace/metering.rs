@@ -4,13 +4,13 @@
 //! `CustomerIdentifier`), stamped with the start of its hour. Calls carry
 //! at most 25 records, all of the one product this stack sells.
 
-use super::seller::MeteringClient;
+use super::seller::{service_error_code, MeteringClient};
 use crate::config::{self, ConfigError};
 use crate::metering::meter::{Meter, SendError, Sent, UsageMarketplace};
 use crate::metering::MeteringConfig;
 use crate::model::{Platform, Resource, UsageCounter};
 use crate::store::DynamoStore;
-use aws_sdk_marketplacemetering::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_marketplacemetering::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_marketplacemetering::primitives::DateTime as AwsTime;
 use aws_sdk_marketplacemetering::types::{UsageRecord, UsageRecordResultStatus};
 use chrono::{DateTime, Duration, Utc};
@@ -151,18 +151,15 @@ impl SdkErrorKind {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        match &err {
-            SdkError::ServiceError(service) => {
-                let code = service.err().code().unwrap_or("Unknown").to_string();
-                match code.as_str() {
-                    "ThrottlingException"
-                    | "InternalServiceErrorException"
-                    | "TimestampOutOfBoundsException" => Self::Again(code),
-                    "InvalidLicenseException" => Self::InvalidLicense(code),
-                    _ => Self::Refused(code),
+        match service_error_code(&err) {
+            Ok(code) => match code.as_str() {
+                "ThrottlingException" | "InternalServiceErrorException" | "TimestampOutOfBoundsException" => {
+                    Self::Again(code)
                 }
-            }
-            _ => Self::Again(format!("BatchMeterUsage: {}", DisplayErrorContext(&err))),
+                "InvalidLicenseException" => Self::InvalidLicense(code),
+                _ => Self::Refused(code),
+            },
+            Err(transport) => Self::Again(format!("BatchMeterUsage: {transport}")),
         }
     }
 }

@@ -32,20 +32,31 @@ impl SellerError {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
-        match &err {
-            SdkError::ServiceError(service) => {
-                let code = service.err().code().unwrap_or("Unknown").to_string();
-                match code.as_str() {
-                    "InvalidTokenException" => SellerError::InvalidToken,
-                    "ExpiredTokenException" => SellerError::ExpiredToken,
-                    "ThrottlingException" | "InternalServiceErrorException" => {
-                        SellerError::Unavailable(format!("{operation}: {code}"))
-                    }
-                    _ => SellerError::Refused(format!("{operation}: {code}")),
+        match service_error_code(&err) {
+            Ok(code) => match code.as_str() {
+                "InvalidTokenException" => SellerError::InvalidToken,
+                "ExpiredTokenException" => SellerError::ExpiredToken,
+                "ThrottlingException" | "InternalServiceErrorException" => {
+                    SellerError::Unavailable(format!("{operation}: {code}"))
                 }
-            }
-            _ => SellerError::Unavailable(format!("{operation}: {}", DisplayErrorContext(&err))),
+                _ => SellerError::Refused(format!("{operation}: {code}")),
+            },
+            Err(transport) => SellerError::Unavailable(format!("{operation}: {transport}")),
         }
+    }
+}
+
+/// AWS's error code (`ThrottlingException`, …) when the service answered;
+/// otherwise what kept the call from an answer. The metering and
+/// entitlement services' SDK errors are the one Smithy type.
+pub(super) fn service_error_code<E, R>(err: &SdkError<E, R>) -> Result<String, String>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match err {
+        SdkError::ServiceError(service) => Ok(service.err().code().unwrap_or("Unknown").to_string()),
+        _ => Err(DisplayErrorContext(err).to_string()),
     }
 }
 

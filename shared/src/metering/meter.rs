@@ -395,3 +395,506 @@ pub fn clock_of(event: &serde_json::Value) -> DateTime<Utc> {
         .and_then(parse)
         .unwrap_or_else(Utc::now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metering::fake::FakeStore;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    /// (resource, dimension, hour, quantity)
+    type Record = (String, String, String, u64);
+
+    struct FakeMarket {
+        platform: Platform,
+        answers: Mutex<VecDeque<Result<Vec<Sent>, SendError>>>,
+        calls: Mutex<Vec<Vec<Record>>>,
+        /// Each call takes this long.
+        delay: std::time::Duration,
+    }
+
+    impl FakeMarket {
+        fn new() -> Self {
+            Self {
+                platform: Platform::Aws,
+                answers: Mutex::new(VecDeque::new()),
+                calls: Mutex::new(Vec::new()),
+                delay: std::time::Duration::ZERO,
+            }
+        }
+
+        fn answering(self, answer: Result<Vec<Sent>, SendError>) -> Self {
+            self.answers.lock().unwrap().push_back(answer);
+            self
+        }
+
+        fn calls(&self) -> Vec<Vec<Record>> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    impl UsageMarketplace for FakeMarket {
+        type Record = Record;
+
+        fn platform(&self) -> Platform {
+            self.platform
+        }
+
+        fn batch_size(&self) -> usize {
+            25
+        }
+
+        fn window(&self) -> Duration {
+            Duration::hours(6)
+        }
+
+        fn record(&self, resource: &Resource, counter: &UsageCounter) -> Result<Record, String> {
+            if resource.addon_id == "no-customer" {
+                return Err("no customer".into());
+            }
+            Ok((
+                resource.id.clone(),
+                counter.dimension.clone(),
+                counter.hour.clone(),
+                counter.quantity,
+            ))
+        }
+
+        async fn send(&self, records: &[Record]) -> Result<Vec<Sent>, SendError> {
+            self.calls.lock().unwrap().push(records.to_vec());
+            tokio::time::sleep(self.delay).await;
+            let answer = self.answers.lock().unwrap().pop_front();
+            answer.unwrap_or_else(|| {
+                Ok(records
+                    .iter()
+                    .map(|_| Sent::Accepted {
+                        status: "Success".into(),
+                        record_id: Some("mr-1".into()),
+                    })
+                    .collect())
+            })
+        }
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    fn resource(id: &str) -> Resource {
+        Resource::new(
+            id.into(),
+            Platform::Aws,
+            "arn:aws:license-manager::1:license:l-1".into(),
+            "basic".into(),
+            Default::default(),
+            &Timestamp::now(),
+        )
+    }
+
+    const HOUR: &str = "2026-12-07T10:00:00Z";
+    const HOUR_END: &str = "2026-12-07T11:00:00Z";
+
+    /// A store with one due counter of resource `res_aws_a`.
+    fn one_counter(quantity: u64) -> FakeStore {
+        FakeStore::default()
+            .with_resource(resource("res_aws_a"))
+            .with_counter("res_aws_a", "gb", HOUR, quantity, HOUR_END)
+    }
+
+    fn meter(store: FakeStore, market: FakeMarket) -> Meter<FakeStore, FakeMarket> {
+        Meter {
+            store,
+            marketplace: market,
+            grace: Duration::minutes(10),
+        }
+    }
+
+    /// Thirty resources' due counters: more than one call's worth.
+    fn thirty_counters() -> FakeStore {
+        let mut store = FakeStore::default();
+        for n in 0..30 {
+            let id = format!("res_aws_{n:02}");
+            store = store
+                .with_resource(resource(&id))
+                .with_counter(&id, "gb", HOUR, n, HOUR_END);
+        }
+        store
+    }
+
+    /// Past the hour and its grace.
+    fn due_now() -> DateTime<Utc> {
+        at("2026-12-07T11:10:01Z")
+    }
+
+    #[tokio::test]
+    async fn a_due_counter_is_sealed_sent_once_and_settled_with_an_audit_event() {
+        let meter = meter(one_counter(42), FakeMarket::new());
+        let report = meter.run(due_now(), None).await.unwrap();
+        assert_eq!(
+            report,
+            MeterReport {
+                now: "2026-12-07T11:10:01.000Z".into(),
+                due: 1,
+                metered: 1,
+                ..MeterReport::default()
+            }
+        );
+        assert_eq!(
+            meter.marketplace.calls(),
+            vec![vec![(
+                "res_aws_a".to_string(),
+                "gb".to_string(),
+                HOUR.to_string(),
+                42
+            )]]
+        );
+        let stored = meter.store.stored("res_aws_a", "gb");
+        assert_eq!(stored.counter.state, MeterState::Metered);
+        assert_eq!(stored.counter.outcome.as_deref(), Some("Success"));
+        assert_eq!(stored.counter.metering_record_id.as_deref(), Some("mr-1"));
+        assert_eq!(
+            stored.counter.sealed_at.as_deref(),
+            Some("2026-12-07T11:10:01.000Z")
+        );
+        assert_eq!(
+            stored.counter.finished_at.as_deref(),
+            Some("2026-12-07T11:10:01.000Z")
+        );
+        assert_eq!(stored.queued_since, None, "out of the queue");
+        let audits = meter.store.audits.lock().unwrap().clone();
+        assert_eq!(audits.len(), 1);
+        assert_eq!(audits[0].action, AuditAction::UsageMetered);
+        assert_eq!(audits[0].subject_id, "res_aws_a");
+        assert_eq!(audits[0].actor, ACTOR);
+        assert_eq!(audits[0].details["dimension"], "gb");
+        assert_eq!(audits[0].details["hour"], HOUR);
+        assert_eq!(audits[0].details["quantity"], "42");
+        assert_eq!(audits[0].details["status"], "Success");
+        // Nothing is sent again.
+        let again = meter.run(due_now() + Duration::minutes(5), None).await.unwrap();
+        assert_eq!((again.due, again.metered), (0, 0));
+        assert_eq!(meter.marketplace.calls().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_hour_is_due_only_once_its_grace_has_passed() {
+        let meter = meter(one_counter(1), FakeMarket::new());
+        let report = meter.run(at("2026-12-07T11:10:00Z"), None).await.unwrap();
+        assert_eq!((report.due, report.metered), (0, 0), "{report:?}");
+        assert!(meter.marketplace.calls().is_empty());
+        let report = meter.run(at("2026-12-07T11:10:01Z"), None).await.unwrap();
+        assert_eq!(report.metered, 1);
+    }
+
+    #[tokio::test]
+    async fn records_go_in_calls_of_at_most_the_batch_size() {
+        let store = thirty_counters();
+        let meter = meter(store, FakeMarket::new());
+        let report = meter.run(due_now(), None).await.unwrap();
+        assert_eq!((report.due, report.metered), (30, 30));
+        let sizes: Vec<usize> = meter.marketplace.calls().iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![25, 5]);
+    }
+
+    #[tokio::test]
+    async fn what_is_not_processed_is_sent_again_next_run_as_it_was() {
+        let market = FakeMarket::new().answering(Ok(vec![Sent::Again("UnprocessedRecords".into())]));
+        let meter = meter(one_counter(7), market);
+        let first = meter.run(due_now(), None).await.unwrap();
+        assert_eq!((first.retried, first.metered), (1, 0), "{first:?}");
+        assert_eq!(first.oldest_unmetered_seconds, 70 * 60 + 1);
+        let stored = meter.store.stored("res_aws_a", "gb");
+        assert_eq!(stored.counter.state, MeterState::Sealed);
+        assert_eq!(stored.counter.attempts, 1);
+        assert_eq!(stored.counter.outcome.as_deref(), Some("UnprocessedRecords"));
+        assert_eq!(
+            (stored.claimed_by, stored.claim_until),
+            (None, None),
+            "given back"
+        );
+        assert!(meter.store.audits.lock().unwrap().is_empty());
+        let second = meter.run(due_now() + Duration::minutes(5), None).await.unwrap();
+        assert_eq!(
+            (second.metered, second.retried, second.oldest_unmetered_seconds),
+            (1, 0, 0)
+        );
+        let calls = meter.marketplace.calls();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0], calls[1], "the same record");
+    }
+
+    #[tokio::test]
+    async fn a_failed_call_is_retried_whole_and_a_refused_one_fails_whole() {
+        let market = FakeMarket::new().answering(Err(SendError::Again("ThrottlingException".into())));
+        let meter = meter(one_counter(3), market);
+        let report = meter.run(due_now(), None).await.unwrap();
+        assert_eq!((report.retried, report.failed), (1, 0));
+        assert_eq!(
+            meter.store.stored("res_aws_a", "gb").counter.outcome.as_deref(),
+            Some("ThrottlingException")
+        );
+
+        let market =
+            FakeMarket::new().answering(Err(SendError::Refused("InvalidProductCodeException".into())));
+        let meter = super::tests::meter(one_counter(3), market);
+        let report = meter.run(due_now(), None).await.unwrap();
+        assert_eq!((report.retried, report.failed), (0, 1));
+        let stored = meter.store.stored("res_aws_a", "gb");
+        assert_eq!(stored.counter.state, MeterState::Failed);
+        assert_eq!(
+            stored.counter.outcome.as_deref(),
+            Some("InvalidProductCodeException")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_final_audited_and_never_retried() {
+        let market = FakeMarket::new().answering(Ok(vec![Sent::Refused("CustomerNotSubscribed".into())]));
+        let meter = meter(one_counter(4), market);
+        let report = meter.run(due_now(), None).await.unwrap();
+        assert_eq!((report.failed, report.metered, report.retried), (1, 0, 0));
+        let stored = meter.store.stored("res_aws_a", "gb");
+        assert_eq!(stored.counter.state, MeterState::Failed);
+        assert_eq!(stored.queued_since, None);
+        let audits = meter.store.audits.lock().unwrap().clone();
+        assert_eq!(audits[0].action, AuditAction::UsageMeteringFailed);
+        assert_eq!(audits[0].details["reason"], "CustomerNotSubscribed");
+        assert!(!audits[0].details.contains_key("status"));
+        meter.run(due_now() + Duration::minutes(5), None).await.unwrap();
+        assert_eq!(meter.marketplace.calls().len(), 1, "not sent again");
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_is_done_and_counted_apart() {
+        let market = FakeMarket::new().answering(Ok(vec![Sent::Accepted {
+            status: "DuplicateRecord".into(),
+            record_id: None,
+        }]));
+        let meter = meter(one_counter(4), market);
+        let report = meter.run(due_now(), None).await.unwrap();
+        assert_eq!((report.duplicates, report.metered), (1, 0));
+        let stored = meter.store.stored("res_aws_a", "gb");
+        assert_eq!(stored.counter.state, MeterState::Metered);
+        assert_eq!(stored.counter.metering_record_id, None);
+    }
+
+    #[tokio::test]
+    async fn a_record_without_an_answer_is_sent_again() {
+        let market = FakeMarket::new().answering(Ok(vec![]));
+        let meter = meter(one_counter(4), market);
+        let report = meter.run(due_now(), None).await.unwrap();
+        assert_eq!(report.retried, 1);
+        assert_eq!(
+            meter.store.stored("res_aws_a", "gb").counter.outcome.as_deref(),
+            Some("the marketplace did not answer for it")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_counter_too_old_to_send_is_lost_and_counted() {
+        // The window (6 h from the hour) less the margin: lost from then.
+        let last_chance = at(HOUR) + Duration::hours(6) - WINDOW_MARGIN;
+        let meter1 = meter(one_counter(9), FakeMarket::new());
+        let report = meter1
+            .run(last_chance - Duration::seconds(1), None)
+            .await
+            .unwrap();
+        assert_eq!((report.metered, report.lost), (1, 0));
+        let meter2 = meter(one_counter(9), FakeMarket::new());
+        let report = meter2.run(last_chance, None).await.unwrap();
+        assert_eq!((report.metered, report.lost), (0, 1));
+        assert!(meter2.marketplace.calls().is_empty());
+        let stored = meter2.store.stored("res_aws_a", "gb");
+        assert_eq!(stored.counter.state, MeterState::Lost);
+        assert_eq!(
+            meter2.store.audits.lock().unwrap()[0].action,
+            AuditAction::UsageMeteringFailed
+        );
+    }
+
+    #[tokio::test]
+    async fn counters_that_cannot_be_billed_fail_for_good() {
+        let mut other = resource("res_aws_b");
+        other.platform = Platform::Heroku;
+        let mut nameless = resource("res_aws_c");
+        nameless.addon_id = "no-customer".into();
+        let store = FakeStore::default()
+            .with_counter("res_aws_gone", "gb", HOUR, 1, HOUR_END)
+            .with_resource(other)
+            .with_counter("res_aws_b", "gb", HOUR, 1, HOUR_END)
+            .with_resource(nameless)
+            .with_counter("res_aws_c", "gb", HOUR, 1, HOUR_END);
+        let meter = meter(store, FakeMarket::new());
+        let report = meter.run(due_now(), None).await.unwrap();
+        assert_eq!((report.failed, report.metered), (3, 0));
+        assert!(meter.marketplace.calls().is_empty());
+        let outcome = |id: &str| meter.store.stored(id, "gb").counter.outcome.unwrap();
+        assert_eq!(outcome("res_aws_gone"), "the resource is gone");
+        assert_eq!(outcome("res_aws_b"), "heroku does not bill by usage");
+        assert_eq!(outcome("res_aws_c"), "no customer");
+    }
+
+    #[tokio::test]
+    async fn another_runs_claim_is_left_alone_until_its_lease_ends() {
+        let store = one_counter(5);
+        {
+            let mut counters = store.counters.lock().unwrap();
+            let stored = counters.values_mut().next().unwrap();
+            stored.claimed_by = Some("other".into());
+            stored.claim_until = Some(due_now().timestamp() + 60);
+        }
+        let meter = meter(store, FakeMarket::new());
+        let report = meter.run(due_now(), None).await.unwrap();
+        assert_eq!((report.skipped, report.metered), (1, 0));
+        assert_eq!(report.oldest_unmetered_seconds, 70 * 60 + 1, "still unsent");
+        let report = meter.run(due_now() + Duration::seconds(61), None).await.unwrap();
+        assert_eq!(
+            (report.skipped, report.metered),
+            (0, 1),
+            "the holder died: taken over"
+        );
+        let stored = meter.store.stored("res_aws_a", "gb");
+        assert_eq!(stored.counter.state, MeterState::Metered);
+    }
+
+    #[tokio::test]
+    async fn a_claim_lasts_the_lease() {
+        let meter = meter(
+            one_counter(5),
+            FakeMarket::new().answering(Err(SendError::Again("x".into()))),
+        );
+        let now = due_now();
+        // Claims are given back on retry; look at one while it is held.
+        let due = meter
+            .store
+            .due_usage(&hour_text(now - meter.grace))
+            .await
+            .unwrap();
+        let claimed = meter
+            .store
+            .claim_usage(&due[0], "run", "t", now.timestamp(), (now + LEASE).timestamp())
+            .await
+            .unwrap();
+        assert!(claimed.is_some());
+        assert_eq!(LEASE, Duration::minutes(15));
+        let report = meter.run(now + LEASE - Duration::seconds(1), None).await.unwrap();
+        assert_eq!(report.skipped, 1, "{report:?}");
+    }
+
+    #[tokio::test]
+    async fn an_ended_agreements_counters_are_all_sent_at_once_and_its_mark_then_cleared() {
+        let store = one_counter(2).with_counter(
+            "res_aws_a",
+            "calls",
+            "2026-12-07T11:00:00Z",
+            8,
+            "2026-12-07T12:00:00Z",
+        );
+        store
+            .finals
+            .lock()
+            .unwrap()
+            .insert("res_aws_a".into(), "2026-12-07T11:20:00.000Z".into());
+        let market = FakeMarket::new()
+            .answering(Ok(vec![Sent::Again("x".into())]))
+            .answering(Ok(vec![Sent::Again("x".into()), Sent::Again("y".into())]));
+        let meter = meter(store, market);
+        // Before the end's grace: the closed hour only.
+        let report = meter.run(at("2026-12-07T11:25:00Z"), None).await.unwrap();
+        assert_eq!((report.due, report.retried), (1, 1), "{report:?}");
+        // After: the open hour too, and the mark stays while one is unsent.
+        let report = meter.run(at("2026-12-07T11:30:01Z"), None).await.unwrap();
+        assert_eq!((report.due, report.retried), (2, 2), "{report:?}");
+        assert!(meter.store.finals.lock().unwrap().contains_key("res_aws_a"));
+        let report = meter.run(at("2026-12-07T11:35:00Z"), None).await.unwrap();
+        assert_eq!((report.due, report.metered), (2, 2), "{report:?}");
+        assert!(meter.store.finals.lock().unwrap().is_empty(), "cleared");
+        let report = meter.run(at("2026-12-07T11:40:00Z"), None).await.unwrap();
+        assert_eq!(report.due, 0);
+    }
+
+    #[tokio::test]
+    async fn a_run_stops_at_its_deadline_and_says_what_is_left() {
+        let meter1 = meter(one_counter(1), FakeMarket::new());
+        let report = meter1.run(due_now(), Some(Instant::now())).await.unwrap();
+        assert_eq!((report.due, report.left, report.metered), (1, 1, 0));
+        assert!(meter1.marketplace.calls().is_empty());
+        assert_eq!(
+            meter1.store.stored("res_aws_a", "gb").claimed_by,
+            None,
+            "not claimed"
+        );
+
+        // The first call outlasts the deadline: the second batch waits.
+        let store = thirty_counters();
+        let mut market = FakeMarket::new();
+        market.delay = std::time::Duration::from_millis(300);
+        let meter2 = meter(store, market);
+        let deadline = Instant::now() + std::time::Duration::from_millis(150);
+        let report = meter2.run(due_now(), Some(deadline)).await.unwrap();
+        assert_eq!(
+            (report.metered, report.left, report.retried),
+            (25, 5, 0),
+            "{report:?}"
+        );
+        assert_eq!(meter2.marketplace.calls().len(), 1);
+        let left = meter2.store.stored("res_aws_29", "gb");
+        assert_eq!(
+            (left.counter.state, left.claimed_by),
+            (MeterState::Sealed, None),
+            "given back"
+        );
+        assert_eq!(left.counter.outcome.as_deref(), Some("left for the next run"));
+    }
+
+    #[test]
+    fn the_metrics_line_carries_what_the_alarms_watch() {
+        let report = MeterReport {
+            metered: 2,
+            duplicates: 1,
+            failed: 3,
+            lost: 4,
+            retried: 5,
+            left: 6,
+            oldest_unmetered_seconds: 7,
+            ..MeterReport::default()
+        };
+        let line = report.metrics_line(1_000);
+        assert_eq!(line["UsageRecordsMetered"], 3);
+        assert_eq!(line["UsageMeteringFailures"], 3);
+        assert_eq!(line["UsageRecordsLost"], 4);
+        assert_eq!(line["UsageRecordsRetried"], 5);
+        assert_eq!(line["UsageRecordsLeft"], 6);
+        assert_eq!(line["OldestUnmeteredUsageSeconds"], 7);
+        assert_eq!(line["_aws"]["Timestamp"], 1_000);
+        let declared = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(declared["Namespace"], METRICS_NAMESPACE);
+        let names: Vec<&str> = declared["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|metric| metric["Name"].as_str().unwrap())
+            .collect();
+        for name in [
+            "OldestUnmeteredUsageSeconds",
+            "UsageRecordsMetered",
+            "UsageMeteringFailures",
+            "UsageRecordsLost",
+            "UsageRecordsRetried",
+            "UsageRecordsLeft",
+        ] {
+            assert!(names.contains(&name), "{name}");
+        }
+    }
+
+    #[test]
+    fn the_clock_is_the_scheduled_events_time() {
+        let event = serde_json::json!({"time": "2026-12-07T11:10:00Z"});
+        assert_eq!(clock_of(&event), at("2026-12-07T11:10:00Z"));
+        let before = Utc::now();
+        let now = clock_of(&serde_json::json!({"time": "soon"}));
+        assert!(now >= before && now <= Utc::now());
+        assert!(clock_of(&serde_json::json!({})) >= before);
+    }
+}

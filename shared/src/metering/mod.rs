@@ -7,6 +7,9 @@
 pub mod meter;
 pub mod report;
 
+#[cfg(test)]
+mod fake;
+
 use crate::config::{self, ConfigError};
 use chrono::{DateTime, Duration, SecondsFormat, Timelike, Utc};
 

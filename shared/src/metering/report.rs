@@ -350,6 +350,200 @@ mod tests {
         assert!(err.message.contains("2026-12-07T09:00:00Z"), "{}", err.message);
     }
 
+    mod route {
+        use super::super::*;
+        use crate::metering::fake::FakeStore;
+        use crate::provisioner::signature::{sign_call, HEADER};
+        use crate::provisioner::{DefaultProvisioner, HttpProvisioner};
+        use crate::secret::Secret;
+        use crate::store::StoreError;
+
+        const SECRET: &str = "usage-route-signing-secret-0123456789";
+
+        fn api(config: Option<MeteringConfig>) -> UsageApi<FakeStore, HttpProvisioner> {
+            UsageApi {
+                store: FakeStore::default(),
+                provisioner: HttpProvisioner::new(
+                    "https://vendor.example/provision".into(),
+                    Secret::new(SECRET),
+                    vec![],
+                    std::time::Duration::from_secs(1),
+                ),
+                config,
+            }
+        }
+
+        fn listing() -> Option<MeteringConfig> {
+            Some(MeteringConfig {
+                dimensions: vec!["gb".into()],
+                grace: Duration::minutes(10),
+            })
+        }
+
+        /// A report for `id`, signed for `signed_for`'s path.
+        fn request(id: &str, signed_for: &str, body: &Value) -> Request {
+            let body = serde_json::to_vec(body).unwrap();
+            let path = format!("/vendor/resources/{id}/usage");
+            let signed = sign_call(
+                &Secret::new(SECRET),
+                Utc::now().timestamp(),
+                "POST",
+                &format!("/vendor/resources/{signed_for}/usage"),
+                &body,
+            );
+            let request = lambda_http::http::Request::builder()
+                .method("POST")
+                .uri(&path)
+                .header("content-type", "application/json")
+                .header(HEADER, signed)
+                .body(Body::from(body))
+                .unwrap();
+            request.with_path_parameters(std::collections::HashMap::from([(
+                "id".to_string(),
+                id.to_string(),
+            )]))
+        }
+
+        fn this_hour() -> String {
+            hour_text(crate::metering::hour_of(Utc::now()))
+        }
+
+        fn body() -> Value {
+            json!({"records": [
+                {"dimension": "gb", "quantity": 3, "hour": this_hour(), "key": "a"},
+                {"dimension": "gb", "quantity": 4, "hour": this_hour(), "key": "b"},
+            ]})
+        }
+
+        async fn answer(api: &UsageApi<FakeStore, HttpProvisioner>, request: Request) -> (StatusCode, Value) {
+            let response = handle(api, request).await;
+            let status = response.status();
+            let body: Value = serde_json::from_slice(response.body().as_ref()).unwrap();
+            (status, body)
+        }
+
+        #[tokio::test]
+        async fn a_signed_report_is_counted_and_answered_with_what_was_counted() {
+            let api = api(listing());
+            *api.store.add_answer.lock().unwrap() = Some(UsageWrite::Counted {
+                already: vec!["b".into()],
+            });
+            let before = Utc::now();
+            let (status, answer) = answer(&api, request("res_aws_1", "res_aws_1", &body())).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            assert_eq!(answer["resource_id"], "res_aws_1");
+            assert_eq!(answer["already_counted"], json!(["b"]));
+            assert_eq!(
+                answer["counted"],
+                json!([{"key": "a", "dimension": "gb", "hour": this_hour(), "quantity": 3}])
+            );
+            let adds = api.store.adds.lock().unwrap().clone();
+            assert_eq!(adds.len(), 1);
+            let (id, records, ending_after, keys_expire_at) = &adds[0];
+            assert_eq!(id, "res_aws_1");
+            assert_eq!(records.len(), 2);
+            // Ending resources take usage for the grace after their end.
+            let ending_after = DateTime::parse_from_rfc3339(ending_after).unwrap();
+            let grace_ago = before - Duration::minutes(10);
+            assert!(
+                (ending_after.timestamp() - grace_ago.timestamp()).abs() <= 2,
+                "{ending_after}"
+            );
+            let kept = keys_expire_at - before.timestamp();
+            assert!(
+                (KEYS_KEPT.num_seconds()..KEYS_KEPT.num_seconds() + 3).contains(&kept),
+                "{kept}"
+            );
+        }
+
+        #[tokio::test]
+        async fn a_report_signed_for_another_resource_or_unsigned_is_refused_before_anything_is_read() {
+            let api = api(listing());
+            let (status, answer) = answer(&api, request("res_aws_1", "res_aws_2", &body())).await;
+            assert_eq!(
+                (status, answer["error"].as_str()),
+                (StatusCode::UNAUTHORIZED, Some("bad_signature"))
+            );
+            let mut unsigned = request("res_aws_1", "res_aws_1", &body());
+            unsigned.headers_mut().remove(HEADER);
+            assert_eq!(answer_of(&api, unsigned).await, StatusCode::UNAUTHORIZED);
+            assert!(api.store.adds.lock().unwrap().is_empty());
+            // Without a vendor service, nobody can sign: 404.
+            let default = UsageApi {
+                store: FakeStore::default(),
+                provisioner: DefaultProvisioner::new("https://x.example", vec![]),
+                config: listing(),
+            };
+            let response = handle(&default, request("res_aws_1", "res_aws_1", &body())).await;
+            assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        }
+
+        async fn answer_of(api: &UsageApi<FakeStore, HttpProvisioner>, request: Request) -> StatusCode {
+            handle(api, request).await.status()
+        }
+
+        #[tokio::test]
+        async fn without_usage_dimensions_or_a_resource_id_the_route_is_not_found() {
+            let api = api(None);
+            assert_eq!(
+                answer_of(&api, request("res_aws_1", "res_aws_1", &body())).await,
+                StatusCode::NOT_FOUND
+            );
+            let api = super::super::tests::route::api(listing());
+            assert_eq!(
+                answer_of(&api, request("other_1", "other_1", &body())).await,
+                StatusCode::NOT_FOUND
+            );
+            let long = format!("res_{}", "a".repeat(61));
+            assert_eq!(
+                answer_of(&api, request(&long, &long, &body())).await,
+                StatusCode::NOT_FOUND
+            );
+            let longest = format!("res_{}", "a".repeat(60));
+            assert_eq!(
+                answer_of(&api, request(&longest, &longest, &body())).await,
+                StatusCode::OK
+            );
+            assert_eq!(api.store.adds.lock().unwrap().len(), 1);
+        }
+
+        #[tokio::test]
+        async fn what_the_store_refuses_is_named() {
+            let api = api(listing());
+            *api.store.add_answer.lock().unwrap() = Some(UsageWrite::Sealed("2026-12-07T10:00:00Z".into()));
+            let (status, answer) = answer(&api, request("res_aws_1", "res_aws_1", &body())).await;
+            assert_eq!(
+                (status, answer["error"].as_str()),
+                (StatusCode::CONFLICT, Some("hour_sealed"))
+            );
+            assert!(answer["message"]
+                .as_str()
+                .unwrap()
+                .contains("2026-12-07T10:00:00Z"));
+            *api.store.add_answer.lock().unwrap() = Some(UsageWrite::Refused(None));
+            assert_eq!(
+                answer_of(&api, request("res_aws_1", "res_aws_1", &body())).await,
+                StatusCode::NOT_FOUND
+            );
+            *api.store.add_fails.lock().unwrap() = Some(StoreError::Unavailable("down".into()));
+            assert_eq!(
+                answer_of(&api, request("res_aws_1", "res_aws_1", &body())).await,
+                StatusCode::SERVICE_UNAVAILABLE
+            );
+            let bad =
+                json!({"records": [{"dimension": "tb", "quantity": 1, "hour": this_hour(), "key": "a"}]});
+            assert_eq!(
+                answer_of(&api, request("res_aws_1", "res_aws_1", &bad)).await,
+                StatusCode::UNPROCESSABLE_ENTITY
+            );
+            assert_eq!(
+                api.store.adds.lock().unwrap().len(),
+                3,
+                "the bad report reached no store"
+            );
+        }
+    }
+
     #[test]
     fn a_refusal_says_why_the_resource_takes_no_usage() {
         let now = Timestamp::now();

@@ -5,8 +5,9 @@
 
 use super::{
     AccountStore, AuditReader, OidcStore, OpenOutcome, ResourceReader, SessionStore, SpentCode, StoreError,
+    UsageReader,
 };
-use crate::model::{Account, AuditEvent, CodeBinding, OidcGrant, Resource, Session, Timestamp};
+use crate::model::{Account, AuditEvent, CodeBinding, OidcGrant, Resource, Session, Timestamp, UsageCounter};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -28,6 +29,21 @@ pub struct MemoryStore {
     pub oidc_tokens: Mutex<HashMap<String, OidcGrant>>,
     /// Audit events, oldest first.
     pub events: Mutex<Vec<AuditEvent>>,
+    /// Usage counters, oldest hour first.
+    pub usage: Mutex<Vec<UsageCounter>>,
+}
+
+impl UsageReader for MemoryStore {
+    async fn usage_since(&self, resource_id: &str, from: &str) -> Result<Vec<UsageCounter>, StoreError> {
+        Ok(self
+            .usage
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|counter| counter.resource_id == resource_id && counter.hour.as_str() >= from)
+            .cloned()
+            .collect())
+    }
 }
 
 impl AuditReader for MemoryStore {

@@ -384,8 +384,18 @@ pub enum DueUsage {
     Final { resource_id: String },
 }
 
+/// Reading usage counters: the panel, `provider usage`, the meter.
+pub trait UsageReader: Send + Sync {
+    /// A resource's counters from hour `from` on (RFC 3339), oldest first.
+    fn usage_since(
+        &self,
+        resource_id: &str,
+        from: &str,
+    ) -> impl Future<Output = Result<Vec<UsageCounter>, StoreError>> + Send;
+}
+
 /// The vendor's usage reports and the meter (shared::metering).
-pub trait MeteringStore: Send + Sync {
+pub trait MeteringStore: UsageReader {
     /// Counts `records` for `resource_id` in one transaction, each key
     /// claimed with its addition: the resource must bill by usage and be
     /// active, or ending since after `ending_after` (RFC 3339). Key claims
@@ -400,13 +410,6 @@ pub trait MeteringStore: Send + Sync {
 
     /// What waits in the meter's queue since before `before` (RFC 3339).
     fn due_usage(&self, before: &str) -> impl Future<Output = Result<Vec<DueUsage>, StoreError>> + Send;
-
-    /// A resource's counters from hour `from` on (RFC 3339), oldest first.
-    fn usage_since(
-        &self,
-        resource_id: &str,
-        from: &str,
-    ) -> impl Future<Output = Result<Vec<UsageCounter>, StoreError>> + Send;
 
     /// Seals the counter (no report changes it after) and claims it for
     /// run `run` until `claim_until` (Unix seconds): `None` if it is final,

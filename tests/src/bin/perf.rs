@@ -505,6 +505,9 @@ enum Workload {
     /// AWS Marketplace's `License Updated` that changes a registered
     /// purchase's plan (basic and premium in turn).
     LicenseUpdated,
+    /// A vendor's usage report of one record, with a new key, for a
+    /// registered purchase (docs/metering.md).
+    Usage,
 }
 
 /// A binary of the table: its row name, its file, whether it runs with
@@ -550,6 +553,8 @@ struct Events {
     /// Each binary file's purchase for `License Updated`: its license ARN
     /// and agreement, and whether it is entitled to premium now.
     aws_licenses: HashMap<&'static str, (String, String, bool)>,
+    /// The registered purchase the usage rows report for.
+    usage_resource: String,
 }
 
 impl Events {
@@ -618,6 +623,32 @@ impl Events {
                     "region": "us-east-1", "resources": [],
                     "detail": {"agreement": {"id": agreement}, "license": {"arn": license.trim_start_matches("arn:")}},
                 })
+            }
+            Workload::Usage => {
+                let id = &self.usage_resource;
+                let path = format!("/vendor/resources/{id}/usage");
+                let hour = shared::metering::hour_text(shared::metering::hour_of(chrono::Utc::now()));
+                let body = json!({"records": [{
+                    "dimension": "api_calls", "quantity": 3, "hour": hour, "key": tests::unique("perf"),
+                }]});
+                let signed = shared::provisioner::signature::sign_call(
+                    &shared::secret::Secret::new(
+                        std::env::var("PROVISIONER_SIGNING_SECRET").unwrap_or_default(),
+                    ),
+                    chrono::Utc::now().timestamp(),
+                    "POST",
+                    &path,
+                    body.to_string().as_bytes(),
+                );
+                let mut event = http_event(
+                    "POST",
+                    &path,
+                    "/vendor/resources/{id}/usage",
+                    Some(id),
+                    Some(body),
+                );
+                event["headers"][shared::provisioner::signature::HEADER.to_ascii_lowercase()] = signed.into();
+                event
             }
             Workload::Register => {
                 let token = self.aws_tokens.pop().expect("tokens minted for the round");
@@ -890,6 +921,17 @@ async fn main() {
                 Workload::LicenseUpdated,
             )
         },
+        // A vendor's usage report, against the floor of its contract
+        // (FLOOR_MODE=usage: the key's claim and the counter's ADD in one
+        // transaction), with the warm-up read.
+        Binary {
+            floor_mode: Some("usage"),
+            ..binary("floor usage", "perf_floor", false, true, Workload::Usage)
+        },
+        Binary {
+            floor: "floor usage",
+            ..binary("usage report", "usage", false, false, Workload::Usage)
+        },
     ]);
     let provision = binaries
         .iter()
@@ -933,6 +975,9 @@ async fn main() {
             codes: HashMap::new(),
             aws_tokens: mint_tokens(2 * (args.invocations + 1 + usize::from(args.cold_starts))).await,
             aws_licenses: aws_licenses().await,
+            usage_resource: shared::aws_marketplace::resource_id(shared::model::aws_license_id(
+                &tests::aws_registered().await.0,
+            )),
         };
 
         // The binaries take turns, one invocation each, so all of them meet

@@ -46,6 +46,11 @@
 //! SDK), the vendor's round trip carrying the resource's details, and one
 //! transaction of the resource's version-conditional put, its audit event,
 //! the license's new state and the event's mark.
+//!
+//! With `FLOOR_MODE=usage` it is the floor of a vendor's usage report
+//! (docs/metering.md): the signature over the method, path and body
+//! checked, the body read, and one transaction of the record's key claim
+//! and the counter's `ADD`.
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use base64::Engine as _;
@@ -122,6 +127,53 @@ enum Mode {
     Token(Box<shared::oidc::SigningKey>),
     Register(aws_sdk_marketplacemetering::Client),
     Event(aws_sdk_marketplaceentitlement::Client),
+    Usage(Secret),
+}
+
+/// `FLOOR_MODE=usage`: one usage report of one record.
+async fn usage(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    secret: &Secret,
+    request: Request,
+) -> Result<Response<Body>, Error> {
+    let header = request
+        .headers()
+        .get(signature::HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let signed = signature::Signed::Call {
+        method: request.method().as_str(),
+        path: request.uri().path(),
+        body: request.body().as_ref(),
+    };
+    signature::verify_signed(secret, header, signed, chrono::Utc::now().timestamp(), 300)
+        .map_err(|err| err.to_string())?;
+    let report: serde_json::Value = serde_json::from_slice(request.body().as_ref())?;
+    let record = &report["records"][0];
+    let text = |name: &str| record[name].as_str().unwrap_or_default().to_string();
+    let (key, hour, dimension) = (text("key"), text("hour"), text("dimension"));
+    let quantity = record["quantity"].as_u64().unwrap_or_default();
+    let claim = put(table, format!("FLOOR_USAGE_KEY#{key}"))?;
+    let add = aws_sdk_dynamodb::types::Update::builder()
+        .table_name(table)
+        .key("pk", AttributeValue::S("FLOOR_USAGE#perf".into()))
+        .key("sk", AttributeValue::S(format!("{hour}#{dimension}")))
+        .update_expression("ADD quantity :quantity")
+        .condition_expression("attribute_not_exists(sealed_at)")
+        .expression_attribute_values(":quantity", AttributeValue::N(quantity.to_string()))
+        .build()?;
+    client
+        .transact_write_items()
+        .transact_items(claim)
+        .transact_items(TransactWriteItem::builder().update(add).build())
+        .send()
+        .await?;
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(Body::from(format!(r#"{{"counted":[{{"key":"{key}"}}]}}"#)))
+        .map_err(Error::from)
 }
 
 /// `FLOOR_MODE=event`: one `License Updated` that changes the plan of the
@@ -441,7 +493,7 @@ async fn oidc(
                     r#"{{"access_token":"{access_token}","token_type":"Bearer","expires_in":600,"id_token":"{id_token}"}}"#
                 )))?)
         }
-        Mode::Provision | Mode::Change | Mode::Register(_) | Mode::Event(_) => {
+        Mode::Provision | Mode::Change | Mode::Register(_) | Mode::Event(_) | Mode::Usage(_) => {
             Err("not an OpenID Connect floor".into())
         }
     }
@@ -515,6 +567,10 @@ async fn main() -> Result<(), Error> {
             .region(aws_sdk_marketplaceentitlement::config::Region::new("us-east-1"))
             .build(),
         )),
+        Ok("usage") => Mode::Usage(Secret::new(
+            std::env::var("PROVISIONER_SIGNING_SECRET")
+                .map_err(|_| "PROVISIONER_SIGNING_SECRET is not set")?,
+        )),
         _ => Mode::Provision,
     };
     let table = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set")?;
@@ -567,6 +623,9 @@ async fn main() -> Result<(), Error> {
         async move {
             if matches!(mode, Mode::Change) {
                 return change(client, table, vendor.as_ref(), resource, config).await;
+            }
+            if let Mode::Usage(secret) = mode {
+                return usage(client, table, secret, request).await;
             }
             if let Mode::Register(metering) = mode {
                 return register(client, metering, table, vendor.as_ref(), request).await;

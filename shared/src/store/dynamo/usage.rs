@@ -12,7 +12,7 @@
 
 use super::{backoff, classify, decode, is_conflict, DynamoStore, Item, TableKeys, TRANSACTION_ATTEMPTS};
 use crate::model::{AuditEvent, MeterState, Platform, Resource, ResourceStatus, UsageCounter};
-use crate::store::{DueUsage, MeteringStore, StoreError, UsageAdd, UsageWrite};
+use crate::store::{DueUsage, MeteringStore, StoreError, UsageAdd, UsageReader, UsageWrite};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
@@ -202,6 +202,17 @@ fn per_counter(records: &[UsageAdd]) -> Vec<UsageAdd> {
     counters
 }
 
+impl UsageReader for DynamoStore {
+    async fn usage_since(&self, resource_id: &str, from: &str) -> Result<Vec<UsageCounter>, StoreError> {
+        self.query_usage(resource_id, from)
+            .await?
+            .into_iter()
+            .filter(|item| text(item, "entity") == Some("usage"))
+            .map(|item| decode(item, "usage counter"))
+            .collect()
+    }
+}
+
 impl MeteringStore for DynamoStore {
     async fn add_usage(
         &self,
@@ -286,15 +297,6 @@ impl MeteringStore for DynamoStore {
                 })
             })
             .collect())
-    }
-
-    async fn usage_since(&self, resource_id: &str, from: &str) -> Result<Vec<UsageCounter>, StoreError> {
-        self.query_usage(resource_id, from)
-            .await?
-            .into_iter()
-            .filter(|item| text(item, "entity") == Some("usage"))
-            .map(|item| decode(item, "usage counter"))
-            .collect()
     }
 
     async fn claim_usage(
