@@ -270,6 +270,9 @@ impl Cleanup {
         let mut deleted = 0;
         for id in traces.resource_ids() {
             deleted += self.delete_partition(&format!("RESOURCE#{id}")).await?;
+            // Its usage: counters, and the mark an ended agreement leaves
+            // the meter (docs/metering.md).
+            deleted += self.delete_partition(&format!("USAGE#{id}")).await?;
         }
         for (pk, sk) in traces.single_items() {
             deleted += self.delete(&pk, sk).await?;

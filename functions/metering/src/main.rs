@@ -20,7 +20,9 @@ async fn main() -> Result<(), Error> {
                     serde_json::json!({"metering": "off: AWS_MARKETPLACE_PRODUCT_CODE is empty"}),
                 );
             };
-            let report = meter.run(clock_of(&event.payload), deadline).await?;
+            let report = meter
+                .run(clock_of(&event.payload, chrono::Utc::now()), deadline)
+                .await?;
             println!("{}", report.metrics_line(chrono::Utc::now().timestamp_millis()));
             Ok(serde_json::to_value(&report)?)
         }

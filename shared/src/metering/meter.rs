@@ -345,24 +345,18 @@ impl<S: MeteringStore, M: UsageMarketplace> Meter<S, M> {
                 counter.outcome = Some(outcome.clone());
                 counter.metering_record_id = record_id;
                 counter.finished_at = Some(at.to_string());
-                let action = if state == MeterState::Metered {
-                    AuditAction::UsageMetered
-                } else {
-                    AuditAction::UsageMeteringFailed
-                };
-                let detail = if state == MeterState::Metered {
-                    "status"
-                } else {
-                    "reason"
+                let (action, detail) = match state {
+                    MeterState::Metered => (AuditAction::UsageMetered, "status"),
+                    _ => {
+                        tracing::warn!(resource_id = %counter.resource_id, dimension = %counter.dimension, hour = %counter.hour, quantity = counter.quantity, %outcome, "usage not metered");
+                        (AuditAction::UsageMeteringFailed, "reason")
+                    }
                 };
                 let audit = AuditEvent::new(SubjectKind::Resource, &counter.resource_id, action, ACTOR, &at)
                     .with_detail("dimension", &counter.dimension)
                     .with_detail("hour", &counter.hour)
                     .with_detail("quantity", &counter.quantity.to_string())
                     .with_detail(detail, &outcome);
-                if state != MeterState::Metered {
-                    tracing::warn!(resource_id = %counter.resource_id, dimension = %counter.dimension, hour = %counter.hour, quantity = counter.quantity, %outcome, "usage not metered");
-                }
                 Ok(self.store.finish_usage(&counter, run, &audit).await?.then(|| {
                     let due = DueUsage::Counter {
                         resource_id: counter.resource_id,
@@ -386,14 +380,28 @@ fn past(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|deadline| Instant::now() >= deadline)
 }
 
+/// How far a scheduled event's `time` may be from this machine's clock and
+/// still be the run's clock: a schedule's time is the invocation's, so a
+/// larger gap is a hand-made event, and a clock hours ahead would seal
+/// open hours and give up unsent ones as lost.
+pub const MAX_CLOCK_GAP: Duration = Duration::hours(3);
+
 /// The run's clock: the scheduled event's `time` (EventBridge's, or a
-/// test's making hours pass), else this machine's.
-pub fn clock_of(event: &serde_json::Value) -> DateTime<Utc> {
-    event
+/// test's making an hour pass), else, or when it is more than
+/// [`MAX_CLOCK_GAP`] from `machine`, the machine's.
+pub fn clock_of(event: &serde_json::Value, machine: DateTime<Utc>) -> DateTime<Utc> {
+    match event
         .get("time")
         .and_then(serde_json::Value::as_str)
         .and_then(parse)
-        .unwrap_or_else(Utc::now)
+    {
+        Some(time) if (time - machine).abs() <= MAX_CLOCK_GAP => time,
+        Some(time) => {
+            tracing::warn!(%time, %machine, "the event's time is too far from this machine's clock; the machine's is used");
+            machine
+        }
+        None => machine,
+    }
 }
 
 #[cfg(test)]
@@ -889,12 +897,32 @@ mod tests {
     }
 
     #[test]
-    fn the_clock_is_the_scheduled_events_time() {
-        let event = serde_json::json!({"time": "2026-12-07T11:10:00Z"});
-        assert_eq!(clock_of(&event), at("2026-12-07T11:10:00Z"));
-        let before = Utc::now();
-        let now = clock_of(&serde_json::json!({"time": "soon"}));
-        assert!(now >= before && now <= Utc::now());
-        assert!(clock_of(&serde_json::json!({})) >= before);
+    fn the_clock_is_the_scheduled_events_time_within_the_gap() {
+        let machine = at("2026-12-07T11:00:00Z");
+        let event = |time: &str| serde_json::json!({ "time": time });
+        assert_eq!(
+            clock_of(&event("2026-12-07T11:10:00Z"), machine),
+            at("2026-12-07T11:10:00Z")
+        );
+        assert_eq!(
+            clock_of(&event("2026-12-07T14:00:00Z"), machine),
+            at("2026-12-07T14:00:00Z")
+        );
+        assert_eq!(
+            clock_of(&event("2026-12-07T08:00:00Z"), machine),
+            at("2026-12-07T08:00:00Z")
+        );
+        assert_eq!(
+            clock_of(&event("2026-12-07T14:00:01Z"), machine),
+            machine,
+            "too far ahead"
+        );
+        assert_eq!(
+            clock_of(&event("2026-12-07T07:59:59Z"), machine),
+            machine,
+            "too far behind"
+        );
+        assert_eq!(clock_of(&event("soon"), machine), machine);
+        assert_eq!(clock_of(&serde_json::json!({}), machine), machine);
     }
 }

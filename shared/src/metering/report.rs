@@ -300,6 +300,14 @@ mod tests {
             .map(|i| record("gb", json!(1), hour, &format!("k{i}")))
             .collect();
         assert!(checked(report(json!(most)), &config(), now()).is_ok());
+        // The hour that begins now takes reports.
+        let on_the_hour = DateTime::parse_from_rfc3339(hour).unwrap().with_timezone(&Utc);
+        assert!(checked(
+            report(json!([record("gb", json!(1), hour, "a")])),
+            &config(),
+            on_the_hour
+        )
+        .is_ok());
         assert_eq!(
             refusal(json!([record("GB", json!(1), hour, "a")])),
             (unprocessable, "unknown_dimension")
@@ -560,6 +568,13 @@ mod tests {
         assert_eq!(refused(Some(&resource), "").code, "resource_deprovisioned");
         resource.status = ResourceStatus::Ending;
         assert_eq!(refused(Some(&resource), "9999").code, "agreement_ended");
+        let ended_at = resource.updated_at.clone();
+        assert_eq!(
+            refused(Some(&resource), &ended_at).code,
+            "agreement_ended",
+            "its grace is over"
+        );
+        assert_eq!(refused(Some(&resource), "2000").code, "resource_not_active");
         resource.status = ResourceStatus::Suspended;
         assert_eq!(refused(Some(&resource), "").code, "resource_not_active");
         resource.platform = crate::model::Platform::Heroku;
