@@ -115,14 +115,14 @@ async fn counters(resource_id: &str) -> Vec<Item> {
     partition(&dynamo_client().await, &format!("USAGE#{resource_id}"))
         .await
         .into_iter()
-        .filter(|item| string(item, "entity") == "usage")
+        .filter(|item| string(item, "sk") != "FINAL")
         .collect()
 }
 
 fn counter<'a>(counters: &'a [Item], dimension: &str) -> &'a Item {
     counters
         .iter()
-        .find(|item| string(item, "dimension") == dimension)
+        .find(|item| string(item, "sk").ends_with(&format!("#{dimension}")))
         .unwrap_or_else(|| panic!("no {dimension} counter in {counters:?}"))
 }
 

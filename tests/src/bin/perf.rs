@@ -922,15 +922,24 @@ async fn main() {
             )
         },
         // A vendor's usage report, against the floor of its contract
-        // (FLOOR_MODE=usage: the key's claim and the counter's ADD in one
-        // transaction), with the warm-up read.
+        // (FLOOR_MODE=usage: the signature, the key's claim and the
+        // counter's ADD in one transaction), with the warm-up read. Both
+        // keep PROVISIONER_URL's signing secret, which signs the report:
+        // the vendor is called by neither.
         Binary {
             floor_mode: Some("usage"),
-            ..binary("floor usage", "perf_floor", false, true, Workload::Usage)
+            ..binary("floor usage", "perf_floor", true, true, Workload::Usage)
+        },
+        // The same with the resource's check in the transaction, which the
+        // contract needs too (a removed or ended purchase takes no usage).
+        Binary {
+            floor_mode: Some("usage-check"),
+            floor: "floor usage",
+            ..binary("floor usage+check", "perf_floor", true, true, Workload::Usage)
         },
         Binary {
-            floor: "floor usage",
-            ..binary("usage report", "usage", false, false, Workload::Usage)
+            floor: "floor usage+check",
+            ..binary("usage report", "usage", true, false, Workload::Usage)
         },
     ]);
     let provision = binaries

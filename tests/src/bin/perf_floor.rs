@@ -50,7 +50,10 @@
 //! With `FLOOR_MODE=usage` it is the floor of a vendor's usage report
 //! (docs/metering.md): the signature over the method, path and body
 //! checked, the body read, and one transaction of the record's key claim
-//! and the counter's `ADD`.
+//! and the counter's `ADD`. `FLOOR_MODE=usage-check` adds to that
+//! transaction what the contract also needs: the check that the resource
+//! still takes usage (a condition on its item, which is read back only
+//! when the check fails).
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use base64::Engine as _;
@@ -127,14 +130,15 @@ enum Mode {
     Token(Box<shared::oidc::SigningKey>),
     Register(aws_sdk_marketplacemetering::Client),
     Event(aws_sdk_marketplaceentitlement::Client),
-    Usage(Secret),
+    /// With the resource's check, or without.
+    Usage(Secret, bool),
 }
 
 /// `FLOOR_MODE=usage`: one usage report of one record.
 async fn usage(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
-    secret: &Secret,
+    (secret, resource): (&Secret, Option<&str>),
     request: Request,
 ) -> Result<Response<Body>, Error> {
     let header = request
@@ -163,12 +167,24 @@ async fn usage(
         .condition_expression("attribute_not_exists(sealed_at)")
         .expression_attribute_values(":quantity", AttributeValue::N(quantity.to_string()))
         .build()?;
-    client
+    let mut transaction = client
         .transact_write_items()
         .transact_items(claim)
-        .transact_items(TransactWriteItem::builder().update(add).build())
-        .send()
-        .await?;
+        .transact_items(TransactWriteItem::builder().update(add).build());
+    if let Some(resource) = resource {
+        let check = aws_sdk_dynamodb::types::ConditionCheck::builder()
+            .table_name(table)
+            .set_key(Some(floor_key(resource.to_string())))
+            .condition_expression("attribute_exists(pk) AND #version >= :zero")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
+            .build()?;
+        transaction = transaction.transact_items(TransactWriteItem::builder().condition_check(check).build());
+    }
+    transaction.send().await?;
     Response::builder()
         .status(200)
         .header("content-type", "application/json")
@@ -493,7 +509,7 @@ async fn oidc(
                     r#"{{"access_token":"{access_token}","token_type":"Bearer","expires_in":600,"id_token":"{id_token}"}}"#
                 )))?)
         }
-        Mode::Provision | Mode::Change | Mode::Register(_) | Mode::Event(_) | Mode::Usage(_) => {
+        Mode::Provision | Mode::Change | Mode::Register(_) | Mode::Event(_) | Mode::Usage(..) => {
             Err("not an OpenID Connect floor".into())
         }
     }
@@ -567,10 +583,13 @@ async fn main() -> Result<(), Error> {
             .region(aws_sdk_marketplaceentitlement::config::Region::new("us-east-1"))
             .build(),
         )),
-        Ok("usage") => Mode::Usage(Secret::new(
-            std::env::var("PROVISIONER_SIGNING_SECRET")
-                .map_err(|_| "PROVISIONER_SIGNING_SECRET is not set")?,
-        )),
+        Ok(mode @ ("usage" | "usage-check")) => Mode::Usage(
+            Secret::new(
+                std::env::var("PROVISIONER_SIGNING_SECRET")
+                    .map_err(|_| "PROVISIONER_SIGNING_SECRET is not set")?,
+            ),
+            mode == "usage-check",
+        ),
         _ => Mode::Provision,
     };
     let table = std::env::var("TABLE_NAME").map_err(|_| "TABLE_NAME is not set")?;
@@ -589,7 +608,7 @@ async fn main() -> Result<(), Error> {
         shared::secret::random_hex(16),
         shared::secret::random_hex(32)
     );
-    if matches!(mode, Mode::Change | Mode::Event(_)) {
+    if matches!(mode, Mode::Change | Mode::Event(_) | Mode::Usage(_, true)) {
         let mut item = floor_key(resource.clone());
         item.insert("version".into(), AttributeValue::N("0".into()));
         item.insert("config".into(), AttributeValue::S(config.clone()));
@@ -624,8 +643,9 @@ async fn main() -> Result<(), Error> {
             if matches!(mode, Mode::Change) {
                 return change(client, table, vendor.as_ref(), resource, config).await;
             }
-            if let Mode::Usage(secret) = mode {
-                return usage(client, table, secret, request).await;
+            if let Mode::Usage(secret, checked) = mode {
+                let resource = checked.then_some(resource.as_str());
+                return usage(client, table, (secret, resource), request).await;
             }
             if let Mode::Register(metering) = mode {
                 return register(client, metering, table, vendor.as_ref(), request).await;

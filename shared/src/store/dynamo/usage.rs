@@ -118,33 +118,18 @@ impl DynamoStore {
     }
 
     /// Adds `quantity` to a counter that is not sealed, creating it in the
-    /// meter's queue from its hour's end.
+    /// meter's queue from its hour's end. Only what a report changes is
+    /// written: the counter's resource, hour and dimension are its key, an
+    /// absent state is `open`, and the meter sets its TTL when it seals it.
     fn add_action(&self, resource_id: &str, counter: &UsageAdd) -> Result<TransactWriteItem, StoreError> {
-        let kept_until = chrono::DateTime::parse_from_rfc3339(&counter.hour)
-            .map(|hour| hour.timestamp() + COUNTER_SECONDS)
-            .map_err(internal)?;
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(Self::counter_key(resource_id, &counter.hour, &counter.dimension)))
-            .update_expression(
-                "ADD quantity :quantity SET entity = :entity, resource_id = :resource, #dimension = :dimension, \
-                 #hour = :hour, #state = if_not_exists(#state, :open), sync_queue = :queue, \
-                 sync_since = :hour_end, #ttl = :ttl",
-            )
+            .update_expression("ADD quantity :quantity SET sync_queue = :queue, sync_since = :hour_end")
             .condition_expression("attribute_not_exists(sealed_at)")
-            .expression_attribute_names("#dimension", "dimension")
-            .expression_attribute_names("#hour", "hour")
-            .expression_attribute_names("#state", "state")
-            .expression_attribute_names("#ttl", TableKeys::TTL)
             .expression_attribute_values(":quantity", n(counter.quantity))
-            .expression_attribute_values(":entity", s("usage"))
-            .expression_attribute_values(":resource", s(resource_id))
-            .expression_attribute_values(":dimension", s(&counter.dimension))
-            .expression_attribute_values(":hour", s(&counter.hour))
-            .expression_attribute_values(":open", s(MeterState::Open.as_str()))
             .expression_attribute_values(":queue", s(METERING_QUEUE))
             .expression_attribute_values(":hour_end", s(&counter.hour_end))
-            .expression_attribute_values(":ttl", n(kept_until))
             .build()
             .map_err(internal)?;
         Ok(TransactWriteItem::builder().update(update).build())
@@ -178,6 +163,22 @@ impl DynamoStore {
     }
 }
 
+/// A counter as stored: its resource, hour and dimension are read from its
+/// key (`USAGE#<resource>` / `<hour>#<dimension>`).
+fn counter_of(mut item: Item) -> Result<UsageCounter, StoreError> {
+    let resource_id = text(&item, "pk").and_then(|pk| pk.strip_prefix("USAGE#")).map(str::to_string);
+    let hour_and_dimension = text(&item, "sk")
+        .and_then(|sk| sk.split_once('#'))
+        .map(|(hour, dimension)| (hour.to_string(), dimension.to_string()));
+    let (Some(resource_id), Some((hour, dimension))) = (resource_id, hour_and_dimension) else {
+        return Err(StoreError::Internal("a usage counter's key is not USAGE#<resource> / <hour>#<dimension>".into()));
+    };
+    item.insert("resource_id".into(), s(&resource_id));
+    item.insert("hour".into(), s(&hour));
+    item.insert("dimension".into(), s(&dimension));
+    decode(item, "usage counter")
+}
+
 /// A status as stored.
 fn status_name(status: ResourceStatus) -> String {
     match serde_json::to_value(status) {
@@ -207,8 +208,8 @@ impl UsageReader for DynamoStore {
         self.query_usage(resource_id, from)
             .await?
             .into_iter()
-            .filter(|item| text(item, "entity") == Some("usage"))
-            .map(|item| decode(item, "usage counter"))
+            .filter(|item| text(item, "sk").is_some_and(|sk| sk.contains('#')))
+            .map(counter_of)
             .collect()
     }
 }
@@ -315,18 +316,25 @@ impl MeteringStore for DynamoStore {
         else {
             return Ok(None);
         };
+        let kept_until = chrono::DateTime::parse_from_rfc3339(hour)
+            .map(|hour| hour.timestamp() + COUNTER_SECONDS)
+            .map_err(internal)?;
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(Self::counter_key(resource_id, hour, dimension)))
             .update_expression(
-                "SET #state = :sealed, sealed_at = if_not_exists(sealed_at, :now), claimed_by = :run, claim_until = :until",
+                "SET #state = :sealed, sealed_at = if_not_exists(sealed_at, :now), claimed_by = :run, \
+                 claim_until = :until, #ttl = if_not_exists(#ttl, :ttl)",
             )
             .condition_expression(
-                "attribute_exists(pk) AND #state IN (:open, :sealed) AND (attribute_not_exists(claim_until) OR claim_until < :now_unix)",
+                "attribute_exists(pk) AND (attribute_not_exists(#state) OR #state IN (:open, :sealed)) \
+                 AND (attribute_not_exists(claim_until) OR claim_until < :now_unix)",
             )
             .expression_attribute_names("#state", "state")
+            .expression_attribute_names("#ttl", TableKeys::TTL)
+            .expression_attribute_values(":ttl", n(kept_until))
             .expression_attribute_values(":sealed", s(MeterState::Sealed.as_str()))
             .expression_attribute_values(":open", s(MeterState::Open.as_str()))
             .expression_attribute_values(":now", s(now))
@@ -337,10 +345,7 @@ impl MeteringStore for DynamoStore {
             .send()
             .await;
         match result {
-            Ok(output) => Ok(Some(decode(
-                output.attributes.unwrap_or_default(),
-                "usage counter",
-            )?)),
+            Ok(output) => Ok(Some(counter_of(output.attributes.unwrap_or_default())?)),
             Err(SdkError::ServiceError(err)) if err.err().is_conditional_check_failed_exception() => Ok(None),
             Err(err) => Err(classify("UpdateItem", err)),
         }
