@@ -124,7 +124,11 @@ impl DynamoStore {
     fn add_action(&self, resource_id: &str, counter: &UsageAdd) -> Result<TransactWriteItem, StoreError> {
         let update = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(Self::counter_key(resource_id, &counter.hour, &counter.dimension)))
+            .set_key(Some(Self::counter_key(
+                resource_id,
+                &counter.hour,
+                &counter.dimension,
+            )))
             .update_expression("ADD quantity :quantity SET sync_queue = :queue, sync_since = :hour_end")
             .condition_expression("attribute_not_exists(sealed_at)")
             .expression_attribute_values(":quantity", n(counter.quantity))
@@ -166,12 +170,16 @@ impl DynamoStore {
 /// A counter as stored: its resource, hour and dimension are read from its
 /// key (`USAGE#<resource>` / `<hour>#<dimension>`).
 fn counter_of(mut item: Item) -> Result<UsageCounter, StoreError> {
-    let resource_id = text(&item, "pk").and_then(|pk| pk.strip_prefix("USAGE#")).map(str::to_string);
+    let resource_id = text(&item, "pk")
+        .and_then(|pk| pk.strip_prefix("USAGE#"))
+        .map(str::to_string);
     let hour_and_dimension = text(&item, "sk")
         .and_then(|sk| sk.split_once('#'))
         .map(|(hour, dimension)| (hour.to_string(), dimension.to_string()));
     let (Some(resource_id), Some((hour, dimension))) = (resource_id, hour_and_dimension) else {
-        return Err(StoreError::Internal("a usage counter's key is not USAGE#<resource> / <hour>#<dimension>".into()));
+        return Err(StoreError::Internal(
+            "a usage counter's key is not USAGE#<resource> / <hour>#<dimension>".into(),
+        ));
     };
     item.insert("resource_id".into(), s(&resource_id));
     item.insert("hour".into(), s(&hour));
