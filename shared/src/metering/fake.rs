@@ -33,6 +33,10 @@ pub struct FakeStore {
     pub add_answer: Mutex<Option<UsageWrite>>,
     /// `add_usage` fails so.
     pub add_fails: Mutex<Option<StoreError>>,
+    /// Every claim asked for: (run, now, until).
+    pub claims: Mutex<Vec<(String, i64, i64)>>,
+    /// `claim_usage` fails so.
+    pub claim_fails: Mutex<Option<StoreError>>,
 }
 
 impl FakeStore {
@@ -189,6 +193,13 @@ impl MeteringStore for FakeStore {
         now_unix: i64,
         claim_until: i64,
     ) -> Result<Option<UsageCounter>, StoreError> {
+        self.claims
+            .lock()
+            .unwrap()
+            .push((run.into(), now_unix, claim_until));
+        if let Some(err) = self.claim_fails.lock().unwrap().take() {
+            return Err(err);
+        }
         let Some(key) = key_of(due) else {
             return Ok(None);
         };

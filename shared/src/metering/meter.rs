@@ -791,6 +791,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_run_claims_for_its_lease_and_a_failed_claim_fails_the_run() {
+        let meter1 = meter(one_counter(5), FakeMarket::new());
+        meter1.run(due_now(), None).await.unwrap();
+        let claims = meter1.store.claims.lock().unwrap().clone();
+        assert_eq!(claims.len(), 1);
+        let (_, now, until) = claims[0];
+        assert_eq!(
+            (now, until),
+            (due_now().timestamp(), (due_now() + LEASE).timestamp())
+        );
+
+        let meter2 = meter(one_counter(5), FakeMarket::new());
+        *meter2.store.claim_fails.lock().unwrap() = Some(StoreError::Unavailable("throttled".into()));
+        let err = meter2.run(due_now(), None).await.unwrap_err();
+        assert!(err.to_string().contains("throttled"), "{err}");
+        assert!(meter2.marketplace.calls().is_empty(), "nothing sent");
+    }
+
+    #[tokio::test]
     async fn an_ended_agreements_counters_are_all_sent_at_once_and_its_mark_then_cleared() {
         let store = one_counter(2).with_counter(
             "res_aws_a",
