@@ -425,10 +425,10 @@ async fn usage(id: &str, hours: u32) -> Result<Outcome, Failure> {
     let now = chrono::Utc::now();
     let from = shared::metering::hour_of(now) - chrono::Duration::hours(i64::from(hours) - 1);
     let counters = store.usage_since(id, &shared::metering::hour_text(from)).await?;
-    let mut totals: std::collections::BTreeMap<&str, u64> = Default::default();
-    for counter in &counters {
-        *totals.entry(counter.dimension.as_str()).or_default() += counter.quantity;
-    }
+    let totals: serde_json::Map<String, serde_json::Value> = shared::metering::totals(&counters)
+        .into_iter()
+        .map(|(dimension, reported, _)| (dimension, reported.into()))
+        .collect();
     let unsettled = counters
         .iter()
         .filter(|counter| matches!(counter.state, MeterState::Failed | MeterState::Lost))

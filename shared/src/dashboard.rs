@@ -6,9 +6,7 @@
 use crate::config::{self, ConfigError};
 use crate::html::{self, page, redirect};
 use crate::http::json_response;
-use crate::model::{
-    Account, AuditEvent, MeterState, Platform, Resource, ResourceStatus, Session, SignedInIdentity,
-};
+use crate::model::{Account, AuditEvent, Platform, Resource, ResourceStatus, Session, SignedInIdentity};
 use crate::signin::{clearing_cookie, is_same_origin, session_id};
 use crate::store::{
     AccountStore, AuditReader, DynamoStore, ResourceReader, SessionStore, StoreError, UsageReader,
@@ -174,26 +172,8 @@ async fn month_usage<S: UsageReader>(
         return Ok(None);
     }
     let month = now.format("%Y-%m-01T00:00:00Z").to_string();
-    let mut totals: Vec<(String, u64, u64)> = Vec::new();
-    for counter in store.usage_since(&resource.id, &month).await? {
-        let metered = if counter.state == MeterState::Metered {
-            counter.quantity
-        } else {
-            0
-        };
-        match totals
-            .iter_mut()
-            .find(|(dimension, _, _)| *dimension == counter.dimension)
-        {
-            Some((_, reported, accepted)) => {
-                *reported += counter.quantity;
-                *accepted += metered;
-            }
-            None => totals.push((counter.dimension.clone(), counter.quantity, metered)),
-        }
-    }
-    totals.sort();
-    Ok(Some(totals))
+    let counters = store.usage_since(&resource.id, &month).await?;
+    Ok(Some(crate::metering::totals(&counters)))
 }
 
 async fn panel<S: SessionStore + ResourceReader + AccountStore + AuditReader + UsageReader>(
@@ -436,6 +416,7 @@ fn signed_out() -> Response<Body> {
 mod tests {
     use super::*;
     use crate::model::ConfigMap;
+    use crate::model::MeterState;
     use std::collections::BTreeMap;
 
     /// A premium Clever Cloud resource with one secret config value.

@@ -114,12 +114,11 @@ impl AwsUsageMarketplace {
                     .find(|result| result.usage_record().is_some_and(|sent| record.is(sent)))
                 {
                     return match result.status() {
-                        Some(UsageRecordResultStatus::Success) => Sent::Accepted {
-                            status: "Success".into(),
-                            record_id: result.metering_record_id().map(str::to_string),
-                        },
-                        Some(UsageRecordResultStatus::DuplicateRecord) => Sent::Accepted {
-                            status: "DuplicateRecord".into(),
+                        Some(
+                            status @ (UsageRecordResultStatus::Success
+                            | UsageRecordResultStatus::DuplicateRecord),
+                        ) => Sent::Accepted {
+                            status: status.as_str().into(),
                             record_id: result.metering_record_id().map(str::to_string),
                         },
                         Some(UsageRecordResultStatus::CustomerNotSubscribed) => {

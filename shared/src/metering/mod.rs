@@ -11,6 +11,7 @@ pub mod report;
 mod fake;
 
 use crate::config::{self, ConfigError};
+use crate::model::{MeterState, UsageCounter};
 use chrono::{DateTime, Duration, SecondsFormat, Timelike, Utc};
 
 /// After an hour closes, reports for it are still taken this long by
@@ -110,9 +111,53 @@ pub fn is_open(hour: DateTime<Utc>, now: DateTime<Utc>, grace: Duration) -> bool
     hour <= now && now < hour + Duration::hours(1) + grace
 }
 
+/// What `counters` add up to per dimension, in the dimensions' order:
+/// (dimension, quantity reported, quantity the marketplace accepted).
+pub fn totals(counters: &[UsageCounter]) -> Vec<(String, u64, u64)> {
+    let mut totals: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    for counter in counters {
+        let (reported, accepted) = totals.entry(counter.dimension.as_str()).or_default();
+        *reported += counter.quantity;
+        if counter.state == MeterState::Metered {
+            *accepted += counter.quantity;
+        }
+    }
+    totals
+        .into_iter()
+        .map(|(dimension, (reported, accepted))| (dimension.to_string(), reported, accepted))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn totals_are_what_was_reported_and_what_was_accepted_per_dimension() {
+        let counter = |dimension: &str, quantity: u64, state: MeterState| UsageCounter {
+            resource_id: "res_aws_1".into(),
+            dimension: dimension.into(),
+            hour: "2026-12-07T10:00:00Z".into(),
+            quantity,
+            state,
+            sealed_at: None,
+            attempts: 0,
+            outcome: None,
+            metering_record_id: None,
+            finished_at: None,
+        };
+        let counters = [
+            counter("gb", 5, MeterState::Metered),
+            counter("calls", 2, MeterState::Failed),
+            counter("gb", 7, MeterState::Open),
+            counter("gb", 3, MeterState::Metered),
+        ];
+        assert_eq!(
+            totals(&counters),
+            vec![("calls".into(), 2, 0), ("gb".into(), 15, 8)]
+        );
+        assert!(totals(&[]).is_empty());
+    }
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)

@@ -19,6 +19,8 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem, Update,
 };
 
+/// The partition prefix of a resource's counters and end mark.
+const USAGE_PREFIX: &str = "USAGE#";
 /// The `PendingSync` queue the meter reads.
 pub(crate) const METERING_QUEUE: &str = "metering";
 /// The sort key of a resource's "agreement ended" mark.
@@ -48,7 +50,7 @@ fn internal(err: impl std::fmt::Display) -> StoreError {
 
 impl DynamoStore {
     pub(super) fn usage_partition(resource_id: &str) -> String {
-        format!("USAGE#{resource_id}")
+        format!("{USAGE_PREFIX}{resource_id}")
     }
 
     fn counter_key(resource_id: &str, hour: &str, dimension: &str) -> Item {
@@ -67,7 +69,6 @@ impl DynamoStore {
     ) -> Result<TransactWriteItem, StoreError> {
         let mut item = Self::key(Self::usage_partition(resource_id), FINAL);
         item.insert("entity".into(), s("usage_final"));
-        item.insert("resource_id".into(), s(resource_id));
         item.insert("sync_queue".into(), s(METERING_QUEUE));
         item.insert("sync_since".into(), s(at));
         let put = Put::builder()
@@ -167,16 +168,32 @@ impl DynamoStore {
     }
 }
 
+/// What a usage item's key names: the queue's work, read from
+/// `USAGE#<resource>` / `<hour>#<dimension>` (a counter) or `FINAL` (an
+/// ended agreement's mark); `None` for any other key.
+fn due_of(key: &Item) -> Option<DueUsage> {
+    let resource_id = text(key, "pk")?.strip_prefix(USAGE_PREFIX)?.to_string();
+    let sort = text(key, "sk")?;
+    if sort == FINAL {
+        return Some(DueUsage::Final { resource_id });
+    }
+    let (hour, dimension) = sort.split_once('#')?;
+    Some(DueUsage::Counter {
+        resource_id,
+        dimension: dimension.to_string(),
+        hour: hour.to_string(),
+    })
+}
+
 /// A counter as stored: its resource, hour and dimension are read from its
-/// key (`USAGE#<resource>` / `<hour>#<dimension>`).
+/// key ([`due_of`]).
 fn counter_of(mut item: Item) -> Result<UsageCounter, StoreError> {
-    let resource_id = text(&item, "pk")
-        .and_then(|pk| pk.strip_prefix("USAGE#"))
-        .map(str::to_string);
-    let hour_and_dimension = text(&item, "sk")
-        .and_then(|sk| sk.split_once('#'))
-        .map(|(hour, dimension)| (hour.to_string(), dimension.to_string()));
-    let (Some(resource_id), Some((hour, dimension))) = (resource_id, hour_and_dimension) else {
+    let Some(DueUsage::Counter {
+        resource_id,
+        dimension,
+        hour,
+    }) = due_of(&item)
+    else {
         return Err(StoreError::Internal(
             "a usage counter's key is not USAGE#<resource> / <hour>#<dimension>".into(),
         ));
@@ -259,19 +276,13 @@ impl MeteringStore for DynamoStore {
                 };
                 return Ok(UsageWrite::Refused(resource));
             }
-            let counted_before: Vec<usize> = (0..left.len()).filter(|i| failed(1 + i)).collect();
+            // A retry of a report counted before: those records are done;
+            // the others are counted without them.
+            let (counted_before, rest): (Vec<_>, Vec<_>) =
+                left.iter().enumerate().partition(|(index, _)| failed(1 + index));
             if !counted_before.is_empty() {
-                // A retry of a report counted before: those records are
-                // done; the others are counted without them.
-                let mut index = 0;
-                left.retain(|record| {
-                    let keep = !counted_before.contains(&index);
-                    if !keep {
-                        already.push(record.key.clone());
-                    }
-                    index += 1;
-                    keep
-                });
+                already.extend(counted_before.into_iter().map(|(_, record)| record.key.clone()));
+                left = rest.into_iter().map(|(_, record)| record.clone()).collect();
                 continue;
             }
             if let Some(sealed) = (0..counters.len()).find(|i| failed(1 + left.len() + i)) {
@@ -290,22 +301,7 @@ impl MeteringStore for DynamoStore {
 
     async fn due_usage(&self, before: &str) -> Result<Vec<DueUsage>, StoreError> {
         let keys = self.queued(METERING_QUEUE, Some(before)).await?;
-        Ok(keys
-            .iter()
-            .filter_map(|key| {
-                let resource_id = text(key, "pk")?.strip_prefix("USAGE#")?.to_string();
-                let sort = text(key, "sk")?;
-                if sort == FINAL {
-                    return Some(DueUsage::Final { resource_id });
-                }
-                let (hour, dimension) = sort.split_once('#')?;
-                Some(DueUsage::Counter {
-                    resource_id,
-                    dimension: dimension.to_string(),
-                    hour: hour.to_string(),
-                })
-            })
-            .collect())
+        Ok(keys.iter().filter_map(due_of).collect())
     }
 
     async fn claim_usage(
