@@ -19,8 +19,6 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem, Update,
 };
 
-/// The partition prefix of a resource's counters and end mark.
-const USAGE_PREFIX: &str = "USAGE#";
 /// The `PendingSync` queue the meter reads.
 pub(crate) const METERING_QUEUE: &str = "metering";
 /// The sort key of a resource's "agreement ended" mark.
@@ -50,7 +48,9 @@ fn internal(err: impl std::fmt::Display) -> StoreError {
 
 impl DynamoStore {
     pub(super) fn usage_partition(resource_id: &str) -> String {
-        format!("{USAGE_PREFIX}{resource_id}")
+        // Spelled out: scripts/check_policies.py reads the store's
+        // partition prefixes from its `format!` calls.
+        format!("USAGE#{resource_id}")
     }
 
     fn counter_key(resource_id: &str, hour: &str, dimension: &str) -> Item {
@@ -172,7 +172,9 @@ impl DynamoStore {
 /// `USAGE#<resource>` / `<hour>#<dimension>` (a counter) or `FINAL` (an
 /// ended agreement's mark); `None` for any other key.
 fn due_of(key: &Item) -> Option<DueUsage> {
-    let resource_id = text(key, "pk")?.strip_prefix(USAGE_PREFIX)?.to_string();
+    let resource_id = text(key, "pk")?
+        .strip_prefix(&DynamoStore::usage_partition(""))?
+        .to_string();
     let sort = text(key, "sk")?;
     if sort == FINAL {
         return Some(DueUsage::Final { resource_id });
