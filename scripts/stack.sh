@@ -521,8 +521,11 @@ Add-on provider is running.
                   (link POSTs go to $CLOUD66_PARTNER_ENDPOINT)
   Provisioning:   signed POSTs to $PROVISIONER_URL
   Platforms:      Heroku $HEROKU_API_URL, Scalingo $SCALINGO_API_URL, Clever Cloud $CLEVERCLOUD_API_URL
-  Event sources:  the table's stream and the sweep's schedule drive platform-sync as infra/template.yaml
-                  wires them (log: $RUN_DIR/triggers.log); dead letters: $SYNC_DEAD_LETTER_QUEUE_URL
+  Event sources:  the table's stream and the sweep's schedule drive platform-sync, and the meter's
+                  schedule drives metering, as infra/template.yaml wires them (log: $RUN_DIR/triggers.log);
+                  dead letters: $SYNC_DEAD_LETTER_QUEUE_URL
+  Usage:          signed POST $LOCAL_URL/vendor/resources/{id}/usage (dimensions $METERING_DIMENSIONS;
+                  docs/metering.md); \`provider usage RES_ID\`
   DynamoDB Local: http://127.0.0.1:$DYNAMODB_PORT   table $TABLE_NAME
   Local AWS:      $MOTO_URL (Secrets Manager: $SECRETS_NAME/…, SQS, EventBridge, CloudWatch Logs)
   Events:         provider events [--follow]   (what the bus received; log group $EVENTS_LOG_GROUP)
